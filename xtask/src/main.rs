@@ -1,0 +1,63 @@
+//! `cargo xtask`: the project's developer commands.
+//!
+//! Each command lives in its own module; `main` only dispatches and turns
+//! an [`error::Error`] into one message and an exit code.
+
+mod apt;
+mod cache;
+mod error;
+mod fetch;
+mod pins;
+
+use std::process::ExitCode;
+
+use error::{Error, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  fetch [qemu|linux|all] [options]   download and verify the pinned sources (see `fetch --help`)
+  cache-dir                          print the cache directory
+  help                               this text
+";
+
+fn run(args: &[String]) -> Result<()> {
+    let Some((command, rest)) = args.split_first() else {
+        return Err(Error::usage(format!(
+            "no command given\n{}",
+            USAGE.trim_end()
+        )));
+    };
+    match command.as_str() {
+        "fetch" => fetch::run(rest),
+        "cache-dir" => {
+            if let Some(extra) = rest.first() {
+                return Err(Error::usage(format!(
+                    "cache-dir takes no arguments (got {extra:?})"
+                )));
+            }
+            println!("{}", cache::Cache::from_env()?.root().display());
+            Ok(())
+        }
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(Error::usage(format!(
+            "unknown command {other:?}\n{}",
+            USAGE.trim_end()
+        ))),
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
