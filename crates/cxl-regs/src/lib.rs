@@ -1,0 +1,28 @@
+//! A plain-Rust model of the registers of a CXL device, shared by every
+//! emulator of the vfio-cxl project (the QEMU devices, the vfio-user
+//! software device, tests), so the rules of the spec live in one place.
+//!
+//! No QEMU, no kernel, no I/O: callers feed register accesses in and get
+//! register values and events (a decoder committed, a reset requested) out.
+//! Guest input never panics; what the spec makes read-only, reserved or
+//! locked keeps its value.
+//!
+//! Spec references are to the CXL Specification, Revision 3.1.
+//!
+//! - [`dvsec`]: the PCIe DVSEC for CXL Devices (§8.1.3).
+//! - [`reg_locator`]: the Register Locator DVSEC (§8.1.9).
+//! - [`component`]: the component register block (§8.2.3), with
+//!   [`ras`] (§8.2.4.17) and [`hdm`] (§8.2.4.20) in it.
+//! - [`window`]: HPA ranges, fixed memory windows, interleave encodings,
+//!   HPA/DPA translation.
+//! - [`scenario`]: byte-driven sessions with invariant checks (property
+//!   tests and fuzzing).
+
+pub mod bits;
+pub mod component;
+pub mod dvsec;
+pub mod hdm;
+pub mod ras;
+pub mod reg_locator;
+pub mod scenario;
+pub mod window;
