@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vfio-cxl-core: config-space virtualization of the CXL DVSECs.
+ *
+ * The body of the CXL Device DVSEC (CXL r3.1 8.1.3) is served from a
+ * per-open shadow; no guest write reaches the device's DVSEC. Each register
+ * has one entry in vfio_cxl_dvsec_regs[] saying where reads come from and
+ * which bits a write may change (RW, RW1C, write-once, lockable by
+ * CONFIG_LOCK). The Control2 doorbells (Initiate Cache Write Back and
+ * Invalidation, Initiate CXL Reset) are never forwarded: their completion is
+ * synthesized in Status2. Every other CXL DVSEC (Register Locator, GPF,
+ * ...) reads from the device and drops writes. The rest of config space is
+ * vfio-pci core's.
+ */
+#include <linux/pci.h>
+#include <linux/uaccess.h>
+#include <linux/unaligned.h>
+
+#include "vfio_cxl_priv.h"
+
+/**
+ * struct vfio_cxl_dvsec_reg - guest semantics of one CXL Device DVSEC register
+ * @off: offset in the DVSEC
+ * @width: bytes (2 or 4)
+ * @live: reads come from the device (read-only registers)
+ * @lockable: @rw bits are read-only while CONFIG_LOCK is set
+ * @rwo: @rw bits can only be set, once (write-once)
+ * @rw: bits a write stores in the shadow
+ * @rw1c: bits a write of 1 clears in the shadow
+ * @doorbell: bits whose write of 1 triggers an emulated action; read 0
+ * @set: bits that always read 1
+ * @clear: bits that always read 0
+ */
+struct vfio_cxl_dvsec_reg {
+	u8 off;
+	u8 width;
+	bool live;
+	bool lockable;
+	bool rwo;
+	u32 rw;
+	u32 rw1c;
+	u32 doorbell;
+	u32 set;
+	u32 clear;
+};
+
+/* CXL r3.1 8.1.3.2: RW(L) fields of DVSEC CXL Control (IO_Enable is RO 1) */
+#define VFIO_CXL_CTRL_RW	(VFIO_CXL_DVSEC_CTRL_CACHE_EN |		\
+				 VFIO_CXL_DVSEC_CTRL_MEM_EN |		\
+				 VFIO_CXL_DVSEC_CTRL_SF_COV |		\
+				 VFIO_CXL_DVSEC_CTRL_SF_GRAN |		\
+				 VFIO_CXL_DVSEC_CTRL_CLEAN_EVICT |	\
+				 VFIO_CXL_DVSEC_CTRL_P2P_MEM_EN |	\
+				 VFIO_CXL_DVSEC_CTRL_VIRAL_EN)
+/* CXL r3.1 8.1.3.4: RW fields of DVSEC CXL Control2 */
+#define VFIO_CXL_CTRL2_RW	(VFIO_CXL_DVSEC_CTRL2_DIS_CACHING |	\
+				 VFIO_CXL_DVSEC_CTRL2_RST_MEM_CLR_EN |	\
+				 VFIO_CXL_DVSEC_CTRL2_DESIRED_VOL_HDM |	\
+				 VFIO_CXL_DVSEC_CTRL2_MOD_COMPL_EN)
+#define VFIO_CXL_CTRL2_DOORBELLS (VFIO_CXL_DVSEC_CTRL2_CACHE_WBI |	\
+				  VFIO_CXL_DVSEC_CTRL2_CXL_RESET)
+
+#define VFIO_CXL_RANGE_REGS(i)						\
+	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_HIGH(i), .width = 4, .live = true }, \
+	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_LOW(i), .width = 4, .live = true }, \
+	{ .off = PCI_DVSEC_CXL_RANGE_BASE_HIGH(i), .width = 4,		\
+	  .lockable = true, .rw = GENMASK(31, 0) },			\
+	{ .off = PCI_DVSEC_CXL_RANGE_BASE_LOW(i), .width = 4,		\
+	  .lockable = true, .rw = PCI_DVSEC_CXL_MEM_BASE_LOW,		\
+	  .clear = VFIO_CXL_DVSEC_RANGE_BASE_LOW_RSVD }
+
+/* The write-virtualization table (docs/uapi.md, "Config space"). */
+static const struct vfio_cxl_dvsec_reg vfio_cxl_dvsec_regs[] = {
+	{ .off = VFIO_CXL_DVSEC_CAP, .width = 2, .live = true },
+	{ .off = VFIO_CXL_DVSEC_CTRL, .width = 2, .lockable = true,
+	  .rw = VFIO_CXL_CTRL_RW, .set = VFIO_CXL_DVSEC_CTRL_IO_EN },
+	{ .off = VFIO_CXL_DVSEC_STATUS, .width = 2,
+	  .rw1c = VFIO_CXL_DVSEC_STATUS_VIRAL },
+	{ .off = VFIO_CXL_DVSEC_CTRL2, .width = 2, .rw = VFIO_CXL_CTRL2_RW,
+	  .doorbell = VFIO_CXL_CTRL2_DOORBELLS },
+	{ .off = VFIO_CXL_DVSEC_STATUS2, .width = 2,
+	  .rw1c = VFIO_CXL_DVSEC_STATUS2_VOL_HDM_ERR },
+	{ .off = VFIO_CXL_DVSEC_LOCK, .width = 2, .rwo = true,
+	  .rw = VFIO_CXL_DVSEC_LOCK_CONFIG },
+	{ .off = VFIO_CXL_DVSEC_CAP2, .width = 2, .live = true },
+	VFIO_CXL_RANGE_REGS(0),
+	VFIO_CXL_RANGE_REGS(1),
+	{ .off = VFIO_CXL_DVSEC_CAP3, .width = 2, .live = true },
+};
+
+static u32 vfio_cxl_shadow_get(struct vfio_cxl *cxl, unsigned int off,
+			       unsigned int width)
+{
+	return width == 4 ? get_unaligned_le32(&cxl->dvsec_shadow[off]) :
+			    get_unaligned_le16(&cxl->dvsec_shadow[off]);
+}
+
+static void vfio_cxl_shadow_set(struct vfio_cxl *cxl, unsigned int off,
+				unsigned int width, u32 val)
+{
+	if (width == 4)
+		put_unaligned_le32(val, &cxl->dvsec_shadow[off]);
+	else
+		put_unaligned_le16(val, &cxl->dvsec_shadow[off]);
+}
+
+/**
+ * vfio_cxl_dvsec_init() - start a new open with the bind-time DVSEC
+ * @cxl: device state
+ */
+void vfio_cxl_dvsec_init(struct vfio_cxl *cxl)
+{
+	guard(mutex)(&cxl->cfg_lock);
+	memcpy(cxl->dvsec_shadow, cxl->dvsec_bind, sizeof(cxl->dvsec_shadow));
+}
+
+/**
+ * vfio_cxl_dvsec_reset() - the function was reset: restore the shadow
+ * @cxl: device state
+ */
+void vfio_cxl_dvsec_reset(struct vfio_cxl *cxl)
+{
+	vfio_cxl_dvsec_init(cxl);
+}
+
+static const struct vfio_cxl_dvsec_reg *vfio_cxl_dvsec_reg(unsigned int off)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(vfio_cxl_dvsec_regs); i++) {
+		const struct vfio_cxl_dvsec_reg *r = &vfio_cxl_dvsec_regs[i];
+
+		if (off >= r->off && off < r->off + r->width)
+			return r;
+	}
+	return NULL;
+}
+
+static u32 vfio_cxl_dvsec_read_reg(struct vfio_cxl *cxl,
+				   const struct vfio_cxl_dvsec_reg *r)
+{
+	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
+	u32 val = 0;
+
+	if (r->live) {
+		if (r->width == 4) {
+			pci_read_config_dword(pdev, cxl->dvsec + r->off, &val);
+		} else {
+			u16 v16 = 0;
+
+			pci_read_config_word(pdev, cxl->dvsec + r->off, &v16);
+			val = v16;
+		}
+	} else {
+		val = vfio_cxl_shadow_get(cxl, r->off, r->width);
+	}
+
+	return (val | r->set) & ~(r->clear | r->doorbell);
+}
+
+static void vfio_cxl_dvsec_write_reg(struct vfio_cxl *cxl,
+				     const struct vfio_cxl_dvsec_reg *r,
+				     u32 val, u32 wmask)
+{
+	u32 old, new, rw = r->rw;
+	u32 locked;
+
+	if (r->live)
+		return;
+
+	locked = vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_LOCK, 2) &
+		 VFIO_CXL_DVSEC_LOCK_CONFIG;
+	old = vfio_cxl_shadow_get(cxl, r->off, r->width);
+	if (r->lockable && locked)
+		rw = 0;
+
+	if (r->rwo)
+		new = old | (val & rw & wmask);
+	else
+		new = (old & ~(rw & wmask)) | (val & rw & wmask);
+	new &= ~(val & r->rw1c & wmask);
+	vfio_cxl_shadow_set(cxl, r->off, r->width, new);
+
+	val &= r->doorbell & wmask;
+	if (val) {
+		u32 st2 = vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_STATUS2, 2);
+
+		/* Completion is immediate; the real reset runs at VFIO resets. */
+		if (val & VFIO_CXL_DVSEC_CTRL2_CXL_RESET) {
+			st2 |= VFIO_CXL_DVSEC_STATUS2_RST_DONE;
+			st2 &= ~VFIO_CXL_DVSEC_STATUS2_RST_ERR;
+		}
+		if (val & VFIO_CXL_DVSEC_CTRL2_CACHE_WBI)
+			st2 |= VFIO_CXL_DVSEC_STATUS2_CACHE_INV;
+		vfio_cxl_shadow_set(cxl, VFIO_CXL_DVSEC_STATUS2, 2, st2);
+	}
+}
+
+/*
+ * Access [off, off + n) of the Device DVSEC body, register by register.
+ * Unlisted (reserved) bytes read from the device and ignore writes.
+ */
+static ssize_t vfio_cxl_dvsec_rw(struct vfio_cxl *cxl, char __user *buf,
+				 unsigned int off, size_t n, bool iswrite)
+{
+	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
+	u8 bytes[VFIO_CXL_DVSEC_LEN];
+	unsigned int i;
+
+	if (iswrite && copy_from_user(bytes, buf, n))
+		return -EFAULT;
+
+	guard(mutex)(&cxl->cfg_lock);
+	for (i = 0; i < n; ) {
+		const struct vfio_cxl_dvsec_reg *r = vfio_cxl_dvsec_reg(off + i);
+		unsigned int first, last, b;
+		u32 val, wmask = 0;
+
+		if (!r) {
+			if (!iswrite)
+				pci_read_config_byte(pdev, cxl->dvsec + off + i,
+						     &bytes[i]);
+			i++;
+			continue;
+		}
+
+		first = off + i - r->off;
+		last = min_t(unsigned int, r->width, off + n - r->off);
+		if (iswrite) {
+			val = 0;
+			for (b = first; b < last; b++) {
+				val |= (u32)bytes[i + b - first] << (8 * b);
+				wmask |= 0xffU << (8 * b);
+			}
+			vfio_cxl_dvsec_write_reg(cxl, r, val, wmask);
+		} else {
+			val = vfio_cxl_dvsec_read_reg(cxl, r);
+			for (b = first; b < last; b++)
+				bytes[i + b - first] = val >> (8 * b);
+		}
+		i += last - first;
+	}
+
+	if (!iswrite && copy_to_user(buf, bytes, n))
+		return -EFAULT;
+	return n;
+}
+
+/*
+ * vfio-pci core zaps only BAR mappings when a config write turns Memory
+ * Space off or puts the function in D3hot. Find such a write so that the
+ * memory region's mappings are zapped too (and faults held off meanwhile).
+ */
+static bool vfio_cxl_cfg_write_disables_mem(struct vfio_cxl *cxl,
+					    const char __user *buf,
+					    unsigned int pos, size_t count)
+{
+	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
+	unsigned int pmcsr = pdev->pm_cap + PCI_PM_CTRL;
+	u8 val;
+
+	if (pos <= PCI_COMMAND && pos + count > PCI_COMMAND &&
+	    !get_user(val, buf + PCI_COMMAND - pos) &&
+	    !(val & PCI_COMMAND_MEMORY))
+		return true;
+
+	if (pdev->pm_cap && pos <= pmcsr && pos + count > pmcsr &&
+	    !get_user(val, buf + pmcsr - pos) &&
+	    (val & PCI_PM_CTRL_STATE_MASK) >= PCI_D3hot)
+		return true;
+
+	return false;
+}
+
+static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
+				    unsigned int pos, size_t n, bool iswrite)
+{
+	struct vfio_device *core_vdev = &cxl->cdev->pci_core.vdev;
+	loff_t p = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX) + pos;
+	ssize_t ret;
+
+	if (!iswrite)
+		return vfio_pci_core_read(core_vdev, buf, n, &p);
+
+	if (!vfio_cxl_cfg_write_disables_mem(cxl, buf, pos, n))
+		return vfio_pci_core_write(core_vdev, buf, n, &p);
+
+	vfio_cxl_mem_block(cxl);
+	ret = vfio_pci_core_write(core_vdev, buf, n, &p);
+	vfio_cxl_mem_unblock(cxl);
+	return ret;
+}
+
+/**
+ * vfio_cxl_config_rw() - read()/write() of the config-space region
+ * @cxl: device state
+ * @buf: user buffer
+ * @count: bytes
+ * @ppos: file position, advanced by the result
+ * @iswrite: direction
+ *
+ * Splits the access at the CXL DVSEC boundaries: the Device DVSEC body is
+ * emulated, CXL DVSECs drop writes, everything else goes to vfio-pci core.
+ *
+ * Return: bytes transferred or a negative errno.
+ */
+ssize_t vfio_cxl_config_rw(struct vfio_cxl *cxl, char __user *buf,
+			   size_t count, loff_t *ppos, bool iswrite)
+{
+	struct vfio_device *core_vdev = &cxl->cdev->pci_core.vdev;
+	unsigned int cfg_size = cxl->cdev->pci_core.pdev->cfg_size;
+	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK;
+	unsigned int body = cxl->dvsec + VFIO_CXL_DVSEC_BODY;
+	unsigned int body_end = cxl->dvsec +
+				min_t(unsigned int, cxl->dvsec_len,
+				      VFIO_CXL_DVSEC_LEN);
+	size_t done = 0;
+	ssize_t ret = 0;
+
+	/* Out of range: let vfio-pci core answer as it always does. */
+	if (pos >= cfg_size)
+		return iswrite ? vfio_pci_core_write(core_vdev, buf, count, ppos) :
+				 vfio_pci_core_read(core_vdev, buf, count, ppos);
+	count = min_t(u64, count, cfg_size - pos);
+
+	while (done < count) {
+		unsigned int off = pos + done, next = cfg_size;
+		size_t n = count - done;
+		bool in_ro = false;
+		unsigned int i;
+
+		for (i = 0; i < cxl->nr_ro; i++) {
+			unsigned int s = cxl->ro[i].start;
+			unsigned int e = s + cxl->ro[i].len;
+
+			if (off >= s && off < e) {
+				in_ro = true;
+				next = e;
+				break;
+			}
+			if (s > off && s < next)
+				next = s;
+		}
+		if (off >= body && off < body_end) {
+			n = min_t(size_t, n, body_end - off);
+			ret = vfio_cxl_dvsec_rw(cxl, buf + done, off - cxl->dvsec,
+						n, iswrite);
+		} else if (in_ro && iswrite) {
+			n = min_t(size_t, n, next - off);
+			ret = n;
+		} else {
+			if (off < body && body < next)
+				next = body;
+			n = min_t(size_t, n, next - off);
+			ret = vfio_cxl_cfg_core_rw(cxl, buf + done, off, n,
+						   iswrite);
+		}
+		if (ret <= 0)
+			break;
+		done += ret;
+		if (ret < n)
+			break;
+	}
+
+	if (!done)
+		return ret;
+	*ppos += done;
+	return done;
+}

@@ -1,0 +1,304 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * vfio-cxl-core: the memory region (VFIO_REGION_SUBTYPE_CXL_MEM).
+ *
+ * The device memory behind the firmware-committed HDM decoder, exposed as a
+ * device-specific vfio region. mmap() inserts write-back PFN mappings on
+ * fault (PMD/PUD where aligned) under the vfio-pci memory_lock, with the
+ * same Memory Space and runtime-PM gate as vfio-pci BARs.
+ *
+ * Zapping: vfio-pci core zaps only the file offsets of BAR0..BAR5 when it
+ * disables Memory Space, resets or enters low power. Our region lives at a
+ * device-region index, in the same address_space (the vfio device inode),
+ * so vfio-cxl-core zaps its own range: from the PCI reset_prepare callback
+ * (every function reset, whoever starts it), before a config write clears
+ * Memory Space, and before low-power entry (vfio_cxl_mem_block()).
+ */
+#include <linux/io.h>
+#include <linux/mm.h>
+#include <linux/overflow.h>
+#include <linux/pagemap.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "vfio_cxl_priv.h"
+
+/* Page offset inside a region: vm_pgoff minus the region index bits. */
+#define VFIO_CXL_PGOFF_MASK	((1UL << (VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT)) - 1)
+/* read()/write() bounce through the kernel in pieces of this size. */
+#define VFIO_CXL_RW_CHUNK	SZ_64K
+
+/*
+ * May the memory be accessed now? Called with memory_lock held for read.
+ * After a reset the decoder is validated again before the first access
+ * (the BAR holding it is readable now that Memory Space is known enabled).
+ */
+static bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
+{
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+
+	lockdep_assert_held(&vdev->memory_lock);
+
+	if (READ_ONCE(cxl->resetting) || READ_ONCE(cxl->mem_blocked) ||
+	    vdev->pm_runtime_engaged || !__vfio_pci_memory_enabled(vdev))
+		return false;
+
+	if (READ_ONCE(cxl->recheck)) {
+		guard(mutex)(&cxl->check_lock);
+		if (cxl->recheck) {
+			if (!vfio_cxl_hdm_matches_bind(cxl)) {
+				WRITE_ONCE(cxl->hdm_lost, true);
+				pci_warn(vdev->pdev,
+					 "HDM decoder 0 lost its committed range after reset: memory accesses now fail (SIGBUS/-EIO)\n");
+			}
+			WRITE_ONCE(cxl->recheck, false);
+		}
+	}
+
+	return !READ_ONCE(cxl->hdm_lost);
+}
+
+static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
+					  unsigned int order)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct vfio_cxl *cxl = vma->vm_private_data;
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+	unsigned long addr = ALIGN_DOWN(vmf->address, PAGE_SIZE << order);
+	unsigned long npages = range_len(&cxl->hpa) >> PAGE_SHIFT;
+	unsigned long pgoff, pfn;
+	vm_fault_t ret = VM_FAULT_SIGBUS;
+
+	pgoff = (vma->vm_pgoff & VFIO_CXL_PGOFF_MASK) +
+		linear_page_delta(vma, addr);
+	pfn = PHYS_PFN(cxl->hpa.start) + pgoff;
+
+	if (pgoff >= npages || npages - pgoff < (1UL << order))
+		return order ? VM_FAULT_FALLBACK : VM_FAULT_SIGBUS;
+	if (!is_aligned_for_order(vma, addr, pfn, order))
+		return VM_FAULT_FALLBACK;
+
+	scoped_guard(rwsem_read, &vdev->memory_lock) {
+		if (!vfio_cxl_mem_usable(cxl))
+			return VM_FAULT_SIGBUS;
+		ret = vfio_pci_vmf_insert_pfn(vdev, vmf, pfn, order);
+	}
+
+	return ret;
+}
+
+static vm_fault_t vfio_cxl_mem_fault(struct vm_fault *vmf)
+{
+	return vfio_cxl_mem_huge_fault(vmf, 0);
+}
+
+static const struct vm_operations_struct vfio_cxl_mem_vm_ops = {
+	.fault = vfio_cxl_mem_fault,
+#ifdef CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP
+	.huge_fault = vfio_cxl_mem_huge_fault,
+#endif
+};
+
+static int vfio_cxl_mem_mmap(struct vfio_pci_core_device *vdev,
+			     struct vfio_pci_region *region,
+			     struct vm_area_struct *vma)
+{
+	struct vfio_cxl *cxl = region->data;
+	u64 pgoff = vma->vm_pgoff & VFIO_CXL_PGOFF_MASK;
+	u64 start, len, end;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if ((vma->vm_flags & VM_READ) &&
+	    !(region->flags & VFIO_REGION_INFO_FLAG_READ))
+		return -EINVAL;
+	if ((vma->vm_flags & VM_WRITE) &&
+	    !(region->flags & VFIO_REGION_INFO_FLAG_WRITE))
+		return -EINVAL;
+	if (check_sub_overflow(vma->vm_end, vma->vm_start, &len) ||
+	    check_shl_overflow(pgoff, PAGE_SHIFT, &start) ||
+	    check_add_overflow(start, len, &end) || end > region->size)
+		return -EINVAL;
+
+	/*
+	 * Write-back: the memory is coherent, a non-cached mapping would
+	 * break the coherence the guest relies on. Same flags as
+	 * io_remap_pfn_range() would set; the fault handler inserts PFNs.
+	 */
+	vm_flags_set(vma, VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_private_data = cxl;
+	vma->vm_ops = &vfio_cxl_mem_vm_ops;
+	return 0;
+}
+
+/*
+ * read()/write() exist for tools that do not map the region: debuggers,
+ * inspection and migration tools, pread()-based tests. A VMM maps it.
+ * They bounce through a kernel buffer so that no user page fault is taken
+ * with memory_lock held (the user buffer may itself be a mapping of this
+ * device).
+ */
+static ssize_t vfio_cxl_mem_rw(struct vfio_pci_core_device *vdev,
+			       char __user *buf, size_t count, loff_t *ppos,
+			       bool iswrite)
+{
+	struct vfio_cxl *cxl = container_of(vdev, struct vfio_cxl_core_device,
+					    pci_core)->cxl;
+	u64 pos = *ppos & VFIO_PCI_OFFSET_MASK;
+	u64 size = range_len(&cxl->hpa);
+	size_t done = 0;
+	ssize_t ret = 0;
+	u64 end;
+	void *bounce;
+
+	if (check_add_overflow(pos, (u64)count, &end) || pos >= size)
+		return -EINVAL;
+	if (!vfio_cxl_host_access)
+		return -EIO;
+
+	count = min_t(u64, count, size - pos);
+	bounce = kmalloc(min_t(size_t, count, VFIO_CXL_RW_CHUNK), GFP_KERNEL);
+	if (!bounce)
+		return -ENOMEM;
+
+	while (done < count) {
+		size_t n = min_t(size_t, count - done, VFIO_CXL_RW_CHUNK);
+		void *kva = cxl->mem_kva + pos + done;
+
+		if (iswrite && copy_from_user(bounce, buf + done, n)) {
+			ret = -EFAULT;
+			break;
+		}
+		scoped_guard(rwsem_read, &vdev->memory_lock) {
+			if (!vfio_cxl_mem_usable(cxl))
+				ret = -EIO;
+			else if (iswrite)
+				memcpy(kva, bounce, n);
+			else
+				memcpy(bounce, kva, n);
+		}
+		if (ret)
+			break;
+		if (!iswrite && copy_to_user(buf + done, bounce, n)) {
+			ret = -EFAULT;
+			break;
+		}
+		done += n;
+	}
+	kfree(bounce);
+
+	if (!done)
+		return ret;
+	*ppos += done;
+	return done;
+}
+
+static void vfio_cxl_mem_release(struct vfio_pci_core_device *vdev,
+				 struct vfio_pci_region *region)
+{
+	struct vfio_cxl *cxl = region->data;
+
+	memunmap(cxl->mem_kva);
+	cxl->mem_kva = NULL;
+}
+
+static const struct vfio_pci_regops vfio_cxl_mem_regops = {
+	.rw = vfio_cxl_mem_rw,
+	.mmap = vfio_cxl_mem_mmap,
+	.release = vfio_cxl_mem_release,
+};
+
+/**
+ * vfio_cxl_mem_register() - register the memory region for this open
+ * @cxl: device state
+ *
+ * Called between vfio_pci_core_enable() and vfio_pci_core_finish_enable();
+ * vfio_pci_core_disable() releases the region (and the kernel mapping).
+ *
+ * Return: 0 or a negative errno.
+ */
+int vfio_cxl_mem_register(struct vfio_cxl *cxl)
+{
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+	int index = VFIO_PCI_NUM_REGIONS + vdev->num_regions;
+	int ret;
+
+	cxl->mem_kva = memremap(cxl->hpa.start, range_len(&cxl->hpa),
+				MEMREMAP_WB);
+	if (!cxl->mem_kva) {
+		pci_err(vdev->pdev, "cannot map %pra write-back\n", &cxl->hpa);
+		return -ENOMEM;
+	}
+
+	ret = vfio_pci_core_register_dev_region(vdev, VFIO_REGION_TYPE_CXL,
+						VFIO_REGION_SUBTYPE_CXL_MEM,
+						&vfio_cxl_mem_regops,
+						range_len(&cxl->hpa),
+						VFIO_REGION_INFO_FLAG_READ |
+						VFIO_REGION_INFO_FLAG_WRITE |
+						VFIO_REGION_INFO_FLAG_MMAP,
+						cxl);
+	if (ret) {
+		memunmap(cxl->mem_kva);
+		cxl->mem_kva = NULL;
+		return ret;
+	}
+
+	cxl->mem_index = index;
+	WRITE_ONCE(cxl->hdm_lost, false);
+	WRITE_ONCE(cxl->recheck, true);
+	WRITE_ONCE(cxl->mem_blocked, false);
+	return 0;
+}
+
+/**
+ * vfio_cxl_mem_zap() - remove every user mapping of the memory region
+ * @cxl: device state
+ *
+ * The next access faults again and goes through the Memory Space, reset and
+ * decoder checks.
+ */
+void vfio_cxl_mem_zap(struct vfio_cxl *cxl)
+{
+	struct vfio_device *core_vdev = &cxl->cdev->pci_core.vdev;
+
+	if (cxl->mem_index < 0)
+		return;
+	unmap_mapping_range(core_vdev->inode->i_mapping,
+			    VFIO_PCI_INDEX_TO_OFFSET(cxl->mem_index),
+			    range_len(&cxl->hpa), true);
+}
+
+/**
+ * vfio_cxl_mem_block() - fail faults and zap mappings until unblocked
+ * @cxl: device state
+ *
+ * Used around operations of vfio-pci core that turn off Memory Space or
+ * power and zap only the BAR mappings themselves. A fault racing with such
+ * an operation must not install a mapping that outlives it.
+ */
+void vfio_cxl_mem_block(struct vfio_cxl *cxl)
+{
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+
+	down_write(&vdev->memory_lock);
+	WRITE_ONCE(cxl->mem_blocked, true);
+	vfio_cxl_mem_zap(cxl);
+	up_write(&vdev->memory_lock);
+}
+
+/**
+ * vfio_cxl_mem_unblock() - let faults in again
+ * @cxl: device state
+ *
+ * They still fail while Memory Space is disabled or the device is in a
+ * low-power state: those checks are made at each fault.
+ */
+void vfio_cxl_mem_unblock(struct vfio_cxl *cxl)
+{
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+
+	down_write(&vdev->memory_lock);
+	WRITE_ONCE(cxl->mem_blocked, false);
+	up_write(&vdev->memory_lock);
+}
