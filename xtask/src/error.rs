@@ -1,7 +1,8 @@
 //! One error type for every xtask command.
 //!
 //! Every failure ends up as one message printed by `main` plus a non-zero
-//! exit code: 2 for a wrong command line, 1 for everything else. Nothing in
+//! exit code: 2 for a wrong command line, 3 when a command cannot run yet
+//! because parts of the project are missing, 1 for everything else. Nothing in
 //! xtask is supposed to panic on bad input or a failing tool.
 
 use std::fmt;
@@ -11,6 +12,7 @@ use std::fmt;
 pub struct Error {
     message: String,
     usage: bool,
+    incomplete: bool,
 }
 
 impl Error {
@@ -19,6 +21,16 @@ impl Error {
         Self {
             message: message.into(),
             usage: false,
+            incomplete: false,
+        }
+    }
+
+    /// What was asked for cannot run yet: parts of the project are missing.
+    pub fn incomplete(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            usage: false,
+            incomplete: true,
         }
     }
 
@@ -27,6 +39,7 @@ impl Error {
         Self {
             message: message.into(),
             usage: true,
+            incomplete: false,
         }
     }
 
@@ -43,6 +56,8 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         if self.usage {
             2
+        } else if self.incomplete {
+            3
         } else {
             1
         }

@@ -5,9 +5,11 @@
 
 mod apt;
 mod cache;
+mod demo;
 mod error;
 mod fetch;
 mod pins;
+mod test;
 
 use std::process::ExitCode;
 
@@ -18,6 +20,8 @@ usage: cargo xtask <command> [args]
 
 commands:
   fetch [qemu|linux|all] [options]   download and verify the pinned sources (see `fetch --help`)
+  demo [options]                     the main job: end-to-end run (partial, see README)
+  test [--no-fuzz|--fuzz-seconds N]  the test command: fmt, clippy, tests, bounded fuzzing
   cache-dir                          print the cache directory
   help                               this text
 ";
@@ -31,6 +35,8 @@ fn run(args: &[String]) -> Result<()> {
     };
     match command.as_str() {
         "fetch" => fetch::run(rest),
+        "test" => test::run(rest),
+        "demo" => demo::run(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {
                 return Err(Error::usage(format!(

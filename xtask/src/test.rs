@@ -1,0 +1,181 @@
+//! `cargo xtask test`: the project's test command (README, `.ci/run`).
+//!
+//! Runs every check of the default tier in order and stops at the first
+//! failure, naming it. Each step prints a header and its duration so a CI
+//! log shows where the time goes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz]
+
+Runs, in order: rustfmt check, clippy -D warnings, cargo nextest (unit,
+property and uAPI header tests), and a bounded cargo-fuzz run of the
+register model (default 30 s; needs cargo-fuzz, see docs/testing.md).";
+
+#[derive(Debug)]
+struct Options {
+    fuzz_seconds: u32,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut options = Options { fuzz_seconds: 30 };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--no-fuzz" => options.fuzz_seconds = 0,
+            "--fuzz-seconds" => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| Error::usage("--fuzz-seconds needs a number"))?;
+                options.fuzz_seconds = value.parse().map_err(|_| {
+                    Error::usage(format!(
+                        "--fuzz-seconds: {value:?} is not a number of seconds"
+                    ))
+                })?;
+            }
+            "-h" | "--help" => return Err(Error::usage(USAGE)),
+            other => {
+                return Err(Error::usage(format!(
+                    "test: unknown argument {other:?}\n{USAGE}"
+                )))
+            }
+        }
+    }
+    Ok(options)
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent directory")
+        .to_path_buf()
+}
+
+/// Runs one step: prints a header, runs `command`, reports its duration.
+pub fn step(name: &str, command: &mut Command) -> Result<()> {
+    println!("==> {name}");
+    let start = Instant::now();
+    let status = command.status().map_err(|e| {
+        Error::msg(format!(
+            "{name}: cannot start {:?}: {e}",
+            command.get_program()
+        ))
+    })?;
+    let took = start.elapsed().as_secs_f32();
+    if !status.success() {
+        return Err(Error::msg(format!(
+            "{name} failed ({status}) after {took:.1} s"
+        )));
+    }
+    println!("<== {name}: ok ({took:.1} s)");
+    Ok(())
+}
+
+fn cargo(root: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(root).args(args);
+    c
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let root = repo_root();
+    step(
+        "rustfmt",
+        &mut cargo(&root, &["fmt", "--all", "--", "--check"]),
+    )?;
+    step(
+        "clippy",
+        &mut cargo(
+            &root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    )?;
+    step(
+        "fuzz target builds",
+        &mut cargo(&root.join("crates/cxl-regs/fuzz"), &["check", "--quiet"]),
+    )?;
+    step(
+        "tests (cargo nextest)",
+        &mut cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]),
+    )?;
+    if options.fuzz_seconds > 0 {
+        fuzz(&root, options.fuzz_seconds)?;
+    }
+    Ok(())
+}
+
+/// A bounded coverage-guided run from the committed corpus. New inputs go
+/// to a scratch directory so the checkout stays clean.
+fn fuzz(root: &Path, seconds: u32) -> Result<()> {
+    let crate_dir = root.join("crates/cxl-regs");
+    let scratch = root.join("target/fuzz-corpus/hdm_writes");
+    std::fs::create_dir_all(&scratch).map_err(|e| Error::io(scratch.display(), e))?;
+    let max_time = format!("-max_total_time={seconds}");
+    let scratch = scratch.to_string_lossy().into_owned();
+    let mut command = cargo(
+        &crate_dir,
+        &[
+            "fuzz",
+            "run",
+            "--sanitizer",
+            "none",
+            "hdm_writes",
+            &scratch,
+            "fuzz/corpus/hdm_writes",
+            "--",
+            &max_time,
+            "-max_len=512",
+        ],
+    );
+    step(&format!("fuzz hdm_writes ({seconds} s)"), &mut command).map_err(|e| {
+        Error::msg(format!(
+            "{e}\n(cargo-fuzz missing? `cargo install cargo-fuzz --locked`; or run with --no-fuzz)"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_parse_and_reject_bad_input() {
+        assert_eq!(parse(&args(&[])).unwrap().fuzz_seconds, 30);
+        assert_eq!(parse(&args(&["--no-fuzz"])).unwrap().fuzz_seconds, 0);
+        assert_eq!(
+            parse(&args(&["--fuzz-seconds", "5"])).unwrap().fuzz_seconds,
+            5
+        );
+        assert!(parse(&args(&["--fuzz-seconds"])).unwrap_err().is_usage());
+        assert!(parse(&args(&["--fuzz-seconds", "x"]))
+            .unwrap_err()
+            .is_usage());
+        assert!(parse(&args(&["--bogus"])).unwrap_err().is_usage());
+    }
+
+    #[test]
+    fn repo_root_holds_the_workspace() {
+        assert!(repo_root().join("Cargo.toml").is_file());
+        assert!(repo_root()
+            .join("crates/cxl-regs/fuzz/Cargo.toml")
+            .is_file());
+    }
+}
