@@ -340,9 +340,9 @@ ssize_t vfio_cxl_comp_bar_rw(struct vfio_cxl *cxl, char __user *buf,
 				size_t i;
 				u8 ones = 0xff;
 
-				for (i = 0; i < n; i++)
+				for (i = 0; i < n && ret >= 0; i++)
 					if (copy_to_user(buf + done + i, &ones, 1))
-						return done ? done : -EFAULT;
+						ret = -EFAULT;
 			}
 		} else {
 			ret = vfio_cxl_bar_io(cxl, buf + done, off, n, iswrite);

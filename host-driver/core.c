@@ -432,7 +432,7 @@ static void vfio_cxl_core_reset_done(struct pci_dev *pdev)
 	WRITE_ONCE(cxl->resetting, false);
 }
 
-/**
+/*
  * vfio_cxl_core_err_handlers - PCI error and reset callbacks
  *
  * For the pci_driver of a vfio-cxl variant driver: vfio-pci core's AER

@@ -18,6 +18,9 @@
 
 #include "vfio_cxl_priv.h"
 
+/* PCI Bus Power Management r1.2 3.2.4: PMCSR PowerState 11b is D3hot. */
+#define VFIO_CXL_PMCSR_D3HOT	0x3
+
 /**
  * struct vfio_cxl_dvsec_reg - guest semantics of one CXL Device DVSEC register
  * @off: offset in the DVSEC
@@ -60,15 +63,6 @@ struct vfio_cxl_dvsec_reg {
 #define VFIO_CXL_CTRL2_DOORBELLS (VFIO_CXL_DVSEC_CTRL2_CACHE_WBI |	\
 				  VFIO_CXL_DVSEC_CTRL2_CXL_RESET)
 
-#define VFIO_CXL_RANGE_REGS(i)						\
-	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_HIGH(i), .width = 4, .live = true }, \
-	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_LOW(i), .width = 4, .live = true }, \
-	{ .off = PCI_DVSEC_CXL_RANGE_BASE_HIGH(i), .width = 4,		\
-	  .lockable = true, .rw = GENMASK(31, 0) },			\
-	{ .off = PCI_DVSEC_CXL_RANGE_BASE_LOW(i), .width = 4,		\
-	  .lockable = true, .rw = PCI_DVSEC_CXL_MEM_BASE_LOW,		\
-	  .clear = VFIO_CXL_DVSEC_RANGE_BASE_LOW_RSVD }
-
 /* The write-virtualization table (docs/uapi.md, "Config space"). */
 static const struct vfio_cxl_dvsec_reg vfio_cxl_dvsec_regs[] = {
 	{ .off = VFIO_CXL_DVSEC_CAP, .width = 2, .live = true },
@@ -83,8 +77,20 @@ static const struct vfio_cxl_dvsec_reg vfio_cxl_dvsec_regs[] = {
 	{ .off = VFIO_CXL_DVSEC_LOCK, .width = 2, .rwo = true,
 	  .rw = VFIO_CXL_DVSEC_LOCK_CONFIG },
 	{ .off = VFIO_CXL_DVSEC_CAP2, .width = 2, .live = true },
-	VFIO_CXL_RANGE_REGS(0),
-	VFIO_CXL_RANGE_REGS(1),
+	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_HIGH(0), .width = 4, .live = true },
+	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_LOW(0), .width = 4, .live = true },
+	{ .off = PCI_DVSEC_CXL_RANGE_BASE_HIGH(0), .width = 4, .lockable = true,
+	  .rw = GENMASK(31, 0) },
+	{ .off = PCI_DVSEC_CXL_RANGE_BASE_LOW(0), .width = 4, .lockable = true,
+	  .rw = PCI_DVSEC_CXL_MEM_BASE_LOW,
+	  .clear = VFIO_CXL_DVSEC_RANGE_BASE_LOW_RSVD },
+	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_HIGH(1), .width = 4, .live = true },
+	{ .off = PCI_DVSEC_CXL_RANGE_SIZE_LOW(1), .width = 4, .live = true },
+	{ .off = PCI_DVSEC_CXL_RANGE_BASE_HIGH(1), .width = 4, .lockable = true,
+	  .rw = GENMASK(31, 0) },
+	{ .off = PCI_DVSEC_CXL_RANGE_BASE_LOW(1), .width = 4, .lockable = true,
+	  .rw = PCI_DVSEC_CXL_MEM_BASE_LOW,
+	  .clear = VFIO_CXL_DVSEC_RANGE_BASE_LOW_RSVD },
 	{ .off = VFIO_CXL_DVSEC_CAP3, .width = 2, .live = true },
 };
 
@@ -266,7 +272,7 @@ static bool vfio_cxl_cfg_write_disables_mem(struct vfio_cxl *cxl,
 
 	if (pdev->pm_cap && pos <= pmcsr && pos + count > pmcsr &&
 	    !get_user(val, buf + pmcsr - pos) &&
-	    (val & PCI_PM_CTRL_STATE_MASK) >= PCI_D3hot)
+	    (val & PCI_PM_CTRL_STATE_MASK) == VFIO_CXL_PMCSR_D3HOT)
 		return true;
 
 	return false;

@@ -162,7 +162,7 @@ struct vfio_cxl {
 	u32 hdm_bind[VFIO_CXL_HDM_SIZE(VFIO_CXL_HDM_MAX_DECODERS) / 4];
 	u32 hdm_view[VFIO_CXL_HDM_SIZE(VFIO_CXL_HDM_MAX_DECODERS) / 4];
 
-	struct mutex cfg_lock;
+	struct mutex cfg_lock;		/* protects dvsec_shadow */
 	u8 dvsec_shadow[VFIO_CXL_DVSEC_LEN];
 
 	void *mem_kva;
@@ -175,7 +175,7 @@ struct vfio_cxl {
 	bool recheck;
 	bool hdm_lost;
 	bool mem_blocked;
-	struct mutex check_lock;
+	struct mutex check_lock;	/* serializes decoder re-validation */
 };
 
 static inline struct vfio_cxl *vdev_to_cxl(struct vfio_device *core_vdev)
