@@ -13,9 +13,9 @@ use crate::error::{Error, Result};
 const USAGE: &str = "\
 usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz]
 
-Runs, in order: rustfmt check, clippy -D warnings, cargo nextest (unit,
-property and uAPI header tests), and a bounded cargo-fuzz run of the
-register model (default 30 s; needs cargo-fuzz, see docs/testing.md).";
+Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
+run of the register model (default 30 s; needs cargo-fuzz, see
+docs/testing.md), and cargo nextest (unit, property and uAPI tests).";
 
 #[derive(Debug)]
 struct Options {
@@ -108,14 +108,14 @@ pub fn run(args: &[String]) -> Result<()> {
         "fuzz target builds",
         &mut cargo(&root.join("crates/cxl-regs/fuzz"), &["check", "--quiet"]),
     )?;
-    step(
-        "tests (cargo nextest)",
-        &mut cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]),
-    )?;
     if options.fuzz_seconds > 0 {
         fuzz(&root, options.fuzz_seconds)?;
     }
-    Ok(())
+    // Last, so that its summary closes the log.
+    step(
+        "tests (cargo nextest)",
+        &mut cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]),
+    )
 }
 
 /// A bounded coverage-guided run from the committed corpus. New inputs go
@@ -141,11 +141,30 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
             "-max_len=512",
         ],
     );
-    step(&format!("fuzz hdm_writes ({seconds} s)"), &mut command).map_err(|e| {
+    let name = format!("fuzz hdm_writes ({seconds} s)");
+    println!("==> {name}");
+    let start = Instant::now();
+    // libFuzzer is chatty: keep its log, show the summary or, on failure, the tail.
+    let out = command.output().map_err(|e| {
         Error::msg(format!(
-            "{e}\n(cargo-fuzz missing? `cargo install cargo-fuzz --locked`; or run with --no-fuzz)"
+            "{name}: cannot run cargo fuzz ({e}); `cargo install --locked cargo-fuzz`, or --no-fuzz"
         ))
-    })
+    })?;
+    let took = start.elapsed().as_secs_f32();
+    let log = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let tail: Vec<_> = log.lines().rev().take(40).collect();
+        tail.iter().rev().for_each(|line| eprintln!("{line}"));
+        return Err(Error::msg(format!(
+            "{name} failed ({}) after {took:.1} s",
+            out.status
+        )));
+    }
+    if let Some(done) = log.lines().rfind(|l| l.starts_with("Done ")) {
+        println!("{done}");
+    }
+    println!("<== {name}: ok ({took:.1} s)");
+    Ok(())
 }
 
 #[cfg(test)]
