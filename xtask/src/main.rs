@@ -6,6 +6,7 @@
 mod apt;
 mod cache;
 mod demo;
+mod driver;
 mod error;
 mod fetch;
 mod pins;
@@ -21,7 +22,8 @@ usage: cargo xtask <command> [args]
 commands:
   fetch [qemu|linux|all] [options]   download and verify the pinned sources (see `fetch --help`)
   demo [options]                     the main job: end-to-end run (partial, see README)
-  test [--no-fuzz|--fuzz-seconds N]  the test command: fmt, clippy, tests, bounded fuzzing
+  test [options]                     the test command: fmt, clippy, fuzzing, driver tier, tests
+  build-driver                       build the host driver against the pinned 7.3.4 tree
   cache-dir                          print the cache directory
   help                               this text
 ";
@@ -37,6 +39,7 @@ fn run(args: &[String]) -> Result<()> {
         "fetch" => fetch::run(rest),
         "test" => test::run(rest),
         "demo" => demo::run(rest),
+        "build-driver" => driver::run_build(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {
                 return Err(Error::usage(format!(

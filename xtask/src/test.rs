@@ -11,23 +11,31 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz]
+usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver]
 
 Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
-run of the register model (default 30 s; needs cargo-fuzz, see
-docs/testing.md), and cargo nextest (unit, property and uAPI tests).";
+run of the register model (default 30 s; needs cargo-fuzz), the host
+driver tier (fetch the pinned Linux packages, prepare the 7.3.4 tree, build
+the modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
+apply + build it in-tree; needs tools/setup-apt once), and cargo nextest
+(unit, property and uAPI tests). See docs/testing.md.";
 
 #[derive(Debug)]
 struct Options {
     fuzz_seconds: u32,
+    driver: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options { fuzz_seconds: 30 };
+    let mut options = Options {
+        fuzz_seconds: 30,
+        driver: true,
+    };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--no-fuzz" => options.fuzz_seconds = 0,
+            "--no-driver" => options.driver = false,
             "--fuzz-seconds" => {
                 let value = args
                     .next()
@@ -111,6 +119,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if options.fuzz_seconds > 0 {
         fuzz(&root, options.fuzz_seconds)?;
     }
+    if options.driver {
+        crate::driver::test()?;
+    }
     // Last, so that its summary closes the log.
     step(
         "tests (cargo nextest)",
@@ -179,6 +190,8 @@ mod tests {
     fn options_parse_and_reject_bad_input() {
         assert_eq!(parse(&args(&[])).unwrap().fuzz_seconds, 30);
         assert_eq!(parse(&args(&["--no-fuzz"])).unwrap().fuzz_seconds, 0);
+        assert!(parse(&args(&[])).unwrap().driver);
+        assert!(!parse(&args(&["--no-driver"])).unwrap().driver);
         assert_eq!(
             parse(&args(&["--fuzz-seconds", "5"])).unwrap().fuzz_seconds,
             5

@@ -1,0 +1,122 @@
+//! The host driver's build and checks, over host-driver/'s scripts:
+//! `cargo xtask build-driver` and the driver tier of `cargo xtask test`.
+//!
+//! Paths come from the cache (`cargo xtask cache-dir`) so the scripts, the
+//! fetch command and CI agree on where the pinned debs and the prepared
+//! 7.3.4 tree live; nothing is built inside the checkout except the modules.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::fetch;
+use crate::pins::{self, Pins};
+use crate::test::{repo_root, step};
+
+const USAGE: &str = "\
+usage: cargo xtask build-driver
+
+Fetches the pinned Linux packages (if needed), prepares the 7.3.4 tree in
+the cache (host-driver/scripts/prepare-tree, a no-op when up to date) and
+builds vfio-cxl-core.ko and vfio-cxl-pci.ko in host-driver/. Prints the
+modules' paths.";
+
+/// Where the pinned debs are and where the prepared tree goes.
+struct Paths {
+    debs: PathBuf,
+    tree: PathBuf,
+}
+
+fn paths() -> Result<Paths> {
+    let pins = Pins::load(&pins::default_path())?;
+    let cache = Cache::from_env()?;
+    let upstream = &pins.linux.upstream;
+    Ok(Paths {
+        debs: cache.linux_debs_dir(upstream),
+        tree: cache.root().join("linux").join(upstream).join("tree"),
+    })
+}
+
+fn script(name: &str, paths: &Paths, tree_flag: &str) -> Command {
+    let mut c = Command::new(repo_root().join("host-driver/scripts").join(name));
+    c.arg("--debs")
+        .arg(&paths.debs)
+        .arg(tree_flag)
+        .arg(&paths.tree);
+    c
+}
+
+fn make(paths: &Paths, target: Option<&str>) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C")
+        .arg(repo_root().join("host-driver"))
+        .arg(format!("KDIR={}", paths.tree.display()));
+    c.args(target);
+    c
+}
+
+/// Fetches, prepares the tree and builds the modules.
+fn build_modules() -> Result<Paths> {
+    fetch::run(&["linux".to_owned()])?;
+    let paths = paths()?;
+    step(
+        "prepare the Linux 7.3.4 tree",
+        &mut script("prepare-tree", &paths, "--out"),
+    )?;
+    step("build the host driver", &mut make(&paths, None))?;
+    Ok(paths)
+}
+
+pub fn run_build(args: &[String]) -> Result<()> {
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("-h" | "--help") => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        Some(other) => {
+            return Err(Error::usage(format!(
+                "build-driver: unknown argument {other:?}\n{USAGE}"
+            )))
+        }
+    }
+    build_modules()?;
+    for module in ["vfio-cxl-core.ko", "vfio-cxl-pci.ko"] {
+        println!("{}", repo_root().join("host-driver").join(module).display());
+    }
+    Ok(())
+}
+
+/// The driver tier of the test command: build, static checks, and the
+/// in-tree series (current, applies to v7.3.4, builds with W=1).
+pub fn test() -> Result<()> {
+    let paths = build_modules()?;
+    step(
+        "host driver checks (W=1, checkpatch --strict, kernel-doc, sparse)",
+        &mut make(&paths, Some("check")),
+    )?;
+
+    let scratch = repo_root().join("target/linux-patches");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut generate = Command::new(repo_root().join("host-driver/scripts/gen-patches"));
+    generate
+        .arg("--debs")
+        .arg(&paths.debs)
+        .arg("--out")
+        .arg(&scratch);
+    step("regenerate patches/linux", &mut generate)?;
+    let mut diff = Command::new("diff");
+    diff.arg("-ru")
+        .arg(repo_root().join("patches/linux"))
+        .arg(&scratch);
+    step("patches/linux is current", &mut diff).map_err(|e| {
+        Error::msg(format!(
+            "{e}\npatches/linux is stale: run host-driver/scripts/gen-patches and commit"
+        ))
+    })?;
+    step(
+        "patches/linux applies to v7.3.4 and builds",
+        &mut script("check-patches", &paths, "--ktree"),
+    )
+}
