@@ -15,12 +15,14 @@ use crate::pins::{self, Pins};
 use crate::test::{repo_root, step};
 
 const USAGE: &str = "\
-usage: cargo xtask build-driver
+usage: cargo xtask build-driver [--copy-to DIR]
 
 Fetches the pinned Linux packages (if needed), prepares the 7.3.4 tree in
 the cache (host-driver/scripts/prepare-tree, a no-op when up to date) and
-builds vfio-cxl-core.ko and vfio-cxl-pci.ko in host-driver/. Prints the
-modules' paths.";
+builds vfio-cxl-core.ko and vfio-cxl-pci.ko in host-driver/ (and copies
+them to DIR with --copy-to). Prints the modules' paths.";
+
+const MODULES: [&str; 2] = ["vfio-cxl-core.ko", "vfio-cxl-pci.ko"];
 
 /// Where the pinned debs are and where the prepared tree goes.
 struct Paths {
@@ -69,21 +71,33 @@ fn build_modules() -> Result<Paths> {
 }
 
 pub fn run_build(args: &[String]) -> Result<()> {
-    match args.first().map(String::as_str) {
-        None => {}
-        Some("-h" | "--help") => {
+    let copy_to = match args {
+        [] => None,
+        [flag] if flag == "-h" || flag == "--help" => {
             print!("{USAGE}");
             return Ok(());
         }
-        Some(other) => {
+        [flag, dir] if flag == "--copy-to" => Some(PathBuf::from(dir)),
+        _ => {
             return Err(Error::usage(format!(
-                "build-driver: unknown argument {other:?}\n{USAGE}"
+                "build-driver: bad arguments {args:?}\n{USAGE}"
             )))
         }
-    }
+    };
     build_modules()?;
-    for module in ["vfio-cxl-core.ko", "vfio-cxl-pci.ko"] {
-        println!("{}", repo_root().join("host-driver").join(module).display());
+    for module in MODULES {
+        let built = repo_root().join("host-driver").join(module);
+        let shown = match &copy_to {
+            Some(dir) => {
+                let dest = dir.join(module);
+                std::fs::copy(&built, &dest).map_err(|e| {
+                    Error::io(format!("copy {} to {}", built.display(), dest.display()), e)
+                })?;
+                dest
+            }
+            None => built,
+        };
+        println!("{}", shown.display());
     }
     Ok(())
 }
