@@ -10,6 +10,7 @@ mod driver;
 mod error;
 mod fetch;
 mod pins;
+mod qemu;
 mod test;
 
 use std::process::ExitCode;
@@ -24,6 +25,10 @@ commands:
   demo [options]                     the main job: end-to-end run (partial, see README)
   test [options]                     the test command: fmt, clippy, fuzzing, driver tier, tests
   build-driver                       build the host driver against the pinned 7.3.4 tree
+  build-qemu [options]               build qemu-system-x86_64 with the series (see `build-qemu --help`)
+  qemu-path [--firmware-args]        print the built qemu-system-x86_64 (or its -L options)
+  gen-qemu-patches                   regenerate patches/qemu/ from qemu-device/
+  check-qemu-patches                 fail if patches/qemu/ is stale (CI)
   cache-dir                          print the cache directory
   help                               this text
 ";
@@ -40,6 +45,10 @@ fn run(args: &[String]) -> Result<()> {
         "test" => test::run(rest),
         "demo" => demo::run(rest),
         "build-driver" => driver::run_build(rest),
+        "build-qemu" => qemu::run_build(rest),
+        "qemu-path" => qemu::run_path(rest),
+        "gen-qemu-patches" => qemu::run_gen(rest),
+        "check-qemu-patches" => qemu::run_check(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {
                 return Err(Error::usage(format!(
