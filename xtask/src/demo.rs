@@ -13,15 +13,22 @@ const USAGE: &str = "\
 usage: cargo xtask demo [--setup-apt] [--pin NAME=VERSION ...]
 
 The end-to-end demonstration. Today it fetches and verifies the pinned
-sources (options are passed to `cargo xtask fetch`) and builds the host
-driver, then reports the end-to-end steps that are not implemented yet and
+sources (options are passed to `cargo xtask fetch`), builds the host
+driver and QEMU, then reports the end-to-end steps that are not implemented yet and
 exits with status 3.";
 
 /// The end-to-end steps and whether they exist yet.
 const STEPS: &[(&str, bool)] = &[
     ("fetch and verify the pinned QEMU and Linux sources", true),
     ("build the host driver against the pinned 7.3.4 tree", true),
-    ("build QEMU 10.2.2 with the project's devices", false),
+    (
+        "build QEMU 10.2.2 (pinned source + patches/qemu) with Rust",
+        true,
+    ),
+    (
+        "the project's QEMU devices (cxl-accel, vfio-cxl, vfio-user-cxl)",
+        false,
+    ),
     (
         "boot a guest on the emulated cxl-accel device, bind vfio-cxl-pci",
         false,
@@ -47,6 +54,8 @@ pub fn run(args: &[String]) -> Result<()> {
     fetch::run(&fetch_args)?;
     println!("\n==> build the host driver");
     crate::driver::run_build(&[])?;
+    println!("\n==> build QEMU");
+    crate::qemu::run_build(&[])?;
 
     println!("\nend-to-end steps:");
     for (what, done) in STEPS {

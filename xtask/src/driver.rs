@@ -22,7 +22,7 @@ the cache (host-driver/scripts/prepare-tree, a no-op when up to date) and
 builds vfio-cxl-core.ko and vfio-cxl-pci.ko in host-driver/ (and copies
 them to DIR with --copy-to). Prints the modules' paths.";
 
-const MODULES: [&str; 2] = ["vfio-cxl-core.ko", "vfio-cxl-pci.ko"];
+pub const MODULES: [&str; 2] = ["vfio-cxl-core.ko", "vfio-cxl-pci.ko"];
 
 /// Where the pinned debs are and where the prepared tree goes.
 struct Paths {

@@ -11,31 +11,36 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver]
+usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver] [--no-qemu]
 
 Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
 run of the register model (default 30 s; needs cargo-fuzz), the host
 driver tier (fetch the pinned Linux packages, prepare the 7.3.4 tree, build
 the modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
-apply + build it in-tree; needs tools/setup-apt once), and cargo nextest
-(unit, property and uAPI tests). See docs/testing.md.";
+apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
+(patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
+cache), and cargo nextest (unit, property and uAPI tests). See
+docs/testing.md.";
 
 #[derive(Debug)]
 struct Options {
     fuzz_seconds: u32,
     driver: bool,
+    qemu: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut options = Options {
         fuzz_seconds: 30,
         driver: true,
+        qemu: true,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--no-fuzz" => options.fuzz_seconds = 0,
             "--no-driver" => options.driver = false,
+            "--no-qemu" => options.qemu = false,
             "--fuzz-seconds" => {
                 let value = args
                     .next()
@@ -122,11 +127,60 @@ pub fn run(args: &[String]) -> Result<()> {
     if options.driver {
         crate::driver::test()?;
     }
+    if options.qemu {
+        qemu()?;
+    }
+    if options.driver && options.qemu {
+        meson_glue(&root)?;
+    }
     // Last, so that its summary closes the log.
     step(
         "tests (cargo nextest)",
         &mut cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]),
     )
+}
+
+/// Runs `work` as a named step, like [`step`] does for a command.
+pub fn step_with(name: &str, work: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("==> {name}");
+    let start = Instant::now();
+    work().map_err(|e| Error::msg(format!("{name} failed: {e}")))?;
+    println!("<== {name}: ok ({:.1} s)", start.elapsed().as_secs_f32());
+    Ok(())
+}
+
+/// The QEMU tier: the series is current, and QEMU builds with it.
+fn qemu() -> Result<()> {
+    step_with("fetch the pinned QEMU source", || {
+        crate::fetch::run(&["qemu".to_owned()])
+    })?;
+    step_with("patches/qemu is current", || crate::qemu::run_check(&[]))?;
+    step_with("build QEMU 10.2.2 with the series", || {
+        crate::qemu::run_build(&[])
+    })
+}
+
+/// The top-level meson.build builds everything through cargo xtask (quick
+/// by now: both tiers above left their builds up to date).
+fn meson_glue(root: &Path) -> Result<()> {
+    let build = root.join("target/meson");
+    let _ = std::fs::remove_dir_all(&build);
+    let mut setup = Command::new("meson");
+    setup.arg("setup").arg(&build).arg(root);
+    step("meson setup", &mut setup)?;
+    let mut compile = Command::new("meson");
+    compile.arg("compile").arg("-C").arg(&build);
+    step("meson compile builds the modules and QEMU", &mut compile)?;
+    let outputs = crate::driver::MODULES
+        .iter()
+        .chain(["qemu-path.txt"].iter());
+    match outputs.into_iter().find(|o| !build.join(o).is_file()) {
+        Some(missing) => Err(Error::msg(format!(
+            "meson compile did not produce {missing} in {}",
+            build.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A bounded coverage-guided run from the committed corpus. New inputs go
@@ -192,6 +246,7 @@ mod tests {
         assert_eq!(parse(&args(&["--no-fuzz"])).unwrap().fuzz_seconds, 0);
         assert!(parse(&args(&[])).unwrap().driver);
         assert!(!parse(&args(&["--no-driver"])).unwrap().driver);
+        assert!(!parse(&args(&["--no-qemu"])).unwrap().qemu);
         assert_eq!(
             parse(&args(&["--fuzz-seconds", "5"])).unwrap().fuzz_seconds,
             5
