@@ -1,0 +1,313 @@
+//! Reading what the guest said: the result lines of the init protocol
+//! (see [`crate::payload`]) and signs of kernel trouble in the console.
+
+use serde::{Deserialize, Serialize};
+
+pub const BEGIN: &str = "VFIOCXL-BEGIN ";
+pub const RESULT: &str = "VFIOCXL-RESULT ";
+pub const DONE: &str = "VFIOCXL-DONE ";
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Begin {
+    pub payload: String,
+    /// Guest uptime when /init started, seconds.
+    pub uptime: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Done {
+    pub ok: bool,
+    pub uptime: f64,
+    /// `/proc/sys/kernel/tainted` at the end.
+    pub tainted: u64,
+}
+
+/// One `VFIOCXL-RESULT` line.
+/// `uptime` is the guest's uptime when the module was loaded or the step
+/// ended.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Record {
+    Module {
+        name: String,
+        ok: bool,
+        rc: i64,
+        uptime: Option<f64>,
+    },
+    Step {
+        name: String,
+        ok: bool,
+        rc: i64,
+        uptime: Option<f64>,
+    },
+    Fact {
+        step: String,
+        key: String,
+        value: String,
+    },
+}
+
+/// Everything parsed from the results channel.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GuestReport {
+    pub begin: Option<Begin>,
+    pub records: Vec<Record>,
+    pub done: Option<Done>,
+    /// Protocol lines that did not parse (a harness bug or a corrupted line).
+    pub malformed: Vec<String>,
+}
+
+impl GuestReport {
+    /// Values of every fact named `key`, in order.
+    pub fn facts(&self, key: &str) -> Vec<&str> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Fact { key: k, value, .. } if k == key => Some(value.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The last value of fact `key`.
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.facts(key).last().copied()
+    }
+
+    /// All facts as (key, value), in order.
+    pub fn all_facts(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.records.iter().filter_map(|r| match r {
+            Record::Fact { key, value, .. } => Some((key.as_str(), value.as_str())),
+            _ => None,
+        })
+    }
+
+    pub fn failed_modules(&self) -> Vec<&str> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Module {
+                    name, ok: false, ..
+                } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn failed_steps(&self) -> Vec<&str> {
+        self.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Step {
+                    name, ok: false, ..
+                } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn steps_run(&self) -> usize {
+        self.records
+            .iter()
+            .filter(|r| matches!(r, Record::Step { .. }))
+            .count()
+    }
+}
+
+/// Parses the results channel. Anything before a marker on the same line
+/// (a stray `\r`, noise) is ignored; lines without a marker are ignored.
+pub fn parse_results(text: &str) -> GuestReport {
+    let mut report = GuestReport::default();
+    for raw in text.lines() {
+        let line = raw.trim_end_matches('\r');
+        let found = [BEGIN, RESULT, DONE]
+            .iter()
+            .filter_map(|m| line.find(m).map(|at| (at, *m)))
+            .min();
+        let Some((at, marker)) = found else { continue };
+        let json = line[at + marker.len()..].trim();
+        let ok = match marker {
+            BEGIN => serde_json::from_str(json).map(|b| report.begin = Some(b)),
+            DONE => serde_json::from_str(json).map(|d| report.done = Some(d)),
+            _ => serde_json::from_str(json).map(|r| report.records.push(r)),
+        };
+        if let Err(e) = ok {
+            report.malformed.push(format!("{line} ({e})"));
+        }
+    }
+    report
+}
+
+/// One sign of kernel trouble in the console log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelProblem {
+    /// 1-based line number in the console log.
+    pub line_no: usize,
+    pub what: &'static str,
+    pub line: String,
+}
+
+/// Console patterns that mean the kernel is unhappy. The console runs at
+/// loglevel 5 (see [`crate::qemu::DEFAULT_CMDLINE`]), so WARN()s, which
+/// print at KERN_WARNING, appear.
+const PATTERNS: &[(&str, &str)] = &[
+    ("Kernel panic - not syncing", "kernel panic"),
+    ("Oops:", "oops"),
+    ("kernel BUG at", "BUG()"),
+    ("BUG: ", "kernel BUG"),
+    ("WARNING: CPU:", "WARN()"),
+    ("general protection fault", "general protection fault"),
+    ("UBSAN:", "UBSAN report"),
+    ("Call Trace:", "stack trace"),
+    ("INFO: task ", "hung task"),
+    ("rcu_preempt detected stalls", "RCU stall"),
+    ("rcu_sched detected stalls", "RCU stall"),
+];
+
+pub fn kernel_problems(console: &str) -> Vec<KernelProblem> {
+    let mut out = Vec::new();
+    for (i, raw) in console.lines().enumerate() {
+        let line = raw.trim_end_matches('\r');
+        if let Some((_, what)) = PATTERNS.iter().find(|(p, _)| line.contains(p)) {
+            out.push(KernelProblem {
+                line_no: i + 1,
+                what,
+                line: line.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// Taint flags that mean something went wrong (as opposed to expected
+/// ones like O, out-of-tree module, or E, unsigned module).
+const BAD_TAINTS: &[(u32, char, &str)] = &[
+    (4, 'M', "machine check"),
+    (5, 'B', "bad page"),
+    (7, 'D', "kernel died (oops)"),
+    (9, 'W', "a WARN() fired"),
+    (14, 'L', "soft lockup"),
+];
+
+/// The bad taint flags set in `tainted`, e.g. `["W (a WARN() fired)"]`.
+pub fn bad_taints(tainted: u64) -> Vec<String> {
+    BAD_TAINTS
+        .iter()
+        .filter(|(bit, _, _)| tainted & (1 << bit) != 0)
+        .map(|(_, c, what)| format!("{c} ({what})"))
+        .collect()
+}
+
+/// The last `n` lines of `text`.
+pub fn tail(text: &str, n: usize) -> Vec<&str> {
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RESULTS: &str = "\
+VFIOCXL-BEGIN {\"payload\":\"p\",\"uptime\":4.02}\r
+VFIOCXL-RESULT {\"kind\":\"module\",\"name\":\"cxl_acpi\",\"ok\":true,\"rc\":0,\"uptime\":4.1}\r
+garbage VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"s\",\"key\":\"devices\",\"value\":\"root0 port1\"}
+VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"s\",\"key\":\"devices\",\"value\":\"mem0\"}
+VFIOCXL-RESULT {\"kind\":\"step\",\"name\":\"s\",\"ok\":false,\"rc\":2}
+VFIOCXL-RESULT {\"kind\":\"step\",\"name\":\"broken
+unrelated line
+VFIOCXL-DONE {\"ok\":false,\"uptime\":9.5,\"tainted\":512}
+";
+
+    #[test]
+    fn result_lines_become_typed_records() {
+        let r = parse_results(RESULTS);
+        assert_eq!(
+            r.begin,
+            Some(Begin {
+                payload: "p".into(),
+                uptime: 4.02
+            })
+        );
+        assert_eq!(
+            r.records[0],
+            Record::Module {
+                name: "cxl_acpi".into(),
+                ok: true,
+                rc: 0,
+                uptime: Some(4.1)
+            }
+        );
+        assert_eq!(r.facts("devices"), ["root0 port1", "mem0"]);
+        assert_eq!(r.fact("devices"), Some("mem0"));
+        assert_eq!(r.failed_steps(), ["s"]);
+        assert!(r.failed_modules().is_empty());
+        assert_eq!(r.malformed.len(), 1, "{:?}", r.malformed);
+        assert!(r.malformed[0].contains("broken"));
+        let done = r.done.unwrap();
+        assert!(!done.ok);
+        assert_eq!(bad_taints(done.tainted), ["W (a WARN() fired)"]);
+    }
+
+    #[test]
+    fn unknown_kinds_and_fields_are_malformed() {
+        let r = parse_results(
+            "VFIOCXL-RESULT {\"kind\":\"nope\"}\nVFIOCXL-RESULT {\"kind\":\"step\",\"name\":\"a\",\"ok\":true,\"rc\":0,\"x\":1}\n",
+        );
+        assert_eq!(r.malformed.len(), 2);
+        assert!(r.records.is_empty());
+    }
+
+    #[test]
+    fn taints_expected_for_out_of_tree_modules_are_fine() {
+        // O (12) + E (13): loading the unsigned host-driver modules.
+        assert!(bad_taints((1 << 12) | (1 << 13)).is_empty());
+        assert_eq!(bad_taints(1 << 7), ["D (kernel died (oops))"]);
+    }
+
+    /// A captured console of a guest that hit a WARN and then an oops.
+    const OOPS_CONSOLE: &str = "\
+[    0.000000] Linux version 7.3.4+deb13-amd64 (debian-kernel@lists.debian.org)\r
+[    3.981234] cxl_acpi ACPI0017:00: decoder0.0: created region0\r
+[    4.101010] ------------[ cut here ]------------\r
+[    4.101011] WARNING: CPU: 1 PID: 87 at drivers/cxl/core/region.c:3210 cxl_region_invalidate_memregion+0x5d/0x80 [cxl_core]\r
+[    4.101050] Call Trace:\r
+[    4.101051]  <TASK>\r
+[    4.201000] BUG: kernel NULL pointer dereference, address: 0000000000000008\r
+[    4.201001] #PF: supervisor read access in kernel mode\r
+[    4.201002] Oops: Oops: 0000 [#1] PREEMPT SMP NOPTI\r
+[    4.301000] Kernel panic - not syncing: Fatal exception\r
+";
+
+    #[test]
+    fn oops_warn_and_panic_are_detected() {
+        let p = kernel_problems(OOPS_CONSOLE);
+        let whats: Vec<&str> = p.iter().map(|p| p.what).collect();
+        assert_eq!(
+            whats,
+            [
+                "WARN()",
+                "stack trace",
+                "kernel BUG",
+                "oops",
+                "kernel panic"
+            ]
+        );
+        assert_eq!(p[0].line_no, 4);
+        assert!(!p[0].line.ends_with('\r'));
+    }
+
+    #[test]
+    fn a_clean_boot_has_no_problems() {
+        let clean = "[    0.0] Linux version 7.3.4\n[    4.0] Run /init as init process\nvfiocxl: init reached at 4.02 s\n";
+        assert!(kernel_problems(clean).is_empty());
+        assert_eq!(
+            tail(clean, 2),
+            [
+                "[    4.0] Run /init as init process",
+                "vfiocxl: init reached at 4.02 s"
+            ]
+        );
+        assert_eq!(tail("a\n", 5), ["a"]);
+    }
+}

@@ -1,0 +1,266 @@
+//! The run environment: which QEMU, which firmware, which kernel, which
+//! busybox, and [`Env::run`], which builds an initramfs and boots a VM.
+//!
+//! Defaults follow the project's conventions so that a bare
+//! `guest-harness ...` works on a machine where `cargo xtask fetch linux`
+//! and `cargo xtask build-qemu` have run:
+//!
+//! - cache: `$VFIO_CXL_CACHE`, else `$XDG_CACHE_HOME/vfio-cxl`, else
+//!   `~/.cache/vfio-cxl` (the same rules as xtask);
+//! - kernel: `linux.upstream` / `linux.abi` of the repository's pins.toml,
+//!   .debs in `<cache>/sources/linux/<upstream>/`;
+//! - QEMU: `$VFIO_CXL_QEMU`, else `cargo xtask qemu-path`; firmware from
+//!   `cargo xtask qemu-path --firmware-args`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::kernel::{KernelDebs, KernelTree};
+use crate::payload::{build_initramfs, Payload};
+use crate::qemu::{Machine, Topology, Vm};
+use crate::runner::{self, RunOutcome};
+use crate::{busybox, tools};
+
+pub const QEMU_ENV: &str = "VFIO_CXL_QEMU";
+
+/// The repository root (this crate is `guest-tests/harness`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("guest-tests/harness has two parents")
+        .to_path_buf()
+}
+
+/// The cache directory, by xtask's rules (docs/sources.md).
+pub fn default_cache() -> Result<PathBuf> {
+    let get = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = get("VFIO_CXL_CACHE") {
+        return Ok(if dir.is_absolute() {
+            dir
+        } else {
+            std::env::current_dir()
+                .map_err(|e| Error::io("current directory", e))?
+                .join(dir)
+        });
+    }
+    if let Some(xdg) = get("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Ok(xdg.join("vfio-cxl"));
+    }
+    get("HOME")
+        .map(|h| h.join(".cache/vfio-cxl"))
+        .ok_or_else(|| Error::msg("none of VFIO_CXL_CACHE, XDG_CACHE_HOME, HOME is set"))
+}
+
+#[derive(Debug, Deserialize)]
+struct PinsLinux {
+    linux: LinuxSection,
+}
+
+#[derive(Debug, Deserialize)]
+struct LinuxSection {
+    upstream: String,
+    abi: String,
+}
+
+/// `(upstream, abi)` from pins.toml.
+pub fn pinned_kernel(pins_toml: &str) -> Result<(String, String)> {
+    let p: PinsLinux =
+        toml::from_str(pins_toml).map_err(|e| Error::msg(format!("pins.toml: {e}")))?;
+    Ok((p.linux.upstream, p.linux.abi))
+}
+
+fn xtask(args: &[&str]) -> Result<String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = tools::run(
+        Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["xtask"])
+            .args(args),
+        &format!("cargo xtask {}", args.join(" ")),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `-L A -L B` -> `[A, B]`.
+pub fn parse_firmware_args(text: &str) -> Vec<PathBuf> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0] == "-L")
+        .map(|w| PathBuf::from(w[1]))
+        .collect()
+}
+
+/// What the caller may set; everything else takes the defaults above.
+#[derive(Debug, Clone, Default)]
+pub struct EnvOptions {
+    pub qemu: Option<PathBuf>,
+    pub firmware_dirs: Option<Vec<PathBuf>>,
+    pub cache: Option<PathBuf>,
+    pub linux_debs: Option<PathBuf>,
+    pub abi: Option<String>,
+    /// Keep every run directory (failed runs are always kept).
+    pub keep: bool,
+}
+
+/// A ready environment.
+#[derive(Debug)]
+pub struct Env {
+    pub qemu: PathBuf,
+    pub firmware_dirs: Vec<PathBuf>,
+    pub cache: PathBuf,
+    pub kernel: KernelTree,
+    pub busybox: Vec<u8>,
+    pub keep: bool,
+}
+
+/// One boot: machine, topology, payload, limits.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    pub machine: Machine,
+    pub topology: Topology,
+    pub payload: Payload,
+    pub timeout: Duration,
+    /// Verbatim QEMU arguments added at the end.
+    pub extra_args: Vec<String>,
+}
+
+impl RunSpec {
+    pub fn new(topology: Topology, payload: Payload) -> Self {
+        Self {
+            machine: Machine::default(),
+            topology,
+            payload,
+            timeout: Duration::from_secs(180),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl Env {
+    pub fn prepare(opts: &EnvOptions) -> Result<Self> {
+        let cache = match &opts.cache {
+            Some(c) => c.clone(),
+            None => default_cache()?,
+        };
+        let (upstream, pinned_abi) =
+            pinned_kernel(&tools::read_to_string(&repo_root().join("pins.toml"))?)?;
+        let debs = KernelDebs {
+            dir: opts
+                .linux_debs
+                .clone()
+                .unwrap_or_else(|| cache.join("sources/linux").join(&upstream)),
+            abi: opts.abi.clone().unwrap_or(pinned_abi),
+        };
+        let kernel = KernelTree::prepare(&debs, &cache)?;
+        let busybox_path = busybox::ensure(&cache)?;
+        let busybox = fs::read(&busybox_path)
+            .map_err(|e| Error::io(format!("cannot read {}", busybox_path.display()), e))?;
+        let qemu = match (&opts.qemu, std::env::var_os(QEMU_ENV)) {
+            (Some(q), _) => q.clone(),
+            (None, Some(q)) if !q.is_empty() => PathBuf::from(q),
+            _ => PathBuf::from(xtask(&["qemu-path"])?),
+        };
+        if !qemu.is_file() {
+            return Err(Error::msg(format!(
+                "QEMU binary {} does not exist (cargo xtask build-qemu)",
+                qemu.display()
+            )));
+        }
+        let firmware_dirs = match &opts.firmware_dirs {
+            Some(d) => d.clone(),
+            None => parse_firmware_args(&xtask(&["qemu-path", "--firmware-args"])?),
+        };
+        Ok(Self {
+            qemu,
+            firmware_dirs,
+            cache,
+            kernel,
+            busybox,
+            keep: opts.keep,
+        })
+    }
+
+    /// Builds the initramfs for `spec.payload`, boots, waits, collects.
+    /// The run directory (console.log, results.log, stderr.log,
+    /// initrd.cpio, memory backend files) is removed afterwards unless the
+    /// run had problems or `keep` is set.
+    pub fn run(&self, spec: &RunSpec) -> Result<RunOutcome> {
+        spec.topology.validate()?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("vfiocxl-{}-", spec.payload.name))
+            .tempdir()
+            .map_err(|e| Error::io("cannot create a run directory", e))?;
+        let ir = build_initramfs(&spec.payload, &self.kernel, &self.busybox)?;
+        let initrd = dir.path().join("initrd.cpio");
+        fs::write(&initrd, ir.archive.to_bytes())
+            .map_err(|e| Error::io(format!("cannot write {}", initrd.display()), e))?;
+        let vm = Vm {
+            qemu: self.qemu.clone(),
+            firmware_dirs: self.firmware_dirs.clone(),
+            machine: spec.machine.clone(),
+            topology: spec.topology.clone(),
+            kernel: self.kernel.vmlinuz(),
+            initrd,
+            cmdline: spec.payload.cmdline.clone(),
+            extra_args: spec.extra_args.clone(),
+        };
+        let args = vm.args(
+            &runner::console_path(dir.path()),
+            &runner::results_path(dir.path()),
+            dir.path(),
+        );
+        fs::write(
+            dir.path().join("qemu-args.txt"),
+            format!("{}\n{}\n", self.qemu.display(), args.join("\n")),
+        )
+        .map_err(|e| Error::io("cannot write qemu-args.txt", e))?;
+        let mut cmd = Command::new(&self.qemu);
+        cmd.args(&args);
+        let outcome = runner::run_command(cmd, dir.path(), spec.timeout, runner::DONE_GRACE)?;
+        if self.keep || !outcome.problems().is_empty() {
+            // Keep the evidence; the memory backends are large and useless.
+            for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+                if entry.path().extension().is_some_and(|e| e == "raw") {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+            let _ = dir.keep();
+        }
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn firmware_args_are_parsed() {
+        assert_eq!(
+            parse_firmware_args("-L /usr/share/seabios -L /usr/share/qemu -L /usr/lib/ipxe/qemu\n"),
+            [
+                PathBuf::from("/usr/share/seabios"),
+                "/usr/share/qemu".into(),
+                "/usr/lib/ipxe/qemu".into()
+            ]
+        );
+    }
+
+    #[test]
+    fn the_repository_pins_name_a_kernel() {
+        let text = std::fs::read_to_string(repo_root().join("pins.toml")).unwrap();
+        let (upstream, abi) = pinned_kernel(&text).unwrap();
+        assert!(abi.starts_with(&upstream), "{upstream} {abi}");
+    }
+}

@@ -1,0 +1,37 @@
+//! guest-harness: boots Debian's pinned kernel under QEMU (TCG) with a
+//! generated initramfs and collects typed results from the guest.
+//!
+//! ```text
+//! Payload (modules, files, steps) --build_initramfs--> initrd.cpio (deterministic newc)
+//! Machine + Topology + kernel + initrd --Vm::args--> qemu-system-x86_64 ...
+//! runner: spawn, hard timeout, console.log (ttyS0) + results.log (ttyS1)
+//! console: VFIOCXL-* lines -> GuestReport; oops/WARN/panic -> problems
+//! ```
+//!
+//! Typical use (what a VM test does):
+//!
+//! ```no_run
+//! use guest_harness::{env::{Env, EnvOptions, RunSpec}, payload::Payload, qemu::Topology};
+//! let env = Env::prepare(&EnvOptions::default())?;
+//! let payload = Payload::new("hello").module("cxl_acpi").step("say", "vfiocxl_fact hello world");
+//! let outcome = env.run(&RunSpec::new(Topology::single_type3(256), payload))?;
+//! assert!(outcome.problems().is_empty(), "{:?}", outcome.problems());
+//! assert_eq!(outcome.report.fact("hello"), Some("world"));
+//! # Ok::<(), guest_harness::error::Error>(())
+//! ```
+//!
+//! See docs/guest-harness.md.
+
+pub mod busybox;
+pub mod console;
+pub mod cpio;
+pub mod env;
+pub mod error;
+pub mod kernel;
+pub mod modules;
+pub mod payload;
+pub mod qemu;
+pub mod runner;
+pub mod sysfs;
+pub mod tools;
+pub mod vmtests;

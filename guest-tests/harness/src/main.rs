@@ -1,0 +1,331 @@
+//! `guest-harness`: the command line over the library (docs/guest-harness.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use guest_harness::env::{Env, EnvOptions, RunSpec};
+use guest_harness::error::{Error, Result};
+use guest_harness::payload::Payload;
+use guest_harness::qemu::Topology;
+use guest_harness::runner::{Exit, RunOutcome};
+use guest_harness::{tools, vmtests};
+
+const USAGE: &str = "\
+usage: guest-harness <command> [options]
+
+commands:
+  list                          list the VM tests
+  vm-test [NAME...]             run the VM tests (all, or the named ones);
+                                ends with `vm-tests: N passed, M failed`
+  run --payload P [--topology T] [run options]
+                                one boot with a payload and a topology:
+                                P is a VM test name (its payload) or a TOML file,
+                                T is none, single-type3, a VM test name or a TOML file
+                                (default: the test's topology, else none)
+  initramfs --payload P -o FILE build the initramfs only
+
+environment options (all commands that boot):
+  --qemu PATH          QEMU binary (default: $VFIO_CXL_QEMU, else `cargo xtask qemu-path`)
+  --firmware-dir DIR   a -L directory; repeatable (default: `cargo xtask qemu-path --firmware-args`)
+  --cache DIR          cache directory (default: as `cargo xtask cache-dir`)
+  --linux-debs DIR     the kernel .debs (default: <cache>/sources/linux/<upstream of pins.toml>)
+  --abi ABI            kernel ABI (default: linux.abi of pins.toml)
+  --keep               keep every run directory (failed runs are always kept)
+  -v, --verbose        print the whole console of every run
+
+run options:
+  --timeout SECONDS    hard timeout (default 180)
+  --device ARGS        an extra -device; repeatable
+  --qemu-arg ARG       an extra QEMU argument; repeatable
+  --cmdline WORD       an extra kernel command line word; repeatable
+  --memory MIB, --smp N
+  --json               print the results as JSON
+";
+
+#[derive(Debug, Default)]
+struct Cli {
+    command: String,
+    names: Vec<String>,
+    env: EnvOptions,
+    verbose: bool,
+    payload: Option<String>,
+    topology: Option<String>,
+    output: Option<PathBuf>,
+    timeout: Option<u64>,
+    devices: Vec<String>,
+    qemu_args: Vec<String>,
+    cmdline: Vec<String>,
+    memory: Option<u64>,
+    smp: Option<u32>,
+    json: bool,
+}
+
+fn parse(args: &[String]) -> Result<Cli> {
+    let mut cli = Cli::default();
+    let mut it = args.iter();
+    cli.command = it
+        .next()
+        .cloned()
+        .ok_or_else(|| Error::msg(format!("no command given\n{USAGE}")))?;
+    let num = |flag: &str, v: String| -> Result<u64> {
+        v.parse()
+            .map_err(|_| Error::msg(format!("{flag}: {v:?} is not a number")))
+    };
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| Error::msg(format!("{arg} needs a value")))
+        };
+        match arg.as_str() {
+            "--qemu" => cli.env.qemu = Some(value()?.into()),
+            "--firmware-dir" => cli
+                .env
+                .firmware_dirs
+                .get_or_insert_with(Vec::new)
+                .push(value()?.into()),
+            "--cache" => cli.env.cache = Some(value()?.into()),
+            "--linux-debs" => cli.env.linux_debs = Some(value()?.into()),
+            "--abi" => cli.env.abi = Some(value()?),
+            "--keep" => cli.env.keep = true,
+            "-v" | "--verbose" => cli.verbose = true,
+            "--payload" => cli.payload = Some(value()?),
+            "--topology" => cli.topology = Some(value()?),
+            "-o" | "--output" => cli.output = Some(value()?.into()),
+            "--timeout" => cli.timeout = Some(num(arg, value()?)?),
+            "--device" => cli.devices.push(value()?),
+            "--qemu-arg" => cli.qemu_args.push(value()?),
+            "--cmdline" => cli.cmdline.push(value()?),
+            "--memory" => cli.memory = Some(num(arg, value()?)?),
+            "--smp" => cli.smp = Some(num(arg, value()?)? as u32),
+            "--json" => cli.json = true,
+            "-h" | "--help" => cli.command = "help".into(),
+            other if other.starts_with('-') => {
+                return Err(Error::msg(format!("unknown option {other}\n{USAGE}")))
+            }
+            name => cli.names.push(name.to_string()),
+        }
+    }
+    Ok(cli)
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose: bool) {
+    let init = outcome.to_init.map(secs).unwrap_or_else(|| "never".into());
+    let guest_init = outcome
+        .report
+        .begin
+        .as_ref()
+        .map(|b| format!("{:.1} s", b.uptime))
+        .unwrap_or_else(|| "-".into());
+    let exit = match &outcome.exit {
+        Exit::Exited(s) => format!("{s}"),
+        Exit::KilledAfterDone => "killed after DONE".into(),
+        Exit::TimedOut(_) => "TIMEOUT".into(),
+    };
+    println!(
+        "  {name}: init reached after {init} (guest uptime {guest_init}), whole run {}, qemu {exit}",
+        secs(outcome.wall)
+    );
+    if verbose {
+        println!("  --- console ---");
+        for l in outcome.console.lines() {
+            println!("  | {}", l.trim_end_matches('\r'));
+        }
+    }
+    if !problems.is_empty() {
+        for p in problems {
+            println!("  problem: {p}");
+        }
+        println!("  last console lines:");
+        for l in outcome.console_tail(25) {
+            println!("  | {l}");
+        }
+        if !outcome.stderr.trim().is_empty() {
+            println!("  qemu stderr:");
+            for l in outcome.stderr.lines().take(20) {
+                println!("  | {l}");
+            }
+        }
+        println!("  run directory (kept): {}", outcome.dir.display());
+    }
+}
+
+fn vm_test(cli: &Cli) -> Result<bool> {
+    let tests = if cli.names.is_empty() {
+        vmtests::all()
+    } else {
+        cli.names
+            .iter()
+            .map(|n| {
+                vmtests::find(n).ok_or_else(|| {
+                    Error::msg(format!("no VM test {n:?}; `guest-harness list` shows them"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let start = Instant::now();
+    let env = Env::prepare(&cli.env)?;
+    println!(
+        "vm-tests: kernel {}, qemu {} (ready in {})",
+        env.kernel.abi(),
+        env.qemu.display(),
+        secs(start.elapsed())
+    );
+    let (mut passed, mut failed) = (0, 0);
+    for t in &tests {
+        println!("vm-test {} ...", t.name);
+        let problems = match env.run(&(t.spec)()) {
+            Ok(outcome) => {
+                let problems = t.problems(&outcome);
+                print_outcome(t.name, &outcome, &problems, cli.verbose);
+                problems
+            }
+            Err(e) => vec![format!("the harness could not run it: {e}")],
+        };
+        if problems.is_empty() {
+            passed += 1;
+            println!("vm-test {}: PASS", t.name);
+        } else {
+            failed += 1;
+            for p in problems.iter().filter(|p| p.starts_with("the harness")) {
+                println!("  problem: {p}");
+            }
+            println!("vm-test {}: FAIL", t.name);
+        }
+    }
+    println!("vm-tests: {passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+fn payload_of(cli: &Cli) -> Result<Payload> {
+    let p = cli
+        .payload
+        .as_deref()
+        .ok_or_else(|| Error::msg("--payload is required"))?;
+    if let Some(t) = vmtests::find(p) {
+        return Ok((t.spec)().payload);
+    }
+    Payload::from_toml(&tools::read_to_string(std::path::Path::new(p))?).map_err(|e| e.context(p))
+}
+
+fn topology_of(cli: &Cli) -> Result<Topology> {
+    let name = cli.topology.as_deref().or(cli.payload.as_deref());
+    Ok(match name {
+        None | Some("none") => Topology::none(),
+        Some("single-type3") => Topology::single_type3(256),
+        Some(n) => match vmtests::find(n) {
+            Some(t) => (t.spec)().topology,
+            None if cli.topology.is_none() => Topology::none(),
+            None => Topology::from_toml(&tools::read_to_string(std::path::Path::new(n))?)
+                .map_err(|e| e.context(n))?,
+        },
+    })
+}
+
+fn run_one(cli: &Cli) -> Result<bool> {
+    let mut payload = payload_of(cli)?;
+    payload.cmdline.extend(cli.cmdline.iter().cloned());
+    let mut topology = topology_of(cli)?;
+    topology.devices.extend(cli.devices.iter().cloned());
+    let mut spec = RunSpec::new(topology, payload);
+    if let Some(t) = cli.timeout {
+        spec.timeout = Duration::from_secs(t);
+    }
+    if let Some(m) = cli.memory {
+        spec.machine.memory_mib = m;
+    }
+    if let Some(n) = cli.smp {
+        spec.machine.smp = n;
+    }
+    spec.extra_args = cli.qemu_args.clone();
+    let env = Env::prepare(&cli.env)?;
+    let outcome = env.run(&spec)?;
+    let problems = match cli.payload.as_deref().and_then(vmtests::find) {
+        Some(t) => t.problems(&outcome),
+        None => outcome.problems(),
+    };
+    if cli.json {
+        let doc = serde_json::json!({
+            "payload": spec.payload.name,
+            "ok": problems.is_empty(),
+            "problems": problems,
+            "init_s": outcome.to_init.map(|d| d.as_secs_f64()),
+            "guest_init_uptime_s": outcome.report.begin.as_ref().map(|b| b.uptime),
+            "wall_s": outcome.wall.as_secs_f64(),
+            "begin": outcome.report.begin,
+            "records": outcome.report.records,
+            "done": outcome.report.done,
+            "dir": outcome.dir,
+        });
+        println!("{doc:#}");
+    } else {
+        print_outcome(&spec.payload.name, &outcome, &problems, cli.verbose);
+        for (k, v) in outcome.report.all_facts() {
+            println!("  fact {k} = {v}");
+        }
+        println!(
+            "run {}: {}",
+            spec.payload.name,
+            if problems.is_empty() { "PASS" } else { "FAIL" }
+        );
+    }
+    Ok(problems.is_empty())
+}
+
+fn initramfs(cli: &Cli) -> Result<bool> {
+    let out = cli
+        .output
+        .as_ref()
+        .ok_or_else(|| Error::msg("initramfs needs -o FILE"))?;
+    let payload = payload_of(cli)?;
+    let mut opts = cli.env.clone();
+    // Building the archive needs no QEMU.
+    opts.qemu = Some(PathBuf::from("/bin/true"));
+    opts.firmware_dirs = Some(Vec::new());
+    let env = Env::prepare(&opts)?;
+    let ir = guest_harness::payload::build_initramfs(&payload, &env.kernel, &env.busybox)?;
+    let bytes = ir.archive.to_bytes();
+    std::fs::write(out, &bytes)
+        .map_err(|e| Error::io(format!("cannot write {}", out.display()), e))?;
+    println!(
+        "{}: {} entries, {} bytes; modules in load order: {}",
+        out.display(),
+        ir.archive.len(),
+        bytes.len(),
+        ir.modules.join(" ")
+    );
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = parse(&args).and_then(|cli| match cli.command.as_str() {
+        "list" => {
+            for t in vmtests::all() {
+                println!("{:<28} {}", t.name, t.about);
+            }
+            Ok(true)
+        }
+        "vm-test" => vm_test(&cli),
+        "run" => run_one(&cli),
+        "initramfs" => initramfs(&cli),
+        "help" => {
+            print!("{USAGE}");
+            Ok(true)
+        }
+        other => Err(Error::msg(format!("unknown command {other:?}\n{USAGE}"))),
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("guest-harness: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The VM tests: each one a [`RunSpec`] (machine, topology, payload) and a
+//! check over the [`RunOutcome`]. They boot QEMU, so they are not cargo
+//! tests; `cargo xtask vm-test` (or `guest-harness vm-test`) runs them.
+//!
+//! Only tests whose devices exist in the pinned QEMU are listed here: a
+//! test for a device that is not written yet is added with the device.
+
+use std::time::Duration;
+
+use crate::env::RunSpec;
+use crate::payload::Payload;
+use crate::qemu::Topology;
+use crate::runner::RunOutcome;
+use crate::sysfs::{self, CxlSysfs};
+
+/// One VM test.
+#[derive(Debug, Clone, Copy)]
+pub struct VmTest {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub spec: fn() -> RunSpec,
+    /// Test-specific problems (on top of [`RunOutcome::problems`]).
+    pub check: fn(&RunOutcome) -> Vec<String>,
+}
+
+impl VmTest {
+    /// Every problem of a finished run: generic ones, then the test's.
+    pub fn problems(&self, outcome: &RunOutcome) -> Vec<String> {
+        let mut p = outcome.problems();
+        if outcome.report.done.is_some() {
+            p.extend((self.check)(outcome));
+        }
+        p
+    }
+}
+
+pub fn all() -> Vec<VmTest> {
+    vec![VmTest {
+        name: "cxl-type3-enumeration",
+        about: "q35,cxl=on + stock cxl-type3 (256 MiB volatile): the guest's CXL core enumerates root, port, endpoint, memdev, decoders and the CFMW",
+        spec: type3_enumeration_spec,
+        check: type3_enumeration_check,
+    }]
+}
+
+pub fn find(name: &str) -> Option<VmTest> {
+    all().into_iter().find(|t| t.name == name)
+}
+
+/// The CXL modules of Debian's 7.3.4 kernel (cxl_core, cxl_port are built
+/// in); dependencies (libnvdimm) are resolved from modules.dep.
+pub const CXL_MODULES: &[&str] = &["cxl_pmem", "cxl_acpi", "cxl_mem", "cxl_pci"];
+
+const TYPE3_MIB: u64 = 256;
+const WINDOW_MIB: u64 = 4096;
+
+fn type3_enumeration_spec() -> RunSpec {
+    let mut payload = Payload::new("cxl-type3-enumeration");
+    for m in CXL_MODULES {
+        payload = payload.module(m);
+    }
+    let payload = payload
+        .step("wait-for-endpoint", sysfs::WAIT_SCRIPT)
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT);
+    let mut spec = RunSpec::new(Topology::single_type3(TYPE3_MIB), payload);
+    spec.timeout = Duration::from_secs(180);
+    spec
+}
+
+fn type3_enumeration_check(outcome: &RunOutcome) -> Vec<String> {
+    let s = CxlSysfs::from_report(&outcome.report);
+    let mut p = Vec::new();
+    let mut need = |ok: bool, what: String| {
+        if !ok {
+            p.push(what);
+        }
+    };
+    need(s.has("root0"), "no root0 on the CXL bus".into());
+    need(
+        !s.named("port").is_empty(),
+        "no port* (host bridge port) on the CXL bus".into(),
+    );
+    let endpoints = s.named("endpoint");
+    need(!endpoints.is_empty(), "no endpoint* on the CXL bus".into());
+    need(s.has("mem0"), "no mem0 (memdev) on the CXL bus".into());
+    need(
+        s.attr("mem0", "driver") == Some("cxl_mem"),
+        format!(
+            "mem0 driver is {:?}, expected cxl_mem",
+            s.attr("mem0", "driver")
+        ),
+    );
+    need(
+        s.attr_u64("mem0", "ram/size") == Some(TYPE3_MIB << 20),
+        format!(
+            "mem0 ram/size is {:?}, expected {:#x}",
+            s.attr("mem0", "ram/size"),
+            TYPE3_MIB << 20
+        ),
+    );
+    let roots = s.of_type("cxl_decoder_root");
+    need(
+        roots.len() == 1,
+        format!("root decoders: {roots:?}, expected one"),
+    );
+    need(
+        !s.of_type("cxl_decoder_endpoint").is_empty(),
+        "no endpoint decoder (devtype cxl_decoder_endpoint)".into(),
+    );
+    match s.iomem_named("CXL Window 0") {
+        None => need(false, "no \"CXL Window 0\" in /proc/iomem".into()),
+        Some(w) => {
+            need(
+                w.size() == WINDOW_MIB << 20,
+                format!(
+                    "CXL Window 0 is {:#x} bytes, expected {:#x}",
+                    w.size(),
+                    WINDOW_MIB << 20
+                ),
+            );
+            if let Some(root) = roots.first() {
+                need(
+                    s.attr_u64(root, "start") == Some(w.start)
+                        && s.attr_u64(root, "size") == Some(w.size()),
+                    format!(
+                        "{root} (start {:?}, size {:?}) does not match CXL Window 0 ({:#x}, {:#x})",
+                        s.attr(root, "start"),
+                        s.attr(root, "size"),
+                        w.start,
+                        w.size()
+                    ),
+                );
+            }
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_specs_build() {
+        let tests = all();
+        let mut names: Vec<&str> = tests.iter().map(|t| t.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), tests.len());
+        for t in &tests {
+            let spec = (t.spec)();
+            spec.topology.validate().unwrap();
+            assert_eq!(spec.payload.name, t.name);
+        }
+        assert!(find("cxl-type3-enumeration").is_some());
+        assert!(find("nope").is_none());
+    }
+}
