@@ -12,6 +12,7 @@ mod fetch;
 mod pins;
 mod qemu;
 mod test;
+mod vmtest;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ commands:
   qemu-path [--firmware-args]        print the built qemu-system-x86_64 (or its -L options)
   gen-qemu-patches                   regenerate patches/qemu/ from qemu-device/
   check-qemu-patches                 fail if patches/qemu/ is stale (CI)
+  vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
   cache-dir                          print the cache directory
   help                               this text
 ";
@@ -49,6 +51,7 @@ fn run(args: &[String]) -> Result<()> {
         "qemu-path" => qemu::run_path(rest),
         "gen-qemu-patches" => qemu::run_gen(rest),
         "check-qemu-patches" => qemu::run_check(rest),
+        "vm-test" => vmtest::run(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {
                 return Err(Error::usage(format!(

@@ -109,6 +109,8 @@ pub struct EnvOptions {
     pub cache: Option<PathBuf>,
     pub linux_debs: Option<PathBuf>,
     pub abi: Option<String>,
+    /// Explicit kernel .debs (linux-binary, linux-base, linux-modules).
+    pub kernel_debs: Vec<PathBuf>,
     /// Keep every run directory (failed runs are always kept).
     pub keep: bool,
 }
@@ -161,6 +163,7 @@ impl Env {
                 .clone()
                 .unwrap_or_else(|| cache.join("sources/linux").join(&upstream)),
             abi: opts.abi.clone().unwrap_or(pinned_abi),
+            files: opts.kernel_debs.clone(),
         };
         let kernel = KernelTree::prepare(&debs, &cache)?;
         let busybox_path = busybox::ensure(&cache)?;

@@ -30,24 +30,34 @@ pub struct KernelDebs {
     pub dir: PathBuf,
     /// `uname -r` of the kernel, e.g. `7.3.4+deb13-amd64`.
     pub abi: String,
+    /// Explicit .deb files (e.g. from xtask, which knows the pinned file
+    /// names); when empty, `dir` is searched by package name and ABI.
+    pub files: Vec<PathBuf>,
 }
 
 impl KernelDebs {
     /// The one `.deb` of `package` for this ABI in `dir`.
     pub fn deb(&self, package: &str) -> Result<PathBuf> {
         let prefix = format!("{package}-{}_", self.abi);
-        let entries = fs::read_dir(&self.dir).map_err(|e| {
-            Error::io(
-                format!(
-                    "cannot list the kernel .debs in {} (run `cargo xtask fetch linux`)",
-                    self.dir.display()
-                ),
-                e,
-            )
-        })?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.path())
+        let candidates: Vec<PathBuf> = if self.files.is_empty() {
+            fs::read_dir(&self.dir)
+                .map_err(|e| {
+                    Error::io(
+                        format!(
+                            "cannot list the kernel .debs in {} (run `cargo xtask fetch linux`)",
+                            self.dir.display()
+                        ),
+                        e,
+                    )
+                })?
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .collect()
+        } else {
+            self.files.clone()
+        };
+        let mut found: Vec<PathBuf> = candidates
+            .into_iter()
             .filter(|p| {
                 p.file_name()
                     .map(|n| n.to_string_lossy())
@@ -56,7 +66,11 @@ impl KernelDebs {
             .collect();
         found.sort();
         match found.len() {
-            1 => Ok(found.remove(0)),
+            1 if found[0].is_file() => Ok(found.remove(0)),
+            1 => Err(Error::msg(format!(
+                "{} does not exist (run `cargo xtask fetch linux`)",
+                found[0].display()
+            ))),
             0 => Err(Error::msg(format!(
                 "no {prefix}*.deb in {} (run `cargo xtask fetch linux`)",
                 self.dir.display()
@@ -183,5 +197,47 @@ impl KernelTree {
     /// A module's bytes, decompressed.
     pub fn module_bytes(&self, rel_path: &str) -> Result<Vec<u8>> {
         tools::read_maybe_xz(&self.modules_dir.join(rel_path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debs_are_found_by_package_and_abi() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "linux-binary-7.3.4+deb13-amd64_7.3.4-1~bpo13+1_amd64.deb",
+            "linux-binary-7.3.4+deb13-amd64-unsigned_7.3.4-1_amd64.deb",
+            "linux-modules-7.3.4+deb13-amd64_7.3.4-1~bpo13+1_amd64.deb",
+            "linux-modules-7.3.4+deb13-amd64_7.3.4-2~bpo13+1_amd64.deb",
+        ] {
+            fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let debs = KernelDebs {
+            dir: dir.path().to_path_buf(),
+            abi: "7.3.4+deb13-amd64".into(),
+            files: Vec::new(),
+        };
+        let bin = debs.deb("linux-binary").unwrap();
+        assert!(bin.ends_with("linux-binary-7.3.4+deb13-amd64_7.3.4-1~bpo13+1_amd64.deb"));
+        let err = debs.deb("linux-modules").unwrap_err().to_string();
+        assert!(err.contains("several"), "{err}");
+        let err = debs.deb("linux-base").unwrap_err().to_string();
+        assert!(err.contains("cargo xtask fetch linux"), "{err}");
+
+        // Explicit files win over the directory listing.
+        let explicit = KernelDebs {
+            files: vec![dir
+                .path()
+                .join("linux-modules-7.3.4+deb13-amd64_7.3.4-2~bpo13+1_amd64.deb")],
+            ..debs
+        };
+        assert!(explicit
+            .deb("linux-modules")
+            .unwrap()
+            .to_string_lossy()
+            .contains("7.3.4-2~"));
     }
 }

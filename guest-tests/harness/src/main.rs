@@ -31,6 +31,7 @@ environment options (all commands that boot):
   --cache DIR          cache directory (default: as `cargo xtask cache-dir`)
   --linux-debs DIR     the kernel .debs (default: <cache>/sources/linux/<upstream of pins.toml>)
   --abi ABI            kernel ABI (default: linux.abi of pins.toml)
+  --kernel-deb FILE    use this linux-binary/-base/-modules .deb; repeatable (default: found in --linux-debs)
   --keep               keep every run directory (failed runs are always kept)
   -v, --verbose        print the whole console of every run
 
@@ -88,6 +89,7 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--cache" => cli.env.cache = Some(value()?.into()),
             "--linux-debs" => cli.env.linux_debs = Some(value()?.into()),
             "--abi" => cli.env.abi = Some(value()?),
+            "--kernel-deb" => cli.env.kernel_debs.push(value()?.into()),
             "--keep" => cli.env.keep = true,
             "-v" | "--verbose" => cli.verbose = true,
             "--payload" => cli.payload = Some(value()?),
