@@ -74,7 +74,19 @@ impl RunOutcome {
             p.push(format!("malformed result line: {m}"));
         }
         match &self.report.done {
-            None => p.push("the guest did not finish (no VFIOCXL-DONE)".into()),
+            None => {
+                let last_step = self
+                    .console
+                    .lines()
+                    .rev()
+                    .find_map(|l| l.trim_end_matches('\r').strip_prefix("vfiocxl: step "));
+                p.push(match last_step {
+                    Some(step) => format!(
+                        "the guest did not finish (no VFIOCXL-DONE); the last step started was {step:?}"
+                    ),
+                    None => "the guest did not finish (no VFIOCXL-DONE)".into(),
+                });
+            }
             Some(d) => {
                 if !d.ok
                     && self.report.failed_modules().is_empty()
@@ -207,6 +219,7 @@ mod tests {
         let cmd = fake(
             dir.path(),
             "for i in 1 2 3 4 5; do echo \"[ $i] boot line $i\" >> \"$C\"; done\n\
+             echo 'vfiocxl: step wait' >> \"$C\"\n\
              echo 'VFIOCXL-BEGIN {\"payload\":\"p\",\"uptime\":1.5}' >> \"$R\"\n\
              exec sleep 600",
         );
@@ -218,12 +231,12 @@ mod tests {
         let problems = out.problems();
         assert!(problems[0].starts_with("timed out"), "{problems:?}");
         assert!(
-            problems.iter().any(|p| p.contains("no VFIOCXL-DONE")),
+            problems[1].contains("no VFIOCXL-DONE") && problems[1].contains("\"wait\""),
             "{problems:?}"
         );
         assert_eq!(
             out.console_tail(2),
-            ["[ 4] boot line 4", "[ 5] boot line 5"]
+            ["[ 5] boot line 5", "vfiocxl: step wait"]
         );
     }
 
