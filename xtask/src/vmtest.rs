@@ -105,12 +105,15 @@ pub fn run(args: &[String]) -> Result<()> {
             .arg("qemu-path")
             .output()
             .map_err(|e| Error::io("cargo xtask qemu-path", e))?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() {
             return Err(Error::msg(format!(
                 "cargo xtask qemu-path failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                stderr.trim()
             )));
         }
+        // e.g. the warning that QEMU was built from another series.
+        eprint!("{stderr}");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
 
