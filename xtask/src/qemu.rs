@@ -462,9 +462,32 @@ impl Context {
         let config = self.load_series_config()?;
         let root = self.device_dir().join("qemu");
         let files = list_files(&root)?;
-        let plan = config.assign(&files)?;
+        let mut sources: BTreeMap<String, PathBuf> =
+            files.iter().map(|f| (f.clone(), root.join(f))).collect();
+        let mut plan = config.assign(&files)?;
+        for (spec, patch_files) in plan.iter_mut() {
+            for inc in &spec.includes {
+                let from = self.repo.join(&inc.from);
+                let included = list_files(&from)
+                    .map_err(|e| Error::msg(format!("include {}: {e}", inc.from)))?;
+                if included.is_empty() {
+                    return Err(Error::msg(format!("include {} has no files", inc.from)));
+                }
+                for f in included {
+                    let target = format!("{}{f}", inc.to);
+                    if sources.insert(target.clone(), from.join(&f)).is_some() {
+                        return Err(Error::msg(format!(
+                            "{target} is both in qemu-device/qemu/ and included from {}",
+                            inc.from
+                        )));
+                    }
+                    patch_files.push(target);
+                }
+            }
+            patch_files.sort();
+        }
         let pristine = self.pristine()?;
-        generate(&config, &plan, &root, &pristine, out)
+        generate(&config, &plan, &sources, &pristine, out)
     }
 
     /// Regenerates patches/qemu/; true when its content changed.
@@ -612,6 +635,20 @@ struct PatchSpec {
     #[serde(default)]
     body: String,
     paths: Vec<String>,
+    /// Directories of the checkout copied into this patch (see [`Include`]).
+    #[serde(rename = "include", default)]
+    includes: Vec<Include>,
+}
+
+/// `[[patch.include]]`: every file under `from` (a directory of the
+/// vfio-cxl checkout, ending in `/`) becomes the file under `to` (a QEMU
+/// path, ending in `/`) in this patch. The series stays self-contained,
+/// and check-qemu-patches fails when the copy is stale.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Include {
+    from: String,
+    to: String,
 }
 
 impl SeriesConfig {
@@ -634,8 +671,20 @@ impl SeriesConfig {
                     "patch {n}: subject must be one non-empty line"
                 )));
             }
-            if p.paths.is_empty() {
+            if p.paths.is_empty() && p.includes.is_empty() {
                 return Err(Error::msg(format!("patch {n} ({}): no paths", p.subject)));
+            }
+            for inc in &p.includes {
+                for dir in [&inc.from, &inc.to] {
+                    if !dir.ends_with('/')
+                        || dir.starts_with('/')
+                        || dir.split('/').any(|c| c == ".." || c == ".")
+                    {
+                        return Err(Error::msg(format!(
+                            "patch {n}: include directory {dir:?} must be relative, end in / and have no . or .."
+                        )));
+                    }
+                }
             }
             for path in &p.paths {
                 if path.is_empty()
@@ -684,7 +733,7 @@ impl SeriesConfig {
             }
         }
         for (i, (p, files)) in plan.iter().enumerate() {
-            if files.is_empty() {
+            if files.is_empty() && p.includes.is_empty() {
                 return Err(Error::msg(format!(
                     "patch {} ({}) matches no file under qemu-device/qemu/",
                     i + 1,
@@ -789,7 +838,7 @@ fn run_status(cmd: &mut Command, what: &str) -> Result<()> {
 fn generate(
     config: &SeriesConfig,
     plan: &[(PatchSpec, Vec<String>)],
-    device_root: &Path,
+    sources: &BTreeMap<String, PathBuf>,
     pristine: &Path,
     out: &Path,
 ) -> Result<()> {
@@ -814,7 +863,10 @@ fn generate(
     run_output(git(&repo, author).args(["tag", BASE_TAG]), "git tag")?;
     for (i, (spec, files)) in plan.iter().enumerate() {
         for f in files {
-            copy_file(&device_root.join(f), &repo.join(f))?;
+            let from = sources
+                .get(f)
+                .ok_or_else(|| Error::msg(format!("no source for {f}")))?;
+            copy_file(from, &repo.join(f))?;
         }
         let mut add = git(&repo, author);
         add.args(["add", "-f", "--"]).args(files);
@@ -1711,6 +1763,24 @@ paths = ["rust/hw/cxl/", "rust/hw/meson.build"]
         assert!(err.to_string().contains(".."), "{err}");
         let schema = CONFIG.replace("schema = 1", "schema = 2");
         assert!(SeriesConfig::parse(&schema).is_err());
+    }
+
+    #[test]
+    fn includes_parse_and_need_relative_directories() {
+        let with = format!(
+            "{CONFIG}\n[[patch]]\nsubject = \"regs\"\npaths = []\n\
+             [[patch.include]]\nfrom = \"crates/cxl-regs/src/\"\nto = \"rust/hw/cxl/regs/src/\"\n"
+        );
+        let c = SeriesConfig::parse(&with).unwrap();
+        let last = c.patches.last().unwrap();
+        assert_eq!(last.includes.len(), 1);
+        assert_eq!(last.includes[0].to, "rust/hw/cxl/regs/src/");
+        // A patch with only includes claims no qemu-device/ file and is not empty.
+        assert!(c
+            .assign(&files(&["subprojects/packagefiles/x", "rust/hw/cxl/a"]))
+            .is_ok());
+        let bad = with.replace("to = \"rust/hw/cxl/regs/src/\"", "to = \"../x/\"");
+        assert!(SeriesConfig::parse(&bad).is_err());
     }
 
     #[test]

@@ -1,0 +1,192 @@
+/*
+ * CXL platform firmware duties for emulated CXL endpoints
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/units.h"
+#include "qapi/error.h"
+#include "hw/cxl/cxl.h"
+#include "hw/cxl/cxl_host.h"
+#include "hw/cxl/cxl_firmware.h"
+#include "hw/pci/pci_bridge.h"
+#include "hw/pci/pcie_port.h"
+
+/* The pxb-cxl host bridge and the root port above @ep. */
+static PXBCXLDev *cxl_firmware_path(PCIDevice *ep, PCIEPort **port,
+                                    Error **errp)
+{
+    PCIBus *bus = pci_get_bus(ep);
+    PCIDevice *rp, *hb;
+    PCIBus *root;
+
+    if (pci_bus_is_root(bus)) {
+        error_setg(errp, "must sit below a CXL root port (cxl-rp), "
+                   "not on a root bus");
+        return NULL;
+    }
+    rp = pci_bridge_get_device(bus);
+    root = pci_get_bus(rp);
+    if (!object_dynamic_cast(OBJECT(rp), TYPE_PCIE_PORT) ||
+        !pci_bus_is_root(root) || !pci_bus_is_cxl(root)) {
+        error_setg(errp, "must sit directly below a CXL root port (cxl-rp) "
+                   "of a pxb-cxl host bridge; switches are not supported");
+        return NULL;
+    }
+    hb = pci_bridge_get_device(root);
+    if (!hb || !object_dynamic_cast(OBJECT(hb), TYPE_PXB_CXL_DEV)) {
+        error_setg(errp, "the root port is not on a pxb-cxl host bridge");
+        return NULL;
+    }
+    *port = PCIE_PORT(rp);
+    return PXB_CXL_DEV(hb);
+}
+
+/* Whether window target @i is @hb (links are resolved at machine done). */
+static bool cxl_firmware_targets(CXLFixedWindow *fw, int i, PXBCXLDev *hb)
+{
+    if (fw->target_hbs[i]) {
+        return fw->target_hbs[i] == hb;
+    }
+    return object_resolve_path_type(fw->targets[i], TYPE_PXB_CXL_DEV,
+                                    NULL) == OBJECT(hb);
+}
+
+static void cxl_firmware_describe(CXLFixedWindow *fw, CXLFirmwareWindow *out)
+{
+    out->mr = &fw->mr;
+    out->base = fw->base;
+    out->size = fw->size;
+    out->ways = fw->num_targets;
+    out->enc_granularity = fw->enc_int_gran;
+    out->index = fw->index;
+}
+
+bool cxl_firmware_find_window(PCIDevice *ep, uint64_t size,
+                              CXLFirmwareWindow *out, Error **errp)
+{
+    g_autoptr(GSList) windows = cxl_fmws_get_all_sorted();
+    const char *hb_id;
+    bool interleaved = false, too_small = false;
+    PCIEPort *port;
+    PXBCXLDev *hb;
+    GSList *it;
+
+    hb = cxl_firmware_path(ep, &port, errp);
+    if (!hb) {
+        return false;
+    }
+    hb_id = DEVICE(hb)->id ? DEVICE(hb)->id : "(no id)";
+    if (!hb->hdm_for_passthrough) {
+        error_setg(errp, "host bridge %s has no HDM decoders: add "
+                   "hdm_for_passthrough=on to its -device pxb-cxl", hb_id);
+        return false;
+    }
+    for (it = windows; it; it = it->next) {
+        CXLFixedWindow *fw = CXL_FMW(it->data);
+        int i;
+
+        for (i = 0; i < fw->num_targets; i++) {
+            if (cxl_firmware_targets(fw, i, hb)) {
+                break;
+            }
+        }
+        if (i == fw->num_targets) {
+            continue;
+        }
+        if (fw->num_targets != 1) {
+            interleaved = true;
+            continue;
+        }
+        if (fw->size < size || !fw->base) {
+            too_small = true;
+            continue;
+        }
+        cxl_firmware_describe(fw, out);
+        return true;
+    }
+    error_setg(errp, "no CXL fixed memory window targets only host bridge "
+               "%s with room for %" PRIu64 " MiB%s%s: add e.g. "
+               "-M cxl-fmw.0.targets.0=%s,cxl-fmw.0.size=4G",
+               hb_id, size / MiB,
+               interleaved ? " (interleaved windows are not used)" : "",
+               too_small ? " (windows targeting it are too small)" : "",
+               hb_id);
+    return false;
+}
+
+bool cxl_firmware_window_at(uint64_t base, uint64_t size,
+                            CXLFirmwareWindow *out)
+{
+    g_autoptr(GSList) windows = cxl_fmws_get_all_sorted();
+    GSList *it;
+
+    for (it = windows; it; it = it->next) {
+        CXLFixedWindow *fw = CXL_FMW(it->data);
+
+        if (fw->base && base >= fw->base && size <= fw->size &&
+            base - fw->base <= fw->size - size) {
+            cxl_firmware_describe(fw, out);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
+                                    uint64_t size, uint8_t enc_granularity,
+                                    Error **errp)
+{
+    uint32_t *cm, ctrl;
+    PCIEPort *port;
+    PXBCXLDev *hb;
+
+    hb = cxl_firmware_path(ep, &port, errp);
+    if (!hb) {
+        return false;
+    }
+    if (!hb->hdm_for_passthrough || hb->cxl_host_bridge->passthrough) {
+        error_setg(errp, "host bridge %s has no HDM decoders "
+                   "(pxb-cxl,hdm_for_passthrough=on)", DEVICE(hb)->id);
+        return false;
+    }
+    if ((base | size) & (256 * MiB - 1) || !size) {
+        error_setg(errp, "HDM range 0x%" PRIx64 "+0x%" PRIx64
+                   " is not 256 MiB aligned", base, size);
+        return false;
+    }
+    cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
+    ctrl = ldl_le_p(cm + R_CXL_HDM_DECODER0_CTRL);
+    if (FIELD_EX32(ctrl, CXL_HDM_DECODER0_CTRL, COMMITTED)) {
+        uint64_t old_base = (ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO) |
+            (uint64_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI) << 32);
+        uint64_t old_size = (ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO) |
+            (uint64_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI) << 32);
+
+        if (old_base != base || old_size != size) {
+            error_setg(errp, "HDM decoder 0 of host bridge %s already "
+                       "decodes 0x%" PRIx64 "+0x%" PRIx64 " (one "
+                       "pre-committed device per host bridge)",
+                       DEVICE(hb)->id, old_base, old_size);
+            return false;
+        }
+    }
+
+    stl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO, base & 0xf0000000);
+    stl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI, base >> 32);
+    stl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO, size & 0xf0000000);
+    stl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI, size >> 32);
+    stl_le_p(cm + R_CXL_HDM_DECODER0_TARGET_LIST_LO, port->port);
+    stl_le_p(cm + R_CXL_HDM_DECODER0_TARGET_LIST_HI, 0);
+    ctrl = FIELD_DP32(0, CXL_HDM_DECODER0_CTRL, IG, enc_granularity);
+    ctrl = FIELD_DP32(ctrl, CXL_HDM_DECODER0_CTRL, IW, 0);
+    ctrl = FIELD_DP32(ctrl, CXL_HDM_DECODER0_CTRL, LOCK_ON_COMMIT, 1);
+    ctrl = FIELD_DP32(ctrl, CXL_HDM_DECODER0_CTRL, COMMIT, 1);
+    ctrl = FIELD_DP32(ctrl, CXL_HDM_DECODER0_CTRL, COMMITTED, 1);
+    stl_le_p(cm + R_CXL_HDM_DECODER0_CTRL, ctrl);
+    ARRAY_FIELD_DP32(cm, CXL_HDM_DECODER_GLOBAL_CONTROL,
+                     HDM_DECODER_ENABLE, 1);
+    return true;
+}

@@ -1,0 +1,75 @@
+/*
+ * CXL platform firmware duties for emulated CXL endpoints
+ *
+ * On real platforms, firmware programs and commits the HDM decoders of
+ * devices whose memory must be usable before the OS binds a driver
+ * (CXL r3.1 section 9.10; Type-2 accelerators rely on it).  These helpers
+ * let an emulated endpoint below a CXL root port of a pxb-cxl host bridge
+ * do the same at reset, and locate the CXL Fixed Memory Window (CFMW) that
+ * decodes an address range.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#ifndef CXL_FIRMWARE_H
+#define CXL_FIRMWARE_H
+
+#include "hw/pci/pci_device.h"
+#include "system/memory.h"
+
+/* A CXL Fixed Memory Window as seen by an endpoint. */
+typedef struct CXLFirmwareWindow {
+    /* The window's MemoryRegion (a container for direct mappings). */
+    MemoryRegion *mr;
+    /* Host physical base and size of the window. */
+    uint64_t base;
+    uint64_t size;
+    /* Number of host bridges the window interleaves across. */
+    uint8_t ways;
+    /* Encoded interleave granularity (CXL r3.1 8.2.4.20.7). */
+    uint8_t enc_granularity;
+    /* Position of the window in -M cxl-fmw.N. */
+    int index;
+} CXLFirmwareWindow;
+
+/**
+ * cxl_firmware_find_window: the window firmware maps an endpoint into
+ * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
+ * @size: bytes of device memory to map
+ * @out: filled in on success
+ * @errp: error why no window fits (topology, interleave, size)
+ *
+ * Returns the first window (in cxl-fmw order) that targets only @ep's host
+ * bridge and holds at least @size bytes.  The host bridge must have HDM
+ * decoders (pxb-cxl,hdm_for_passthrough=on), since Linux assembles a
+ * region only when a committed host bridge decoder has exactly the
+ * endpoint decoder's range.
+ */
+bool cxl_firmware_find_window(PCIDevice *ep, uint64_t size,
+                              CXLFirmwareWindow *out, Error **errp);
+
+/**
+ * cxl_firmware_window_at: the window that contains [@base, @base + @size)
+ *
+ * Returns false if no window contains the whole range.
+ */
+bool cxl_firmware_window_at(uint64_t base, uint64_t size,
+                            CXLFirmwareWindow *out);
+
+/**
+ * cxl_firmware_commit_hb_decoder: commit HDM decoder 0 of @ep's host bridge
+ * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
+ * @base, @size: the HPA range, 256 MiB aligned, inside a window
+ * @enc_granularity: encoded interleave granularity (the window's)
+ * @errp: error if the host bridge has no HDM decoders, or its decoder 0
+ *        already decodes another range
+ *
+ * Programs base, size, and a one-way target list naming @ep's root port,
+ * then sets Lock On Commit and Committed and enables HDM decoding, the way
+ * firmware leaves the decoder for the OS.
+ */
+bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
+                                    uint64_t size, uint8_t enc_granularity,
+                                    Error **errp);
+
+#endif

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! Where cxl-accel puts things in its configuration space and BAR, and how
+//! config-space accesses map onto the CXL Device DVSEC model.  No QEMU
+//! calls here: the device (device.rs) does the dispatch.
+
+use cxl_regs::dvsec::{
+    self, Capability, Capability3, DvsecConfig, RangeInfo, CAPABILITY, DVSEC_ID_CXL_DEVICE,
+    DVSEC_LENGTH, DVSEC_REVISION,
+};
+use cxl_regs::reg_locator::{self, BlockId, RegisterBlock};
+
+/// PCI Express capability (endpoint).
+pub const PCIE_CAP_OFFSET: u8 = 0x80;
+/// Extended capability ID of a DVSEC.
+pub const EXT_CAP_ID_DVSEC: u16 = 0x23;
+/// DVSEC extended capability version.
+pub const DVSEC_CAP_VERSION: u8 = 1;
+/// The CXL Device DVSEC (CXL r3.1 8.1.3).
+pub const DEVICE_DVSEC_OFFSET: u16 = 0x100;
+/// The Register Locator DVSEC (CXL r3.1 8.1.9), right after it.
+pub const REG_LOCATOR_OFFSET: u16 = DEVICE_DVSEC_OFFSET + DVSEC_LENGTH;
+/// BAR holding the component register block (64-bit: BARs 0 and 1).
+pub const COMPONENT_BAR: u8 = 0;
+/// Offset of the component register block in that BAR.
+pub const COMPONENT_BAR_OFFSET: u64 = 0;
+
+/// PCI class code: processing accelerator (0x12), subclass 0.
+pub const CLASS_PROCESSING_ACCELERATOR: u16 = 0x1200;
+
+/// The register blocks the Register Locator lists.
+pub const REGISTER_BLOCKS: [RegisterBlock; 1] = [RegisterBlock {
+    id: BlockId::Component as u8,
+    bar: COMPONENT_BAR,
+    offset: COMPONENT_BAR_OFFSET,
+}];
+
+/// The HwInit part of the CXL Device DVSEC for `mem_size` bytes of
+/// device memory: a cache- and memory-capable Type-2 device with one HDM
+/// range whose memory is active from the start.
+pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
+    let capability = Capability::default()
+        .with(Capability::CACHE_CAPABLE, 1)
+        .with(Capability::MEM_CAPABLE, 1)
+        .with(Capability::HDM_COUNT, 1);
+    DvsecConfig {
+        capability,
+        capability2: 0,
+        capability3: Capability3::default().with(Capability3::VOLATILE_HDM_COLD, 1),
+        ranges: [
+            Some(RangeInfo {
+                size: mem_size,
+                active: true,
+                media_type: 0,
+                memory_class: 0,
+            }),
+            None,
+        ],
+    }
+}
+
+/// DVSEC Header 1 and 2 of the CXL Device DVSEC, as bytes at offset 4.
+pub fn device_dvsec_headers() -> [u8; 6] {
+    let h1 = dvsec::header1(dvsec::CXL_VENDOR_ID, DVSEC_REVISION, DVSEC_LENGTH).to_le_bytes();
+    let h2 = dvsec::header2(DVSEC_ID_CXL_DEVICE).to_le_bytes();
+    [h1[0], h1[1], h1[2], h1[3], h2[0], h2[1]]
+}
+
+/// Length of the Register Locator DVSEC.
+pub fn reg_locator_len() -> u16 {
+    reg_locator::length(REGISTER_BLOCKS.len())
+}
+
+/// The Register Locator's bytes from offset 4.
+pub fn reg_locator_bytes() -> Vec<u8> {
+    reg_locator::encode(&REGISTER_BLOCKS)
+}
+
+/// The config-space range the DVSEC model owns (its registers after the
+/// headers): `[start, end)`.
+pub const DVSEC_MODEL_RANGE: (u32, u32) = (
+    DEVICE_DVSEC_OFFSET as u32 + CAPABILITY as u32,
+    DEVICE_DVSEC_OFFSET as u32 + DVSEC_LENGTH as u32,
+);
+
+/// The part of a config write of `len` bytes of `val` at `addr` that
+/// falls into the DVSEC model: (offset in the DVSEC, size, value).
+pub fn dvsec_part(addr: u32, len: u32, val: u32) -> Option<(u16, u8, u32)> {
+    let (lo, hi) = DVSEC_MODEL_RANGE;
+    let start = addr.max(lo);
+    let end = (addr + len).min(hi);
+    if start >= end {
+        return None;
+    }
+    let shift = 8 * (start - addr);
+    let size = end - start;
+    let mask = if size >= 4 { u32::MAX } else { (1 << (8 * size)) - 1 };
+    Some((
+        (start - u32::from(DEVICE_DVSEC_OFFSET)) as u16,
+        size as u8,
+        (val >> shift) & mask,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dvsec_part_clips_to_the_model() {
+        // Dword at 0x108: header 2 (not ours), then Capability (RO in the model).
+        assert_eq!(dvsec_part(0x108, 4, 0xaabb_ccdd), Some((0x0a, 2, 0xaabb)));
+        assert_eq!(dvsec_part(0x10c, 2, 0x1234), Some((0x0c, 2, 0x1234)));
+        assert_eq!(dvsec_part(0x104, 4, 0), None);
+        assert_eq!(dvsec_part(0x13c, 4, 0), None);
+    }
+}

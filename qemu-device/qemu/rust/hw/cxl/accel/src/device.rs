@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! The cxl-accel device: QOM type, PCI config space, component register
+//! BAR, reset-time firmware commit and the direct mapping of device memory
+//! into the CXL Fixed Memory Window while HDM decoder 0 is committed.
+
+use std::{ffi::CStr, ptr::addr_of};
+
+use bql::BqlRefCell;
+use common::{uninit_field_mut, Zeroable};
+use cxl_regs::{
+    component::{self, ComponentRegisters},
+    dvsec::{CxlDeviceDvsec, DvsecEvent, DVSEC_LENGTH, RANGE_ALIGN},
+    hdm::{FirmwareDecoder, HdmConfig, HdmEvent},
+    window::HpaRange,
+};
+use hwcore::{
+    bindings::{qdev_prop_bool, qdev_prop_link, Property, Property__bindgen_ty_1},
+    DeviceImpl, DevicePropertiesImpl, DeviceState, ResetType, ResettablePhasesImpl,
+};
+use migration::{VMStateDescription, VMStateDescriptionBuilder};
+use pci::{
+    PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, BAR_MEM_TYPE_64, INTERFACE_CXL_DEVICE,
+    INTERFACE_PCIE_DEVICE,
+};
+use qom::{prelude::*, InterfaceInfo, ObjectImpl, ParentField, ParentInit};
+use system::{bindings::hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
+use util::{ensure, log::Log, log_mask_ln, Error, Result};
+
+use crate::{bindings, config};
+
+::trace::include_trace!("hw_mem");
+
+/// Device ID allocated in QEMU's PCI ID space (docs/specs/pci-ids.rst).
+const DEVICE_ID: u16 = pci::bindings::PCI_DEVICE_ID_REDHAT_CXL_ACCEL as u16;
+
+/// Where device memory is mapped while decoder 0 is committed.
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    window: *mut system::bindings::MemoryRegion,
+    hpa: HpaRange,
+}
+
+/// The CFMW firmware commits the device into (found at realize).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    range: HpaRange,
+    enc_granularity: u8,
+    index: i32,
+}
+
+/// Register state: everything the guest can change.
+#[derive(Debug)]
+struct AccelRegs {
+    dvsec: CxlDeviceDvsec,
+    component: ComponentRegisters,
+    mapping: Option<Mapping>,
+}
+
+/// State of a cxl-accel device.
+#[repr(C)]
+#[derive(qom::Object)]
+pub struct CxlAccelState {
+    parent_obj: ParentField<PCIDevice>,
+    /// BAR 0: the component register block.
+    component_bar: MemoryRegion,
+    /// Alias of the memory backend, mapped into a CFMW on commit.
+    hdm_alias: MemoryRegion,
+    /// Property `memdev`: link to the memory backend.
+    memdev: *mut bindings::HostMemoryBackend,
+    /// Property `precommit`: firmware commits the decoders at reset.
+    precommit: bool,
+    mem_size: BqlRefCell<u64>,
+    window: BqlRefCell<Option<Window>>,
+    regs: BqlRefCell<Option<AccelRegs>>,
+}
+
+qom_isa!(CxlAccelState: PCIDevice, DeviceState, Object);
+
+// SAFETY: the raw pointers (memdev, the mapped window) are only used
+// under the BQL, like every other piece of device state.
+unsafe impl Sync for CxlAccelState {}
+// SAFETY: see above.
+unsafe impl Send for Mapping {}
+
+// SAFETY: the type is a PCIDevice subclass without its own class struct,
+// and its TYPE_NAME is unique.
+unsafe impl ObjectType for CxlAccelState {
+    type Class = <PCIDevice as ObjectType>::Class;
+    const TYPE_NAME: &'static CStr = crate::TYPE_CXL_ACCEL;
+}
+
+impl ObjectImpl for CxlAccelState {
+    type ParentType = PCIDevice;
+
+    const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
+    const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
+    const INTERFACES: &'static [InterfaceInfo] = &[
+        InterfaceInfo::new(INTERFACE_CXL_DEVICE),
+        InterfaceInfo::new(INTERFACE_PCIE_DEVICE),
+        InterfaceInfo::END,
+    ];
+}
+
+// SAFETY: the array describes fields of CxlAccelState with matching
+// property types: a HostMemoryBackend pointer for the link and a bool.
+unsafe impl DevicePropertiesImpl for CxlAccelState {
+    const PROPERTIES: &'static [Property] = &[
+        Property {
+            name: c"memdev".as_ptr(),
+            info: addr_of!(qdev_prop_link),
+            offset: std::mem::offset_of!(CxlAccelState, memdev) as isize,
+            link_type: c"memory-backend".as_ptr(),
+            ..Zeroable::ZERO
+        },
+        Property {
+            name: c"precommit".as_ptr(),
+            info: addr_of!(qdev_prop_bool),
+            offset: std::mem::offset_of!(CxlAccelState, precommit) as isize,
+            set_default: true,
+            defval: Property__bindgen_ty_1 { u: 1 },
+            ..Zeroable::ZERO
+        },
+    ];
+}
+
+const VMSTATE_CXL_ACCEL: VMStateDescription<CxlAccelState> =
+    VMStateDescriptionBuilder::<CxlAccelState>::new()
+        .name(c"cxl-accel")
+        .unmigratable()
+        .build();
+
+impl DeviceImpl for CxlAccelState {
+    const VMSTATE: Option<VMStateDescription<Self>> = Some(VMSTATE_CXL_ACCEL);
+}
+
+impl ResettablePhasesImpl for CxlAccelState {
+    const HOLD: Option<fn(&Self, ResetType)> = Some(Self::reset_hold);
+    const EXIT: Option<fn(&Self, ResetType)> = Some(Self::reset_exit);
+}
+
+impl PCIDeviceImpl for CxlAccelState {
+    const PCI_REALIZE: Option<fn(&Self) -> Result<()>> = Some(Self::realize);
+    const PCI_EXIT: Option<fn(&Self)> = Some(Self::exit);
+    const CONFIG_WRITE: Option<fn(&Self, u32, u32, u32)> = Some(Self::config_write);
+    const VENDOR_ID: u16 = pci::bindings::PCI_VENDOR_ID_REDHAT as u16;
+    const DEVICE_ID: u16 = DEVICE_ID;
+    const CLASS_ID: u16 = config::CLASS_PROCESSING_ACCELERATOR;
+}
+
+/// Help text of the properties (`-device cxl-accel,help`).
+const PROPERTY_HELP: [(&CStr, &CStr); 2] = [
+    (
+        c"memdev",
+        c"memory backend holding the device memory (HDM), a non-zero multiple of 256 MiB",
+    ),
+    (
+        c"precommit",
+        c"commit HDM decoder 0 of the device and of its host bridge at reset, like \
+          platform firmware (needs pxb-cxl,hdm_for_passthrough=on and a cxl-fmw \
+          targeting only that host bridge)",
+    ),
+];
+
+impl CxlAccelState {
+    fn class_init(klass: &mut PCIDeviceClass) {
+        klass.class_init::<Self>();
+        klass.parent_class.desc = c"CXL Type-2 accelerator (emulated)".as_ptr();
+        let oc: *mut qom::bindings::ObjectClass = (klass as *mut PCIDeviceClass).cast();
+        for (name, help) in PROPERTY_HELP {
+            // SAFETY: the class is being initialized and has these
+            // properties (class_init::<Self> added them); both strings are
+            // static.
+            unsafe {
+                qom::bindings::object_class_property_set_description(
+                    oc,
+                    name.as_ptr(),
+                    help.as_ptr(),
+                );
+            }
+        }
+    }
+
+    unsafe fn init(mut this: ParentInit<Self>) {
+        static COMPONENT_OPS: MemoryRegionOps<CxlAccelState> =
+            MemoryRegionOpsBuilder::<CxlAccelState>::new()
+                .read(&CxlAccelState::component_read)
+                .write(&CxlAccelState::component_write)
+                .little_endian()
+                .valid_sizes(4, 8)
+                .impl_sizes(4, 8)
+                .build();
+
+        MemoryRegion::init_io(
+            &mut uninit_field_mut!(*this, component_bar),
+            &COMPONENT_OPS,
+            "cxl-accel-component",
+            component::BLOCK_SIZE,
+        );
+        uninit_field_mut!(*this, mem_size).write(BqlRefCell::new(0));
+        uninit_field_mut!(*this, window).write(BqlRefCell::new(None));
+        uninit_field_mut!(*this, regs).write(BqlRefCell::new(None));
+    }
+
+    fn pci_ptr(&self) -> *mut pci::bindings::PCIDevice {
+        self.as_pci_ptr()
+    }
+
+    fn backend_mr(&self) -> *mut system::bindings::MemoryRegion {
+        // SAFETY: realize checked that memdev is set; the link keeps a
+        // reference to the backend while the device exists.
+        unsafe { bindings::host_memory_backend_get_memory(self.memdev).cast() }
+    }
+
+    fn realize(&self) -> Result<()> {
+        ensure!(
+            !self.memdev.is_null(),
+            "property 'memdev' is required, e.g. -object memory-backend-ram,id=accmem,size=256M \
+             -device cxl-accel,memdev=accmem"
+        );
+        // SAFETY: memdev is a valid backend (checked above, kept by the link).
+        let in_use = unsafe { bindings::host_memory_backend_is_mapped(self.memdev) };
+        ensure!(!in_use, "memdev is already in use by another device");
+        // SAFETY: the backend's region exists once the backend is complete.
+        let size = unsafe { system::bindings::memory_region_size(self.backend_mr()) };
+        ensure!(
+            size > 0 && size % RANGE_ALIGN == 0,
+            "memdev size {:#x} is not a non-zero multiple of 256 MiB",
+            size
+        );
+
+        let mut fw = bindings::CXLFirmwareWindow::default();
+        // SAFETY: the device is being realized below its bus; `fw` is
+        // written only on success.
+        let found = unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_find_window(self.pci_ptr(), size, &mut fw, errp)
+            })
+        };
+        let window = match found {
+            Ok(true) => Some(Window {
+                range: HpaRange::new(fw.base, fw.size),
+                enc_granularity: fw.enc_granularity,
+                index: fw.index,
+            }),
+            Ok(false) => None,
+            Err(e) if self.precommit => {
+                return Err(Error::msg(format!(
+                    "precommit=on needs a CXL window for this device (or set precommit=off): {e}"
+                )));
+            }
+            Err(_) => None,
+        };
+
+        self.pcie_endpoint_cap_init(config::PCIE_CAP_OFFSET)?;
+        self.pcie_add_capability(
+            config::EXT_CAP_ID_DVSEC,
+            config::DVSEC_CAP_VERSION,
+            config::DEVICE_DVSEC_OFFSET,
+            DVSEC_LENGTH,
+        );
+        self.set_config_ro(
+            u32::from(config::DEVICE_DVSEC_OFFSET) + 4,
+            &config::device_dvsec_headers(),
+        );
+        self.pcie_add_capability(
+            config::EXT_CAP_ID_DVSEC,
+            config::DVSEC_CAP_VERSION,
+            config::REG_LOCATOR_OFFSET,
+            config::reg_locator_len(),
+        );
+        self.set_config_ro(
+            u32::from(config::REG_LOCATOR_OFFSET) + 4,
+            &config::reg_locator_bytes(),
+        );
+        self.register_bar(config::COMPONENT_BAR, BAR_MEM_TYPE_64, &self.component_bar);
+
+        // SAFETY: hdm_alias is zeroed storage owned by this device; the
+        // alias keeps the backend alive and is finalized with the device.
+        unsafe {
+            system::bindings::memory_region_init_alias(
+                self.hdm_alias.as_mut_ptr(),
+                self.as_object_mut_ptr().cast(),
+                c"cxl-accel-hdm".as_ptr(),
+                self.backend_mr(),
+                0,
+                size,
+            );
+            bindings::host_memory_backend_set_mapped(self.memdev, true);
+        }
+
+        // Linux commits decoders anywhere in a window that targets the
+        // host bridge; without one, use the whole address space and let
+        // the mapping step look the window up.
+        let hdm_window = window.map_or(HpaRange::new(0, u64::MAX), |w| w.range);
+        let regs = AccelRegs {
+            dvsec: CxlDeviceDvsec::new(config::dvsec_config(size)),
+            component: ComponentRegisters::new(HdmConfig::single_device_decoder(hdm_window, size)),
+            mapping: None,
+        };
+        *self.mem_size.borrow_mut() = size;
+        *self.window.borrow_mut() = window;
+        *self.regs.borrow_mut() = Some(regs);
+        self.sync_dvsec();
+        Ok(())
+    }
+
+    fn exit(&self) {
+        if let Some(regs) = self.regs.borrow_mut().as_mut() {
+            Self::unmap(&self.hdm_alias, regs);
+        }
+        if !self.memdev.is_null() {
+            // SAFETY: the backend is still linked.
+            unsafe { bindings::host_memory_backend_set_mapped(self.memdev, false) };
+        }
+    }
+
+    /// Copies the DVSEC model's registers into config space, where
+    /// `pci_default_read_config` finds them.
+    fn sync_dvsec(&self) {
+        let regs = self.regs.borrow();
+        let Some(regs) = regs.as_ref() else { return };
+        let (lo, hi) = config::DVSEC_MODEL_RANGE;
+        let base = u32::from(config::DEVICE_DVSEC_OFFSET);
+        let bytes: Vec<u8> = (lo..hi)
+            .map(|a| regs.dvsec.read((a - base) as u16, 1) as u8)
+            .collect();
+        self.set_config_ro(lo, &bytes);
+    }
+
+    fn config_write(&self, addr: u32, val: u32, len: u32) {
+        self.default_config_write(addr, val, len);
+        let Some((offset, size, value)) = config::dvsec_part(addr, len, val) else {
+            return;
+        };
+        trace::trace_cxl_accel_dvsec_write(offset.into(), size.into(), value);
+        let events = match self.regs.borrow_mut().as_mut() {
+            Some(regs) => regs.dvsec.write(offset, size, value),
+            None => return,
+        };
+        self.sync_dvsec();
+        for event in events {
+            match event {
+                DvsecEvent::MemEnable(on) => trace::trace_cxl_accel_mem_enable(on),
+                DvsecEvent::CacheWbInvRequested => {}
+                DvsecEvent::CxlResetRequested { clear_memory } => self.cxl_reset(clear_memory),
+            }
+        }
+    }
+
+    /// CXL reset (CXL r3.1 9.7): decoders back to reset values, memory
+    /// unmapped and optionally cleared.
+    fn cxl_reset(&self, clear_memory: bool) {
+        trace::trace_cxl_accel_cxl_reset(clear_memory);
+        if let Some(regs) = self.regs.borrow_mut().as_mut() {
+            Self::unmap(&self.hdm_alias, regs);
+            regs.component.reset();
+        }
+        if clear_memory {
+            let size = *self.mem_size.borrow();
+            // SAFETY: RAM backends have a host pointer to `size` bytes.
+            unsafe {
+                let ptr = system::bindings::memory_region_get_ram_ptr(self.backend_mr());
+                if !ptr.is_null() {
+                    std::ptr::write_bytes(ptr.cast::<u8>(), 0, size as usize);
+                }
+            }
+        }
+    }
+
+    fn component_read(&self, offset: hwaddr, size: u32) -> u64 {
+        let value = self
+            .regs
+            .borrow()
+            .as_ref()
+            .map_or(0, |r| r.component.read(offset, size));
+        trace::trace_cxl_accel_component_read(offset, size, value);
+        value
+    }
+
+    fn component_write(&self, offset: hwaddr, value: u64, size: u32) {
+        trace::trace_cxl_accel_component_write(offset, size, value);
+        let mut regs = self.regs.borrow_mut();
+        let Some(regs) = regs.as_mut() else { return };
+        if let Some(event) = regs.component.write(offset, size, value) {
+            Self::hdm_event(&self.hdm_alias, regs, event);
+        }
+    }
+
+    /// Carries out what an HDM decoder change means for the memory map.
+    fn hdm_event(alias: &MemoryRegion, regs: &mut AccelRegs, event: HdmEvent) {
+        match event {
+            HdmEvent::Committed {
+                hpa,
+                dpa_base,
+                ways,
+                ..
+            } => {
+                if ways == 1 {
+                    Self::map(alias, regs, hpa, dpa_base);
+                } else {
+                    log_mask_ln!(
+                        Log::Unimp,
+                        "cxl-accel: {ways}-way interleaved decoders are not mapped"
+                    );
+                }
+            }
+            HdmEvent::Decommitted { .. } => Self::unmap(alias, regs),
+            HdmEvent::CommitFailed { decoder, error } => {
+                log_mask_ln!(
+                    Log::GuestError,
+                    "cxl-accel: HDM decoder {decoder} commit refused: {error}"
+                );
+            }
+        }
+        if let HdmEvent::CommitFailed { decoder, .. } = event {
+            let d = regs.component.hdm().decoder(decoder).copied().unwrap_or_default();
+            trace::trace_cxl_accel_commit_failed(decoder, d.base, d.size);
+        }
+    }
+
+    /// Maps `hpa` (inside a non-interleaved window) to device memory from
+    /// `dpa_base`: an alias of the backend becomes a subregion of the
+    /// window's MemoryRegion, so guest accesses are plain RAM accesses.
+    fn map(alias: &MemoryRegion, regs: &mut AccelRegs, hpa: HpaRange, dpa_base: u64) {
+        Self::unmap(alias, regs);
+        let mut fw = bindings::CXLFirmwareWindow::default();
+        // SAFETY: plain lookup in the machine's window list.
+        let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
+        if !found || fw.ways != 1 {
+            trace::trace_cxl_accel_no_window(hpa.base, hpa.size);
+            return;
+        }
+        let window: *mut system::bindings::MemoryRegion = fw.mr.cast();
+        // SAFETY: the alias was initialized at realize and is not mapped
+        // (unmap above); the window region lives as long as the machine.
+        unsafe {
+            system::bindings::memory_region_set_alias_offset(alias.as_mut_ptr(), dpa_base);
+            system::bindings::memory_region_set_size(alias.as_mut_ptr(), hpa.size);
+            system::bindings::memory_region_add_subregion(
+                window,
+                hpa.base - fw.base,
+                alias.as_mut_ptr(),
+            );
+        }
+        trace::trace_cxl_accel_map(hpa.base, hpa.size, dpa_base);
+        regs.mapping = Some(Mapping { window, hpa });
+    }
+
+    fn unmap(alias: &MemoryRegion, regs: &mut AccelRegs) {
+        if let Some(m) = regs.mapping.take() {
+            // SAFETY: the alias is a subregion of m.window (set by map).
+            unsafe {
+                system::bindings::memory_region_del_subregion(m.window, alias.as_mut_ptr());
+            }
+            trace::trace_cxl_accel_unmap(m.hpa.base, m.hpa.size);
+        }
+    }
+
+    fn reset_hold(&self, _type: ResetType) {
+        if let Some(regs) = self.regs.borrow_mut().as_mut() {
+            Self::unmap(&self.hdm_alias, regs);
+            regs.dvsec.reset();
+            regs.component.reset();
+        }
+        self.sync_dvsec();
+    }
+
+    /// Firmware's part of reset, after every device (the host bridge
+    /// included) has reset its registers: commit the host bridge's and
+    /// our decoder 0 over the start of the window.
+    fn reset_exit(&self, _type: ResetType) {
+        if !self.precommit {
+            return;
+        }
+        let Some(window) = *self.window.borrow() else { return };
+        let size = *self.mem_size.borrow();
+        let range = HpaRange::new(window.range.base, size);
+        // SAFETY: the device is realized and below a pxb-cxl host bridge
+        // (checked at realize).
+        let hb = unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_commit_hb_decoder(
+                    self.pci_ptr(),
+                    range.base,
+                    range.size,
+                    window.enc_granularity,
+                    errp,
+                )
+            })
+        };
+        if let Err(e) = hb {
+            // Reset cannot fail; the guest would see a device without a
+            // region, which is not what precommit=on promised.
+            Self::fatal(&format!("cxl-accel: firmware commit of the host bridge failed: {e}"));
+        }
+        let mut regs = self.regs.borrow_mut();
+        let Some(regs) = regs.as_mut() else { return };
+        let program = FirmwareDecoder {
+            range,
+            eiw: 0,
+            eig: window.enc_granularity,
+            target_or_skip: 0,
+            host_only: false,
+            lock: true,
+        };
+        match regs.component.hdm_mut().firmware_commit(0, program) {
+            Ok(event) => {
+                trace::trace_cxl_accel_precommit(range.base, range.size, window.index);
+                Self::hdm_event(&self.hdm_alias, regs, event);
+            }
+            Err(e) => Self::fatal(&format!("cxl-accel: firmware commit of decoder 0 failed: {e}")),
+        }
+    }
+
+    fn fatal(msg: &str) -> ! {
+        let msg = std::ffi::CString::new(msg).unwrap_or_default();
+        // SAFETY: a valid C string and format.
+        unsafe {
+            bindings::error_report(c"%s".as_ptr(), msg.as_ptr());
+            libc_exit(1)
+        }
+    }
+}
+
+/// `exit(3)`: what QEMU does on a fatal configuration error.
+unsafe fn libc_exit(code: i32) -> ! {
+    extern "C" {
+        fn exit(code: i32) -> !;
+    }
+    // SAFETY: terminates the process, as error_fatal would.
+    unsafe { exit(code) }
+}
+
