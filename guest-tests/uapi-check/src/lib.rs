@@ -1,0 +1,8 @@
+//! Checks a device bound to vfio-cxl-pci against the uAPI contract
+//! (docs/uapi.md), from user space, the way a VMM sees it. Runs inside the
+//! test VMs (guest-tests/harness); `pattern` is shared with the host side
+//! of the coherence checks.
+
+pub mod checks;
+pub mod pattern;
+pub mod vfio;

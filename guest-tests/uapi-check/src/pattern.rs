@@ -1,0 +1,47 @@
+//! The data patterns both sides of a coherence check agree on: the guest
+//! (this program) and the host side of the harness, which fills or reads
+//! the device's memory-backend file.
+
+/// The 64-bit word at byte `offset` of pattern `seed` (splitmix64 of both),
+/// so every word of every pattern differs and a stale or misplaced word
+/// shows up.
+pub fn word(seed: u64, offset: u64) -> u64 {
+    let mut z = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ offset;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The offsets a check samples in a region of `size` bytes: the first and
+/// last word of every 2 MiB, and one word in the middle of each.
+pub fn sample_offsets(size: u64) -> impl Iterator<Item = u64> {
+    const STRIDE: u64 = 2 << 20;
+    (0..size.div_ceil(STRIDE)).flat_map(move |i| {
+        let start = i * STRIDE;
+        let end = (start + STRIDE).min(size);
+        [start, (start + (end - start) / 2) & !7, end - 8]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_differ_by_seed_and_offset() {
+        assert_ne!(word(1, 0), word(2, 0));
+        assert_ne!(word(1, 0), word(1, 8));
+        assert_eq!(word(7, 4096), word(7, 4096));
+    }
+
+    #[test]
+    fn samples_cover_every_2mib_and_stay_in_bounds() {
+        let size = 256 << 20;
+        let s: Vec<_> = sample_offsets(size).collect();
+        assert_eq!(s.len(), 3 * 128);
+        assert!(s.iter().all(|&o| o % 8 == 0 && o + 8 <= size));
+        assert_eq!(s[..3], [0, 1 << 20, (2 << 20) - 8]);
+        let odd: Vec<_> = sample_offsets(3 << 20).collect();
+        assert_eq!(odd.last(), Some(&((3 << 20) - 8)));
+    }
+}

@@ -1,0 +1,338 @@
+//! Thin, safe wrappers over the VFIO ioctls this checker needs (type1
+//! container and group, device fd, info queries, region I/O and mmap).
+//! Struct layouts come from rust-vmm's `vfio-bindings`; the CXL additions
+//! from `vfio-cxl-uapi`. The ioctl numbers are `_IO(';', 100 + n)` as in
+//! `<linux/vfio.h>` (tests/ioctl_numbers.rs compares them with the C header).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::mem::size_of;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use vfio_bindings::bindings::vfio::{vfio_device_info, vfio_group_status, vfio_region_info};
+
+const VFIO_TYPE: u64 = b';' as u64;
+const VFIO_BASE: u64 = 100;
+
+const fn vfio_io(n: u64) -> u64 {
+    (VFIO_TYPE << 8) | (VFIO_BASE + n)
+}
+
+pub const VFIO_GET_API_VERSION: u64 = vfio_io(0);
+pub const VFIO_CHECK_EXTENSION: u64 = vfio_io(1);
+pub const VFIO_SET_IOMMU: u64 = vfio_io(2);
+pub const VFIO_GROUP_GET_STATUS: u64 = vfio_io(3);
+pub const VFIO_GROUP_SET_CONTAINER: u64 = vfio_io(4);
+pub const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
+pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
+pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
+pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
+
+/// `VFIO_PCI_INDEX_TO_OFFSET`: regions of a vfio-pci device sit at index << 40.
+pub const fn region_offset(index: u32) -> u64 {
+    (index as u64) << 40
+}
+
+/// Everything that can go wrong talking to VFIO.
+#[derive(Debug)]
+pub enum VfioError {
+    /// A system call failed; `what` says which.
+    Sys { what: String, err: io::Error },
+    /// The kernel answered something the uAPI does not allow.
+    Protocol(String),
+}
+
+impl std::fmt::Display for VfioError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sys { what, err } => write!(f, "{what}: {err}"),
+            Self::Protocol(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl std::error::Error for VfioError {}
+
+pub type Result<T> = std::result::Result<T, VfioError>;
+
+fn sys(what: impl Into<String>) -> impl FnOnce(io::Error) -> VfioError {
+    let what = what.into();
+    move |err| VfioError::Sys { what, err }
+}
+
+/// ioctl with an integer argument; returns the non-negative result.
+fn ioctl_val(fd: &File, request: u64, arg: libc::c_ulong) -> io::Result<i32> {
+    // SAFETY: the request takes an integer argument (or none); no memory is
+    // passed to the kernel.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, arg) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// ioctl with a pointer to `buf`, which holds an argsz-prefixed struct.
+fn ioctl_buf(fd: &File, request: u64, buf: &mut [u8]) -> io::Result<i32> {
+    // SAFETY: `buf` is valid for writes of its length, and every caller
+    // sets the struct's argsz to at most that length, so the kernel writes
+    // inside the buffer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), request as _, buf.as_mut_ptr()) };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn u32_at(buf: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(buf: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(buf[off..off + 8].try_into().expect("8 bytes"))
+}
+
+/// A type1 container with one group attached and a device fd.
+#[derive(Debug)]
+pub struct Device {
+    _container: File,
+    _group: File,
+    fd: File,
+}
+
+/// `VFIO_DEVICE_GET_INFO` with its capability chain.
+#[derive(Debug, Clone)]
+pub struct DeviceInfo {
+    pub flags: u32,
+    pub num_regions: u32,
+    /// The whole answer, for capability lookups.
+    pub raw: Vec<u8>,
+    pub cap_offset: u32,
+}
+
+/// `VFIO_DEVICE_GET_REGION_INFO` with its capability chain.
+#[derive(Debug, Clone)]
+pub struct RegionInfo {
+    pub index: u32,
+    pub flags: u32,
+    pub size: u64,
+    pub offset: u64,
+    pub cap_offset: u32,
+    pub raw: Vec<u8>,
+}
+
+impl RegionInfo {
+    pub fn has_flag(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+impl Device {
+    /// Opens the device at PCI address `bdf` through its IOMMU group.
+    pub fn open(bdf: &str) -> Result<Self> {
+        let link = Path::new("/sys/bus/pci/devices")
+            .join(bdf)
+            .join("iommu_group");
+        let group_path = std::fs::read_link(&link)
+            .map_err(sys(format!("{} (no IOMMU group?)", link.display())))?;
+        let group_id = group_path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| {
+                VfioError::Protocol(format!("bad iommu_group link {}", group_path.display()))
+            })?
+            .to_owned();
+        let rw = |p: &str| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(sys(format!("open {p}")))
+        };
+        let container = rw("/dev/vfio/vfio")?;
+        let group = rw(&format!("/dev/vfio/{group_id}"))?;
+
+        let version =
+            ioctl_val(&container, VFIO_GET_API_VERSION, 0).map_err(sys("VFIO_GET_API_VERSION"))?;
+        if version != vfio_bindings::bindings::vfio::VFIO_API_VERSION as i32 {
+            return Err(VfioError::Protocol(format!("VFIO API version {version}")));
+        }
+        let type1v2 = vfio_bindings::bindings::vfio::VFIO_TYPE1v2_IOMMU as libc::c_ulong;
+        if ioctl_val(&container, VFIO_CHECK_EXTENSION, type1v2)
+            .map_err(sys("VFIO_CHECK_EXTENSION"))?
+            != 1
+        {
+            return Err(VfioError::Protocol(
+                "the container lacks VFIO_TYPE1v2_IOMMU".into(),
+            ));
+        }
+        let mut status = [0u8; size_of::<vfio_group_status>()];
+        let argsz = status.len() as u32;
+        status[0..4].copy_from_slice(&argsz.to_ne_bytes());
+        ioctl_buf(&group, VFIO_GROUP_GET_STATUS, &mut status)
+            .map_err(sys("VFIO_GROUP_GET_STATUS"))?;
+        if u32_at(&status, 4) & vfio_bindings::bindings::vfio::VFIO_GROUP_FLAGS_VIABLE == 0 {
+            return Err(VfioError::Protocol(format!(
+                "group {group_id} is not viable (bind every device in it to vfio)"
+            )));
+        }
+        let mut container_fd = container.as_raw_fd().to_ne_bytes();
+        ioctl_buf(&group, VFIO_GROUP_SET_CONTAINER, &mut container_fd)
+            .map_err(sys("VFIO_GROUP_SET_CONTAINER"))?;
+        ioctl_val(&container, VFIO_SET_IOMMU, type1v2).map_err(sys("VFIO_SET_IOMMU"))?;
+        let mut name = bdf.as_bytes().to_vec();
+        name.push(0);
+        let fd = ioctl_buf(&group, VFIO_GROUP_GET_DEVICE_FD, &mut name)
+            .map_err(sys("VFIO_GROUP_GET_DEVICE_FD"))?;
+        // SAFETY: the kernel just returned this new fd, owned by nobody else.
+        let fd = unsafe { File::from_raw_fd(fd) };
+        Ok(Self {
+            _container: container,
+            _group: group,
+            fd,
+        })
+    }
+
+    /// `VFIO_DEVICE_GET_INFO`, retried with the size the kernel asks for.
+    pub fn info(&self) -> Result<DeviceInfo> {
+        let raw = self.query(VFIO_DEVICE_GET_INFO, size_of::<vfio_device_info>(), |_| {})?;
+        Ok(DeviceInfo {
+            flags: u32_at(&raw, 4),
+            num_regions: u32_at(&raw, 8),
+            cap_offset: u32_at(&raw, 16),
+            raw,
+        })
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO` for `index`.
+    pub fn region_info(&self, index: u32) -> Result<RegionInfo> {
+        let raw = self.query(
+            VFIO_DEVICE_GET_REGION_INFO,
+            size_of::<vfio_region_info>(),
+            |b| b[8..12].copy_from_slice(&index.to_ne_bytes()),
+        )?;
+        Ok(RegionInfo {
+            index,
+            flags: u32_at(&raw, 4),
+            cap_offset: u32_at(&raw, 12),
+            size: u64_at(&raw, 16),
+            offset: u64_at(&raw, 24),
+            raw,
+        })
+    }
+
+    /// `VFIO_DEVICE_GET_REGION_INFO` with a caller-chosen argsz (bad-input checks).
+    pub fn region_info_argsz(&self, index: u32, argsz: u32) -> io::Result<()> {
+        let mut buf = vec![0u8; size_of::<vfio_region_info>().max(argsz as usize)];
+        buf[0..4].copy_from_slice(&argsz.to_ne_bytes());
+        buf[8..12].copy_from_slice(&index.to_ne_bytes());
+        ioctl_buf(&self.fd, VFIO_DEVICE_GET_REGION_INFO, &mut buf).map(|_| ())
+    }
+
+    fn query(&self, request: u64, fixed: usize, fill: impl Fn(&mut [u8])) -> Result<Vec<u8>> {
+        let mut argsz = fixed;
+        for _ in 0..2 {
+            let mut buf = vec![0u8; argsz];
+            buf[0..4].copy_from_slice(&(argsz as u32).to_ne_bytes());
+            fill(&mut buf);
+            ioctl_buf(&self.fd, request, &mut buf).map_err(sys(format!("ioctl {request:#x}")))?;
+            let wanted = u32_at(&buf, 0) as usize;
+            if wanted <= argsz {
+                return Ok(buf);
+            }
+            argsz = wanted;
+        }
+        Err(VfioError::Protocol(format!(
+            "ioctl {request:#x}: argsz keeps growing"
+        )))
+    }
+
+    /// `VFIO_DEVICE_RESET`.
+    pub fn reset(&self) -> Result<()> {
+        ioctl_val(&self.fd, VFIO_DEVICE_RESET, 0)
+            .map(|_| ())
+            .map_err(sys("VFIO_DEVICE_RESET"))
+    }
+
+    /// pread at `offset` of the device fd (region offset + position).
+    pub fn pread(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.fd.read_at(buf, offset)
+    }
+
+    /// pwrite at `offset` of the device fd.
+    pub fn pwrite(&self, buf: &[u8], offset: u64) -> io::Result<usize> {
+        self.fd.write_at(buf, offset)
+    }
+
+    /// mmap `len` bytes at device-fd `offset`.
+    pub fn mmap(&self, len: usize, offset: u64, prot: i32, flags: i32) -> io::Result<Mapping> {
+        // SAFETY: a fresh mapping at an address the kernel picks; nothing
+        // else refers to that address range yet.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                prot,
+                flags,
+                self.fd.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+/// A live mmap of a device region; unmapped on drop.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Mapping {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Volatile 64-bit read at byte `offset` (8-byte aligned, in bounds).
+    pub fn read_u64(&self, offset: usize) -> u64 {
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len,
+            "read_u64 at {offset:#x} out of the mapping"
+        );
+        // SAFETY: in bounds and aligned (checked above); the mapping lives
+        // as long as self. Volatile: the memory is shared with the outside.
+        unsafe { self.ptr.add(offset).cast::<u64>().read_volatile() }
+    }
+
+    /// Volatile 64-bit write at byte `offset` (8-byte aligned, in bounds).
+    pub fn write_u64(&self, offset: usize, value: u64) {
+        assert!(
+            offset % 8 == 0 && offset + 8 <= self.len,
+            "write_u64 at {offset:#x} out of the mapping"
+        );
+        // SAFETY: as in read_u64; the mapping is writable (callers map with
+        // PROT_WRITE before writing).
+        unsafe { self.ptr.add(offset).cast::<u64>().write_volatile(value) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len are exactly what mmap returned.
+        unsafe { libc::munmap(self.ptr.cast(), self.len) };
+    }
+}
