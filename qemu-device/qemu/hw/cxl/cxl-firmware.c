@@ -165,11 +165,14 @@ bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
         uint64_t old_size = (ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO) |
             (uint64_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI) << 32);
 
-        if (old_base != base || old_size != size) {
+        uint32_t old_target = ldl_le_p(cm + R_CXL_HDM_DECODER0_TARGET_LIST_LO);
+
+        if (old_base != base || old_size != size ||
+            (old_target & 0xff) != port->port) {
             error_setg(errp, "HDM decoder 0 of host bridge %s already "
-                       "decodes 0x%" PRIx64 "+0x%" PRIx64 " (one "
-                       "pre-committed device per host bridge)",
-                       DEVICE(hb)->id, old_base, old_size);
+                       "decodes 0x%" PRIx64 "+0x%" PRIx64 " for root port %u "
+                       "(one pre-committed device per host bridge)",
+                       DEVICE(hb)->id, old_base, old_size, old_target & 0xff);
             return false;
         }
     }
