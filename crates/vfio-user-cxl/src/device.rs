@@ -1,0 +1,555 @@
+//! The software CXL Type-2 device behind the vfio-user socket, serving the
+//! same uAPI as the host driver (docs/uapi.md): the nine vfio-pci regions
+//! plus `CXL_MEM` and `CXL_COMP_REGS`, the device-info capability, the
+//! DVSEC shadow in config space and the decoder block cut out of BAR 0.
+//!
+//! This module knows nothing about sockets: the server turns messages into
+//! calls here and errno values back into error replies.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use cxl_regs::component::{self, ComponentRegisters, HDM_OFFSET};
+use cxl_regs::dvsec::DvsecEvent;
+use cxl_regs::hdm::{self, FirmwareDecoder, HdmConfig};
+use cxl_regs::window::HpaRange;
+use vfio_cxl_uapi::caps::{self, ChainWriter};
+use vfio_cxl_uapi::{
+    VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED, VFIO_DEVICE_FLAGS_CXL, VFIO_DEVICE_INFO_CAP_CXL,
+    VFIO_REGION_INFO_CAP_CXL_COMP_REGS, VFIO_REGION_INFO_CAP_SPARSE_MMAP,
+    VFIO_REGION_INFO_CAP_TYPE, VFIO_REGION_SUBTYPE_CXL_COMP_REGS, VFIO_REGION_SUBTYPE_CXL_MEM,
+    VFIO_REGION_TYPE_CXL,
+};
+
+use crate::config::{self, ConfigSpace, COMPONENT_BAR, COMPONENT_BAR_OFFSET};
+use crate::protocol::{vfio, PutNe};
+
+/// Region index of the CXL memory region. Indices are not part of the
+/// contract (clients find regions by type); these follow the nine
+/// vfio-pci regions, as the host driver's do.
+pub const CXL_MEM_INDEX: u32 = vfio::PCI_NUM_REGIONS;
+/// Region index of the component-register (decoder view) region.
+pub const CXL_COMP_REGS_INDEX: u32 = vfio::PCI_NUM_REGIONS + 1;
+/// Number of regions the device reports.
+pub const NUM_REGIONS: u32 = vfio::PCI_NUM_REGIONS + 2;
+
+/// Size of BAR 0: exactly the component register block.
+pub const BAR0_SIZE: u64 = component::BLOCK_SIZE;
+
+/// Where the pretend host firmware committed the device's decoder. It is
+/// the "host physical address" that the contract hides: it must never be
+/// visible through any region (the tests check this).
+pub const HOST_HPA_BASE: u64 = 0x0042_0000_0000;
+
+/// An errno value for an error reply.
+pub type Errno = i32;
+
+/// Result of a region access: the bytes read or the count written.
+pub type IoResult<T> = Result<T, Errno>;
+
+fn einval<T>() -> IoResult<T> {
+    Err(libc::EINVAL)
+}
+
+/// What a region holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Region {
+    Bar0,
+    Config,
+    Mem,
+    CompRegs,
+    /// A vfio-pci index the device does not implement (size 0).
+    Empty,
+}
+
+/// Result of `GET_REGION_INFO`: the reply payload and the fd to pass.
+#[derive(Debug)]
+pub struct RegionInfoReply<'a> {
+    pub payload: Vec<u8>,
+    pub fd: Option<BorrowedFd<'a>>,
+}
+
+/// The device state.
+#[derive(Debug)]
+pub struct CxlDevice {
+    config: ConfigSpace,
+    /// The component register block as the "hardware" has it: decoder 0
+    /// committed and locked by firmware at [`HOST_HPA_BASE`].
+    component: ComponentRegisters,
+    /// Backing of the mmap-able parts of BAR 0 (a memfd).
+    bar0: File,
+    mem: File,
+    mem_size: u64,
+    page_size: u64,
+}
+
+impl CxlDevice {
+    /// A device whose memory is the first `mem_size` bytes of `mem`, a
+    /// file opened read-write and at least that long; `mem_size` is a
+    /// non-zero multiple of 256 MiB (the CLI checks both).
+    pub fn new(mem: File, mem_size: u64) -> io::Result<Self> {
+        let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+        if mem_size == 0 || mem_size % cxl_regs::window::HDM_ALIGN != 0 {
+            return Err(invalid(format!(
+                "memory size {mem_size:#x} is not a non-zero multiple of 256 MiB"
+            )));
+        }
+        let len = mem.metadata()?.len();
+        if len < mem_size {
+            return Err(invalid(format!(
+                "memory file holds {len} bytes, fewer than the size {mem_size}"
+            )));
+        }
+        let range = HpaRange::new(HOST_HPA_BASE, mem_size);
+        let mut component =
+            ComponentRegisters::new(HdmConfig::single_device_decoder(range, mem_size));
+        component
+            .hdm_mut()
+            .firmware_commit(
+                0,
+                FirmwareDecoder {
+                    range,
+                    eiw: 0,
+                    eig: 0,
+                    target_or_skip: 0,
+                    host_only: false,
+                    lock: true,
+                },
+            )
+            .map_err(|e| invalid(format!("firmware commit of decoder 0: {e}")))?;
+        let bar0 = memfd("vfio-user-cxl-bar0")?;
+        bar0.set_len(BAR0_SIZE)?;
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        Ok(Self {
+            config: ConfigSpace::new(mem_size, BAR0_SIZE),
+            component,
+            bar0,
+            mem,
+            mem_size,
+            page_size: u64::try_from(page_size).unwrap_or(4096).max(4096),
+        })
+    }
+
+    pub fn mem_size(&self) -> u64 {
+        self.mem_size
+    }
+
+    pub fn config(&self) -> &ConfigSpace {
+        &self.config
+    }
+
+    /// `VFIO_USER_DEVICE_RESET`: the function reset the host driver runs at
+    /// VFIO's reset points. Config space (header, PCIe capability, the DVSEC
+    /// shadow) returns to its power-on state, so Memory Space is disabled
+    /// until the client enables it again. The device memory keeps its
+    /// contents (this device's reset semantics), and the host decoder,
+    /// committed and locked by firmware, survives: the decoder view does
+    /// not change. RAS status is sticky and kept; so is the BAR backing.
+    pub fn reset(&mut self) {
+        self.config = ConfigSpace::new(self.mem_size, BAR0_SIZE);
+    }
+
+    fn region(&self, index: u32) -> Option<Region> {
+        Some(match index {
+            vfio::PCI_BAR0_REGION_INDEX => Region::Bar0,
+            vfio::PCI_CONFIG_REGION_INDEX => Region::Config,
+            CXL_MEM_INDEX => Region::Mem,
+            CXL_COMP_REGS_INDEX => Region::CompRegs,
+            i if i < vfio::PCI_NUM_REGIONS => Region::Empty,
+            _ => return None,
+        })
+    }
+
+    fn region_size(&self, r: Region) -> u64 {
+        match r {
+            Region::Bar0 => BAR0_SIZE,
+            Region::Config => config::CONFIG_SIZE as u64,
+            Region::Mem => self.mem_size,
+            Region::CompRegs => u64::from(self.component.hdm().len()),
+            Region::Empty => 0,
+        }
+    }
+
+    /// The decoder block's place in BAR 0: `[start, end)`.
+    pub fn decoder_block(&self) -> (u64, u64) {
+        let start = COMPONENT_BAR_OFFSET + HDM_OFFSET;
+        (start, start + u64::from(self.component.hdm().len()))
+    }
+
+    /// The pages of BAR 0 that overlap the decoder block.
+    pub fn decoder_pages(&self) -> (u64, u64) {
+        let (start, end) = self.decoder_block();
+        let p = self.page_size;
+        (start / p * p, end.div_ceil(p) * p)
+    }
+
+    /// The mmap-able areas of BAR 0: the BAR minus the decoder pages.
+    pub fn bar0_sparse_areas(&self) -> Vec<(u64, u64)> {
+        let (lo, hi) = self.decoder_pages();
+        let mut areas = Vec::new();
+        if lo > 0 {
+            areas.push((0, lo));
+        }
+        if hi < BAR0_SIZE {
+            areas.push((hi, BAR0_SIZE - hi));
+        }
+        areas
+    }
+
+    /// `VFIO_USER_DEVICE_GET_INFO`: `struct vfio_device_info` and its
+    /// capability chain, cut to what `argsz` allows as the kernel does
+    /// (the reply's argsz always tells the full size). A client asking for
+    /// the 16 bytes the vfio-user spec shows gets those 16 bytes.
+    pub fn device_info(&self, argsz: u32) -> IoResult<Vec<u8>> {
+        let argsz = argsz as usize;
+        if argsz < vfio::DEVICE_INFO_BASE_LEN {
+            return einval();
+        }
+        let fixed = vfio::DEVICE_INFO_LEN;
+        let mut chain = vec![0u8; 64];
+        let mut w = ChainWriter::new(&mut chain, fixed);
+        w.push(
+            VFIO_DEVICE_INFO_CAP_CXL,
+            1,
+            &caps::device_cxl_body(VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED),
+        )
+        .ok_or(libc::EINVAL)?;
+        let needed = w.needed();
+        let first = w.first(fixed).unwrap_or(0);
+        let full = argsz >= needed;
+        let mut out = Vec::with_capacity(needed);
+        out.put_u32(needed as u32);
+        out.put_u32(
+            vfio::DEVICE_FLAGS_RESET
+                | vfio::DEVICE_FLAGS_PCI
+                | vfio::DEVICE_FLAGS_CAPS
+                | VFIO_DEVICE_FLAGS_CXL,
+        );
+        out.put_u32(NUM_REGIONS);
+        out.put_u32(vfio::PCI_NUM_IRQS);
+        if argsz >= fixed {
+            out.put_u32(if full { first as u32 } else { 0 });
+            out.put_u32(0);
+        }
+        if full {
+            out.extend_from_slice(&chain[fixed..needed]);
+        }
+        Ok(out)
+    }
+
+    /// `VFIO_USER_DEVICE_GET_REGION_INFO`, with the capabilities of
+    /// docs/uapi.md and the fd of an mmap-able region.
+    pub fn region_info(&self, index: u32, argsz: u32) -> IoResult<RegionInfoReply<'_>> {
+        let argsz = argsz as usize;
+        let fixed = vfio::REGION_INFO_LEN;
+        if argsz < fixed {
+            return einval();
+        }
+        let r = self.region(index).ok_or(libc::EINVAL)?;
+        let size = self.region_size(r);
+        let rw = vfio::REGION_INFO_FLAG_READ | vfio::REGION_INFO_FLAG_WRITE;
+        let mut buf = vec![0u8; 256];
+        let mut w = ChainWriter::new(&mut buf, fixed);
+        let (mut flags, fd) = match r {
+            Region::Empty => (0, None),
+            Region::Config => (rw, None),
+            Region::Bar0 => {
+                let areas = self.bar0_sparse_areas();
+                if areas.is_empty() {
+                    (rw, None)
+                } else {
+                    let mut body = Vec::new();
+                    body.put_u32(areas.len() as u32);
+                    body.put_u32(0);
+                    for (off, len) in areas {
+                        body.put_u64(off);
+                        body.put_u64(len);
+                    }
+                    w.push(VFIO_REGION_INFO_CAP_SPARSE_MMAP, 1, &body)
+                        .ok_or(libc::EINVAL)?;
+                    (rw | vfio::REGION_INFO_FLAG_MMAP, Some(self.bar0.as_fd()))
+                }
+            }
+            Region::Mem => {
+                w.push(
+                    VFIO_REGION_INFO_CAP_TYPE,
+                    1,
+                    &caps::region_type_body(VFIO_REGION_TYPE_CXL, VFIO_REGION_SUBTYPE_CXL_MEM),
+                )
+                .ok_or(libc::EINVAL)?;
+                (rw | vfio::REGION_INFO_FLAG_MMAP, Some(self.mem.as_fd()))
+            }
+            Region::CompRegs => {
+                w.push(
+                    VFIO_REGION_INFO_CAP_TYPE,
+                    1,
+                    &caps::region_type_body(
+                        VFIO_REGION_TYPE_CXL,
+                        VFIO_REGION_SUBTYPE_CXL_COMP_REGS,
+                    ),
+                )
+                .ok_or(libc::EINVAL)?;
+                let (offset, _) = self.decoder_block();
+                w.push(
+                    VFIO_REGION_INFO_CAP_CXL_COMP_REGS,
+                    1,
+                    &caps::cxl_comp_regs_body(COMPONENT_BAR.into(), offset, size),
+                )
+                .ok_or(libc::EINVAL)?;
+                (rw, None)
+            }
+        };
+        let needed = w.needed();
+        let first = w.first(fixed);
+        if first.is_some() {
+            flags |= vfio::REGION_INFO_FLAG_CAPS;
+        }
+        let full = argsz >= needed;
+        let mut out = Vec::with_capacity(needed);
+        out.put_u32(needed as u32);
+        out.put_u32(flags);
+        out.put_u32(index);
+        out.put_u32(match (full, first) {
+            (true, Some(f)) => f as u32,
+            _ => 0,
+        });
+        out.put_u64(size);
+        out.put_u64(0); // mmap offset in the region's own fd
+        if full {
+            out.extend_from_slice(&buf[fixed..needed]);
+        }
+        Ok(RegionInfoReply { payload: out, fd })
+    }
+
+    /// `(flags, count)` of an interrupt index: no INTx (pin 0), no MSI or
+    /// MSI-X; the error and request notifiers exist so QEMU can register
+    /// them, and are never signalled.
+    pub fn irq_info(&self, index: u32) -> Option<(u32, u32)> {
+        let eventfd = vfio::IRQ_INFO_EVENTFD;
+        Some(match index {
+            vfio::PCI_INTX_IRQ_INDEX => (
+                eventfd | vfio::IRQ_INFO_MASKABLE | vfio::IRQ_INFO_AUTOMASKED,
+                0,
+            ),
+            vfio::PCI_MSI_IRQ_INDEX | vfio::PCI_MSIX_IRQ_INDEX => {
+                (eventfd | vfio::IRQ_INFO_NORESIZE, 0)
+            }
+            vfio::PCI_ERR_IRQ_INDEX | vfio::PCI_REQ_IRQ_INDEX => (eventfd, 1),
+            _ => return None,
+        })
+    }
+
+    /// Clips `[offset, offset + count)` to a region of `size` bytes, with
+    /// the errors of the contract: EINVAL at or past the end and on
+    /// overflow; a range crossing the end is cut short.
+    fn clip(offset: u64, count: u32, size: u64) -> IoResult<usize> {
+        let end = offset.checked_add(count.into()).ok_or(libc::EINVAL)?;
+        if offset >= size {
+            return einval();
+        }
+        Ok((end.min(size) - offset) as usize)
+    }
+
+    fn check_memory_enabled(&self) -> IoResult<()> {
+        if self.config.memory_enabled() {
+            Ok(())
+        } else {
+            Err(libc::EIO)
+        }
+    }
+
+    /// `VFIO_USER_REGION_READ`.
+    pub fn region_read(&self, index: u32, offset: u64, count: u32) -> IoResult<Vec<u8>> {
+        let r = self.region(index).ok_or(libc::EINVAL)?;
+        if r == Region::CompRegs {
+            return self.comp_regs_read(offset, count);
+        }
+        let len = Self::clip(offset, count, self.region_size(r))?;
+        let mut buf = vec![0u8; len];
+        match r {
+            Region::Config => self.config.read(offset as usize, &mut buf),
+            Region::Bar0 => {
+                self.check_memory_enabled()?;
+                self.bar0_read(offset, &mut buf)?;
+            }
+            Region::Mem => {
+                self.check_memory_enabled()?;
+                self.mem.read_exact_at(&mut buf, offset).map_err(errno)?;
+            }
+            Region::CompRegs | Region::Empty => return einval(),
+        }
+        Ok(buf)
+    }
+
+    /// `VFIO_USER_REGION_WRITE`: returns the count written and what the
+    /// DVSEC model reported (for the log).
+    pub fn region_write(
+        &mut self,
+        index: u32,
+        offset: u64,
+        data: &[u8],
+    ) -> IoResult<(u32, Vec<DvsecEvent>)> {
+        let r = self.region(index).ok_or(libc::EINVAL)?;
+        let count = u32::try_from(data.len()).map_err(|_| libc::EINVAL)?;
+        if r == Region::CompRegs {
+            return self.comp_regs_write(offset, count).map(|n| (n, Vec::new()));
+        }
+        let len = Self::clip(offset, count, self.region_size(r))?;
+        let data = &data[..len];
+        let mut events = Vec::new();
+        match r {
+            Region::Config => events = self.config.write(offset as usize, data),
+            Region::Bar0 => {
+                self.check_memory_enabled()?;
+                self.bar0_write(offset, data)?;
+            }
+            Region::Mem => {
+                self.check_memory_enabled()?;
+                self.mem.write_all_at(data, offset).map_err(errno)?;
+            }
+            Region::CompRegs | Region::Empty => return einval(),
+        }
+        Ok((len as u32, events))
+    }
+
+    /// The decoder view: aligned dwords only.
+    fn comp_regs_check(&self, offset: u64, count: u32) -> IoResult<u32> {
+        let size = u64::from(self.component.hdm().len());
+        if count != 4 || offset % 4 != 0 || offset >= size {
+            return einval();
+        }
+        Ok(offset as u32)
+    }
+
+    /// Reads the decoder view: the hardware's registers as committed and
+    /// locked, with every decoder base reading 0.
+    pub fn comp_regs_view(&self, offset: u32) -> u32 {
+        let hdm = self.component.hdm();
+        let count = hdm.config().decoder_count;
+        let is_base = (0..count).any(|n| offset == hdm::base_low(n) || offset == hdm::base_high(n));
+        if is_base {
+            0
+        } else {
+            hdm.read(offset)
+        }
+    }
+
+    fn comp_regs_read(&self, offset: u64, count: u32) -> IoResult<Vec<u8>> {
+        let off = self.comp_regs_check(offset, count)?;
+        Ok(self.comp_regs_view(off).to_ne_bytes().to_vec())
+    }
+
+    /// Every write is absorbed: it succeeds and changes nothing.
+    fn comp_regs_write(&self, offset: u64, count: u32) -> IoResult<u32> {
+        self.comp_regs_check(offset, count)?;
+        Ok(4)
+    }
+
+    /// BAR 0 read: the decoder block reads all-ones; the rest of its pages
+    /// reach the register model; the mmap-able rest comes from the memfd.
+    fn bar0_read(&self, offset: u64, buf: &mut [u8]) -> IoResult<()> {
+        self.bar0.read_exact_at(buf, offset).map_err(errno)?;
+        let (blk_lo, blk_hi) = self.decoder_block();
+        let (pg_lo, pg_hi) = self.decoder_pages();
+        for (i, b) in buf.iter_mut().enumerate() {
+            let a = offset + i as u64;
+            if (blk_lo..blk_hi).contains(&a) {
+                *b = 0xff;
+            } else if (pg_lo..pg_hi).contains(&a) {
+                let rel = a - COMPONENT_BAR_OFFSET;
+                let dword = self.component.read(rel & !3, 4);
+                *b = (dword >> (8 * (rel & 3))) as u8;
+            }
+        }
+        Ok(())
+    }
+
+    /// BAR 0 write: dropped inside the decoder block; aligned 4- and 8-byte
+    /// writes elsewhere in the decoder pages reach the register model
+    /// (other sizes there are dropped, as the spec allows only those);
+    /// the mmap-able rest goes to the memfd, the same bytes a mapping sees.
+    fn bar0_write(&mut self, offset: u64, data: &[u8]) -> IoResult<()> {
+        let (blk_lo, blk_hi) = self.decoder_block();
+        let (pg_lo, pg_hi) = self.decoder_pages();
+        let end = offset + data.len() as u64;
+        // The parts before and after the decoder pages.
+        if offset < pg_lo {
+            let n = (pg_lo.min(end) - offset) as usize;
+            self.bar0.write_all_at(&data[..n], offset).map_err(errno)?;
+        }
+        if end > pg_hi {
+            let start = offset.max(pg_hi);
+            let skip = (start - offset) as usize;
+            self.bar0
+                .write_all_at(&data[skip..], start)
+                .map_err(errno)?;
+        }
+        let inside_pages = offset >= pg_lo && end <= pg_hi;
+        let touches_block = offset < blk_hi && end > blk_lo;
+        let len = data.len();
+        if inside_pages && !touches_block && (len == 4 || len == 8) && offset % len as u64 == 0 {
+            let mut v = [0u8; 8];
+            v[..len].copy_from_slice(data);
+            let value = u64::from_le_bytes(v);
+            self.component
+                .write(offset - COMPONENT_BAR_OFFSET, len as u32, value);
+        }
+        Ok(())
+    }
+}
+
+fn errno(e: io::Error) -> Errno {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// An anonymous shared-memory file.
+fn memfd(name: &str) -> io::Result<File> {
+    let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+    // SAFETY: `name` is a valid NUL-terminated string; the flags are valid.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: memfd_create returned a new descriptor that nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev() -> CxlDevice {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(256 << 20).unwrap();
+        CxlDevice::new(f, 256 << 20).unwrap()
+    }
+
+    #[test]
+    fn bad_sizes_are_refused() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(256 << 20).unwrap();
+        assert!(CxlDevice::new(f.try_clone().unwrap(), 512 << 20).is_err());
+        assert!(CxlDevice::new(f.try_clone().unwrap(), 4096).is_err());
+        assert!(CxlDevice::new(f, 0).is_err());
+    }
+
+    #[test]
+    fn the_host_address_never_shows_in_the_view() {
+        let d = dev();
+        assert_eq!(d.comp_regs_view(hdm::base_low(0)), 0);
+        assert_eq!(d.comp_regs_view(hdm::base_high(0)), 0);
+        assert_ne!(d.component.hdm().decoder(0).unwrap().base, 0);
+    }
+
+    #[test]
+    fn sparse_areas_skip_the_decoder_page() {
+        let d = dev();
+        if d.page_size == 4096 {
+            assert_eq!(d.decoder_pages(), (0x1000, 0x2000));
+            assert_eq!(d.bar0_sparse_areas(), vec![(0, 0x1000), (0x2000, 0xe000)]);
+        }
+    }
+}
