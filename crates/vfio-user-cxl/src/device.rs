@@ -304,10 +304,14 @@ impl CxlDevice {
         };
         let needed = w.needed();
         let first = w.first(fixed);
-        if first.is_some() {
+        let full = argsz >= needed;
+        // Unlike the kernel, which sets CAPS with cap_offset 0 when the
+        // chain does not fit, CAPS is only set with the chain present:
+        // QEMU's vfio-user client refuses CAPS with a cap_offset outside
+        // the buffer (hw/vfio-user/device.c) instead of retrying.
+        if full && first.is_some() {
             flags |= vfio::REGION_INFO_FLAG_CAPS;
         }
-        let full = argsz >= needed;
         let mut out = Vec::with_capacity(needed);
         out.put_u32(needed as u32);
         out.put_u32(flags);

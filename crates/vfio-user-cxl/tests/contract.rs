@@ -264,6 +264,15 @@ fn vfio_pci_regions_and_irqs() {
         assert_eq!((r.size, r.flags), (0, 0), "region {empty}");
     }
     assert_eq!(errno(h.client.region_info(11)), libc::EINVAL);
+    // Too small for the chain: the size needed, no CAPS flag, no chain (the
+    // form QEMU's vfio-user client accepts before retrying).
+    let short = h.client.region_info_argsz(10, 32).unwrap();
+    assert_eq!(short.flags & vfio::REGION_INFO_FLAG_CAPS, 0);
+    assert_eq!((short.cap_offset, short.raw.len()), (0, 32));
+    assert!(short.argsz > 32);
+    let full = h.client.region_info_argsz(10, short.argsz).unwrap();
+    assert_ne!(full.flags & vfio::REGION_INFO_FLAG_CAPS, 0);
+    assert_eq!(full.raw.len() as u32, short.argsz);
     assert_eq!(errno(h.client.region_info_argsz(0, 16)), libc::EINVAL);
     assert_eq!(h.client.irq_info(vfio::PCI_INTX_IRQ_INDEX).unwrap().1, 0);
     assert_eq!(h.client.irq_info(vfio::PCI_ERR_IRQ_INDEX).unwrap().1, 1);
