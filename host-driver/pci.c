@@ -84,7 +84,7 @@ static const struct pci_device_id vfio_cxl_pci_table[] = {
 MODULE_DEVICE_TABLE(pci, vfio_cxl_pci_table);
 
 static struct pci_driver vfio_cxl_pci_driver = {
-	.name = KBUILD_MODNAME,
+	.name = "vfio-cxl-pci",
 	.id_table = vfio_cxl_pci_table,
 	.probe = vfio_cxl_pci_probe,
 	.remove = vfio_cxl_pci_remove,

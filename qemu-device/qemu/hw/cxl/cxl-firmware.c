@@ -160,10 +160,11 @@ bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
     cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
     ctrl = ldl_le_p(cm + R_CXL_HDM_DECODER0_CTRL);
     if (FIELD_EX32(ctrl, CXL_HDM_DECODER0_CTRL, COMMITTED)) {
-        uint64_t old_base = (ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO) |
-            (uint64_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI) << 32);
-        uint64_t old_size = (ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO) |
-            (uint64_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI) << 32);
+        /* ldl_le_p() returns int: keep the low halves from sign-extending. */
+        uint64_t old_base = (uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO) |
+            (uint64_t)(uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI) << 32;
+        uint64_t old_size = (uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO) |
+            (uint64_t)(uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI) << 32;
 
         uint32_t old_target = ldl_le_p(cm + R_CXL_HDM_DECODER0_TARGET_LIST_LO);
 
