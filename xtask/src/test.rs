@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver] [--no-qemu]
+usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver] [--no-qemu] [--no-vm]
 
 Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
 run of the register model (default 30 s; needs cargo-fuzz), the host
@@ -19,7 +19,8 @@ driver tier (fetch the pinned Linux packages, prepare the 7.3.4 tree, build
 the modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
 apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
 (patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
-cache), and cargo nextest (unit, property and uAPI tests). See
+cache), the VM tests (the pinned kernel booted under that QEMU; they need
+both tiers), and cargo nextest (unit, property and uAPI tests). See
 docs/testing.md.";
 
 #[derive(Debug)]
@@ -27,6 +28,7 @@ struct Options {
     fuzz_seconds: u32,
     driver: bool,
     qemu: bool,
+    vm: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -34,6 +36,7 @@ fn parse(args: &[String]) -> Result<Options> {
         fuzz_seconds: 30,
         driver: true,
         qemu: true,
+        vm: true,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -41,6 +44,7 @@ fn parse(args: &[String]) -> Result<Options> {
             "--no-fuzz" => options.fuzz_seconds = 0,
             "--no-driver" => options.driver = false,
             "--no-qemu" => options.qemu = false,
+            "--no-vm" => options.vm = false,
             "--fuzz-seconds" => {
                 let value = args
                     .next()
@@ -132,6 +136,10 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     if options.driver && options.qemu {
         meson_glue(&root)?;
+    }
+    if options.vm && options.driver && options.qemu {
+        // Boots the pinned kernel under the QEMU just built (TCG).
+        step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
     }
     // Last, so that its summary closes the log.
     step(
@@ -247,6 +255,7 @@ mod tests {
         assert!(parse(&args(&[])).unwrap().driver);
         assert!(!parse(&args(&["--no-driver"])).unwrap().driver);
         assert!(!parse(&args(&["--no-qemu"])).unwrap().qemu);
+        assert!(!parse(&args(&["--no-vm"])).unwrap().vm);
         assert_eq!(
             parse(&args(&["--fuzz-seconds", "5"])).unwrap().fuzz_seconds,
             5
