@@ -163,9 +163,30 @@ fn qemu() -> Result<()> {
         crate::fetch::run(&["qemu".to_owned()])
     })?;
     step_with("patches/qemu is current", || crate::qemu::run_check(&[]))?;
+    qemu_checkpatch()?;
     step_with("build QEMU 10.2.2 with the series", || {
         crate::qemu::run_build(&[])
     })
+}
+
+/// Every patch of patches/qemu passes QEMU's own scripts/checkpatch.pl
+/// without errors (warnings, e.g. "does MAINTAINERS need updating?", are
+/// shown but allowed).
+fn qemu_checkpatch() -> Result<()> {
+    let pins = crate::pins::Pins::load(&crate::pins::default_path())?;
+    let src = crate::cache::Cache::from_env()?.unpacked_source_dir("qemu", &pins.qemu.upstream);
+    let mut patches: Vec<_> = std::fs::read_dir(repo_root().join("patches/qemu"))
+        .map_err(|e| Error::io("patches/qemu", e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    patches.sort();
+    let mut checkpatch = Command::new("perl");
+    checkpatch
+        .arg(src.join("scripts/checkpatch.pl"))
+        .args(["--no-signoff", "-q"])
+        .args(&patches);
+    step("patches/qemu pass QEMU's checkpatch.pl", &mut checkpatch)
 }
 
 /// The top-level meson.build builds everything through cargo xtask (quick

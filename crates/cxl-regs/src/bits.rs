@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Typed registers: a register is a newtype over its raw integer, and each
 //! field is a constant of type `Field<ThatRegister>`, so a field can only be
 //! applied to the register it belongs to.

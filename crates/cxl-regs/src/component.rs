@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The CXL component register block (CXL r3.1 §8.2.3) of an emulated
 //! device: the CXL.cache/mem capability header array followed by the RAS
 //! and HDM Decoder capabilities, laid out byte-exact as Linux parses it

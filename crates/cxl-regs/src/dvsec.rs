@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The PCIe DVSEC for CXL Devices (CXL r3.1 §8.1.3, DVSEC ID 0) and the
 //! rules for guest writes to it.
 //!

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The HDM Decoder Capability Structure (CXL r3.1 §8.2.4.20) and its
 //! commit state machine.
 //!

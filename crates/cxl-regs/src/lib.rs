@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A plain-Rust model of the registers of a CXL device, shared by every
 //! emulator of the vfio-cxl project (the QEMU devices, the vfio-user
 //! software device, tests), so the rules of the spec live in one place.

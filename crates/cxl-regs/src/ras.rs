@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A minimal CXL RAS Capability Structure (CXL r3.1 §8.2.4.17): status
 //! registers that clear on write-one, masks and severities software can
 //! set, and an empty header log. It reports no errors by itself; an

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The Register Locator DVSEC (CXL r3.1 §8.1.9, DVSEC ID 8): where a
 //! function's register blocks live in its BARs. All fields are read-only.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Byte-driven register sessions with invariant checks, shared by the
 //! property tests and the `cargo fuzz` target (`fuzz/`), so both explore
 //! the same space and assert the same rules.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Address math: HPA ranges, CXL Fixed Memory Window placement, interleave
 //! encodings and HPA<->DPA translation for non-interleaved decoders.
 

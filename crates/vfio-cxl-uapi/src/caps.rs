@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Reading and writing capability chains of VFIO info buffers.
 //!
 //! `VFIO_DEVICE_GET_INFO` and `VFIO_DEVICE_GET_REGION_INFO` return a struct

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Rust mirror of the vfio-cxl user API.
 //!
 //! The C original is `host-driver/include/uapi/linux/vfio_cxl.h`; the test
