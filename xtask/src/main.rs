@@ -12,6 +12,7 @@ mod fetch;
 mod pins;
 mod qemu;
 mod test;
+mod vfio_user;
 mod vmtest;
 
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ commands:
   gen-qemu-patches                   regenerate patches/qemu/ from qemu-device/
   check-qemu-patches                 fail if patches/qemu/ is stale (CI)
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
+  vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
   cache-dir                          print the cache directory
   help                               this text
 ";
@@ -52,6 +54,7 @@ fn run(args: &[String]) -> Result<()> {
         "gen-qemu-patches" => qemu::run_gen(rest),
         "check-qemu-patches" => qemu::run_check(rest),
         "vm-test" => vmtest::run(rest),
+        "vfio-user-smoke" => vfio_user::run(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {
                 return Err(Error::usage(format!(
