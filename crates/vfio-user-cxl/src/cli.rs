@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Command line of the `vfio-user-cxl` binary.
 
 use std::fs::{File, OpenOptions};
@@ -25,8 +26,9 @@ bytes of FILE (shared: a client's mapping and the file are the same memory).
   -v, --verbose    log every message to stderr
   -h, --help       this text
 
-Exit status: 0 after the client disconnects (or the last one, with
---persist), 1 on a runtime failure, 2 on bad arguments or input.
+Exit status: 0 after the client disconnects, 1 on a runtime failure, 2 on
+bad arguments or input, 128+N on signal N (SIGINT, SIGTERM, SIGHUP), which
+also removes the socket.
 ";
 
 /// Exit status for bad arguments or input files.
@@ -179,6 +181,41 @@ pub fn open_memory(path: &Path, size: u64, create: bool) -> Result<File, CliErro
     Ok(file)
 }
 
+/// The socket path, for the signal handler to unlink.
+static SOCKET_PATH: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    if let Some(path) = SOCKET_PATH.get() {
+        // SAFETY: unlink is async-signal-safe and the path is a valid,
+        // never-freed C string (set once before the handler is installed).
+        unsafe { libc::unlink(path.as_ptr()) };
+    }
+    // SAFETY: _exit is async-signal-safe; nothing else needs to run.
+    unsafe { libc::_exit(128 + sig) };
+}
+
+/// On SIGINT, SIGTERM and SIGHUP, removes the socket and exits with
+/// 128 + the signal number, so a killed server leaves no stale socket.
+fn remove_socket_on_signals(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    if SOCKET_PATH.set(c).is_err() {
+        return;
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only calls async-signal-safe functions;
+        // sigaction is given a fully initialized struct.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Removes the socket file when the server ends.
 struct SocketGuard<'a>(&'a Path);
 
@@ -201,6 +238,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     let listener = UnixListener::bind(&opts.socket)
         .map_err(|e| CliError::failure(format!("--socket {}: {e}", opts.socket.display())))?;
     let _guard = SocketGuard(&opts.socket);
+    remove_socket_on_signals(&opts.socket);
     let mut server = Server::new(device);
     server.set_verbose(opts.verbose);
     eprintln!(

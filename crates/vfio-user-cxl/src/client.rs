@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A minimal, blocking vfio-user client: what the tests use to drive the
 //! server the way QEMU's `vfio-user-pci` does (same message layouts as
 //! hw/vfio-user/device.c), and a base for tools that want to inspect a

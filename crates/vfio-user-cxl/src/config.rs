@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! PCI configuration space of the software device: a type-0 header, a PCI
 //! Express endpoint capability, and two extended capabilities, the CXL
 //! Device DVSEC (virtualized by `cxl_regs::dvsec`, as docs/uapi.md says the

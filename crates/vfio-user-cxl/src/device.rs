@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The software CXL Type-2 device behind the vfio-user socket, serving the
 //! same uAPI as the host driver (docs/uapi.md): the nine vfio-pci regions
 //! plus `CXL_MEM` and `CXL_COMP_REGS`, the device-info capability, the

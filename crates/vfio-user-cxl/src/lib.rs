@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! A vfio-user server presenting a software CXL Type-2 device with the
 //! same user API as the project's host driver (docs/uapi.md), so that QEMU
 //! (`-device vfio-user-pci`, later `-device vfio-user-cxl`) can consume a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The vfio-user wire format: message header, command numbers and the
 //! fixed structs this server handles (QEMU 10.2.2,
 //! docs/interop/vfio-user.rst, protocol version 0.0).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The server side of the vfio-user protocol for one [`CxlDevice`]: reads
 //! commands from a connected client, answers them in order, and keeps the
 //! per-connection state (DMA maps, interrupt eventfds) that the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Byte-stream I/O over a UNIX socket with file descriptors passed as
 //! `SCM_RIGHTS` ancillary data, which vfio-user uses for DMA-map fds,
 //! eventfds and the fds of mmap-able regions.

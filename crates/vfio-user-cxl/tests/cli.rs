@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The `vfio-user-cxl` binary: bad input gives a clear message and exit
 //! status 2; a good run serves one client on a real socket path and exits
 //! 0 when it disconnects, removing the socket.
@@ -126,4 +127,24 @@ fn serves_one_client_and_exits() {
     assert!(status.success(), "{status}: {err}");
     assert!(err.contains("client disconnected"), "{err}");
     assert!(!sock.exists(), "socket removed on exit");
+}
+
+#[test]
+fn sigterm_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("cxl.sock");
+    let mem = dir.path().join("mem");
+    let mut child = Command::new(BIN)
+        .args(["--socket", sock.to_str().unwrap()])
+        .args(["--memory", mem.to_str().unwrap()])
+        .args(["--size", "256M", "--create", "--persist"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&sock);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child);
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    assert!(!sock.exists());
 }

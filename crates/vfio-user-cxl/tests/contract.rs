@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The contract of docs/uapi.md, checked through the vfio-user protocol.
 //! Each test mirrors the check of the same name in guest-tests/uapi-check
 //! (which runs over kernel VFIO), adapted where the transport differs

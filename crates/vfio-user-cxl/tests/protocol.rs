@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! The protocol layer: version negotiation, DMA and IRQ bookkeeping, and
 //! malformed input (bad sizes, unknown commands, truncated headers, huge
 //! lengths, random messages), which must get error replies and never crash
@@ -358,7 +359,33 @@ fn message() -> impl Strategy<Value = (u16, u32, Vec<u8>)> {
             }
         ),
     ];
-    (command, flags, payload)
+    // Well-formed region writes anywhere (config, BAR 0, the decoder view,
+    // memory), so the device state really changes.
+    let write = (
+        0u64..0x2000,
+        0u32..12,
+        proptest::collection::vec(any::<u8>(), 0..12),
+    )
+        .prop_map(|(off, region, data)| {
+            let mut p = Vec::new();
+            p.put_u64(off);
+            p.put_u32(region);
+            p.put_u32(data.len() as u32);
+            p.extend_from_slice(&data);
+            (cmd::REGION_WRITE, 0, p)
+        });
+    prop_oneof![3 => (command, flags, payload), 2 => write]
+}
+
+/// The decoder view, dword by dword.
+fn comp_view(h: &mut Harness) -> Vec<u32> {
+    (0..0x30)
+        .step_by(4)
+        .map(|o| {
+            let b = h.client.region_read(10, o, 4).unwrap();
+            u32::from_ne_bytes(b.try_into().unwrap())
+        })
+        .collect()
 }
 
 proptest! {
@@ -369,6 +396,7 @@ proptest! {
     #[test]
     fn random_messages_never_break_the_server(msgs in proptest::collection::vec(message(), 1..24)) {
         let mut h = Harness::new();
+        let view = comp_view(&mut h);
         for (i, (command, fl, payload)) in msgs.into_iter().enumerate() {
             // A client reset would disable Memory Space; harmless here.
             let id = 1000 + i as u16;
@@ -385,6 +413,8 @@ proptest! {
             }
         }
         prop_assert!(h.client.device_info(16).is_ok());
+        // Whatever was written, the decoder view is what firmware committed.
+        prop_assert_eq!(comp_view(&mut h), view);
         let (_, end) = h.finish();
         prop_assert!(matches!(end, ConnEnd::Closed));
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
 //! Shared test harness: a server thread on one end of a socketpair and a
 //! client on the other, with a sparse temporary file as device memory.
 
