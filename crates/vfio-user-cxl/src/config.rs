@@ -39,6 +39,8 @@ const PCI_INTERRUPT_LINE: usize = 0x3c;
 
 /// PCI Express capability (endpoint, version 2).
 pub const PCIE_CAP_OFFSET: usize = 0x80;
+/// Length of a version 2 PCI Express capability.
+const PCIE_CAP_LEN: usize = 0x3c;
 const PCI_CAP_ID_EXP: u8 = 0x10;
 /// Extended capability ID of a DVSEC, and its version.
 pub const EXT_CAP_ID_DVSEC: u16 = 0x23;
@@ -102,6 +104,8 @@ pub struct ConfigSpace {
     wmask: Box<[u8; CONFIG_SIZE]>,
     w1c: Box<[u8; CONFIG_SIZE]>,
     dvsec: CxlDeviceDvsec,
+    mem_size: u64,
+    bar_size: u64,
 }
 
 impl ConfigSpace {
@@ -113,6 +117,8 @@ impl ConfigSpace {
             wmask: Box::new([0; CONFIG_SIZE]),
             w1c: Box::new([0; CONFIG_SIZE]),
             dvsec: CxlDeviceDvsec::new(dvsec_config(mem_size)),
+            mem_size,
+            bar_size,
         };
         c.set16(0x00, VENDOR_ID);
         c.set16(0x02, DEVICE_ID);
@@ -161,6 +167,24 @@ impl ConfigSpace {
         c.bytes[REG_LOCATOR_OFFSET + 4..REG_LOCATOR_OFFSET + 4 + reg_locator.len()]
             .copy_from_slice(&reg_locator);
         c
+    }
+
+    /// A function reset as the host performs it for `VFIO_DEVICE_RESET`
+    /// (`pci_try_reset_function`): the function returns to its power-on
+    /// state, then the PCI core restores the writable bits of the header
+    /// and of the PCI Express capability it saved before (command
+    /// register, BARs, cache line size, interrupt line, device and link
+    /// control), while the DVSEC shadow goes back to its bind-time state,
+    /// as docs/uapi.md says the driver does.
+    pub fn function_reset(&mut self) {
+        let saved = self.bytes.clone();
+        let mut fresh = Self::new(self.mem_size, self.bar_size);
+        let restored = (0..0x40).chain(PCIE_CAP_OFFSET..PCIE_CAP_OFFSET + PCIE_CAP_LEN);
+        for i in restored {
+            let w = fresh.wmask[i];
+            fresh.bytes[i] = (fresh.bytes[i] & !w) | (saved[i] & w);
+        }
+        *self = fresh;
     }
 
     fn set16(&mut self, at: usize, v: u16) {
@@ -317,6 +341,22 @@ mod tests {
         let mut rl = [0u8; 16];
         c.read(REG_LOCATOR_OFFSET + 4, &mut rl);
         assert_eq!(reg_locator::decode(&rl).unwrap(), REGISTER_BLOCKS.to_vec());
+    }
+
+    #[test]
+    fn function_reset_restores_the_pci_state_and_resets_the_dvsec() {
+        let mut c = cfg();
+        c.write(PCI_COMMAND, &0x0006u16.to_le_bytes());
+        c.write(PCI_BAR0, &0xfe60_0000u32.to_le_bytes());
+        c.write(PCIE_CAP_OFFSET + 0x08, &0x2830u16.to_le_bytes());
+        c.write(DEVICE_DVSEC_OFFSET + 0x14, &1u16.to_le_bytes()); // CONFIG_LOCK
+        assert!(c.dvsec().config_locked());
+        c.function_reset();
+        assert_eq!(c.read16(PCI_COMMAND), 0x0006);
+        assert_eq!(c.read32(PCI_BAR0), 0xfe60_0004);
+        assert_eq!(c.read16(PCIE_CAP_OFFSET + 0x08), 0x2830);
+        assert!(!c.dvsec().config_locked());
+        assert_eq!(c.read32(0), 0x0015_1b36);
     }
 
     #[test]

@@ -143,14 +143,16 @@ impl CxlDevice {
     }
 
     /// `VFIO_USER_DEVICE_RESET`: the function reset the host driver runs at
-    /// VFIO's reset points. Config space (header, PCIe capability, the DVSEC
-    /// shadow) returns to its power-on state, so Memory Space is disabled
-    /// until the client enables it again. The device memory keeps its
-    /// contents (this device's reset semantics), and the host decoder,
-    /// committed and locked by firmware, survives: the decoder view does
-    /// not change. RAS status is sticky and kept; so is the BAR backing.
+    /// VFIO's reset points. As with the kernel's `pci_try_reset_function`,
+    /// the PCI state (command register, BARs, PCIe control registers) is
+    /// saved and restored around it, so Memory Space stays as it was; the
+    /// DVSEC shadow returns to its bind-time state (docs/uapi.md). The
+    /// device memory keeps its contents (this device's reset semantics),
+    /// and the host decoder, committed and locked by firmware, survives:
+    /// the decoder view does not change. RAS status is sticky and kept; so
+    /// is the BAR backing.
     pub fn reset(&mut self) {
-        self.config = ConfigSpace::new(self.mem_size, BAR0_SIZE);
+        self.config.function_reset();
     }
 
     fn region(&self, index: u32) -> Option<Region> {

@@ -300,7 +300,9 @@ impl Server {
                     return Err(libc::EINVAL);
                 }
                 self.device.reset();
-                log!("device reset: config space and DVSEC shadow restored, memory kept");
+                log!(
+                    "device reset: PCI state restored, DVSEC shadow back to bind time, memory kept"
+                );
                 Ok(Reply::empty())
             }
             _ => Err(libc::ENOSYS),

@@ -534,16 +534,17 @@ fn reset_with_live_mapping() {
     c.config_write(d + u64::from(dv::LOCK), 2, 1);
     let before = c.comp_snapshot();
     c.c().reset().unwrap();
-    // Config space is back at power-on: Memory Space off, lock clear.
-    assert_eq!(
+    // The PCI state is restored around the reset, as the kernel's
+    // pci_try_reset_function does (Memory Space still on); the DVSEC
+    // shadow is back at bind time (lock clear).
+    assert_ne!(
         c.config_read(PCI_COMMAND, 2) & u32::from(PCI_COMMAND_MEMORY),
         0
     );
     assert_eq!(c.config_read(d + u64::from(dv::LOCK), 2), 0);
     let mi = c.mem.index;
-    assert_eq!(errno(c.c().region_read(mi, 0, 8)), libc::EIO);
-    c.enable_memory_space();
-    // Memory kept; the mapping still works; the decoder view is unchanged.
+    c.enable_memory_space(); // what uapi-check does after a reset; harmless
+                             // Memory kept; the mapping still works; the decoder view is unchanged.
     assert_eq!(map.read_u64(0), 0x0123_4567_89ab_cdef);
     let b = c.c().region_read(mi, 0, 8).unwrap();
     assert_eq!(
