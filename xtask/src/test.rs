@@ -140,6 +140,10 @@ pub fn run(args: &[String]) -> Result<()> {
     if options.vm && options.driver && options.qemu {
         // Boots the pinned kernel under the QEMU just built (TCG).
         step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
+        // QEMU's vfio-user-pci against the software Type-2 device.
+        step_with("vfio-user smoke (cargo xtask vfio-user-smoke)", || {
+            crate::vfio_user::run(&[])
+        })?;
     }
     // Last, so that its summary closes the log.
     step(
