@@ -1,8 +1,8 @@
 //! `cargo xtask demo`: the main job, an end-to-end run on the emulated
 //! default device.
 //!
-//! The end-to-end parts (the emulated accelerator, the patched QEMU with the
-//! `vfio-cxl` device, the guest harness) are not written yet. This command
+//! The QEMU `vfio-cxl` devices, the reference guest driver and the guest
+//! coherence tests are not written yet. This command
 //! runs the parts that exist, then says plainly what is missing and exits
 //! with status 3, so no script mistakes it for a passing end-to-end run.
 
@@ -14,7 +14,8 @@ usage: cargo xtask demo [--setup-apt] [--pin NAME=VERSION ...]
 
 The end-to-end demonstration. Today it fetches and verifies the pinned
 sources (options are passed to `cargo xtask fetch`), builds the host
-driver and QEMU, then reports the end-to-end steps that are not implemented yet and
+driver and QEMU, runs the VM tests (the host driver bound to the emulated
+Type-2 device, checked through the uAPI), then reports the end-to-end steps that are not implemented yet and
 exits with status 3.";
 
 /// The end-to-end steps and whether they exist yet.
@@ -22,19 +23,19 @@ const STEPS: &[(&str, bool)] = &[
     ("fetch and verify the pinned QEMU and Linux sources", true),
     ("build the host driver against the pinned 7.3.4 tree", true),
     (
-        "build QEMU 10.2.2 (pinned source + patches/qemu) with Rust",
+        "build QEMU 10.2.2 (pinned source + patches/qemu) with cxl-accel",
         true,
     ),
     (
-        "the project's QEMU devices (cxl-accel, vfio-cxl, vfio-user-cxl)",
+        "boot a guest on cxl-accel, bind vfio-cxl-pci, check the uAPI (VM tests)",
+        true,
+    ),
+    (
+        "the vfio-cxl / vfio-user-cxl QEMU devices mapping the region into a guest",
         false,
     ),
     (
-        "boot a guest on the emulated cxl-accel device, bind vfio-cxl-pci",
-        false,
-    ),
-    (
-        "run -device vfio-user-cxl and the guest coherence tests",
+        "guest coherence tests with the reference Type-2 driver",
         false,
     ),
     (
@@ -56,6 +57,8 @@ pub fn run(args: &[String]) -> Result<()> {
     crate::driver::run_build(&[])?;
     println!("\n==> build QEMU");
     crate::qemu::run_build(&[])?;
+    println!("\n==> VM tests: the host driver on the emulated device");
+    crate::vmtest::run(&[])?;
 
     println!("\nend-to-end steps:");
     for (what, done) in STEPS {
