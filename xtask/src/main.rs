@@ -32,6 +32,7 @@ commands:
   gen-qemu-patches                   regenerate patches/qemu/ from qemu-device/
   check-qemu-patches                 fail if patches/qemu/ is stale (CI)
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
+  bench-fault [--sizes MIB,MIB]      fault benchmark of the host driver's memory region (VMs)
   vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
   cache-dir                          print the cache directory
   help                               this text
@@ -54,6 +55,7 @@ fn run(args: &[String]) -> Result<()> {
         "gen-qemu-patches" => qemu::run_gen(rest),
         "check-qemu-patches" => qemu::run_check(rest),
         "vm-test" => vmtest::run(rest),
+        "bench-fault" => vmtest::run_bench(rest),
         "vfio-user-smoke" => vfio_user::run(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {

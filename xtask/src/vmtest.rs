@@ -1,12 +1,15 @@
-//! `cargo xtask vm-test`: the VM tests of guest-tests/harness.
+//! `cargo xtask vm-test` and `cargo xtask bench-fault`: the VM tests and
+//! the fault benchmark of guest-tests/harness.
 //!
-//! Fetches the pinned sources, builds QEMU (incremental), and runs
-//! `guest-harness vm-test` with the exact pinned .deb files, the built
-//! QEMU and its firmware directories. The harness prints one line per test
-//! and, last, `vm-tests: N passed, M failed`; so that this summary stays
-//! the last line, a failing run exits with the harness's status directly
-//! instead of adding an `xtask: error:` line after it. See
-//! docs/guest-harness.md.
+//! Fetches the pinned sources, builds QEMU (incremental), the host driver
+//! (`build-driver`) and a static `vfio-cxl-uapi-check` (in its own target
+//! directory, `target/guest`, so its RUSTFLAGS do not invalidate
+//! `target/`), and runs `guest-harness vm-test` with the exact pinned .deb
+//! files, the built QEMU and its firmware directories. The harness prints
+//! one line per test and, last, `vm-tests: N passed, M failed`; so that
+//! this summary stays the last line, a failing run exits with the
+//! harness's status directly instead of adding an `xtask: error:` line
+//! after it. See docs/guest-harness.md.
 
 use std::process::Command;
 
@@ -19,16 +22,35 @@ usage: cargo xtask vm-test [--list] [--no-build] [--keep] [-v] [NAME...]
 
 Boots the pinned Debian kernel under the project's QEMU (TCG) and runs the
 VM tests of guest-tests/harness (all, or the named ones). Fetches the
-pinned Linux packages and busybox and builds QEMU first when needed.
-Ends with `vm-tests: N passed, M failed`; exit status 1 when a test failed.
+pinned Linux packages and busybox and builds QEMU first when needed, then
+the host driver (build-driver) and a static vfio-cxl-uapi-check
+(target/guest). Ends with `vm-tests: N passed, M failed`; exit status 1
+when a test failed.
 
 options:
   --list       list the VM tests and exit
   --no-build   use the QEMU already built (`cargo xtask qemu-path`) instead of
-               fetching the QEMU source and running build-qemu first
+               fetching the QEMU source and running build-qemu first (the
+               driver and uapi-check are still brought up to date)
   --keep       keep every run directory (failed runs are always kept)
   -v           print the whole guest console of every run
 ";
+
+const BENCH_USAGE: &str = "\
+usage: cargo xtask bench-fault [--no-build] [--sizes MIB,MIB]
+
+The fault benchmark (docs/host-driver.md, Measurements): one boot per
+cxl-accel memory size (default 256,4096; sparse memory-backend files),
+vfio-cxl-pci bound, `vfio-cxl-uapi-check --bench-fault` times mmap + the
+first touch of every 2 MiB (twice: cold and warm) and of every 4 KiB of
+256 MiB, with the faults taken; prints the figures and the ratios.
+Builds like vm-test (--no-build: QEMU as built).
+";
+
+/// Where `vfio-cxl-uapi-check` is built for the guests (relative to the
+/// repository; the harness's `hostdriver::GUEST_TARGET_DIR`).
+const GUEST_TARGET_DIR: &str = "target/guest";
+const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
 
 /// The kernel packages the harness extracts.
 const KERNEL_PACKAGES: &[&str] = &["linux-binary-", "linux-base-", "linux-modules-"];
@@ -83,6 +105,87 @@ pub fn run(args: &[String]) -> Result<()> {
         };
     }
 
+    let mut cmd = prepared_harness(build, "vm-test")?;
+    cmd.args(&passthrough);
+    println!("==> VM tests (guest-harness vm-test)");
+    let st = status_of(cmd, "guest-harness vm-test")?;
+    if st.success() {
+        return Ok(());
+    }
+    // Test failures were reported above, ending with the summary line;
+    // keep it last.
+    std::process::exit(st.code().unwrap_or(1))
+}
+
+/// `cargo xtask bench-fault`.
+pub fn run_bench(args: &[String]) -> Result<()> {
+    let mut build = true;
+    let mut sizes = None;
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--no-build" => build = false,
+            "--sizes" => {
+                sizes = Some(it.next().cloned().ok_or_else(|| {
+                    Error::usage(format!("bench-fault: --sizes needs a value\n{BENCH_USAGE}"))
+                })?)
+            }
+            "-h" | "--help" => {
+                print!("{BENCH_USAGE}");
+                return Ok(());
+            }
+            other => {
+                return Err(Error::usage(format!(
+                    "bench-fault: unexpected argument {other}\n{}",
+                    BENCH_USAGE.trim_end()
+                )))
+            }
+        }
+    }
+    let mut cmd = prepared_harness(build, "bench-fault")?;
+    if let Some(s) = sizes {
+        cmd.arg("--sizes").arg(s);
+    }
+    println!("==> fault benchmark (guest-harness bench-fault)");
+    let st = status_of(cmd, "guest-harness bench-fault")?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "guest-harness bench-fault failed ({st})"
+        )))
+    }
+}
+
+/// The static guest build of vfio-cxl-uapi-check.
+fn build_uapi_check() -> Result<()> {
+    let root = crate::test::repo_root();
+    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    c.current_dir(&root)
+        .env("CARGO_TARGET_DIR", root.join(GUEST_TARGET_DIR))
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--package",
+            "vfio-cxl-uapi-check",
+            "--target",
+            GUEST_TRIPLE,
+        ]);
+    let st = status_of(c, "build vfio-cxl-uapi-check")?;
+    if !st.success() {
+        return Err(Error::msg(format!(
+            "building the static vfio-cxl-uapi-check failed ({st})"
+        )));
+    }
+    Ok(())
+}
+
+/// Builds what the guests need and returns `guest-harness <command>` with
+/// the environment options (QEMU, firmware, cache, kernel .debs) set.
+fn prepared_harness(build: bool, command: &str) -> Result<Command> {
     if build {
         println!("==> fetch the pinned sources");
         crate::fetch::run(&["all".to_string()])?;
@@ -92,6 +195,10 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("==> fetch the pinned Linux packages");
         crate::fetch::run(&["linux".to_string()])?;
     }
+    println!("==> build the host driver");
+    crate::driver::run_build(&[])?;
+    println!("==> build vfio-cxl-uapi-check (static, {GUEST_TARGET_DIR})");
+    build_uapi_check()?;
 
     let env_pins = std::env::var(pins::PINS_ENV).ok();
     let eff = Pins::load(&pins::default_path())?
@@ -118,7 +225,7 @@ pub fn run(args: &[String]) -> Result<()> {
     };
 
     let mut cmd = harness();
-    cmd.arg("vm-test")
+    cmd.arg(command)
         .arg("--qemu")
         .arg(&qemu)
         .arg("--cache")
@@ -138,13 +245,5 @@ pub fn run(args: &[String]) -> Result<()> {
     {
         cmd.arg("--kernel-deb").arg(debs_dir.join(d.file_name()));
     }
-    cmd.args(&passthrough);
-    println!("==> VM tests (guest-harness vm-test)");
-    let st = status_of(cmd, "guest-harness vm-test")?;
-    if st.success() {
-        return Ok(());
-    }
-    // Test failures were reported above, ending with the summary line;
-    // keep it last.
-    std::process::exit(st.code().unwrap_or(1))
+    Ok(cmd)
 }

@@ -82,6 +82,21 @@ impl GuestReport {
         })
     }
 
+    /// The facts reported under step `step`, as (key, value), in order.
+    pub fn all_facts_of_step<'a>(
+        &'a self,
+        step: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.records.iter().filter_map(move |r| match r {
+            Record::Fact {
+                step: s,
+                key,
+                value,
+            } if s == step => Some((key.as_str(), value.as_str())),
+            _ => None,
+        })
+    }
+
     pub fn failed_modules(&self) -> Vec<&str> {
         self.records
             .iter()

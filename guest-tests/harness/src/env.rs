@@ -135,6 +135,14 @@ pub struct RunSpec {
     pub timeout: Duration,
     /// Verbatim QEMU arguments added at the end.
     pub extra_args: Vec<String>,
+    /// Runs on the host before QEMU starts, with the run directory (the
+    /// scratch directory of memory-backend files, see
+    /// [`crate::qemu::backing_file`]): e.g. fill device memory with a
+    /// pattern. An error fails the run before the boot.
+    pub before_boot: Option<fn(&Path) -> Result<()>>,
+    /// Runs on the host after QEMU exited, before the run directory goes:
+    /// returns host facts ([`RunOutcome::host_facts`]).
+    pub after_exit: Option<fn(&Path) -> runner::HostFacts>,
 }
 
 impl RunSpec {
@@ -145,6 +153,8 @@ impl RunSpec {
             payload,
             timeout: Duration::from_secs(180),
             extra_args: Vec::new(),
+            before_boot: None,
+            after_exit: None,
         }
     }
 }
@@ -228,9 +238,15 @@ impl Env {
             format!("{}\n{}\n", self.qemu.display(), args.join("\n")),
         )
         .map_err(|e| Error::io("cannot write qemu-args.txt", e))?;
+        if let Some(before) = spec.before_boot {
+            before(dir.path()).map_err(|e| e.context("before the boot"))?;
+        }
         let mut cmd = Command::new(&self.qemu);
         cmd.args(&args);
-        let outcome = runner::run_command(cmd, dir.path(), spec.timeout, runner::DONE_GRACE)?;
+        let mut outcome = runner::run_command(cmd, dir.path(), spec.timeout, runner::DONE_GRACE)?;
+        if let Some(after) = spec.after_exit {
+            outcome.host_facts = after(dir.path());
+        }
         if self.keep || !outcome.problems().is_empty() {
             // Keep the evidence; the memory backends are large and useless.
             for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {

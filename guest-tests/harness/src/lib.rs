@@ -22,11 +22,13 @@
 //!
 //! See docs/guest-harness.md.
 
+pub mod bench;
 pub mod busybox;
 pub mod console;
 pub mod cpio;
 pub mod env;
 pub mod error;
+pub mod hostdriver;
 pub mod kernel;
 pub mod modules;
 pub mod payload;

@@ -24,6 +24,9 @@ commands:
                                 T is none, single-type3, a VM test name or a TOML file
                                 (default: the test's topology, else none)
   initramfs --payload P -o FILE build the initramfs only
+  bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
+                                (default 256,4096), mmap + first touch per 2 MiB and per
+                                4 KiB; prints the figures and the ratio of the last to the first
 
 environment options (all commands that boot):
   --qemu PATH          QEMU binary (default: $VFIO_CXL_QEMU, else `cargo xtask qemu-path`)
@@ -60,6 +63,7 @@ struct Cli {
     memory: Option<u64>,
     smp: Option<u32>,
     json: bool,
+    sizes: Option<String>,
 }
 
 fn parse(args: &[String]) -> Result<Cli> {
@@ -102,6 +106,7 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--memory" => cli.memory = Some(num(arg, value()?)?),
             "--smp" => cli.smp = Some(num(arg, value()?)? as u32),
             "--json" => cli.json = true,
+            "--sizes" => cli.sizes = Some(value()?),
             "-h" | "--help" => cli.command = "help".into(),
             other if other.starts_with('-') => {
                 return Err(Error::msg(format!("unknown option {other}\n{USAGE}")))
@@ -230,11 +235,21 @@ fn topology_of(cli: &Cli) -> Result<Topology> {
 }
 
 fn run_one(cli: &Cli) -> Result<bool> {
-    let mut payload = payload_of(cli)?;
-    payload.cmdline.extend(cli.cmdline.iter().cloned());
-    let mut topology = topology_of(cli)?;
-    topology.devices.extend(cli.devices.iter().cloned());
-    let mut spec = RunSpec::new(topology, payload);
+    let test = cli.payload.as_deref().and_then(vmtests::find);
+    let mut spec = match test {
+        // A VM test's whole spec: machine (e.g. the IOMMU), timeout, host
+        // hooks (e.g. memory patterns) as well.
+        Some(t) => {
+            let mut spec = (t.spec)();
+            if cli.topology.is_some() {
+                spec.topology = topology_of(cli)?;
+            }
+            spec
+        }
+        None => RunSpec::new(topology_of(cli)?, payload_of(cli)?),
+    };
+    spec.payload.cmdline.extend(cli.cmdline.iter().cloned());
+    spec.topology.devices.extend(cli.devices.iter().cloned());
     if let Some(t) = cli.timeout {
         spec.timeout = Duration::from_secs(t);
     }
@@ -244,10 +259,10 @@ fn run_one(cli: &Cli) -> Result<bool> {
     if let Some(n) = cli.smp {
         spec.machine.smp = n;
     }
-    spec.extra_args = cli.qemu_args.clone();
+    spec.extra_args.extend(cli.qemu_args.iter().cloned());
     let env = Env::prepare(&cli.env)?;
     let outcome = env.run(&spec)?;
-    let problems = match cli.payload.as_deref().and_then(vmtests::find) {
+    let problems = match test {
         Some(t) => t.problems(&outcome),
         None => outcome.problems(),
     };
@@ -261,6 +276,7 @@ fn run_one(cli: &Cli) -> Result<bool> {
             "wall_s": outcome.wall.as_secs_f64(),
             "begin": outcome.report.begin,
             "records": outcome.report.records,
+            "host_facts": outcome.host_facts,
             "done": outcome.report.done,
             "dir": outcome.dir,
         });
@@ -269,6 +285,9 @@ fn run_one(cli: &Cli) -> Result<bool> {
         print_outcome(&spec.payload.name, &outcome, &problems, cli.verbose);
         for (k, v) in outcome.report.all_facts() {
             println!("  fact {k} = {v}");
+        }
+        for (k, v) in &outcome.host_facts {
+            println!("  host fact {k} = {v}");
         }
         println!(
             "run {}: {}",
@@ -304,6 +323,73 @@ fn initramfs(cli: &Cli) -> Result<bool> {
     Ok(true)
 }
 
+fn bench_fault(cli: &Cli) -> Result<bool> {
+    use guest_harness::bench;
+    let sizes: Vec<u64> = match &cli.sizes {
+        None => bench::DEFAULT_SIZES_MIB.to_vec(),
+        Some(s) => s
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .map_err(|_| Error::msg(format!("--sizes: {v:?} is not a number of MiB")))
+            })
+            .collect::<Result<_>>()?,
+    };
+    let env = Env::prepare(&cli.env)?;
+    let mut all = Vec::new();
+    for size in sizes {
+        println!("bench-fault {size} MiB ...");
+        let outcome = env.run(&bench::spec(size))?;
+        let problems = outcome.problems();
+        if !problems.is_empty() {
+            print_outcome(
+                &format!("bench-fault-{size}"),
+                &outcome,
+                &problems,
+                cli.verbose,
+            );
+            return Ok(false);
+        }
+        let f = bench::Figures::from_report(&outcome.report)?;
+        println!(
+            "bench-fault {} (boot to exit {})",
+            bench::describe(&f),
+            secs(outcome.wall)
+        );
+        if let Some(p) = f.pass("4k") {
+            println!(
+                "bench-fault {} MiB: mappings look {}",
+                size,
+                bench::mapping_kind(p)
+            );
+        }
+        all.push(f);
+    }
+    if let (Some(a), Some(b)) = (all.first(), all.last()) {
+        if all.len() > 1 {
+            for (pass, what) in [
+                ("2m", "mmap + first touch of every 2 MiB"),
+                ("2m-warm", "the same, memory already populated on the host"),
+            ] {
+                if let (Some(pa), Some(pb)) = (a.pass(pass), b.pass(pass)) {
+                    let t = |p: &bench::Pass| (p.mmap_us + p.touch_us).max(1) as f64;
+                    println!(
+                        "bench-fault ratio {}/{} MiB, {pass} ({what}): {:.2}x (region {}x larger; faults {} vs {})",
+                        b.size >> 20,
+                        a.size >> 20,
+                        t(pb) / t(pa),
+                        b.size / a.size.max(1),
+                        pb.faults,
+                        pa.faults
+                    );
+                }
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = parse(&args).and_then(|cli| match cli.command.as_str() {
@@ -316,6 +402,7 @@ fn main() -> ExitCode {
         "vm-test" => vm_test(&cli),
         "run" => run_one(&cli),
         "initramfs" => initramfs(&cli),
+        "bench-fault" => bench_fault(&cli),
         "help" => {
             print!("{USAGE}");
             Ok(true)

@@ -29,6 +29,11 @@ pub struct Machine {
     /// `maxmem` and `slots` for memory hotplug (kmem onlining CXL memory).
     pub maxmem_mib: Option<u64>,
     pub slots: Option<u32>,
+    /// `-device intel-iommu,intremap=off` before every other device (VFIO
+    /// needs an IOMMU: Debian's kernel has no no-IOMMU mode). Without
+    /// interrupt remapping, `vfio_iommu_type1` needs
+    /// `allow_unsafe_interrupts=1`; the guest also needs `intel_iommu=on`.
+    pub iommu: bool,
 }
 
 impl Default for Machine {
@@ -42,6 +47,7 @@ impl Default for Machine {
             memory_mib: 2048,
             maxmem_mib: Some(8192),
             slots: Some(8),
+            iommu: false,
         }
     }
 }
@@ -53,9 +59,20 @@ pub enum Endpoint {
     /// QEMU's `cxl-type3` with volatile memory from a shared file in the
     /// run's scratch directory (`<scratch>/<id>.raw`).
     Type3Volatile { id: String, size_mib: u64 },
+    /// The project's `cxl-accel` (docs/devices/cxl-accel.md) with its
+    /// device memory in a shared file in the run's scratch directory
+    /// (`<scratch>/<id>.raw`, see [`backing_file`]), pre-committed by
+    /// firmware (the default `precommit=on`).
+    Accel { id: String, size_mib: u64 },
     /// Any other device: the arguments after `-device`, with `{bus}`
     /// replaced by the root port's id (e.g. `cxl-accel,bus={bus},id=acc0`).
     Device { args: String },
+}
+
+/// The memory-backend file of a `Type3Volatile` or `Accel` endpoint `id`:
+/// the host may fill it before the boot and read it afterwards.
+pub fn backing_file(scratch: &Path, id: &str) -> PathBuf {
+    scratch.join(format!("{id}.raw"))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -197,10 +214,22 @@ impl Topology {
                             "-object".into(),
                             format!(
                                 "memory-backend-file,id={mem},share=on,mem-path={},size={size_mib}M",
-                                scratch.join(format!("{id}.raw")).display()
+                                backing_file(scratch, id).display()
                             ),
                             "-device".into(),
                             format!("cxl-type3,bus={},volatile-memdev={mem},id={id}", rp.id),
+                        ]);
+                    }
+                    Some(Endpoint::Accel { id, size_mib }) => {
+                        let mem = format!("{id}-mem");
+                        out.extend([
+                            "-object".into(),
+                            format!(
+                                "memory-backend-file,id={mem},share=on,mem-path={},size={size_mib}M",
+                                backing_file(scratch, id).display()
+                            ),
+                            "-device".into(),
+                            format!("cxl-accel,bus={},memdev={mem},id={id}", rp.id),
                         ]);
                     }
                     Some(Endpoint::Device { args }) => {
@@ -299,6 +328,9 @@ impl Vm {
                 .collect::<Vec<_>>()
                 .join(" "),
         ]);
+        if m.iommu {
+            out.extend(["-device".into(), "intel-iommu,intremap=off".into()]);
+        }
         out.extend(devices);
         out.extend(self.extra_args.iter().cloned());
         out
@@ -376,6 +408,46 @@ granularity = "8k"
             "-M cxl-fmw.0.targets.0=hb0,cxl-fmw.0.size=1024M,cxl-fmw.0.interleave-granularity=8k"
         ));
         assert!(line.ends_with("-device virtio-rng-pci -d guest_errors"));
+    }
+
+    #[test]
+    fn accel_endpoint_and_iommu() {
+        let t = Topology::from_toml(
+            r#"
+[[host_bridges]]
+id = "cxl.1"
+bus_nr = 12
+hdm_for_passthrough = true
+[[host_bridges.root_ports]]
+id = "rp0"
+port = 0
+chassis = 0
+slot = 2
+endpoint = { type = "accel", id = "accel0", size_mib = 256 }
+[[windows]]
+targets = ["cxl.1"]
+size_mib = 4096
+"#,
+        )
+        .unwrap();
+        let mut vm = vm(t);
+        vm.machine.iommu = true;
+        let line = vm
+            .args(Path::new("c"), Path::new("r"), Path::new("/s"))
+            .join(" ");
+        assert!(
+            line.contains(
+                "-device intel-iommu,intremap=off -device pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1,hdm_for_passthrough=on \
+-device cxl-rp,port=0,bus=cxl.1,id=rp0,chassis=0,slot=2 \
+-object memory-backend-file,id=accel0-mem,share=on,mem-path=/s/accel0.raw,size=256M \
+-device cxl-accel,bus=rp0,memdev=accel0-mem,id=accel0"
+            ),
+            "{line}"
+        );
+        assert_eq!(
+            backing_file(Path::new("/s"), "accel0"),
+            Path::new("/s/accel0.raw")
+        );
     }
 
     #[test]

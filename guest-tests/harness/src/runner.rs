@@ -31,6 +31,9 @@ pub enum Exit {
     TimedOut(Duration),
 }
 
+/// Facts the host found itself, as (key, value).
+pub type HostFacts = Vec<(String, String)>;
+
 /// Everything known after a run.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
@@ -45,6 +48,10 @@ pub struct RunOutcome {
     pub wall: Duration,
     /// The directory with console.log, results.log, stderr.log.
     pub dir: PathBuf,
+    /// What the host found after the run ([`crate::env::RunSpec::after_exit`]),
+    /// e.g. patterns in a memory-backend file; checks compare on these as
+    /// on the guest's facts.
+    pub host_facts: HostFacts,
 }
 
 impl RunOutcome {
@@ -106,6 +113,15 @@ impl RunOutcome {
             ));
         }
         p
+    }
+
+    /// The last value of host fact `key`.
+    pub fn host_fact(&self, key: &str) -> Option<&str> {
+        self.host_facts
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The last `n` console lines (for failure reports).
@@ -183,6 +199,7 @@ pub fn run_command(
         to_init,
         wall,
         dir: dir.to_path_buf(),
+        host_facts: Vec::new(),
     })
 }
 

@@ -23,7 +23,8 @@ pub const STEP_SCRIPT: &str = r#"for d in /sys/bus/cxl/devices/*; do
 	n=${d##*/}
 	vfiocxl_fact cxl.device "$n"
 	for a in devtype start size target_type target_list interleave_ways \
-		interleave_granularity mode dpa_resource dpa_size locked serial ram/size pmem/size; do
+		interleave_granularity mode dpa_resource dpa_size locked serial ram/size pmem/size \
+		region resource commit target0; do
 		if [ -r "$d/$a" ] && IFS= read -r v <"$d/$a"; then vfiocxl_fact "cxl.$n.$a" "$v"; fi
 	done
 	if [ -e "$d/driver" ]; then l=$(readlink "$d/driver"); vfiocxl_fact "cxl.$n.driver" "${l##*/}"; fi

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::env::RunSpec;
+use crate::hostdriver;
 use crate::payload::Payload;
 use crate::qemu::Topology;
 use crate::runner::RunOutcome;
@@ -35,12 +36,26 @@ impl VmTest {
 }
 
 pub fn all() -> Vec<VmTest> {
-    vec![VmTest {
-        name: "cxl-type3-enumeration",
-        about: "q35,cxl=on + stock cxl-type3 (256 MiB volatile): the guest's CXL core enumerates root, port, endpoint, memdev, decoders and the CFMW",
-        spec: type3_enumeration_spec,
-        check: type3_enumeration_check,
-    }]
+    vec![
+        VmTest {
+            name: "cxl-type3-enumeration",
+            about: "q35,cxl=on + stock cxl-type3 (256 MiB volatile): the guest's CXL core enumerates root, port, endpoint, memdev, decoders and the CFMW",
+            spec: type3_enumeration_spec,
+            check: type3_enumeration_check,
+        },
+        VmTest {
+            name: "host-driver-uapi",
+            about: "cxl-accel (256 MiB, pre-committed) bound to vfio-cxl-pci: probe message, region committed, every uapi-check passes, patterns cross host<->guest",
+            spec: hostdriver::uapi_spec,
+            check: hostdriver::uapi_check,
+        },
+        VmTest {
+            name: "host-driver-rebind",
+            about: "cxl-accel: 20 unbind/bind cycles with a reopen after each, then rmmod vfio-cxl-pci vfio-cxl-core; kernel log clean",
+            spec: hostdriver::rebind_spec,
+            check: hostdriver::rebind_check,
+        },
+    ]
 }
 
 pub fn find(name: &str) -> Option<VmTest> {

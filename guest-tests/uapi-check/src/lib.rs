@@ -3,6 +3,7 @@
 //! test VMs (guest-tests/harness); `pattern` is shared with the host side
 //! of the coherence checks.
 
+pub mod bench;
 pub mod checks;
 pub mod pattern;
 pub mod vfio;

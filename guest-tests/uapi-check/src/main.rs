@@ -1,22 +1,40 @@
-//! `vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N]`
+//! `vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N]
+//! [--reopen-only] [--bench-fault]`
 //!
 //! Runs every check of `checks::CHECKS` on a device bound to vfio-cxl-pci
 //! and reports each as a fact line of the guest harness protocol
 //! (`VFIOCXL-RESULT {"kind":"fact",...}`), then `uapi-check: N passed, M
 //! failed`. Exit status 0 when all passed, 1 otherwise, 2 on bad usage.
+//!
+//! `--reopen-only` runs only the close/open cycles (the rebind VM test
+//! reopens after every bind); `--bench-fault` runs no check but the fault
+//! benchmark of `bench.rs` and reports its figures as facts (step
+//! `bench-fault`).
 
 use std::process::ExitCode;
 
+use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 
-const USAGE: &str =
-    "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N]";
+const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]";
 
-fn parse(args: &[String]) -> Result<(String, Options), String> {
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every check, then the reopen cycles.
+    Checks,
+    /// Only the reopen cycles.
+    ReopenOnly,
+    /// The fault benchmark.
+    BenchFault,
+}
+
+fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
     let mut options = Options {
         reopen: 20,
         ..Options::default()
     };
+    let mut mode = Mode::Checks;
     let mut bdf = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -31,12 +49,17 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             "--reopen" => {
                 options.reopen = u32::try_from(num("--reopen")?).map_err(|e| e.to_string())?
             }
+            "--reopen-only" if mode == Mode::Checks => mode = Mode::ReopenOnly,
+            "--bench-fault" if mode == Mode::Checks => mode = Mode::BenchFault,
+            "--reopen-only" | "--bench-fault" => {
+                return Err("--reopen-only and --bench-fault exclude each other".into())
+            }
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if bdf.is_none() => bdf = Some(s.to_owned()),
             s => return Err(format!("unexpected argument {s}")),
         }
     }
-    Ok((bdf.ok_or("no BDF given")?, options))
+    Ok((bdf.ok_or("no BDF given")?, options, mode))
 }
 
 /// JSON string escaping for the result lines.
@@ -55,21 +78,69 @@ fn json(s: &str) -> String {
     out
 }
 
+fn fact(step: &str, key: &str, value: &str) {
+    println!(
+        "VFIOCXL-RESULT {{\"kind\":\"fact\",\"step\":{},\"key\":{},\"value\":{}}}",
+        json(step),
+        json(key),
+        json(value)
+    );
+}
+
 fn report(name: &str, outcome: &Outcome) {
     let value = match outcome {
         Ok(detail) => format!("pass: {detail}"),
         Err(why) => format!("FAIL: {why}"),
     };
-    println!(
-        "VFIOCXL-RESULT {{\"kind\":\"fact\",\"step\":\"uapi-check\",\"key\":{},\"value\":{}}}",
-        json(name),
-        json(&value)
-    );
+    fact("uapi-check", name, &value);
+}
+
+/// `--bench-fault`: facts `bench.size`, `bench.default_align` and, per
+/// pass, `bench.<pass>.{stride,span,touches,addr,mmap_us,touch_us,faults}`.
+fn bench_fault(bdf: &str, options: Options) -> ExitCode {
+    let result = Ctx::open(bdf, options)
+        .map_err(|e| e.to_string())
+        .and_then(|ctx| {
+            let align = bench::default_alignment(&ctx).map_err(|e| format!("mmap: {e}"))?;
+            let passes = bench::run(&ctx).map_err(|e| format!("mmap: {e}"))?;
+            Ok((ctx.mem.size, align, passes))
+        });
+    match result {
+        Err(e) => {
+            fact("bench-fault", "bench.error", &e);
+            eprintln!("vfio-cxl-uapi-check: bench-fault: {e}");
+            ExitCode::FAILURE
+        }
+        Ok((size, align, passes)) => {
+            let f = |k: &str, v: String| fact("bench-fault", &format!("bench.{k}"), &v);
+            f("size", format!("{size:#x}"));
+            f("default_align", format!("{align:#x}"));
+            for p in &passes {
+                let n = p.name;
+                f(&format!("{n}.stride"), p.stride.to_string());
+                f(&format!("{n}.span"), format!("{:#x}", p.span));
+                f(&format!("{n}.touches"), p.touches.to_string());
+                f(&format!("{n}.addr"), format!("{:#x}", p.addr));
+                f(&format!("{n}.mmap_us"), p.mmap.as_micros().to_string());
+                f(&format!("{n}.touch_us"), p.touch.as_micros().to_string());
+                f(&format!("{n}.faults"), p.faults.to_string());
+                eprintln!(
+                    "bench-fault {n}: {} touches over {:#x}: mmap {} us, touch {} us, {} faults",
+                    p.touches,
+                    p.span,
+                    p.mmap.as_micros(),
+                    p.touch.as_micros(),
+                    p.faults
+                );
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (bdf, options) = match parse(&args) {
+    let (bdf, options, mode) = match parse(&args) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("vfio-cxl-uapi-check: {e}\n{USAGE}");
@@ -78,6 +149,15 @@ fn main() -> ExitCode {
     };
     let reopen = options.reopen;
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
+    if mode == Mode::BenchFault {
+        return bench_fault(&bdf, options);
+    }
+    if mode == Mode::ReopenOnly {
+        let outcome = checks::reopen(&bdf, reopen);
+        report("reopen", &outcome);
+        outcomes.push(("reopen", outcome));
+        return summary(&outcomes);
+    }
     match Ctx::open(&bdf, options) {
         Err(e) => {
             let outcome = Err(e.to_string());
@@ -98,6 +178,10 @@ fn main() -> ExitCode {
             outcomes.push(("reopen", outcome));
         }
     }
+    summary(&outcomes)
+}
+
+fn summary(outcomes: &[(&str, Outcome)]) -> ExitCode {
     let failed = outcomes.iter().filter(|(_, o)| o.is_err()).count();
     println!(
         "uapi-check: {} passed, {failed} failed",
@@ -120,7 +204,7 @@ mod tests {
 
     #[test]
     fn arguments_parse_and_bad_ones_are_refused() {
-        let (bdf, o) = parse(&args(&[
+        let (bdf, o, mode) = parse(&args(&[
             "0000:0d:00.0",
             "--expect-seed",
             "7",
@@ -132,6 +216,16 @@ mod tests {
             (bdf.as_str(), o.expect_seed, o.write_seed, o.reopen),
             ("0000:0d:00.0", Some(7), None, 3)
         );
+        assert_eq!(mode, Mode::Checks);
+        assert_eq!(
+            parse(&args(&["x", "--reopen-only"])).unwrap().2,
+            Mode::ReopenOnly
+        );
+        assert_eq!(
+            parse(&args(&["x", "--bench-fault"])).unwrap().2,
+            Mode::BenchFault
+        );
+        assert!(parse(&args(&["x", "--bench-fault", "--reopen-only"])).is_err());
         assert!(parse(&args(&[])).is_err());
         assert!(parse(&args(&["x", "--bogus"])).is_err());
         assert!(parse(&args(&["x", "--write-seed"])).is_err());

@@ -289,6 +289,75 @@ impl Device {
             len,
         })
     }
+
+    /// Like [`Device::mmap`], at a virtual address aligned to `align` (a
+    /// power of two): reserves `len + align` bytes of address space,
+    /// releases it and maps over the aligned part with `MAP_FIXED`, so
+    /// that huge (PMD/PUD) mappings are possible wherever the physical
+    /// range allows them.
+    pub fn mmap_aligned(
+        &self,
+        len: usize,
+        offset: u64,
+        prot: i32,
+        flags: i32,
+        align: usize,
+    ) -> io::Result<Mapping> {
+        assert!(align.is_power_of_two(), "alignment {align:#x}");
+        // SAFETY: an anonymous PROT_NONE reservation at an address the
+        // kernel picks; nothing refers to it.
+        let hole = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len + align,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if hole == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let at = (hole as usize).next_multiple_of(align);
+        // SAFETY: [at, at + len) lies inside the reservation made above,
+        // which this function owns; MAP_FIXED replaces only that part.
+        let ptr = unsafe {
+            libc::mmap(
+                at as *mut libc::c_void,
+                len,
+                prot,
+                flags | libc::MAP_FIXED,
+                self.fd.as_raw_fd(),
+                offset as libc::off_t,
+            )
+        };
+        let result = if ptr == libc::MAP_FAILED {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        };
+        // Give back the reservation around the mapping (all of it on failure).
+        let (head, tail) = if result.is_ok() {
+            (at - hole as usize, hole as usize + len + align - (at + len))
+        } else {
+            (len + align, 0)
+        };
+        // SAFETY: these ranges are parts of the reservation not covered by
+        // the new mapping.
+        unsafe {
+            if head > 0 {
+                libc::munmap(hole, head);
+            }
+            if tail > 0 {
+                libc::munmap((at + len) as *mut libc::c_void, tail);
+            }
+        }
+        result.map(|()| Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
 }
 
 /// A live mmap of a device region; unmapped on drop.
@@ -301,6 +370,11 @@ pub struct Mapping {
 impl Mapping {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// The virtual address of the first byte.
+    pub fn addr(&self) -> usize {
+        self.ptr as usize
     }
 
     pub fn is_empty(&self) -> bool {

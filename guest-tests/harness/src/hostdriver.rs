@@ -1,0 +1,603 @@
+//! The host-driver VM tests: the emulated CXL Type-2 device (`cxl-accel`,
+//! pre-committed by firmware) bound to `vfio-cxl-pci` inside the guest,
+//! with the guest's own CXL core as the driver's client, checked from user
+//! space by `vfio-cxl-uapi-check` and from the outside through the
+//! device's memory-backend file.
+//!
+//! What goes into the guest: the VFIO modules of the pinned kernel, the
+//! host driver's `vfio-cxl-core.ko` and `vfio-cxl-pci.ko`
+//! ([`driver_dir`], `cargo xtask build-driver`) and a static
+//! `vfio-cxl-uapi-check` ([`uapi_check_binary`], built by `cargo xtask
+//! vm-test`).
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vfio_cxl_uapi_check::{checks, pattern};
+
+use crate::env::{repo_root, RunSpec};
+use crate::error::{Error, Result};
+use crate::payload::{Payload, Source};
+use crate::qemu::{backing_file, Endpoint, HostBridge, RootPort, Topology, Window};
+use crate::runner::RunOutcome;
+use crate::sysfs::{self, parse_u64, CxlSysfs};
+use crate::vmtests::CXL_MODULES;
+
+/// Overrides where the static `vfio-cxl-uapi-check` is taken from.
+pub const UAPI_CHECK_ENV: &str = "VFIO_CXL_UAPI_CHECK";
+/// Overrides the directory of `vfio-cxl-core.ko` and `vfio-cxl-pci.ko`.
+pub const DRIVER_DIR_ENV: &str = "VFIO_CXL_HOST_DRIVER_DIR";
+/// The cargo target directory of the static guest build (its own, so the
+/// `+crt-static` RUSTFLAGS do not invalidate the workspace's `target/`).
+pub const GUEST_TARGET_DIR: &str = "target/guest";
+pub const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
+
+/// The accelerator's id (and memory-backend file name, `accel0.raw`).
+pub const ACCEL_ID: &str = "accel0";
+/// The device memory of the host-driver tests.
+pub const ACCEL_MIB: u64 = 256;
+/// The pattern the host leaves in the device memory before the boot
+/// (the guest must see it: outside -> guest).
+pub const OUTSIDE_SEED: u64 = 0x0115_1de5;
+/// The pattern the guest leaves for the host (guest -> outside).
+pub const GUEST_SEED: u64 = 0x6e57_5eed;
+/// Bind/unbind cycles of `host-driver-rebind`.
+pub const REBIND_CYCLES: u32 = 20;
+
+const GUEST_DIR: &str = "/opt/vfio-cxl";
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// `$VFIO_CXL_UAPI_CHECK`, else
+/// `target/guest/x86_64-unknown-linux-gnu/release/vfio-cxl-uapi-check`.
+pub fn uapi_check_binary() -> PathBuf {
+    env_path(UAPI_CHECK_ENV).unwrap_or_else(|| {
+        repo_root()
+            .join(GUEST_TARGET_DIR)
+            .join(GUEST_TRIPLE)
+            .join("release/vfio-cxl-uapi-check")
+    })
+}
+
+/// `$VFIO_CXL_HOST_DRIVER_DIR`, else `host-driver/`.
+pub fn driver_dir() -> PathBuf {
+    env_path(DRIVER_DIR_ENV).unwrap_or_else(|| repo_root().join("host-driver"))
+}
+
+/// One `pxb-cxl` (bus 12, with an HDM decoder for the pre-commit), one
+/// `cxl-rp`, the accelerator with `size_mib` of memory, one window.
+pub fn accel_topology(size_mib: u64, window_mib: u64) -> Topology {
+    Topology {
+        host_bridges: vec![HostBridge {
+            id: "cxl.1".into(),
+            bus_nr: 12,
+            hdm_for_passthrough: true,
+            root_ports: vec![RootPort {
+                id: "rp0".into(),
+                port: 0,
+                chassis: 0,
+                slot: 2,
+                endpoint: Some(Endpoint::Accel {
+                    id: ACCEL_ID.into(),
+                    size_mib,
+                }),
+            }],
+        }],
+        windows: vec![Window {
+            targets: vec!["cxl.1".into()],
+            size_mib: window_mib,
+            granularity: None,
+        }],
+        devices: Vec::new(),
+    }
+}
+
+/// Helpers every host-driver step sources (`$dev` is the accelerator's
+/// PCI address once `find-device` ran). Polls use `sleep 0.1`; sysfs
+/// tests avoid forks (TCG makes every fork expensive).
+const LIB_SH: &str = r#"# Sourced by the host-driver steps (guest-tests/harness/src/hostdriver.rs).
+VC=/opt/vfio-cxl
+dev=
+[ -r /tmp/bdf ] && read -r dev </tmp/bdf
+have() { [ -e "$1" ]; }
+# wait_for TENTHS CMD...: true once CMD is, polling every 0.1 s.
+wait_for() {
+	local tenths=$1 waited=0; shift
+	while [ $waited -lt $tenths ]; do "$@" && return 0; sleep 0.1; waited=$((waited + 1)); done
+	"$@"
+}
+port_decoders() { have /sys/bus/cxl/devices/port*/decoder*; }
+bound() { [ -e /sys/bus/pci/drivers/vfio-cxl-pci/$dev ]; }
+bind() {
+	echo vfio-cxl-pci >/sys/bus/pci/devices/$dev/driver_override || return 1
+	echo $dev >/sys/bus/pci/drivers_probe || return 1
+	wait_for 50 bound
+}
+unbind() {
+	echo $dev >/sys/bus/pci/drivers/vfio-cxl-pci/unbind || return 1
+	! have /sys/bus/pci/devices/$dev/driver
+}
+"#;
+
+const LOAD_SH: &str = r#"echo 1 >/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts || exit 1
+insmod $VC/vfio-cxl-core.ko || exit 1
+insmod $VC/vfio-cxl-pci.ko
+"#;
+
+const FIND_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
+done
+[ -n "$dev" ] || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+echo $dev >/tmp/bdf
+vfiocxl_fact accel.bdf "$dev"
+"#;
+
+const BIND_SH: &str = r#"bind || { echo "$dev did not bind to vfio-cxl-pci"; exit 1; }
+vfiocxl_fact accel.driver vfio-cxl-pci
+g=$(readlink /sys/bus/pci/devices/$dev/iommu_group); g=${g##*/}
+vfiocxl_fact accel.iommu_group "$g"
+[ -c /dev/vfio/$g ] && vfiocxl_fact accel.vfio_dev "/dev/vfio/$g"
+true
+"#;
+
+/// The kernel log (raw: `<level>[time] text`), lines about VFIO or CXL.
+const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+while IFS= read -r l; do
+	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
+done </tmp/dmesg
+true
+"#;
+
+const REBIND_SH: &str = r#"cycle=0
+while [ $cycle -lt @CYCLES@ ]; do
+	unbind || { echo "cycle $cycle: unbind failed"; exit 1; }
+	bind || { echo "cycle $cycle: rebind failed"; exit 1; }
+	$VC/vfio-cxl-uapi-check "$dev" --reopen-only --reopen 1 >&3 || { echo "cycle $cycle: reopen failed"; exit 1; }
+	cycle=$((cycle + 1))
+done
+vfiocxl_fact rebind.cycles $cycle
+"#;
+
+const RMMOD_SH: &str = r#"rmmod vfio-cxl-pci || exit 1
+rmmod vfio-cxl-core || exit 1
+if have /sys/module/vfio_cxl_pci || have /sys/module/vfio_cxl_core; then exit 1; fi
+vfiocxl_fact rmmod ok
+set -- /sys/bus/cxl/devices/region*
+if have "$1"; then vfiocxl_fact post_rmmod.regions $#; else vfiocxl_fact post_rmmod.regions 0; fi
+have /sys/bus/pci/devices/$dev/driver && vfiocxl_fact post_rmmod.driver bound
+true
+"#;
+
+fn with_lib(script: &str) -> String {
+    format!(". {GUEST_DIR}/lib.sh\n{script}")
+}
+
+/// The payload both tests start with: CXL and VFIO modules, the host
+/// driver and uapi-check as files, steps load/find/bind.
+pub fn base_payload(name: &str) -> Payload {
+    let mut p = Payload::new(name);
+    for m in CXL_MODULES {
+        p = p.module(m);
+    }
+    let drivers = driver_dir();
+    p.module("vfio_iommu_type1")
+        .module("vfio_pci_core")
+        .cmdline_arg("intel_iommu=on")
+        .cmdline_arg("iomem=relaxed")
+        .file(
+            &format!("{GUEST_DIR}/lib.sh"),
+            0o644,
+            Source::Text {
+                text: LIB_SH.into(),
+            },
+        )
+        .file(
+            &format!("{GUEST_DIR}/vfio-cxl-core.ko"),
+            0o644,
+            Source::Path {
+                src: drivers.join("vfio-cxl-core.ko"),
+            },
+        )
+        .file(
+            &format!("{GUEST_DIR}/vfio-cxl-pci.ko"),
+            0o644,
+            Source::Path {
+                src: drivers.join("vfio-cxl-pci.ko"),
+            },
+        )
+        .file(
+            &format!("{GUEST_DIR}/vfio-cxl-uapi-check"),
+            0o755,
+            Source::Path {
+                src: uapi_check_binary(),
+            },
+        )
+        .step("load-host-driver", &with_lib(LOAD_SH))
+        .step("find-device", &with_lib(FIND_SH))
+        .step("bind", &with_lib(BIND_SH))
+}
+
+/// A spec with the accelerator of `size_mib` and the IOMMU.
+pub fn base_spec(payload: Payload, size_mib: u64, window_mib: u64) -> RunSpec {
+    let mut spec = RunSpec::new(accel_topology(size_mib, window_mib), payload);
+    spec.machine.iommu = true;
+    spec.timeout = Duration::from_secs(120);
+    spec
+}
+
+pub fn uapi_spec() -> RunSpec {
+    let payload = base_payload("host-driver-uapi")
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step(
+            "uapi-check",
+            &with_lib(&format!(
+                "$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} --reopen 3 >&3\n"
+            )),
+        )
+        .step("report-dmesg", DMESG_SH);
+    let mut spec = base_spec(payload, ACCEL_MIB, 4096);
+    spec.before_boot = Some(fill_outside_pattern);
+    spec.after_exit = Some(find_guest_pattern);
+    spec
+}
+
+pub fn rebind_spec() -> RunSpec {
+    let payload = base_payload("host-driver-rebind")
+        .step(
+            "rebind",
+            &with_lib(&REBIND_SH.replace("@CYCLES@", &REBIND_CYCLES.to_string())),
+        )
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step("rmmod", &with_lib(RMMOD_SH))
+        .step("report-dmesg", DMESG_SH);
+    base_spec(payload, ACCEL_MIB, 4096)
+}
+
+/// Writes pattern `seed` at the sample offsets of a fresh (sparse) file
+/// of `size` bytes.
+pub fn write_pattern(path: &Path, size: u64, seed: u64) -> Result<()> {
+    let io = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let mut f = fs::File::create(path).map_err(io)?;
+    f.set_len(size).map_err(io)?;
+    for o in pattern::sample_offsets(size) {
+        f.seek(SeekFrom::Start(o)).map_err(io)?;
+        f.write_all(&pattern::word(seed, o).to_le_bytes())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// How many of the sample offsets hold pattern `seed`, of how many, and
+/// the first offset that does not.
+pub fn count_pattern(path: &Path, seed: u64) -> Result<(usize, usize, Option<u64>)> {
+    let io = |e| Error::io(format!("cannot read {}", path.display()), e);
+    let mut f = fs::File::open(path).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
+    let (mut found, mut total, mut first_bad) = (0, 0, None);
+    for o in pattern::sample_offsets(size) {
+        let mut b = [0u8; 8];
+        f.seek(SeekFrom::Start(o)).map_err(io)?;
+        f.read_exact(&mut b).map_err(io)?;
+        total += 1;
+        if u64::from_le_bytes(b) == pattern::word(seed, o) {
+            found += 1;
+        } else if first_bad.is_none() {
+            first_bad = Some(o);
+        }
+    }
+    Ok((found, total, first_bad))
+}
+
+fn fill_outside_pattern(dir: &Path) -> Result<()> {
+    write_pattern(&backing_file(dir, ACCEL_ID), ACCEL_MIB << 20, OUTSIDE_SEED)
+}
+
+fn find_guest_pattern(dir: &Path) -> Vec<(String, String)> {
+    match count_pattern(&backing_file(dir, ACCEL_ID), GUEST_SEED) {
+        Ok((found, total, first_bad)) => {
+            let mut f = vec![
+                ("pattern.found".to_string(), found.to_string()),
+                ("pattern.total".to_string(), total.to_string()),
+            ];
+            if let Some(o) = first_bad {
+                f.push(("pattern.first_bad".into(), format!("{o:#x}")));
+            }
+            f
+        }
+        Err(e) => vec![("pattern.error".into(), e.to_string())],
+    }
+}
+
+/// The probe message of vfio-cxl-core:
+/// `vfio-cxl-pci 0000:0d:00.0: CXL Type-2 memory [range 0x..-0x..] (256 MiB)
+/// behind HDM decoder 0; component registers in BAR 0 at 0x1100`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeLine {
+    pub bdf: String,
+    pub start: u64,
+    pub end: u64,
+    pub mib: u64,
+    pub decoder: u32,
+    pub bar: u32,
+    pub offset: u64,
+}
+
+impl ProbeLine {
+    pub fn parse(line: &str) -> Option<Self> {
+        let rest = &line[line.find("vfio-cxl-pci ")? + "vfio-cxl-pci ".len()..];
+        let (bdf, rest) = rest.split_once(": CXL Type-2 memory [range ")?;
+        let (range, rest) = rest.split_once("] (")?;
+        let (start, end) = range.split_once('-')?;
+        let (mib, rest) = rest.split_once(" MiB) behind HDM decoder ")?;
+        let (decoder, rest) = rest.split_once("; component registers in BAR ")?;
+        let (bar, offset) = rest.split_once(" at ")?;
+        Some(Self {
+            bdf: bdf.to_string(),
+            start: parse_u64(start)?,
+            end: parse_u64(end)?,
+            mib: mib.parse().ok()?,
+            decoder: decoder.parse().ok()?,
+            bar: bar.parse().ok()?,
+            offset: parse_u64(offset)?,
+        })
+    }
+}
+
+/// One kernel log line from `dmesg -r`: `<6>[    1.234567] text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmesgLine {
+    /// The console level (0 emerg .. 7 debug), without the facility.
+    pub level: Option<u8>,
+    pub text: String,
+}
+
+impl DmesgLine {
+    pub fn parse(line: &str) -> Self {
+        let (level, rest) = match line
+            .strip_prefix('<')
+            .and_then(|l| l.split_once('>'))
+            .and_then(|(n, rest)| n.parse::<u32>().ok().map(|n| (n, rest)))
+        {
+            Some((n, rest)) => (Some((n & 7) as u8), rest),
+            None => (None, line),
+        };
+        let text = match rest.trim_start().strip_prefix('[') {
+            Some(r) => r.split_once("] ").map_or(r, |(_, t)| t),
+            None => rest,
+        };
+        Self {
+            level,
+            text: text.to_string(),
+        }
+    }
+}
+
+/// The reported dmesg lines.
+pub fn dmesg(outcome: &RunOutcome) -> Vec<DmesgLine> {
+    outcome
+        .report
+        .facts("dmesg")
+        .into_iter()
+        .map(DmesgLine::parse)
+        .collect()
+}
+
+/// Problems common to both tests: the device bound, exactly one probe
+/// message per bind for the same 256 MiB range, one committed region of
+/// that range with an endpoint decoder as target, no error-level kernel
+/// message about VFIO or CXL.
+fn common_checks(outcome: &RunOutcome, binds: usize, p: &mut Vec<String>) {
+    let r = &outcome.report;
+    let bdf = r.fact("accel.bdf").unwrap_or("?");
+    if r.fact("accel.driver") != Some("vfio-cxl-pci") {
+        p.push(format!("{bdf} is not bound to vfio-cxl-pci"));
+    }
+    if r.fact("accel.vfio_dev").is_none() {
+        p.push(format!(
+            "no /dev/vfio/<group> for {bdf} (group {:?})",
+            r.fact("accel.iommu_group")
+        ));
+    }
+    let log = dmesg(outcome);
+    let probes: Vec<ProbeLine> = log
+        .iter()
+        .filter_map(|l| ProbeLine::parse(&l.text))
+        .collect();
+    if probes.len() != binds {
+        p.push(format!(
+            "{} probe messages ('CXL Type-2 memory [range ...]'), expected {binds}",
+            probes.len()
+        ));
+    }
+    let s = CxlSysfs::from_report(r);
+    let regions = s.named("region");
+    if regions.len() != 1 {
+        p.push(format!("CXL regions {regions:?}, expected exactly one"));
+    }
+    if let Some(first) = probes.first() {
+        let want = ProbeLine {
+            bdf: bdf.to_string(),
+            start: first.start,
+            end: first.start + (ACCEL_MIB << 20) - 1,
+            mib: ACCEL_MIB,
+            decoder: 0,
+            bar: 0,
+            offset: 0x1100,
+        };
+        if let Some(bad) = probes.iter().find(|l| **l != want) {
+            p.push(format!("probe message {bad:?}, expected {want:?}"));
+        }
+        match s.iomem_named("CXL Window 0") {
+            Some(w) if w.start <= first.start && first.end <= w.end => {}
+            w => p.push(format!(
+                "range {:#x}-{:#x} not inside CXL Window 0 ({w:?})",
+                first.start, first.end
+            )),
+        }
+        if let Some(region) = regions.first() {
+            let target = s.attr(region, "target0").unwrap_or("");
+            let checks = [
+                (s.attr(region, "commit") == Some("1"), "commit is not 1"),
+                (
+                    s.attr_u64(region, "resource") == Some(first.start),
+                    "resource is not the probed range's start",
+                ),
+                (
+                    s.attr_u64(region, "size") == Some(ACCEL_MIB << 20),
+                    "size is not 256 MiB",
+                ),
+                (
+                    s.attr(target, "devtype") == Some("cxl_decoder_endpoint")
+                        && s.attr(target, "region") == Some(region),
+                    "target0 is not an endpoint decoder of this region",
+                ),
+            ];
+            for (ok, what) in checks {
+                if !ok {
+                    p.push(format!("{region}: {what} ({:?})", s.devices.get(*region)));
+                }
+            }
+        }
+    }
+    for l in log.iter().filter(|l| l.level.is_some_and(|v| v <= 3)) {
+        p.push(format!("error-level kernel message: {}", l.text));
+    }
+}
+
+pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    common_checks(outcome, 1, &mut p);
+    let r = &outcome.report;
+    // Every check ran, once, and passed.
+    let expected: Vec<&str> = checks::CHECKS
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["reopen"])
+        .collect();
+    let ran: Vec<(&str, &str)> = r.all_facts_of_step("uapi-check").collect();
+    let names: Vec<&str> = ran.iter().map(|(k, _)| *k).collect();
+    if names != expected {
+        p.push(format!("uapi-check ran {names:?}, expected {expected:?}"));
+    }
+    for (k, v) in &ran {
+        if !v.starts_with("pass: ") {
+            p.push(format!("uapi-check {k}: {v}"));
+        }
+    }
+    let coherence = r.fact("mem_coherence").unwrap_or("");
+    for want in [
+        format!("outside pattern {OUTSIDE_SEED} seen"),
+        format!("pattern {GUEST_SEED} left for the outside"),
+    ] {
+        if !coherence.contains(&want) {
+            p.push(format!("mem_coherence {coherence:?} lacks {want:?}"));
+        }
+    }
+    let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
+    match (
+        outcome.host_fact("pattern.found"),
+        outcome.host_fact("pattern.total"),
+    ) {
+        (Some(f), Some(t)) if f == total && t == total => {}
+        (f, t) => p.push(format!(
+            "the guest's pattern {GUEST_SEED} in {ACCEL_ID}.raw: {f:?} of {t:?} words (expected {total}); first bad at {:?}; {:?}",
+            outcome.host_fact("pattern.first_bad"),
+            outcome.host_fact("pattern.error")
+        )),
+    }
+    p
+}
+
+pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    let cycles = REBIND_CYCLES as usize;
+    common_checks(outcome, cycles + 1, &mut p);
+    let r = &outcome.report;
+    if r.fact("rebind.cycles") != Some(&cycles.to_string()) {
+        p.push(format!(
+            "rebind cycles {:?}, expected {cycles}",
+            r.fact("rebind.cycles")
+        ));
+    }
+    let reopens = r.facts("reopen");
+    if reopens.len() != cycles || !reopens.iter().all(|v| v.starts_with("pass: ")) {
+        p.push(format!(
+            "reopen after each bind: {reopens:?} (expected {cycles} passes)"
+        ));
+    }
+    if r.fact("rmmod") != Some("ok") {
+        p.push("rmmod vfio-cxl-pci vfio-cxl-core did not succeed".into());
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_line_parses() {
+        let l = DmesgLine::parse("<6>[    5.123456] vfio-cxl-pci 0000:0d:00.0: CXL Type-2 memory [range 0x0000000390000000-0x000000039fffffff] (256 MiB) behind HDM decoder 0; component registers in BAR 0 at 0x1100");
+        assert_eq!(l.level, Some(6));
+        assert_eq!(
+            ProbeLine::parse(&l.text),
+            Some(ProbeLine {
+                bdf: "0000:0d:00.0".into(),
+                start: 0x3_9000_0000,
+                end: 0x3_9fff_ffff,
+                mib: 256,
+                decoder: 0,
+                bar: 0,
+                offset: 0x1100
+            })
+        );
+        assert_eq!(ProbeLine::parse("vfio-cxl-pci 0000:0d:00.0: other"), None);
+        let plain = DmesgLine::parse("no level");
+        assert_eq!((plain.level, plain.text.as_str()), (None, "no level"));
+        // Facility bits are dropped: <14> is user.info.
+        assert_eq!(DmesgLine::parse("<14>[ 1.0] x").level, Some(6));
+    }
+
+    #[test]
+    fn patterns_round_trip_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.raw");
+        write_pattern(&f, 8 << 20, 5).unwrap();
+        assert_eq!(fs::metadata(&f).unwrap().len(), 8 << 20);
+        assert_eq!(count_pattern(&f, 5).unwrap(), (12, 12, None));
+        assert_eq!(count_pattern(&f, 6).unwrap(), (0, 12, Some(0)));
+    }
+
+    #[test]
+    fn guest_scripts_are_valid_sh() {
+        for (name, s) in [
+            ("lib", LIB_SH.to_string()),
+            ("load", with_lib(LOAD_SH)),
+            ("find", with_lib(FIND_SH)),
+            ("bind", with_lib(BIND_SH)),
+            ("dmesg", DMESG_SH.into()),
+            ("rebind", with_lib(REBIND_SH)),
+            ("rmmod", with_lib(RMMOD_SH)),
+        ] {
+            let out = std::process::Command::new("sh")
+                .arg("-n")
+                .arg("-c")
+                .arg(&s)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

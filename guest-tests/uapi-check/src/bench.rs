@@ -1,0 +1,133 @@
+//! `--bench-fault`: how fast the memory region faults in, and whether it
+//! faults in huge (PMD/PUD) pieces.
+//!
+//! Three passes over a fresh mapping each:
+//!
+//! - `2m`: one read per 2 MiB of the whole region (the first touch of
+//!   every 2 MiB, also the first access to that memory since the boot);
+//! - `2m-warm`: the same again on a new mapping: the guest's fault path
+//!   only (under QEMU, the first pass also pays for the host populating a
+//!   sparse memory-backend file);
+//! - `4k`: one read per 4 KiB of the first [`FOURK_SPAN`] bytes.
+//!
+//! Each pass reports the mmap time, the touch time and the minor faults
+//! the process took (`getrusage`). With 4 KiB mappings the `4k` pass takes
+//! one fault per page (65536 for 256 MiB); with PMD mappings one per 2 MiB
+//! (128); with PUD mappings one per 1 GiB. The `2m` pass takes one fault
+//! per touch with 4 KiB or PMD mappings alike (it only sees the fault
+//! cost), and fewer with PUD mappings.
+//!
+//! The mapping is placed at a 1 GiB-aligned address (see
+//! [`crate::vfio::Device::mmap_aligned`]) so the alignment of the virtual
+//! address never prevents a huge mapping; `default_align` reports what the
+//! kernel would have picked on its own.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use crate::checks::Ctx;
+
+/// How much of the region the `4k` pass touches.
+pub const FOURK_SPAN: u64 = 256 << 20;
+const GIB: usize = 1 << 30;
+
+/// One pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pass {
+    pub name: &'static str,
+    pub stride: u64,
+    pub span: u64,
+    pub touches: u64,
+    pub addr: usize,
+    pub mmap: Duration,
+    pub touch: Duration,
+    pub faults: u64,
+}
+
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage fills the struct it is given; zeroed is a valid
+    // rusage.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru.ru_minflt as u64
+    }
+}
+
+/// The largest power of two dividing `addr` (capped at 1 GiB).
+pub fn alignment(addr: usize) -> usize {
+    if addr == 0 {
+        GIB
+    } else {
+        (1usize << addr.trailing_zeros()).min(GIB)
+    }
+}
+
+fn pass(c: &Ctx, name: &'static str, stride: u64, span: u64) -> io::Result<Pass> {
+    let span = span.min(c.mem.size);
+    let t0 = Instant::now();
+    let map = c.dev.mmap_aligned(
+        c.mem.size as usize,
+        c.mem.offset,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        GIB,
+    )?;
+    let mmap = t0.elapsed();
+    let f0 = minor_faults();
+    let t1 = Instant::now();
+    let mut sum = 0u64;
+    let mut off = 0;
+    let mut touches = 0;
+    while off < span {
+        sum = sum.wrapping_add(map.read_u64(off as usize));
+        off += stride;
+        touches += 1;
+    }
+    let touch = t1.elapsed();
+    let faults = minor_faults() - f0;
+    std::hint::black_box(sum);
+    Ok(Pass {
+        name,
+        stride,
+        span,
+        touches,
+        addr: map.addr(),
+        mmap,
+        touch,
+        faults,
+    })
+}
+
+/// Where the kernel would put a mapping of the region by itself.
+pub fn default_alignment(c: &Ctx) -> io::Result<usize> {
+    let map = c.dev.mmap(
+        c.mem.size as usize,
+        c.mem.offset,
+        libc::PROT_READ,
+        libc::MAP_SHARED,
+    )?;
+    Ok(alignment(map.addr()))
+}
+
+/// Both passes.
+pub fn run(c: &Ctx) -> io::Result<Vec<Pass>> {
+    Ok(vec![
+        pass(c, "2m", 2 << 20, c.mem.size)?,
+        pass(c, "2m-warm", 2 << 20, c.mem.size)?,
+        pass(c, "4k", 4 << 10, FOURK_SPAN)?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_of_addresses() {
+        assert_eq!(alignment(0x7f00_0020_0000), 2 << 20);
+        assert_eq!(alignment(0x7f00_4000_0000), GIB);
+        assert_eq!(alignment(0x1000), 4096);
+        assert_eq!(alignment(0), GIB);
+    }
+}
