@@ -38,6 +38,16 @@ impl HpaRange {
         addr >= self.base && self.end().is_some_and(|end| addr < end)
     }
 
+    /// The lowest `align`-aligned range of `size` bytes inside `self`, if
+    /// any (`align` a power of two). Firmware places device memory this
+    /// way so that a VMM can map it with the largest pages.
+    pub fn first_fit(&self, size: u64, align: u64) -> Option<HpaRange> {
+        debug_assert!(align.is_power_of_two());
+        let base = self.base.checked_next_multiple_of(align)?;
+        let range = HpaRange::new(base, size);
+        self.contains_range(&range).then_some(range)
+    }
+
     /// Whether the two ranges share an address.
     pub fn overlaps(&self, other: &HpaRange) -> bool {
         match (self.end(), other.end()) {
@@ -195,6 +205,26 @@ mod tests {
             place_windows(u64::MAX - 5, u64::MAX, &[1], HDM_ALIGN),
             Err(PlaceError::NoSpace { index: 0 })
         );
+    }
+
+    #[test]
+    fn first_fit_aligns_inside_the_window() {
+        let w = HpaRange::new(0x3_9000_0000, 4 << 30);
+        assert_eq!(
+            w.first_fit(256 << 20, 1 << 30),
+            Some(HpaRange::new(0x3_c000_0000, 256 << 20))
+        );
+        assert_eq!(
+            w.first_fit(4 << 30, 1 << 30),
+            None,
+            "no room after aligning"
+        );
+        assert_eq!(
+            w.first_fit(4 << 30, HDM_ALIGN),
+            Some(HpaRange::new(w.base, 4 << 30))
+        );
+        assert_eq!(w.first_fit(0, HDM_ALIGN), None);
+        assert_eq!(HpaRange::new(u64::MAX - 5, 4).first_fit(1, 1 << 30), None);
     }
 
     #[test]

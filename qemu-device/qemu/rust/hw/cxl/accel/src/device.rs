@@ -33,6 +33,8 @@ use crate::{bindings, config};
 
 /// Device ID allocated in QEMU's PCI ID space (docs/specs/pci-ids.rst).
 const DEVICE_ID: u16 = pci::bindings::PCI_DEVICE_ID_REDHAT_CXL_ACCEL as u16;
+/// Pre-committed memory starts 1 GiB-aligned when the window has room.
+const GIB: u64 = 1 << 30;
 
 /// Where device memory is mapped while decoder 0 is committed.
 #[derive(Clone, Copy, Debug)]
@@ -468,14 +470,19 @@ impl CxlAccelState {
 
     /// Firmware's part of reset, after every device (the host bridge
     /// included) has reset its registers: commit the host bridge's and
-    /// our decoder 0 over the start of the window.
+    /// our decoder 0 in the window (1 GiB-aligned when it fits).
     fn reset_exit(&self, _type: ResetType) {
         if !self.precommit {
             return;
         }
         let Some(window) = *self.window.borrow() else { return };
         let size = *self.mem_size.borrow();
-        let range = HpaRange::new(window.range.base, size);
+        // Like firmware that wants the largest pages for the memory: the
+        // first 1 GiB-aligned place in the window, else its start.
+        let range = window
+            .range
+            .first_fit(size, GIB)
+            .unwrap_or(HpaRange::new(window.range.base, size));
         // SAFETY: the device is realized and below a pxb-cxl host bridge
         // (checked at realize).
         let hb = unsafe {
