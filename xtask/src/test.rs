@@ -178,7 +178,8 @@ fn qemu() -> Result<()> {
 /// shown but allowed).
 fn qemu_checkpatch() -> Result<()> {
     let pins = crate::pins::Pins::load(&crate::pins::default_path())?;
-    let src = crate::cache::Cache::from_env()?.unpacked_source_dir("qemu", &pins.qemu.upstream);
+    let src = crate::cache::Cache::from_env()?
+        .unpacked_source_dir(&pins.qemu.source_package, &pins.qemu.upstream);
     let mut patches: Vec<_> = std::fs::read_dir(repo_root().join("patches/qemu"))
         .map_err(|e| Error::io("patches/qemu", e))?
         .filter_map(|e| e.ok().map(|e| e.path()))
