@@ -58,6 +58,19 @@ fn make(paths: &Paths, target: Option<&str>) -> Command {
     c
 }
 
+/// Fetches the pinned Linux packages and prepares the 7.3.4 tree (a no-op
+/// when up to date); returns the tree, for other out-of-tree modules
+/// (`cargo xtask build-guest-driver`).
+pub fn prepared_tree() -> Result<PathBuf> {
+    fetch::run(&["linux".to_owned()])?;
+    let paths = paths()?;
+    step(
+        "prepare the Linux 7.3.4 tree",
+        &mut script("prepare-tree", &paths, "--out"),
+    )?;
+    Ok(paths.tree)
+}
+
 /// Fetches, prepares the tree and builds the modules.
 fn build_modules() -> Result<Paths> {
     fetch::run(&["linux".to_owned()])?;

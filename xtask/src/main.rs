@@ -9,6 +9,7 @@ mod demo;
 mod driver;
 mod error;
 mod fetch;
+mod guest_driver;
 mod pins;
 mod qemu;
 mod test;
@@ -27,6 +28,7 @@ commands:
   demo [options]                     the main job: end-to-end run (partial, see README)
   test [options]                     the test command: fmt, clippy, fuzzing, driver tier, tests
   build-driver                       build the host driver against the pinned 7.3.4 tree
+  build-guest-driver [--check]       build the reference guest Type-2 driver (cxl-type2-ref.ko)
   build-qemu [options]               build qemu-system-x86_64 with the series (see `build-qemu --help`)
   qemu-path [--firmware-args]        print the built qemu-system-x86_64 (or its -L options)
   gen-qemu-patches                   regenerate patches/qemu/ from qemu-device/
@@ -50,6 +52,7 @@ fn run(args: &[String]) -> Result<()> {
         "test" => test::run(rest),
         "demo" => demo::run(rest),
         "build-driver" => driver::run_build(rest),
+        "build-guest-driver" => guest_driver::run(rest),
         "build-qemu" => qemu::run_build(rest),
         "qemu-path" => qemu::run_path(rest),
         "gen-qemu-patches" => qemu::run_gen(rest),

@@ -197,6 +197,8 @@ fn prepared_harness(build: bool, command: &str) -> Result<Command> {
     }
     println!("==> build the host driver");
     crate::driver::run_build(&[])?;
+    println!("==> build the guest driver (cxl-type2-ref)");
+    crate::guest_driver::build(false)?;
     println!("==> build vfio-cxl-uapi-check (static, {GUEST_TARGET_DIR})");
     build_uapi_check()?;
 

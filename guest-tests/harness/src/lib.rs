@@ -28,6 +28,7 @@ pub mod console;
 pub mod cpio;
 pub mod env;
 pub mod error;
+pub mod guestdriver;
 pub mod hostdriver;
 pub mod kernel;
 pub mod modules;

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::env::RunSpec;
+use crate::guestdriver;
 use crate::hostdriver;
 use crate::payload::Payload;
 use crate::qemu::Topology;
@@ -54,6 +55,12 @@ pub fn all() -> Vec<VmTest> {
             about: "cxl-accel: 20 unbind/bind cycles with a reopen after each, then rmmod vfio-cxl-pci vfio-cxl-core; kernel log clean",
             spec: hostdriver::rebind_spec,
             check: hostdriver::rebind_check,
+        },
+        VmTest {
+            name: "guest-driver-coherence",
+            about: "cxl-accel (256 MiB) bound to the reference guest Type-2 driver cxl-type2-ref: region assembled, coherence checks over /dev/cxl-type2-ref0 against the memory-backend file, rebind x3, rmmod",
+            spec: guestdriver::coherence_spec,
+            check: guestdriver::coherence_check,
         },
     ]
 }

@@ -1,9 +1,11 @@
 //! Checks a device bound to vfio-cxl-pci against the uAPI contract
-//! (docs/uapi.md), from user space, the way a VMM sees it. Runs inside the
+//! (docs/uapi.md), from user space, the way a VMM sees it; `coherence`
+//! checks the memory of the reference guest driver (docs/guest-driver.md). Runs inside the
 //! test VMs (guest-tests/harness); `pattern` is shared with the host side
 //! of the coherence checks.
 
 pub mod bench;
 pub mod checks;
+pub mod coherence;
 pub mod pattern;
 pub mod vfio;

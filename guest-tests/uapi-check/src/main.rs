@@ -6,6 +6,11 @@
 //! (`VFIOCXL-RESULT {"kind":"fact",...}`), then `uapi-check: N passed, M
 //! failed`. Exit status 0 when all passed, 1 otherwise, 2 on bad usage.
 //!
+//! `vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N`
+//! runs instead the coherence checks of `coherence.rs` on the char device
+//! of the reference guest Type-2 driver (step `coherence`), then
+//! `coherence: N passed, M failed`.
+//!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
@@ -15,8 +20,10 @@ use std::process::ExitCode;
 
 use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
+use vfio_cxl_uapi_check::coherence;
 
-const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]";
+const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
+       vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,8 +145,71 @@ fn bench_fault(bdf: &str, options: Options) -> ExitCode {
     }
 }
 
+/// `--coherence-dev DEV --expect-seed N --write-seed N`.
+fn parse_coherence(args: &[String]) -> Result<(String, coherence::Options), String> {
+    let (mut dev, mut expect, mut write) = (None, None, None);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it.next().ok_or(format!("{a} needs a value"))?;
+        let num = || {
+            v.parse::<u64>()
+                .map_err(|_| format!("{a}: {v:?} is not a number"))
+        };
+        match a.as_str() {
+            "--coherence-dev" => dev = Some(v.clone()),
+            "--expect-seed" => expect = Some(num()?),
+            "--write-seed" => write = Some(num()?),
+            s => return Err(format!("{s}: not an option of --coherence-dev")),
+        }
+    }
+    Ok((
+        dev.ok_or("no --coherence-dev")?,
+        coherence::Options {
+            expect_seed: expect.ok_or("--coherence-dev needs --expect-seed")?,
+            write_seed: write.ok_or("--coherence-dev needs --write-seed")?,
+        },
+    ))
+}
+
+fn coherence_main(args: &[String]) -> ExitCode {
+    let (dev, options) = match parse_coherence(args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("vfio-cxl-uapi-check: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcomes = coherence::run(
+        &dev,
+        options,
+        &mut |name, o| {
+            let value = match o {
+                Ok(d) => format!("pass: {d}"),
+                Err(w) => format!("FAIL: {w}"),
+            };
+            eprintln!("coherence {name}: {value}");
+            fact("coherence", &format!("coherence.{name}"), &value);
+        },
+        &mut |k, v| fact("coherence", k, v),
+    );
+    let failed = outcomes.iter().filter(|o| o.is_err()).count()
+        + coherence::CHECKS.len().saturating_sub(outcomes.len());
+    println!(
+        "coherence: {} passed, {failed} failed",
+        outcomes.len() - outcomes.iter().filter(|o| o.is_err()).count()
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--coherence-dev") {
+        return coherence_main(&args);
+    }
     let (bdf, options, mode) = match parse(&args) {
         Ok(v) => v,
         Err(e) => {
@@ -200,6 +270,25 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn coherence_arguments_parse() {
+        let (dev, o) = parse_coherence(&args(&[
+            "--coherence-dev",
+            "/dev/cxl-type2-ref0",
+            "--expect-seed",
+            "1",
+            "--write-seed",
+            "2",
+        ]))
+        .unwrap();
+        assert_eq!(
+            (dev.as_str(), o.expect_seed, o.write_seed),
+            ("/dev/cxl-type2-ref0", 1, 2)
+        );
+        assert!(parse_coherence(&args(&["--coherence-dev", "/dev/x"])).is_err());
+        assert!(parse_coherence(&args(&["--coherence-dev"])).is_err());
     }
 
     #[test]

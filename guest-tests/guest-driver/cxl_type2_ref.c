@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * cxl-type2-ref: a reference CXL Type-2 driver for the guest side of the
+ * vfio-cxl tests (docs/guest-driver.md).
+ *
+ * It binds a PCIe device with a Mem_Capable CXL Device DVSEC, attaches it
+ * to the Linux CXL core through the mainline Type-2 API (device state,
+ * component registers, capacity, devm_cxl_probe_mem()), claims the host
+ * physical range of the region the CXL core assembled from the
+ * firmware-committed decoders, and lets user space map that range
+ * write-back through /dev/cxl-type2-refN.
+ */
+#include <linux/cleanup.h>
+#include <linux/fs.h>
+#include <linux/idr.h>
+#include <linux/io.h>
+#include <linux/ioport.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <cxl/cxl.h>
+#include <cxl/pci.h>
+
+#include "cxl_type2_ref.h"
+
+#define T2REF_NAME	"cxl-type2-ref"
+
+static DEFINE_IDA(t2ref_ida);
+
+/*
+ * What the character device needs. It outlives the PCI binding while files
+ * are open: after remove, @live is false, every user mapping is zapped and
+ * new mmaps and ioctls fail.
+ */
+struct t2ref_mem {
+	struct kref ref;
+	struct mutex lock;		/* @live, @files */
+	bool live;
+	struct list_head files;
+	phys_addr_t start;
+	u64 size;
+	int id;
+	char name[32];
+	struct miscdevice misc;
+};
+
+struct t2ref_file {
+	struct list_head node;
+	struct file *file;
+	struct t2ref_mem *mem;
+};
+
+/* The driver's device state: the CXL core's state must come first. */
+struct t2ref_dev {
+	struct cxl_dev_state cxlds;
+	struct cxl_memdev *cxlmd;
+	struct range hpa;
+	struct t2ref_mem *mem;
+};
+
+static void t2ref_mem_free(struct kref *ref)
+{
+	struct t2ref_mem *mem = container_of(ref, struct t2ref_mem, ref);
+
+	ida_free(&t2ref_ida, mem->id);
+	mutex_destroy(&mem->lock);
+	kfree(mem);
+}
+
+static struct t2ref_mem *t2ref_mem_of(struct file *file)
+{
+	struct miscdevice *misc = file->private_data;
+
+	return container_of(misc, struct t2ref_mem, misc);
+}
+
+static int t2ref_open(struct inode *inode, struct file *file)
+{
+	struct t2ref_mem *mem = t2ref_mem_of(file);
+	struct t2ref_file *tf;
+
+	tf = kzalloc_obj(*tf);
+	if (!tf)
+		return -ENOMEM;
+
+	guard(mutex)(&mem->lock);
+	if (!mem->live) {
+		kfree(tf);
+		return -ENODEV;
+	}
+	kref_get(&mem->ref);
+	tf->file = file;
+	tf->mem = mem;
+	list_add(&tf->node, &mem->files);
+	file->private_data = tf;
+	return 0;
+}
+
+static int t2ref_release(struct inode *inode, struct file *file)
+{
+	struct t2ref_file *tf = file->private_data;
+	struct t2ref_mem *mem = tf->mem;
+
+	scoped_guard(mutex, &mem->lock)
+		list_del(&tf->node);
+	kfree(tf);
+	kref_put(&mem->ref, t2ref_mem_free);
+	return 0;
+}
+
+/*
+ * The whole mapping is populated here (no fault handler): after the device
+ * is unbound the PTEs are zapped and a later access raises SIGBUS. The
+ * memory type is write-back: the range is memremap()ed WB while bound,
+ * which records WB as its PAT type on x86.
+ */
+static int t2ref_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct t2ref_file *tf = file->private_data;
+	struct t2ref_mem *mem = tf->mem;
+	unsigned long len = vma->vm_end - vma->vm_start;
+	u64 off;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (check_shl_overflow((u64)vma->vm_pgoff, PAGE_SHIFT, &off))
+		return -EINVAL;
+
+	guard(mutex)(&mem->lock);
+	if (!mem->live)
+		return -ENODEV;
+	if (off >= mem->size || len > mem->size - off)
+		return -EINVAL;
+
+	vm_flags_set(vma, VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	return remap_pfn_range(vma, vma->vm_start,
+			       PHYS_PFN(mem->start + off), len,
+			       vma->vm_page_prot);
+}
+
+static long t2ref_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct t2ref_file *tf = file->private_data;
+	struct t2ref_mem *mem = tf->mem;
+	struct cxl_t2ref_info info = {};
+
+	if (cmd != CXL_T2REF_GET_INFO)
+		return -ENOTTY;
+
+	scoped_guard(mutex, &mem->lock) {
+		if (!mem->live)
+			return -ENODEV;
+		info.size = mem->size;
+	}
+	if (copy_to_user((void __user *)arg, &info, sizeof(info)))
+		return -EFAULT;
+	return 0;
+}
+
+static const struct file_operations t2ref_fops = {
+	.owner = THIS_MODULE,
+	.open = t2ref_open,
+	.release = t2ref_release,
+	.mmap = t2ref_mmap,
+	.unlocked_ioctl = t2ref_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
+	.llseek = noop_llseek,
+};
+
+static ssize_t size_show(struct device *dev, struct device_attribute *attr,
+			 char *buf)
+{
+	struct miscdevice *misc = dev_get_drvdata(dev);
+	struct t2ref_mem *mem = container_of(misc, struct t2ref_mem, misc);
+
+	return sysfs_emit(buf, "%llu\n", mem->size);
+}
+static DEVICE_ATTR_RO(size);
+
+static struct attribute *t2ref_attrs[] = {
+	&dev_attr_size.attr,
+	NULL
+};
+ATTRIBUTE_GROUPS(t2ref);
+
+/* Unbind: no new opens, no new mappings, every existing mapping zapped. */
+static void t2ref_unpublish(void *data)
+{
+	struct t2ref_mem *mem = data;
+	struct t2ref_file *tf;
+
+	dev_info(mem->misc.parent, "removing /dev/%s\n", mem->name);
+	misc_deregister(&mem->misc);
+	scoped_guard(mutex, &mem->lock) {
+		mem->live = false;
+		list_for_each_entry(tf, &mem->files, node)
+			unmap_mapping_range(tf->file->f_mapping, 0, 0, true);
+	}
+	kref_put(&mem->ref, t2ref_mem_free);
+}
+
+static int t2ref_publish(struct pci_dev *pdev, struct t2ref_dev *t2)
+{
+	struct t2ref_mem *mem;
+	int rc;
+
+	mem = kzalloc_obj(*mem);
+	if (!mem)
+		return -ENOMEM;
+	mem->id = ida_alloc(&t2ref_ida, GFP_KERNEL);
+	if (mem->id < 0) {
+		rc = mem->id;
+		kfree(mem);
+		return rc;
+	}
+	kref_init(&mem->ref);
+	mutex_init(&mem->lock);
+	INIT_LIST_HEAD(&mem->files);
+	mem->live = true;
+	mem->start = t2->hpa.start;
+	mem->size = range_len(&t2->hpa);
+	snprintf(mem->name, sizeof(mem->name), T2REF_NAME "%d", mem->id);
+	mem->misc.minor = MISC_DYNAMIC_MINOR;
+	mem->misc.name = mem->name;
+	mem->misc.fops = &t2ref_fops;
+	mem->misc.parent = &pdev->dev;
+	mem->misc.groups = t2ref_groups;
+	mem->misc.mode = 0600;
+
+	rc = misc_register(&mem->misc);
+	if (rc) {
+		pci_err(pdev, "cannot register /dev/%s: %d\n", mem->name, rc);
+		kref_put(&mem->ref, t2ref_mem_free);
+		return rc;
+	}
+	t2->mem = mem;
+	return devm_add_action_or_reset(&pdev->dev, t2ref_unpublish, mem);
+}
+
+/* The device memory size from DVSEC Range 1, once it is valid and active. */
+static int t2ref_dvsec_capacity(struct pci_dev *pdev, u16 dvsec, u64 *size)
+{
+	u32 hi, lo;
+	u16 cap;
+
+	pci_read_config_word(pdev, dvsec + PCI_DVSEC_CXL_CAP, &cap);
+	if (!(cap & PCI_DVSEC_CXL_MEM_CAPABLE)) {
+		pci_err(pdev, "CXL Device DVSEC: not Mem_Capable (capability %#x)\n",
+			cap);
+		return -ENODEV;
+	}
+	pci_read_config_dword(pdev, dvsec + PCI_DVSEC_CXL_RANGE_SIZE_HIGH(0),
+			      &hi);
+	pci_read_config_dword(pdev, dvsec + PCI_DVSEC_CXL_RANGE_SIZE_LOW(0),
+			      &lo);
+	if (!(lo & PCI_DVSEC_CXL_MEM_INFO_VALID) ||
+	    !(lo & PCI_DVSEC_CXL_MEM_ACTIVE)) {
+		pci_err(pdev, "CXL memory not valid and active (DVSEC Range 1 Size Low %#x)\n",
+			lo);
+		return -ENXIO;
+	}
+	*size = ((u64)hi << 32) | (lo & PCI_DVSEC_CXL_MEM_SIZE_LOW);
+	if (!*size) {
+		pci_err(pdev, "CXL Device DVSEC Range 1 has size 0\n");
+		return -ENXIO;
+	}
+	return 0;
+}
+
+static int t2ref_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct t2ref_dev *t2;
+	void *kva;
+	u64 capacity;
+	u16 dvsec;
+	int rc;
+
+	dvsec = pci_find_dvsec_capability(pdev, PCI_VENDOR_ID_CXL,
+					  PCI_DVSEC_CXL_DEVICE);
+	if (!dvsec) {
+		pci_err(pdev, "no CXL Device DVSEC: not a CXL device\n");
+		return -ENODEV;
+	}
+	rc = t2ref_dvsec_capacity(pdev, dvsec, &capacity);
+	if (rc)
+		return rc;
+
+	rc = pcim_enable_device(pdev);
+	if (rc)
+		return rc;
+
+	t2 = devm_cxl_dev_state_create(&pdev->dev, CXL_DEVTYPE_DEVMEM,
+				       pci_get_dsn(pdev), dvsec,
+				       struct t2ref_dev, cxlds, false);
+	if (!t2)
+		return -ENOMEM;
+
+	rc = cxl_pci_setup_regs(pdev, CXL_REGLOC_RBI_COMPONENT,
+				&t2->cxlds.reg_map);
+	if (rc) {
+		pci_err(pdev, "no CXL component registers (Register Locator DVSEC): %d\n",
+			rc);
+		return rc;
+	}
+	if (!t2->cxlds.reg_map.component_map.hdm_decoder.valid) {
+		pci_err(pdev, "component registers lack the HDM Decoder Capability\n");
+		return -ENODEV;
+	}
+
+	/* Neither a mailbox nor memdev registers: the media is ready. */
+	t2->cxlds.media_ready = true;
+	rc = cxl_set_capacity(&t2->cxlds, capacity);
+	if (rc) {
+		pci_err(pdev, "cxl_set_capacity(%#llx) failed: %d\n", capacity,
+			rc);
+		return rc;
+	}
+
+	t2->cxlmd = devm_cxl_probe_mem(&t2->cxlds, &t2->hpa);
+	if (IS_ERR(t2->cxlmd)) {
+		rc = PTR_ERR(t2->cxlmd);
+		pci_err(pdev, "no auto-assembled CXL region: devm_cxl_probe_mem() failed: %pe (cxl_acpi and cxl_mem loaded? decoders committed by firmware?)\n",
+			t2->cxlmd);
+		return rc;
+	}
+	if (t2->hpa.end <= t2->hpa.start) {
+		pci_err(pdev, "devm_cxl_probe_mem() returned no region range\n");
+		return -ENXIO;
+	}
+
+	if (!devm_request_mem_region(&pdev->dev, t2->hpa.start,
+				     range_len(&t2->hpa), T2REF_NAME)) {
+		pci_err(pdev, "region %pra is busy (claimed by another driver, e.g. dax/kmem)\n",
+			&t2->hpa);
+		return -EBUSY;
+	}
+
+	/* Records WB as the range's memory type for the user mappings. */
+	kva = devm_memremap(&pdev->dev, t2->hpa.start, range_len(&t2->hpa),
+			    MEMREMAP_WB);
+	if (IS_ERR(kva)) {
+		pci_err(pdev, "memremap(WB) of %pra failed: %pe\n", &t2->hpa,
+			kva);
+		return PTR_ERR(kva);
+	}
+
+	rc = t2ref_publish(pdev, t2);
+	if (rc)
+		return rc;
+
+	pci_set_drvdata(pdev, t2);
+	pci_info(pdev, "CXL Type-2 region %pra (%llu MiB) as /dev/%s\n",
+		 &t2->hpa, range_len(&t2->hpa) >> 20, t2->mem->name);
+	return 0;
+}
+
+static const struct pci_device_id t2ref_ids[] = {
+	/* QEMU's cxl-accel (docs/devices/cxl-accel.md); others via new_id. */
+	{
+		.vendor = PCI_VENDOR_ID_REDHAT,
+		.device = 0x0015,
+		.subvendor = PCI_ANY_ID,
+		.subdevice = PCI_ANY_ID,
+		.class = PCI_CLASS_ACCELERATOR_PROCESSING << 8,
+		.class_mask = 0xffff00,
+	},
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, t2ref_ids);
+
+static struct pci_driver t2ref_driver = {
+	.name = T2REF_NAME,
+	.id_table = t2ref_ids,
+	.probe = t2ref_probe,
+};
+module_pci_driver(t2ref_driver);
+
+MODULE_DESCRIPTION("Reference guest driver for CXL Type-2 device memory");
+MODULE_LICENSE("GPL");
+MODULE_IMPORT_NS("CXL");

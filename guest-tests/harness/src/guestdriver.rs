@@ -1,0 +1,451 @@
+//! The reference guest Type-2 driver VM test (`guest-driver-coherence`):
+//! the emulated `cxl-accel` (pre-committed by firmware) bound to
+//! `cxl-type2-ref` (guest-tests/guest-driver, `cargo xtask
+//! build-guest-driver`), the guest's Linux CXL core assembling the region,
+//! and the coherence checks of `vfio-cxl-uapi-check --coherence-dev` over
+//! the driver's char device, checked from the outside through the device's
+//! memory-backend file (docs/guest-driver.md).
+
+use std::fs;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use vfio_cxl_uapi_check::coherence;
+use vfio_cxl_uapi_check::pattern::{self, Checksum};
+
+use crate::env::{repo_root, RunSpec};
+use crate::error::{Error, Result};
+use crate::hostdriver::{self, accel_topology, uapi_check_binary, ACCEL_ID, ACCEL_MIB};
+use crate::payload::{Payload, Source};
+use crate::qemu::backing_file;
+use crate::runner::RunOutcome;
+use crate::sysfs::{self, parse_u64, CxlSysfs};
+use crate::vmtests::CXL_MODULES;
+
+/// Overrides the directory of `cxl-type2-ref.ko`.
+pub const GUEST_DRIVER_DIR_ENV: &str = "VFIO_CXL_GUEST_DRIVER_DIR";
+/// The module's file and PCI driver name.
+pub const MODULE: &str = "cxl-type2-ref";
+/// The char device of the first bound device.
+pub const CHAR_DEV: &str = "/dev/cxl-type2-ref0";
+/// What the host writes in every word before the boot (outside -> guest).
+pub const OUTSIDE_SEED: u64 = 0x0c0e_0115;
+/// What the guest writes in every word (guest -> outside).
+pub const GUEST_SEED: u64 = 0x0c0e_6e57;
+/// Unbind/bind cycles after the coherence checks.
+pub const REBIND_CYCLES: u32 = 3;
+
+const GUEST_DIR: &str = "/opt/cxl-type2-ref";
+
+/// `$VFIO_CXL_GUEST_DRIVER_DIR`, else `guest-tests/guest-driver/`.
+pub fn guest_driver_dir() -> PathBuf {
+    std::env::var_os(GUEST_DRIVER_DIR_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("guest-tests/guest-driver"))
+}
+
+const LIB_SH: &str = r#"# Sourced by the guest-driver steps (guest-tests/harness/src/guestdriver.rs).
+GD=/opt/cxl-type2-ref
+DRV=/sys/bus/pci/drivers/cxl-type2-ref
+dev=
+[ -r /tmp/bdf ] && read -r dev </tmp/bdf
+have() { [ -e "$1" ]; }
+wait_for() {
+	local tenths=$1 waited=0; shift
+	while [ $waited -lt $tenths ]; do "$@" && return 0; sleep 0.1; waited=$((waited + 1)); done
+	"$@"
+}
+port_decoders() { have /sys/bus/cxl/devices/port*/decoder*; }
+bound() { have $DRV/$dev && have /dev/cxl-type2-ref0; }
+unbound() { ! have /sys/bus/pci/devices/$dev/driver && ! have /dev/cxl-type2-ref0; }
+# fail MSG: the message and the kernel's last lines on the console, status 1.
+fail() { echo "$1"; dmesg | tail -n 25; ls /dev/cxl* $DRV 2>&1; return 1; }
+"#;
+
+/// Waits for the port decoders, finds 1b36:0015, loads the module (its
+/// ID table binds the device) and reports the binding and the char device.
+const BIND_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
+done
+[ -n "$dev" ] || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+echo $dev >/tmp/bdf
+vfiocxl_fact accel.bdf "$dev"
+insmod $GD/cxl-type2-ref.ko || exit 1
+wait_for 100 bound || { fail "$dev did not bind to cxl-type2-ref"; exit 1; }
+l=$(readlink /sys/bus/pci/devices/$dev/driver); vfiocxl_fact accel.driver "${l##*/}"
+[ -c /dev/cxl-type2-ref0 ] && vfiocxl_fact t2.chardev /dev/cxl-type2-ref0
+read -r s </sys/class/misc/cxl-type2-ref0/size && vfiocxl_fact t2.size "$s"
+true
+"#;
+
+const REBIND_SH: &str = r#"cycle=0
+while [ $cycle -lt @CYCLES@ ]; do
+	echo $dev >$DRV/unbind || { fail "cycle $cycle: unbind failed"; exit 1; }
+	wait_for 100 unbound || { fail "cycle $cycle: still bound"; exit 1; }
+	# The CXL core detaches the old memdev from a workqueue, and that work
+	# releases whatever driver the PCI device has by then: let it run first.
+	sleep 0.5
+	echo $dev >/sys/bus/pci/drivers_probe || { fail "cycle $cycle: probe failed"; exit 1; }
+	wait_for 100 bound || { fail "cycle $cycle: not bound again"; exit 1; }
+	sleep 0.3
+	bound || { fail "cycle $cycle: bound, then released again (stale CXL memdev detach work?)"; exit 1; }
+	cycle=$((cycle + 1))
+done
+vfiocxl_fact rebind.cycles $cycle
+rmmod cxl-type2-ref || exit 1
+have /sys/module/cxl_type2_ref && exit 1
+unbound || exit 1
+vfiocxl_fact rmmod ok
+"#;
+
+const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+while IFS= read -r l; do
+	case "$l" in *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
+done </tmp/dmesg
+true
+"#;
+
+fn with_lib(script: &str) -> String {
+    format!(". {GUEST_DIR}/lib.sh\n{script}")
+}
+
+pub fn coherence_spec() -> RunSpec {
+    let mut p = Payload::new("guest-driver-coherence");
+    for m in CXL_MODULES {
+        p = p.module(m);
+    }
+    let p = p
+        .file(
+            &format!("{GUEST_DIR}/lib.sh"),
+            0o644,
+            Source::Text {
+                text: LIB_SH.into(),
+            },
+        )
+        .file(
+            &format!("{GUEST_DIR}/{MODULE}.ko"),
+            0o644,
+            Source::Path {
+                src: guest_driver_dir().join(format!("{MODULE}.ko")),
+            },
+        )
+        .file(
+            &format!("{GUEST_DIR}/vfio-cxl-uapi-check"),
+            0o755,
+            Source::Path {
+                src: uapi_check_binary(),
+            },
+        )
+        .step("bind", &with_lib(BIND_SH))
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step(
+            "coherence",
+            &with_lib(&format!(
+                "$GD/vfio-cxl-uapi-check --coherence-dev {CHAR_DEV} --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} >&3\n"
+            )),
+        )
+        .step(
+            "rebind-rmmod",
+            &with_lib(&REBIND_SH.replace("@CYCLES@", &REBIND_CYCLES.to_string())),
+        )
+        .step("report-dmesg", DMESG_SH);
+    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), p);
+    spec.timeout = Duration::from_secs(240);
+    spec.before_boot = Some(fill_outside);
+    spec.after_exit = Some(check_file);
+    spec
+}
+
+/// Writes pattern `seed` into every word of a new file of `size` bytes.
+pub fn fill(path: &Path, size: u64, seed: u64) -> Result<()> {
+    let io = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path).map_err(io)?);
+    for o in (0..size).step_by(8) {
+        w.write_all(&pattern::word(seed, o).to_le_bytes())
+            .map_err(io)?;
+    }
+    w.flush().map_err(io)
+}
+
+/// What the host finds in the file after the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileFacts {
+    pub words: u64,
+    /// Words (the counter excluded) that do not hold pattern `seed`.
+    pub bad: u64,
+    pub first_bad: Option<u64>,
+    pub counter: u64,
+    pub checksum: u64,
+}
+
+/// Reads the whole file: pattern `seed` everywhere but the counter word,
+/// the counter, the checksum.
+pub fn scan(path: &Path, seed: u64) -> Result<FileFacts> {
+    let io = |e| Error::io(format!("cannot read {}", path.display()), e);
+    let f = fs::File::open(path).map_err(io)?;
+    let size = f.metadata().map_err(io)?.len();
+    let counter_at = coherence::counter_offset(size);
+    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut out = FileFacts {
+        words: size / 8,
+        bad: 0,
+        first_bad: None,
+        counter: 0,
+        checksum: 0,
+    };
+    let mut sum = Checksum::default();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut o = 0u64;
+    while o < size {
+        let n = buf.len().min((size - o) as usize);
+        r.read_exact(&mut buf[..n]).map_err(io)?;
+        for c in buf[..n].chunks_exact(8) {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            sum.add(w);
+            if o == counter_at {
+                out.counter = w;
+            } else if w != pattern::word(seed, o) {
+                out.bad += 1;
+                out.first_bad.get_or_insert(o);
+            }
+            o += 8;
+        }
+    }
+    out.checksum = sum.0;
+    Ok(out)
+}
+
+fn fill_outside(dir: &Path) -> Result<()> {
+    fill(&backing_file(dir, ACCEL_ID), ACCEL_MIB << 20, OUTSIDE_SEED)
+}
+
+fn check_file(dir: &Path) -> Vec<(String, String)> {
+    match scan(&backing_file(dir, ACCEL_ID), GUEST_SEED) {
+        Ok(f) => {
+            let mut v = vec![
+                ("file.words".to_string(), f.words.to_string()),
+                ("file.bad".to_string(), f.bad.to_string()),
+                ("file.counter".to_string(), f.counter.to_string()),
+                ("file.checksum".to_string(), format!("{:#018x}", f.checksum)),
+            ];
+            if let Some(o) = f.first_bad {
+                v.push(("file.first_bad".into(), format!("{o:#x}")));
+            }
+            v
+        }
+        Err(e) => vec![("file.error".into(), e.to_string())],
+    }
+}
+
+/// `cxl-type2-ref 0000:0d:00.0: CXL Type-2 region [range A-B] (256 MiB) as
+/// /dev/cxl-type2-ref0`: (bdf, start, end, MiB, char device).
+pub fn parse_probe(line: &str) -> Option<(String, u64, u64, u64, String)> {
+    let rest = &line[line.find("cxl-type2-ref ")? + "cxl-type2-ref ".len()..];
+    let (bdf, rest) = rest.split_once(": CXL Type-2 region [range ")?;
+    let (range, rest) = rest.split_once("] (")?;
+    let (start, end) = range.split_once('-')?;
+    let (mib, dev) = rest.split_once(" MiB) as ")?;
+    Some((
+        bdf.to_string(),
+        parse_u64(start)?,
+        parse_u64(end)?,
+        mib.parse().ok()?,
+        dev.trim().to_string(),
+    ))
+}
+
+pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    let r = &outcome.report;
+    let bdf = r.fact("accel.bdf").unwrap_or("?");
+    if r.fact("accel.driver") != Some(MODULE) {
+        p.push(format!(
+            "{bdf} bound to {:?}, expected {MODULE}",
+            r.fact("accel.driver")
+        ));
+    }
+    if r.fact("t2.chardev") != Some(CHAR_DEV) {
+        p.push(format!("no char device {CHAR_DEV}"));
+    }
+    let size = ACCEL_MIB << 20;
+    if r.fact("t2.size") != Some(&size.to_string()) {
+        p.push(format!(
+            "size attribute {:?}, expected {size}",
+            r.fact("t2.size")
+        ));
+    }
+
+    // One probe message per bind, all for the same range.
+    let log = hostdriver::dmesg(outcome);
+    let probes: Vec<_> = log.iter().filter_map(|l| parse_probe(&l.text)).collect();
+    let binds = REBIND_CYCLES as usize + 1;
+    if probes.len() != binds {
+        p.push(format!(
+            "{} probe messages ('CXL Type-2 region [range ...]'), expected {binds}",
+            probes.len()
+        ));
+    }
+    if let Some(first) = probes.first() {
+        if probes.iter().any(|x| x != first)
+            || first.0 != bdf
+            || first.2 != first.1 + size - 1
+            || first.3 != ACCEL_MIB
+            || first.4 != CHAR_DEV
+        {
+            p.push(format!("probe messages {probes:?}"));
+        }
+        // The region the guest's CXL core assembled (sysfs, before the
+        // rebinds).
+        let s = CxlSysfs::from_report(r);
+        let regions = s.named("region");
+        match regions.as_slice() {
+            [region] => {
+                let target = s.attr(region, "target0").unwrap_or("");
+                for (ok, what) in [
+                    (s.attr(region, "commit") == Some("1"), "commit is not 1"),
+                    (
+                        s.attr_u64(region, "resource") == Some(first.1),
+                        "resource is not the driver's range",
+                    ),
+                    (
+                        s.attr_u64(region, "size") == Some(size),
+                        "size is not 256 MiB",
+                    ),
+                    (
+                        s.attr(target, "devtype") == Some("cxl_decoder_endpoint")
+                            && s.attr(target, "region") == Some(region),
+                        "target0 is not an endpoint decoder of this region",
+                    ),
+                ] {
+                    if !ok {
+                        p.push(format!("{region}: {what} ({:?})", s.devices.get(*region)));
+                    }
+                }
+            }
+            other => p.push(format!("CXL regions {other:?}, expected exactly one")),
+        }
+    }
+
+    // The guest's checks: all ran, in order, and passed.
+    let ran: Vec<(&str, &str)> = r
+        .all_facts_of_step("coherence")
+        .filter(|(k, _)| {
+            coherence::CHECKS
+                .iter()
+                .any(|c| k.strip_prefix("coherence.") == Some(c))
+        })
+        .collect();
+    let names: Vec<&str> = ran.iter().map(|(k, _)| *k).collect();
+    let want: Vec<String> = coherence::CHECKS
+        .iter()
+        .map(|c| format!("coherence.{c}"))
+        .collect();
+    if names != want {
+        p.push(format!("coherence checks ran {names:?}, expected {want:?}"));
+    }
+    for (k, v) in &ran {
+        if !v.starts_with("pass: ") {
+            p.push(format!("{k}: {v}"));
+        }
+    }
+
+    // What the host found in the file.
+    let hf = |k: &str| outcome.host_fact(k);
+    if let Some(e) = hf("file.error") {
+        p.push(format!("{ACCEL_ID}.raw: {e}"));
+    }
+    if hf("file.bad") != Some("0") {
+        p.push(format!(
+            "{ACCEL_ID}.raw: {:?} words lack the guest's pattern {GUEST_SEED} (first at {:?})",
+            hf("file.bad"),
+            hf("file.first_bad")
+        ));
+    }
+    if hf("file.counter") != Some(&coherence::INCREMENTS.to_string()) {
+        p.push(format!(
+            "{ACCEL_ID}.raw: counter {:?}, expected {}",
+            hf("file.counter"),
+            coherence::INCREMENTS
+        ));
+    }
+    let guest_sum = r.fact("coherence.checksum_value");
+    if guest_sum.is_none() || hf("file.checksum") != guest_sum {
+        p.push(format!(
+            "checksum: guest {guest_sum:?}, host {:?}",
+            hf("file.checksum")
+        ));
+    }
+
+    if r.fact("rebind.cycles") != Some(&REBIND_CYCLES.to_string()) {
+        p.push(format!("rebind cycles {:?}", r.fact("rebind.cycles")));
+    }
+    if r.fact("rmmod") != Some("ok") {
+        p.push(format!("rmmod {MODULE} did not succeed"));
+    }
+    for l in log.iter().filter(|l| l.level.is_some_and(|v| v <= 3)) {
+        p.push(format!("error-level kernel message: {}", l.text));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_line_parses() {
+        let l = "cxl-type2-ref 0000:0d:00.0: CXL Type-2 region [range 0x0000000500000000-0x000000050fffffff] (256 MiB) as /dev/cxl-type2-ref0";
+        assert_eq!(
+            parse_probe(l),
+            Some((
+                "0000:0d:00.0".into(),
+                0x5_0000_0000,
+                0x5_0fff_ffff,
+                256,
+                CHAR_DEV.into()
+            ))
+        );
+        assert_eq!(parse_probe("cxl-type2-ref 0000:0d:00.0: other"), None);
+    }
+
+    #[test]
+    fn file_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("m.raw");
+        let size = 1u64 << 20;
+        fill(&f, size, 9).unwrap();
+        let s = scan(&f, 9).unwrap();
+        // The counter word holds the pattern here, and is not compared.
+        assert_eq!((s.words, s.bad, s.first_bad), (size / 8, 0, None));
+        assert_eq!(s.counter, pattern::word(9, coherence::counter_offset(size)));
+        let mut c = Checksum::default();
+        c.add_bytes(&fs::read(&f).unwrap());
+        assert_eq!(s.checksum, c.0);
+        let s = scan(&f, 10).unwrap();
+        assert_eq!((s.bad, s.first_bad), (size / 8 - 1, Some(0)));
+    }
+
+    #[test]
+    fn guest_scripts_are_valid_sh() {
+        for s in [
+            LIB_SH.to_string(),
+            with_lib(BIND_SH),
+            with_lib(REBIND_SH),
+            DMESG_SH.into(),
+        ] {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &s])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! `--coherence-dev /dev/cxl-type2-refN`: the coherence checks over the
+//! device memory that the reference guest Type-2 driver (`cxl-type2-ref`,
+//! guest-tests/guest-driver) maps write-back, with the Linux CXL core of
+//! the guest as the driver's client (docs/guest-driver.md).
+//!
+//! Every check covers the whole region; the host side of the harness
+//! prepared the memory-backend file before the boot (pattern
+//! `expect_seed` in every word) and checks it after the guest exited
+//! (pattern `write_seed` in every word but the counter, the counter, the
+//! checksum).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::pattern::{self, Checksum};
+
+/// `CXL_T2REF_GET_INFO`: `_IOR(0xCF, 0, struct cxl_t2ref_info)`
+/// (guest-tests/guest-driver/cxl_type2_ref.h).
+pub const GET_INFO: u32 = (2 << 30) | (16 << 16) | (0xCF << 8);
+
+/// Writer threads and atomic-increment threads.
+pub const THREADS: u64 = 2;
+/// Total `fetch_add(1)`s on the counter word, over [`THREADS`] threads.
+pub const INCREMENTS: u64 = 1_000_000;
+
+/// The byte offset of the counter word: the start of the last 4 KiB.
+pub fn counter_offset(size: u64) -> u64 {
+    size - 4096
+}
+
+/// The checks, in order (fact keys `coherence.<name>`).
+pub const CHECKS: [&str; 5] = [
+    "info",
+    "outside_pattern",
+    "guest_pattern",
+    "atomics",
+    "checksum",
+];
+
+/// `struct cxl_t2ref_info`.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+struct Info {
+    size: u64,
+    flags: u64,
+}
+
+/// What to check: `expect_seed` in every word at the start, then write
+/// `write_seed` everywhere.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub expect_seed: u64,
+    pub write_seed: u64,
+}
+
+/// One check's result: the detail of a pass, or why it failed.
+pub type Outcome = Result<String, String>;
+
+/// The mapped region.
+#[derive(Debug)]
+struct Map {
+    addr: NonNull<u8>,
+    size: usize,
+}
+
+impl Map {
+    fn new(f: &File, size: usize) -> io::Result<Self> {
+        // SAFETY: a fresh shared mapping of the device; nothing else
+        // refers to the range it returns.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            addr: NonNull::new(p.cast()).expect("mmap returned NULL"),
+            size,
+        })
+    }
+
+    fn words(&self) -> usize {
+        self.size / 8
+    }
+
+    /// The word at word index `i`, as an atomic (aligned: the mapping is
+    /// page-aligned).
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.words());
+        // SAFETY: in bounds, 8-aligned, mapped for the life of `self`;
+        // all accesses in this module go through atomics.
+        unsafe { AtomicU64::from_ptr(self.addr.as_ptr().cast::<u64>().add(i)) }
+    }
+}
+
+// SAFETY: the mapping is plain shared memory, accessed only through atomics.
+unsafe impl Sync for Map {}
+
+impl Drop for Map {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once.
+        unsafe { libc::munmap(self.addr.as_ptr().cast(), self.size) };
+    }
+}
+
+fn info(f: &File, dev: &str) -> Result<u64, String> {
+    let mut i = Info::default();
+    // SAFETY: GET_INFO writes one `struct cxl_t2ref_info` into `i`.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), GET_INFO as _, &mut i) };
+    if rc != 0 {
+        return Err(format!(
+            "CXL_T2REF_GET_INFO: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    let name = dev.rsplit('/').next().unwrap_or(dev);
+    let sysfs = format!("/sys/class/misc/{name}/size");
+    let s = std::fs::read_to_string(&sysfs).map_err(|e| format!("{sysfs}: {e}"))?;
+    if s.trim().parse::<u64>().ok() != Some(i.size) {
+        return Err(format!("{sysfs} says {s:?}, the ioctl {}", i.size));
+    }
+    if i.size == 0 || i.size % (2 << 20) != 0 || i.flags != 0 {
+        return Err(format!("size {:#x} flags {:#x}", i.size, i.flags));
+    }
+    Ok(i.size)
+}
+
+fn ms(t: Instant) -> u128 {
+    t.elapsed().as_millis()
+}
+
+/// Every word holds pattern `seed`.
+fn outside_pattern(m: &Map, seed: u64) -> Outcome {
+    let t = Instant::now();
+    let (mut bad, mut first) = (0u64, None);
+    for i in 0..m.words() {
+        let o = i as u64 * 8;
+        let want = pattern::word(seed, o);
+        let got = m.word(i).load(Ordering::Relaxed);
+        if got != want {
+            bad += 1;
+            first.get_or_insert((o, got, want));
+        }
+    }
+    match first {
+        None => Ok(format!(
+            "outside pattern {seed} seen in all {} words ({} ms)",
+            m.words(),
+            ms(t)
+        )),
+        Some((o, got, want)) => Err(format!(
+            "{bad} of {} words differ from pattern {seed}; first at {o:#x}: {got:#x}, expected {want:#x}",
+            m.words()
+        )),
+    }
+}
+
+/// [`THREADS`] threads write pattern `seed` over disjoint parts at once.
+fn guest_pattern(m: &Map, seed: u64) -> Outcome {
+    let t = Instant::now();
+    let per = m.words().div_ceil(THREADS as usize);
+    std::thread::scope(|s| {
+        for k in 0..THREADS as usize {
+            s.spawn(move || {
+                for i in k * per..((k + 1) * per).min(m.words()) {
+                    m.word(i)
+                        .store(pattern::word(seed, i as u64 * 8), Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    Ok(format!(
+        "pattern {seed} written by {THREADS} threads over disjoint parts ({} ms)",
+        ms(t)
+    ))
+}
+
+/// [`INCREMENTS`] `fetch_add(1)` on one word from [`THREADS`] threads.
+fn atomics(m: &Map) -> Outcome {
+    let i = (counter_offset(m.size as u64) / 8) as usize;
+    let c = m.word(i);
+    c.store(0, Ordering::SeqCst);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for _ in 0..INCREMENTS / THREADS {
+                    c.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    let v = c.load(Ordering::SeqCst);
+    if v == INCREMENTS {
+        Ok(format!(
+            "counter at {:#x} = {v} after {THREADS} threads ({} ms)",
+            i * 8,
+            ms(t)
+        ))
+    } else {
+        Err(format!("counter {v}, expected {INCREMENTS}"))
+    }
+}
+
+/// The checksum of the whole region ([`Checksum`]), in hex.
+fn checksum(m: &Map) -> (u64, u128) {
+    let t = Instant::now();
+    let mut c = Checksum::default();
+    for i in 0..m.words() {
+        c.add(m.word(i).load(Ordering::Relaxed));
+    }
+    (c.0, ms(t))
+}
+
+/// Runs the checks; `report(name, outcome)` gets each, `fact(key, value)`
+/// the data (`coherence.size`, `coherence.checksum_value`).
+pub fn run(
+    dev: &str,
+    o: Options,
+    report: &mut dyn FnMut(&str, &Outcome),
+    fact: &mut dyn FnMut(&str, &str),
+) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    let mut done = |name: &str, r: Outcome, out: &mut Vec<Outcome>| {
+        report(name, &r);
+        out.push(r);
+    };
+    let f = match OpenOptions::new().read(true).write(true).open(dev) {
+        Ok(f) => f,
+        Err(e) => {
+            done("info", Err(format!("open {dev}: {e}")), &mut out);
+            return out;
+        }
+    };
+    let size = match info(&f, dev) {
+        Ok(s) => s,
+        Err(e) => {
+            done("info", Err(e), &mut out);
+            return out;
+        }
+    };
+    fact("coherence.size", &format!("{size:#x}"));
+    done(
+        "info",
+        Ok(format!("size {size:#x} (ioctl and sysfs agree)")),
+        &mut out,
+    );
+    let m = match Map::new(&f, size as usize) {
+        Ok(m) => m,
+        Err(e) => {
+            done("outside_pattern", Err(format!("mmap: {e}")), &mut out);
+            return out;
+        }
+    };
+    done(
+        "outside_pattern",
+        outside_pattern(&m, o.expect_seed),
+        &mut out,
+    );
+    done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
+    done("atomics", atomics(&m), &mut out);
+    let (sum, took) = checksum(&m);
+    fact("coherence.checksum_value", &format!("{sum:#018x}"));
+    done(
+        "checksum",
+        Ok(format!("{sum:#018x} over {} words ({took} ms)", m.words())),
+        &mut out,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_number_is_ior_cf_0_16_bytes() {
+        assert_eq!(GET_INFO, 0x8010_cf00);
+        assert_eq!(std::mem::size_of::<Info>(), 16);
+        assert_eq!(counter_offset(256 << 20), (256 << 20) - 4096);
+    }
+}

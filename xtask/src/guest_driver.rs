@@ -1,0 +1,65 @@
+//! `cargo xtask build-guest-driver`: the reference guest CXL Type-2 driver
+//! (guest-tests/guest-driver, module `cxl-type2-ref`) built against the
+//! same prepared 7.3.4 tree as the host driver (`driver::prepared_tree`),
+//! so its vermagic is the one Debian's kernel checks. `--check` runs its
+//! static checks (W=1, checkpatch --strict). See docs/guest-driver.md.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::driver;
+use crate::error::{Error, Result};
+use crate::test::{repo_root, step};
+
+const USAGE: &str = "\
+usage: cargo xtask build-guest-driver [--check]
+
+Prepares the pinned 7.3.4 tree (as build-driver does) and builds
+guest-tests/guest-driver/cxl-type2-ref.ko against it; --check also runs
+the W=1 build and checkpatch --strict. Prints the module's path.";
+
+/// The module file, relative to the repository.
+pub const MODULE: &str = "guest-tests/guest-driver/cxl-type2-ref.ko";
+
+fn make(tree: &std::path::Path, target: Option<&str>) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C")
+        .arg(repo_root().join("guest-tests/guest-driver"))
+        .arg(format!("KDIR={}", tree.display()));
+    c.args(target);
+    c
+}
+
+/// Builds the module; returns its path.
+pub fn build(check: bool) -> Result<PathBuf> {
+    let tree = driver::prepared_tree()?;
+    step(
+        "build the guest driver (cxl-type2-ref)",
+        &mut make(&tree, None),
+    )?;
+    if check {
+        step(
+            "guest driver checks (W=1, checkpatch --strict)",
+            &mut make(&tree, Some("check")),
+        )?;
+    }
+    Ok(repo_root().join(MODULE))
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let check = match args {
+        [] => false,
+        [flag] if flag == "--check" => true,
+        [flag] if flag == "-h" || flag == "--help" => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        _ => {
+            return Err(Error::usage(format!(
+                "build-guest-driver: bad arguments {args:?}\n{USAGE}"
+            )))
+        }
+    };
+    println!("{}", build(check)?.display());
+    Ok(())
+}
