@@ -18,7 +18,7 @@ use crate::env::{repo_root, RunSpec};
 use crate::error::{Error, Result};
 use crate::hostdriver::{self, accel_topology, uapi_check_binary, ACCEL_ID, ACCEL_MIB};
 use crate::payload::{Payload, Source};
-use crate::qemu::backing_file;
+use crate::qemu::{backing_file, Endpoint};
 use crate::runner::RunOutcome;
 use crate::sysfs::{self, parse_u64, CxlSysfs};
 use crate::vmtests::CXL_MODULES;
@@ -78,8 +78,27 @@ insmod $GD/cxl-type2-ref.ko || exit 1
 wait_for 100 bound || { fail "$dev did not bind to cxl-type2-ref"; exit 1; }
 l=$(readlink /sys/bus/pci/devices/$dev/driver); vfiocxl_fact accel.driver "${l##*/}"
 [ -c /dev/cxl-type2-ref0 ] && vfiocxl_fact t2.chardev /dev/cxl-type2-ref0
+for r in /sys/bus/cxl/devices/region*; do read -r start <$r/resource; done
+start=${start#0x}
 read -r s </sys/class/misc/cxl-type2-ref0/size && vfiocxl_fact t2.size "$s"
+# The PAT memory type recorded for the region (memremap WB at probe).
+mount -t debugfs none /sys/kernel/debug 2>/dev/null
+while IFS= read -r l; do
+	case "$l" in *write-back*) ;; *) continue ;; esac
+	case "$l" in *"$start"*) vfiocxl_fact t2.pat "$l" ;; esac
+done </sys/kernel/debug/x86/pat_memtype_list
 true
+"#;
+
+/// Unbind under a live mapping (the program checks ENODEV and SIGBUS),
+/// then bind again.
+const UNBIND_MAPPED_SH: &str = r#"$GD/vfio-cxl-uapi-check --coherence-dev /dev/cxl-type2-ref0 --unbind-while-mapped $dev >&3 || exit 1
+wait_for 100 unbound || { fail "still bound after the unbind under a mapping"; exit 1; }
+sleep 0.5
+echo $dev >/sys/bus/pci/drivers_probe || { fail "probe failed"; exit 1; }
+wait_for 100 bound || { fail "not bound again"; exit 1; }
+sleep 0.3
+bound || { fail "bound, then released again (stale CXL memdev detach work?)"; exit 1; }
 "#;
 
 const REBIND_SH: &str = r#"cycle=0
@@ -148,6 +167,7 @@ pub fn coherence_spec() -> RunSpec {
                 "$GD/vfio-cxl-uapi-check --coherence-dev {CHAR_DEV} --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} >&3\n"
             )),
         )
+        .step("unbind-while-mapped", &with_lib(UNBIND_MAPPED_SH))
         .step(
             "rebind-rmmod",
             &with_lib(&REBIND_SH.replace("@CYCLES@", &REBIND_CYCLES.to_string())),
@@ -158,6 +178,95 @@ pub fn coherence_spec() -> RunSpec {
     spec.before_boot = Some(fill_outside);
     spec.after_exit = Some(check_file);
     spec
+}
+
+/// A device without a committed decoder: the driver loads, its probe
+/// fails cleanly, nothing is bound or created, the module unloads.
+const NO_REGION_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
+done
+[ -n "$dev" ] || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+vfiocxl_fact accel.bdf "$dev"
+insmod $GD/cxl-type2-ref.ko || exit 1
+echo $dev >/sys/bus/pci/drivers_probe
+have /sys/bus/pci/devices/$dev/driver && vfiocxl_fact accel.driver bound
+have /dev/cxl-type2-ref0 && vfiocxl_fact t2.chardev present
+set -- /sys/bus/cxl/devices/region*
+have "$1" && vfiocxl_fact regions $#
+rmmod cxl-type2-ref || exit 1
+have /sys/module/cxl_type2_ref && exit 1
+vfiocxl_fact rmmod ok
+"#;
+
+pub fn no_region_spec() -> RunSpec {
+    let mut p = Payload::new("guest-driver-no-region");
+    for m in CXL_MODULES {
+        p = p.module(m);
+    }
+    let p = p
+        .file(
+            &format!("{GUEST_DIR}/lib.sh"),
+            0o644,
+            Source::Text {
+                text: LIB_SH.into(),
+            },
+        )
+        .file(
+            &format!("{GUEST_DIR}/{MODULE}.ko"),
+            0o644,
+            Source::Path {
+                src: guest_driver_dir().join(format!("{MODULE}.ko")),
+            },
+        )
+        .step("probe-fails", &with_lib(NO_REGION_SH))
+        .step("report-dmesg", DMESG_SH);
+    let mut topo = accel_topology(ACCEL_MIB, 4096);
+    topo.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
+        args: format!("cxl-accel,bus={{bus}},memdev=nr-mem,id={ACCEL_ID},precommit=off"),
+    });
+    let mut spec = RunSpec::new(topo, p);
+    spec.extra_args = vec![
+        "-object".into(),
+        format!("memory-backend-ram,id=nr-mem,size={ACCEL_MIB}M"),
+    ];
+    spec.timeout = Duration::from_secs(120);
+    spec
+}
+
+pub fn no_region_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    let r = &outcome.report;
+    for (key, what) in [
+        ("accel.driver", "the device is bound"),
+        ("t2.chardev", "a char device exists"),
+        ("regions", "a CXL region exists"),
+    ] {
+        if let Some(v) = r.fact(key) {
+            p.push(format!("{what} ({key} = {v})"));
+        }
+    }
+    if r.fact("rmmod") != Some("ok") {
+        p.push(format!("rmmod {MODULE} did not succeed"));
+    }
+    let log = hostdriver::dmesg(outcome);
+    let why: Vec<&str> = log
+        .iter()
+        .filter(|l| {
+            l.text.contains("cxl-type2-ref ") && l.text.contains("no auto-assembled CXL region")
+        })
+        .map(|l| l.text.as_str())
+        .collect();
+    if why.len() != 2 {
+        p.push(format!(
+            "expected 2 'no auto-assembled CXL region' messages (insmod, drivers_probe), got {why:?}"
+        ));
+    }
+    if log.iter().any(|l| parse_probe(&l.text).is_some()) {
+        p.push("a probe succeeded".into());
+    }
+    p
 }
 
 /// Writes pattern `seed` into every word of a new file of `size` bytes.
@@ -258,6 +367,10 @@ pub fn parse_probe(line: &str) -> Option<(String, u64, u64, u64, String)> {
     ))
 }
 
+fn first_start(probes: &[(String, u64, u64, u64, String)]) -> Option<u64> {
+    probes.first().map(|p| p.1)
+}
+
 pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     let r = &outcome.report;
@@ -282,7 +395,8 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
     // One probe message per bind, all for the same range.
     let log = hostdriver::dmesg(outcome);
     let probes: Vec<_> = log.iter().filter_map(|l| parse_probe(&l.text)).collect();
-    let binds = REBIND_CYCLES as usize + 1;
+    // The first bind, the one after the unbind under a mapping, the cycles.
+    let binds = REBIND_CYCLES as usize + 2;
     if probes.len() != binds {
         p.push(format!(
             "{} probe messages ('CXL Type-2 region [range ...]'), expected {binds}",
@@ -380,6 +494,18 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
         ));
     }
 
+    match r.fact("coherence.unbind_while_mapped") {
+        Some(v) if v.starts_with("pass: ") => {}
+        v => p.push(format!("unbind while mapped: {v:?}")),
+    }
+    match r.fact("t2.pat") {
+        Some(v)
+            if v.contains("write-back")
+                && first_start(&probes).is_some_and(|s| v.contains(&format!("{s:#018x}"))) => {}
+        v => p.push(format!(
+            "PAT memory type of the region: {v:?}, expected write-back"
+        )),
+    }
     if r.fact("rebind.cycles") != Some(&REBIND_CYCLES.to_string()) {
         p.push(format!("rebind cycles {:?}", r.fact("rebind.cycles")));
     }
@@ -435,6 +561,8 @@ mod tests {
             LIB_SH.to_string(),
             with_lib(BIND_SH),
             with_lib(REBIND_SH),
+            with_lib(NO_REGION_SH),
+            with_lib(UNBIND_MAPPED_SH),
             DMESG_SH.into(),
         ] {
             let out = std::process::Command::new("sh")

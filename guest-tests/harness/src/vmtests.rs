@@ -62,6 +62,12 @@ pub fn all() -> Vec<VmTest> {
             spec: guestdriver::coherence_spec,
             check: guestdriver::coherence_check,
         },
+        VmTest {
+            name: "guest-driver-no-region",
+            about: "cxl-accel with precommit=off: cxl-type2-ref's probe fails cleanly (no region), nothing bound, rmmod",
+            spec: guestdriver::no_region_spec,
+            check: guestdriver::no_region_check,
+        },
     ]
 }
 

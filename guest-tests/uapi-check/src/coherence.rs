@@ -280,6 +280,61 @@ pub fn run(
     out
 }
 
+/// The PCI driver's sysfs directory (`unbind`).
+const DRIVER_SYSFS: &str = "/sys/bus/pci/drivers/cxl-type2-ref";
+
+/// Unbinds PCI device `bdf` from the driver while `dev` is open and
+/// mapped: afterwards the ioctl and a new mmap fail with ENODEV and the
+/// old mapping raises SIGBUS (checked in a child process).
+pub fn unbind_while_mapped(dev: &str, bdf: &str) -> Outcome {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dev)
+        .map_err(|e| format!("open {dev}: {e}"))?;
+    let size = info(&f, dev)?;
+    let m = Map::new(&f, size as usize).map_err(|e| format!("mmap: {e}"))?;
+    let before = m.word(0).load(Ordering::Relaxed);
+    std::fs::write(format!("{DRIVER_SYSFS}/unbind"), bdf)
+        .map_err(|e| format!("unbind {bdf}: {e}"))?;
+    let mut i = Info::default();
+    // SAFETY: as in `info`.
+    let rc = unsafe { libc::ioctl(f.as_raw_fd(), GET_INFO as _, &mut i) };
+    let errno = io::Error::last_os_error().raw_os_error();
+    if rc == 0 || errno != Some(libc::ENODEV) {
+        return Err(format!("ioctl after unbind: rc {rc}, errno {errno:?}"));
+    }
+    match Map::new(&f, 4096) {
+        Ok(_) => return Err("a new mmap after unbind succeeded".into()),
+        Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+        Err(e) => return Err(format!("a new mmap after unbind: {e}, expected ENODEV")),
+    }
+    // SAFETY: single-threaded here (no scoped thread is alive); the child
+    // only loads one word and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        let v = m.word(0).load(Ordering::Relaxed);
+        // SAFETY: leaves the child at once.
+        unsafe { libc::_exit(if v == before { 0 } else { 1 }) };
+    }
+    let mut st = 0;
+    // SAFETY: waits for the child forked above.
+    if unsafe { libc::waitpid(pid, &mut st, 0) } != pid {
+        return Err(format!("waitpid: {}", io::Error::last_os_error()));
+    }
+    if !(libc::WIFSIGNALED(st) && libc::WTERMSIG(st) == libc::SIGBUS) {
+        return Err(format!(
+            "the old mapping was still accessible after unbind (wait status {st:#x})"
+        ));
+    }
+    Ok(format!(
+        "{bdf} unbound with {dev} mapped: ioctl and mmap ENODEV, access SIGBUS"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,8 @@
 //! `vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N`
 //! runs instead the coherence checks of `coherence.rs` on the char device
 //! of the reference guest Type-2 driver (step `coherence`), then
-//! `coherence: N passed, M failed`.
+//! `coherence: N passed, M failed`. `--coherence-dev DEV
+//! --unbind-while-mapped BDF` unbinds the device under a live mapping.
 //!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
@@ -23,7 +24,8 @@ use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
 
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
-       vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N";
+       vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N
+       vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,18 @@ fn parse_coherence(args: &[String]) -> Result<(String, coherence::Options), Stri
 }
 
 fn coherence_main(args: &[String]) -> ExitCode {
+    if let [flag, dev, mode, bdf] = args {
+        if flag == "--coherence-dev" && mode == "--unbind-while-mapped" {
+            let o = coherence::unbind_while_mapped(dev, bdf);
+            let (value, code) = match &o {
+                Ok(d) => (format!("pass: {d}"), ExitCode::SUCCESS),
+                Err(w) => (format!("FAIL: {w}"), ExitCode::FAILURE),
+            };
+            eprintln!("coherence unbind_while_mapped: {value}");
+            fact("coherence", "coherence.unbind_while_mapped", &value);
+            return code;
+        }
+    }
     let (dev, options) = match parse_coherence(args) {
         Ok(v) => v,
         Err(e) => {
