@@ -9,6 +9,8 @@
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vfio_cxl_uapi_check::coherence;
@@ -33,6 +35,8 @@ pub const CHAR_DEV: &str = "/dev/cxl-type2-ref0";
 pub const OUTSIDE_SEED: u64 = 0x0c0e_0115;
 /// What the guest writes in every word (guest -> outside).
 pub const GUEST_SEED: u64 = 0x0c0e_6e57;
+/// Round trips between the guest and a host thread on the same memory.
+pub const PING_PONG_ROUNDS: u64 = 10_000;
 /// Unbind/bind cycles after the coherence checks.
 pub const REBIND_CYCLES: u32 = 3;
 
@@ -164,7 +168,7 @@ pub fn coherence_spec() -> RunSpec {
         .step(
             "coherence",
             &with_lib(&format!(
-                "$GD/vfio-cxl-uapi-check --coherence-dev {CHAR_DEV} --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} >&3\n"
+                "$GD/vfio-cxl-uapi-check --coherence-dev {CHAR_DEV} --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} --ping-pong {PING_PONG_ROUNDS} >&3\n"
             )),
         )
         .step("unbind-while-mapped", &with_lib(UNBIND_MAPPED_SH))
@@ -175,8 +179,8 @@ pub fn coherence_spec() -> RunSpec {
         .step("report-dmesg", DMESG_SH);
     let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), p);
     spec.timeout = Duration::from_secs(240);
-    spec.before_boot = Some(fill_outside);
-    spec.after_exit = Some(check_file);
+    spec.before_boot = Some(fill_and_answer);
+    spec.after_exit = Some(stop_and_check_file);
     spec
 }
 
@@ -284,26 +288,31 @@ pub fn fill(path: &Path, size: u64, seed: u64) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileFacts {
     pub words: u64,
-    /// Words (the counter excluded) that do not hold pattern `seed`.
+    /// Words (counter, ping and pong excluded) that do not hold `seed`.
     pub bad: u64,
     pub first_bad: Option<u64>,
     pub counter: u64,
+    pub ping: u64,
+    pub pong: u64,
     pub checksum: u64,
 }
 
-/// Reads the whole file: pattern `seed` everywhere but the counter word,
-/// the counter, the checksum.
+/// Reads the whole file: pattern `seed` everywhere but the counter, ping
+/// and pong words, those three, the checksum.
 pub fn scan(path: &Path, seed: u64) -> Result<FileFacts> {
     let io = |e| Error::io(format!("cannot read {}", path.display()), e);
     let f = fs::File::open(path).map_err(io)?;
     let size = f.metadata().map_err(io)?.len();
     let counter_at = coherence::counter_offset(size);
+    let (ping_at, pong_at) = coherence::ping_pong_offsets(size);
     let mut r = BufReader::with_capacity(1 << 20, f);
     let mut out = FileFacts {
         words: size / 8,
         bad: 0,
         first_bad: None,
         counter: 0,
+        ping: 0,
+        pong: 0,
         checksum: 0,
     };
     let mut sum = Checksum::default();
@@ -317,6 +326,10 @@ pub fn scan(path: &Path, seed: u64) -> Result<FileFacts> {
             sum.add(w);
             if o == counter_at {
                 out.counter = w;
+            } else if o == ping_at {
+                out.ping = w;
+            } else if o == pong_at {
+                out.pong = w;
             } else if w != pattern::word(seed, o) {
                 out.bad += 1;
                 out.first_bad.get_or_insert(o);
@@ -328,14 +341,52 @@ pub fn scan(path: &Path, seed: u64) -> Result<FileFacts> {
     Ok(out)
 }
 
-fn fill_outside(dir: &Path) -> Result<()> {
-    fill(&backing_file(dir, ACCEL_ID), ACCEL_MIB << 20, OUTSIDE_SEED)
+/// The host thread answering the guest's pings while QEMU runs, and its
+/// stop flag (one run at a time: the VM tests run one after another).
+type Answerer = (
+    std::thread::JoinHandle<std::result::Result<u64, String>>,
+    Arc<AtomicBool>,
+);
+static ANSWERER: Mutex<Option<Answerer>> = Mutex::new(None);
+
+/// Fills the file with the outside pattern and starts the host thread that
+/// maps it (as QEMU does, `share=on`) and answers the guest's pings.
+fn fill_and_answer(dir: &Path) -> Result<()> {
+    let path = backing_file(dir, ACCEL_ID);
+    fill(&path, ACCEL_MIB << 20, OUTSIDE_SEED)?;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let t = std::thread::spawn(move || coherence::answer_pings(&f, PING_PONG_ROUNDS, &flag));
+    *ANSWERER.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, stop));
+    Ok(())
+}
+
+fn stop_and_check_file(dir: &Path) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some((t, stop)) = ANSWERER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        stop.store(true, Ordering::Relaxed);
+        let answered = match t.join() {
+            Ok(Ok(n)) => n.to_string(),
+            Ok(Err(e)) => e,
+            Err(_) => "the host thread panicked".into(),
+        };
+        v.push(("host.pongs".to_string(), answered));
+    }
+    v.extend(check_file(dir));
+    v
 }
 
 fn check_file(dir: &Path) -> Vec<(String, String)> {
     match scan(&backing_file(dir, ACCEL_ID), GUEST_SEED) {
         Ok(f) => {
             let mut v = vec![
+                ("file.ping".to_string(), f.ping.to_string()),
+                ("file.pong".to_string(), f.pong.to_string()),
                 ("file.words".to_string(), f.words.to_string()),
                 ("file.bad".to_string(), f.bad.to_string()),
                 ("file.counter".to_string(), f.counter.to_string()),
@@ -486,6 +537,15 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
             coherence::INCREMENTS
         ));
     }
+    let rounds = PING_PONG_ROUNDS.to_string();
+    for key in ["host.pongs", "file.ping", "file.pong"] {
+        if hf(key) != Some(&rounds) {
+            p.push(format!(
+                "ping-pong: {key} = {:?}, expected {rounds}",
+                hf(key)
+            ));
+        }
+    }
     let guest_sum = r.fact("coherence.checksum_value");
     if guest_sum.is_none() || hf("file.checksum") != guest_sum {
         p.push(format!(
@@ -552,7 +612,7 @@ mod tests {
         c.add_bytes(&fs::read(&f).unwrap());
         assert_eq!(s.checksum, c.0);
         let s = scan(&f, 10).unwrap();
-        assert_eq!((s.bad, s.first_bad), (size / 8 - 1, Some(0)));
+        assert_eq!((s.bad, s.first_bad), (size / 8 - 3, Some(0)));
     }
 
     #[test]

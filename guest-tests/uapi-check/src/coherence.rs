@@ -13,8 +13,8 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::pattern::{self, Checksum};
 
@@ -32,12 +32,20 @@ pub fn counter_offset(size: u64) -> u64 {
     size - 4096
 }
 
-/// The checks, in order (fact keys `coherence.<name>`).
-pub const CHECKS: [&str; 5] = [
+/// The ping word (written by the guest) and the pong word (written by the
+/// outside process), in two cache lines of the second-to-last 4 KiB.
+pub fn ping_pong_offsets(size: u64) -> (u64, u64) {
+    (size - 8192, size - 8192 + 64)
+}
+
+/// The checks, in order (fact keys `coherence.<name>`); `ping_pong` only
+/// with `--ping-pong N`.
+pub const CHECKS: [&str; 6] = [
     "info",
     "outside_pattern",
     "guest_pattern",
     "atomics",
+    "ping_pong",
     "checksum",
 ];
 
@@ -55,6 +63,8 @@ struct Info {
 pub struct Options {
     pub expect_seed: u64,
     pub write_seed: u64,
+    /// Round trips with a process outside the guest (0: no ping-pong).
+    pub ping_pong: u64,
 }
 
 /// One check's result: the detail of a pass, or why it failed.
@@ -213,6 +223,73 @@ fn atomics(m: &Map) -> Outcome {
     }
 }
 
+/// How long either side of the ping-pong waits for the other.
+const PING_PONG_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `rounds` round trips with a process outside the guest that maps the
+/// same memory ([`answer_pings`]): write `i` to the ping word, wait for
+/// `i` in the pong word.
+fn ping_pong(m: &Map, rounds: u64) -> Outcome {
+    let (pi, po) = ping_pong_offsets(m.size as u64);
+    let (ping, pong) = (m.word(pi as usize / 8), m.word(po as usize / 8));
+    let t = Instant::now();
+    for i in 1..=rounds {
+        ping.store(i, Ordering::SeqCst);
+        let mut spins = 0u64;
+        while pong.load(Ordering::SeqCst) != i {
+            spins += 1;
+            if spins % 1024 == 0 && t.elapsed() > PING_PONG_TIMEOUT {
+                return Err(format!(
+                    "round {i}: no answer from outside within {PING_PONG_TIMEOUT:?} (pong {:#x})",
+                    pong.load(Ordering::SeqCst)
+                ));
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let ns = t.elapsed().as_nanos();
+    Ok(format!(
+        "{rounds} round trips with a process outside the guest ({} us, {} ns each)",
+        ns / 1000,
+        ns / u128::from(rounds.max(1))
+    ))
+}
+
+/// The outside side of the ping-pong, on a file (or device) the guest's
+/// memory is mapped from: answers each ping `i` with pong `i`, for
+/// `rounds` rounds, until `stop` is set or the guest is silent for the
+/// timeout. Returns the rounds answered.
+pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<u64, String> {
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
+    let (pi, po) = ping_pong_offsets(size);
+    let (ping, pong) = (m.word(pi as usize / 8), m.word(po as usize / 8));
+    let (mut i, mut idle, mut last) = (1u64, 0u64, Instant::now());
+    while i <= rounds {
+        if stop.load(Ordering::Relaxed) {
+            return Err(format!("stopped after {} rounds", i - 1));
+        }
+        if ping.load(Ordering::SeqCst) == i {
+            pong.store(i, Ordering::SeqCst);
+            i += 1;
+            idle = 0;
+            last = Instant::now();
+            continue;
+        }
+        idle += 1;
+        if idle < 100_000 {
+            std::hint::spin_loop();
+        } else {
+            // The guest is booting or busy: do not steal its CPU.
+            std::thread::sleep(Duration::from_micros(200));
+            if i > 1 && last.elapsed() > PING_PONG_TIMEOUT {
+                return Err(format!("the guest went silent after {} rounds", i - 1));
+            }
+        }
+    }
+    Ok(rounds)
+}
+
 /// The checksum of the whole region ([`Checksum`]), in hex.
 fn checksum(m: &Map) -> (u64, u128) {
     let t = Instant::now();
@@ -270,6 +347,9 @@ pub fn run(
     );
     done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
     done("atomics", atomics(&m), &mut out);
+    if o.ping_pong > 0 {
+        done("ping_pong", ping_pong(&m, o.ping_pong), &mut out);
+    }
     let (sum, took) = checksum(&m);
     fact("coherence.checksum_value", &format!("{sum:#018x}"));
     done(
