@@ -329,7 +329,8 @@ static int t2ref_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 			t2->cxlmd);
 		return rc;
 	}
-	if (t2->hpa.end <= t2->hpa.start) {
+	/* devm_cxl_probe_mem() starts from { 0, -1 }: length 0, no region. */
+	if (!range_len(&t2->hpa) || t2->hpa.end < t2->hpa.start) {
 		pci_err(pdev, "devm_cxl_probe_mem() returned no region range\n");
 		return -ENXIO;
 	}
