@@ -10,10 +10,13 @@
  * firmware-committed decoders, and lets user space map that range
  * write-back through /dev/cxl-type2-refN.
  */
+#include <linux/bitfield.h>
 #include <linux/cleanup.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/io.h>
+#include <linux/jiffies.h>
 #include <linux/ioport.h>
 #include <linux/kref.h>
 #include <linux/list.h>
@@ -243,6 +246,42 @@ static int t2ref_publish(struct pci_dev *pdev, struct t2ref_dev *t2)
 	return devm_add_action_or_reset(&pdev->dev, t2ref_unpublish, mem);
 }
 
+/*
+ * CXL r3.1 8.1.3.8.2: Memory_Info_Valid within 1 s of reset, then
+ * Memory_Active within Memory_Active_Timeout (0: 1 s, 1: 4 s, 2: 16 s,
+ * ...). Probe waits at most 16 s for it.
+ */
+#define T2REF_INFO_VALID_MS	1000
+#define T2REF_ACTIVE_ENC_MAX	2
+#define T2REF_POLL_MS		20
+
+static u32 t2ref_wait_mem_active(struct pci_dev *pdev, u16 dvsec)
+{
+	unsigned long deadline = jiffies + msecs_to_jiffies(T2REF_INFO_VALID_MS);
+	bool valid = false;
+	u32 lo, enc;
+
+	for (;;) {
+		pci_read_config_dword(pdev,
+				      dvsec + PCI_DVSEC_CXL_RANGE_SIZE_LOW(0),
+				      &lo);
+		if (PCI_POSSIBLE_ERROR(lo))
+			return lo;
+		if (!valid && (lo & PCI_DVSEC_CXL_MEM_INFO_VALID)) {
+			valid = true;
+			enc = min(FIELD_GET(PCI_DVSEC_CXL_MEM_ACTIVE_TIMEOUT, lo),
+				  T2REF_ACTIVE_ENC_MAX);
+			deadline = jiffies +
+				   msecs_to_jiffies(MSEC_PER_SEC << (2 * enc));
+		}
+		if (valid && (lo & PCI_DVSEC_CXL_MEM_ACTIVE))
+			return lo;
+		if (time_after(jiffies, deadline))
+			return lo;
+		msleep(T2REF_POLL_MS);
+	}
+}
+
 /* The device memory size from DVSEC Range 1, once it is valid and active. */
 static int t2ref_dvsec_capacity(struct pci_dev *pdev, u16 dvsec, u64 *size)
 {
@@ -255,16 +294,15 @@ static int t2ref_dvsec_capacity(struct pci_dev *pdev, u16 dvsec, u64 *size)
 			cap);
 		return -ENODEV;
 	}
-	pci_read_config_dword(pdev, dvsec + PCI_DVSEC_CXL_RANGE_SIZE_HIGH(0),
-			      &hi);
-	pci_read_config_dword(pdev, dvsec + PCI_DVSEC_CXL_RANGE_SIZE_LOW(0),
-			      &lo);
-	if (!(lo & PCI_DVSEC_CXL_MEM_INFO_VALID) ||
+	lo = t2ref_wait_mem_active(pdev, dvsec);
+	if (PCI_POSSIBLE_ERROR(lo) || !(lo & PCI_DVSEC_CXL_MEM_INFO_VALID) ||
 	    !(lo & PCI_DVSEC_CXL_MEM_ACTIVE)) {
 		pci_err(pdev, "CXL memory not valid and active (DVSEC Range 1 Size Low %#x)\n",
 			lo);
 		return -ENXIO;
 	}
+	pci_read_config_dword(pdev, dvsec + PCI_DVSEC_CXL_RANGE_SIZE_HIGH(0),
+			      &hi);
 	*size = ((u64)hi << 32) | (lo & PCI_DVSEC_CXL_MEM_SIZE_LOW);
 	if (!*size) {
 		pci_err(pdev, "CXL Device DVSEC Range 1 has size 0\n");
