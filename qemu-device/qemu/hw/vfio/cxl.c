@@ -1,0 +1,344 @@
+/*
+ * CXL Type-2 devices through VFIO: the shared VFIO glue and the vfio-cxl
+ * device (kernel VFIO)
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include <sys/ioctl.h>
+#include "qapi/error.h"
+#include "qemu/error-report.h"
+#include "qemu/units.h"
+#include "hw/qdev-properties.h"
+#include "migration/blocker.h"
+#include "vfio-cxl.h"
+#include "hw/vfio/vfio-region.h"
+#include "vfio-helpers.h"
+#include "types.h"
+#include "trace.h"
+
+#define VFIO_CXL_INFO_ARGSZ 256
+
+static uint64_t vfio_cxl_hdm_read(void *opaque, hwaddr addr, unsigned size)
+{
+    VFIOCXL *cxl = opaque;
+
+    return vfio_cxl_part_hdm_read(cxl->part, addr, size);
+}
+
+static void vfio_cxl_hdm_write(void *opaque, hwaddr addr, uint64_t data,
+                               unsigned size)
+{
+    VFIOCXL *cxl = opaque;
+
+    vfio_cxl_part_hdm_write(cxl->part, addr, data, size);
+}
+
+static const MemoryRegionOps vfio_cxl_hdm_ops = {
+    .read = vfio_cxl_hdm_read,
+    .write = vfio_cxl_hdm_write,
+    .endianness = DEVICE_LITTLE_ENDIAN,
+    .valid = {
+        .min_access_size = 4,
+        .max_access_size = 8,
+    },
+    .impl = {
+        .min_access_size = 4,
+        .max_access_size = 8,
+    },
+};
+
+/* The device-info capability: refuse what the contract does not cover. */
+static bool vfio_cxl_check_info(VFIOPCIDevice *vdev, VFIOCXLGetInfo get_info,
+                                Error **errp)
+{
+    g_autofree struct vfio_device_info *info = g_malloc0(VFIO_CXL_INFO_ARGSZ);
+    struct vfio_info_cap_header *hdr;
+    struct vfio_cxl_device_info_cap_cxl *cap;
+
+    info->argsz = VFIO_CXL_INFO_ARGSZ;
+    if (!get_info(vdev, info, errp)) {
+        return false;
+    }
+    if (!(info->flags & VFIO_CXL_DEVICE_FLAGS_CXL)) {
+        error_setg(errp, "not a CXL device (VFIO_DEVICE_FLAGS_CXL is clear)");
+        return false;
+    }
+    if (!(info->flags & VFIO_DEVICE_FLAGS_CAPS) || info->argsz > VFIO_CXL_INFO_ARGSZ) {
+        error_setg(errp, "device info has no capability chain (argsz %u)",
+                   info->argsz);
+        return false;
+    }
+    hdr = NULL;
+    if (info->cap_offset >= sizeof(*info) &&
+        info->cap_offset + sizeof(*cap) <= info->argsz) {
+        hdr = vfio_get_cap(info, info->cap_offset,
+                           VFIO_CXL_DEVICE_INFO_CAP_CXL);
+    }
+    if (!hdr || (void *)hdr + sizeof(*cap) > (void *)info + info->argsz) {
+        error_setg(errp, "device info lacks the CXL capability (id %d)",
+                   VFIO_CXL_DEVICE_INFO_CAP_CXL);
+        return false;
+    }
+    cap = container_of(hdr, struct vfio_cxl_device_info_cap_cxl, header);
+    if (!(cap->flags & VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED)) {
+        error_setg(errp, "the host HDM decoder is not firmware-committed "
+                   "(flags 0x%x): not supported", cap->flags);
+        return false;
+    }
+    return true;
+}
+
+bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
+                      VFIOCXLGetInfo get_info, Error **errp)
+{
+    VFIODevice *vbasedev = &vdev->vbasedev;
+    struct vfio_region_info *info;
+    struct vfio_info_cap_header *hdr;
+    struct vfio_cxl_region_info_cap_comp_regs *geo;
+    uint64_t mem_size;
+    uint32_t hdm_len;
+    VFIOBAR *bar;
+
+    if (!vfio_cxl_check_info(vdev, get_info, errp)) {
+        return false;
+    }
+
+    if (vfio_device_get_region_info_type(vbasedev, VFIO_CXL_REGION_TYPE_CXL,
+                                         VFIO_CXL_REGION_SUBTYPE_CXL_COMP_REGS,
+                                         &info)) {
+        error_setg(errp, "no CXL component register region");
+        return false;
+    }
+    hdr = vfio_get_region_info_cap(info, VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS);
+    if (!hdr) {
+        error_setg(errp, "the CXL component register region lacks its "
+                   "geometry capability (id 0x%x)",
+                   VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS);
+        return false;
+    }
+    geo = container_of(hdr, struct vfio_cxl_region_info_cap_comp_regs, header);
+    if (geo->bar > VFIO_PCI_BAR5_REGION_INDEX ||
+        !vdev->bars[geo->bar].region.size ||
+        vdev->bars[geo->bar].ioport ||
+        geo->offset >= vdev->bars[geo->bar].region.size ||
+        geo->size > vdev->bars[geo->bar].region.size - geo->offset) {
+        error_setg(errp, "bad CXL decoder geometry: BAR %u offset 0x%" PRIx64
+                   " size 0x%" PRIx64, geo->bar, geo->offset, geo->size);
+        return false;
+    }
+    cxl->comp_bar = geo->bar;
+    cxl->comp_offset = geo->offset;
+
+    if (vfio_device_get_region_info_type(vbasedev, VFIO_CXL_REGION_TYPE_CXL,
+                                         VFIO_CXL_REGION_SUBTYPE_CXL_MEM,
+                                         &info)) {
+        error_setg(errp, "no CXL memory region");
+        return false;
+    }
+    if (!(info->flags & VFIO_REGION_INFO_FLAG_MMAP) || !info->size ||
+        info->size % (256 * MiB)) {
+        error_setg(errp, "CXL memory region (index %u, size 0x%llx, flags 0x%x) "
+                   "is not a mappable multiple of 256 MiB", info->index,
+                   (unsigned long long)info->size, info->flags);
+        return false;
+    }
+    mem_size = info->size;
+    if (vfio_region_setup(OBJECT(vdev), vbasedev, &cxl->mem, info->index,
+                          "cxl-mem")) {
+        error_setg(errp, "cannot set up the CXL memory region");
+        return false;
+    }
+    memory_region_init_alias(&cxl->mem_alias, OBJECT(vdev), "vfio-cxl-hdm-mem",
+                             cxl->mem.mem, 0, mem_size);
+    if (vfio_region_mmap(&cxl->mem) || !cxl->mem.nr_mmaps) {
+        error_setg(errp, "cannot mmap the CXL memory region");
+        goto fail;
+    }
+
+    cxl->part = vfio_cxl_part_new(&vdev->parent_obj, &cxl->mem_alias,
+                                  mem_size, cxl->precommit, errp);
+    if (!cxl->part) {
+        goto fail;
+    }
+
+    /* Guest accesses to the decoder block never reach the host. */
+    bar = &vdev->bars[cxl->comp_bar];
+    hdm_len = vfio_cxl_part_hdm_len(cxl->part);
+    memory_region_init_io(&cxl->hdm, OBJECT(vdev), &vfio_cxl_hdm_ops, cxl,
+                          "vfio-cxl-hdm-decoders", hdm_len);
+    cxl->bar_mr = bar->region.mem;
+    memory_region_add_subregion_overlap(cxl->bar_mr, cxl->comp_offset,
+                                        &cxl->hdm, 1);
+
+    error_setg(&cxl->migration_blocker,
+               "%s: CXL Type-2 passthrough (vfio-cxl) does not support "
+               "migration", vbasedev->name);
+    if (migrate_add_blocker(&cxl->migration_blocker, errp) < 0) {
+        goto fail_hdm;
+    }
+    trace_vfio_cxl_realize(vbasedev->name, cxl->comp_bar, cxl->comp_offset,
+                           hdm_len, cxl->mem.nr, mem_size);
+    return true;
+
+fail_hdm:
+    memory_region_del_subregion(cxl->bar_mr, &cxl->hdm);
+    cxl->bar_mr = NULL;
+fail:
+    vfio_cxl_part_free(cxl->part);
+    cxl->part = NULL;
+    vfio_region_exit(&cxl->mem);
+    return false;
+}
+
+void vfio_cxl_exit(VFIOCXL *cxl)
+{
+    if (!cxl->part) {
+        return;
+    }
+    migrate_del_blocker(&cxl->migration_blocker);
+    vfio_cxl_part_free(cxl->part);
+    cxl->part = NULL;
+    memory_region_del_subregion(cxl->bar_mr, &cxl->hdm);
+    cxl->bar_mr = NULL;
+    vfio_region_exit(&cxl->mem);
+}
+
+/* instance_finalize: the regions die with the device, as BARs do. */
+void vfio_cxl_finalize(VFIOCXL *cxl)
+{
+    if (memory_region_size(&cxl->hdm)) {
+        object_unparent(OBJECT(&cxl->hdm));
+    }
+    if (cxl->mem.mem) {
+        object_unparent(OBJECT(&cxl->mem_alias));
+    }
+    vfio_region_finalize(&cxl->mem);
+}
+
+void vfio_cxl_reset_hold(VFIOCXL *cxl)
+{
+    if (cxl->part) {
+        vfio_cxl_part_reset_hold(cxl->part);
+    }
+}
+
+void vfio_cxl_reset_exit(VFIOCXL *cxl)
+{
+    if (cxl->part) {
+        vfio_cxl_part_reset_exit(cxl->part);
+    }
+}
+
+/* -device vfio-cxl: kernel VFIO (vfio-cxl-pci on the host). */
+
+#define TYPE_VFIO_CXL "vfio-cxl"
+OBJECT_DECLARE_SIMPLE_TYPE(VFIOCXLDevice, VFIO_CXL)
+
+struct VFIOCXLDevice {
+    VFIOPCIDevice parent_obj;
+    VFIOCXL cxl;
+};
+
+static void (*vfio_cxl_parent_realize)(PCIDevice *pdev, Error **errp);
+static void (*vfio_cxl_parent_exit)(PCIDevice *pdev);
+static ResettablePhases vfio_cxl_parent_phases;
+
+static bool vfio_cxl_kernel_get_info(VFIOPCIDevice *vdev,
+                                     struct vfio_device_info *info,
+                                     Error **errp)
+{
+    if (ioctl(vdev->vbasedev.fd, VFIO_DEVICE_GET_INFO, info) < 0) {
+        error_setg_errno(errp, errno, "VFIO_DEVICE_GET_INFO failed");
+        return false;
+    }
+    return true;
+}
+
+static void vfio_cxl_pci_realize(PCIDevice *pdev, Error **errp)
+{
+    VFIOCXLDevice *d = VFIO_CXL(pdev);
+    ERRP_GUARD();
+
+    vfio_cxl_parent_realize(pdev, errp);
+    if (*errp) {
+        return;
+    }
+    if (!vfio_cxl_realize(&d->parent_obj, &d->cxl, vfio_cxl_kernel_get_info,
+                          errp)) {
+        error_prepend(errp, "vfio-cxl %s: ", d->parent_obj.vbasedev.name);
+        vfio_cxl_parent_exit(pdev);
+    }
+}
+
+static void vfio_cxl_pci_exit(PCIDevice *pdev)
+{
+    vfio_cxl_exit(&VFIO_CXL(pdev)->cxl);
+    vfio_cxl_parent_exit(pdev);
+}
+
+static void vfio_cxl_pci_reset_hold(Object *obj, ResetType type)
+{
+    if (vfio_cxl_parent_phases.hold) {
+        vfio_cxl_parent_phases.hold(obj, type);
+    }
+    vfio_cxl_reset_hold(&VFIO_CXL(obj)->cxl);
+}
+
+static void vfio_cxl_pci_reset_exit(Object *obj, ResetType type)
+{
+    if (vfio_cxl_parent_phases.exit) {
+        vfio_cxl_parent_phases.exit(obj, type);
+    }
+    vfio_cxl_reset_exit(&VFIO_CXL(obj)->cxl);
+}
+
+static void vfio_cxl_pci_finalize(Object *obj)
+{
+    vfio_cxl_finalize(&VFIO_CXL(obj)->cxl);
+}
+
+static const Property vfio_cxl_properties[] = {
+    DEFINE_PROP_BOOL("precommit", VFIOCXLDevice, cxl.precommit, true),
+};
+
+static void vfio_cxl_class_init(ObjectClass *klass, const void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(klass);
+    PCIDeviceClass *pdc = PCI_DEVICE_CLASS(klass);
+    ResettableClass *rc = RESETTABLE_CLASS(klass);
+
+    device_class_set_props(dc, vfio_cxl_properties);
+    object_class_property_set_description(klass, "precommit",
+        "commit HDM decoder 0 of the device and of its host bridge at "
+        "reset, like platform firmware (needs pxb-cxl,hdm_for_passthrough=on "
+        "and a cxl-fmw targeting only that host bridge)");
+    dc->desc = "VFIO-based PCI device assignment of a CXL Type-2 device";
+    vfio_cxl_parent_realize = pdc->realize;
+    pdc->realize = vfio_cxl_pci_realize;
+    vfio_cxl_parent_exit = pdc->exit;
+    pdc->exit = vfio_cxl_pci_exit;
+    resettable_class_set_parent_phases(rc, NULL, vfio_cxl_pci_reset_hold,
+                                       vfio_cxl_pci_reset_exit,
+                                       &vfio_cxl_parent_phases);
+}
+
+static const TypeInfo vfio_cxl_info = {
+    .name = TYPE_VFIO_CXL,
+    .parent = TYPE_VFIO_PCI,
+    .instance_size = sizeof(VFIOCXLDevice),
+    .instance_finalize = vfio_cxl_pci_finalize,
+    .class_init = vfio_cxl_class_init,
+    .interfaces = (const InterfaceInfo[]) {
+        { INTERFACE_CXL_DEVICE },
+        { }
+    },
+};
+
+static void register_vfio_cxl_type(void)
+{
+    type_register_static(&vfio_cxl_info);
+}
+
+type_init(register_vfio_cxl_type)

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+
+//! [`CxlPart`]: the guest-visible CXL state of a passed-through Type-2
+//! device, behind a small `extern "C"` API (`include/hw/vfio/vfio-cxl.h`).
+//!
+//! The host's decoder is committed and locked by its firmware and never
+//! reachable by the guest (docs/uapi.md). The guest programs an emulated
+//! decoder block instead ([`HdmDecoderBlock`] of `cxl_regs`), overlaid on
+//! the component register BAR where the host's block sits. When its
+//! decoder 0 commits, the device memory (the mmap'd CXL_MEM region) is
+//! mapped into the CFMW's MemoryRegion at the committed base, so guest
+//! accesses go straight to the mapping.
+
+use std::ffi::CString;
+
+use cxl_regs::{
+    hdm::{FirmwareDecoder, HdmConfig, HdmDecoderBlock, HdmEvent},
+    window::HpaRange,
+};
+use pci::bindings::PCIDevice;
+use system::bindings::MemoryRegion;
+use util::{log::Log, log_mask_ln, Error, Result};
+
+use crate::bindings;
+
+::trace::include_trace!("hw_vfio");
+
+/// Pre-committed memory starts 1 GiB-aligned when the window has room.
+const GIB: u64 = 1 << 30;
+
+/// The CFMW firmware commits the device into (found at creation).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    range: HpaRange,
+    enc_granularity: u8,
+    index: i32,
+}
+
+/// Where device memory is mapped while decoder 0 is committed.
+#[derive(Clone, Copy, Debug)]
+struct Mapping {
+    window: *mut MemoryRegion,
+    hpa: HpaRange,
+}
+
+/// The CXL part of one vfio-cxl / vfio-user-cxl device. Only used under
+/// the BQL (MMIO callbacks, reset, realize, unrealize).
+#[derive(Debug)]
+pub struct CxlPart {
+    /// The device, for the host bridge commit.
+    pci: *mut PCIDevice,
+    /// Alias of the CXL_MEM region (owned by the C side, not mapped
+    /// anywhere else); offset and size are set at each mapping.
+    mem: *mut MemoryRegion,
+    mem_size: u64,
+    precommit: bool,
+    window: Option<Window>,
+    hdm: HdmDecoderBlock,
+    mapping: Option<Mapping>,
+}
+
+impl CxlPart {
+    fn new(
+        pci: *mut PCIDevice,
+        mem: *mut MemoryRegion,
+        mem_size: u64,
+        precommit: bool,
+    ) -> Result<Self> {
+        let mut fw = bindings::CXLFirmwareWindow::default();
+        // SAFETY: the device is realized below its bus; `fw` is written
+        // only on success.
+        let found = unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_find_window(pci, mem_size, &mut fw, errp)
+            })
+        };
+        let window = match found {
+            Ok(true) => Some(Window {
+                range: HpaRange::new(fw.base, fw.size),
+                enc_granularity: fw.enc_granularity,
+                index: fw.index,
+            }),
+            Ok(false) => None,
+            Err(e) if precommit => {
+                return Err(Error::msg(format!(
+                    "precommit=on needs a CXL window for this device (or set precommit=off): {e}"
+                )));
+            }
+            Err(_) => None,
+        };
+        // Without a window of our own, the guest may commit anywhere; the
+        // mapping step looks the window up.
+        let hdm_window = window.map_or(HpaRange::new(0, u64::MAX), |w| w.range);
+        Ok(Self {
+            pci,
+            mem,
+            mem_size,
+            precommit,
+            window,
+            hdm: HdmDecoderBlock::new(HdmConfig::single_device_decoder(hdm_window, mem_size)),
+            mapping: None,
+        })
+    }
+
+    fn read(&self, offset: u64, size: u32) -> u64 {
+        let Ok(off) = u32::try_from(offset) else {
+            return 0;
+        };
+        let value = match size {
+            8 => u64::from(self.hdm.read(off)) | (u64::from(self.hdm.read(off + 4)) << 32),
+            _ => u64::from(self.hdm.read(off)),
+        };
+        trace::trace_vfio_cxl_hdm_read(offset, size, value);
+        value
+    }
+
+    fn write(&mut self, offset: u64, value: u64, size: u32) {
+        trace::trace_vfio_cxl_hdm_write(offset, size, value);
+        let Ok(off) = u32::try_from(offset) else {
+            return;
+        };
+        let mut events = vec![self.hdm.write(off, value as u32)];
+        if size == 8 {
+            events.push(self.hdm.write(off + 4, (value >> 32) as u32));
+        }
+        for event in events.into_iter().flatten() {
+            self.hdm_event(event);
+        }
+    }
+
+    /// Carries out what a decoder change means for the memory map.
+    fn hdm_event(&mut self, event: HdmEvent) {
+        match event {
+            HdmEvent::Committed {
+                hpa,
+                dpa_base,
+                ways,
+                ..
+            } => {
+                if ways == 1 {
+                    self.map(hpa, dpa_base);
+                } else {
+                    log_mask_ln!(
+                        Log::Unimp,
+                        "vfio-cxl: {ways}-way interleaved decoders are not mapped"
+                    );
+                }
+            }
+            HdmEvent::Decommitted { .. } => self.unmap(),
+            HdmEvent::CommitFailed { decoder, error } => {
+                log_mask_ln!(
+                    Log::GuestError,
+                    "vfio-cxl: HDM decoder {decoder} commit refused: {error}"
+                );
+                let d = self.hdm.decoder(decoder).copied().unwrap_or_default();
+                trace::trace_vfio_cxl_commit_failed(decoder, d.base, d.size);
+            }
+        }
+    }
+
+    /// Maps `hpa` (inside a non-interleaved window) to device memory from
+    /// `dpa_base`: the alias of CXL_MEM becomes a subregion of the window's
+    /// MemoryRegion, so guest accesses reach the mmap'd region directly.
+    fn map(&mut self, hpa: HpaRange, dpa_base: u64) {
+        self.unmap();
+        let fits = dpa_base
+            .checked_add(hpa.size)
+            .is_some_and(|end| end <= self.mem_size);
+        let mut fw = bindings::CXLFirmwareWindow::default();
+        // SAFETY: plain lookup in the machine's window list.
+        let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
+        if !fits || !found || fw.ways != 1 {
+            trace::trace_vfio_cxl_no_window(hpa.base, hpa.size);
+            return;
+        }
+        let window: *mut MemoryRegion = fw.mr.cast();
+        // SAFETY: the alias is initialized and not mapped (unmap above);
+        // the window region lives as long as the machine.
+        unsafe {
+            system::bindings::memory_region_set_alias_offset(self.mem, dpa_base);
+            system::bindings::memory_region_set_size(self.mem, hpa.size);
+            system::bindings::memory_region_add_subregion(window, hpa.base - fw.base, self.mem);
+        }
+        trace::trace_vfio_cxl_map(hpa.base, hpa.size, dpa_base);
+        self.mapping = Some(Mapping { window, hpa });
+    }
+
+    fn unmap(&mut self) {
+        if let Some(m) = self.mapping.take() {
+            // SAFETY: the alias is a subregion of m.window (set by map).
+            unsafe { system::bindings::memory_region_del_subregion(m.window, self.mem) };
+            trace::trace_vfio_cxl_unmap(m.hpa.base, m.hpa.size);
+        }
+    }
+
+    fn reset_hold(&mut self) {
+        self.unmap();
+        self.hdm.reset();
+    }
+
+    /// Firmware's part of reset, after every device (the host bridge
+    /// included) has reset its registers: commit the host bridge's and our
+    /// decoder 0 in the window, 1 GiB-aligned when it fits.
+    fn reset_exit(&mut self) -> Result<()> {
+        if !self.precommit {
+            return Ok(());
+        }
+        let Some(window) = self.window else {
+            return Ok(());
+        };
+        let range = window
+            .range
+            .first_fit(self.mem_size, GIB)
+            .unwrap_or(HpaRange::new(window.range.base, self.mem_size));
+        // SAFETY: the device is realized below a pxb-cxl host bridge
+        // (cxl_firmware_find_window checked it at creation).
+        unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_commit_hb_decoder(
+                    self.pci,
+                    range.base,
+                    range.size,
+                    window.enc_granularity,
+                    errp,
+                )
+            })
+        }
+        .map_err(|e| Error::msg(format!("firmware commit of the host bridge failed: {e}")))?;
+        let program = FirmwareDecoder {
+            range,
+            eiw: 0,
+            eig: window.enc_granularity,
+            target_or_skip: 0,
+            host_only: false,
+            lock: true,
+        };
+        let event = self
+            .hdm
+            .firmware_commit(0, program)
+            .map_err(|e| Error::msg(format!("firmware commit of decoder 0 failed: {e}")))?;
+        trace::trace_vfio_cxl_precommit(range.base, range.size, window.index);
+        self.hdm_event(event);
+        Ok(())
+    }
+}
+
+/// Creates the CXL part of a realized device.
+///
+/// `mem` is an alias MemoryRegion of the mmap'd CXL_MEM region, `mem_size`
+/// bytes, owned by the caller and mapped only by this part. Returns NULL
+/// and sets `errp` on error.
+///
+/// # Safety
+///
+/// `pci` and `mem` must stay valid until [`vfio_cxl_part_free`]; `errp` is
+/// a valid `Error **`. Call with the BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_new(
+    pci: *mut PCIDevice,
+    mem: *mut MemoryRegion,
+    mem_size: u64,
+    precommit: bool,
+    errp: *mut *mut util::bindings::Error,
+) -> *mut CxlPart {
+    let part = CxlPart::new(pci, mem, mem_size, precommit);
+    // SAFETY: errp comes from C.
+    match unsafe { Error::ok_or_propagate(part, errp) } {
+        Some(part) => Box::into_raw(Box::new(part)),
+        None => std::ptr::null_mut(),
+    }
+}
+
+/// Length in bytes of the emulated HDM Decoder Capability structure.
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`].
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_hdm_len(part: *const CxlPart) -> u32 {
+    // SAFETY: see above.
+    unsafe { (*part).hdm.len() }
+}
+
+/// Guest read of the emulated decoder block (`offset` from its start).
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_hdm_read(
+    part: *const CxlPart,
+    offset: u64,
+    size: u32,
+) -> u64 {
+    // SAFETY: see above.
+    unsafe { (*part).read(offset, size) }
+}
+
+/// Guest write of the emulated decoder block; a commit maps the memory.
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_hdm_write(
+    part: *mut CxlPart,
+    offset: u64,
+    value: u64,
+    size: u32,
+) {
+    // SAFETY: see above.
+    unsafe { (*part).write(offset, value, size) }
+}
+
+/// Reset, hold phase: unmap, decoders to their reset values.
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_reset_hold(part: *mut CxlPart) {
+    // SAFETY: see above.
+    unsafe { (*part).reset_hold() }
+}
+
+/// Reset, exit phase: the firmware pre-commit (precommit=on). A failure
+/// is fatal: reset cannot fail, and a guest without the promised region
+/// is not what the user asked for.
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_reset_exit(part: *mut CxlPart) {
+    // SAFETY: see above.
+    if let Err(e) = unsafe { (*part).reset_exit() } {
+        let msg = CString::new(format!("vfio-cxl: {e}")).unwrap_or_default();
+        // SAFETY: a valid C string and format; exit as error_fatal would.
+        unsafe {
+            bindings::error_report(c"%s".as_ptr(), msg.as_ptr());
+            libc_exit(1)
+        }
+    }
+}
+
+/// Unmaps the memory and frees the part.
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`] (or is NULL) and is not used
+/// afterwards; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_free(part: *mut CxlPart) {
+    if part.is_null() {
+        return;
+    }
+    // SAFETY: see above.
+    let mut part = unsafe { Box::from_raw(part) };
+    part.unmap();
+}
+
+/// `exit(3)`: what QEMU does on a fatal configuration error.
+unsafe fn libc_exit(code: i32) -> ! {
+    extern "C" {
+        fn exit(code: i32) -> !;
+    }
+    // SAFETY: terminates the process.
+    unsafe { exit(code) }
+}
