@@ -38,3 +38,4 @@ pub mod runner;
 pub mod sysfs;
 pub mod tools;
 pub mod vmtests;
+pub mod vucxl;

@@ -68,6 +68,12 @@ pub fn all() -> Vec<VmTest> {
             spec: guestdriver::no_region_spec,
             check: guestdriver::no_region_check,
         },
+        VmTest {
+            name: "vfio-user-cxl-coherence",
+            about: "the vfio-user-cxl server (host) behind QEMU's -device vfio-user-cxl, bound to vfio-cxl-pci in the guest: region from QEMU's pre-commit, every uapi-check passes, patterns cross server file<->guest",
+            spec: crate::vucxl::coherence_spec,
+            check: hostdriver::uapi_check,
+        },
     ]
 }
 
