@@ -25,6 +25,7 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
+#include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <cxl/cxl.h>
@@ -118,11 +119,44 @@ static int t2ref_release(struct inode *inode, struct file *file)
 }
 
 /*
- * The whole mapping is populated here (no fault handler): after the device
- * is unbound the PTEs are zapped and a later access raises SIGBUS. The
- * memory type is write-back: the range is memremap()ed WB while bound,
- * which records WB as its PAT type on x86.
+ * User mappings are populated on fault, under @lock, and only while the
+ * device is bound: an unbind zaps what was inserted, and a later fault
+ * gets SIGBUS, even for a VMA that mmap() created concurrently with the
+ * unbind. A fault inserts the whole 2 MiB-aligned window around the
+ * address (within the VMA) to keep the number of faults low. The PTEs
+ * are write-back: the range is memremap()ed WB while bound, which records
+ * WB as its PAT type on x86.
  */
+#define T2REF_FAULT_WINDOW	SZ_2M
+
+static vm_fault_t t2ref_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct t2ref_mem *mem = vma->vm_private_data;
+	unsigned long start, end, addr;
+	vm_fault_t ret = VM_FAULT_NOPAGE;
+	u64 base;
+
+	start = max(ALIGN_DOWN(vmf->address, T2REF_FAULT_WINDOW), vma->vm_start);
+	end = min(ALIGN_DOWN(vmf->address, T2REF_FAULT_WINDOW) +
+		  T2REF_FAULT_WINDOW, vma->vm_end);
+	base = mem->start + ((u64)vma->vm_pgoff << PAGE_SHIFT) - vma->vm_start;
+
+	guard(mutex)(&mem->lock);
+	if (!mem->live)
+		return VM_FAULT_SIGBUS;
+	for (addr = start; addr < end; addr += PAGE_SIZE) {
+		ret = vmf_insert_pfn(vma, addr, PHYS_PFN(base + addr));
+		if (ret & VM_FAULT_ERROR)
+			break;
+	}
+	return ret;
+}
+
+static const struct vm_operations_struct t2ref_vm_ops = {
+	.fault = t2ref_fault,
+};
+
 static int t2ref_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct t2ref_file *tf = file->private_data;
@@ -141,10 +175,11 @@ static int t2ref_mmap(struct file *file, struct vm_area_struct *vma)
 	if (off >= mem->size || len > mem->size - off)
 		return -EINVAL;
 
-	vm_flags_set(vma, VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
-	return remap_pfn_range(vma, vma->vm_start,
-			       PHYS_PFN(mem->start + off), len,
-			       vma->vm_page_prot);
+	vm_flags_set(vma, VM_PFNMAP | VM_IO | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &t2ref_vm_ops;
+	/* The file, which holds a reference on @mem, outlives the VMA. */
+	vma->vm_private_data = mem;
+	return 0;
 }
 
 static long t2ref_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
