@@ -74,6 +74,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vucxl::coherence_spec,
             check: hostdriver::uapi_check,
         },
+        VmTest {
+            name: "vfio-user-cxl-guest-commit",
+            about: "vfio-user-cxl with precommit=off: the guest commits the emulated decoder with devmem, the server's memory appears at the window base (both directions), decommit unmaps it, a range outside the window is refused",
+            spec: crate::vucxl::guest_commit_spec,
+            check: crate::vucxl::guest_commit_check,
+        },
     ]
 }
 

@@ -13,13 +13,18 @@ use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use std::io::{Read, Seek, SeekFrom};
+
+use vfio_cxl_uapi_check::pattern;
+
 use crate::env::{repo_root, RunSpec};
 use crate::error::{Error, Result};
 use crate::hostdriver::{
     self, accel_topology, count_pattern, write_pattern, ACCEL_MIB, GUEST_SEED, OUTSIDE_SEED,
 };
+use crate::payload::Payload;
 use crate::qemu::Endpoint;
-use crate::runner::HostFacts;
+use crate::runner::{HostFacts, RunOutcome};
 
 /// Overrides where the `vfio-user-cxl` server binary is taken from.
 pub const SERVER_ENV: &str = "VFIO_USER_CXL_SERVER";
@@ -41,10 +46,16 @@ pub fn server_binary() -> PathBuf {
 pub fn coherence_spec() -> RunSpec {
     let mut payload = hostdriver::uapi_spec().payload;
     payload.name = "vfio-user-cxl-coherence".into();
+    vucxl_spec(payload, true)
+}
+
+/// The pxb-cxl/cxl-rp topology of the host-driver tests with
+/// `vfio-user-cxl` as the endpoint, the server started around the run.
+fn vucxl_spec(payload: Payload, precommit: bool) -> RunSpec {
     let mut topology = accel_topology(ACCEL_MIB, 4096);
     topology.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
         args: format!(
-            r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","socket":{{"type":"unix","path":"{SOCKET}"}}}}"#
+            r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","precommit":{precommit},"socket":{{"type":"unix","path":"{SOCKET}"}}}}"#
         ),
     });
     let mut spec = RunSpec::new(topology, payload);
@@ -159,6 +170,102 @@ fn stop_server(dir: &Path) -> HostFacts {
         for l in log.lines() {
             f.push(("server.log".into(), l.to_string()));
         }
+    }
+    f
+}
+
+/// The guest programs the emulated decoder itself (`precommit=off`, no
+/// driver, `devmem` on BAR 0 + 0x1100): commit maps the server's memory at
+/// the window base, decommit unmaps it, a range outside the window is
+/// refused (Error Not Committed).
+const GUEST_COMMIT_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && dev=$d
+done
+[ -n "$dev" ] || { echo "no 1b36:0015 on PCI"; exit 1; }
+echo 1 >$dev/enable || exit 1
+read -r start end flags <$dev/resource
+while read -r l; do case "$l" in *"CXL Window 0"*) W=0x${l%%-*} ;; esac; done </proc/iomem
+[ -n "$W" ] || { echo "no CXL Window 0 in /proc/iomem"; exit 1; }
+hdm=$((start + 0x1100)); ctl=$((hdm + 0x20))
+vfiocxl_fact window "$W"
+vfiocxl_fact cap "$(devmem $hdm 32)"
+vfiocxl_fact before.ctl "$(devmem $ctl 32)"
+devmem $((hdm + 4)) 32 2
+devmem $((hdm + 0x10)) 32 $((W & 0xffffffff))
+devmem $((hdm + 0x14)) 32 $((W >> 32))
+devmem $((hdm + 0x18)) 32 0x10000000
+devmem $((hdm + 0x1c)) 32 0
+devmem $ctl 32 0x200
+vfiocxl_fact commit.ctl "$(devmem $ctl 32)"
+vfiocxl_fact commit.mem "$(devmem $W 64)"
+devmem $((W + 8)) 64 0x1122334455667788
+devmem $ctl 32 0
+vfiocxl_fact decommit.ctl "$(devmem $ctl 32)"
+vfiocxl_fact decommit.mem "$(devmem $W 64)"
+devmem $((hdm + 0x10)) 32 0
+devmem $((hdm + 0x14)) 32 1
+devmem $ctl 32 0x200
+vfiocxl_fact outside.ctl "$(devmem $ctl 32)"
+"#;
+
+/// The guest's word at file offset 8 (written through the mapping).
+const GUEST_WORD: u64 = 0x1122_3344_5566_7788;
+
+pub fn guest_commit_spec() -> RunSpec {
+    let payload = Payload::new("vfio-user-cxl-guest-commit")
+        .module("cxl_acpi")
+        .cmdline_arg("iomem=relaxed")
+        .step("guest-commit", GUEST_COMMIT_SH);
+    let mut spec = vucxl_spec(payload, false);
+    spec.after_exit = Some(stop_server_word8);
+    spec.machine.iommu = false;
+    spec.extra_args
+        .retain(|a| !a.starts_with("intel-iommu") && a != "-global");
+    spec
+}
+
+pub fn guest_commit_check(outcome: &RunOutcome) -> Vec<String> {
+    let r = &outcome.report;
+    let mut p = Vec::new();
+    let first = format!("{:#018X}", pattern::word(OUTSIDE_SEED, 0)).replacen("0X", "0x", 1);
+    let want: [(&str, &str); 7] = [
+        ("cap", "0x00000100"),
+        ("before.ctl", "0x00000000"),
+        // COMMIT | COMMITTED
+        ("commit.ctl", "0x00000600"),
+        ("commit.mem", &first),
+        ("decommit.ctl", "0x00000000"),
+        ("decommit.mem", "0x0000000000000000"),
+        // COMMIT | ERROR_NOT_COMMITTED
+        ("outside.ctl", "0x00000A00"),
+    ];
+    for (k, v) in want {
+        if r.fact(k) != Some(v) {
+            p.push(format!("{k} = {:?}, expected {v}", r.fact(k)));
+        }
+    }
+    let want8 = format!("{GUEST_WORD:#x}");
+    if outcome.host_fact("word8") != Some(want8.as_str()) {
+        p.push(format!(
+            "file offset 8 holds {:?}, expected the guest's {want8}",
+            outcome.host_fact("word8")
+        ));
+    }
+    p
+}
+
+/// stop_server, plus the 64-bit word at offset 8 of the memory file.
+fn stop_server_word8(dir: &Path) -> HostFacts {
+    let mut f = stop_server(dir);
+    let mut b = [0u8; 8];
+    let read = fs::File::open(dir.join(MEMORY)).and_then(|mut file| {
+        file.seek(SeekFrom::Start(8))?;
+        file.read_exact(&mut b)
+    });
+    match read {
+        Ok(()) => f.push(("word8".into(), format!("{:#x}", u64::from_le_bytes(b)))),
+        Err(e) => f.push(("word8.error".into(), e.to_string())),
     }
     f
 }
