@@ -28,9 +28,12 @@ use crate::runner::{HostFacts, RunOutcome};
 
 /// Overrides where the `vfio-user-cxl` server binary is taken from.
 pub const SERVER_ENV: &str = "VFIO_USER_CXL_SERVER";
-/// The server's socket: QEMU's `-device` arguments are fixed strings, so
-/// the path cannot be the run directory; one run at a time.
-pub const SOCKET: &str = "/tmp/vfio-cxl-vm-test-vucxl.sock";
+/// The server's socket: QEMU's `-device` arguments are fixed when the spec
+/// is made, before the run directory exists, so the path is per harness
+/// process (runs in one process are sequential).
+pub fn socket() -> String {
+    format!("/tmp/vfio-cxl-vm-test-vucxl-{}.sock", std::process::id())
+}
 const MEMORY: &str = "vucxl-mem.raw";
 const PID: &str = "vucxl-server.pid";
 const LOG: &str = "vucxl-server.log";
@@ -55,7 +58,8 @@ fn vucxl_spec(payload: Payload, precommit: bool) -> RunSpec {
     let mut topology = accel_topology(ACCEL_MIB, 4096);
     topology.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
         args: format!(
-            r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","precommit":{precommit},"socket":{{"type":"unix","path":"{SOCKET}"}}}}"#
+            r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","precommit":{precommit},"socket":{{"type":"unix","path":"{}"}}}}"#,
+            socket()
         ),
     });
     let mut spec = RunSpec::new(topology, payload);
@@ -109,11 +113,12 @@ fn start_server(dir: &Path) -> Result<()> {
     }
     let mem = dir.join(MEMORY);
     write_pattern(&mem, ACCEL_MIB << 20, OUTSIDE_SEED)?;
-    let _ = fs::remove_file(SOCKET);
+    let sock = socket();
+    let _ = fs::remove_file(&sock);
     let log = fs::File::create(dir.join(LOG))
         .map_err(|e| Error::io(format!("cannot create {LOG}"), e))?;
     let child = Command::new(&bin)
-        .args(["--socket", SOCKET, "--memory"])
+        .args(["--socket", sock.as_str(), "--memory"])
         .arg(&mem)
         .args(["--size", &format!("{ACCEL_MIB}M")])
         .stdin(Stdio::null())
@@ -124,9 +129,9 @@ fn start_server(dir: &Path) -> Result<()> {
     fs::write(dir.join(PID), child.id().to_string())
         .map_err(|e| Error::io(format!("cannot write {PID}"), e))?;
     let start = Instant::now();
-    while !Path::new(SOCKET).exists() {
+    while !Path::new(&sock).exists() {
         if start.elapsed() > Duration::from_secs(10) {
-            return Err(Error::msg(format!("{SOCKET} did not appear in 10 s")));
+            return Err(Error::msg(format!("{sock} did not appear in 10 s")));
         }
         sleep(Duration::from_millis(20));
     }
@@ -155,7 +160,7 @@ fn stop_server(dir: &Path) -> HostFacts {
         }
         let _ = Command::new("kill").arg(&pid).status();
     }
-    let _ = fs::remove_file(SOCKET);
+    let _ = fs::remove_file(socket());
     match count_pattern(&dir.join(MEMORY), GUEST_SEED) {
         Ok((found, total, first_bad)) => {
             f.push(("pattern.found".into(), found.to_string()));
