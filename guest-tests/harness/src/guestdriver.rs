@@ -24,6 +24,7 @@ use crate::qemu::{backing_file, Endpoint};
 use crate::runner::RunOutcome;
 use crate::sysfs::{self, parse_u64, CxlSysfs};
 use crate::vmtests::CXL_MODULES;
+use crate::vucxl;
 
 /// Overrides the directory of `cxl-type2-ref.ko`.
 pub const GUEST_DRIVER_DIR_ENV: &str = "VFIO_CXL_GUEST_DRIVER_DIR";
@@ -137,7 +138,113 @@ fn with_lib(script: &str) -> String {
 }
 
 pub fn coherence_spec() -> RunSpec {
-    let mut p = Payload::new("guest-driver-coherence");
+    let mut spec = RunSpec::new(
+        accel_topology(ACCEL_MIB, 4096),
+        coherence_payload("guest-driver-coherence"),
+    );
+    spec.timeout = Duration::from_secs(240);
+    spec.before_boot = Some(fill_and_answer);
+    spec.after_exit = Some(stop_and_check_file);
+    spec
+}
+
+/// The memory file of the vfio-user server in the run directory.
+const VUC_MEMORY: &str = "t2ref-vucxl-mem.raw";
+
+/// The server's socket (per harness process; runs are sequential).
+fn vuc_socket() -> String {
+    format!("/tmp/cxl-type2-ref-vucxl-{}.sock", std::process::id())
+}
+
+/// The same test with the device behind `-device vfio-user-cxl`: the
+/// software Type-2 server (crates/vfio-user-cxl) owns the memory file the
+/// host fills, answers pings on and checks.
+pub fn vfio_user_spec() -> RunSpec {
+    let mut topology = accel_topology(ACCEL_MIB, 4096);
+    topology.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
+        args: format!(
+            r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","precommit":true,"socket":{{"type":"unix","path":"{}"}}}}"#,
+            vuc_socket()
+        ),
+    });
+    let mut spec = RunSpec::new(topology, coherence_payload("guest-driver-vfio-user-cxl"));
+    // vfio-user hands guest RAM to the server as fds: share it.
+    spec.extra_args = vec![
+        "-object".into(),
+        format!(
+            "memory-backend-memfd,id=t2ref-ram,size={}M,share=on",
+            spec.machine.memory_mib
+        ),
+        "-machine".into(),
+        "memory-backend=t2ref-ram".into(),
+    ];
+    spec.timeout = Duration::from_secs(240);
+    spec.before_boot = Some(start_server_and_answer);
+    spec.after_exit = Some(stop_server_and_check);
+    spec
+}
+
+static SERVER: Mutex<Option<std::process::Child>> = Mutex::new(None);
+
+fn start_server_and_answer(dir: &Path) -> Result<()> {
+    if std::env::var_os(vucxl::SERVER_ENV).is_none() {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .current_dir(repo_root())
+            .args(["build", "--release", "-q", "-p", "vfio-user-cxl"])
+            .status()
+            .map_err(|e| Error::io("cannot run cargo build -p vfio-user-cxl", e))?;
+        if !st.success() {
+            return Err(Error::msg(format!(
+                "cargo build --release -p vfio-user-cxl failed ({st})"
+            )));
+        }
+    }
+    let mem = dir.join(VUC_MEMORY);
+    fill(&mem, ACCEL_MIB << 20, OUTSIDE_SEED)?;
+    let sock = vuc_socket();
+    let _ = fs::remove_file(&sock);
+    let log = fs::File::create(dir.join("t2ref-vucxl-server.log"))
+        .map_err(|e| Error::io("cannot create the server log", e))?;
+    let bin = vucxl::server_binary();
+    let child = std::process::Command::new(&bin)
+        .args(["--socket", sock.as_str(), "--memory"])
+        .arg(&mem)
+        .args(["--size", &format!("{ACCEL_MIB}M")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| Error::io(format!("cannot start {}", bin.display()), e))?;
+    *SERVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
+    let t = std::time::Instant::now();
+    while !Path::new(&sock).exists() {
+        if t.elapsed() > Duration::from_secs(10) {
+            return Err(Error::msg(format!("{sock} did not appear in 10 s")));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start_answerer(&mem)
+}
+
+fn stop_server_and_check(dir: &Path) -> Vec<(String, String)> {
+    let mut v = stop_answerer();
+    if let Some(mut c) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        // It exits by itself when QEMU disconnects; otherwise end it.
+        let t = std::time::Instant::now();
+        while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let _ = fs::remove_file(vuc_socket());
+    v.extend(file_facts(&dir.join(VUC_MEMORY)));
+    v
+}
+
+fn coherence_payload(name: &str) -> Payload {
+    let mut p = Payload::new(name);
     for m in CXL_MODULES {
         p = p.module(m);
     }
@@ -177,11 +284,7 @@ pub fn coherence_spec() -> RunSpec {
             &with_lib(&REBIND_SH.replace("@CYCLES@", &REBIND_CYCLES.to_string())),
         )
         .step("report-dmesg", DMESG_SH);
-    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), p);
-    spec.timeout = Duration::from_secs(240);
-    spec.before_boot = Some(fill_and_answer);
-    spec.after_exit = Some(stop_and_check_file);
-    spec
+    p
 }
 
 /// A device without a committed decoder: the driver loads, its probe
@@ -354,10 +457,14 @@ static ANSWERER: Mutex<Option<Answerer>> = Mutex::new(None);
 fn fill_and_answer(dir: &Path) -> Result<()> {
     let path = backing_file(dir, ACCEL_ID);
     fill(&path, ACCEL_MIB << 20, OUTSIDE_SEED)?;
+    start_answerer(&path)
+}
+
+fn start_answerer(path: &Path) -> Result<()> {
     let f = fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&path)
+        .open(path)
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -367,6 +474,12 @@ fn fill_and_answer(dir: &Path) -> Result<()> {
 }
 
 fn stop_and_check_file(dir: &Path) -> Vec<(String, String)> {
+    let mut v = stop_answerer();
+    v.extend(check_file(dir));
+    v
+}
+
+fn stop_answerer() -> Vec<(String, String)> {
     let mut v = Vec::new();
     if let Some((t, stop)) = ANSWERER.lock().unwrap_or_else(|e| e.into_inner()).take() {
         stop.store(true, Ordering::Relaxed);
@@ -377,12 +490,15 @@ fn stop_and_check_file(dir: &Path) -> Vec<(String, String)> {
         };
         v.push(("host.pongs".to_string(), answered));
     }
-    v.extend(check_file(dir));
     v
 }
 
 fn check_file(dir: &Path) -> Vec<(String, String)> {
-    match scan(&backing_file(dir, ACCEL_ID), GUEST_SEED) {
+    file_facts(&backing_file(dir, ACCEL_ID))
+}
+
+fn file_facts(path: &Path) -> Vec<(String, String)> {
+    match scan(path, GUEST_SEED) {
         Ok(f) => {
             let mut v = vec![
                 ("file.ping".to_string(), f.ping.to_string()),

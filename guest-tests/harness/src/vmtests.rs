@@ -69,6 +69,12 @@ pub fn all() -> Vec<VmTest> {
             check: guestdriver::no_region_check,
         },
         VmTest {
+            name: "guest-driver-vfio-user-cxl",
+            about: "guest-driver-coherence with the device behind -device vfio-user-cxl (software Type-2 server on the host owns the memory file)",
+            spec: guestdriver::vfio_user_spec,
+            check: guestdriver::coherence_check,
+        },
+        VmTest {
             name: "vfio-user-cxl-coherence",
             about: "the vfio-user-cxl server (host) behind QEMU's -device vfio-user-cxl, bound to vfio-cxl-pci in the guest: region from QEMU's pre-commit, every uapi-check passes, patterns cross server file<->guest",
             spec: crate::vucxl::coherence_spec,
