@@ -117,11 +117,16 @@ bound() { [ -e /sys/bus/pci/drivers/vfio-cxl-pci/$dev ]; }
 bind() {
 	echo vfio-cxl-pci >/sys/bus/pci/devices/$dev/driver_override || return 1
 	echo $dev >/sys/bus/pci/drivers_probe || return 1
-	wait_for 50 bound
+	wait_for 200 bound
 }
+# The CXL core tears a Type-2 memdev down asynchronously (detach_memdev()
+# on cxl_bus_wq); a bind before that finished can be undone by it
+# (docs/guest-driver.md). Wait for the memdev and endpoint to go.
+cxl_gone() { ! have /sys/bus/cxl/devices/mem* && ! have /sys/bus/cxl/devices/endpoint*; }
 unbind() {
 	echo $dev >/sys/bus/pci/drivers/vfio-cxl-pci/unbind || return 1
-	! have /sys/bus/pci/devices/$dev/driver
+	! have /sys/bus/pci/devices/$dev/driver || return 1
+	wait_for 50 cxl_gone
 }
 "#;
 
@@ -159,7 +164,13 @@ true
 const REBIND_SH: &str = r#"cycle=0
 while [ $cycle -lt @CYCLES@ ]; do
 	unbind || { echo "cycle $cycle: unbind failed"; exit 1; }
-	bind || { echo "cycle $cycle: rebind failed"; exit 1; }
+	# A binding the CXL core's late detach_memdev() undid is retried once
+	# and reported (docs/guest-driver.md); a second loss fails the test.
+	if ! { bind && sleep 0.3 && bound; }; then
+		echo "cycle $cycle: binding lost, retrying (CXL core detach race)"
+		vfiocxl_fact rebind.retry "$cycle"
+		bind && sleep 0.3 && bound || { echo "cycle $cycle: rebind failed"; exit 1; }
+	fi
 	$VC/vfio-cxl-uapi-check "$dev" --reopen-only --reopen 1 >&3 || { echo "cycle $cycle: reopen failed"; exit 1; }
 	cycle=$((cycle + 1))
 done
@@ -394,7 +405,13 @@ pub fn dmesg(outcome: &RunOutcome) -> Vec<DmesgLine> {
 /// message per bind for the same 256 MiB range, one committed region of
 /// that range with an endpoint decoder as target, no error-level kernel
 /// message about VFIO or CXL.
-fn common_checks(outcome: &RunOutcome, binds: usize, p: &mut Vec<String>) {
+/// `binds`: how many probe messages are expected (a range: a bind retried
+/// after the CXL core undid it may or may not have probed twice).
+fn common_checks(
+    outcome: &RunOutcome,
+    binds: std::ops::RangeInclusive<usize>,
+    p: &mut Vec<String>,
+) {
     let r = &outcome.report;
     let bdf = r.fact("accel.bdf").unwrap_or("?");
     if r.fact("accel.driver") != Some("vfio-cxl-pci") {
@@ -411,9 +428,9 @@ fn common_checks(outcome: &RunOutcome, binds: usize, p: &mut Vec<String>) {
         .iter()
         .filter_map(|l| ProbeLine::parse(&l.text))
         .collect();
-    if probes.len() != binds {
+    if !binds.contains(&probes.len()) {
         p.push(format!(
-            "{} probe messages ('CXL Type-2 memory [range ...]'), expected {binds}",
+            "{} probe messages ('CXL Type-2 memory [range ...]'), expected {binds:?}",
             probes.len()
         ));
     }
@@ -474,7 +491,7 @@ fn common_checks(outcome: &RunOutcome, binds: usize, p: &mut Vec<String>) {
 
 pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1, &mut p);
+    common_checks(outcome, 1..=1, &mut p);
     let r = &outcome.report;
     // Every check ran, once, and passed.
     let expected: Vec<&str> = checks::CHECKS
@@ -519,8 +536,13 @@ pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
 pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     let cycles = REBIND_CYCLES as usize;
-    common_checks(outcome, cycles + 1, &mut p);
     let r = &outcome.report;
+    let retries = r.facts("rebind.retry").len();
+    if retries > 0 {
+        // Reported, not failed: the CXL core race of docs/guest-driver.md.
+        println!("  host-driver-rebind: {retries} binding(s) undone by the CXL core and retried (cycles {:?})", r.facts("rebind.retry"));
+    }
+    common_checks(outcome, cycles + 1..=cycles + 1 + retries, &mut p);
     if r.fact("rebind.cycles") != Some(&cycles.to_string()) {
         p.push(format!(
             "rebind cycles {:?}, expected {cycles}",
