@@ -145,5 +145,9 @@ pub fn test() -> Result<()> {
     step(
         "patches/linux applies to v7.3.4 and builds",
         &mut script("check-patches", &paths, "--ktree"),
+    )?;
+    crate::test::step_with(
+        "reference guest driver builds and passes make check",
+        || crate::guest_driver::run(&["--check".to_owned()]),
     )
 }
