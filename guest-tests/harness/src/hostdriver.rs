@@ -117,7 +117,7 @@ bound() { [ -e /sys/bus/pci/drivers/vfio-cxl-pci/$dev ]; }
 bind() {
 	echo vfio-cxl-pci >/sys/bus/pci/devices/$dev/driver_override || return 1
 	echo $dev >/sys/bus/pci/drivers_probe || return 1
-	wait_for 200 bound
+	wait_for 50 bound
 }
 # The CXL core tears a Type-2 memdev down asynchronously (detach_memdev()
 # on cxl_bus_wq); a bind before that finished can be undone by it
@@ -126,7 +126,9 @@ cxl_gone() { ! have /sys/bus/cxl/devices/mem* && ! have /sys/bus/cxl/devices/end
 unbind() {
 	echo $dev >/sys/bus/pci/drivers/vfio-cxl-pci/unbind || return 1
 	! have /sys/bus/pci/devices/$dev/driver || return 1
-	wait_for 50 cxl_gone
+	# The late work can still run after both are gone: the reference
+	# guest driver's tests found 0.5 s enough (docs/guest-driver.md).
+	wait_for 50 cxl_gone && sleep 0.5
 }
 "#;
 
