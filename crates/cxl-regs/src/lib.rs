@@ -18,6 +18,7 @@
 //!   HPA/DPA translation.
 //! - [`scenario`]: byte-driven sessions with invariant checks (property
 //!   tests and fuzzing).
+//! - [`type2`]: the layout the project's emulated Type-2 devices share.
 
 pub mod bits;
 pub mod component;
@@ -26,4 +27,5 @@ pub mod hdm;
 pub mod ras;
 pub mod reg_locator;
 pub mod scenario;
+pub mod type2;
 pub mod window;

@@ -10,10 +10,12 @@
 //! Type-2 devices look alike to a guest.
 
 use cxl_regs::dvsec::{
-    self, Capability, Capability3, CxlDeviceDvsec, DvsecConfig, DvsecEvent, RangeInfo, CAPABILITY,
-    DVSEC_ID_CXL_DEVICE, DVSEC_LENGTH, DVSEC_REVISION,
+    self, CxlDeviceDvsec, DvsecConfig, DvsecEvent, CAPABILITY, DVSEC_ID_CXL_DEVICE, DVSEC_LENGTH,
+    DVSEC_REVISION,
 };
-use cxl_regs::reg_locator::{self, BlockId, RegisterBlock};
+use cxl_regs::reg_locator;
+use cxl_regs::type2::{self, OptionalCaps};
+pub use cxl_regs::type2::{COMPONENT_BAR, COMPONENT_BAR_OFFSET, EXT_CAP_ID_DVSEC, REGISTER_BLOCKS};
 
 /// Size of PCIe configuration space.
 pub const CONFIG_SIZE: usize = 4096;
@@ -22,7 +24,7 @@ pub const CONFIG_SIZE: usize = 4096;
 pub const VENDOR_ID: u16 = 0x1b36;
 pub const DEVICE_ID: u16 = 0x0015;
 /// Class code: processing accelerator (0x12), subclass 0, prog-if 0.
-pub const CLASS_CODE: u32 = 0x12_00_00;
+pub const CLASS_CODE: u32 = (type2::CLASS_PROCESSING_ACCELERATOR as u32) << 8;
 /// Subsystem IDs QEMU gives its own devices.
 pub const SUBSYSTEM_VENDOR_ID: u16 = 0x1af4;
 pub const SUBSYSTEM_ID: u16 = 0x1100;
@@ -38,21 +40,15 @@ const PCI_CAPABILITY_LIST: usize = 0x34;
 const PCI_INTERRUPT_LINE: usize = 0x3c;
 
 /// PCI Express capability (endpoint, version 2).
-pub const PCIE_CAP_OFFSET: usize = 0x80;
+pub const PCIE_CAP_OFFSET: usize = type2::PCIE_CAP_OFFSET as usize;
 /// Length of a version 2 PCI Express capability.
 const PCIE_CAP_LEN: usize = 0x3c;
 const PCI_CAP_ID_EXP: u8 = 0x10;
-/// Extended capability ID of a DVSEC, and its version.
-pub const EXT_CAP_ID_DVSEC: u16 = 0x23;
+/// Version of a DVSEC extended capability header.
 const DVSEC_CAP_VERSION: u32 = 1;
 /// The CXL Device DVSEC and the Register Locator right after it.
-pub const DEVICE_DVSEC_OFFSET: usize = 0x100;
-pub const REG_LOCATOR_OFFSET: usize = DEVICE_DVSEC_OFFSET + DVSEC_LENGTH as usize;
-
-/// BAR holding the component register block: a 64-bit memory BAR, 0 and 1.
-pub const COMPONENT_BAR: u8 = 0;
-/// Offset of the component register block in that BAR.
-pub const COMPONENT_BAR_OFFSET: u64 = 0;
+pub const DEVICE_DVSEC_OFFSET: usize = type2::DEVICE_DVSEC_OFFSET as usize;
+pub const REG_LOCATOR_OFFSET: usize = type2::REG_LOCATOR_OFFSET as usize;
 /// BAR 0 flags: memory, 64-bit, not prefetchable.
 const BAR_MEM_TYPE_64: u32 = 0x4;
 
@@ -62,37 +58,17 @@ pub const DVSEC_MODEL_RANGE: (usize, usize) = (
     DEVICE_DVSEC_OFFSET + DVSEC_LENGTH as usize,
 );
 
-/// The register blocks the Register Locator lists.
-pub const REGISTER_BLOCKS: [RegisterBlock; 1] = [RegisterBlock {
-    id: BlockId::Component as u8,
-    bar: COMPONENT_BAR,
-    offset: COMPONENT_BAR_OFFSET,
-}];
-
-/// The HwInit part of the CXL Device DVSEC for `mem_size` bytes: Cache
-/// and Mem capable, one HDM range, CXL Reset and Cache Write-Back and
+/// The HwInit part of the CXL Device DVSEC for `mem_size` bytes: the
+/// shared Type-2 layout, plus CXL Reset and Cache Write-Back and
 /// Invalidate capable (so both doorbells can be rung and are synthesized).
 pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
-    let capability = Capability::default()
-        .with(Capability::CACHE_CAPABLE, 1)
-        .with(Capability::MEM_CAPABLE, 1)
-        .with(Capability::HDM_COUNT, 1)
-        .with(Capability::CXL_RESET_CAPABLE, 1)
-        .with(Capability::CACHE_WB_INV_CAPABLE, 1);
-    DvsecConfig {
-        capability,
-        capability2: 0,
-        capability3: Capability3::default().with(Capability3::VOLATILE_HDM_COLD, 1),
-        ranges: [
-            Some(RangeInfo {
-                size: mem_size,
-                active: true,
-                media_type: 0,
-                memory_class: 0,
-            }),
-            None,
-        ],
-    }
+    type2::dvsec_config(
+        mem_size,
+        OptionalCaps {
+            cxl_reset: true,
+            cache_wb_inv: true,
+        },
+    )
 }
 
 /// PCI configuration space: raw bytes with a write mask and a

@@ -5,58 +5,25 @@
 //! calls here: the device (device.rs) does the dispatch.
 
 use cxl_regs::dvsec::{
-    self, Capability, Capability3, DvsecConfig, RangeInfo, CAPABILITY, DVSEC_ID_CXL_DEVICE,
-    DVSEC_LENGTH, DVSEC_REVISION,
+    self, DvsecConfig, CAPABILITY, DVSEC_ID_CXL_DEVICE, DVSEC_LENGTH, DVSEC_REVISION,
 };
-use cxl_regs::reg_locator::{self, BlockId, RegisterBlock};
+use cxl_regs::reg_locator;
+use cxl_regs::type2::{self, OptionalCaps};
+// The layout both emulated Type-2 devices share (cxl-regs' type2).
+pub use cxl_regs::type2::{
+    CLASS_PROCESSING_ACCELERATOR, COMPONENT_BAR, DEVICE_DVSEC_OFFSET, EXT_CAP_ID_DVSEC,
+    REGISTER_BLOCKS, REG_LOCATOR_OFFSET,
+};
 
-/// PCI Express capability (endpoint).
-pub const PCIE_CAP_OFFSET: u8 = 0x80;
-/// Extended capability ID of a DVSEC.
-pub const EXT_CAP_ID_DVSEC: u16 = 0x23;
+/// PCI Express capability (endpoint), as QEMU's capability API takes it.
+pub const PCIE_CAP_OFFSET: u8 = type2::PCIE_CAP_OFFSET as u8;
 /// DVSEC extended capability version.
 pub const DVSEC_CAP_VERSION: u8 = 1;
-/// The CXL Device DVSEC (CXL r3.1 8.1.3).
-pub const DEVICE_DVSEC_OFFSET: u16 = 0x100;
-/// The Register Locator DVSEC (CXL r3.1 8.1.9), right after it.
-pub const REG_LOCATOR_OFFSET: u16 = DEVICE_DVSEC_OFFSET + DVSEC_LENGTH;
-/// BAR holding the component register block (64-bit: BARs 0 and 1).
-pub const COMPONENT_BAR: u8 = 0;
-/// Offset of the component register block in that BAR.
-pub const COMPONENT_BAR_OFFSET: u64 = 0;
-
-/// PCI class code: processing accelerator (0x12), subclass 0.
-pub const CLASS_PROCESSING_ACCELERATOR: u16 = 0x1200;
-
-/// The register blocks the Register Locator lists.
-pub const REGISTER_BLOCKS: [RegisterBlock; 1] = [RegisterBlock {
-    id: BlockId::Component as u8,
-    bar: COMPONENT_BAR,
-    offset: COMPONENT_BAR_OFFSET,
-}];
 
 /// The HwInit part of the CXL Device DVSEC for `mem_size` bytes of
-/// device memory: a cache- and memory-capable Type-2 device with one HDM
-/// range whose memory is active from the start.
+/// device memory (no optional capabilities: CXL reset is not emulated).
 pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
-    let capability = Capability::default()
-        .with(Capability::CACHE_CAPABLE, 1)
-        .with(Capability::MEM_CAPABLE, 1)
-        .with(Capability::HDM_COUNT, 1);
-    DvsecConfig {
-        capability,
-        capability2: 0,
-        capability3: Capability3::default().with(Capability3::VOLATILE_HDM_COLD, 1),
-        ranges: [
-            Some(RangeInfo {
-                size: mem_size,
-                active: true,
-                media_type: 0,
-                memory_class: 0,
-            }),
-            None,
-        ],
-    }
+    type2::dvsec_config(mem_size, OptionalCaps::default())
 }
 
 /// DVSEC Header 1 and 2 of the CXL Device DVSEC, as bytes at offset 4.
