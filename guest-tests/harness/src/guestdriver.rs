@@ -45,9 +45,7 @@ const GUEST_DIR: &str = "/opt/cxl-type2-ref";
 
 /// `$VFIO_CXL_GUEST_DRIVER_DIR`, else `guest-tests/guest-driver/`.
 pub fn guest_driver_dir() -> PathBuf {
-    std::env::var_os(GUEST_DRIVER_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    crate::hostdriver::env_path(GUEST_DRIVER_DIR_ENV)
         .unwrap_or_else(|| repo_root().join("guest-tests/guest-driver"))
 }
 
@@ -243,26 +241,30 @@ fn stop_server_and_check(dir: &Path) -> Vec<(String, String)> {
     v
 }
 
-fn coherence_payload(name: &str) -> Payload {
+/// The CXL modules, the guest helper library and the driver module.
+fn base_payload(name: &str) -> Payload {
     let mut p = Payload::new(name);
     for m in CXL_MODULES {
         p = p.module(m);
     }
-    let p = p
-        .file(
-            &format!("{GUEST_DIR}/lib.sh"),
-            0o644,
-            Source::Text {
-                text: LIB_SH.into(),
-            },
-        )
-        .file(
-            &format!("{GUEST_DIR}/{MODULE}.ko"),
-            0o644,
-            Source::Path {
-                src: guest_driver_dir().join(format!("{MODULE}.ko")),
-            },
-        )
+    p.file(
+        &format!("{GUEST_DIR}/lib.sh"),
+        0o644,
+        Source::Text {
+            text: LIB_SH.into(),
+        },
+    )
+    .file(
+        &format!("{GUEST_DIR}/{MODULE}.ko"),
+        0o644,
+        Source::Path {
+            src: guest_driver_dir().join(format!("{MODULE}.ko")),
+        },
+    )
+}
+
+fn coherence_payload(name: &str) -> Payload {
+    let p = base_payload(name)
         .file(
             &format!("{GUEST_DIR}/vfio-cxl-uapi-check"),
             0o755,
@@ -308,25 +310,7 @@ vfiocxl_fact rmmod ok
 "#;
 
 pub fn no_region_spec() -> RunSpec {
-    let mut p = Payload::new("guest-driver-no-region");
-    for m in CXL_MODULES {
-        p = p.module(m);
-    }
-    let p = p
-        .file(
-            &format!("{GUEST_DIR}/lib.sh"),
-            0o644,
-            Source::Text {
-                text: LIB_SH.into(),
-            },
-        )
-        .file(
-            &format!("{GUEST_DIR}/{MODULE}.ko"),
-            0o644,
-            Source::Path {
-                src: guest_driver_dir().join(format!("{MODULE}.ko")),
-            },
-        )
+    let p = base_payload("guest-driver-no-region")
         .step("probe-fails", &with_lib(NO_REGION_SH))
         .step("report-dmesg", DMESG_SH);
     let mut topo = accel_topology(ACCEL_MIB, 4096);

@@ -48,7 +48,8 @@ pub const REBIND_CYCLES: u32 = 20;
 
 const GUEST_DIR: &str = "/opt/vfio-cxl";
 
-fn env_path(var: &str) -> Option<PathBuf> {
+/// A non-empty path from environment variable `var`.
+pub(crate) fn env_path(var: &str) -> Option<PathBuf> {
     std::env::var_os(var)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
