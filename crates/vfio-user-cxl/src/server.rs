@@ -445,14 +445,38 @@ fn dma_unmap<'a>(p: Payload<'_>, s: &mut Session) -> Handled<'a> {
         }
         s.dma.clear();
     } else {
-        match s.dma.get(&iova) {
-            Some(m) if m.size == size => {
-                s.dma.remove(&iova);
-            }
-            _ => return Err(libc::ENOENT),
-        }
+        unmap_range(&mut s.dma, iova, size)?;
     }
     Ok(Reply::data(p.0.to_vec()))
+}
+
+/// Drops every map inside `[iova, iova + size)` with the kernel's type1
+/// (v2) rules, which QEMU's vIOMMU code relies on: a range that holds no
+/// map succeeds with nothing unmapped (QEMU unmaps whole address spaces in
+/// chunks), several maps go at once, and a range that cuts a map in two is
+/// `EINVAL`, changing nothing. Ranges are inclusive of their last byte:
+/// QEMU's last chunk ends at 2^64.
+fn unmap_range(dma: &mut BTreeMap<u64, DmaMap>, iova: u64, size: u64) -> Result<(), Errno> {
+    let last = size
+        .checked_sub(1)
+        .and_then(|s| iova.checked_add(s))
+        .ok_or(libc::EINVAL)?;
+    let cut_at_start = dma
+        .range(..iova)
+        .next_back()
+        .is_some_and(|(&base, m)| base + (m.size - 1) >= iova);
+    let cut_at_end = dma
+        .range(iova..=last)
+        .next_back()
+        .is_some_and(|(&base, m)| base + (m.size - 1) > last);
+    if cut_at_start || cut_at_end {
+        return Err(libc::EINVAL);
+    }
+    let inside: Vec<u64> = dma.range(iova..=last).map(|(&base, _)| base).collect();
+    for base in inside {
+        dma.remove(&base);
+    }
+    Ok(())
 }
 
 fn send_reply(
@@ -483,4 +507,91 @@ fn send_error(sock: &UnixStream, req: &Header, errno: Errno) -> io::Result<()> {
         error: errno as u32,
     };
     send_all(sock, &hdr.encode(), &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn maps(ranges: &[(u64, u64)]) -> BTreeMap<u64, DmaMap> {
+        ranges
+            .iter()
+            .map(|&(base, size)| {
+                let m = DmaMap {
+                    size,
+                    flags: 0,
+                    offset: 0,
+                    _fd: None,
+                };
+                (base, m)
+            })
+            .collect()
+    }
+
+    fn bases(dma: &BTreeMap<u64, DmaMap>) -> Vec<u64> {
+        dma.keys().copied().collect()
+    }
+
+    #[test]
+    fn unmapping_nothing_succeeds_and_changes_nothing() {
+        let mut dma = maps(&[(0x10_0000, 0x10_0000)]);
+        assert_eq!(unmap_range(&mut dma, 0xfef0_0000, 0x10_0000), Ok(()));
+        assert_eq!(unmap_range(&mut dma, 0, 0x10_0000), Ok(()), "ends at a map");
+        assert_eq!(
+            unmap_range(&mut dma, 0x20_0000, 0x1000),
+            Ok(()),
+            "starts at its end"
+        );
+        assert_eq!(bases(&dma), [0x10_0000]);
+        let mut empty = maps(&[]);
+        assert_eq!(unmap_range(&mut empty, 0, u64::MAX), Ok(()));
+    }
+
+    #[test]
+    fn a_range_may_end_at_the_top_of_the_address_space() {
+        // QEMU's vIOMMU replay: the last chunk is [0xfef00000, 2^64).
+        let mut dma = maps(&[(0x1_0000_0000, 0x1000), (0x10_0000, 0x1000)]);
+        assert_eq!(
+            unmap_range(&mut dma, 0xfef0_0000, 0xffff_ffff_0110_0000),
+            Ok(())
+        );
+        assert_eq!(bases(&dma), [0x10_0000]);
+        assert_eq!(
+            unmap_range(&mut dma, 0x20_0000, u64::MAX - 0x1f_ffff),
+            Ok(()),
+            "to 2^64"
+        );
+        assert_eq!(bases(&dma), [0x10_0000]);
+    }
+
+    #[test]
+    fn a_range_drops_every_map_it_covers() {
+        let mut dma = maps(&[(0x1000, 0x1000), (0x3000, 0x2000), (0x8000, 0x1000)]);
+        assert_eq!(unmap_range(&mut dma, 0, 0x6000), Ok(()));
+        assert_eq!(bases(&dma), [0x8000]);
+        assert_eq!(unmap_range(&mut dma, 0x8000, 0x1000), Ok(()), "exact");
+        assert!(dma.is_empty());
+    }
+
+    #[test]
+    fn a_range_that_cuts_a_map_is_refused_whole() {
+        let mut dma = maps(&[(0x1000, 0x1000), (0x3000, 0x2000)]);
+        let cut_end = unmap_range(&mut dma, 0, 0x4000);
+        let cut_start = unmap_range(&mut dma, 0x4000, 0x4000);
+        let inside = unmap_range(&mut dma, 0x3800, 0x100);
+        assert_eq!([cut_end, cut_start, inside], [Err(libc::EINVAL); 3]);
+        assert_eq!(bases(&dma), [0x1000, 0x3000], "nothing unmapped");
+    }
+
+    #[test]
+    fn empty_and_wrapping_ranges_are_invalid() {
+        let mut dma = maps(&[(0x1000, 0x1000)]);
+        assert_eq!(unmap_range(&mut dma, 0x1000, 0), Err(libc::EINVAL));
+        assert_eq!(
+            unmap_range(&mut dma, u64::MAX, 2),
+            Err(libc::EINVAL),
+            "past 2^64"
+        );
+        assert_eq!(bases(&dma), [0x1000]);
+    }
 }

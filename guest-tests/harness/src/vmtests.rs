@@ -78,7 +78,7 @@ pub fn all() -> Vec<VmTest> {
             name: "vfio-user-cxl-coherence",
             about: "the vfio-user-cxl server (host) behind QEMU's -device vfio-user-cxl, bound to vfio-cxl-pci in the guest: region from QEMU's pre-commit, every uapi-check passes, patterns cross server file<->guest",
             spec: crate::vucxl::coherence_spec,
-            check: hostdriver::uapi_check,
+            check: crate::vucxl::coherence_check,
         },
         VmTest {
             name: "vfio-user-cxl-guest-commit",

@@ -46,6 +46,29 @@ pub fn server_binary() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("target/release/vfio-user-cxl"))
 }
 
+/// `hostdriver::uapi_check`, plus: the server refused no DMA_UNMAP (QEMU
+/// logs each refusal; its vIOMMU replay unmaps ranges that hold no map).
+pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = hostdriver::uapi_check(outcome);
+    p.extend(refused_unmaps(outcome));
+    p
+}
+
+/// Every DMA_UNMAP the server refused, as seen by it and by QEMU.
+pub fn refused_unmaps(outcome: &RunOutcome) -> Vec<String> {
+    let server = outcome
+        .host_facts
+        .iter()
+        .filter(|(k, v)| k == "server.log" && v.contains("DMA_UNMAP") && v.contains("failed"))
+        .map(|(_, v)| format!("server: {v}"));
+    let qemu = outcome
+        .stderr
+        .lines()
+        .filter(|l| l.contains("vfio_container_dma_unmap") || l.contains("command 3 error"))
+        .map(|l| format!("QEMU: {l}"));
+    server.chain(qemu).collect()
+}
+
 pub fn coherence_spec() -> RunSpec {
     let mut payload = hostdriver::uapi_spec().payload;
     payload.name = "vfio-user-cxl-coherence".into();
