@@ -4,8 +4,10 @@
 //! test VMs (guest-tests/harness); `pattern` is shared with the host side
 //! of the coherence checks.
 
+pub mod bandwidth;
 pub mod bench;
 pub mod checks;
 pub mod coherence;
+pub mod facts;
 pub mod pattern;
 pub mod vfio;

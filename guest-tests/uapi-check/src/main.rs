@@ -16,16 +16,21 @@
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
 //! `bench-fault`).
+//!
+//! `vfio-cxl-uapi-check --bench-bw [--sizes MIB,...] [--repeats N]
+//! ram|NAME=PATH...` measures memcpy bandwidth (`bandwidth.rs`).
 
 use std::process::ExitCode;
 
 use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
+use vfio_cxl_uapi_check::facts::fact;
 
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
-       vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF";
+       vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
+       vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] ram|NAME=PATH...";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,31 +74,6 @@ fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
         }
     }
     Ok((bdf.ok_or("no BDF given")?, options, mode))
-}
-
-/// JSON string escaping for the result lines.
-fn json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn fact(step: &str, key: &str, value: &str) {
-    println!(
-        "VFIOCXL-RESULT {{\"kind\":\"fact\",\"step\":{},\"key\":{},\"value\":{}}}",
-        json(step),
-        json(key),
-        json(value)
-    );
 }
 
 fn report(name: &str, outcome: &Outcome) {
@@ -222,6 +202,9 @@ fn coherence_main(args: &[String]) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--bench-bw") {
+        return vfio_cxl_uapi_check::bandwidth::main(&args[1..]);
+    }
     if args.iter().any(|a| a == "--coherence-dev") {
         return coherence_main(&args);
     }
@@ -334,10 +317,5 @@ mod tests {
         assert!(parse(&args(&["x", "--bogus"])).is_err());
         assert!(parse(&args(&["x", "--write-seed"])).is_err());
         assert!(parse(&args(&["x", "--reopen", "-1"])).is_err());
-    }
-
-    #[test]
-    fn result_lines_are_valid_json_strings() {
-        assert_eq!(json("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 }

@@ -7,7 +7,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -290,11 +290,8 @@ impl Device {
         })
     }
 
-    /// Like [`Device::mmap`], at a virtual address aligned to `align` (a
-    /// power of two): reserves `len + align` bytes of address space,
-    /// releases it and maps over the aligned part with `MAP_FIXED`, so
-    /// that huge (PMD/PUD) mappings are possible wherever the physical
-    /// range allows them.
+    /// Like [`Device::mmap`], at a virtual address aligned to `align` (see
+    /// [`map_aligned`]).
     pub fn mmap_aligned(
         &self,
         len: usize,
@@ -303,61 +300,78 @@ impl Device {
         flags: i32,
         align: usize,
     ) -> io::Result<Mapping> {
-        assert!(align.is_power_of_two(), "alignment {align:#x}");
-        // SAFETY: an anonymous PROT_NONE reservation at an address the
-        // kernel picks; nothing refers to it.
-        let hole = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len + align,
-                libc::PROT_NONE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if hole == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let at = (hole as usize).next_multiple_of(align);
-        // SAFETY: [at, at + len) lies inside the reservation made above,
-        // which this function owns; MAP_FIXED replaces only that part.
-        let ptr = unsafe {
-            libc::mmap(
-                at as *mut libc::c_void,
-                len,
-                prot,
-                flags | libc::MAP_FIXED,
-                self.fd.as_raw_fd(),
-                offset as libc::off_t,
-            )
-        };
-        let result = if ptr == libc::MAP_FAILED {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(())
-        };
-        // Give back the reservation around the mapping (all of it on failure).
-        let (head, tail) = if result.is_ok() {
-            (at - hole as usize, hole as usize + len + align - (at + len))
-        } else {
-            (len + align, 0)
-        };
-        // SAFETY: these ranges are parts of the reservation not covered by
-        // the new mapping.
-        unsafe {
-            if head > 0 {
-                libc::munmap(hole, head);
-            }
-            if tail > 0 {
-                libc::munmap((at + len) as *mut libc::c_void, tail);
-            }
-        }
-        result.map(|()| Mapping {
-            ptr: ptr.cast(),
-            len,
-        })
+        map_aligned(self.fd.as_raw_fd(), len, offset, prot, flags, align)
     }
+}
+
+/// mmap `len` bytes of `fd` at `offset` (or anonymous memory: `fd` -1 and
+/// `MAP_ANONYMOUS` in `flags`) at a virtual address aligned to `align` (a
+/// power of two): reserves `len + align` bytes of address space, releases
+/// it and maps over the aligned part with `MAP_FIXED`, so that huge
+/// (PMD/PUD) mappings are possible wherever the physical range allows
+/// them, and device-dax's alignment rule is met.
+pub fn map_aligned(
+    fd: RawFd,
+    len: usize,
+    offset: u64,
+    prot: i32,
+    flags: i32,
+    align: usize,
+) -> io::Result<Mapping> {
+    assert!(align.is_power_of_two(), "alignment {align:#x}");
+    // SAFETY: an anonymous PROT_NONE reservation at an address the
+    // kernel picks; nothing refers to it.
+    let hole = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len + align,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if hole == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let at = (hole as usize).next_multiple_of(align);
+    // SAFETY: [at, at + len) lies inside the reservation made above,
+    // which this function owns; MAP_FIXED replaces only that part.
+    let ptr = unsafe {
+        libc::mmap(
+            at as *mut libc::c_void,
+            len,
+            prot,
+            flags | libc::MAP_FIXED,
+            fd,
+            offset as libc::off_t,
+        )
+    };
+    let result = if ptr == libc::MAP_FAILED {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    };
+    // Give back the reservation around the mapping (all of it on failure).
+    let (head, tail) = if result.is_ok() {
+        (at - hole as usize, hole as usize + len + align - (at + len))
+    } else {
+        (len + align, 0)
+    };
+    // SAFETY: these ranges are parts of the reservation not covered by
+    // the new mapping.
+    unsafe {
+        if head > 0 {
+            libc::munmap(hole, head);
+        }
+        if tail > 0 {
+            libc::munmap((at + len) as *mut libc::c_void, tail);
+        }
+    }
+    result.map(|()| Mapping {
+        ptr: ptr.cast(),
+        len,
+    })
 }
 
 /// A live mmap of a device region; unmapped on drop.
@@ -375,6 +389,11 @@ impl Mapping {
     /// The virtual address of the first byte.
     pub fn addr(&self) -> usize {
         self.ptr as usize
+    }
+
+    /// The first byte, for bulk copies ([`Mapping::len`] bytes).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
     }
 
     pub fn is_empty(&self) -> bool {

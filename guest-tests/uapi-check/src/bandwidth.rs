@@ -1,0 +1,335 @@
+//! `--bench-bw`: memcpy bandwidth between a RAM buffer and mapped memory
+//! targets, in one process so every target sees the same guest and load.
+//!
+//! A target is `ram` (anonymous memory: the baseline) or `NAME=PATH`, a
+//! device mmap'ed `MAP_SHARED` at offset 0 (the reference guest driver's
+//! `/dev/cxl-type2-ref0`, a device-dax `/dev/daxX.Y`). Mappings are placed
+//! 2 MiB-aligned (device-dax refuses anything else).
+//!
+//! For every size and repeat, each target in turn (interleaved, so that a
+//! change of load on the host hits all targets alike) takes a `read`
+//! (target -> buffer) then a `write` (buffer -> target) of `size` bytes
+//! with the C library's memcpy. The write copies back what the read just
+//! copied out, so the memory keeps its contents: the benchmark can run
+//! between coherence checks. One untimed read + write of the largest size
+//! per target first faults every page in.
+//!
+//! Facts (step `bench-bw`): `bw.targets` (names, comma-separated),
+//! `bw.<name>.path`, `bw.sizes` (bytes), `bw.repeats`, and per target,
+//! direction and size `bw.<name>.<read|write>.<size>` = the copy times in
+//! ns, comma-separated, one per repeat; `bw.error` on failure. The host
+//! computes medians and ratios (guest-tests/harness/src/bench_bw.rs).
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use crate::facts::fact;
+use crate::vfio::{map_aligned, Mapping};
+
+const STEP: &str = "bench-bw";
+const MIB: u64 = 1 << 20;
+/// Mapping alignment (device-dax's default, PMD size).
+const ALIGN: usize = 2 << 20;
+
+pub const DEFAULT_SIZES_MIB: &[u64] = &[1, 4, 16];
+pub const DEFAULT_REPEATS: u32 = 5;
+
+pub const USAGE: &str =
+    "usage: vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] ram|NAME=PATH...";
+
+/// Where a target's memory comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backing {
+    /// Anonymous private memory (guest RAM).
+    Ram,
+    /// A device file mapped shared at offset 0.
+    Device(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub name: String,
+    pub backing: Backing,
+}
+
+impl Target {
+    /// `ram` or `NAME=PATH`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s == "ram" {
+            return Ok(Self {
+                name: "ram".into(),
+                backing: Backing::Ram,
+            });
+        }
+        match s.split_once('=') {
+            Some((name, path))
+                if !name.is_empty()
+                    && name != "ram"
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                    && path.starts_with('/') =>
+            {
+                Ok(Self {
+                    name: name.into(),
+                    backing: Backing::Device(path.into()),
+                })
+            }
+            _ => Err(format!(
+                "target {s:?}: expected ram or NAME=/PATH (NAME: letters, digits, - or _)"
+            )),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        match &self.backing {
+            Backing::Ram => "anonymous",
+            Backing::Device(p) => p,
+        }
+    }
+
+    fn map(&self, len: usize) -> Result<Mapping, String> {
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        match &self.backing {
+            Backing::Ram => map_aligned(
+                -1,
+                len,
+                0,
+                rw,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                ALIGN,
+            ),
+            Backing::Device(path) => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| format!("{}: open {path}: {e}", self.name))?;
+                // The mapping keeps the file referenced after `f` closes.
+                map_aligned(f.as_raw_fd(), len, 0, rw, libc::MAP_SHARED, ALIGN)
+            }
+        }
+        .map_err(|e| {
+            format!(
+                "{}: mmap {} MiB of {}: {e}",
+                self.name,
+                len >> 20,
+                self.path()
+            )
+        })
+    }
+}
+
+/// What to measure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub sizes: Vec<u64>,
+    pub repeats: u32,
+    pub targets: Vec<Target>,
+}
+
+pub fn parse(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        sizes: DEFAULT_SIZES_MIB.iter().map(|m| m * MIB).collect(),
+        repeats: DEFAULT_REPEATS,
+        targets: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--sizes" => {
+                let v = it.next().ok_or("--sizes needs MIB,MIB...")?;
+                o.sizes = v
+                    .split(',')
+                    .map(|m| match m.trim().parse::<u64>() {
+                        Ok(n) if n > 0 => Ok(n * MIB),
+                        _ => Err(format!("--sizes: {m:?} is not a positive number of MiB")),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "--repeats" => {
+                let v = it.next().ok_or("--repeats needs a number")?;
+                o.repeats = match v.parse() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--repeats: {v:?} is not a positive number")),
+                };
+            }
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s => o.targets.push(Target::parse(s)?),
+        }
+    }
+    if o.targets.is_empty() {
+        return Err("no targets given".into());
+    }
+    let mut names: Vec<&str> = o.targets.iter().map(|t| t.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(format!("target names repeat: {names:?}"));
+    }
+    Ok(o)
+}
+
+/// One target, mapped, with its copy times.
+struct Mapped {
+    target: Target,
+    map: Mapping,
+    /// (size, read ns per repeat, write ns per repeat)
+    times: Vec<(u64, Vec<u64>, Vec<u64>)>,
+}
+
+/// memcpy `len` bytes; returns the time taken in ns.
+///
+/// # Safety
+/// `src` and `dst` must be valid for `len` bytes and not overlap.
+unsafe fn timed_copy(dst: *mut u8, src: *const u8, len: usize) -> u64 {
+    let t = Instant::now();
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+    std::hint::black_box(dst);
+    t.elapsed().as_nanos() as u64
+}
+
+/// Runs the measurements and reports them as facts.
+pub fn run(o: &Options) -> Result<(), String> {
+    let max = *o.sizes.iter().max().ok_or("no sizes")? as usize;
+    let buf = Target::parse("ram")?.map(max)?;
+    let mut all = Vec::new();
+    for t in &o.targets {
+        let map = t.map(max)?;
+        // SAFETY: both mappings are `max` bytes long and distinct.
+        unsafe {
+            timed_copy(buf.as_ptr(), map.as_ptr(), max);
+            timed_copy(map.as_ptr(), buf.as_ptr(), max);
+        }
+        all.push(Mapped {
+            target: t.clone(),
+            map,
+            times: o
+                .sizes
+                .iter()
+                .map(|&s| (s, Vec::new(), Vec::new()))
+                .collect(),
+        });
+    }
+    for (i, &size) in o.sizes.iter().enumerate() {
+        for _ in 0..o.repeats {
+            for m in &mut all {
+                let n = size as usize;
+                // SAFETY: size <= max, the length of both mappings, which
+                // are distinct. The write puts back what the read took out.
+                let (r, w) = unsafe {
+                    (
+                        timed_copy(buf.as_ptr(), m.map.as_ptr(), n),
+                        timed_copy(m.map.as_ptr(), buf.as_ptr(), n),
+                    )
+                };
+                m.times[i].1.push(r);
+                m.times[i].2.push(w);
+            }
+        }
+    }
+    let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let names: Vec<&str> = all.iter().map(|m| m.target.name.as_str()).collect();
+    fact(STEP, "bw.targets", &names.join(","));
+    fact(STEP, "bw.sizes", &join(&o.sizes));
+    fact(STEP, "bw.repeats", &o.repeats.to_string());
+    for m in &all {
+        let n = &m.target.name;
+        fact(STEP, &format!("bw.{n}.path"), m.target.path());
+        for (size, r, w) in &m.times {
+            fact(STEP, &format!("bw.{n}.read.{size}"), &join(r));
+            fact(STEP, &format!("bw.{n}.write.{size}"), &join(w));
+            let mbps = |ns: &[u64]| {
+                let mut v = ns.to_vec();
+                v.sort_unstable();
+                *size as f64 / 1e6 / (v[v.len() / 2].max(1) as f64 / 1e9)
+            };
+            eprintln!(
+                "bench-bw {n} {} MiB: read {:.0} MB/s, write {:.0} MB/s (medians of {})",
+                size >> 20,
+                mbps(r),
+                mbps(w),
+                r.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `vfio-cxl-uapi-check --bench-bw ...` (the arguments after the flag).
+pub fn main(args: &[String]) -> ExitCode {
+    let o = match parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vfio-cxl-uapi-check: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&o) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            fact(STEP, "bw.error", &e);
+            eprintln!("vfio-cxl-uapi-check: bench-bw: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_parse_and_bad_ones_are_refused() {
+        let o = parse(&args(&[
+            "--sizes",
+            "2,8",
+            "--repeats",
+            "3",
+            "ram",
+            "t2=/dev/cxl-type2-ref0",
+        ]))
+        .unwrap();
+        assert_eq!(o.sizes, [2 * MIB, 8 * MIB]);
+        assert_eq!(o.repeats, 3);
+        assert_eq!(o.targets[1].name, "t2");
+        assert_eq!(o.targets[1].path(), "/dev/cxl-type2-ref0");
+        assert_eq!(o.targets[0].backing, Backing::Ram);
+        for bad in [
+            &[][..],
+            &["--sizes", "0", "ram"],
+            &["--sizes", "x", "ram"],
+            &["--repeats", "0", "ram"],
+            &["ram", "ram"],
+            &["x=relative"],
+            &["a.b=/dev/x"],
+            &["--bogus", "ram"],
+        ] {
+            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn copies_keep_the_contents() {
+        let o = parse(&args(&["--sizes", "2", "--repeats", "2", "ram"])).unwrap();
+        // Anonymous memory only: runs on the build machine too.
+        run(&o).unwrap();
+        let t = Target::parse("ram").unwrap();
+        let m = t.map(4 << 20).unwrap();
+        assert_eq!(m.addr() % ALIGN, 0);
+        m.write_u64(8, 42);
+        let buf = t.map(4 << 20).unwrap();
+        // SAFETY: two distinct 4 MiB mappings.
+        unsafe {
+            timed_copy(buf.as_ptr(), m.as_ptr(), 4 << 20);
+            timed_copy(m.as_ptr(), buf.as_ptr(), 4 << 20);
+        }
+        assert_eq!(m.read_u64(8), 42);
+    }
+}
