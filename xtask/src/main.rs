@@ -5,11 +5,13 @@
 
 mod apt;
 mod cache;
+mod chain;
 mod demo;
 mod driver;
 mod error;
 mod fetch;
 mod guest_driver;
+mod hw;
 mod pins;
 mod qemu;
 mod test;
@@ -35,6 +37,8 @@ commands:
   check-qemu-patches                 fail if patches/qemu/ is stale (CI)
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
   bench-fault [--sizes MIB,MIB]      fault benchmark of the host driver's memory region (VMs)
+  chain [--no-build]                 the nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~10 min)
+  hw-test --bdf BDF [options]        the coherence suite on a real device bound to vfio-cxl-pci (docs/real-hardware.md)
   vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
   cache-dir                          print the cache directory
   help                               this text
@@ -59,6 +63,8 @@ fn run(args: &[String]) -> Result<()> {
         "check-qemu-patches" => qemu::run_check(rest),
         "vm-test" => vmtest::run(rest),
         "bench-fault" => vmtest::run_bench(rest),
+        "chain" => chain::run(rest),
+        "hw-test" => hw::run(rest),
         "vfio-user-smoke" => vfio_user::run(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {

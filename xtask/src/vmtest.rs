@@ -185,7 +185,7 @@ fn build_uapi_check() -> Result<()> {
 
 /// Builds what the guests need and returns `guest-harness <command>` with
 /// the environment options (QEMU, firmware, cache, kernel .debs) set.
-fn prepared_harness(build: bool, command: &str) -> Result<Command> {
+pub(crate) fn prepared_harness(build: bool, command: &str) -> Result<Command> {
     if build {
         println!("==> fetch the pinned sources");
         crate::fetch::run(&["all".to_string()])?;

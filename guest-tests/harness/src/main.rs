@@ -24,6 +24,10 @@ commands:
                                 T is none, single-type3, a VM test name or a TOML file
                                 (default: the test's topology, else none)
   initramfs --payload P -o FILE build the initramfs only
+  chain                         the nested chain: L1 runs hw-test with -device vfio-cxl
+                                on cxl-accel, L2 the coherence checks (docs/nested-chain.md)
+  hw-test --bdf BDF [...]       the coherence suite on a real device bound to vfio-cxl-pci
+                                (`hw-test --help`, docs/real-hardware.md)
   bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
                                 (default 256,4096), mmap + first touch per 2 MiB and per
                                 4 KiB; prints the figures and the ratio of the last to the first
@@ -392,6 +396,10 @@ fn bench_fault(cli: &Cli) -> Result<bool> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // hw-test has its own options (docs/real-hardware.md).
+    if args.first().map(String::as_str) == Some("hw-test") {
+        return ExitCode::from(guest_harness::hw::main(&args[1..]));
+    }
     let result = parse(&args).and_then(|cli| match cli.command.as_str() {
         "list" => {
             for t in vmtests::all() {
@@ -403,6 +411,7 @@ fn main() -> ExitCode {
         "run" => run_one(&cli),
         "initramfs" => initramfs(&cli),
         "bench-fault" => bench_fault(&cli),
+        "chain" => Env::prepare(&cli.env).and_then(|env| guest_harness::nested::run(&env)),
         "help" => {
             print!("{USAGE}");
             Ok(true)

@@ -1,0 +1,572 @@
+//! The nested chain (`guest-harness chain`, `cargo xtask chain`;
+//! docs/nested-chain.md):
+//!
+//! ```text
+//! L0  this QEMU: cxl-accel (pre-committed, memory-backend-file accel0.raw) + intel-iommu
+//! L1  Debian 7.3.4: vfio-cxl-pci bound to the accelerator; `guest-harness hw-test` (static)
+//!     runs this same QEMU (bundled with its libraries) with -device vfio-cxl,host=BDF
+//! L2  Debian 7.3.4: cxl-type2-ref + the coherence checks (hw::guest_payload)
+//! ```
+//!
+//! Data crosses every level, one VFIO owner at a time: L0 fills
+//! `accel0.raw` with [`L0_SEED`]; L1's hw-test finds it through VFIO and
+//! writes [`L1_SEED`]; L2 finds that, writes [`L2_SEED`] and plays
+//! [`PING_PONG_ROUNDS`] rounds with a thread of this process on
+//! `accel0.raw`; L1 reads L2's data back through VFIO; after L1 exited,
+//! this process finds L2's pattern, counter and checksum in `accel0.raw`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use vfio_cxl_uapi_check::coherence;
+
+use crate::env::{repo_root, Env, RunSpec};
+use crate::error::{Error, Result};
+use crate::guestdriver::{fill, scan};
+use crate::hostdriver::{self, accel_topology, ACCEL_ID, ACCEL_MIB};
+use crate::hw;
+use crate::payload::{build_initramfs, Payload, Source};
+use crate::qemu::backing_file;
+use crate::runner::{HostFacts, RunOutcome};
+use crate::sysfs::{self, CxlSysfs};
+
+/// Overrides the static `guest-harness` that runs hw-test in L1.
+pub const STATIC_HARNESS_ENV: &str = "VFIO_CXL_STATIC_HARNESS";
+/// What L0 writes into every word before the boot.
+pub const L0_SEED: u64 = 0x10_5eed;
+/// What L1 writes through VFIO for L2.
+pub const L1_SEED: u64 = 0x11_5eed;
+/// What L2 writes for L1 and L0.
+pub const L2_SEED: u64 = 0x12_5eed;
+/// Round trips between L2 and a thread of this process (nested TCG is
+/// ~60x slower than one level: fewer than the one-level test's 10,000).
+pub const PING_PONG_ROUNDS: u64 = 1000;
+/// L1's RAM: L2's RAM, QEMU and its translation buffer, the initramfs.
+pub const L1_MEMORY_MIB: u64 = 3072;
+/// L2's RAM.
+pub const L2_MEMORY_MIB: u64 = 512;
+/// L2's TCG translation buffer inside L1.
+pub const L2_TB_MIB: u64 = 256;
+/// How long L2 may take (L1's clock).
+pub const L2_TIMEOUT_S: u64 = 1500;
+/// How long the whole chain may take.
+pub const CHAIN_TIMEOUT: Duration = Duration::from_secs(1800);
+
+const NESTED_DIR: &str = "/opt/nested";
+
+/// `$VFIO_CXL_STATIC_HARNESS`, else the static build in `target/guest`.
+pub fn static_harness_binary() -> PathBuf {
+    hostdriver::env_path(STATIC_HARNESS_ENV).unwrap_or_else(|| {
+        repo_root()
+            .join(hostdriver::GUEST_TARGET_DIR)
+            .join(hostdriver::GUEST_TRIPLE)
+            .join("release/guest-harness")
+    })
+}
+
+/// The shared libraries of a dynamically linked binary, from `ldd`'s
+/// output: (what the loader asks for, where it is on this host).
+pub fn parse_ldd(text: &str) -> Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.starts_with("linux-vdso") {
+            continue;
+        }
+        if line.contains("not found") {
+            return Err(Error::msg(format!("ldd: {line}")));
+        }
+        let (name, path) = match line.split_once(" => ") {
+            Some((name, rest)) => (name, rest.split(" (").next().unwrap_or("")),
+            // The loader itself: "/lib64/ld-linux-x86-64.so.2 (0x...)".
+            None => {
+                let p = line.split(" (").next().unwrap_or("");
+                (p, p)
+            }
+        };
+        if !path.starts_with('/') {
+            return Err(Error::msg(format!("ldd: cannot read {line:?}")));
+        }
+        out.push((name.to_string(), PathBuf::from(path)));
+    }
+    Ok(out)
+}
+
+/// The firmware QEMU needs to boot a `-kernel` guest without a NIC or
+/// VGA (q35: SeaBIOS, the linuxboot option ROM).
+pub const FIRMWARE: &[&str] = &[
+    "bios-256k.bin",
+    "bios.bin",
+    "linuxboot_dma.bin",
+    "linuxboot.bin",
+    "kvmvapic.bin",
+    "pvh.bin",
+];
+
+fn newer(a: &Path, b: &Path) -> bool {
+    let m = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (m(a), m(b)) {
+        (Some(a), Some(b)) => a > b,
+        _ => true,
+    }
+}
+
+/// A copy of `qemu` without debug info in `work` (95 MB -> a third:
+/// L1 unpacks its initramfs under TCG), refreshed when QEMU is newer.
+fn stripped_qemu(qemu: &Path, work: &Path) -> Result<PathBuf> {
+    let out = work.join("qemu-system-x86_64");
+    if newer(qemu, &out) {
+        let st = Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&out)
+            .arg(qemu)
+            .status()
+            .map_err(|e| Error::io("cannot run strip (binutils)", e))?;
+        if !st.success() {
+            return Err(Error::msg(format!(
+                "strip {} failed ({st})",
+                qemu.display()
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The pieces L1 gets beyond the host-driver payload.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub qemu: PathBuf,
+    pub libs: Vec<(String, PathBuf)>,
+    pub firmware: Vec<(String, PathBuf)>,
+    pub l2_kernel: PathBuf,
+    pub l2_initrd: PathBuf,
+    pub harness: PathBuf,
+}
+
+/// Strips QEMU, finds its libraries and firmware, builds L2's initramfs,
+/// all into `<cache>/nested`.
+pub fn bundle(env: &Env) -> Result<Bundle> {
+    let work = env.cache.join("nested");
+    fs::create_dir_all(&work)
+        .map_err(|e| Error::io(format!("cannot create {}", work.display()), e))?;
+    let qemu = stripped_qemu(&env.qemu, &work)?;
+    let ldd = crate::tools::run(Command::new("ldd").arg(&env.qemu), "ldd on QEMU")?;
+    let libs = parse_ldd(&String::from_utf8_lossy(&ldd.stdout))?;
+    let mut firmware = Vec::new();
+    for name in FIRMWARE {
+        if let Some(p) = env
+            .firmware_dirs
+            .iter()
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+        {
+            firmware.push((name.to_string(), p));
+        }
+    }
+    if !firmware.iter().any(|(n, _)| n == "bios-256k.bin") {
+        return Err(Error::msg(format!(
+            "no bios-256k.bin in the firmware directories {:?}",
+            env.firmware_dirs
+        )));
+    }
+    let ir = build_initramfs(&hw::guest_payload(), &env.kernel, &env.busybox)?;
+    let l2_initrd = work.join("l2-initrd.cpio");
+    fs::write(&l2_initrd, ir.archive.to_bytes())
+        .map_err(|e| Error::io(format!("cannot write {}", l2_initrd.display()), e))?;
+    let harness = static_harness_binary();
+    if !harness.is_file() {
+        return Err(Error::msg(format!(
+            "{} is missing: cargo xtask chain builds it (static, {}), or set {STATIC_HARNESS_ENV}",
+            harness.display(),
+            hostdriver::GUEST_TARGET_DIR
+        )));
+    }
+    Ok(Bundle {
+        qemu,
+        libs,
+        firmware,
+        l2_kernel: env.kernel.vmlinuz(),
+        l2_initrd,
+        harness,
+    })
+}
+
+/// L1's step that runs the L1 side: hw-test on the accelerator, with the
+/// bundled QEMU, its libraries and L2's boot files.
+pub fn hw_test_step() -> String {
+    format!(
+        r#". /opt/vfio-cxl/lib.sh
+export LD_LIBRARY_PATH={d}/lib
+{d}/guest-harness hw-test --bdf "$dev" --qemu {d}/qemu-system-x86_64 --firmware-dir {d}/firmware \
+	--kernel {d}/vmlinuz --initrd {d}/l2-initrd.cpio --accel tcg --memory {mem} --smp 2 \
+	--tb-size {tb} --timeout {timeout} --expect-seed {l0} --write-seed {l1} --guest-seed {l2} \
+	--ping-pong {pp} --follow --facts >&3
+"#,
+        d = NESTED_DIR,
+        mem = L2_MEMORY_MIB,
+        tb = L2_TB_MIB,
+        timeout = L2_TIMEOUT_S,
+        l0 = L0_SEED,
+        l1 = L1_SEED,
+        l2 = L2_SEED,
+        pp = PING_PONG_ROUNDS,
+    )
+}
+
+/// L1: the host-driver payload (CXL and VFIO modules, vfio-cxl-pci bound
+/// to the accelerator), its CXL sysfs, the bundle, hw-test.
+pub fn l1_payload(b: &Bundle) -> Payload {
+    let mut p = hostdriver::base_payload("nested-l1")
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step("hw-test", &hw_test_step())
+        .step("report-dmesg", L1_DMESG_SH);
+    let path = |src: &Path| Source::Path {
+        src: src.to_path_buf(),
+    };
+    p = p
+        .file(
+            &format!("{NESTED_DIR}/qemu-system-x86_64"),
+            0o755,
+            path(&b.qemu),
+        )
+        .file(
+            &format!("{NESTED_DIR}/guest-harness"),
+            0o755,
+            path(&b.harness),
+        )
+        .file(&format!("{NESTED_DIR}/vmlinuz"), 0o644, path(&b.l2_kernel))
+        .file(
+            &format!("{NESTED_DIR}/l2-initrd.cpio"),
+            0o644,
+            path(&b.l2_initrd),
+        );
+    for (name, src) in &b.libs {
+        let dest = if name.starts_with('/') {
+            // The loader, at the path the binary's PT_INTERP names.
+            name.clone()
+        } else {
+            format!("{NESTED_DIR}/lib/{name}")
+        };
+        p = p.file(&dest, 0o755, path(src));
+    }
+    for (name, src) in &b.firmware {
+        p = p.file(&format!("{NESTED_DIR}/firmware/{name}"), 0o644, path(src));
+    }
+    p
+}
+
+const L1_DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+while IFS= read -r l; do
+	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL* | *DMAR* | *iommu*) vfiocxl_fact dmesg "$l" ;; esac
+done </tmp/dmesg
+true
+"#;
+
+/// The L0 run: the host-driver machine with L1's RAM, the chain's
+/// timeout, the fill and the ping-pong thread around it.
+pub fn chain_spec(b: &Bundle) -> RunSpec {
+    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), l1_payload(b));
+    spec.machine.iommu = true;
+    spec.machine.memory_mib = L1_MEMORY_MIB;
+    spec.timeout = CHAIN_TIMEOUT;
+    spec.before_boot = Some(fill_and_answer);
+    spec.after_exit = Some(stop_and_scan);
+    spec
+}
+
+type Answerer = (
+    std::thread::JoinHandle<std::result::Result<u64, String>>,
+    Arc<AtomicBool>,
+);
+/// The thread answering L2's pings (one chain per process).
+static ANSWERER: Mutex<Option<Answerer>> = Mutex::new(None);
+
+fn fill_and_answer(dir: &Path) -> Result<()> {
+    let path = backing_file(dir, ACCEL_ID);
+    fill(&path, ACCEL_MIB << 20, L0_SEED)?;
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let t = std::thread::spawn(move || coherence::answer_pings(&f, PING_PONG_ROUNDS, &flag));
+    *ANSWERER.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, stop));
+    Ok(())
+}
+
+fn stop_and_scan(dir: &Path) -> HostFacts {
+    let mut v = HostFacts::new();
+    if let Some((t, stop)) = ANSWERER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        stop.store(true, Ordering::Relaxed);
+        let answered = match t.join() {
+            Ok(Ok(n)) => n.to_string(),
+            Ok(Err(e)) => e,
+            Err(_) => "the ping-pong thread panicked".into(),
+        };
+        v.push(("l0.pongs".into(), answered));
+    }
+    match scan(&backing_file(dir, ACCEL_ID), L2_SEED) {
+        Ok(f) => {
+            v.push(("l0.bad".into(), f.bad.to_string()));
+            v.push(("l0.words".into(), f.words.to_string()));
+            v.push(("l0.counter".into(), f.counter.to_string()));
+            v.push(("l0.ping".into(), f.ping.to_string()));
+            v.push(("l0.pong".into(), f.pong.to_string()));
+            v.push(("l0.checksum".into(), format!("{:#018x}", f.checksum)));
+            if let Some(o) = f.first_bad {
+                v.push(("l0.first_bad".into(), format!("{o:#x}")));
+            }
+        }
+        Err(e) => v.push(("l0.error".into(), e.to_string())),
+    }
+    v
+}
+
+/// Per-level verdicts of a chain run: (level, problems).
+pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
+    let r = &outcome.report;
+    let hf = |k: &str| outcome.host_fact(k);
+
+    // L1: the host driver bound, the region L1's CXL core assembled.
+    let mut l1 = outcome.problems();
+    if r.fact("accel.driver") != Some(hw::HOST_DRIVER) {
+        l1.push(format!(
+            "L1: accelerator bound to {:?}, expected {}",
+            r.fact("accel.driver"),
+            hw::HOST_DRIVER
+        ));
+    }
+    let s = CxlSysfs::from_report(r);
+    match s.named("region").as_slice() {
+        [region] => {
+            if s.attr(region, "commit") != Some("1")
+                || s.attr_u64(region, "size") != Some(ACCEL_MIB << 20)
+            {
+                l1.push(format!(
+                    "L1: region {region} not committed with 256 MiB: {:?}",
+                    s.devices.get(*region)
+                ));
+            }
+        }
+        other => l1.push(format!("L1: CXL regions {other:?}, expected one")),
+    }
+    if s.of_type("cxl_decoder_endpoint").is_empty() {
+        l1.push("L1: no endpoint decoder".into());
+    }
+    let pass = |k: &str| r.fact(k).is_some_and(|v| v.starts_with("pass"));
+    if !pass("hw.outside_pattern") {
+        l1.push(format!(
+            "L0->L1: L1 did not find L0's pattern through VFIO: {:?}",
+            r.fact("hw.outside_pattern")
+        ));
+    }
+    if !pass("hw.read_back") {
+        l1.push(format!(
+            "L2->L1: L1 did not read L2's data back through VFIO: {:?}",
+            r.fact("hw.read_back")
+        ));
+    }
+    for (k, v) in r
+        .all_facts()
+        .filter(|(k, _)| k.starts_with("hw.preflight."))
+    {
+        if !v.starts_with("pass") {
+            l1.push(format!("L1 preflight {k}: {v}"));
+        }
+    }
+
+    // L2: what hw-test found (it checks the guest), and the guest's own view.
+    let mut l2: Vec<String> = r
+        .facts("hw.guest.problem")
+        .into_iter()
+        .map(|p| format!("L2: {p}"))
+        .collect();
+    if r.fact("l2.accel.driver").is_none() {
+        l2.push("L2: no report from the guest (did QEMU in L1 start?)".into());
+    }
+    if r.fact("hw.result") != Some("pass") {
+        l2.push(format!("hw-test in L1: {:?}", r.fact("hw.result")));
+    }
+    if !r
+        .fact("l2.coherence.outside_pattern")
+        .is_some_and(|v| v.starts_with("pass"))
+    {
+        l2.push(format!(
+            "L1->L2: L2 did not find L1's pattern: {:?}",
+            r.fact("l2.coherence.outside_pattern")
+        ));
+    }
+
+    // L0: L2's data in the backing file.
+    let mut l0 = Vec::new();
+    if let Some(e) = hf("l0.error") {
+        l0.push(format!("L0: {e}"));
+    }
+    if hf("l0.bad") != Some("0") {
+        l0.push(format!(
+            "L2->L0: {:?} words of {ACCEL_ID}.raw lack L2's pattern (first at {:?})",
+            hf("l0.bad"),
+            hf("l0.first_bad")
+        ));
+    }
+    if hf("l0.counter") != Some(&coherence::INCREMENTS.to_string()) {
+        l0.push(format!(
+            "L2->L0: counter {:?}, expected {}",
+            hf("l0.counter"),
+            coherence::INCREMENTS
+        ));
+    }
+    let rounds = PING_PONG_ROUNDS.to_string();
+    for k in ["l0.pongs", "l0.ping", "l0.pong"] {
+        if hf(k) != Some(&rounds) {
+            l0.push(format!(
+                "L0<->L2 ping-pong: {k} = {:?}, expected {rounds}",
+                hf(k)
+            ));
+        }
+    }
+    let l2_sum = r.fact("l2.coherence.checksum_value");
+    if l2_sum.is_none() || hf("l0.checksum") != l2_sum || r.fact("hw.read_back.checksum") != l2_sum
+    {
+        l0.push(format!(
+            "checksums: L2 {l2_sum:?}, L1 {:?}, L0 {:?}",
+            r.fact("hw.read_back.checksum"),
+            hf("l0.checksum")
+        ));
+    }
+    vec![("L1", l1), ("L2", l2), ("L0", l0)]
+}
+
+/// `guest-harness chain`: bundles, boots L1, prints per-level results
+/// and timings. True when every level passed.
+pub fn run(env: &Env) -> Result<bool> {
+    let t0 = SystemTime::now();
+    println!("chain: bundling QEMU, its libraries, firmware and L2's boot files");
+    let b = bundle(env)?;
+    let spec = chain_spec(&b);
+    let bundled: u64 = spec
+        .payload
+        .files
+        .iter()
+        .filter_map(|f| match &f.source {
+            Source::Path { src } => fs::metadata(src).ok().map(|m| m.len()),
+            Source::Text { text } => Some(text.len() as u64),
+        })
+        .sum();
+    println!(
+        "chain: L1 payload {} files, {} MiB before modules; booting L1 ({} MiB, TCG), timeout {} min",
+        spec.payload.files.len(),
+        bundled >> 20,
+        L1_MEMORY_MIB,
+        CHAIN_TIMEOUT.as_secs() / 60
+    );
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("chain: load average before: {}", load.trim());
+    let outcome = env.run(&spec)?;
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let r = &outcome.report;
+    let f = |k: &str| r.fact(k).unwrap_or("-").to_string();
+    println!(
+        "chain: L1 ran {:.1} s (init after {}); L2 ran {} s in L1 (init after {} s); hw-test {} s",
+        outcome.wall.as_secs_f64(),
+        outcome
+            .to_init
+            .map(|t| format!("{:.1} s", t.as_secs_f64()))
+            .unwrap_or_else(|| "never".into()),
+        f("hw.guest.wall_s"),
+        f("hw.guest.to_init_s"),
+        f("hw.wall_s"),
+    );
+    println!("chain: load average after: {}", load.trim());
+    for k in [
+        "hw.outside_pattern",
+        "hw.write_pattern",
+        "l2.coherence.outside_pattern",
+        "l2.coherence.guest_pattern",
+        "l2.coherence.atomics",
+        "l2.coherence.ping_pong",
+        "l2.coherence.checksum",
+        "hw.read_back",
+    ] {
+        println!("  {k}: {}", f(k));
+    }
+    for k in ["l0.bad", "l0.counter", "l0.pongs", "l0.checksum"] {
+        println!("  {k}: {}", outcome.host_fact(k).unwrap_or("-"));
+    }
+    let mut ok = true;
+    for (level, problems) in check(&outcome) {
+        if problems.is_empty() {
+            println!("chain {level}: PASS");
+        } else {
+            ok = false;
+            println!("chain {level}: FAIL");
+            for p in problems {
+                println!("  problem: {p}");
+            }
+        }
+    }
+    if !ok {
+        println!("  last L1 console lines:");
+        for l in outcome.console_tail(60) {
+            println!("  | {l}");
+        }
+        println!("  run directory (kept): {}", outcome.dir.display());
+    }
+    let total = t0.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    println!(
+        "chain: {} in {total:.0} s ({:.1} min)",
+        if ok { "PASS" } else { "FAIL" },
+        total / 60.0
+    );
+    Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_is_parsed() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\
+\tlibz.so.1 => /usr/lib/x86_64-linux-gnu/libz.so.1 (0x00007f)\n\
+\t/lib64/ld-linux-x86-64.so.2 (0x00007fdf)\n";
+        let libs = parse_ldd(text).unwrap();
+        assert_eq!(
+            libs,
+            [
+                (
+                    "libz.so.1".to_string(),
+                    PathBuf::from("/usr/lib/x86_64-linux-gnu/libz.so.1")
+                ),
+                (
+                    "/lib64/ld-linux-x86-64.so.2".into(),
+                    "/lib64/ld-linux-x86-64.so.2".into()
+                )
+            ]
+        );
+        assert!(parse_ldd("\tlibfoo.so.1 => not found\n")
+            .unwrap_err()
+            .to_string()
+            .contains("libfoo"));
+    }
+
+    #[test]
+    fn l1_step_is_valid_sh_and_passes_the_seeds() {
+        let s = hw_test_step();
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        for seed in [L0_SEED, L1_SEED, L2_SEED] {
+            assert!(s.contains(&seed.to_string()));
+        }
+        assert!(s.contains("--facts >&3"));
+    }
+}
