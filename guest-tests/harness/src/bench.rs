@@ -1,5 +1,6 @@
 //! The fault benchmark (`guest-harness bench-fault`, `cargo xtask
-//! bench-fault`): one boot per accelerator memory size, each running
+//! bench-fault`), and what every benchmark's host side shares (reading
+//! numeric facts, the guest's error fact, `--sizes`): one boot per accelerator memory size, each running
 //! `vfio-cxl-uapi-check --bench-fault` on the bound device (see
 //! guest-tests/uapi-check/src/bench.rs for what the passes measure).
 //! A documented command, not a VM test: it asserts nothing about times.
@@ -13,6 +14,34 @@ use crate::hostdriver::{base_payload, base_spec};
 
 /// The sizes measured by default.
 pub const DEFAULT_SIZES_MIB: &[u64] = &[256, 4096];
+
+/// A benchmark's numeric fact (decimal or 0x-hex), or why it is missing.
+pub fn number(report: &GuestReport, key: &str) -> Result<u64> {
+    let v = report
+        .fact(key)
+        .ok_or_else(|| Error::msg(format!("no fact {key}")))?;
+    crate::sysfs::parse_u64(v).ok_or_else(|| Error::msg(format!("{key}: {v:?} is not a number")))
+}
+
+/// The error the guest side of benchmark `what` reported in fact `key`.
+pub fn guest_error(report: &GuestReport, key: &str, what: &str) -> Result<()> {
+    match report.fact(key) {
+        Some(e) => Err(Error::msg(format!("{what} in the guest: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// `256,4096` -> the numbers (of MiB), for `--sizes`.
+pub fn parse_sizes(s: &str) -> Result<Vec<u64>> {
+    s.split(',')
+        .map(|v| match v.trim().parse() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(Error::msg(format!(
+                "--sizes: {v:?} is not a positive number of MiB"
+            ))),
+        })
+        .collect()
+}
 
 /// One pass as the guest reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,16 +70,8 @@ impl Figures {
     }
 
     pub fn from_report(report: &GuestReport) -> Result<Self> {
-        if let Some(e) = report.fact("bench.error") {
-            return Err(Error::msg(format!("bench-fault in the guest: {e}")));
-        }
-        let num = |key: &str| -> Result<u64> {
-            let v = report
-                .fact(&format!("bench.{key}"))
-                .ok_or_else(|| Error::msg(format!("no fact bench.{key}")))?;
-            crate::sysfs::parse_u64(v)
-                .ok_or_else(|| Error::msg(format!("bench.{key}: {v:?} is not a number")))
-        };
+        guest_error(report, "bench.error", "bench-fault")?;
+        let num = |key: &str| number(report, &format!("bench.{key}"));
         let passes = ["2m", "2m-warm", "4k"]
             .iter()
             .map(|n| {
@@ -166,6 +187,13 @@ mod tests {
         four_k.faults = 1;
         assert!(mapping_kind(&four_k).starts_with("1 GiB"));
         assert!(Figures::from_report(&parse_results("")).is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_sizes("256, 4096").unwrap(), [256, 4096]);
+        assert!(parse_sizes("0").is_err());
+        assert!(parse_sizes("1,x").is_err());
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub const PING_PONG_ROUNDS: u64 = 10_000;
 /// Unbind/bind cycles after the coherence checks.
 pub const REBIND_CYCLES: u32 = 3;
 
-const GUEST_DIR: &str = "/opt/cxl-type2-ref";
+pub const GUEST_DIR: &str = "/opt/cxl-type2-ref";
 
 /// `$VFIO_CXL_GUEST_DRIVER_DIR`, else `guest-tests/guest-driver/`.
 pub fn guest_driver_dir() -> PathBuf {

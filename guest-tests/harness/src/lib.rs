@@ -23,6 +23,7 @@
 //! See docs/guest-harness.md.
 
 pub mod bench;
+pub mod bench_bw;
 pub mod busybox;
 pub mod console;
 pub mod cpio;

@@ -31,6 +31,9 @@ commands:
   bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
                                 (default 256,4096), mmap + first touch per 2 MiB and per
                                 4 KiB; prints the figures and the ratio of the last to the first
+  bench-bw [--sizes MIB,..] [--repeats N] [--thp] [--json-out FILE]
+                                the bandwidth benchmark: one boot, memcpy to guest RAM, the
+                                vfio-user-cxl window and a cxl-type3 window; medians, b/a, c/a
 
 environment options (all commands that boot):
   --qemu PATH          QEMU binary (default: $VFIO_CXL_QEMU, else `cargo xtask qemu-path`)
@@ -68,6 +71,9 @@ struct Cli {
     smp: Option<u32>,
     json: bool,
     sizes: Option<String>,
+    repeats: Option<u32>,
+    json_out: Option<PathBuf>,
+    thp: bool,
 }
 
 fn parse(args: &[String]) -> Result<Cli> {
@@ -111,6 +117,9 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--smp" => cli.smp = Some(num(arg, value()?)? as u32),
             "--json" => cli.json = true,
             "--sizes" => cli.sizes = Some(value()?),
+            "--repeats" => cli.repeats = Some(num(arg, value()?)? as u32),
+            "--json-out" => cli.json_out = Some(value()?.into()),
+            "--thp" => cli.thp = true,
             "-h" | "--help" => cli.command = "help".into(),
             other if other.starts_with('-') => {
                 return Err(Error::msg(format!("unknown option {other}\n{USAGE}")))
@@ -331,14 +340,7 @@ fn bench_fault(cli: &Cli) -> Result<bool> {
     use guest_harness::bench;
     let sizes: Vec<u64> = match &cli.sizes {
         None => bench::DEFAULT_SIZES_MIB.to_vec(),
-        Some(s) => s
-            .split(',')
-            .map(|v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| Error::msg(format!("--sizes: {v:?} is not a number of MiB")))
-            })
-            .collect::<Result<_>>()?,
+        Some(s) => bench::parse_sizes(s)?,
     };
     let env = Env::prepare(&cli.env)?;
     let mut all = Vec::new();
@@ -394,6 +396,43 @@ fn bench_fault(cli: &Cli) -> Result<bool> {
     Ok(true)
 }
 
+fn bench_bw(cli: &Cli) -> Result<bool> {
+    use guest_harness::bench_bw;
+    let mut params = bench_bw::Params {
+        thp: cli.thp,
+        ..Default::default()
+    };
+    if let Some(s) = &cli.sizes {
+        params.sizes_mib = guest_harness::bench::parse_sizes(s)?;
+    }
+    if let Some(r) = cli.repeats {
+        params.repeats = r;
+    }
+    let env = Env::prepare(&cli.env)?;
+    println!(
+        "bench-bw: booting (sizes {:?} MiB, {} repeats) ...",
+        params.sizes_mib, params.repeats
+    );
+    let outcome = env.run(&bench_bw::spec(&params))?;
+    let problems = outcome.problems();
+    if !problems.is_empty() {
+        print_outcome("bench-bw", &outcome, &problems, cli.verbose);
+        return Ok(false);
+    }
+    let f = bench_bw::Figures::from_report(&outcome.report)?;
+    for l in f.describe() {
+        println!("bench-bw {l}");
+    }
+    let doc = f.to_json();
+    if let Some(path) = &cli.json_out {
+        std::fs::write(path, format!("{doc:#}\n"))
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+    }
+    println!("bench-bw json: {doc}");
+    println!("bench-bw: boot to exit {}", secs(outcome.wall));
+    Ok(f.direct_ratio_met())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // hw-test has its own options (docs/real-hardware.md).
@@ -411,6 +450,7 @@ fn main() -> ExitCode {
         "run" => run_one(&cli),
         "initramfs" => initramfs(&cli),
         "bench-fault" => bench_fault(&cli),
+        "bench-bw" => bench_bw(&cli),
         "chain" => Env::prepare(&cli.env).and_then(|env| guest_harness::nested::run(&env)),
         "help" => {
             print!("{USAGE}");

@@ -14,6 +14,13 @@
 //! between coherence checks. One untimed read + write of the largest size
 //! per target first faults every page in.
 //!
+//! Anonymous memory (the `ram` target and the buffer) is mapped with
+//! `MADV_NOHUGEPAGE` unless `--thp` is given: the reference guest driver
+//! maps its region with 4 KiB pages, and under TCG the guest's page size
+//! changes copy speed by a factor of 3-4 (QEMU's soft TLB walks the
+//! guest's page tables on a miss), so the baseline uses the same page size
+//! as the window. Fact `bw.thp` says which.
+//!
 //! Facts (step `bench-bw`): `bw.targets` (names, comma-separated),
 //! `bw.<name>.path`, `bw.sizes` (bytes), `bw.repeats`, and per target,
 //! direction and size `bw.<name>.<read|write>.<size>` = the copy times in
@@ -37,7 +44,17 @@ pub const DEFAULT_SIZES_MIB: &[u64] = &[1, 4, 16];
 pub const DEFAULT_REPEATS: u32 = 5;
 
 pub const USAGE: &str =
-    "usage: vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] ram|NAME=PATH...";
+    "usage: vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
+
+/// Whether anonymous mappings may use transparent huge pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Thp {
+    /// `MADV_NOHUGEPAGE`: 4 KiB pages, as the reference driver's mapping.
+    #[default]
+    Off,
+    /// The kernel's default (Debian: always).
+    On,
+}
 
 /// Where a target's memory comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,7 +107,10 @@ impl Target {
         }
     }
 
-    fn map(&self, len: usize) -> Result<Mapping, String> {
+    /// Maps at least `len` bytes (a multiple of [`ALIGN`]: device-dax
+    /// refuses other lengths too).
+    fn map(&self, len: usize, thp: Thp) -> Result<Mapping, String> {
+        let len = len.next_multiple_of(ALIGN);
         let rw = libc::PROT_READ | libc::PROT_WRITE;
         match &self.backing {
             Backing::Ram => map_aligned(
@@ -100,7 +120,18 @@ impl Target {
                 rw,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 ALIGN,
-            ),
+            )
+            .and_then(|m| {
+                if thp == Thp::Off {
+                    // SAFETY: advice on a mapping this function owns.
+                    let rc =
+                        unsafe { libc::madvise(m.as_ptr().cast(), m.len(), libc::MADV_NOHUGEPAGE) };
+                    if rc != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(m)
+            }),
             Backing::Device(path) => {
                 let f = OpenOptions::new()
                     .read(true)
@@ -127,6 +158,7 @@ impl Target {
 pub struct Options {
     pub sizes: Vec<u64>,
     pub repeats: u32,
+    pub thp: Thp,
     pub targets: Vec<Target>,
 }
 
@@ -134,6 +166,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         sizes: DEFAULT_SIZES_MIB.iter().map(|m| m * MIB).collect(),
         repeats: DEFAULT_REPEATS,
+        thp: Thp::Off,
         targets: Vec::new(),
     };
     let mut it = args.iter();
@@ -156,6 +189,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                     _ => return Err(format!("--repeats: {v:?} is not a positive number")),
                 };
             }
+            "--thp" => o.thp = Thp::On,
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s => o.targets.push(Target::parse(s)?),
         }
@@ -194,10 +228,10 @@ unsafe fn timed_copy(dst: *mut u8, src: *const u8, len: usize) -> u64 {
 /// Runs the measurements and reports them as facts.
 pub fn run(o: &Options) -> Result<(), String> {
     let max = *o.sizes.iter().max().ok_or("no sizes")? as usize;
-    let buf = Target::parse("ram")?.map(max)?;
+    let buf = Target::parse("ram")?.map(max, o.thp)?;
     let mut all = Vec::new();
     for t in &o.targets {
-        let map = t.map(max)?;
+        let map = t.map(max, o.thp)?;
         // SAFETY: both mappings are `max` bytes long and distinct.
         unsafe {
             timed_copy(buf.as_ptr(), map.as_ptr(), max);
@@ -235,6 +269,7 @@ pub fn run(o: &Options) -> Result<(), String> {
     fact(STEP, "bw.targets", &names.join(","));
     fact(STEP, "bw.sizes", &join(&o.sizes));
     fact(STEP, "bw.repeats", &o.repeats.to_string());
+    fact(STEP, "bw.thp", if o.thp == Thp::On { "on" } else { "off" });
     for m in &all {
         let n = &m.target.name;
         fact(STEP, &format!("bw.{n}.path"), m.target.path());
@@ -292,12 +327,13 @@ mod tests {
             "2,8",
             "--repeats",
             "3",
+            "--thp",
             "ram",
             "t2=/dev/cxl-type2-ref0",
         ]))
         .unwrap();
         assert_eq!(o.sizes, [2 * MIB, 8 * MIB]);
-        assert_eq!(o.repeats, 3);
+        assert_eq!((o.repeats, o.thp), (3, Thp::On));
         assert_eq!(o.targets[1].name, "t2");
         assert_eq!(o.targets[1].path(), "/dev/cxl-type2-ref0");
         assert_eq!(o.targets[0].backing, Backing::Ram);
@@ -321,10 +357,10 @@ mod tests {
         // Anonymous memory only: runs on the build machine too.
         run(&o).unwrap();
         let t = Target::parse("ram").unwrap();
-        let m = t.map(4 << 20).unwrap();
+        let m = t.map(4 << 20, Thp::Off).unwrap();
         assert_eq!(m.addr() % ALIGN, 0);
         m.write_u64(8, 42);
-        let buf = t.map(4 << 20).unwrap();
+        let buf = t.map(4 << 20, Thp::On).unwrap();
         // SAFETY: two distinct 4 MiB mappings.
         unsafe {
             timed_copy(buf.as_ptr(), m.as_ptr(), 4 << 20);

@@ -30,7 +30,7 @@ use vfio_cxl_uapi_check::facts::fact;
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
-       vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] ram|NAME=PATH...";
+       vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
 
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
