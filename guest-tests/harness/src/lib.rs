@@ -42,3 +42,4 @@ pub mod sysfs;
 pub mod tools;
 pub mod vmtests;
 pub mod vucxl;
+pub mod vucxl_multi;

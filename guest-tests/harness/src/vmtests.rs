@@ -86,6 +86,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vucxl::guest_commit_spec,
             check: crate::vucxl::guest_commit_check,
         },
+        VmTest {
+            name: crate::vucxl_multi::NAME,
+            about: "two -device vfio-user-cxl (two servers), each below its own pxb-cxl with its own window: two regions committed, one per window, uapi-check passes on both with different patterns, each only in its own server's file",
+            spec: crate::vucxl_multi::spec,
+            check: crate::vucxl_multi::check,
+        },
     ]
 }
 

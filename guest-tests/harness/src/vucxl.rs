@@ -9,7 +9,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -28,15 +29,37 @@ use crate::runner::{HostFacts, RunOutcome};
 
 /// Overrides where the `vfio-user-cxl` server binary is taken from.
 pub const SERVER_ENV: &str = "VFIO_USER_CXL_SERVER";
-/// The server's socket: QEMU's `-device` arguments are fixed when the spec
-/// is made, before the run directory exists, so the path is per harness
-/// process (runs in one process are sequential).
+/// The socket of server 0: QEMU's `-device` arguments are fixed when the
+/// spec is made, before the run directory exists, so the path is per
+/// harness process (runs in one process are sequential).
 pub fn socket() -> String {
-    format!("/tmp/vfio-cxl-vm-test-vucxl-{}.sock", std::process::id())
+    socket_at(0)
 }
-const MEMORY: &str = "vucxl-mem.raw";
-const PID: &str = "vucxl-server.pid";
-const LOG: &str = "vucxl-server.log";
+
+/// The socket of server `i` of a run.
+pub fn socket_at(i: usize) -> String {
+    let pid = std::process::id();
+    match i {
+        0 => format!("/tmp/vfio-cxl-vm-test-vucxl-{pid}.sock"),
+        _ => format!("/tmp/vfio-cxl-vm-test-vucxl-{pid}-{i}.sock"),
+    }
+}
+
+/// The memory file of server `i` in the run directory (`.raw`: the
+/// harness deletes it from kept run directories).
+pub fn memory_at(i: usize) -> String {
+    match i {
+        0 => "vucxl-mem.raw".into(),
+        _ => format!("vucxl-mem{i}.raw"),
+    }
+}
+
+fn log_at(i: usize) -> String {
+    match i {
+        0 => "vucxl-server.log".into(),
+        _ => format!("vucxl-server{i}.log"),
+    }
+}
 
 /// `$VFIO_USER_CXL_SERVER`, else `target/release/vfio-user-cxl` (built by
 /// the test's `before_boot`).
@@ -59,7 +82,8 @@ pub fn refused_unmaps(outcome: &RunOutcome) -> Vec<String> {
     let server = outcome
         .host_facts
         .iter()
-        .filter(|(k, v)| k == "server.log" && v.contains("DMA_UNMAP") && v.contains("failed"))
+        .filter(|(k, _)| k.starts_with("server") && k.ends_with(".log"))
+        .filter(|(_, v)| v.contains("DMA_UNMAP") && v.contains("failed"))
         .map(|(_, v)| format!("server: {v}"));
     let qemu = outcome
         .stderr
@@ -80,19 +104,33 @@ pub fn coherence_spec() -> RunSpec {
 fn vucxl_spec(payload: Payload, precommit: bool) -> RunSpec {
     let mut topology = accel_topology(ACCEL_MIB, 4096);
     topology.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
-        args: format!(
-            r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","precommit":{precommit},"socket":{{"type":"unix","path":"{}"}}}}"#,
-            socket()
-        ),
+        args: device_json(0, "vuc0", precommit),
     });
     let mut spec = RunSpec::new(topology, payload);
     spec.machine.iommu = true;
     spec.timeout = Duration::from_secs(120);
-    // vfio-user passes guest RAM to the server as fds: share it.
-    let ram = spec.machine.memory_mib;
-    spec.extra_args = vec![
+    spec.extra_args = qemu_args(spec.machine.memory_mib);
+    spec.before_boot = Some(start_server);
+    spec.after_exit = Some(stop_server);
+    spec
+}
+
+/// The `-device` JSON of `vfio-user-cxl` `id` on server `i`'s socket,
+/// below the root port `{bus}`.
+pub fn device_json(i: usize, id: &str, precommit: bool) -> String {
+    format!(
+        r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"{id}","precommit":{precommit},"socket":{{"type":"unix","path":"{}"}}}}"#,
+        socket_at(i)
+    )
+}
+
+/// What every vfio-user-cxl run adds to QEMU's command line, for a guest
+/// with `ram_mib` of RAM.
+pub fn qemu_args(ram_mib: u64) -> Vec<String> {
+    vec![
+        // vfio-user passes guest RAM to the server as fds: share it.
         "-object".into(),
-        format!("memory-backend-memfd,id=vucxl-ram,size={ram}M,share=on"),
+        format!("memory-backend-memfd,id=vucxl-ram,size={ram_mib}M,share=on"),
         "-machine".into(),
         "memory-backend=vucxl-ram".into(),
         // A VFIO device behind the guest's IOMMU needs caching mode (the
@@ -103,18 +141,37 @@ fn vucxl_spec(payload: Payload, precommit: bool) -> RunSpec {
         "vfio_cxl_precommit".into(),
         "-trace".into(),
         "vfio_cxl_map".into(),
-    ];
-    spec.before_boot = Some(start_server);
-    spec.after_exit = Some(stop_server);
-    spec
+    ]
 }
+
+/// One server of a run: the pattern the host leaves in its memory file
+/// before the boot, and extra command-line flags.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerSetup {
+    pub outside_seed: u64,
+    pub args: &'static [&'static str],
+}
+
+/// The servers started for the current run, reaped by [`stop_servers`].
+static SERVERS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
 /// Fills the memory file with the outside pattern and starts the server
 /// on it; returns once its socket exists.
 fn start_server(dir: &Path) -> Result<()> {
+    start_servers(
+        dir,
+        &[ServerSetup {
+            outside_seed: OUTSIDE_SEED,
+            args: &[],
+        }],
+    )
+}
+
+/// Builds the server (unless `$VFIO_USER_CXL_SERVER` names one).
+/// Incremental, about 1 s when up to date; `cargo xtask vm-test` builds
+/// QEMU, the drivers and uapi-check, not this server.
+pub fn build_server() -> Result<PathBuf> {
     if std::env::var_os(SERVER_ENV).is_none() {
-        // Incremental (about 1 s when up to date); cargo xtask vm-test
-        // builds QEMU, the drivers and uapi-check, not this server.
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(repo_root())
@@ -134,71 +191,101 @@ fn start_server(dir: &Path) -> Result<()> {
             bin.display()
         )));
     }
-    let mem = dir.join(MEMORY);
-    write_pattern(&mem, ACCEL_MIB << 20, OUTSIDE_SEED)?;
-    let sock = socket();
-    let _ = fs::remove_file(&sock);
-    let log = fs::File::create(dir.join(LOG))
-        .map_err(|e| Error::io(format!("cannot create {LOG}"), e))?;
-    let child = Command::new(&bin)
-        .args(["--socket", sock.as_str(), "--memory"])
-        .arg(&mem)
-        .args(["--size", &format!("{ACCEL_MIB}M")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| Error::io(format!("cannot start {}", bin.display()), e))?;
-    fs::write(dir.join(PID), child.id().to_string())
-        .map_err(|e| Error::io(format!("cannot write {PID}"), e))?;
-    let start = Instant::now();
-    while !Path::new(&sock).exists() {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(Error::msg(format!("{sock} did not appear in 10 s")));
+    Ok(bin)
+}
+
+/// Starts server `i` for each setup (socket [`socket_at`], memory file
+/// [`memory_at`] filled with its outside pattern, log `vucxl-server*.log`);
+/// returns once every socket exists.
+pub fn start_servers(dir: &Path, setups: &[ServerSetup]) -> Result<()> {
+    let bin = build_server()?;
+    let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    for (i, setup) in setups.iter().enumerate() {
+        let mem = dir.join(memory_at(i));
+        write_pattern(&mem, ACCEL_MIB << 20, setup.outside_seed)?;
+        let sock = socket_at(i);
+        let _ = fs::remove_file(&sock);
+        let log = fs::File::create(dir.join(log_at(i)))
+            .map_err(|e| Error::io(format!("cannot create {}", log_at(i)), e))?;
+        let child = Command::new(&bin)
+            .args(["--socket", sock.as_str(), "--memory"])
+            .arg(&mem)
+            .args(["--size", &format!("{ACCEL_MIB}M")])
+            .args(setup.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| Error::io(format!("cannot start {}", bin.display()), e))?;
+        servers.push(child);
+        let start = Instant::now();
+        while !Path::new(&sock).exists() {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(Error::msg(format!("{sock} did not appear in 10 s")));
+            }
+            sleep(Duration::from_millis(20));
         }
-        sleep(Duration::from_millis(20));
     }
-    // The child is reaped by the harness process's exit; the server exits
-    // by itself when QEMU disconnects (stop_server ends it otherwise).
-    std::mem::forget(child);
     Ok(())
 }
 
-/// Ends the server if QEMU never connected, reads the guest's pattern
-/// from the memory file and the server's log.
-fn stop_server(dir: &Path) -> HostFacts {
+/// Waits (5 s) for the servers to exit, as they do when QEMU disconnects,
+/// ends the rest, and removes their sockets. Host facts
+/// `server{i}.exit` (the exit status) and `server{i}.log` (each line).
+pub fn stop_servers(dir: &Path) -> HostFacts {
     let mut f = HostFacts::new();
-    if let Ok(pid) = fs::read_to_string(dir.join(PID)) {
-        let pid = pid.trim().to_string();
-        // The server exits 0 when its client disconnects; give it a moment.
-        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-        let start = Instant::now();
-        while proc_dir.exists() && start.elapsed() < Duration::from_secs(5) {
-            let zombie = fs::read_to_string(proc_dir.join("stat"))
-                .is_ok_and(|s| s.split_whitespace().nth(2) == Some("Z"));
-            if zombie {
-                break;
-            }
+    let children: Vec<Child> =
+        std::mem::take(&mut *SERVERS.lock().unwrap_or_else(|e| e.into_inner()));
+    let start = Instant::now();
+    for (i, mut c) in children.into_iter().enumerate() {
+        while matches!(c.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(5) {
             sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill").arg(&pid).status();
-    }
-    let _ = fs::remove_file(socket());
-    match count_pattern(&dir.join(MEMORY), GUEST_SEED) {
-        Ok((found, total, first_bad)) => {
-            f.push(("pattern.found".into(), found.to_string()));
-            f.push(("pattern.total".into(), total.to_string()));
-            if let Some(o) = first_bad {
-                f.push(("pattern.first_bad".into(), format!("{o:#x}")));
+        let status = match c.try_wait() {
+            Ok(Some(st)) => st.to_string(),
+            _ => {
+                let _ = c.kill();
+                let _ = c.wait();
+                "killed (still running after QEMU)".into()
+            }
+        };
+        f.push((format!("server{i}.exit"), status));
+        let _ = fs::remove_file(socket_at(i));
+        if let Ok(log) = fs::read_to_string(dir.join(log_at(i))) {
+            for l in log.lines() {
+                f.push((format!("server{i}.log"), l.to_string()));
             }
         }
-        Err(e) => f.push(("pattern.error".into(), e.to_string())),
     }
-    if let Ok(log) = fs::read_to_string(dir.join(LOG)) {
-        for l in log.lines() {
-            f.push(("server.log".into(), l.to_string()));
+    f
+}
+
+/// Host facts `{prefix}pattern.found`, `.total`, `.first_bad`: how many
+/// sample words of memory file `i` hold pattern `seed`.
+pub fn pattern_facts(dir: &Path, i: usize, seed: u64, prefix: &str) -> HostFacts {
+    match count_pattern(&dir.join(memory_at(i)), seed) {
+        Ok((found, total, first_bad)) => {
+            let mut f = vec![
+                (format!("{prefix}pattern.found"), found.to_string()),
+                (format!("{prefix}pattern.total"), total.to_string()),
+            ];
+            if let Some(o) = first_bad {
+                f.push((format!("{prefix}pattern.first_bad"), format!("{o:#x}")));
+            }
+            f
         }
+        Err(e) => vec![(format!("{prefix}pattern.error"), e.to_string())],
     }
+}
+
+/// Stops the server; the guest's pattern in its memory file (the facts
+/// `hostdriver::uapi_check` reads) and its log as `server.log`.
+fn stop_server(dir: &Path) -> HostFacts {
+    let mut f: HostFacts = stop_servers(dir)
+        .into_iter()
+        .map(|(k, v)| (k.replacen("server0.", "server.", 1), v))
+        .collect();
+    f.extend(pattern_facts(dir, 0, GUEST_SEED, ""));
     f
 }
 
@@ -287,7 +374,7 @@ pub fn guest_commit_check(outcome: &RunOutcome) -> Vec<String> {
 fn stop_server_word8(dir: &Path) -> HostFacts {
     let mut f = stop_server(dir);
     let mut b = [0u8; 8];
-    let read = fs::File::open(dir.join(MEMORY)).and_then(|mut file| {
+    let read = fs::File::open(dir.join(memory_at(0))).and_then(|mut file| {
         file.seek(SeekFrom::Start(8))?;
         file.read_exact(&mut b)
     });

@@ -117,6 +117,68 @@ bool cxl_firmware_find_window(PCIDevice *ep, uint64_t size,
     return false;
 }
 
+/* Host bridge -> the endpoint whose pre-commit owns its HDM decoder 0. */
+static GHashTable *cxl_firmware_claims;
+
+static const char *cxl_firmware_dev_name(DeviceState *dev)
+{
+    return dev->id ? dev->id : object_get_typename(OBJECT(dev));
+}
+
+bool cxl_firmware_claim_hb(PCIDevice *ep, Error **errp)
+{
+    PCIDevice *holder;
+    PCIEPort *port;
+    PXBCXLDev *hb;
+    uint32_t *cm;
+
+    hb = cxl_firmware_path(ep, &port, errp);
+    if (!hb) {
+        return false;
+    }
+    if (!cxl_firmware_claims) {
+        cxl_firmware_claims = g_hash_table_new(NULL, NULL);
+    }
+    holder = g_hash_table_lookup(cxl_firmware_claims, hb);
+    if (holder && holder != ep) {
+        error_setg(errp, "HDM decoder 0 of host bridge %s is already "
+                   "pre-committed for %s (one pre-committed device per "
+                   "host bridge): put this device below another pxb-cxl "
+                   "with its own window, or set precommit=off",
+                   cxl_firmware_dev_name(DEVICE(hb)),
+                   cxl_firmware_dev_name(DEVICE(holder)));
+        return false;
+    }
+    /* Hot-plug: the running guest may have committed it itself. */
+    cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
+    if (!holder &&
+        FIELD_EX32(ldl_le_p(cm + R_CXL_HDM_DECODER0_CTRL),
+                   CXL_HDM_DECODER0_CTRL, COMMITTED)) {
+        error_setg(errp, "HDM decoder 0 of host bridge %s is committed by "
+                   "the guest: cannot pre-commit (set precommit=off)",
+                   cxl_firmware_dev_name(DEVICE(hb)));
+        return false;
+    }
+    g_hash_table_insert(cxl_firmware_claims, hb, ep);
+    return true;
+}
+
+void cxl_firmware_release_hb(PCIDevice *ep)
+{
+    GHashTableIter it;
+    gpointer hb, holder;
+
+    if (!cxl_firmware_claims) {
+        return;
+    }
+    g_hash_table_iter_init(&it, cxl_firmware_claims);
+    while (g_hash_table_iter_next(&it, &hb, &holder)) {
+        if (holder == ep) {
+            g_hash_table_iter_remove(&it);
+        }
+    }
+}
+
 bool cxl_firmware_window_at(uint64_t base, uint64_t size,
                             CXLFirmwareWindow *out)
 {

@@ -97,6 +97,7 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
     struct vfio_region_info *info;
     struct vfio_info_cap_header *hdr;
     struct vfio_cxl_region_info_cap_comp_regs *geo;
+    g_autofree char *mem_name = NULL;
     uint64_t mem_size;
     uint32_t hdm_len;
     VFIOBAR *bar;
@@ -145,8 +146,9 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         return false;
     }
     mem_size = info->size;
+    mem_name = g_strdup_printf("%s cxl-mem", vbasedev->name);
     if (vfio_region_setup(OBJECT(vdev), vbasedev, &cxl->mem, info->index,
-                          "cxl-mem")) {
+                          mem_name)) {
         error_setg(errp, "cannot set up the CXL memory region");
         return false;
     }
@@ -157,8 +159,9 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         goto fail;
     }
 
-    cxl->part = vfio_cxl_part_new(&vdev->parent_obj, &cxl->mem_alias,
-                                  mem_size, cxl->precommit, errp);
+    cxl->part = vfio_cxl_part_new(&vdev->parent_obj, vbasedev->name,
+                                  &cxl->mem_alias, mem_size, cxl->precommit,
+                                  errp);
     if (!cxl->part) {
         goto fail;
     }

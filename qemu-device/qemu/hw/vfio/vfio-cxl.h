@@ -42,8 +42,9 @@ struct vfio_cxl_region_info_cap_comp_regs {
 
 /* The Rust CXL part (rust/hw/cxl/vfio/src/part.rs). */
 typedef struct CxlPart CxlPart;
-CxlPart *vfio_cxl_part_new(PCIDevice *pci, MemoryRegion *mem,
-                           uint64_t mem_size, bool precommit, Error **errp);
+CxlPart *vfio_cxl_part_new(PCIDevice *pci, const char *name,
+                           MemoryRegion *mem, uint64_t mem_size,
+                           bool precommit, Error **errp);
 uint32_t vfio_cxl_part_hdm_len(const CxlPart *part);
 uint64_t vfio_cxl_part_hdm_read(const CxlPart *part, uint64_t offset,
                                 uint32_t size);

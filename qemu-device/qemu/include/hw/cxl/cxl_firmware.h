@@ -49,6 +49,24 @@ bool cxl_firmware_find_window(PCIDevice *ep, uint64_t size,
                               CXLFirmwareWindow *out, Error **errp);
 
 /**
+ * cxl_firmware_claim_hb: reserve @ep's host bridge decoder 0 for its pre-commit
+ * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
+ * @errp: error naming the endpoint that already holds it, or saying that
+ *        the running guest committed it
+ *
+ * Firmware commits one device per host bridge (its decoder 0 names one
+ * root port).  Claiming at realize makes a second device fail there, with
+ * an error, instead of at reset, where a failure cannot be reported (and
+ * at hot-plug would end the running VM).  Claiming twice for @ep is fine.
+ */
+bool cxl_firmware_claim_hb(PCIDevice *ep, Error **errp);
+
+/**
+ * cxl_firmware_release_hb: drop @ep's claim (unrealize); no-op without one
+ */
+void cxl_firmware_release_hb(PCIDevice *ep);
+
+/**
  * cxl_firmware_window_at: the window that contains [@base, @base + @size)
  *
  * Returns false if no window contains the whole range.

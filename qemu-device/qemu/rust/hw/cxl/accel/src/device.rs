@@ -253,6 +253,14 @@ impl CxlAccelState {
             }
             Err(_) => None,
         };
+        if self.precommit {
+            // At realize, where an error can be reported (not at reset).
+            // SAFETY: as above; released in exit().
+            unsafe {
+                Error::with_errp(|errp| bindings::cxl_firmware_claim_hb(self.pci_ptr(), errp))
+            }
+            .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
+        }
 
         self.pcie_endpoint_cap_init(config::PCIE_CAP_OFFSET)?;
         self.pcie_add_capability(
@@ -311,6 +319,8 @@ impl CxlAccelState {
         if let Some(regs) = self.regs.borrow_mut().as_mut() {
             Self::unmap(&self.hdm_alias, regs);
         }
+        // SAFETY: the device is still realized; a no-op without a claim.
+        unsafe { bindings::cxl_firmware_release_hb(self.pci_ptr()) };
         if !self.memdev.is_null() {
             // SAFETY: the backend is still linked.
             unsafe { bindings::host_memory_backend_set_mapped(self.memdev, false) };

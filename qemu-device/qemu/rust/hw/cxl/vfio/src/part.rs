@@ -11,7 +11,7 @@
 //! mapped into the CFMW's MemoryRegion at the committed base, so guest
 //! accesses go straight to the mapping.
 
-use std::ffi::CString;
+use std::ffi::{c_char, CStr, CString};
 
 use cxl_regs::{
     hdm::{FirmwareDecoder, HdmConfig, HdmDecoderBlock, HdmEvent},
@@ -49,6 +49,8 @@ struct Mapping {
 pub struct CxlPart {
     /// The device, for the host bridge commit.
     pci: *mut PCIDevice,
+    /// The VFIO device's name (host BDF or vfio-user socket), for traces.
+    name: CString,
     /// Alias of the CXL_MEM region (owned by the C side, not mapped
     /// anywhere else); offset and size are set at each mapping.
     mem: *mut MemoryRegion,
@@ -62,6 +64,7 @@ pub struct CxlPart {
 impl CxlPart {
     fn new(
         pci: *mut PCIDevice,
+        name: CString,
         mem: *mut MemoryRegion,
         mem_size: u64,
         precommit: bool,
@@ -88,11 +91,22 @@ impl CxlPart {
             }
             Err(_) => None,
         };
+        if precommit {
+            // Here, not at reset: reset cannot report an error, and at
+            // hot-plug a failure there would end the running VM.
+            // SAFETY: as for cxl_firmware_find_window above; released by
+            // vfio_cxl_part_free.
+            unsafe {
+                Error::with_errp(|errp| bindings::cxl_firmware_claim_hb(pci, errp))
+            }
+            .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
+        }
         // Without a window of our own, the guest may commit anywhere; the
         // mapping step looks the window up.
         let hdm_window = window.map_or(HpaRange::new(0, u64::MAX), |w| w.range);
         Ok(Self {
             pci,
+            name,
             mem,
             mem_size,
             precommit,
@@ -110,12 +124,12 @@ impl CxlPart {
             8 => u64::from(self.hdm.read(off)) | (u64::from(self.hdm.read(off + 4)) << 32),
             _ => u64::from(self.hdm.read(off)),
         };
-        trace::trace_vfio_cxl_hdm_read(offset, size, value);
+        trace::trace_vfio_cxl_hdm_read(&self.name, offset, size, value);
         value
     }
 
     fn write(&mut self, offset: u64, value: u64, size: u32) {
-        trace::trace_vfio_cxl_hdm_write(offset, size, value);
+        trace::trace_vfio_cxl_hdm_write(&self.name, offset, size, value);
         let Ok(off) = u32::try_from(offset) else {
             return;
         };
@@ -153,7 +167,7 @@ impl CxlPart {
                     "vfio-cxl: HDM decoder {decoder} commit refused: {error}"
                 );
                 let d = self.hdm.decoder(decoder).copied().unwrap_or_default();
-                trace::trace_vfio_cxl_commit_failed(decoder, d.base, d.size);
+                trace::trace_vfio_cxl_commit_failed(&self.name, decoder, d.base, d.size);
             }
         }
     }
@@ -170,7 +184,7 @@ impl CxlPart {
         // SAFETY: plain lookup in the machine's window list.
         let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
         if !fits || !found || fw.ways != 1 {
-            trace::trace_vfio_cxl_no_window(hpa.base, hpa.size);
+            trace::trace_vfio_cxl_no_window(&self.name, hpa.base, hpa.size);
             return;
         }
         let window: *mut MemoryRegion = fw.mr.cast();
@@ -181,7 +195,7 @@ impl CxlPart {
             system::bindings::memory_region_set_size(self.mem, hpa.size);
             system::bindings::memory_region_add_subregion(window, hpa.base - fw.base, self.mem);
         }
-        trace::trace_vfio_cxl_map(hpa.base, hpa.size, dpa_base);
+        trace::trace_vfio_cxl_map(&self.name, hpa.base, hpa.size, dpa_base);
         self.mapping = Some(Mapping { window, hpa });
     }
 
@@ -189,7 +203,7 @@ impl CxlPart {
         if let Some(m) = self.mapping.take() {
             // SAFETY: the alias is a subregion of m.window (set by map).
             unsafe { system::bindings::memory_region_del_subregion(m.window, self.mem) };
-            trace::trace_vfio_cxl_unmap(m.hpa.base, m.hpa.size);
+            trace::trace_vfio_cxl_unmap(&self.name, m.hpa.base, m.hpa.size);
         }
     }
 
@@ -238,7 +252,7 @@ impl CxlPart {
             .hdm
             .firmware_commit(0, program)
             .map_err(|e| Error::msg(format!("firmware commit of decoder 0 failed: {e}")))?;
-        trace::trace_vfio_cxl_precommit(range.base, range.size, window.index);
+        trace::trace_vfio_cxl_precommit(&self.name, range.base, range.size, window.index);
         self.hdm_event(event);
         Ok(())
     }
@@ -246,23 +260,27 @@ impl CxlPart {
 
 /// Creates the CXL part of a realized device.
 ///
-/// `mem` is an alias MemoryRegion of the mmap'd CXL_MEM region, `mem_size`
-/// bytes, owned by the caller and mapped only by this part. Returns NULL
-/// and sets `errp` on error.
+/// `name` names the device in traces (copied). `mem` is an alias
+/// MemoryRegion of the mmap'd CXL_MEM region, `mem_size` bytes, owned by
+/// the caller and mapped only by this part. Returns NULL and sets `errp`
+/// on error.
 ///
 /// # Safety
 ///
-/// `pci` and `mem` must stay valid until [`vfio_cxl_part_free`]; `errp` is
-/// a valid `Error **`. Call with the BQL held.
+/// `pci` and `mem` must stay valid until [`vfio_cxl_part_free`]; `name` is
+/// a C string; `errp` is a valid `Error **`. Call with the BQL held.
 #[no_mangle]
 pub unsafe extern "C" fn vfio_cxl_part_new(
     pci: *mut PCIDevice,
+    name: *const c_char,
     mem: *mut MemoryRegion,
     mem_size: u64,
     precommit: bool,
     errp: *mut *mut util::bindings::Error,
 ) -> *mut CxlPart {
-    let part = CxlPart::new(pci, mem, mem_size, precommit);
+    // SAFETY: a C string from the caller, copied here.
+    let name = unsafe { CStr::from_ptr(name) }.to_owned();
+    let part = CxlPart::new(pci, name, mem, mem_size, precommit);
     // SAFETY: errp comes from C.
     match unsafe { Error::ok_or_propagate(part, errp) } {
         Some(part) => Box::into_raw(Box::new(part)),
@@ -334,7 +352,9 @@ pub unsafe extern "C" fn vfio_cxl_part_reset_hold(part: *mut CxlPart) {
 pub unsafe extern "C" fn vfio_cxl_part_reset_exit(part: *mut CxlPart) {
     // SAFETY: see above.
     if let Err(e) = unsafe { (*part).reset_exit() } {
-        let msg = CString::new(format!("vfio-cxl: {e}")).unwrap_or_default();
+        // SAFETY: see above.
+        let name = unsafe { (*part).name.to_string_lossy().into_owned() };
+        let msg = CString::new(format!("vfio-cxl {name}: {e}")).unwrap_or_default();
         // SAFETY: a valid C string and format; exit as error_fatal would.
         unsafe {
             bindings::error_report(c"%s".as_ptr(), msg.as_ptr());
@@ -357,6 +377,8 @@ pub unsafe extern "C" fn vfio_cxl_part_free(part: *mut CxlPart) {
     // SAFETY: see above.
     let mut part = unsafe { Box::from_raw(part) };
     part.unmap();
+    // SAFETY: the device is still valid; a no-op without a claim.
+    unsafe { bindings::cxl_firmware_release_hb(part.pci) };
 }
 
 /// `exit(3)`: what QEMU does on a fatal configuration error.
