@@ -4,6 +4,7 @@
 //! an [`error::Error`] into one message and an exit code.
 
 mod apt;
+mod bench;
 mod cache;
 mod chain;
 mod demo;
@@ -37,6 +38,7 @@ commands:
   check-qemu-patches                 fail if patches/qemu/ is stale (CI)
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
   bench-fault [--sizes MIB,MIB]      fault benchmark of the host driver's memory region (VMs)
+  bench-bw [options]                 memcpy bandwidth: guest RAM vs vfio-user-cxl vs cxl-type3 window (VM)
   chain [--no-build]                 the nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~10 min)
   hw-test --bdf BDF [options]        the coherence suite on a real device bound to vfio-cxl-pci (docs/real-hardware.md)
   vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
@@ -63,6 +65,7 @@ fn run(args: &[String]) -> Result<()> {
         "check-qemu-patches" => qemu::run_check(rest),
         "vm-test" => vmtest::run(rest),
         "bench-fault" => vmtest::run_bench(rest),
+        "bench-bw" => bench::run_bw(rest),
         "chain" => chain::run(rest),
         "hw-test" => hw::run(rest),
         "vfio-user-smoke" => vfio_user::run(rest),

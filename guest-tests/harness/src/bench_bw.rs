@@ -328,9 +328,23 @@ impl Figures {
         all.get(all.len() / 2).copied()
     }
 
-    /// `target` / `base` of the headline figures.
+    /// `target`'s speed relative to `base`'s: the median, over every
+    /// size and repeat, of the ratio of two copies made back to back (the
+    /// guest interleaves the targets), so that a change of host load
+    /// between copies cancels out instead of landing on one target.
     pub fn ratio(&self, target: &str, base: &str, d: Dir) -> Option<f64> {
-        Some(self.headline(target, d)? / self.headline(base, d)?)
+        let mut r = Vec::new();
+        for &size in &self.sizes {
+            let t = self.ns.get(&(target.to_string(), d, size))?;
+            let b = self.ns.get(&(base.to_string(), d, size))?;
+            r.extend(
+                t.iter()
+                    .zip(b)
+                    .map(|(&tn, &bn)| bn as f64 / tn.max(1) as f64),
+            );
+        }
+        r.sort_by(f64::total_cmp);
+        r.get(r.len() / 2).copied()
     }
 
     /// Whether b/a >= [`MIN_DIRECT_RATIO`] in both directions.
@@ -415,7 +429,7 @@ impl Figures {
         ));
         let mib: Vec<String> = self.sizes.iter().map(|s| (s >> 20).to_string()).collect();
         out.push(format!(
-            "medians of {} copies per size; sizes {} MiB; headline = median of all copies; guest RAM in {} pages",
+            "medians of {} copies per size; sizes {} MiB; headline = median of all copies; ratios = median of back-to-back pairs; guest RAM in {} pages",
             self.repeats,
             mib.join("/"),
             if self.thp { "transparent huge" } else { "4 KiB" }

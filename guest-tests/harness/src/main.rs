@@ -34,6 +34,9 @@ commands:
   bench-bw [--sizes MIB,..] [--repeats N] [--thp] [--json-out FILE]
                                 the bandwidth benchmark: one boot, memcpy to guest RAM, the
                                 vfio-user-cxl window and a cxl-type3 window; medians, b/a, c/a
+  demo [--report FILE] [--json-out FILE] [bench-bw options]
+                                the main job's boot: topology, coherence suite, bandwidth;
+                                prints (or writes) the report; exit 1 when something failed
 
 environment options (all commands that boot):
   --qemu PATH          QEMU binary (default: $VFIO_CXL_QEMU, else `cargo xtask qemu-path`)
@@ -74,6 +77,7 @@ struct Cli {
     repeats: Option<u32>,
     json_out: Option<PathBuf>,
     thp: bool,
+    report: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Cli> {
@@ -120,6 +124,7 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--repeats" => cli.repeats = Some(num(arg, value()?)? as u32),
             "--json-out" => cli.json_out = Some(value()?.into()),
             "--thp" => cli.thp = true,
+            "--report" => cli.report = Some(value()?.into()),
             "-h" | "--help" => cli.command = "help".into(),
             other if other.starts_with('-') => {
                 return Err(Error::msg(format!("unknown option {other}\n{USAGE}")))
@@ -396,9 +401,8 @@ fn bench_fault(cli: &Cli) -> Result<bool> {
     Ok(true)
 }
 
-fn bench_bw(cli: &Cli) -> Result<bool> {
-    use guest_harness::bench_bw;
-    let mut params = bench_bw::Params {
+fn bench_params(cli: &Cli) -> Result<guest_harness::bench_bw::Params> {
+    let mut params = guest_harness::bench_bw::Params {
         thp: cli.thp,
         ..Default::default()
     };
@@ -408,6 +412,52 @@ fn bench_bw(cli: &Cli) -> Result<bool> {
     if let Some(r) = cli.repeats {
         params.repeats = r;
     }
+    Ok(params)
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+}
+
+fn demo(cli: &Cli) -> Result<bool> {
+    use guest_harness::demo;
+    let params = bench_params(cli)?;
+    let start = Instant::now();
+    let env = Env::prepare(&cli.env)?;
+    println!(
+        "demo: kernel {} ready in {}; booting one guest under TCG (vfio-user-cxl server + cxl-type2-ref, cxl-type3): \
+         bind, type-3 region, topology, coherence suite, bandwidth (about 1-2 min) ...",
+        env.kernel.abi(),
+        secs(start.elapsed())
+    );
+    let outcome = env.run(&demo::spec(&params))?;
+    let problems = demo::problems(&outcome);
+    println!(
+        "demo: guest finished in {} ({})",
+        secs(outcome.wall),
+        if problems.is_empty() {
+            "all checks passed"
+        } else {
+            "FAILED"
+        }
+    );
+    if !problems.is_empty() {
+        print_outcome("demo", &outcome, &problems, cli.verbose);
+    }
+    let (text, doc) = demo::report(&outcome, &problems);
+    match &cli.report {
+        Some(path) => write_file(path, &text)?,
+        None => print!("{text}"),
+    }
+    if let Some(path) = &cli.json_out {
+        write_file(path, &format!("{doc:#}\n"))?;
+    }
+    Ok(problems.is_empty())
+}
+
+fn bench_bw(cli: &Cli) -> Result<bool> {
+    use guest_harness::bench_bw;
+    let params = bench_params(cli)?;
     let env = Env::prepare(&cli.env)?;
     println!(
         "bench-bw: booting (sizes {:?} MiB, {} repeats) ...",
@@ -425,8 +475,7 @@ fn bench_bw(cli: &Cli) -> Result<bool> {
     }
     let doc = f.to_json();
     if let Some(path) = &cli.json_out {
-        std::fs::write(path, format!("{doc:#}\n"))
-            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+        write_file(path, &format!("{doc:#}\n"))?;
     }
     println!("bench-bw json: {doc}");
     println!("bench-bw: boot to exit {}", secs(outcome.wall));
@@ -451,6 +500,7 @@ fn main() -> ExitCode {
         "initramfs" => initramfs(&cli),
         "bench-fault" => bench_fault(&cli),
         "bench-bw" => bench_bw(&cli),
+        "demo" => demo(&cli),
         "chain" => Env::prepare(&cli.env).and_then(|env| guest_harness::nested::run(&env)),
         "help" => {
             print!("{USAGE}");

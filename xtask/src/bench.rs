@@ -1,0 +1,67 @@
+//! `cargo xtask bench-bw`: the bandwidth benchmark of guest-tests/harness
+//! (`guest-harness bench-bw`, src/bench_bw.rs), built and run like
+//! `bench-fault` (vmtest.rs): the same builds, the same harness options.
+//! A benchmark, not a test; figures in docs/benchmarks.md.
+
+use crate::error::{Error, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask bench-bw [--no-build] [--sizes MIB,MIB...] [--repeats N] [--thp] [--json-out FILE]
+
+The bandwidth benchmark (docs/benchmarks.md): one boot with the vfio-user
+software Type-2 device behind -device vfio-user-cxl (reference guest
+driver, /dev/cxl-type2-ref0) and a stock cxl-type3 on a second host
+bridge (a RAM region created through sysfs, /dev/daxX.Y); memcpy to and
+from (a) guest RAM, (b) the vfio-user-cxl window, (c) the cxl-type3
+window, interleaved. Prints median MB/s per target, b/a and c/a, and a
+`bench-bw json:` line (also written to --json-out). Exit status 1 when
+b/a < 0.9. Builds like vm-test (--no-build: QEMU as built).
+
+options:
+  --sizes MIB,...  copy sizes (default 1,4,16)
+  --repeats N      copies per size and target (default 5)
+  --thp            let guest RAM use transparent huge pages (default: 4 KiB
+                   pages, as the window's mapping)
+  --json-out FILE  write the figures as JSON
+";
+
+pub fn run_bw(args: &[String]) -> Result<()> {
+    let mut build = true;
+    let mut pass = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--no-build" => build = false,
+            "--thp" => pass.push(arg.clone()),
+            "--sizes" | "--repeats" | "--json-out" => {
+                let v = it.next().ok_or_else(|| {
+                    Error::usage(format!("bench-bw: {arg} needs a value\n{USAGE}"))
+                })?;
+                pass.extend([arg.clone(), v.clone()]);
+            }
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => {
+                return Err(Error::usage(format!(
+                    "bench-bw: unexpected argument {other}\n{}",
+                    USAGE.trim_end()
+                )))
+            }
+        }
+    }
+    let mut cmd = crate::vmtest::prepared_harness(build, "bench-bw")?;
+    cmd.args(&pass);
+    println!("==> bandwidth benchmark (guest-harness bench-bw)");
+    let st = cmd
+        .status()
+        .map_err(|e| Error::msg(format!("cannot run guest-harness bench-bw: {e}")))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "guest-harness bench-bw failed or b/a < 0.9 ({st})"
+        )))
+    }
+}
