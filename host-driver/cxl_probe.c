@@ -247,14 +247,7 @@ static int vfio_cxl_read_hdm(struct vfio_cxl *cxl)
 	return vfio_cxl_check_decoders(cxl);
 }
 
-/**
- * vfio_cxl_hdm_matches_bind() - does decoder 0 still decode what it did?
- * @cxl: device state, with @comp_io mapped and Memory Space enabled
- *
- * Return: true if decoder 0 is still committed with the bind-time base,
- * size and DPA skip.
- */
-bool vfio_cxl_hdm_matches_bind(struct vfio_cxl *cxl)
+static bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl)
 {
 	static const unsigned int regs[] = {
 		VFIO_CXL_HDM_DEC_BASE_LOW(0), VFIO_CXL_HDM_DEC_BASE_HIGH(0),
@@ -273,6 +266,39 @@ bool vfio_cxl_hdm_matches_bind(struct vfio_cxl *cxl)
 		if (readl(hdm + regs[i]) != cxl->hdm_bind[regs[i] / 4])
 			return false;
 	return true;
+}
+
+/**
+ * vfio_cxl_hdm_matches_bind() - does decoder 0 still decode what it did?
+ * @cxl: device state, with @comp_io mapped; memory_lock held
+ *
+ * The decoder registers sit in a BAR, which answers only while Memory
+ * Space is enabled; the CXL memory does not depend on it, so the user may
+ * have it off now. It is then enabled in the hardware for the read alone:
+ * every vfio write of the command register takes memory_lock for write,
+ * so none can interleave, and the BARs hold their host addresses (vfio-pci
+ * virtualizes the BAR registers).
+ *
+ * Return: true if decoder 0 is still committed with the bind-time base,
+ * size and DPA skip.
+ */
+bool vfio_cxl_hdm_matches_bind(struct vfio_cxl *cxl)
+{
+	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
+	bool off, ret;
+	u16 cmd;
+
+	lockdep_assert_held(&cxl->cdev->pci_core.memory_lock);
+
+	pci_read_config_word(pdev, PCI_COMMAND, &cmd);
+	off = !PCI_POSSIBLE_ERROR(cmd) && !(cmd & PCI_COMMAND_MEMORY);
+	if (off)
+		pci_write_config_word(pdev, PCI_COMMAND,
+				      cmd | PCI_COMMAND_MEMORY);
+	ret = vfio_cxl_hdm_decodes_bind(cxl);
+	if (off)
+		pci_write_config_word(pdev, PCI_COMMAND, cmd);
+	return ret;
 }
 
 static void vfio_cxl_release_hpa(void *data)

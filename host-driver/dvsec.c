@@ -253,11 +253,13 @@ static ssize_t vfio_cxl_dvsec_rw(struct vfio_cxl *cxl, char __user *buf,
 }
 
 /*
- * vfio-pci core zaps only BAR mappings when a config write turns Memory
- * Space off or puts the function in D3hot. Find such a write so that the
- * memory region's mappings are zapped too (and faults held off meanwhile).
+ * vfio-pci core zaps only BAR mappings when a config write puts the
+ * function in D3hot. Find such a write so that the memory region's
+ * mappings are zapped too (and faults held off meanwhile). A write that
+ * clears Memory Space needs nothing: the memory does not depend on it
+ * (mem_region.c).
  */
-static bool vfio_cxl_cfg_write_disables_mem(struct vfio_cxl *cxl,
+static bool vfio_cxl_cfg_write_enters_d3hot(struct vfio_cxl *cxl,
 					    const char __user *buf,
 					    unsigned int pos, size_t count)
 {
@@ -265,17 +267,9 @@ static bool vfio_cxl_cfg_write_disables_mem(struct vfio_cxl *cxl,
 	unsigned int pmcsr = pdev->pm_cap + PCI_PM_CTRL;
 	u8 val;
 
-	if (pos <= PCI_COMMAND && pos + count > PCI_COMMAND &&
-	    !get_user(val, buf + PCI_COMMAND - pos) &&
-	    !(val & PCI_COMMAND_MEMORY))
-		return true;
-
-	if (pdev->pm_cap && pos <= pmcsr && pos + count > pmcsr &&
-	    !get_user(val, buf + pmcsr - pos) &&
-	    (val & PCI_PM_CTRL_STATE_MASK) == VFIO_CXL_PMCSR_D3HOT)
-		return true;
-
-	return false;
+	return pdev->pm_cap && pos <= pmcsr && pos + count > pmcsr &&
+	       !get_user(val, buf + pmcsr - pos) &&
+	       (val & PCI_PM_CTRL_STATE_MASK) == VFIO_CXL_PMCSR_D3HOT;
 }
 
 static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
@@ -288,7 +282,7 @@ static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
 	if (!iswrite)
 		return vfio_pci_core_read(core_vdev, buf, n, &p);
 
-	if (!vfio_cxl_cfg_write_disables_mem(cxl, buf, pos, n))
+	if (!vfio_cxl_cfg_write_enters_d3hot(cxl, buf, pos, n))
 		return vfio_pci_core_write(core_vdev, buf, n, &p);
 
 	vfio_cxl_mem_block(cxl);

@@ -4,15 +4,23 @@
  *
  * The device memory behind the firmware-committed HDM decoder, exposed as a
  * device-specific vfio region. mmap() inserts write-back PFN mappings on
- * fault (PMD/PUD where aligned) under the vfio-pci memory_lock, with the
- * same Memory Space and runtime-PM gate as vfio-pci BARs.
+ * fault (PMD/PUD where aligned) under the vfio-pci memory_lock.
+ *
+ * Memory Space: unlike a BAR, the memory does not depend on the Memory
+ * Space Enable bit of the command register. CXL.mem decode of the HDM range
+ * is governed by the HDM decoders and DVSEC CXL Control Mem_Enable (CXL
+ * r3.1 8.1.3.2, 8.2.4.20), which the host committed and locked; HDM space
+ * is independent of the BAR (MMIO) space. A guest that turns Memory Space
+ * off, e.g. to size its BARs, keeps its CXL memory, as on bare metal.
  *
  * Zapping: vfio-pci core zaps only the file offsets of BAR0..BAR5 when it
- * disables Memory Space, resets or enters low power. Our region lives at a
- * device-region index, in the same address_space (the vfio device inode),
- * so vfio-cxl-core zaps its own range: from the PCI reset_prepare callback
- * (every function reset, whoever starts it), before a config write clears
- * Memory Space, and before low-power entry (vfio_cxl_mem_block()).
+ * resets or enters low power. Our region lives at a device-region index, in
+ * the same address_space (the vfio device inode), so vfio-cxl-core zaps its
+ * own range: from the PCI reset_prepare callback (every function reset,
+ * whoever starts it; an FLR leaves CXL.mem alone, CXL r3.1 9.5, but the
+ * callback cannot tell an FLR from a bus reset, which does not), before a
+ * config write enters D3hot, and before low-power entry
+ * (vfio_cxl_mem_block()).
  */
 #include <linux/io.h>
 #include <linux/mm.h>
@@ -30,8 +38,9 @@
 
 /*
  * May the memory be accessed now? Called with memory_lock held for read.
- * After a reset the decoder is validated again before the first access
- * (the BAR holding it is readable now that Memory Space is known enabled).
+ * Memory Space is deliberately not checked (see the top of this file); a
+ * function in D3hot or runtime-suspended does not serve CXL.mem. After a
+ * reset the decoder is validated again before the first access.
  */
 static bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
 {
@@ -40,7 +49,7 @@ static bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
 	lockdep_assert_held(&vdev->memory_lock);
 
 	if (READ_ONCE(cxl->resetting) || READ_ONCE(cxl->mem_blocked) ||
-	    vdev->pm_runtime_engaged || !__vfio_pci_memory_enabled(vdev))
+	    vdev->pm_runtime_engaged || vdev->pdev->current_state >= PCI_D3hot)
 		return false;
 
 	if (READ_ONCE(cxl->recheck)) {
@@ -56,6 +65,22 @@ static bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
 	}
 
 	return !READ_ONCE(cxl->hdm_lost);
+}
+
+/*
+ * vfio_pci_vmf_insert_pfn() without its Memory Space test, which is for
+ * BARs: vfio_cxl_mem_usable() has checked what applies to the memory.
+ */
+static vm_fault_t vfio_cxl_mem_insert_pfn(struct vm_fault *vmf,
+					  unsigned long pfn, unsigned int order)
+{
+	if (!order)
+		return vmf_insert_pfn(vmf->vma, vmf->address, pfn);
+	if (IS_ENABLED(CONFIG_ARCH_SUPPORTS_PMD_PFNMAP) && order == PMD_ORDER)
+		return vmf_insert_pfn_pmd(vmf, pfn, false);
+	if (IS_ENABLED(CONFIG_ARCH_SUPPORTS_PUD_PFNMAP) && order == PUD_ORDER)
+		return vmf_insert_pfn_pud(vmf, pfn, false);
+	return VM_FAULT_FALLBACK;
 }
 
 static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
@@ -81,7 +106,7 @@ static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
 	scoped_guard(rwsem_read, &vdev->memory_lock) {
 		if (!vfio_cxl_mem_usable(cxl))
 			return VM_FAULT_SIGBUS;
-		ret = vfio_pci_vmf_insert_pfn(vdev, vmf, pfn, order);
+		ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
 	}
 
 	return ret;
@@ -255,7 +280,7 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
  * vfio_cxl_mem_zap() - remove every user mapping of the memory region
  * @cxl: device state
  *
- * The next access faults again and goes through the Memory Space, reset and
+ * The next access faults again and goes through the power, reset and
  * decoder checks.
  */
 void vfio_cxl_mem_zap(struct vfio_cxl *cxl)
@@ -273,9 +298,9 @@ void vfio_cxl_mem_zap(struct vfio_cxl *cxl)
  * vfio_cxl_mem_block() - fail faults and zap mappings until unblocked
  * @cxl: device state
  *
- * Used around operations of vfio-pci core that turn off Memory Space or
- * power and zap only the BAR mappings themselves. A fault racing with such
- * an operation must not install a mapping that outlives it.
+ * Used around operations of vfio-pci core that turn power off (D3hot,
+ * low-power entry) and zap only the BAR mappings themselves. A fault racing
+ * with such an operation must not install a mapping that outlives it.
  */
 void vfio_cxl_mem_block(struct vfio_cxl *cxl)
 {
@@ -291,8 +316,8 @@ void vfio_cxl_mem_block(struct vfio_cxl *cxl)
  * vfio_cxl_mem_unblock() - let faults in again
  * @cxl: device state
  *
- * They still fail while Memory Space is disabled or the device is in a
- * low-power state: those checks are made at each fault.
+ * They still fail while the device is in D3hot or a low-power state: those
+ * checks are made at each fault.
  */
 void vfio_cxl_mem_unblock(struct vfio_cxl *cxl)
 {

@@ -139,7 +139,7 @@ struct vfio_cxl_ro_range {
  * @resetting: a reset is in progress: faults and rw fail
  * @recheck: the decoder must be validated again before the next access
  * @hdm_lost: the decoder did not survive a reset: faults and rw fail
- * @mem_blocked: Memory Space or power is being switched off: faults fail
+ * @mem_blocked: power is being switched off (D3hot, low power): faults fail
  * @check_lock: serializes decoder re-validation
  */
 struct vfio_cxl {

@@ -157,6 +157,25 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     }
 }
 
+/// The static build of the series' kselftest (host-driver/scripts/
+/// build-selftest; a no-op when up to date), for `host-driver-selftest`.
+fn build_selftest() -> Result<()> {
+    // The harness takes the binary from there instead (its SELFTEST_ENV).
+    if std::env::var_os("VFIO_CXL_SELFTEST").is_some_and(|v| !v.is_empty()) {
+        return Ok(());
+    }
+    let script = crate::test::repo_root().join("host-driver/scripts/build-selftest");
+    let mut c = Command::new(&script);
+    c.stdout(std::process::Stdio::null());
+    let st = status_of(c, "host-driver/scripts/build-selftest")?;
+    if !st.success() {
+        return Err(Error::msg(format!(
+            "building the kselftest vfio_cxl_region_test failed ({st})"
+        )));
+    }
+    Ok(())
+}
+
 /// The static guest build of vfio-cxl-uapi-check.
 fn build_uapi_check() -> Result<()> {
     let root = crate::test::repo_root();
@@ -201,6 +220,8 @@ pub(crate) fn prepared_harness(build: bool, command: &str) -> Result<Command> {
     crate::guest_driver::build(false)?;
     println!("==> build vfio-cxl-uapi-check (static, {GUEST_TARGET_DIR})");
     build_uapi_check()?;
+    println!("==> build the kselftest vfio_cxl_region_test (static, patches/linux)");
+    build_selftest()?;
 
     let env_pins = std::env::var(pins::PINS_ENV).ok();
     let eff = Pins::load(&pins::default_path())?

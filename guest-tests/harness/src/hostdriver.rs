@@ -27,6 +27,9 @@ use crate::vmtests::CXL_MODULES;
 
 /// Overrides where the static `vfio-cxl-uapi-check` is taken from.
 pub const UAPI_CHECK_ENV: &str = "VFIO_CXL_UAPI_CHECK";
+/// Overrides where the static kselftest `vfio_cxl_region_test` is taken
+/// from (default: [`selftest_binary`]).
+pub const SELFTEST_ENV: &str = "VFIO_CXL_SELFTEST";
 /// Overrides the directory of `vfio-cxl-core.ko` and `vfio-cxl-pci.ko`.
 pub const DRIVER_DIR_ENV: &str = "VFIO_CXL_HOST_DRIVER_DIR";
 /// The cargo target directory of the static guest build (its own, so the
@@ -63,6 +66,23 @@ pub fn uapi_check_binary() -> PathBuf {
             .join(GUEST_TARGET_DIR)
             .join(GUEST_TRIPLE)
             .join("release/vfio-cxl-uapi-check")
+    })
+}
+
+/// `$VFIO_CXL_SELFTEST`, else `<cache>/linux/<upstream>/selftests/
+/// vfio_cxl_region_test`, where `host-driver/scripts/build-selftest` puts
+/// it (`cargo xtask vm-test` runs that script).
+pub fn selftest_binary() -> PathBuf {
+    env_path(SELFTEST_ENV).unwrap_or_else(|| {
+        let upstream = crate::tools::read_to_string(&repo_root().join("pins.toml"))
+            .and_then(|t| crate::env::pinned_kernel(&t))
+            .map(|(upstream, _)| upstream)
+            .unwrap_or_default();
+        crate::env::default_cache()
+            .unwrap_or_default()
+            .join("linux")
+            .join(upstream)
+            .join("selftests/vfio_cxl_region_test")
     })
 }
 
@@ -261,6 +281,86 @@ pub fn uapi_spec() -> RunSpec {
     spec.before_boot = Some(fill_outside_pattern);
     spec.after_exit = Some(find_guest_pattern);
     spec
+}
+
+/// Runs the kselftest and reports its TAP result lines as `selftest`
+/// facts (the whole output goes to the console).
+const SELFTEST_SH: &str = r##"VFIO_SELFTESTS_BDF=$dev $VC/vfio_cxl_region_test >/tmp/selftest.out 2>&1
+rc=$?
+cat /tmp/selftest.out
+while IFS= read -r l; do
+	case "$l" in "ok "* | "not ok "* | "# Totals:"*) vfiocxl_fact selftest "$l" ;; esac
+done </tmp/selftest.out
+vfiocxl_fact selftest.exit $rc
+exit $rc
+"##;
+
+pub fn selftest_spec() -> RunSpec {
+    let payload = base_payload("host-driver-selftest")
+        .file(
+            &format!("{GUEST_DIR}/vfio_cxl_region_test"),
+            0o755,
+            Source::Path {
+                src: selftest_binary(),
+            },
+        )
+        .step("kselftest", &with_lib(SELFTEST_SH))
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step("report-dmesg", DMESG_SH);
+    base_spec(payload, ACCEL_MIB, 4096)
+}
+
+/// The `TEST_F(vfio_cxl_region_test, NAME)` names of the kselftest source.
+fn selftest_names(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .filter_map(|l| l.strip_prefix("TEST_F(vfio_cxl_region_test, "))
+        .filter_map(|rest| rest.split_once(')'))
+        .map(|(name, _)| name.trim().to_string())
+        .collect()
+}
+
+/// IOMMU modes the guest kernel has (Debian 7.3.4: no IOMMUFD), whose
+/// variants must pass; the others may only skip.
+const SELFTEST_MODES: [&str; 2] = ["vfio_type1_iommu", "vfio_type1v2_iommu"];
+
+pub fn selftest_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    common_checks(outcome, 1..=1, &mut p);
+    let r = &outcome.report;
+    if r.fact("selftest.exit") != Some("0") {
+        p.push(format!(
+            "vfio_cxl_region_test exited with {:?}",
+            r.fact("selftest.exit")
+        ));
+    }
+    let src = repo_root().join("host-driver/selftests/vfio_cxl_region_test.c");
+    let names = match fs::read_to_string(&src) {
+        Ok(text) => selftest_names(&text),
+        Err(e) => {
+            p.push(format!("{}: {e}", src.display()));
+            return p;
+        }
+    };
+    let lines = r.facts("selftest");
+    for line in &lines {
+        if line.starts_with("not ok ") {
+            p.push(format!("kselftest: {line}"));
+        }
+    }
+    for mode in SELFTEST_MODES {
+        for name in &names {
+            let test = format!(" vfio_cxl_region_test.{mode}.{name}");
+            match lines.iter().find(|l| l.contains(&test)) {
+                Some(l) if l.starts_with("ok ") && !l.contains("# SKIP") => {}
+                l => p.push(format!("kselftest{test}: {l:?}, expected a pass")),
+            }
+        }
+    }
+    if names.is_empty() {
+        p.push(format!("no TEST_F in {}", src.display()));
+    }
+    p
 }
 
 pub fn rebind_spec() -> RunSpec {
@@ -592,6 +692,20 @@ mod tests {
     }
 
     #[test]
+    fn selftest_names_come_from_the_source() {
+        let src =
+            fs::read_to_string(repo_root().join("host-driver/selftests/vfio_cxl_region_test.c"))
+                .unwrap();
+        let names = selftest_names(&src);
+        assert!(names.contains(&"mem_without_memory_space".to_string()));
+        assert!(names.len() >= 5, "{names:?}");
+        assert_eq!(
+            selftest_names("TEST_F(vfio_cxl_region_test, a)\nTEST_F(other, b)\n"),
+            ["a"]
+        );
+    }
+
+    #[test]
     fn patterns_round_trip_through_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("m.raw");
@@ -611,6 +725,7 @@ mod tests {
             ("dmesg", DMESG_SH.into()),
             ("rebind", with_lib(REBIND_SH)),
             ("rmmod", with_lib(RMMOD_SH)),
+            ("selftest", with_lib(SELFTEST_SH)),
         ] {
             let out = std::process::Command::new("sh")
                 .arg("-n")

@@ -57,6 +57,12 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::rebind_check,
         },
         VmTest {
+            name: "host-driver-selftest",
+            about: "cxl-accel bound to vfio-cxl-pci: the kernel-style kselftest vfio_cxl_region_test of patches/linux (static, host-driver/scripts/build-selftest) passes in every IOMMU mode the guest kernel has",
+            spec: hostdriver::selftest_spec,
+            check: hostdriver::selftest_check,
+        },
+        VmTest {
             name: "guest-driver-coherence",
             about: "cxl-accel (256 MiB) bound to the reference guest Type-2 driver cxl-type2-ref: region assembled, coherence checks over /dev/cxl-type2-ref0 against the memory-backend file, rebind x3, rmmod",
             spec: guestdriver::coherence_spec,

@@ -147,8 +147,17 @@ impl Ctx {
     }
 
     fn enable_memory_space(&self) -> io::Result<()> {
+        self.set_memory_space(true)
+    }
+
+    fn set_memory_space(&self, on: bool) -> io::Result<()> {
         let cmd = self.config_read(PCI_COMMAND, 2)? as u16;
-        self.config_write(PCI_COMMAND, 2, u32::from(cmd | PCI_COMMAND_MEMORY))
+        let cmd = if on {
+            cmd | PCI_COMMAND_MEMORY
+        } else {
+            cmd & !PCI_COMMAND_MEMORY
+        };
+        self.config_write(PCI_COMMAND, 2, u32::from(cmd))
     }
 
     fn comp_read(&self, off: u32) -> io::Result<u32> {
@@ -207,6 +216,7 @@ pub const CHECKS: &[Check] = &[
     ("dvsec_virtualized", dvsec_virtualized),
     ("mem_coherence", mem_coherence),
     ("mem_bad_input", mem_bad_input),
+    ("mem_without_memory_space", mem_without_memory_space),
     ("reset_with_live_mapping", reset_with_live_mapping),
 ];
 
@@ -270,11 +280,8 @@ fn decoder_pages(g: &VfioRegionInfoCapCxlCompRegs) -> (u64, u64) {
     )
 }
 
-fn comp_bar_sparse_mmap(c: &Ctx) -> Outcome {
-    let bar = c.dev.region_info(c.geometry.bar).map_err(err)?;
-    ensure(bar.has_flag(VFIO_REGION_INFO_FLAG_MMAP), || {
-        "component BAR not mmap-able".into()
-    })?;
+/// The (offset, size) areas of a region's sparse-mmap capability.
+fn sparse_areas(bar: &RegionInfo) -> Result<Vec<(u64, u64)>, String> {
     let cap = caps::find(
         &bar.raw,
         REGION_INFO_LEN,
@@ -284,16 +291,35 @@ fn comp_bar_sparse_mmap(c: &Ctx) -> Outcome {
     .map_err(err)?
     .ok_or("component BAR has no sparse-mmap capability")?;
     let body = cap.offset + 8;
-    let nr = u32::from_ne_bytes(bar.raw[body..body + 4].try_into().map_err(err)?) as usize;
+    let nr = bar
+        .raw
+        .get(body..body + 4)
+        .ok_or("sparse-mmap capability runs past the buffer")?;
+    let nr = u32::from_ne_bytes(nr.try_into().map_err(err)?) as usize;
+    (0..nr)
+        .map(|i| {
+            let at = body + 8 + 16 * i;
+            let area = bar
+                .raw
+                .get(at..at + 16)
+                .ok_or("sparse areas run past the buffer")?;
+            Ok((
+                u64::from_ne_bytes(area[0..8].try_into().map_err(err)?),
+                u64::from_ne_bytes(area[8..16].try_into().map_err(err)?),
+            ))
+        })
+        .collect()
+}
+
+fn comp_bar_sparse_mmap(c: &Ctx) -> Outcome {
+    let bar = c.dev.region_info(c.geometry.bar).map_err(err)?;
+    ensure(bar.has_flag(VFIO_REGION_INFO_FLAG_MMAP), || {
+        "component BAR not mmap-able".into()
+    })?;
+    let areas = sparse_areas(&bar)?;
+    let nr = areas.len();
     let (lo, hi) = decoder_pages(&c.geometry);
-    for i in 0..nr {
-        let at = body + 8 + 16 * i;
-        let area = bar
-            .raw
-            .get(at..at + 16)
-            .ok_or("sparse areas run past the buffer")?;
-        let off = u64::from_ne_bytes(area[0..8].try_into().map_err(err)?);
-        let size = u64::from_ne_bytes(area[8..16].try_into().map_err(err)?);
+    for (off, size) in areas {
         ensure(off + size <= lo || off >= hi, || {
             format!("area {off:#x}+{size:#x} overlaps decoder pages {lo:#x}..{hi:#x}")
         })?;
@@ -556,6 +582,117 @@ fn mem_bad_input(c: &Ctx) -> Outcome {
         format!("read crossing the end returned {n}, not 4")
     })?;
     Ok("EINVAL for each; a read crossing the end is short".into())
+}
+
+/// Reads the u64 at `addr` in a child process: `Ok(true)` if the child
+/// died of `SIGBUS`, `Ok(false)` if the read worked.
+fn read_dies_of_sigbus(addr: usize) -> Result<bool, String> {
+    // SAFETY: the child only does a volatile read of a mapping it inherited
+    // and _exit()s; no allocation or lock is touched after fork().
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: `addr` is an 8-byte aligned address of a live shared
+        // mapping (the caller's), inherited by this child.
+        unsafe {
+            (addr as *const u64).read_volatile();
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just created; `status` is a valid pointer.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(format!("waitpid: {}", io::Error::last_os_error()));
+    }
+    if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGBUS {
+        return Ok(true);
+    }
+    ensure(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        || format!("reader child ended with status {status:#x}"),
+    )?;
+    Ok(false)
+}
+
+/// The memory region does not depend on PCI Memory Space (CXL.mem decode is
+/// the HDM decoders' and DVSEC Mem_Enable's), while BARs keep vfio-pci's
+/// behaviour: mappings SIGBUS, read() fails.
+fn mem_without_memory_space(c: &Ctx) -> Outcome {
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let mem = c
+        .dev
+        .mmap(PAGE as usize * 2, c.mem.offset, rw, libc::MAP_SHARED)
+        .map_err(|e| format!("mmap memory: {e}"))?;
+    let bar = c.dev.region_info(c.geometry.bar).map_err(err)?;
+    let (off, _) = sparse_areas(&bar)?
+        .into_iter()
+        .find(|&(_, size)| size >= PAGE)
+        .ok_or("component BAR has no mmap-able page")?;
+    let bar_map = c
+        .dev
+        .mmap(
+            PAGE as usize,
+            bar.offset + off,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+        )
+        .map_err(|e| format!("mmap BAR{} at {off:#x}: {e}", c.geometry.bar))?;
+    ensure(!read_dies_of_sigbus(bar_map.addr())?, || {
+        "BAR mapping SIGBUS with Memory Space on".into()
+    })?;
+    // Page 0 is faulted in before Memory Space goes off, page 1 after.
+    let page1 = PAGE as usize;
+    let saved = (mem.read_u64(0), mem.read_u64(page1));
+    let (a, b) = (0xc0ff_ee00_0000_0001_u64, 0xc0ff_ee00_0000_0002_u64);
+    mem.write_u64(0, a);
+
+    c.set_memory_space(false).map_err(err)?;
+    let cmd = c.config_read(PCI_COMMAND, 2).map_err(err)? as u16;
+    let result = (|| {
+        ensure(cmd & PCI_COMMAND_MEMORY == 0, || {
+            format!("command register {cmd:#x}: Memory Space still on")
+        })?;
+        ensure(!read_dies_of_sigbus(mem.addr())?, || {
+            "memory mapping SIGBUS with Memory Space off".into()
+        })?;
+        ensure(mem.read_u64(0) == a, || {
+            "data changed when Memory Space went off".into()
+        })?;
+        mem.write_u64(page1, b);
+        ensure(mem.read_u64(page1) == b, || {
+            "a page first touched with Memory Space off lost a write".into()
+        })?;
+        let mut w = [0u8; 8];
+        c.dev
+            .pread(&mut w, c.mem.offset + PAGE)
+            .map_err(|e| format!("pread of the memory with Memory Space off: {e}"))?;
+        ensure(u64::from_ne_bytes(w) == b, || {
+            "pread disagrees with the mapping".into()
+        })?;
+        ensure(read_dies_of_sigbus(bar_map.addr())?, || {
+            "BAR mapping readable with Memory Space off".into()
+        })?;
+        match c.dev.pread(&mut w[..4], bar.offset + off) {
+            Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(()),
+            r => Err(format!("BAR read with Memory Space off: {r:?}, not EIO")),
+        }
+    })();
+    c.enable_memory_space().map_err(err)?;
+    result?;
+    ensure(!read_dies_of_sigbus(bar_map.addr())?, || {
+        "BAR mapping still dead with Memory Space back on".into()
+    })?;
+    ensure(mem.read_u64(0) == a && mem.read_u64(page1) == b, || {
+        "data changed when Memory Space came back".into()
+    })?;
+    mem.write_u64(0, saved.0);
+    mem.write_u64(page1, saved.1);
+    Ok(
+        "memory mapped, read and written with Memory Space off; BAR mapping SIGBUS, BAR read EIO"
+            .into(),
+    )
 }
 
 fn reset_with_live_mapping(c: &Ctx) -> Outcome {
