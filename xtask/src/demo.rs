@@ -283,9 +283,16 @@ pub fn run(args: &[String]) -> Result<()> {
             || xtask_logged(&["build-qemu"], &dir.join("build-qemu.log")),
         )?;
     }
-    let mut harness = steps.run(
+    steps.run(
         "build the host driver, the guest driver and the static test binary",
-        || crate::vmtest::prepared_harness(false, "demo"),
+        || {
+            if !o.build {
+                xtask_logged(&["fetch", "linux"], &dir.join("fetch.log"))?;
+            }
+            xtask_logged(&["build-driver"], &dir.join("build-driver.log"))?;
+            xtask_logged(&["build-guest-driver"], &dir.join("build-guest-driver.log"))?;
+            crate::vmtest::build_uapi_check()
+        },
     )?;
     steps.run(
         "build the vfio-user Type-2 server and the guest harness",
@@ -294,6 +301,7 @@ pub fn run(args: &[String]) -> Result<()> {
             cargo_build(&["--package", "guest-harness"])
         },
     )?;
+    let mut harness = crate::vmtest::harness_command("demo")?;
     let report = dir.join("report.txt");
     let json = dir.join("report.json");
     let _ = fs::remove_file(&report);

@@ -177,7 +177,7 @@ fn build_selftest() -> Result<()> {
 }
 
 /// The static guest build of vfio-cxl-uapi-check.
-fn build_uapi_check() -> Result<()> {
+pub(crate) fn build_uapi_check() -> Result<()> {
     let root = crate::test::repo_root();
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(&root)
@@ -223,6 +223,12 @@ pub(crate) fn prepared_harness(build: bool, command: &str) -> Result<Command> {
     println!("==> build the kselftest vfio_cxl_region_test (static, patches/linux)");
     build_selftest()?;
 
+    harness_command(command)
+}
+
+/// `guest-harness <command>` with the environment options (QEMU, firmware,
+/// cache, the pinned kernel .debs) set; builds nothing.
+pub(crate) fn harness_command(command: &str) -> Result<Command> {
     let env_pins = std::env::var(pins::PINS_ENV).ok();
     let eff = Pins::load(&pins::default_path())?
         .effective(&Overrides::parse(&[], env_pins.as_deref())?)?;

@@ -246,15 +246,18 @@ impl Tree {
                     parts.next();
                     parts.next()
                 });
-                format!(
-                    "memdev: PCI {} (driver {}), ram {}, serial {}{driver}",
+                let mut t = format!(
+                    "memdev: PCI {} (driver {})",
                     pci.unwrap_or("?"),
                     self.extra(name, "pci_driver").unwrap_or("none"),
-                    self.sysfs
-                        .attr_u64(name, "ram/size")
-                        .map_or("?".into(), size_text),
-                    a("serial"),
-                )
+                );
+                if let Some(size) = self.sysfs.attr_u64(name, "ram/size") {
+                    t += &format!(", ram {}", size_text(size));
+                }
+                if let Some(serial) = self.attr(name, "serial") {
+                    t += &format!(", serial {serial}");
+                }
+                t + &driver
             }
             _ => driver.trim_start_matches(", ").to_string(),
         }
