@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::device::CxlDevice;
+use crate::fault::Broken;
 use crate::server::{ConnEnd, Server};
 
 pub const USAGE: &str = "\
@@ -23,6 +24,12 @@ bytes of FILE (shared: a client's mapping and the file are the same memory).
                    K, M, G, T suffixes (powers of 1024) and 0x hex
   --create         create FILE if missing and extend it to BYTES if shorter
   --persist        keep serving after a client disconnects (default: exit)
+  --broken KIND    present a device that breaks the uAPI in one way, for
+                   testing a VMM's refusal: not-committed (host decoder
+                   not firmware-committed), no-cxl-cap (no device-info CXL
+                   capability), no-cxl-mem (no CXL_MEM region),
+                   mem-unaligned (CXL_MEM not a multiple of 256 MiB),
+                   bad-geometry (decoder block past the end of its BAR)
   -v, --verbose    log every message to stderr
   -h, --help       this text
 
@@ -45,6 +52,7 @@ pub struct Options {
     pub create: bool,
     pub persist: bool,
     pub verbose: bool,
+    pub broken: Option<Broken>,
 }
 
 /// An error with the exit status it maps to.
@@ -96,6 +104,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     let mut memory = None;
     let mut size = None;
     let (mut create, mut persist, mut verbose) = (false, false, false);
+    let mut broken = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -112,6 +121,12 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
                     parse_size(&v)
                         .ok_or_else(|| CliError::usage(format!("--size {v:?}: not a size")))?,
                 );
+            }
+            "--broken" => {
+                let v = value("--broken")?;
+                broken = Some(Broken::parse(&v).ok_or_else(|| {
+                    CliError::usage(format!("--broken {v:?}: one of {}", Broken::names()))
+                })?);
             }
             "--create" => create = true,
             "--persist" => persist = true,
@@ -135,6 +150,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
         create,
         persist,
         verbose,
+        broken,
     }))
 }
 
@@ -234,7 +250,8 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         )));
     }
     let file = open_memory(&opts.memory, opts.size, opts.create)?;
-    let device = CxlDevice::new(file, opts.size).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut device = CxlDevice::new(file, opts.size).map_err(|e| CliError::usage(e.to_string()))?;
+    device.set_broken(opts.broken);
     let listener = UnixListener::bind(&opts.socket)
         .map_err(|e| CliError::failure(format!("--socket {}: {e}", opts.socket.display())))?;
     let _guard = SocketGuard(&opts.socket);
@@ -242,10 +259,12 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     let mut server = Server::new(device);
     server.set_verbose(opts.verbose);
     eprintln!(
-        "vfio-user-cxl: serving a CXL Type-2 device ({} MiB from {}) on {}",
+        "vfio-user-cxl: serving a CXL Type-2 device ({} MiB from {}) on {}{}",
         opts.size >> 20,
         opts.memory.display(),
-        opts.socket.display()
+        opts.socket.display(),
+        opts.broken
+            .map_or(String::new(), |b| format!(", broken: {}", b.name()))
     );
     loop {
         let (sock, _) = listener
@@ -311,6 +330,13 @@ mod tests {
             .unwrap();
         assert_eq!(o.size, 512 << 20);
         assert!(o.persist && !o.create);
+        assert_eq!(o.broken, None);
+        let o = parse(&args(
+            "--socket s --memory m --size 256M --broken no-cxl-mem",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(o.broken, Some(Broken::NoCxlMem));
         assert!(parse(&args("--help")).unwrap().is_none());
         for bad in [
             "--socket s --memory m",
@@ -318,6 +344,8 @@ mod tests {
             "--socket s --memory m --size 100M",
             "--socket s --memory m --size 0",
             "--socket s --memory m --size 256M --bogus",
+            "--socket s --memory m --size 256M --broken nope",
+            "--socket s --memory m --size 256M --broken",
             "--socket",
         ] {
             let e = parse(&args(bad)).unwrap_err();

@@ -25,6 +25,7 @@ use vfio_cxl_uapi::{
 };
 
 use crate::config::{self, ConfigSpace, COMPONENT_BAR, COMPONENT_BAR_OFFSET};
+use crate::fault::Broken;
 use crate::protocol::{vfio, PutNe};
 
 /// Region index of the CXL memory region. Indices are not part of the
@@ -84,6 +85,8 @@ pub struct CxlDevice {
     mem: File,
     mem_size: u64,
     page_size: u64,
+    /// `--broken`: the contract violation presented, if any.
+    broken: Option<Broken>,
 }
 
 impl CxlDevice {
@@ -131,7 +134,14 @@ impl CxlDevice {
             mem,
             mem_size,
             page_size: u64::try_from(page_size).unwrap_or(4096).max(4096),
+            broken: None,
         })
+    }
+
+    /// Presents the device malformed in the way `broken` names (for tests
+    /// of a VMM's refusal), or well-formed with `None`.
+    pub fn set_broken(&mut self, broken: Option<Broken>) {
+        self.broken = broken;
     }
 
     pub fn mem_size(&self) -> u64 {
@@ -159,6 +169,7 @@ impl CxlDevice {
         Some(match index {
             vfio::PCI_BAR0_REGION_INDEX => Region::Bar0,
             vfio::PCI_CONFIG_REGION_INDEX => Region::Config,
+            CXL_MEM_INDEX if self.broken == Some(Broken::NoCxlMem) => Region::Empty,
             CXL_MEM_INDEX => Region::Mem,
             CXL_COMP_REGS_INDEX => Region::CompRegs,
             i if i < vfio::PCI_NUM_REGIONS => Region::Empty,
@@ -170,6 +181,7 @@ impl CxlDevice {
         match r {
             Region::Bar0 => BAR0_SIZE,
             Region::Config => config::CONFIG_SIZE as u64,
+            Region::Mem if self.broken == Some(Broken::MemUnaligned) => self.mem_size - 4096,
             Region::Mem => self.mem_size,
             Region::CompRegs => u64::from(self.component.hdm().len()),
             Region::Empty => 0,
@@ -214,23 +226,29 @@ impl CxlDevice {
         let fixed = vfio::DEVICE_INFO_LEN;
         let mut chain = vec![0u8; 64];
         let mut w = ChainWriter::new(&mut chain, fixed);
-        w.push(
-            VFIO_DEVICE_INFO_CAP_CXL,
-            1,
-            &caps::device_cxl_body(VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED),
-        )
-        .ok_or(libc::EINVAL)?;
+        let cap_flags = match self.broken {
+            Some(Broken::NotCommitted) => 0,
+            _ => VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED,
+        };
+        if self.broken != Some(Broken::NoCxlCap) {
+            w.push(
+                VFIO_DEVICE_INFO_CAP_CXL,
+                1,
+                &caps::device_cxl_body(cap_flags),
+            )
+            .ok_or(libc::EINVAL)?;
+        }
         let needed = w.needed();
-        let first = w.first(fixed).unwrap_or(0);
+        let first = w.first(fixed);
         let full = argsz >= needed;
+        let mut flags = vfio::DEVICE_FLAGS_RESET | vfio::DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_CXL;
+        if first.is_some() {
+            flags |= vfio::DEVICE_FLAGS_CAPS;
+        }
+        let first = first.unwrap_or(0);
         let mut out = Vec::with_capacity(needed);
         out.put_u32(needed as u32);
-        out.put_u32(
-            vfio::DEVICE_FLAGS_RESET
-                | vfio::DEVICE_FLAGS_PCI
-                | vfio::DEVICE_FLAGS_CAPS
-                | VFIO_DEVICE_FLAGS_CXL,
-        );
+        out.put_u32(flags);
         out.put_u32(NUM_REGIONS);
         out.put_u32(vfio::PCI_NUM_IRQS);
         if argsz >= fixed {
@@ -295,7 +313,10 @@ impl CxlDevice {
                     ),
                 )
                 .ok_or(libc::EINVAL)?;
-                let (offset, _) = self.decoder_block();
+                let offset = match self.broken {
+                    Some(Broken::BadGeometry) => BAR0_SIZE,
+                    _ => self.decoder_block().0,
+                };
                 w.push(
                     VFIO_REGION_INFO_CAP_CXL_COMP_REGS,
                     1,
@@ -532,6 +553,78 @@ mod tests {
         let f = tempfile::tempfile().unwrap();
         f.set_len(256 << 20).unwrap();
         CxlDevice::new(f, 256 << 20).unwrap()
+    }
+
+    fn broken(b: Broken) -> CxlDevice {
+        let mut d = dev();
+        d.set_broken(Some(b));
+        d
+    }
+
+    /// flags, and the device-info CXL capability's flags if there is one.
+    fn info_cap(d: &CxlDevice) -> (u32, Option<u32>) {
+        let info = d.device_info(256).unwrap();
+        let u32_at = |o: usize| u32::from_ne_bytes(info[o..o + 4].try_into().unwrap());
+        let cap = caps::find(
+            &info,
+            vfio::DEVICE_INFO_LEN,
+            u32_at(16),
+            VFIO_DEVICE_INFO_CAP_CXL,
+        )
+        .unwrap()
+        .map(|c| caps::device_cxl(&info, c).unwrap().flags);
+        (u32_at(4), cap)
+    }
+
+    fn region_size(d: &CxlDevice, index: u32) -> u64 {
+        let r = d.region_info(index, 256).unwrap().payload;
+        u64::from_ne_bytes(r[16..24].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_well_formed_device_is_committed_with_every_region() {
+        let d = dev();
+        let (flags, cap) = info_cap(&d);
+        assert_ne!(flags & vfio::DEVICE_FLAGS_CAPS, 0);
+        assert_eq!(cap, Some(VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED));
+        assert_eq!(region_size(&d, CXL_MEM_INDEX), 256 << 20);
+    }
+
+    #[test]
+    fn broken_devices_break_the_contract_in_one_way_each() {
+        let (_, cap) = info_cap(&broken(Broken::NotCommitted));
+        assert_eq!(cap, Some(0), "not-committed: the flag is clear");
+
+        let (flags, cap) = info_cap(&broken(Broken::NoCxlCap));
+        assert_eq!(
+            (flags & vfio::DEVICE_FLAGS_CAPS, cap),
+            (0, None),
+            "no-cxl-cap"
+        );
+        assert_ne!(flags & VFIO_DEVICE_FLAGS_CXL, 0, "still flagged CXL");
+
+        let d = broken(Broken::NoCxlMem);
+        let r = d.region_info(CXL_MEM_INDEX, 256).unwrap();
+        assert!(
+            r.fd.is_none() && region_size(&d, CXL_MEM_INDEX) == 0,
+            "no-cxl-mem"
+        );
+
+        let d = broken(Broken::MemUnaligned);
+        assert_eq!(region_size(&d, CXL_MEM_INDEX), (256 << 20) - 4096);
+
+        let d = broken(Broken::BadGeometry);
+        let r = d.region_info(CXL_COMP_REGS_INDEX, 256).unwrap().payload;
+        let cap = caps::find(
+            &r,
+            vfio::REGION_INFO_LEN,
+            u32::from_ne_bytes(r[12..16].try_into().unwrap()),
+            VFIO_REGION_INFO_CAP_CXL_COMP_REGS,
+        )
+        .unwrap()
+        .unwrap();
+        let geo = caps::cxl_comp_regs(&r, cap).unwrap();
+        assert!(geo.offset + geo.size > BAR0_SIZE, "bad-geometry: {geo:?}");
     }
 
     #[test]

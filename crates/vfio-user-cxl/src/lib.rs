@@ -9,6 +9,7 @@
 //! - [`socket`]: stream I/O with `SCM_RIGHTS` descriptor passing.
 //! - [`config`]: PCI configuration space with the CXL DVSECs.
 //! - [`device`]: regions, capabilities and the register views.
+//! - [`fault`]: `--broken`, the contract violations a device can present.
 //! - [`server`]: the message loop for one client at a time.
 //! - [`client`]: a small client for tests and tools.
 //! - [`cli`]: the `vfio-user-cxl` command line.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod device;
+pub mod fault;
 pub mod protocol;
 pub mod server;
 pub mod socket;
