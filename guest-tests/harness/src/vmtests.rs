@@ -98,6 +98,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vucxl_multi::spec,
             check: crate::vucxl_multi::check,
         },
+        VmTest {
+            name: crate::vucxl_hotplug::NAME,
+            about: "device_add of vfio-user-cxl over QMP in a running guest: no server, uncommitted host decoder, no CXL_MEM, bad geometry, a second pre-committed device on the host bridge each fail with an error naming the device while QEMU runs on; a well-formed device hot-plugged into an empty cxl-rp gets its region assembled and passes uapi-check",
+            spec: crate::vucxl_hotplug::spec,
+            check: crate::vucxl_hotplug::check,
+        },
     ]
 }
 

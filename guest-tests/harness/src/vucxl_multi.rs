@@ -43,7 +43,7 @@ const DEVS: [Dev; 2] = [
 
 /// Where `hostdriver::base_payload` puts `lib.sh`, the host driver and
 /// uapi-check in the guest.
-const LIB: &str = ". /opt/vfio-cxl/lib.sh";
+pub(crate) const LIB: &str = ". /opt/vfio-cxl/lib.sh";
 
 /// Finds the device below each host bridge (by bus number, so device `i`
 /// is the one on server `i`), binds it to vfio-cxl-pci, records its BDF
@@ -76,7 +76,7 @@ $VC/vfio-cxl-uapi-check "$dev" --expect-seed @OUTSIDE@ --write-seed @GUEST@ --re
 "#;
 
 /// The kernel log lines about VFIO or CXL (`dmesg -r`, level kept).
-const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+pub(crate) const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
 while IFS= read -r l; do
 	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
 done </tmp/dmesg
@@ -250,6 +250,18 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
 /// uapi-check names its facts' step `uapi-check`; the steps run in device
 /// order, so device `i`'s facts are the `i`th run of them.
 fn uapi_check_problems(outcome: &RunOutcome, i: usize, d: &Dev) -> Vec<String> {
+    uapi_run_problems(outcome, i, d.outside_seed, d.guest_seed)
+}
+
+/// The `i`th run of uapi-check (`uapi-check-{i}` in messages) ran every
+/// check once and passed them, seeing `outside_seed` and leaving
+/// `guest_seed`.
+pub(crate) fn uapi_run_problems(
+    outcome: &RunOutcome,
+    i: usize,
+    outside_seed: u64,
+    guest_seed: u64,
+) -> Vec<String> {
     let mut p = Vec::new();
     let step = format!("uapi-check-{i}");
     let expected: Vec<&str> = checks::CHECKS
@@ -277,8 +289,8 @@ fn uapi_check_problems(outcome: &RunOutcome, i: usize, d: &Dev) -> Vec<String> {
         .find(|(k, _)| *k == "mem_coherence")
         .map_or("", |(_, v)| *v);
     for want in [
-        format!("outside pattern {} seen", d.outside_seed),
-        format!("pattern {} left for the outside", d.guest_seed),
+        format!("outside pattern {outside_seed} seen"),
+        format!("pattern {guest_seed} left for the outside"),
     ] {
         if !coherence.contains(&want) {
             p.push(format!("{step} mem_coherence {coherence:?} lacks {want:?}"));

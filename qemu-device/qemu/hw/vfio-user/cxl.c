@@ -70,10 +70,11 @@ static void vfio_user_cxl_realize(PCIDevice *pdev, Error **errp)
 
     vfio_user_cxl_parent_realize(pdev, errp);
     if (*errp) {
+        vfio_cxl_error_prepend(vdev, errp);
         return;
     }
     if (!vfio_cxl_realize(vdev, &d->cxl, vfio_user_cxl_get_info, errp)) {
-        error_prepend(errp, "vfio-user-cxl %s: ", vdev->vbasedev.name);
+        vfio_cxl_error_prepend(vdev, errp);
         vfio_user_cxl_parent_exit(pdev);
     }
 }

@@ -90,6 +90,20 @@ static bool vfio_cxl_check_info(VFIOPCIDevice *vdev, VFIOCXLGetInfo get_info,
     return true;
 }
 
+void vfio_cxl_error_prepend(VFIOPCIDevice *vdev, Error **errp)
+{
+    DeviceState *dev = DEVICE(vdev);
+    const char *type = object_get_typename(OBJECT(vdev));
+
+    if (dev->id) {
+        error_prepend(errp, "%s %s (%s): ", type, dev->id,
+                      vdev->vbasedev.name ? vdev->vbasedev.name : "?");
+    } else {
+        error_prepend(errp, "%s %s: ", type,
+                      vdev->vbasedev.name ? vdev->vbasedev.name : "?");
+    }
+}
+
 bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
                       VFIOCXLGetInfo get_info, Error **errp)
 {
@@ -266,11 +280,12 @@ static void vfio_cxl_pci_realize(PCIDevice *pdev, Error **errp)
 
     vfio_cxl_parent_realize(pdev, errp);
     if (*errp) {
+        vfio_cxl_error_prepend(&d->parent_obj, errp);
         return;
     }
     if (!vfio_cxl_realize(&d->parent_obj, &d->cxl, vfio_cxl_kernel_get_info,
                           errp)) {
-        error_prepend(errp, "vfio-cxl %s: ", d->parent_obj.vbasedev.name);
+        vfio_cxl_error_prepend(&d->parent_obj, errp);
         vfio_cxl_parent_exit(pdev);
     }
 }

@@ -70,6 +70,8 @@ typedef struct VFIOCXL {
     Error *migration_blocker;
 } VFIOCXL;
 
+/* "<type> <id> (<host device>): " before a realize error. */
+void vfio_cxl_error_prepend(VFIOPCIDevice *vdev, Error **errp);
 bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
                       VFIOCXLGetInfo get_info, Error **errp);
 void vfio_cxl_exit(VFIOCXL *cxl);

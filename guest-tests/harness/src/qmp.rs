@@ -1,0 +1,81 @@
+//! A small QMP client for VM tests that drive QEMU while the guest runs
+//! (hot-plug): `-qmp unix:PATH,server=on,wait=off` on QEMU's command line
+//! ([`qemu_args`]), [`Qmp::connect`] from the host.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+
+/// How long one command may take.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The QEMU arguments for a QMP server on `path`.
+pub fn qemu_args(path: &str) -> Vec<String> {
+    vec!["-qmp".into(), format!("unix:{path},server=on,wait=off")]
+}
+
+/// A connection in command mode.
+#[derive(Debug)]
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    /// Connects, reads the greeting, negotiates capabilities.
+    pub fn connect(path: &str) -> Result<Self> {
+        let sock =
+            UnixStream::connect(path).map_err(|e| Error::io(format!("QMP connect {path}"), e))?;
+        sock.set_read_timeout(Some(REPLY_TIMEOUT))
+            .map_err(|e| Error::io("QMP socket", e))?;
+        let writer = sock.try_clone().map_err(|e| Error::io("QMP socket", e))?;
+        let mut q = Self {
+            reader: BufReader::new(sock),
+            writer,
+        };
+        let greeting = q.read()?;
+        if greeting.get("QMP").is_none() {
+            return Err(Error::msg(format!("QMP greeting expected, got {greeting}")));
+        }
+        q.execute("qmp_capabilities", json!({}))?
+            .map_err(|e| Error::msg(format!("qmp_capabilities: {e}")))?;
+        Ok(q)
+    }
+
+    /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`
+    /// when QEMU refused it. Events in between are skipped.
+    pub fn execute(
+        &mut self,
+        command: &str,
+        arguments: Value,
+    ) -> Result<std::result::Result<Value, String>> {
+        let line = json!({"execute": command, "arguments": arguments}).to_string();
+        writeln!(self.writer, "{line}").map_err(|e| Error::io("QMP write", e))?;
+        loop {
+            let v = self.read()?;
+            if let Some(r) = v.get("return") {
+                return Ok(Ok(r.clone()));
+            }
+            if let Some(e) = v.get("error") {
+                let desc = e.get("desc").and_then(Value::as_str).unwrap_or("?");
+                return Ok(Err(desc.to_string()));
+            }
+        }
+    }
+
+    fn read(&mut self) -> Result<Value> {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .map_err(|e| Error::io("QMP read", e))?;
+        if n == 0 {
+            return Err(Error::msg("QMP: QEMU closed the connection"));
+        }
+        serde_json::from_str(&line).map_err(|e| Error::msg(format!("QMP: {e}: {line}")))
+    }
+}

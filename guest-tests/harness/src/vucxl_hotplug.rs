@@ -1,0 +1,552 @@
+//! The VM test `vfio-user-cxl-hotplug`: `device_add` of `vfio-user-cxl`
+//! over QMP while the guest runs. Every validation failure (no server,
+//! a host decoder that is not committed, no CXL_MEM region, a decoder
+//! block outside its BAR, a second pre-committed device on the same host
+//! bridge) must fail its `device_add` with an error naming the device and
+//! leave QEMU running; a well-formed device hot-plugged into an empty CXL
+//! root port must end up as a working CXL Type-2 device in the guest
+//! (pciehp adds it, vfio-cxl-pci binds it, the CXL core assembles the
+//! region QEMU pre-committed at hot-plug, and uapi-check passes).
+//!
+//! Sequencing without timing: the guest reports `hotplug.ready` and blocks
+//! reading its third serial port; a host thread sees the fact in
+//! results.log, runs the QMP commands, and writes `go` to that port.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::{self, sleep, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use vfio_cxl_uapi_check::pattern;
+
+use crate::env::RunSpec;
+use crate::error::Result;
+use crate::hostdriver::{self, dmesg, ProbeLine, ACCEL_MIB, GUEST_SEED, OUTSIDE_SEED};
+use crate::qemu::{HostBridge, RootPort, Topology, Window};
+use crate::qmp::{self, Qmp};
+use crate::runner::{results_path, HostFacts, RunOutcome};
+use crate::sysfs::{self, CxlSysfs};
+use crate::vucxl::{self, ServerSetup};
+use crate::vucxl_multi::{uapi_run_problems, DMESG_SH, LIB};
+
+pub const NAME: &str = "vfio-user-cxl-hotplug";
+
+/// One `device_add`: the qdev id, the root port, the server's extra
+/// flags (None: nobody listens on the socket), and what the error reply
+/// must contain (None: the device_add must succeed).
+struct Case {
+    id: &'static str,
+    bus: &'static str,
+    server: Option<&'static [&'static str]>,
+    expect_error: Option<&'static [&'static str]>,
+}
+
+/// In order; server `i` is the `i`th case with a server. The failures go
+/// to rp0 first, so the success there also shows they left it free.
+const CASES: [Case; 6] = [
+    Case {
+        id: "vuc-nosock",
+        bus: "rp0",
+        server: None,
+        expect_error: Some(&["vfio-user-cxl vuc-nosock", "Failed to connect"]),
+    },
+    Case {
+        id: "vuc-uncommitted",
+        bus: "rp0",
+        server: Some(&["--broken", "not-committed"]),
+        expect_error: Some(&["vfio-user-cxl vuc-uncommitted", "not firmware-committed"]),
+    },
+    Case {
+        id: "vuc-nomem",
+        bus: "rp0",
+        server: Some(&["--broken", "no-cxl-mem"]),
+        expect_error: Some(&["vfio-user-cxl vuc-nomem", "no CXL memory region"]),
+    },
+    Case {
+        id: "vuc-badgeo",
+        bus: "rp0",
+        server: Some(&["--broken", "bad-geometry"]),
+        expect_error: Some(&["vfio-user-cxl vuc-badgeo", "bad CXL decoder geometry"]),
+    },
+    Case {
+        id: "vuc0",
+        bus: "rp0",
+        server: Some(&[]),
+        expect_error: None,
+    },
+    Case {
+        id: "vuc-samehb",
+        bus: "rp1",
+        server: Some(&[]),
+        expect_error: Some(&[
+            "vfio-user-cxl vuc-samehb",
+            "host bridge cxl.1 is already pre-committed for vuc0",
+        ]),
+    },
+];
+
+/// Malformed devices given at QEMU's startup instead: QEMU must exit with
+/// status 1 and an error naming the device. `--broken` kind, what the
+/// message must contain.
+const AT_STARTUP: [(&str, &str); 5] = [
+    ("not-committed", "not firmware-committed"),
+    ("no-cxl-cap", "no capability chain"),
+    ("no-cxl-mem", "no CXL memory region"),
+    ("mem-unaligned", "is not a mappable multiple of 256 MiB"),
+    ("bad-geometry", "bad CXL decoder geometry"),
+];
+
+/// The server index of startup case `k` (after the hot-plug servers).
+fn startup_server(k: usize) -> usize {
+    served().count() + k
+}
+
+/// The cases that have a server, with their server index.
+fn served() -> impl Iterator<Item = (usize, &'static Case)> {
+    CASES.iter().filter(|c| c.server.is_some()).enumerate()
+}
+
+fn socket_of(case: &Case) -> String {
+    match served().find(|(_, c)| c.id == case.id) {
+        Some((i, _)) => vucxl::socket_at(i),
+        None => format!("{}-nobody-listens", vucxl::socket_at(0)),
+    }
+}
+
+fn qmp_socket() -> String {
+    format!(
+        "/tmp/vfio-cxl-vm-test-vucxl-{}-qmp.sock",
+        std::process::id()
+    )
+}
+
+/// QEMU's end of the host -> guest line (the guest's ttyS2).
+fn go_socket() -> String {
+    format!("/tmp/vfio-cxl-vm-test-vucxl-{}-go.sock", std::process::id())
+}
+
+/// The guest says it is ready, then waits for the host's word.
+const WAIT_SH: &str = r#"stty -F /dev/ttyS2 -echo 2>/dev/null
+vfiocxl_fact hotplug.ready 1
+read -r word </dev/ttyS2 || { echo "nothing from the host on ttyS2"; exit 1; }
+vfiocxl_fact hotplug.host "$word"
+[ "$word" = go ]
+"#;
+
+/// Finds the hot-plugged device (pciehp adds it asynchronously), counts
+/// 1b36:0015 functions (the refused ones must not be there), binds it and
+/// waits for the region the CXL core assembles.
+const BIND_SH: &str = r#"count() {
+	n=0
+	for d in /sys/bus/pci/devices/*; do
+		read -r v <$d/vendor; read -r p <$d/device
+		[ "$v:$p" = 0x1b36:0x0015 ] && { n=$((n + 1)); dev=${d##*/}; }
+	done
+	[ $n -gt 0 ]
+}
+wait_for 100 count || { echo "the hot-plugged device did not appear on PCI"; exit 1; }
+vfiocxl_fact pci.devices "$n"
+echo $dev >/tmp/bdf
+vfiocxl_fact accel.bdf "$dev"
+bind || { echo "$dev did not bind to vfio-cxl-pci"; exit 1; }
+committed() { read -r c </sys/bus/cxl/devices/region0/commit 2>/dev/null && [ "$c" = 1 ]; }
+wait_for 100 committed || { echo "no committed region0"; ls /sys/bus/cxl/devices; exit 1; }
+"#;
+
+fn topology() -> Topology {
+    let port = |i: u32| RootPort {
+        id: format!("rp{i}"),
+        port: i,
+        chassis: 0,
+        slot: 2 + i,
+        endpoint: None,
+    };
+    Topology {
+        host_bridges: vec![HostBridge {
+            id: "cxl.1".into(),
+            bus_nr: 12,
+            hdm_for_passthrough: true,
+            root_ports: vec![port(0), port(1)],
+        }],
+        windows: vec![Window {
+            targets: vec!["cxl.1".into()],
+            size_mib: 4096,
+            granularity: None,
+        }],
+        devices: Vec::new(),
+    }
+}
+
+pub fn spec() -> RunSpec {
+    let mut payload = hostdriver::base_payload(NAME);
+    payload.steps.retain(|s| s.name == "load-host-driver");
+    let payload = payload
+        .step("wait-for-host", WAIT_SH)
+        .step("bind-hotplugged", &format!("{LIB}\n{BIND_SH}"))
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step(
+            "uapi-check",
+            &format!(
+                "{LIB}\n$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} --reopen 1 >&3\n"
+            ),
+        )
+        .step("report-dmesg", DMESG_SH);
+    let mut spec = RunSpec::new(topology(), payload);
+    spec.machine.iommu = true;
+    spec.timeout = Duration::from_secs(180);
+    spec.extra_args = vucxl::qemu_args(spec.machine.memory_mib);
+    spec.extra_args.extend(qmp::qemu_args(&qmp_socket()));
+    spec.extra_args.extend([
+        "-chardev".into(),
+        format!("socket,id=vucxl-go,path={},server=on,wait=off", go_socket()),
+        "-serial".into(),
+        "chardev:vucxl-go".into(),
+    ]);
+    spec.before_boot = Some(start);
+    spec.after_exit = Some(stop);
+    spec
+}
+
+static DRIVER: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn start(dir: &Path) -> Result<()> {
+    let mut setups: Vec<ServerSetup> = served()
+        .map(|(_, c)| ServerSetup {
+            outside_seed: OUTSIDE_SEED,
+            args: c.server.unwrap_or_default(),
+        })
+        .collect();
+    for (kind, _) in AT_STARTUP {
+        let args: &'static [&'static str] = match kind {
+            "not-committed" => &["--broken", "not-committed"],
+            "no-cxl-cap" => &["--broken", "no-cxl-cap"],
+            "no-cxl-mem" => &["--broken", "no-cxl-mem"],
+            "mem-unaligned" => &["--broken", "mem-unaligned"],
+            _ => &["--broken", "bad-geometry"],
+        };
+        setups.push(ServerSetup {
+            outside_seed: OUTSIDE_SEED,
+            args,
+        });
+    }
+    vucxl::start_servers(dir, &setups)?;
+    for s in [qmp_socket(), go_socket()] {
+        let _ = fs::remove_file(s);
+    }
+    STOP.store(false, Ordering::SeqCst);
+    let dir = dir.to_path_buf();
+    *DRIVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread::spawn(move || {
+        let mut f = startup_refusals(&dir);
+        f.extend(drive(&results_path(&dir)));
+        f
+    }));
+    Ok(())
+}
+
+/// Starts a second QEMU (the run's binary and firmware, no guest) with
+/// each malformed device of [`AT_STARTUP`] and records how it ended:
+/// facts `startup.<kind>.exit` and `startup.<kind>.stderr`.
+fn startup_refusals(dir: &Path) -> HostFacts {
+    let mut f = HostFacts::new();
+    let args = fs::read_to_string(dir.join("qemu-args.txt")).unwrap_or_default();
+    let mut lines = args.lines();
+    let qemu = lines.next().unwrap_or("qemu-system-x86_64").to_string();
+    let words: Vec<&str> = lines.collect();
+    let firmware: Vec<&str> = words
+        .windows(2)
+        .filter(|w| w[0] == "-L")
+        .flat_map(|w| [w[0], w[1]])
+        .collect();
+    for (k, (kind, _)) in AT_STARTUP.iter().enumerate() {
+        let device =
+            vucxl::device_json(startup_server(k), "vuc-broken", true).replace("{bus}", "rp0");
+        let mut cmd = Command::new(&qemu);
+        cmd.args(&firmware)
+            .args([
+                "-M",
+                "q35,cxl=on",
+                "-M",
+                "cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G",
+            ])
+            .args([
+                "-accel",
+                "tcg",
+                "-m",
+                "512M",
+                "-display",
+                "none",
+                "-nodefaults",
+            ])
+            .args(["-object", "memory-backend-memfd,id=ram,size=512M,share=on"])
+            .args(["-machine", "memory-backend=ram"])
+            .args([
+                "-device",
+                "pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1,hdm_for_passthrough=on",
+            ])
+            .args(["-device", "cxl-rp,port=0,bus=cxl.1,id=rp0,chassis=0,slot=2"])
+            .args(["-device", &device])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let (exit, stderr) = match run_bounded(cmd) {
+            Ok(r) => r,
+            Err(e) => ("not run".into(), e.to_string()),
+        };
+        f.push((format!("startup.{kind}.exit"), exit));
+        f.push((format!("startup.{kind}.stderr"), stderr));
+    }
+    f
+}
+
+/// Runs `cmd`; a QEMU that accepted the device would keep running, so it
+/// is killed after 30 s (reported as `killed`, a failure).
+fn run_bounded(mut cmd: Command) -> std::io::Result<(String, String)> {
+    let mut child = cmd.spawn()?;
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(st) = child.try_wait()? {
+            break st.to_string();
+        }
+        if start.elapsed() > Duration::from_secs(30) || STOP.load(Ordering::SeqCst) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break "killed (QEMU accepted the device)".to_string();
+        }
+        sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    Ok((exit, stderr.trim().to_string()))
+}
+
+/// The host side of the run: waits for the guest's `hotplug.ready`, runs
+/// the cases over QMP, and tells the guest to go on. Facts `qmp.<id>`
+/// (`ok` or `error: <desc>`), `qmp.status`, `driver.error`.
+fn drive(results: &PathBuf) -> HostFacts {
+    let mut f = HostFacts::new();
+    let start = Instant::now();
+    loop {
+        let text = fs::read_to_string(results).unwrap_or_default();
+        if text.contains(r#""key":"hotplug.ready""#) {
+            break;
+        }
+        if STOP.load(Ordering::SeqCst) || start.elapsed() > Duration::from_secs(170) {
+            f.push((
+                "driver.error".into(),
+                "the guest never said hotplug.ready".into(),
+            ));
+            return f;
+        }
+        sleep(Duration::from_millis(100));
+    }
+    let word = match run_cases(&mut f) {
+        Ok(()) => "go".to_string(),
+        Err(e) => {
+            f.push(("driver.error".into(), e.to_string()));
+            "host-failed".to_string()
+        }
+    };
+    match UnixStream::connect(go_socket()).and_then(|mut s| writeln!(s, "{word}")) {
+        Ok(()) => {}
+        Err(e) => f.push(("driver.error".into(), format!("{}: {e}", go_socket()))),
+    }
+    f
+}
+
+fn run_cases(f: &mut HostFacts) -> Result<()> {
+    let mut q = Qmp::connect(&qmp_socket())?;
+    for c in &CASES {
+        let args = json!({
+            "driver": "vfio-user-cxl",
+            "bus": c.bus,
+            "id": c.id,
+            "socket": {"type": "unix", "path": socket_of(c)},
+        });
+        let reply = match q.execute("device_add", args)? {
+            Ok(_) => "ok".to_string(),
+            Err(desc) => format!("error: {desc}"),
+        };
+        f.push((format!("qmp.{}", c.id), reply));
+    }
+    let status = q.execute("query-status", json!({}))?;
+    let status = match status {
+        Ok(v) => v
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("?")
+            .to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    f.push(("qmp.status".into(), status));
+    Ok(())
+}
+
+fn stop(dir: &Path) -> HostFacts {
+    STOP.store(true, Ordering::SeqCst);
+    let mut f = match DRIVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        Some(h) => h
+            .join()
+            .unwrap_or_else(|_| vec![("driver.error".into(), "the host thread panicked".into())]),
+        None => vec![("driver.error".into(), "no host thread".into())],
+    };
+    f.extend(vucxl::stop_servers(dir));
+    if let Some((i, _)) = served().find(|(_, c)| c.expect_error.is_none()) {
+        f.extend(vucxl::pattern_facts(dir, i, GUEST_SEED, ""));
+    }
+    for s in [qmp_socket(), go_socket()] {
+        let _ = fs::remove_file(s);
+    }
+    f
+}
+
+pub fn check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    for (_, e) in outcome
+        .host_facts
+        .iter()
+        .filter(|(k, _)| k == "driver.error")
+    {
+        p.push(format!("host side: {e}"));
+    }
+    for c in &CASES {
+        let got = outcome
+            .host_fact(&format!("qmp.{}", c.id))
+            .unwrap_or("(not run)");
+        let ok = match c.expect_error {
+            None => got == "ok",
+            Some(want) => got.starts_with("error: ") && want.iter().all(|w| got.contains(w)),
+        };
+        if !ok {
+            p.push(format!(
+                "device_add {} (server {:?}): {got:?}, expected {}",
+                c.id,
+                c.server,
+                c.expect_error
+                    .map_or("success".to_string(), |w| format!("an error with {w:?}"))
+            ));
+        }
+    }
+    for (kind, want) in AT_STARTUP {
+        let exit = outcome.host_fact(&format!("startup.{kind}.exit"));
+        let stderr = outcome
+            .host_fact(&format!("startup.{kind}.stderr"))
+            .unwrap_or("");
+        if exit != Some("exit status: 1")
+            || !stderr.contains("vfio-user-cxl vuc-broken (vfio-user:")
+            || !stderr.contains(want)
+        {
+            p.push(format!(
+                "QEMU with a {kind} device at startup: {exit:?}, {stderr:?}; expected exit status 1 and an error naming vuc-broken with {want:?}"
+            ));
+        }
+    }
+    if outcome.host_fact("qmp.status") != Some("running") {
+        p.push(format!(
+            "QEMU status after the device_adds: {:?}, expected running",
+            outcome.host_fact("qmp.status")
+        ));
+    }
+    // Every server, refused or not, saw its client disconnect cleanly.
+    for i in 0..startup_server(AT_STARTUP.len()) {
+        if outcome.host_fact(&format!("server{i}.exit")) != Some("exit status: 0") {
+            p.push(format!(
+                "server {i} ended with {:?}, expected exit status 0 (its client disconnected)",
+                outcome.host_fact(&format!("server{i}.exit"))
+            ));
+        }
+    }
+    let r = &outcome.report;
+    if r.fact("pci.devices") != Some("1") {
+        p.push(format!(
+            "the guest sees {:?} 1b36:0015 functions, expected only the one hot-plugged device",
+            r.fact("pci.devices")
+        ));
+    }
+    p.extend(region_problems(outcome));
+    p.extend(uapi_run_problems(outcome, 0, OUTSIDE_SEED, GUEST_SEED));
+    let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
+    if outcome.host_fact("pattern.found") != Some(total.as_str()) {
+        p.push(format!(
+            "the guest's pattern in vuc0's server file: {:?} of {total} words",
+            outcome.host_fact("pattern.found")
+        ));
+    }
+    for l in dmesg(outcome)
+        .iter()
+        .filter(|l| l.level.is_some_and(|v| v <= 3))
+    {
+        p.push(format!("error-level kernel message: {}", l.text));
+    }
+    p.extend(vucxl::refused_unmaps(outcome));
+    p
+}
+
+/// One region, committed, 256 MiB, inside CXL Window 0, at the range
+/// vfio-cxl-pci probed for the hot-plugged device.
+fn region_problems(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    let s = CxlSysfs::from_report(&outcome.report);
+    let bdf = outcome.report.fact("accel.bdf").unwrap_or("?");
+    let probes: Vec<ProbeLine> = dmesg(outcome)
+        .iter()
+        .filter_map(|l| ProbeLine::parse(&l.text))
+        .filter(|l| l.bdf == bdf)
+        .collect();
+    let [probe] = &probes[..] else {
+        p.push(format!("{bdf}: probe messages {probes:?}, expected one"));
+        return p;
+    };
+    match s.iomem_named("CXL Window 0") {
+        Some(w) if w.start <= probe.start && probe.end <= w.end => {}
+        w => p.push(format!("{probe:?} is not inside CXL Window 0 ({w:?})")),
+    }
+    let regions = s.named("region");
+    let ok = regions.len() == 1
+        && s.attr("region0", "commit") == Some("1")
+        && s.attr_u64("region0", "resource") == Some(probe.start)
+        && s.attr_u64("region0", "size") == Some(ACCEL_MIB << 20);
+    if !ok {
+        p.push(format!(
+            "regions {regions:?}: expected region0 committed at {:#x}, 256 MiB ({:?})",
+            probe.start,
+            s.devices.get("region0")
+        ));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_served_case_has_its_own_socket() {
+        let socks: Vec<String> = CASES.iter().map(socket_of).collect();
+        let mut unique = socks.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), CASES.len(), "{socks:?}");
+        assert_eq!(served().count(), CASES.len() - 1);
+        topology().validate().unwrap();
+    }
+
+    #[test]
+    fn guest_scripts_are_valid_sh() {
+        for step in spec().payload.steps {
+            let out = std::process::Command::new("sh")
+                .args(["-n", "-c", &step.script])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}: {:?}", step.name, out);
+        }
+    }
+}
