@@ -77,7 +77,7 @@ options:
   --sysfs-root DIR     prefix for /sys and /dev in the preflight checks (tests)
   --preflight-only     stop after the preflight checks
   --facts              also print the results as harness fact lines on stdout
-  --follow             copy the guest's console to stderr while it runs (prefix \"guest | \")
+  --follow             copy the guest's console to stderr while it runs (prefix \"guest <seconds> | \")
   --keep               keep the guest's run directory
 ";
 
@@ -974,6 +974,16 @@ fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     if let Some(t) = outcome.to_init {
         out.fact("hw.guest.to_init_s", &secs(t));
     }
+    // The guest's timeline (its uptime at the end of each step).
+    for rec in &outcome.report.records {
+        if let crate::console::Record::Step {
+            name, ok, uptime, ..
+        } = rec
+        {
+            let up = uptime.map(|u| format!("{u:.1}")).unwrap_or_default();
+            out.fact("hw.guest.step", &format!("{name} ok={ok} uptime={up}"));
+        }
+    }
     for (k, v) in outcome.report.all_facts() {
         out.fact(&format!("l2.{k}"), v);
     }
@@ -1081,6 +1091,7 @@ fn follow(
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let flag = std::sync::Arc::clone(&stop);
+    let start = Instant::now();
     let t = std::thread::spawn(move || {
         let mut done = 0usize;
         loop {
@@ -1094,7 +1105,11 @@ fn follow(
                 };
                 if upto > done {
                     for l in String::from_utf8_lossy(&bytes[done..upto]).lines() {
-                        eprintln!("guest | {}", l.trim_end_matches('\r'));
+                        eprintln!(
+                            "guest {:6.1} | {}",
+                            start.elapsed().as_secs_f64(),
+                            l.trim_end_matches('\r')
+                        );
                     }
                     done = upto;
                 }

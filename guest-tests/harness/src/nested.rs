@@ -484,6 +484,20 @@ pub fn run(env: &Env) -> Result<bool> {
         f("hw.wall_s"),
     );
     println!("chain: load average after: {}", load.trim());
+    for rec in &r.records {
+        if let crate::console::Record::Step {
+            name, ok, uptime, ..
+        } = rec
+        {
+            println!(
+                "  L1 step {name}: ok={ok}, L1 uptime {}",
+                uptime.map(|u| format!("{u:.1} s")).unwrap_or_default()
+            );
+        }
+    }
+    for step in r.facts("hw.guest.step") {
+        println!("  L2 step {step}");
+    }
     for k in [
         "hw.outside_pattern",
         "hw.write_pattern",
