@@ -47,3 +47,4 @@ pub mod vmtests;
 pub mod vucxl;
 pub mod vucxl_hotplug;
 pub mod vucxl_multi;
+pub mod vucxl_reset;

@@ -104,6 +104,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vucxl_hotplug::spec,
             check: crate::vucxl_hotplug::check,
         },
+        VmTest {
+            name: crate::vucxl_reset::NAME,
+            about: "vfio-user-cxl: data survives a function reset (driver unbound, bus reset, region assembled again at the same address, uapi-check sees the old pattern) and a guest decommit/recommit of the emulated decoder (devmem: unmapped while decommitted, follows the decoder, still there after a reset)",
+            spec: crate::vucxl_reset::spec,
+            check: crate::vucxl_reset::check,
+        },
     ]
 }
 
