@@ -19,7 +19,7 @@ b/a < 0.9. Builds like vm-test (--no-build: QEMU as built).
 
 options:
   --sizes MIB,...  copy sizes (default 1,4,16)
-  --repeats N      copies per size and target (default 5)
+  --repeats N      copies per size and target (default 7)
   --thp            let guest RAM use transparent huge pages (default: 4 KiB
                    pages, as the window's mapping)
   --json-out FILE  write the figures as JSON

@@ -31,7 +31,7 @@ pub const MIN_DIRECT_RATIO: f64 = 0.9;
 
 /// The copy sizes and repeats by default.
 pub const DEFAULT_SIZES_MIB: &[u64] = &[1, 4, 16];
-pub const DEFAULT_REPEATS: u32 = 5;
+pub const DEFAULT_REPEATS: u32 = 7;
 
 /// The stock type-3 device: its host bridge (bus number = the ACPI UID
 /// the root decoder's target_list names), its memory.

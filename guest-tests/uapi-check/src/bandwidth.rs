@@ -41,7 +41,7 @@ const MIB: u64 = 1 << 20;
 const ALIGN: usize = 2 << 20;
 
 pub const DEFAULT_SIZES_MIB: &[u64] = &[1, 4, 16];
-pub const DEFAULT_REPEATS: u32 = 5;
+pub const DEFAULT_REPEATS: u32 = 7;
 
 pub const USAGE: &str =
     "usage: vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
