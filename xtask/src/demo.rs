@@ -287,7 +287,11 @@ pub fn run(args: &[String]) -> Result<()> {
         "build the host driver, the guest driver and the static test binary",
         || {
             if !o.build {
-                xtask_logged(&["fetch", "linux"], &dir.join("fetch.log"))?;
+                let mut a = vec!["fetch", "linux"];
+                if o.setup_apt {
+                    a.push("--setup-apt");
+                }
+                xtask_logged(&a, &dir.join("fetch.log"))?;
             }
             xtask_logged(&["build-driver"], &dir.join("build-driver.log"))?;
             xtask_logged(&["build-guest-driver"], &dir.join("build-guest-driver.log"))?;

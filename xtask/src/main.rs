@@ -28,7 +28,7 @@ usage: cargo xtask <command> [args]
 
 commands:
   fetch [qemu|linux|all] [options]   download and verify the pinned sources (see `fetch --help`)
-  demo [options]                     the main job: end-to-end run (partial, see README)
+  demo [--no-build] [--chain]        the main job: end-to-end run on the emulated device, with its report
   test [options]                     the test command: fmt, clippy, fuzzing, driver tier, tests
   build-driver                       build the host driver against the pinned 7.3.4 tree
   build-guest-driver [--check]       build the reference guest Type-2 driver (cxl-type2-ref.ko)

@@ -409,8 +409,10 @@ fn bench_params(cli: &Cli) -> Result<guest_harness::bench_bw::Params> {
     if let Some(s) = &cli.sizes {
         params.sizes_mib = guest_harness::bench::parse_sizes(s)?;
     }
-    if let Some(r) = cli.repeats {
-        params.repeats = r;
+    match cli.repeats {
+        Some(0) => return Err(Error::msg("--repeats must be at least 1")),
+        Some(r) => params.repeats = r,
+        None => {}
     }
     Ok(params)
 }
