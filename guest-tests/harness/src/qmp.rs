@@ -23,6 +23,8 @@ pub fn qemu_args(path: &str) -> Vec<String> {
 pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
+    /// Events read while waiting for replies, for [`Qmp::wait_event`].
+    events: Vec<Value>,
 }
 
 impl Qmp {
@@ -36,6 +38,7 @@ impl Qmp {
         let mut q = Self {
             reader: BufReader::new(sock),
             writer,
+            events: Vec::new(),
         };
         let greeting = q.read()?;
         if greeting.get("QMP").is_none() {
@@ -47,7 +50,8 @@ impl Qmp {
     }
 
     /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`
-    /// when QEMU refused it. Events in between are skipped.
+    /// when QEMU refused it. Events in between are kept for
+    /// [`Qmp::wait_event`].
     pub fn execute(
         &mut self,
         command: &str,
@@ -63,6 +67,31 @@ impl Qmp {
             if let Some(e) = v.get("error") {
                 let desc = e.get("desc").and_then(Value::as_str).unwrap_or("?");
                 return Ok(Err(desc.to_string()));
+            }
+            if v.get("event").is_some() {
+                self.events.push(v);
+            }
+        }
+    }
+
+    /// Waits (as long as a reply may take) for event `name` whose `data`
+    /// has `key` = `value`, e.g. `DEVICE_DELETED` with `device` = the id;
+    /// returns its data.
+    pub fn wait_event(&mut self, name: &str, key: &str, value: &str) -> Result<Value> {
+        let matches = |v: &Value| {
+            v.get("event").and_then(Value::as_str) == Some(name)
+                && v.pointer(&format!("/data/{key}")).and_then(Value::as_str) == Some(value)
+        };
+        if let Some(i) = self.events.iter().position(matches) {
+            return Ok(self.events.remove(i)["data"].clone());
+        }
+        loop {
+            let v = self.read()?;
+            if matches(&v) {
+                return Ok(v["data"].clone());
+            }
+            if v.get("event").is_some() {
+                self.events.push(v);
             }
         }
     }

@@ -100,7 +100,7 @@ pub fn all() -> Vec<VmTest> {
         },
         VmTest {
             name: crate::vucxl_hotplug::NAME,
-            about: "device_add of vfio-user-cxl over QMP in a running guest: no server, uncommitted host decoder, no CXL_MEM, bad geometry, a second pre-committed device on the host bridge each fail with an error naming the device while QEMU runs on; a well-formed device hot-plugged into an empty cxl-rp gets its region assembled and passes uapi-check",
+            about: "device_add of vfio-user-cxl over QMP in a running guest: no server, uncommitted host decoder, no CXL_MEM, bad geometry, a second pre-committed device on the host bridge each fail with an error naming the device while QEMU runs on; a well-formed device hot-plugged into an empty cxl-rp gets its region assembled and passes uapi-check, then is unplugged and plugged again with its data; malformed devices at startup make QEMU exit 1",
             spec: crate::vucxl_hotplug::spec,
             check: crate::vucxl_hotplug::check,
         },

@@ -6,7 +6,9 @@
 //! leave QEMU running; a well-formed device hot-plugged into an empty CXL
 //! root port must end up as a working CXL Type-2 device in the guest
 //! (pciehp adds it, vfio-cxl-pci binds it, the CXL core assembles the
-//! region QEMU pre-committed at hot-plug, and uapi-check passes).
+//! region QEMU pre-committed at hot-plug, and uapi-check passes), then
+//! survive `device_del` and a second `device_add` with its data. Malformed
+//! devices given at QEMU's startup make it exit 1 with the same errors.
 //!
 //! Sequencing without timing: the guest reports `hotplug.ready` and blocks
 //! reading its third serial port; a host thread sees the fact in
@@ -15,7 +17,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -74,10 +76,11 @@ const CASES: [Case; 6] = [
         server: Some(&["--broken", "bad-geometry"]),
         expect_error: Some(&["vfio-user-cxl vuc-badgeo", "bad CXL decoder geometry"]),
     },
+    // Served after a disconnect too: it is unplugged and plugged again.
     Case {
         id: "vuc0",
         bus: "rp0",
-        server: Some(&[]),
+        server: Some(&["--persist"]),
         expect_error: None,
     },
     Case {
@@ -139,6 +142,33 @@ vfiocxl_fact hotplug.host "$word"
 [ "$word" = go ]
 "#;
 
+/// What uapi-check writes after vuc0 was unplugged and plugged again
+/// (it must find GUEST_SEED, written before).
+const REPLUG_SEED: u64 = 0x0e91_0623;
+
+/// The guest hands the device back (the host unplugs it, waits until the
+/// guest let it go, plugs it in again), waits for the CXL teardown, finds
+/// it at the same address, binds it, and reports the new region.
+const REPLUG_SH: &str = r#"vfiocxl_fact replug.ready 1
+read -r word </dev/ttyS2 || { echo "nothing from the host on ttyS2"; exit 1; }
+vfiocxl_fact replug.host "$word"
+[ "$word" = go ] || exit 1
+present() { [ -e /sys/bus/pci/devices/$dev ]; }
+wait_for 100 present || { echo "$dev did not come back"; exit 1; }
+wait_for 50 cxl_gone && sleep 0.5
+bind || { echo "$dev did not bind after the replug"; exit 1; }
+committed() {
+	for r in /sys/bus/cxl/devices/region*; do
+		read -r c <$r/commit 2>/dev/null && [ "$c" = 1 ] && { region=$r; return 0; }
+	done
+	return 1
+}
+wait_for 100 committed || { echo "no committed region after the replug"; ls /sys/bus/cxl/devices; exit 1; }
+set -- /sys/bus/cxl/devices/region*
+vfiocxl_fact replug.regions "$#"
+read -r v <$region/resource; vfiocxl_fact replug.resource "$v"
+"#;
+
 /// Finds the hot-plugged device (pciehp adds it asynchronously), counts
 /// 1b36:0015 functions (the refused ones must not be there), binds it and
 /// waits for the region the CXL core assembles.
@@ -194,6 +224,13 @@ pub fn spec() -> RunSpec {
             "uapi-check",
             &format!(
                 "{LIB}\n$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} --reopen 1 >&3\n"
+            ),
+        )
+        .step("unplug-replug", &format!("{LIB}\n{REPLUG_SH}"))
+        .step(
+            "uapi-check-replug",
+            &format!(
+                "{LIB}\n$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {GUEST_SEED} --write-seed {REPLUG_SEED} --reopen 1 >&3\n"
             ),
         )
         .step("report-dmesg", DMESG_SH);
@@ -329,56 +366,75 @@ fn run_bounded(mut cmd: Command) -> std::io::Result<(String, String)> {
 }
 
 /// The host side of the run: waits for the guest's `hotplug.ready`, runs
-/// the cases over QMP, and tells the guest to go on. Facts `qmp.<id>`
-/// (`ok` or `error: <desc>`), `qmp.status`, `driver.error`.
-fn drive(results: &PathBuf) -> HostFacts {
+/// the cases over QMP and tells the guest to go on; then waits for
+/// `replug.ready`, unplugs vuc0, plugs it in again, and tells the guest.
+/// Facts `qmp.<id>` (`ok` or `error: <desc>`), `qmp.status`,
+/// `qmp.unplug`, `qmp.replug`, `driver.error`.
+fn drive(results: &Path) -> HostFacts {
     let mut f = HostFacts::new();
-    let start = Instant::now();
-    loop {
-        let text = fs::read_to_string(results).unwrap_or_default();
-        if text.contains(r#""key":"hotplug.ready""#) {
-            break;
-        }
-        if STOP.load(Ordering::SeqCst) || start.elapsed() > Duration::from_secs(170) {
-            f.push((
-                "driver.error".into(),
-                "the guest never said hotplug.ready".into(),
-            ));
+    let mut qmp = None;
+    for (ready, step) in [
+        (
+            "hotplug.ready",
+            run_cases as fn(&mut Option<Qmp>, &mut HostFacts) -> Result<()>,
+        ),
+        ("replug.ready", replug),
+    ] {
+        if let Err(e) = wait_for_fact(results, ready) {
+            f.push(("driver.error".into(), e));
             return f;
         }
-        sleep(Duration::from_millis(100));
-    }
-    let word = match run_cases(&mut f) {
-        Ok(()) => "go".to_string(),
-        Err(e) => {
-            f.push(("driver.error".into(), e.to_string()));
-            "host-failed".to_string()
+        let word = match step(&mut qmp, &mut f) {
+            Ok(()) => "go",
+            Err(e) => {
+                f.push(("driver.error".into(), e.to_string()));
+                "host-failed"
+            }
+        };
+        // QEMU's chardev server takes one connection at a time; this one
+        // ends when the stream drops.
+        if let Err(e) = UnixStream::connect(go_socket()).and_then(|mut s| writeln!(s, "{word}")) {
+            f.push(("driver.error".into(), format!("{}: {e}", go_socket())));
+            return f;
         }
-    };
-    match UnixStream::connect(go_socket()).and_then(|mut s| writeln!(s, "{word}")) {
-        Ok(()) => {}
-        Err(e) => f.push(("driver.error".into(), format!("{}: {e}", go_socket()))),
     }
     f
 }
 
-fn run_cases(f: &mut HostFacts) -> Result<()> {
-    let mut q = Qmp::connect(&qmp_socket())?;
+/// Polls results.log until the guest reported fact `key`.
+fn wait_for_fact(results: &Path, key: &str) -> std::result::Result<(), String> {
+    let start = Instant::now();
+    let needle = format!(r#""key":"{key}""#);
+    loop {
+        if fs::read_to_string(results).is_ok_and(|t| t.contains(&needle)) {
+            return Ok(());
+        }
+        if STOP.load(Ordering::SeqCst) || start.elapsed() > Duration::from_secs(170) {
+            return Err(format!("the guest never said {key}"));
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
+
+fn device_add_args(c: &Case) -> serde_json::Value {
+    json!({
+        "driver": "vfio-user-cxl",
+        "bus": c.bus,
+        "id": c.id,
+        "socket": {"type": "unix", "path": socket_of(c)},
+    })
+}
+
+fn run_cases(qmp: &mut Option<Qmp>, f: &mut HostFacts) -> Result<()> {
+    let q = qmp.insert(Qmp::connect(&qmp_socket())?);
     for c in &CASES {
-        let args = json!({
-            "driver": "vfio-user-cxl",
-            "bus": c.bus,
-            "id": c.id,
-            "socket": {"type": "unix", "path": socket_of(c)},
-        });
-        let reply = match q.execute("device_add", args)? {
+        let reply = match q.execute("device_add", device_add_args(c))? {
             Ok(_) => "ok".to_string(),
             Err(desc) => format!("error: {desc}"),
         };
         f.push((format!("qmp.{}", c.id), reply));
     }
-    let status = q.execute("query-status", json!({}))?;
-    let status = match status {
+    let status = match q.execute("query-status", json!({}))? {
         Ok(v) => v
             .get("status")
             .and_then(|s| s.as_str())
@@ -387,6 +443,31 @@ fn run_cases(f: &mut HostFacts) -> Result<()> {
         Err(e) => format!("error: {e}"),
     };
     f.push(("qmp.status".into(), status));
+    Ok(())
+}
+
+/// `device_del` of the plugged device, wait until the guest let it go
+/// (DEVICE_DELETED), `device_add` of the same device again.
+fn replug(qmp: &mut Option<Qmp>, f: &mut HostFacts) -> Result<()> {
+    let q = qmp
+        .as_mut()
+        .ok_or_else(|| crate::error::Error::msg("no QMP connection"))?;
+    let plugged = CASES
+        .iter()
+        .find(|c| c.expect_error.is_none())
+        .ok_or_else(|| crate::error::Error::msg("no well-formed case"))?;
+    let del = q.execute("device_del", json!({"id": plugged.id}))?;
+    if let Err(e) = del {
+        f.push(("qmp.unplug".into(), format!("error: {e}")));
+        return Ok(());
+    }
+    q.wait_event("DEVICE_DELETED", "device", plugged.id)?;
+    f.push(("qmp.unplug".into(), "deleted".into()));
+    let reply = match q.execute("device_add", device_add_args(plugged))? {
+        Ok(_) => "ok".to_string(),
+        Err(desc) => format!("error: {desc}"),
+    };
+    f.push(("qmp.replug".into(), reply));
     Ok(())
 }
 
@@ -400,7 +481,7 @@ fn stop(dir: &Path) -> HostFacts {
     };
     f.extend(vucxl::stop_servers(dir));
     if let Some((i, _)) = served().find(|(_, c)| c.expect_error.is_none()) {
-        f.extend(vucxl::pattern_facts(dir, i, GUEST_SEED, ""));
+        f.extend(vucxl::pattern_facts(dir, i, REPLUG_SEED, ""));
     }
     for s in [qmp_socket(), go_socket()] {
         let _ = fs::remove_file(s);
@@ -455,9 +536,18 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             outcome.host_fact("qmp.status")
         ));
     }
-    // Every server, refused or not, saw its client disconnect cleanly.
+    // Every server, refused or not, saw its client disconnect cleanly;
+    // vuc0's serves on (--persist) until it is ended.
+    let persist = served()
+        .find(|(_, c)| c.expect_error.is_none())
+        .map(|(i, _)| i);
     for i in 0..startup_server(AT_STARTUP.len()) {
-        if outcome.host_fact(&format!("server{i}.exit")) != Some("exit status: 0") {
+        let exit = outcome.host_fact(&format!("server{i}.exit"));
+        let ok = match persist == Some(i) {
+            true => exit == Some("killed (still running after QEMU)"),
+            false => exit == Some("exit status: 0"),
+        };
+        if !ok {
             p.push(format!(
                 "server {i} ended with {:?}, expected exit status 0 (its client disconnected)",
                 outcome.host_fact(&format!("server{i}.exit"))
@@ -473,10 +563,31 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     }
     p.extend(region_problems(outcome));
     p.extend(uapi_run_problems(outcome, 0, OUTSIDE_SEED, GUEST_SEED));
+    // Unplugged and plugged again: the same memory, mapped at the same
+    // place, the CXL core assembles a region there again.
+    for (k, want) in [("qmp.unplug", "deleted"), ("qmp.replug", "ok")] {
+        if outcome.host_fact(k) != Some(want) {
+            p.push(format!(
+                "{k}: {:?}, expected {want:?}",
+                outcome.host_fact(k)
+            ));
+        }
+    }
+    let first = CxlSysfs::from_report(r)
+        .attr("region0", "resource")
+        .map(str::to_string);
+    if r.fact("replug.regions") != Some("1") || r.fact("replug.resource") != first.as_deref() {
+        p.push(format!(
+            "after the replug: {:?} region(s) at {:?}, expected one at {first:?}",
+            r.fact("replug.regions"),
+            r.fact("replug.resource")
+        ));
+    }
+    p.extend(uapi_run_problems(outcome, 1, GUEST_SEED, REPLUG_SEED));
     let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
     if outcome.host_fact("pattern.found") != Some(total.as_str()) {
         p.push(format!(
-            "the guest's pattern in vuc0's server file: {:?} of {total} words",
+            "the guest's last pattern in vuc0's server file: {:?} of {total} words",
             outcome.host_fact("pattern.found")
         ));
     }
@@ -491,7 +602,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
 }
 
 /// One region, committed, 256 MiB, inside CXL Window 0, at the range
-/// vfio-cxl-pci probed for the hot-plugged device.
+/// vfio-cxl-pci probed for the hot-plugged device (the same both times).
 fn region_problems(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     let s = CxlSysfs::from_report(&outcome.report);
@@ -501,10 +612,16 @@ fn region_problems(outcome: &RunOutcome) -> Vec<String> {
         .filter_map(|l| ProbeLine::parse(&l.text))
         .filter(|l| l.bdf == bdf)
         .collect();
-    let [probe] = &probes[..] else {
-        p.push(format!("{bdf}: probe messages {probes:?}, expected one"));
+    // One per plug: the first, and the one after the replug.
+    let [probe, again] = &probes[..] else {
+        p.push(format!("{bdf}: probe messages {probes:?}, expected two"));
         return p;
     };
+    if again != probe {
+        p.push(format!(
+            "the replugged device probed {again:?}, not {probe:?}"
+        ));
+    }
     match s.iomem_named("CXL Window 0") {
         Some(w) if w.start <= probe.start && probe.end <= w.end => {}
         w => p.push(format!("{probe:?} is not inside CXL Window 0 ({w:?})")),

@@ -125,12 +125,48 @@ static const char *cxl_firmware_dev_name(DeviceState *dev)
     return dev->id ? dev->id : object_get_typename(OBJECT(dev));
 }
 
-bool cxl_firmware_claim_hb(PCIDevice *ep, Error **errp)
+/*
+ * Whether host bridge decoder 0 is free, or already decodes exactly
+ * [@base, @base + @size) to @port: firmware left it committed and locked
+ * for a device that was since unplugged, and the same device plugged into
+ * the same root port gets the same range again.
+ */
+static bool cxl_firmware_hb_decoder_fits(PXBCXLDev *hb, PCIEPort *port,
+                                         uint64_t base, uint64_t size,
+                                         Error **errp)
+{
+    uint32_t *cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
+    uint64_t old_base, old_size;
+    uint32_t old_target;
+
+    if (!FIELD_EX32(ldl_le_p(cm + R_CXL_HDM_DECODER0_CTRL),
+                    CXL_HDM_DECODER0_CTRL, COMMITTED)) {
+        return true;
+    }
+    /* ldl_le_p() returns int: keep the low halves from sign-extending. */
+    old_base = (uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO) |
+        (uint64_t)(uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI) << 32;
+    old_size = (uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO) |
+        (uint64_t)(uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI) << 32;
+    old_target = ldl_le_p(cm + R_CXL_HDM_DECODER0_TARGET_LIST_LO) & 0xff;
+    if (old_base != base || old_size != size || old_target != port->port) {
+        error_setg(errp, "HDM decoder 0 of host bridge %s already decodes "
+                   "0x%" PRIx64 "+0x%" PRIx64 " for root port %u, not "
+                   "0x%" PRIx64 "+0x%" PRIx64 " for root port %u "
+                   "(committed by the guest, or for another device)",
+                   cxl_firmware_dev_name(DEVICE(hb)), old_base, old_size,
+                   old_target, base, size, port->port);
+        return false;
+    }
+    return true;
+}
+
+bool cxl_firmware_claim_hb(PCIDevice *ep, uint64_t base, uint64_t size,
+                           Error **errp)
 {
     PCIDevice *holder;
     PCIEPort *port;
     PXBCXLDev *hb;
-    uint32_t *cm;
 
     hb = cxl_firmware_path(ep, &port, errp);
     if (!hb) {
@@ -149,14 +185,11 @@ bool cxl_firmware_claim_hb(PCIDevice *ep, Error **errp)
                    cxl_firmware_dev_name(DEVICE(holder)));
         return false;
     }
-    /* Hot-plug: the running guest may have committed it itself. */
-    cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
+    /* Hot-plug: what reset will commit must fit what is committed. */
     if (!holder &&
-        FIELD_EX32(ldl_le_p(cm + R_CXL_HDM_DECODER0_CTRL),
-                   CXL_HDM_DECODER0_CTRL, COMMITTED)) {
-        error_setg(errp, "HDM decoder 0 of host bridge %s is committed by "
-                   "the guest: cannot pre-commit (set precommit=off)",
-                   cxl_firmware_dev_name(DEVICE(hb)));
+        !cxl_firmware_hb_decoder_fits(hb, port, base, size, errp)) {
+        error_append_hint(errp, "set precommit=off, or plug the device "
+                          "below another pxb-cxl\n");
         return false;
     }
     g_hash_table_insert(cxl_firmware_claims, hb, ep);
@@ -219,26 +252,10 @@ bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
                    " is not 256 MiB aligned", base, size);
         return false;
     }
-    cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
-    ctrl = ldl_le_p(cm + R_CXL_HDM_DECODER0_CTRL);
-    if (FIELD_EX32(ctrl, CXL_HDM_DECODER0_CTRL, COMMITTED)) {
-        /* ldl_le_p() returns int: keep the low halves from sign-extending. */
-        uint64_t old_base = (uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO) |
-            (uint64_t)(uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI) << 32;
-        uint64_t old_size = (uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_LO) |
-            (uint64_t)(uint32_t)ldl_le_p(cm + R_CXL_HDM_DECODER0_SIZE_HI) << 32;
-
-        uint32_t old_target = ldl_le_p(cm + R_CXL_HDM_DECODER0_TARGET_LIST_LO);
-
-        if (old_base != base || old_size != size ||
-            (old_target & 0xff) != port->port) {
-            error_setg(errp, "HDM decoder 0 of host bridge %s already "
-                       "decodes 0x%" PRIx64 "+0x%" PRIx64 " for root port %u "
-                       "(one pre-committed device per host bridge)",
-                       DEVICE(hb)->id, old_base, old_size, old_target & 0xff);
-            return false;
-        }
+    if (!cxl_firmware_hb_decoder_fits(hb, port, base, size, errp)) {
+        return false;
     }
+    cm = hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
 
     stl_le_p(cm + R_CXL_HDM_DECODER0_BASE_LO, base & 0xf0000000);
     stl_le_p(cm + R_CXL_HDM_DECODER0_BASE_HI, base >> 32);

@@ -51,15 +51,20 @@ bool cxl_firmware_find_window(PCIDevice *ep, uint64_t size,
 /**
  * cxl_firmware_claim_hb: reserve @ep's host bridge decoder 0 for its pre-commit
  * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
- * @errp: error naming the endpoint that already holds it, or saying that
- *        the running guest committed it
+ * @base, @size: the range reset will commit (cxl_firmware_commit_hb_decoder)
+ * @errp: error naming the endpoint that already holds it, or the range the
+ *        decoder already decodes
  *
  * Firmware commits one device per host bridge (its decoder 0 names one
  * root port).  Claiming at realize makes a second device fail there, with
  * an error, instead of at reset, where a failure cannot be reported (and
- * at hot-plug would end the running VM).  Claiming twice for @ep is fine.
+ * at hot-plug would end the running VM).  A decoder left committed (the
+ * guest's, or firmware's for a device since unplugged) is accepted only if
+ * it already decodes exactly @base/@size to @ep's root port, as reset will
+ * require.  Claiming twice for @ep is fine.
  */
-bool cxl_firmware_claim_hb(PCIDevice *ep, Error **errp);
+bool cxl_firmware_claim_hb(PCIDevice *ep, uint64_t base, uint64_t size,
+                           Error **errp);
 
 /**
  * cxl_firmware_release_hb: drop @ep's claim (unrealize); no-op without one

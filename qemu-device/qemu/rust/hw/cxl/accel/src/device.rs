@@ -51,6 +51,16 @@ struct Window {
     index: i32,
 }
 
+impl Window {
+    /// Where firmware commits `size` bytes: like firmware that wants the
+    /// largest pages, the first 1 GiB-aligned place, else the start.
+    fn precommit_range(&self, size: u64) -> HpaRange {
+        self.range
+            .first_fit(size, GIB)
+            .unwrap_or(HpaRange::new(self.range.base, size))
+    }
+}
+
 /// Register state: everything the guest can change.
 #[derive(Debug)]
 struct AccelRegs {
@@ -253,11 +263,14 @@ impl CxlAccelState {
             }
             Err(_) => None,
         };
-        if self.precommit {
+        if let Some(w) = window.filter(|_| self.precommit) {
             // At realize, where an error can be reported (not at reset).
+            let range = w.precommit_range(size);
             // SAFETY: as above; released in exit().
             unsafe {
-                Error::with_errp(|errp| bindings::cxl_firmware_claim_hb(self.pci_ptr(), errp))
+                Error::with_errp(|errp| {
+                    bindings::cxl_firmware_claim_hb(self.pci_ptr(), range.base, range.size, errp)
+                })
             }
             .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
         }
@@ -487,12 +500,7 @@ impl CxlAccelState {
         }
         let Some(window) = *self.window.borrow() else { return };
         let size = *self.mem_size.borrow();
-        // Like firmware that wants the largest pages for the memory: the
-        // first 1 GiB-aligned place in the window, else its start.
-        let range = window
-            .range
-            .first_fit(size, GIB)
-            .unwrap_or(HpaRange::new(window.range.base, size));
+        let range = window.precommit_range(size);
         // SAFETY: the device is realized and below a pxb-cxl host bridge
         // (checked at realize).
         let hb = unsafe {

@@ -36,6 +36,16 @@ struct Window {
     index: i32,
 }
 
+impl Window {
+    /// Where firmware commits `size` bytes: like firmware that wants the
+    /// largest pages, the first 1 GiB-aligned place, else the start.
+    fn precommit_range(&self, size: u64) -> HpaRange {
+        self.range
+            .first_fit(size, GIB)
+            .unwrap_or(HpaRange::new(self.range.base, size))
+    }
+}
+
 /// Where device memory is mapped while decoder 0 is committed.
 #[derive(Clone, Copy, Debug)]
 struct Mapping {
@@ -91,13 +101,16 @@ impl CxlPart {
             }
             Err(_) => None,
         };
-        if precommit {
+        if let Some(w) = window.filter(|_| precommit) {
             // Here, not at reset: reset cannot report an error, and at
             // hot-plug a failure there would end the running VM.
+            let range = w.precommit_range(mem_size);
             // SAFETY: as for cxl_firmware_find_window above; released by
             // vfio_cxl_part_free.
             unsafe {
-                Error::with_errp(|errp| bindings::cxl_firmware_claim_hb(pci, errp))
+                Error::with_errp(|errp| {
+                    bindings::cxl_firmware_claim_hb(pci, range.base, range.size, errp)
+                })
             }
             .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
         }
@@ -222,10 +235,7 @@ impl CxlPart {
         let Some(window) = self.window else {
             return Ok(());
         };
-        let range = window
-            .range
-            .first_fit(self.mem_size, GIB)
-            .unwrap_or(HpaRange::new(window.range.base, self.mem_size));
+        let range = window.precommit_range(self.mem_size);
         // SAFETY: the device is realized below a pxb-cxl host bridge
         // (cxl_firmware_find_window checked it at creation).
         unsafe {
