@@ -150,6 +150,19 @@ pub fn qemu_args(ram_mib: u64) -> Vec<String> {
 pub struct ServerSetup {
     pub outside_seed: u64,
     pub args: &'static [&'static str],
+    /// Device memory (`--size`), MiB.
+    pub mem_mib: u64,
+}
+
+impl ServerSetup {
+    /// A well-formed 256 MiB device whose file holds `outside_seed`.
+    pub const fn plain(outside_seed: u64) -> Self {
+        Self {
+            outside_seed,
+            args: &[],
+            mem_mib: ACCEL_MIB,
+        }
+    }
 }
 
 /// The servers started for the current run, reaped by [`stop_servers`].
@@ -158,13 +171,7 @@ static SERVERS: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 /// Fills the memory file with the outside pattern and starts the server
 /// on it; returns once its socket exists.
 fn start_server(dir: &Path) -> Result<()> {
-    start_servers(
-        dir,
-        &[ServerSetup {
-            outside_seed: OUTSIDE_SEED,
-            args: &[],
-        }],
-    )
+    start_servers(dir, &[ServerSetup::plain(OUTSIDE_SEED)])
 }
 
 /// Builds the server (unless `$VFIO_USER_CXL_SERVER` names one).
@@ -202,7 +209,7 @@ pub fn start_servers(dir: &Path, setups: &[ServerSetup]) -> Result<()> {
     let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     for (i, setup) in setups.iter().enumerate() {
         let mem = dir.join(memory_at(i));
-        write_pattern(&mem, ACCEL_MIB << 20, setup.outside_seed)?;
+        write_pattern(&mem, setup.mem_mib << 20, setup.outside_seed)?;
         let sock = socket_at(i);
         let _ = fs::remove_file(&sock);
         let log = fs::File::create(dir.join(log_at(i)))
@@ -210,7 +217,7 @@ pub fn start_servers(dir: &Path, setups: &[ServerSetup]) -> Result<()> {
         let child = Command::new(&bin)
             .args(["--socket", sock.as_str(), "--memory"])
             .arg(&mem)
-            .args(["--size", &format!("{ACCEL_MIB}M")])
+            .args(["--size", &format!("{}M", setup.mem_mib)])
             .args(setup.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -110,6 +110,12 @@ fn startup_server(k: usize) -> usize {
     served().count() + k
 }
 
+/// The last server: a 512 MiB device, plugged where the 256 MiB one was
+/// unplugged (the host bridge decoder still decodes 256 MiB there).
+fn bigger_server() -> usize {
+    startup_server(AT_STARTUP.len())
+}
+
 /// The cases that have a server, with their server index.
 fn served() -> impl Iterator<Item = (usize, &'static Case)> {
     CASES.iter().filter(|c| c.server.is_some()).enumerate()
@@ -256,8 +262,8 @@ static STOP: AtomicBool = AtomicBool::new(false);
 fn start(dir: &Path) -> Result<()> {
     let mut setups: Vec<ServerSetup> = served()
         .map(|(_, c)| ServerSetup {
-            outside_seed: OUTSIDE_SEED,
             args: c.server.unwrap_or_default(),
+            ..ServerSetup::plain(OUTSIDE_SEED)
         })
         .collect();
     for (kind, _) in AT_STARTUP {
@@ -269,10 +275,14 @@ fn start(dir: &Path) -> Result<()> {
             _ => &["--broken", "bad-geometry"],
         };
         setups.push(ServerSetup {
-            outside_seed: OUTSIDE_SEED,
             args,
+            ..ServerSetup::plain(OUTSIDE_SEED)
         });
     }
+    setups.push(ServerSetup {
+        mem_mib: 2 * ACCEL_MIB,
+        ..ServerSetup::plain(OUTSIDE_SEED)
+    });
     vucxl::start_servers(dir, &setups)?;
     for s in [qmp_socket(), go_socket()] {
         let _ = fs::remove_file(s);
@@ -463,6 +473,17 @@ fn replug(qmp: &mut Option<Qmp>, f: &mut HostFacts) -> Result<()> {
     }
     q.wait_event("DEVICE_DELETED", "device", plugged.id)?;
     f.push(("qmp.unplug".into(), "deleted".into()));
+    let bigger = json!({
+        "driver": "vfio-user-cxl",
+        "bus": plugged.bus,
+        "id": "vuc-bigger",
+        "socket": {"type": "unix", "path": vucxl::socket_at(bigger_server())},
+    });
+    let reply = match q.execute("device_add", bigger)? {
+        Ok(_) => "ok".to_string(),
+        Err(desc) => format!("error: {desc}"),
+    };
+    f.push(("qmp.vuc-bigger".into(), reply));
     let reply = match q.execute("device_add", device_add_args(plugged))? {
         Ok(_) => "ok".to_string(),
         Err(desc) => format!("error: {desc}"),
@@ -541,7 +562,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let persist = served()
         .find(|(_, c)| c.expect_error.is_none())
         .map(|(i, _)| i);
-    for i in 0..startup_server(AT_STARTUP.len()) {
+    for i in 0..=bigger_server() {
         let exit = outcome.host_fact(&format!("server{i}.exit"));
         let ok = match persist == Some(i) {
             true => exit == Some("killed (still running after QEMU)"),
@@ -572,6 +593,16 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
                 outcome.host_fact(k)
             ));
         }
+    }
+    // In between, a 512 MiB device in the same slot: the host bridge
+    // decoder firmware left committed decodes 256 MiB there.
+    let bigger = outcome.host_fact("qmp.vuc-bigger").unwrap_or("(not run)");
+    let refusal =
+        "already decodes 0x4c0000000+0x10000000 for root port 0, not 0x4c0000000+0x20000000";
+    if !bigger.starts_with("error: vfio-user-cxl vuc-bigger") || !bigger.contains(refusal) {
+        p.push(format!(
+            "device_add of a 512 MiB device where a 256 MiB one was: {bigger:?}, expected the host bridge decoder's refusal"
+        ));
     }
     let first = CxlSysfs::from_report(r)
         .attr("region0", "resource")

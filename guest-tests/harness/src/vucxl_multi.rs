@@ -138,10 +138,7 @@ pub fn spec() -> RunSpec {
 }
 
 fn start_servers(dir: &Path) -> crate::error::Result<()> {
-    let setups = DEVS.map(|d| ServerSetup {
-        outside_seed: d.outside_seed,
-        args: &[],
-    });
+    let setups = DEVS.map(|d| ServerSetup::plain(d.outside_seed));
     vucxl::start_servers(dir, &setups)
 }
 

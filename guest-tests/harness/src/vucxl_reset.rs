@@ -200,11 +200,13 @@ pub fn spec() -> RunSpec {
 }
 
 fn start_servers(dir: &Path) -> crate::error::Result<()> {
-    let setup = |outside_seed| ServerSetup {
-        outside_seed,
-        args: &[],
-    };
-    vucxl::start_servers(dir, &[setup(OUTSIDE_SEED), setup(B_OUTSIDE_SEED)])
+    vucxl::start_servers(
+        dir,
+        &[
+            ServerSetup::plain(OUTSIDE_SEED),
+            ServerSetup::plain(B_OUTSIDE_SEED),
+        ],
+    )
 }
 
 /// The servers' facts, A's final pattern (`a.pattern.*`) and B's word
