@@ -263,6 +263,9 @@ impl CxlAccelState {
             }
             Err(_) => None,
         };
+        self.pcie_endpoint_cap_init(config::PCIE_CAP_OFFSET)?;
+        // Last of the fallible steps: exit() (which releases the claim)
+        // does not run when realize fails.
         if let Some(w) = window.filter(|_| self.precommit) {
             // At realize, where an error can be reported (not at reset).
             let range = w.precommit_range(size);
@@ -275,7 +278,6 @@ impl CxlAccelState {
             .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
         }
 
-        self.pcie_endpoint_cap_init(config::PCIE_CAP_OFFSET)?;
         self.pcie_add_capability(
             config::EXT_CAP_ID_DVSEC,
             config::DVSEC_CAP_VERSION,
