@@ -97,13 +97,21 @@ const CASES: [Case; 6] = [
 /// Malformed devices given at QEMU's startup instead: QEMU must exit with
 /// status 1 and an error naming the device. `--broken` kind, what the
 /// message must contain.
-const AT_STARTUP: [(&str, &str); 5] = [
-    ("not-committed", "not firmware-committed"),
-    ("no-cxl-cap", "no capability chain"),
-    ("no-cxl-mem", "no CXL memory region"),
-    ("mem-unaligned", "is not a mappable multiple of 256 MiB"),
-    ("bad-geometry", "bad CXL decoder geometry"),
+const AT_STARTUP: [(&[&str], &str); 5] = [
+    (&["--broken", "not-committed"], "not firmware-committed"),
+    (&["--broken", "no-cxl-cap"], "no capability chain"),
+    (&["--broken", "no-cxl-mem"], "no CXL memory region"),
+    (
+        &["--broken", "mem-unaligned"],
+        "is not a mappable multiple of 256 MiB",
+    ),
+    (&["--broken", "bad-geometry"], "bad CXL decoder geometry"),
 ];
+
+/// The `--broken` kind of a startup case, for fact names and messages.
+fn kind(server_args: &[&str]) -> String {
+    server_args.join(" ").replace("--broken ", "")
+}
 
 /// The server index of startup case `k` (after the hot-plug servers).
 fn startup_server(k: usize) -> usize {
@@ -266,14 +274,7 @@ fn start(dir: &Path) -> Result<()> {
             ..ServerSetup::plain(OUTSIDE_SEED)
         })
         .collect();
-    for (kind, _) in AT_STARTUP {
-        let args: &'static [&'static str] = match kind {
-            "not-committed" => &["--broken", "not-committed"],
-            "no-cxl-cap" => &["--broken", "no-cxl-cap"],
-            "no-cxl-mem" => &["--broken", "no-cxl-mem"],
-            "mem-unaligned" => &["--broken", "mem-unaligned"],
-            _ => &["--broken", "bad-geometry"],
-        };
+    for (args, _) in AT_STARTUP {
         setups.push(ServerSetup {
             args,
             ..ServerSetup::plain(OUTSIDE_SEED)
@@ -311,7 +312,8 @@ fn startup_refusals(dir: &Path) -> HostFacts {
         .filter(|w| w[0] == "-L")
         .flat_map(|w| [w[0], w[1]])
         .collect();
-    for (k, (kind, _)) in AT_STARTUP.iter().enumerate() {
+    for (k, (args, _)) in AT_STARTUP.iter().enumerate() {
+        let kind = kind(args);
         let device =
             vucxl::device_json(startup_server(k), "vuc-broken", true).replace("{bus}", "rp0");
         let mut cmd = Command::new(&qemu);
@@ -537,7 +539,8 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             ));
         }
     }
-    for (kind, want) in AT_STARTUP {
+    for (args, want) in AT_STARTUP {
+        let kind = kind(args);
         let exit = outcome.host_fact(&format!("startup.{kind}.exit"));
         let stderr = outcome
             .host_fact(&format!("startup.{kind}.stderr"))
