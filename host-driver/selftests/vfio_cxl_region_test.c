@@ -360,6 +360,34 @@ TEST_F(vfio_cxl_region_test, mem_without_memory_space)
 	ASSERT_EQ(0, munmap(map, 2 * page));
 }
 
+/*
+ * After a reset the driver validates the decoder again, through the
+ * component BAR, before the next access to the memory: it must still find
+ * it when the user has Memory Space off by then.
+ */
+TEST_F(vfio_cxl_region_test, reset_then_memory_space_off)
+{
+	u64 *map;
+
+	if (!(self->device->info.flags & VFIO_DEVICE_FLAGS_RESET))
+		SKIP(return, "device cannot be reset\n");
+
+	map = mmap(NULL, getpagesize(), PROT_READ | PROT_WRITE, MAP_SHARED,
+		   self->device->fd, self->mem->offset);
+	ASSERT_NE(MAP_FAILED, map);
+
+	vfio_pci_device_reset(self->device);
+	vfio_pci_cmd_clear(self->device, PCI_COMMAND_MEMORY);
+	ASSERT_FALSE(read_raises_sigbus(map));
+	WRITE_ONCE(map[0], 0xc0ffee03);
+	ASSERT_EQ(0xc0ffee03, READ_ONCE(map[0]));
+
+	vfio_pci_cmd_set(self->device, PCI_COMMAND_MEMORY);
+	ASSERT_TRUE(comp_read(self->device, self->comp, HDM_DEC0_CTRL) &
+		    HDM_CTRL_COMMITTED);
+	ASSERT_EQ(0, munmap(map, getpagesize()));
+}
+
 TEST_F(vfio_cxl_region_test, comp_regs_virtualized)
 {
 	u64 size, base;
