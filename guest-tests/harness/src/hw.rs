@@ -527,9 +527,12 @@ done
 
 const GUEST_BIND_SH: &str = r#"read -r id </tmp/id
 have() { [ -e "$1" ]; }
+# The port decoders, not an endpoint: a Type-2 device's endpoint only
+# appears once its driver bound. Every poll forks `sleep`: slow when nested.
 i=0
-while [ $i -lt 600 ] && ! have /sys/bus/cxl/devices/endpoint*; do sleep 0.1; i=$((i + 1)); done
-vfiocxl_fact endpoint_wait_ms $((i * 100))
+while [ $i -lt 600 ] && ! have /sys/bus/cxl/devices/port*/decoder*; do sleep 0.1; i=$((i + 1)); done
+vfiocxl_fact port_wait_polls $i
+have /sys/bus/cxl/devices/port*/decoder* || { echo "no CXL port decoders"; exit 1; }
 dev=
 for d in /sys/bus/pci/devices/*; do
 	read -r v <$d/vendor; read -r p <$d/device
@@ -593,7 +596,14 @@ pub fn guest_topology(bdf: &str, region_size: u64) -> Topology {
 
 /// The guest's results checked: bound, the region the guest's CXL core
 /// assembled inside its window, every coherence check passed.
-pub fn check_guest(outcome: &RunOutcome, region_size: u64, ping_pong: u64) -> Vec<String> {
+/// `topology` is what QEMU was given: the guest must report that window
+/// (size) and host bridge (the root decoder's target).
+pub fn check_guest(
+    outcome: &RunOutcome,
+    topology: &Topology,
+    region_size: u64,
+    ping_pong: u64,
+) -> Vec<String> {
     let mut p = outcome.problems();
     let r = &outcome.report;
     if r.fact("accel.driver") != Some(MODULE) {
@@ -643,6 +653,35 @@ pub fn check_guest(outcome: &RunOutcome, region_size: u64, ping_pong: u64) -> Ve
             }) {
                 p.push(format!(
                     "guest: no root decoder matches CXL Window 0 (root decoders {roots:?})"
+                ));
+            }
+            // QEMU mapped the device memory straight into the window at
+            // the region's address (trace event vfio_cxl_map).
+            let mapped = format!(
+                "device memory mapped at {:#x}+{:#x}",
+                probe.1,
+                probe.2 + 1 - probe.1
+            );
+            if !outcome.stderr.lines().any(|l| l.contains(&mapped)) {
+                p.push(format!(
+                    "QEMU: no vfio_cxl_map trace line '{mapped}' (the direct mapping of the region)"
+                ));
+            }
+            // The topology QEMU built: the window's size, its host bridge.
+            let want_size = topology.windows.first().map(|w| w.size_mib << 20);
+            if window.map(|w| w.size()) != want_size {
+                p.push(format!(
+                    "guest: CXL Window 0 is {:?} bytes, QEMU was given {want_size:?}",
+                    window.map(|w| w.size())
+                ));
+            }
+            let bus = topology.host_bridges.first().map(|h| h.bus_nr.to_string());
+            if !roots
+                .iter()
+                .any(|d| s.attr(d, "target_list") == bus.as_deref())
+            {
+                p.push(format!(
+                    "guest: no root decoder targets host bridge {bus:?} (pxb-cxl bus_nr)"
                 ));
             }
         }
@@ -942,7 +981,18 @@ fn run(o: &HwOptions, out: &Out) -> Result<u8> {
         kernel: boot.kernel.clone(),
         initrd: boot.initrd.clone(),
         cmdline,
-        extra_args: vec!["-trace".into(), "vfio_cxl_*".into()],
+        // The device's own events (not the per-access hdm_read/write).
+        extra_args: [
+            "realize",
+            "precommit",
+            "commit_failed",
+            "map",
+            "unmap",
+            "no_window",
+        ]
+        .iter()
+        .flat_map(|e| ["-trace".to_string(), format!("vfio_cxl_{e}")])
+        .collect(),
     };
     let dir = tempfile::Builder::new()
         .prefix("hw-test-")
@@ -987,7 +1037,7 @@ fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     for (k, v) in outcome.report.all_facts() {
         out.fact(&format!("l2.{k}"), v);
     }
-    let guest_problems = check_guest(&outcome, size, o.ping_pong);
+    let guest_problems = check_guest(&outcome, &vm.topology, size, o.ping_pong);
     out.say(&format!(
         "guest ran {} s (init after {}), {} problem(s)",
         secs(outcome.wall),
@@ -1449,5 +1499,79 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod guest_check_tests {
+    use super::*;
+    use crate::nested::fixture::{l2, outcome};
+
+    const BDF: &str = "0000:0d:00.0";
+    const SIZE: u64 = 256 << 20;
+
+    #[test]
+    fn the_recorded_guest_passes() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_different_topology_is_named() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let mut t = guest_topology(BDF, SIZE);
+        t.windows[0].size_mib = 8192;
+        t.host_bridges[0].bus_nr = 52;
+        let p = check_guest(&o, &t, SIZE, 1000);
+        assert!(p.iter().any(|m| m.contains("CXL Window 0 is")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("targets host bridge")), "{p:?}");
+    }
+
+    #[test]
+    fn no_direct_mapping_is_named() {
+        let (results, stderr) = l2();
+        let stderr: String = stderr
+            .lines()
+            .filter(|l| !l.contains("vfio_cxl_map"))
+            .collect();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(p.iter().any(|m| m.contains("vfio_cxl_map")), "{p:?}");
+    }
+
+    #[test]
+    fn failed_or_missing_coherence_checks_are_named() {
+        let (results, stderr) = l2();
+        let results = results
+            .replace(
+                "\"key\":\"coherence.atomics\",\"value\":\"pass",
+                "\"key\":\"coherence.atomics\",\"value\":\"FAIL",
+            )
+            .lines()
+            .filter(|l| !l.contains("\"coherence.checksum\""))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(
+            p.iter().any(|m| m.contains("coherence.atomics: FAIL")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("coherence.checksum did not run")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_region_of_another_size_is_named() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, 2 * SIZE), 2 * SIZE, 1000);
+        assert!(p.iter().any(|m| m.contains("size")), "{p:?}");
     }
 }

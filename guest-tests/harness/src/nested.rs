@@ -584,3 +584,140 @@ mod tests {
         assert!(s.contains("--facts >&3"));
     }
 }
+
+/// Checks over a real chain run's L1 results (testdata/, from a passing
+/// run on 2026-11-25), so the verdicts are tested on real data.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Duration;
+
+    use crate::console::parse_results;
+    use crate::runner::{Exit, RunOutcome};
+
+    pub const L1_RESULTS: &str = include_str!("../testdata/chain-l1-results.log");
+
+    pub fn outcome(results: &str, stderr: &str, host_facts: &[(&str, &str)]) -> RunOutcome {
+        RunOutcome {
+            exit: Exit::Exited(std::process::ExitStatus::from_raw(0)),
+            report: parse_results(results),
+            console: String::new(),
+            stderr: stderr.to_string(),
+            kernel_problems: Vec::new(),
+            to_init: Some(Duration::from_secs(7)),
+            wall: Duration::from_secs(664),
+            dir: "/nonexistent".into(),
+            host_facts: host_facts
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    /// L0's findings after that run.
+    pub const L0_FACTS: &[(&str, &str)] = &[
+        ("l0.pongs", "1000"),
+        ("l0.bad", "0"),
+        ("l0.words", "33554432"),
+        ("l0.counter", "1000000"),
+        ("l0.ping", "1000"),
+        ("l0.pong", "1000"),
+        ("l0.checksum", "0xbcae3ee64d98bf8c"),
+    ];
+
+    /// L2's own report, as hw-test forwarded it (`l2.` facts, QEMU's
+    /// stderr lines), turned back into L2's results and stderr.
+    pub fn l2() -> (String, String) {
+        let l1 = parse_results(L1_RESULTS);
+        let mut results =
+            String::from("VFIOCXL-BEGIN {\"payload\":\"hw-test-guest\",\"uptime\":146.6}\n");
+        for (k, v) in l1.all_facts() {
+            if let Some(k) = k.strip_prefix("l2.") {
+                results.push_str(&format!(
+                    "VFIOCXL-RESULT {{\"kind\":\"fact\",\"step\":\"coherence\",\"key\":{},\"value\":{}}}\n",
+                    serde_json::Value::from(k),
+                    serde_json::Value::from(v)
+                ));
+            }
+        }
+        results.push_str("VFIOCXL-DONE {\"ok\":true,\"uptime\":592.5,\"tainted\":12288}\n");
+        let stderr: Vec<&str> = l1.facts("hw.qemu.stderr");
+        (results, stderr.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::fixture::{outcome, L0_FACTS, L1_RESULTS};
+    use super::*;
+
+    fn levels(o: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
+        check(o)
+    }
+
+    #[test]
+    fn the_recorded_run_passes_every_level() {
+        let o = outcome(L1_RESULTS, "", L0_FACTS);
+        for (level, problems) in levels(&o) {
+            assert!(problems.is_empty(), "{level}: {problems:?}");
+        }
+    }
+
+    #[test]
+    fn l0_mismatches_are_named() {
+        let mut facts = L0_FACTS.to_vec();
+        facts[1] = ("l0.bad", "3");
+        facts[6] = ("l0.checksum", "0x1");
+        facts[0] = ("l0.pongs", "the guest went silent after 10 rounds");
+        let o = outcome(L1_RESULTS, "", &facts);
+        let l0 = &levels(&o)[2].1;
+        assert!(
+            l0.iter()
+                .any(|p| p.contains("L2->L0") && p.contains("\"3\"")),
+            "{l0:?}"
+        );
+        assert!(l0.iter().any(|p| p.starts_with("checksums:")), "{l0:?}");
+        assert!(l0.iter().any(|p| p.contains("l0.pongs")), "{l0:?}");
+    }
+
+    #[test]
+    fn l1_and_l2_failures_are_named() {
+        let text = L1_RESULTS
+            .replace(
+                "\"key\":\"hw.read_back\",\"value\":\"pass",
+                "\"key\":\"hw.read_back\",\"value\":\"FAIL",
+            )
+            .replace(
+                "\"key\":\"l2.coherence.outside_pattern\",\"value\":\"pass",
+                "\"key\":\"l2.coherence.outside_pattern\",\"value\":\"FAIL",
+            )
+            .replace(
+                "\"key\":\"hw.result\",\"value\":\"pass\"",
+                "\"key\":\"hw.result\",\"value\":\"FAIL: 1 problem(s)\"",
+            );
+        let o = outcome(&text, "", L0_FACTS);
+        let v = levels(&o);
+        assert!(v[0].1.iter().any(|p| p.starts_with("L2->L1")), "{v:?}");
+        assert!(v[1].1.iter().any(|p| p.starts_with("L1->L2")), "{v:?}");
+        assert!(
+            v[1].1.iter().any(|p| p.starts_with("hw-test in L1")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_l1_region_is_named() {
+        let text: String = L1_RESULTS
+            .lines()
+            .filter(|l| !l.contains("\"key\":\"cxl.region0."))
+            .filter(|l| !(l.contains("\"key\":\"cxl.device\"") && l.contains("region0")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let o = outcome(&text, "", L0_FACTS);
+        let l1 = &levels(&o)[0].1;
+        assert!(
+            l1.iter().any(|p| p.starts_with("L1: CXL regions")),
+            "{l1:?}"
+        );
+    }
+}
