@@ -428,7 +428,7 @@ fn demo(cli: &Cli) -> Result<bool> {
     let env = Env::prepare(&cli.env)?;
     println!(
         "demo: kernel {} ready in {}; booting one guest under TCG (vfio-user-cxl server + cxl-type2-ref, cxl-type3): \
-         bind, type-3 region, topology, coherence suite, bandwidth (about 1-2 min) ...",
+         bind, type-3 region, topology, coherence suite, bandwidth (about 30 s) ...",
         env.kernel.abi(),
         secs(start.elapsed())
     );
