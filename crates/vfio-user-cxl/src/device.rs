@@ -403,8 +403,9 @@ impl CxlDevice {
                 self.check_memory_enabled()?;
                 self.bar0_read(offset, &mut buf)?;
             }
+            // CXL.mem is decoded by the HDM decoders, not the BARs: Memory
+            // Space does not gate it (docs/uapi.md, as the host driver).
             Region::Mem => {
-                self.check_memory_enabled()?;
                 self.mem.read_exact_at(&mut buf, offset).map_err(errno)?;
             }
             Region::CompRegs | Region::Empty => return einval(),
@@ -435,7 +436,6 @@ impl CxlDevice {
                 self.bar0_write(offset, data)?;
             }
             Region::Mem => {
-                self.check_memory_enabled()?;
                 self.mem.write_all_at(data, offset).map_err(errno)?;
             }
             Region::CompRegs | Region::Empty => return einval(),
