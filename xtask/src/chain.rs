@@ -5,7 +5,7 @@
 //! `hw-test`, runs inside the L1 guest, whose initramfs has no libc), then
 //! runs `guest-harness chain`: L0 QEMU with cxl-accel -> L1 with
 //! vfio-cxl-pci and QEMU `-device vfio-cxl,host=` -> L2 with cxl-type2-ref.
-//! Not part of `cargo xtask test`: it takes about 10 minutes here.
+//! Not part of `cargo xtask test`: 6-7 minutes here (docs/nested-chain.md).
 
 use std::process::Command;
 

@@ -39,7 +39,7 @@ commands:
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
   bench-fault [--sizes MIB,MIB]      fault benchmark of the host driver's memory region (VMs)
   bench-bw [options]                 memcpy bandwidth: guest RAM vs vfio-user-cxl vs cxl-type3 window (VM)
-  chain [--no-build]                 the nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~10 min)
+  chain [--no-build]                 the nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~6 min)
   hw-test --bdf BDF [options]        the coherence suite on a real device bound to vfio-cxl-pci (docs/real-hardware.md)
   vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
   cache-dir                          print the cache directory

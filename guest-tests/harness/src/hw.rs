@@ -64,7 +64,7 @@ options:
                        cxl-type2-ref.ko and vfio-cxl-uapi-check)
   --cache DIR, --linux-debs DIR, --abi ABI, --kernel-deb FILE
                        where the default kernel comes from (as for vm-test)
-  --accel auto|kvm|tcg KVM when /dev/kvm opens read-write (auto, the default), else TCG
+  --accel auto|kvm|tcg KVM when /dev/kvm creates a VM (auto, the default), else TCG
   --memory MIB         guest RAM (default 1024)
   --smp N              guest vCPUs (default 2)
   --timeout SECONDS    hard timeout of the guest run (default 900)
@@ -448,25 +448,63 @@ pub fn preflight(
             ));
         }
     }
-    let kvm_node = root.join("dev/kvm");
-    pf.kvm = match o.accel {
-        AccelChoice::Tcg => false,
-        AccelChoice::Auto | AccelChoice::Kvm => open_rw(&kvm_node).is_ok(),
+    let kvm = match o.accel {
+        AccelChoice::Tcg => Err("--accel tcg".to_string()),
+        AccelChoice::Auto | AccelChoice::Kvm => kvm_usable(&root.join("dev/kvm")),
     };
-    match (o.accel, pf.kvm) {
-        (AccelChoice::Kvm, false) => f.push(Finding::fail(
+    pf.kvm = kvm.is_ok();
+    match (o.accel, kvm) {
+        (AccelChoice::Kvm, Err(why)) => f.push(Finding::fail(
             "kvm",
-            "--accel kvm, but /dev/kvm cannot be opened read-write",
+            format!("--accel kvm, but /dev/kvm is not usable: {why}"),
             "load kvm_intel/kvm_amd, enable virtualization in the firmware, or use --accel auto",
         )),
-        (_, true) => f.push(Finding::pass("kvm", "/dev/kvm usable: KVM")),
-        (AccelChoice::Tcg, false) => f.push(Finding::pass("kvm", "TCG (--accel tcg)")),
-        (AccelChoice::Auto, false) => f.push(Finding::pass(
+        (_, Ok(())) => f.push(Finding::pass("kvm", "/dev/kvm creates VMs: KVM")),
+        (AccelChoice::Tcg, Err(_)) => f.push(Finding::pass("kvm", "TCG (--accel tcg)")),
+        (AccelChoice::Auto, Err(why)) => f.push(Finding::pass(
             "kvm",
-            "notice: /dev/kvm is not usable, the guest runs under TCG (much slower)",
+            format!(
+                "notice: /dev/kvm is not usable ({why}), the guest runs under TCG (much slower)"
+            ),
         )),
     }
     pf
+}
+
+/// `KVM_GET_API_VERSION`, `KVM_CREATE_VM` (`_IO(0xAE, 0)`, `_IO(0xAE, 1)`).
+const KVM_GET_API_VERSION: libc::c_ulong = 0xAE00;
+const KVM_CREATE_VM: libc::c_ulong = 0xAE01;
+const KVM_API_VERSION: libc::c_int = 12;
+
+/// KVM works when `node` opens read-write, speaks API version 12 and
+/// creates a VM (the VM's fd is closed again at once).
+fn kvm_usable(node: &Path) -> std::result::Result<(), String> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let f = open_rw(node).map_err(|e| format!("open: {e}"))?;
+    // SAFETY: both ioctls take no argument and only return an int; `f`
+    // is a valid open fd for the call's duration.
+    let version = unsafe { libc::ioctl(f.as_raw_fd(), KVM_GET_API_VERSION, 0) };
+    if version != KVM_API_VERSION {
+        return Err(format!(
+            "KVM_GET_API_VERSION: {}",
+            if version < 0 {
+                std::io::Error::last_os_error().to_string()
+            } else {
+                format!("version {version}, expected {KVM_API_VERSION}")
+            }
+        ));
+    }
+    // SAFETY: as above.
+    let vm = unsafe { libc::ioctl(f.as_raw_fd(), KVM_CREATE_VM, 0) };
+    if vm < 0 {
+        return Err(format!(
+            "KVM_CREATE_VM: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: the kernel just returned this new fd; nothing else owns it.
+    drop(unsafe { OwnedFd::from_raw_fd(vm) });
+    Ok(())
 }
 
 /// The CXL_MEM region through the uAPI (needs the real device): its size.
@@ -1331,13 +1369,20 @@ mod tests {
     }
 
     #[test]
-    fn kvm_is_used_when_it_opens() {
+    fn a_kvm_node_that_is_not_kvm_means_tcg() {
+        // A /dev/kvm that opens but answers no KVM ioctl (a plain file).
         let t = fake_root(Some(HOST_DRIVER), true, true, true);
-        assert!(preflight(&opts(t.path(), ""), None, None, None).kvm);
+        let pf = preflight(&opts(t.path(), ""), None, None, None);
+        assert!(pf.ok() && !pf.kvm, "{:?}", pf.findings);
+        let kvm = pf.findings.iter().find(|f| f.name == "kvm").unwrap();
+        assert!(kvm.detail.contains("KVM_GET_API_VERSION"), "{kvm:?}");
         assert!(!preflight(&opts(t.path(), "--accel tcg"), None, None, None).kvm);
-        let t = fake_root(Some(HOST_DRIVER), true, true, false);
-        let pf = preflight(&opts(t.path(), "--accel kvm"), None, None, None);
-        assert_eq!(failed(&pf)[0].0, "kvm");
+        // --accel kvm insists.
+        for kvm_node in [true, false] {
+            let t = fake_root(Some(HOST_DRIVER), true, true, kvm_node);
+            let pf = preflight(&opts(t.path(), "--accel kvm"), None, None, None);
+            assert_eq!(failed(&pf)[0].0, "kvm");
+        }
     }
 
     #[test]
