@@ -306,6 +306,9 @@ pub fn run(args: &[String]) -> Result<()> {
         },
     )?;
     let mut harness = crate::vmtest::harness_command("demo")?;
+    // Now: a long --chain run may outlive this binary's file (a rebuild
+    // replaces it), and `qemu-path` runs it again.
+    let built = built_lines(&qemu_path()?)?;
     let report = dir.join("report.txt");
     let json = dir.join("report.json");
     let _ = fs::remove_file(&report);
@@ -335,7 +338,6 @@ pub fn run(args: &[String]) -> Result<()> {
         None
     };
 
-    let built = built_lines(&qemu_path()?)?;
     let text = fs::read_to_string(&report)
         .map_err(|e| Error::io(format!("cannot read {}", report.display()), e))?;
     println!("\n========== vfio-cxl main job: report ==========");
