@@ -728,6 +728,12 @@ pub fn check_guest(
             probes.len()
         )),
     }
+    for l in crate::hostdriver::dmesg(outcome)
+        .iter()
+        .filter(|l| l.level.is_some_and(|v| v <= 3))
+    {
+        p.push(format!("guest: error-level kernel message: {}", l.text));
+    }
     let ran: Vec<(&str, &str)> = r.all_facts_of_step("coherence").collect();
     for c in coherence::CHECKS {
         if c == "ping_pong" && ping_pong == 0 {
@@ -1608,6 +1614,19 @@ mod guest_check_tests {
         assert!(
             p.iter()
                 .any(|m| m.contains("coherence.checksum did not run")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn guest_kernel_errors_are_named() {
+        let (mut results, stderr) = l2();
+        results.push_str("VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"report-dmesg\",\"key\":\"dmesg\",\"value\":\"<3>[  9.1] cxl_port port1: failed to load HDM decoders\"}\n");
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("error-level kernel message: cxl_port")),
             "{p:?}"
         );
     }

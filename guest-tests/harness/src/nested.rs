@@ -422,6 +422,26 @@ pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
     if s.of_type("cxl_decoder_endpoint").is_empty() {
         l1.push("L1: no endpoint decoder".into());
     }
+    // The host driver probed once, for the region L1's CXL core assembled,
+    // and nothing about VFIO, CXL or the IOMMU was logged as an error.
+    let log = hostdriver::dmesg(outcome);
+    let probes: Vec<_> = log
+        .iter()
+        .filter_map(|l| hostdriver::ProbeLine::parse(&l.text))
+        .collect();
+    let region_start = s
+        .named("region")
+        .first()
+        .and_then(|r| s.attr_u64(r, "resource"));
+    match probes.as_slice() {
+        [p] if Some(p.start) == region_start && p.mib == ACCEL_MIB => {}
+        other => l1.push(format!(
+            "L1: host driver probe messages {other:?}, expected one for the region at {region_start:?}"
+        )),
+    }
+    for l in log.iter().filter(|l| l.level.is_some_and(|v| v <= 3)) {
+        l1.push(format!("L1: error-level kernel message: {}", l.text));
+    }
     let pass = |k: &str| r.fact(k).is_some_and(|v| v.starts_with("pass"));
     if !pass("hw.outside_pattern") {
         l1.push(format!(
@@ -801,6 +821,30 @@ mod check_tests {
         assert!(
             v[1].1.iter().any(|p| p.starts_with("hw-test in L1")),
             "{v:?}"
+        );
+    }
+
+    #[test]
+    fn l1_kernel_errors_and_a_missing_probe_are_named() {
+        let text: String = L1_RESULTS
+            .lines()
+            .filter(|l| !l.contains("CXL Type-2 memory [range"))
+            .chain(std::iter::once(
+                "VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"report-dmesg\",\"key\":\"dmesg\",\"value\":\"<3>[    9.1] DMAR: DRHD: handling fault status reg 2\"}",
+            ))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let o = outcome(&text, "", L0_FACTS);
+        let l1 = &levels(&o)[0].1;
+        assert!(
+            l1.iter()
+                .any(|p| p.contains("host driver probe messages []")),
+            "{l1:?}"
+        );
+        assert!(
+            l1.iter()
+                .any(|p| p.contains("error-level kernel message: DMAR")),
+            "{l1:?}"
         );
     }
 
