@@ -74,6 +74,8 @@ options:
   --guest-seed N       the pattern the guest writes back (default 185429591)
   --ping-pong N        the guest plays N ping-pong rounds with a process outside
                        (only when something outside answers: the nested chain)
+  --guest-cmdline WORD an extra word for the guest kernel's command line (e.g.
+                       cxl_core.dyndbg=+p); repeatable
   --sysfs-root DIR     prefix for /sys and /dev in the preflight checks (tests)
   --preflight-only     stop after the preflight checks
   --facts              also print the results as harness fact lines on stdout
@@ -110,6 +112,8 @@ pub struct HwOptions {
     pub facts: bool,
     /// Copy the guest's console to stderr while it runs.
     pub follow: bool,
+    /// Extra words for the guest's kernel command line.
+    pub guest_cmdline: Vec<String>,
 }
 
 impl Default for HwOptions {
@@ -132,6 +136,7 @@ impl Default for HwOptions {
             preflight_only: false,
             facts: false,
             follow: false,
+            guest_cmdline: Vec::new(),
         }
     }
 }
@@ -221,6 +226,7 @@ pub fn parse_args(args: &[String]) -> Result<HwOptions> {
             "--preflight-only" => o.preflight_only = true,
             "--facts" => o.facts = true,
             "--follow" => o.follow = true,
+            "--guest-cmdline" => o.guest_cmdline.push(value()?),
             "--keep" => o.env.keep = true,
             other => return Err(Error::msg(format!("hw-test: unknown argument {other}"))),
         }
@@ -1010,7 +1016,8 @@ fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     };
     out.fact("hw.accel", &machine.accel);
     // No `quiet`: the harness needs KERN_WARNING on the console to catch WARN()s.
-    let cmdline = guest_cmdline(&id, write, o.guest_seed, o.ping_pong);
+    let mut cmdline = guest_cmdline(&id, write, o.guest_seed, o.ping_pong);
+    cmdline.extend(o.guest_cmdline.iter().cloned());
     let vm = Vm {
         qemu: boot.qemu.clone(),
         firmware_dirs: boot.firmware_dirs.clone(),
@@ -1320,7 +1327,8 @@ mod tests {
         let o = parse_args(&args(
             "--bdf 3b:00.0 --qemu /q --firmware-dir /a --firmware-dir /b --kernel /k --initrd /i \
              --accel tcg --memory 512 --smp 1 --timeout 60 --tb-size 128 --expect-seed 0x10 \
-             --write-seed 5 --guest-seed 6 --ping-pong 100 --facts --keep --preflight-only",
+             --write-seed 5 --guest-seed 6 --ping-pong 100 --facts --keep --preflight-only \
+             --guest-cmdline a=1 --guest-cmdline b",
         ))
         .unwrap();
         assert_eq!(o.bdf, BDF);
@@ -1335,6 +1343,7 @@ mod tests {
         assert_eq!((o.tb_size_mib, o.expect_seed), (Some(128), Some(16)));
         assert_eq!((o.write_seed, o.guest_seed, o.ping_pong), (5, 6, 100));
         assert!(o.facts && o.env.keep && o.preflight_only);
+        assert_eq!(o.guest_cmdline, ["a=1", "b"]);
 
         for (a, want) in [
             ("", "needs --bdf"),
