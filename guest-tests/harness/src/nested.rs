@@ -51,8 +51,9 @@ pub const L1_MEMORY_MIB: u64 = 3072;
 pub const L2_MEMORY_MIB: u64 = 512;
 /// L2's TCG translation buffer inside L1.
 pub const L2_TB_MIB: u64 = 256;
-/// L2's vCPUs. One: a 2-vCPU L2 once hung for good bringing up its second
-/// CPU under nested MTTCG (docs/nested-chain.md), and one boots faster.
+/// L2's vCPUs. One: 2-vCPU L2s under nested TCG hung at the second CPU's
+/// bring-up once and crashed once with `Oops: int3` at a static-key patch
+/// (stale cross-vCPU translation; docs/nested-chain.md); one boots faster.
 /// The coherence checks still run 2 threads (time-sliced); their SMP
 /// behaviour is what the one-level guest-driver tests cover.
 pub const L2_SMP: u32 = 1;
