@@ -371,9 +371,10 @@ pub fn fill(path: &Path, size: u64, seed: u64) -> Result<()> {
     w.flush().map_err(io)
 }
 
-/// What the host finds in the file after the run.
+/// What a read of the whole region finds after the coherence suite (the
+/// file on the host, or the region through VFIO on a real host).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileFacts {
+pub struct RegionScan {
     pub words: u64,
     /// Words (counter, ping and pong excluded) that do not hold `seed`.
     pub bad: u64,
@@ -384,48 +385,142 @@ pub struct FileFacts {
     pub checksum: u64,
 }
 
-/// Reads the whole file: pattern `seed` everywhere but the counter, ping
-/// and pong words, those three, the checksum.
-pub fn scan(path: &Path, seed: u64) -> Result<FileFacts> {
+impl RegionScan {
+    /// The scan as host facts `<prefix>.bad`, `<prefix>.counter`, ...
+    pub fn facts(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut v = vec![
+            (format!("{prefix}.ping"), self.ping.to_string()),
+            (format!("{prefix}.pong"), self.pong.to_string()),
+            (format!("{prefix}.words"), self.words.to_string()),
+            (format!("{prefix}.bad"), self.bad.to_string()),
+            (format!("{prefix}.counter"), self.counter.to_string()),
+            (
+                format!("{prefix}.checksum"),
+                format!("{:#018x}", self.checksum),
+            ),
+        ];
+        if let Some(o) = self.first_bad {
+            v.push((format!("{prefix}.first_bad"), format!("{o:#x}")));
+        }
+        v
+    }
+}
+
+/// Classifies a region's words, fed in order: pattern `seed` everywhere
+/// but the counter, ping and pong words (coherence.rs's layout).
+#[derive(Debug)]
+pub struct RegionScanner {
+    seed: u64,
+    counter_at: u64,
+    ping_at: u64,
+    pong_at: u64,
+    sum: Checksum,
+    out: RegionScan,
+}
+
+impl RegionScanner {
+    pub fn new(size: u64, seed: u64) -> Self {
+        let (ping_at, pong_at) = coherence::ping_pong_offsets(size);
+        Self {
+            seed,
+            counter_at: coherence::counter_offset(size),
+            ping_at,
+            pong_at,
+            sum: Checksum::default(),
+            out: RegionScan {
+                words: size / 8,
+                bad: 0,
+                first_bad: None,
+                counter: 0,
+                ping: 0,
+                pong: 0,
+                checksum: 0,
+            },
+        }
+    }
+
+    /// The word at byte offset `o`.
+    pub fn word(&mut self, o: u64, w: u64) {
+        self.sum.add(w);
+        if o == self.counter_at {
+            self.out.counter = w;
+        } else if o == self.ping_at {
+            self.out.ping = w;
+        } else if o == self.pong_at {
+            self.out.pong = w;
+        } else if w != pattern::word(self.seed, o) {
+            self.out.bad += 1;
+            self.out.first_bad.get_or_insert(o);
+        }
+    }
+
+    pub fn finish(mut self) -> RegionScan {
+        self.out.checksum = self.sum.0;
+        self.out
+    }
+}
+
+/// Problems in a read-back's facts (`<prefix>.*` of [`RegionScan::facts`])
+/// after the coherence suite: the writer's pattern in every word, the
+/// counter, the ping-pong words and the answering thread's count (under
+/// `pongs_key`) at `rounds`. `what` names the memory read. Checksums are the caller's
+/// (who holds which differs).
+pub fn read_back_problems<'a>(
+    fact: impl Fn(&str) -> Option<&'a str>,
+    prefix: &str,
+    pongs_key: &str,
+    rounds: u64,
+    what: &str,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    let key = |k: &str| format!("{prefix}.{k}");
+    if let Some(e) = fact(&key("error")) {
+        p.push(format!("{what}: {e}"));
+    }
+    if fact(&key("bad")) != Some("0") {
+        p.push(format!(
+            "{what}: {:?} words lack the writer's pattern (first at {:?})",
+            fact(&key("bad")),
+            fact(&key("first_bad"))
+        ));
+    }
+    let increments = coherence::INCREMENTS.to_string();
+    if fact(&key("counter")) != Some(increments.as_str()) {
+        p.push(format!(
+            "{what}: counter {:?}, expected {increments}",
+            fact(&key("counter"))
+        ));
+    }
+    let rounds = rounds.to_string();
+    for k in [pongs_key.to_string(), key("ping"), key("pong")] {
+        if fact(&k) != Some(rounds.as_str()) {
+            p.push(format!(
+                "{what}: ping-pong {k} = {:?}, expected {rounds}",
+                fact(&k)
+            ));
+        }
+    }
+    p
+}
+
+/// Reads the whole file through a [`RegionScanner`].
+pub fn scan(path: &Path, seed: u64) -> Result<RegionScan> {
     let io = |e| Error::io(format!("cannot read {}", path.display()), e);
     let f = fs::File::open(path).map_err(io)?;
     let size = f.metadata().map_err(io)?.len();
-    let counter_at = coherence::counter_offset(size);
-    let (ping_at, pong_at) = coherence::ping_pong_offsets(size);
     let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut out = FileFacts {
-        words: size / 8,
-        bad: 0,
-        first_bad: None,
-        counter: 0,
-        ping: 0,
-        pong: 0,
-        checksum: 0,
-    };
-    let mut sum = Checksum::default();
+    let mut scanner = RegionScanner::new(size, seed);
     let mut buf = vec![0u8; 1 << 20];
     let mut o = 0u64;
     while o < size {
         let n = buf.len().min((size - o) as usize);
         r.read_exact(&mut buf[..n]).map_err(io)?;
         for c in buf[..n].chunks_exact(8) {
-            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
-            sum.add(w);
-            if o == counter_at {
-                out.counter = w;
-            } else if o == ping_at {
-                out.ping = w;
-            } else if o == pong_at {
-                out.pong = w;
-            } else if w != pattern::word(seed, o) {
-                out.bad += 1;
-                out.first_bad.get_or_insert(o);
-            }
+            scanner.word(o, u64::from_le_bytes(c.try_into().expect("8 bytes")));
             o += 8;
         }
     }
-    out.checksum = sum.0;
-    Ok(out)
+    Ok(scanner.finish())
 }
 
 /// The host thread answering the guest's pings while QEMU runs, and its
@@ -483,20 +578,7 @@ fn check_file(dir: &Path) -> Vec<(String, String)> {
 
 fn file_facts(path: &Path) -> Vec<(String, String)> {
     match scan(path, GUEST_SEED) {
-        Ok(f) => {
-            let mut v = vec![
-                ("file.ping".to_string(), f.ping.to_string()),
-                ("file.pong".to_string(), f.pong.to_string()),
-                ("file.words".to_string(), f.words.to_string()),
-                ("file.bad".to_string(), f.bad.to_string()),
-                ("file.counter".to_string(), f.counter.to_string()),
-                ("file.checksum".to_string(), format!("{:#018x}", f.checksum)),
-            ];
-            if let Some(o) = f.first_bad {
-                v.push(("file.first_bad".into(), format!("{o:#x}")));
-            }
-            v
-        }
+        Ok(f) => f.facts("file"),
         Err(e) => vec![("file.error".into(), e.to_string())],
     }
 }
@@ -652,32 +734,13 @@ pub fn coherence_results_check(outcome: &RunOutcome) -> Vec<String> {
 
     // What the host found in the file.
     let hf = |k: &str| outcome.host_fact(k);
-    if let Some(e) = hf("file.error") {
-        p.push(format!("{ACCEL_ID}.raw: {e}"));
-    }
-    if hf("file.bad") != Some("0") {
-        p.push(format!(
-            "{ACCEL_ID}.raw: {:?} words lack the guest's pattern {GUEST_SEED} (first at {:?})",
-            hf("file.bad"),
-            hf("file.first_bad")
-        ));
-    }
-    if hf("file.counter") != Some(&coherence::INCREMENTS.to_string()) {
-        p.push(format!(
-            "{ACCEL_ID}.raw: counter {:?}, expected {}",
-            hf("file.counter"),
-            coherence::INCREMENTS
-        ));
-    }
-    let rounds = PING_PONG_ROUNDS.to_string();
-    for key in ["host.pongs", "file.ping", "file.pong"] {
-        if hf(key) != Some(&rounds) {
-            p.push(format!(
-                "ping-pong: {key} = {:?}, expected {rounds}",
-                hf(key)
-            ));
-        }
-    }
+    p.extend(read_back_problems(
+        hf,
+        "file",
+        "host.pongs",
+        PING_PONG_ROUNDS,
+        &format!("{ACCEL_ID}.raw"),
+    ));
     let guest_sum = r.fact("coherence.checksum_value");
     if guest_sum.is_none() || hf("file.checksum") != guest_sum {
         p.push(format!(
@@ -723,6 +786,39 @@ mod tests {
         assert_eq!(s.checksum, c.0);
         let s = scan(&f, 10).unwrap();
         assert_eq!((s.bad, s.first_bad), (size / 8 - 3, Some(0)));
+    }
+
+    #[test]
+    fn read_back_facts_round_trip_through_the_verdict() {
+        let size = 1u64 << 20;
+        let mut scanner = RegionScanner::new(size, 5);
+        let (ping_at, pong_at) = coherence::ping_pong_offsets(size);
+        for o in (0..size).step_by(8) {
+            let w = match o {
+                _ if o == coherence::counter_offset(size) => coherence::INCREMENTS,
+                _ if o == ping_at || o == pong_at => 7,
+                _ => pattern::word(5, o),
+            };
+            scanner.word(o, w);
+        }
+        let mut facts = scanner.finish().facts("x");
+        facts.push(("pongs".into(), "7".into()));
+        let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            read_back_problems(fact, "x", "pongs", 7, "m"),
+            Vec::<String>::new()
+        );
+        // One stray word, a short counter and a missed pong are each named.
+        let mut scanner = RegionScanner::new(size, 5);
+        for o in (0..size).step_by(8) {
+            scanner.word(o, if o == 0x100 { 1 } else { 0 });
+        }
+        let facts = scanner.finish().facts("x");
+        let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let p = read_back_problems(fact, "x", "pongs", 7, "m");
+        assert!(p.iter().any(|l| l.contains("words lack")), "{p:?}");
+        assert!(p.iter().any(|l| l.contains("counter")), "{p:?}");
+        assert!(p.iter().any(|l| l.contains("pongs")), "{p:?}");
     }
 
     #[test]

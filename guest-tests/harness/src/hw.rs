@@ -20,11 +20,13 @@ use std::time::{Duration, Instant};
 
 use vfio_cxl_uapi_check::checks::{Ctx, Options};
 use vfio_cxl_uapi_check::coherence;
-use vfio_cxl_uapi_check::pattern::{self, Checksum};
+use vfio_cxl_uapi_check::pattern;
 
 use crate::env::{Env, EnvOptions};
 use crate::error::{Error, Result};
-use crate::guestdriver::{guest_driver_dir, parse_probe, CHAR_DEV, MODULE};
+use crate::guestdriver::{
+    guest_driver_dir, parse_probe, RegionScan, RegionScanner, CHAR_DEV, MODULE,
+};
 use crate::hostdriver::uapi_check_binary;
 use crate::payload::{build_initramfs, Payload, Source};
 use crate::qemu::{Endpoint, HostBridge, Machine, RootPort, Topology, Vm, Window};
@@ -755,47 +757,13 @@ pub fn check_guest(
     p
 }
 
-/// What the read-back through VFIO found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadBack {
-    pub bad: u64,
-    pub first_bad: Option<u64>,
-    pub counter: u64,
-    pub ping: u64,
-    pub pong: u64,
-    pub checksum: u64,
-}
-
-/// Scans `read(offset)` over `size` bytes: pattern `seed` everywhere but
-/// the counter, ping and pong words (coherence.rs's layout).
-pub fn scan_words(size: u64, seed: u64, mut read: impl FnMut(u64) -> u64) -> ReadBack {
-    let counter_at = coherence::counter_offset(size);
-    let (ping_at, pong_at) = coherence::ping_pong_offsets(size);
-    let mut rb = ReadBack {
-        bad: 0,
-        first_bad: None,
-        counter: 0,
-        ping: 0,
-        pong: 0,
-        checksum: 0,
-    };
-    let mut sum = Checksum::default();
+/// Scans `read(offset)` over `size` bytes with a [`RegionScanner`].
+pub fn scan_words(size: u64, seed: u64, mut read: impl FnMut(u64) -> u64) -> RegionScan {
+    let mut scanner = RegionScanner::new(size, seed);
     for o in (0..size).step_by(8) {
-        let w = read(o);
-        sum.add(w);
-        if o == counter_at {
-            rb.counter = w;
-        } else if o == ping_at {
-            rb.ping = w;
-        } else if o == pong_at {
-            rb.pong = w;
-        } else if w != pattern::word(seed, o) {
-            rb.bad += 1;
-            rb.first_bad.get_or_insert(o);
-        }
+        scanner.word(o, read(o));
     }
-    rb.checksum = sum.0;
-    rb
+    scanner.finish()
 }
 
 /// Opens the device, maps its CXL memory, runs `f` on the mapping.

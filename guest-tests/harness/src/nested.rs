@@ -26,7 +26,7 @@ use vfio_cxl_uapi_check::coherence;
 
 use crate::env::{repo_root, Env, RunSpec};
 use crate::error::{Error, Result};
-use crate::guestdriver::{fill, scan};
+use crate::guestdriver::{fill, read_back_problems, scan};
 use crate::hostdriver::{self, accel_topology, ACCEL_ID, ACCEL_MIB};
 use crate::hw;
 use crate::payload::{build_initramfs, Payload, Source};
@@ -376,17 +376,7 @@ fn stop_and_scan(dir: &Path) -> HostFacts {
         v.push(("l0.pongs".into(), answered));
     }
     match scan(&backing_file(dir, ACCEL_ID), L2_SEED) {
-        Ok(f) => {
-            v.push(("l0.bad".into(), f.bad.to_string()));
-            v.push(("l0.words".into(), f.words.to_string()));
-            v.push(("l0.counter".into(), f.counter.to_string()));
-            v.push(("l0.ping".into(), f.ping.to_string()));
-            v.push(("l0.pong".into(), f.pong.to_string()));
-            v.push(("l0.checksum".into(), format!("{:#018x}", f.checksum)));
-            if let Some(o) = f.first_bad {
-                v.push(("l0.first_bad".into(), format!("{o:#x}")));
-            }
-        }
+        Ok(f) => v.extend(f.facts("l0")),
         Err(e) => v.push(("l0.error".into(), e.to_string())),
     }
     v
@@ -488,33 +478,13 @@ pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
     }
 
     // L0: L2's data in the backing file.
-    let mut l0 = Vec::new();
-    if let Some(e) = hf("l0.error") {
-        l0.push(format!("L0: {e}"));
-    }
-    if hf("l0.bad") != Some("0") {
-        l0.push(format!(
-            "L2->L0: {:?} words of {ACCEL_ID}.raw lack L2's pattern (first at {:?})",
-            hf("l0.bad"),
-            hf("l0.first_bad")
-        ));
-    }
-    if hf("l0.counter") != Some(&coherence::INCREMENTS.to_string()) {
-        l0.push(format!(
-            "L2->L0: counter {:?}, expected {}",
-            hf("l0.counter"),
-            coherence::INCREMENTS
-        ));
-    }
-    let rounds = PING_PONG_ROUNDS.to_string();
-    for k in ["l0.pongs", "l0.ping", "l0.pong"] {
-        if hf(k) != Some(&rounds) {
-            l0.push(format!(
-                "L0<->L2 ping-pong: {k} = {:?}, expected {rounds}",
-                hf(k)
-            ));
-        }
-    }
+    let mut l0 = read_back_problems(
+        hf,
+        "l0",
+        "l0.pongs",
+        PING_PONG_ROUNDS,
+        &format!("L2->L0: {ACCEL_ID}.raw"),
+    );
     let l2_sum = r.fact("l2.coherence.checksum_value");
     if l2_sum.is_none() || hf("l0.checksum") != l2_sum || r.fact("hw.read_back.checksum") != l2_sum
     {
