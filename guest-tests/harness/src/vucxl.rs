@@ -24,7 +24,7 @@ use crate::hostdriver::{
     self, accel_topology, count_pattern, write_pattern, ACCEL_MIB, GUEST_SEED, OUTSIDE_SEED,
 };
 use crate::payload::Payload;
-use crate::qemu::Endpoint;
+use crate::qemu::{Endpoint, Topology};
 use crate::runner::{HostFacts, RunOutcome};
 
 /// Overrides where the `vfio-user-cxl` server binary is taken from.
@@ -106,12 +106,25 @@ fn vucxl_spec(payload: Payload, precommit: bool) -> RunSpec {
     topology.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
         args: device_json(0, "vuc0", precommit),
     });
+    server_run_spec(topology, payload, start_server, stop_server, 120)
+}
+
+/// A run with vfio-user servers: `start` before the boot, `stop` (and
+/// its host facts) after QEMU exits, the vIOMMU and the QEMU arguments
+/// every vfio-user-cxl guest needs.
+pub fn server_run_spec(
+    topology: Topology,
+    payload: Payload,
+    start: fn(&Path) -> Result<()>,
+    stop: fn(&Path) -> HostFacts,
+    timeout_secs: u64,
+) -> RunSpec {
     let mut spec = RunSpec::new(topology, payload);
     spec.machine.iommu = true;
-    spec.timeout = Duration::from_secs(120);
+    spec.timeout = Duration::from_secs(timeout_secs);
     spec.extra_args = qemu_args(spec.machine.memory_mib);
-    spec.before_boot = Some(start_server);
-    spec.after_exit = Some(stop_server);
+    spec.before_boot = Some(start);
+    spec.after_exit = Some(stop);
     spec
 }
 

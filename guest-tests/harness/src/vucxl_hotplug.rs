@@ -248,10 +248,7 @@ pub fn spec() -> RunSpec {
             ),
         )
         .step("report-dmesg", DMESG_SH);
-    let mut spec = RunSpec::new(topology(), payload);
-    spec.machine.iommu = true;
-    spec.timeout = Duration::from_secs(180);
-    spec.extra_args = vucxl::qemu_args(spec.machine.memory_mib);
+    let mut spec = vucxl::server_run_spec(topology(), payload, start, stop, 180);
     spec.extra_args.extend(qmp::qemu_args(&qmp_socket()));
     spec.extra_args.extend([
         "-chardev".into(),
@@ -259,8 +256,6 @@ pub fn spec() -> RunSpec {
         "-serial".into(),
         "chardev:vucxl-go".into(),
     ]);
-    spec.before_boot = Some(start);
-    spec.after_exit = Some(stop);
     spec
 }
 

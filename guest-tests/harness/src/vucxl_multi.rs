@@ -6,7 +6,6 @@
 //! landing in its own server's file and never in the other's.
 
 use std::path::Path;
-use std::time::Duration;
 
 use vfio_cxl_uapi_check::{checks, pattern};
 
@@ -128,13 +127,7 @@ pub fn spec() -> RunSpec {
         payload = payload.step(&format!("uapi-check-{i}"), &format!("{LIB}\n{script}"));
     }
     payload = payload.step("report-dmesg", DMESG_SH);
-    let mut spec = RunSpec::new(topology(), payload);
-    spec.machine.iommu = true;
-    spec.timeout = Duration::from_secs(180);
-    spec.extra_args = vucxl::qemu_args(spec.machine.memory_mib);
-    spec.before_boot = Some(start_servers);
-    spec.after_exit = Some(stop_servers);
-    spec
+    vucxl::server_run_spec(topology(), payload, start_servers, stop_servers, 180)
 }
 
 fn start_servers(dir: &Path) -> crate::error::Result<()> {

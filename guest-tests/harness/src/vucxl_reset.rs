@@ -20,7 +20,6 @@
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-use std::time::Duration;
 
 use vfio_cxl_uapi_check::pattern;
 
@@ -190,13 +189,7 @@ pub fn spec() -> RunSpec {
         .step("uapi-check-after", &uapi_step(A_SEED_1, A_SEED_2))
         .step("decoder-b", &b)
         .step("report-dmesg", DMESG_SH);
-    let mut spec = RunSpec::new(topology(), payload);
-    spec.machine.iommu = true;
-    spec.timeout = Duration::from_secs(180);
-    spec.extra_args = vucxl::qemu_args(spec.machine.memory_mib);
-    spec.before_boot = Some(start_servers);
-    spec.after_exit = Some(stop_servers);
-    spec
+    vucxl::server_run_spec(topology(), payload, start_servers, stop_servers, 180)
 }
 
 fn start_servers(dir: &Path) -> crate::error::Result<()> {
