@@ -5,9 +5,8 @@
 //! `hw-test`, runs inside the L1 guest, whose initramfs has no libc), then
 //! runs `guest-harness chain`: L0 QEMU with cxl-accel -> L1 with
 //! vfio-cxl-pci and QEMU `-device vfio-cxl,host=` -> L2 with cxl-type2-ref.
-//! Not part of `cargo xtask test`: 6-7 minutes here (docs/nested-chain.md).
-
-use std::process::Command;
+//! Not part of `cargo xtask test`: minutes, not seconds (measured times in
+//! docs/nested-chain.md).
 
 use crate::error::{Error, Result};
 
@@ -25,39 +24,6 @@ options:
   --no-build   use the QEMU already built (cargo xtask qemu-path)
   --keep       keep the L1 run directory
 ";
-
-/// Where the guest binaries are built static (as vmtest.rs builds
-/// uapi-check).
-const GUEST_TARGET_DIR: &str = "target/guest";
-const GUEST_TRIPLE: &str = "x86_64-unknown-linux-gnu";
-
-/// Builds `guest-harness` static (crt-static, its own target directory).
-pub(crate) fn build_static_harness() -> Result<()> {
-    let root = crate::test::repo_root();
-    let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    c.current_dir(&root)
-        .env("CARGO_TARGET_DIR", root.join(GUEST_TARGET_DIR))
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "guest-harness",
-            "--target",
-            GUEST_TRIPLE,
-        ]);
-    let st = c
-        .status()
-        .map_err(|e| Error::msg(format!("cannot run cargo build: {e}")))?;
-    if !st.success() {
-        return Err(Error::msg(format!(
-            "building the static guest-harness failed ({st})"
-        )));
-    }
-    Ok(())
-}
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut build = true;
@@ -79,8 +45,8 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let mut cmd = crate::vmtest::prepared_harness(build, "chain")?;
-    println!("==> build guest-harness (static, {GUEST_TARGET_DIR}; hw-test runs in L1)");
-    build_static_harness()?;
+    println!("==> build guest-harness (static; hw-test runs in L1)");
+    crate::vmtest::build_static("guest-harness")?;
     cmd.args(&passthrough);
     println!("==> nested chain (guest-harness chain)");
     let st = cmd

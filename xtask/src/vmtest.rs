@@ -178,25 +178,24 @@ fn build_selftest() -> Result<()> {
 
 /// The static guest build of vfio-cxl-uapi-check.
 pub(crate) fn build_uapi_check() -> Result<()> {
+    build_static("vfio-cxl-uapi-check")
+}
+
+/// Builds `package` static (crt-static, in its own target directory):
+/// the guests' initramfs has no C library.
+pub(crate) fn build_static(package: &str) -> Result<()> {
     let root = crate::test::repo_root();
     let mut c = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(&root)
         .env("CARGO_TARGET_DIR", root.join(GUEST_TARGET_DIR))
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "--package",
-            "vfio-cxl-uapi-check",
-            "--target",
-            GUEST_TRIPLE,
-        ]);
-    let st = status_of(c, "build vfio-cxl-uapi-check")?;
+        .args(["build", "--quiet", "--release", "--package", package])
+        .args(["--target", GUEST_TRIPLE]);
+    let st = status_of(c, &format!("build {package}"))?;
     if !st.success() {
         return Err(Error::msg(format!(
-            "building the static vfio-cxl-uapi-check failed ({st})"
+            "building the static {package} failed ({st})"
         )));
     }
     Ok(())
