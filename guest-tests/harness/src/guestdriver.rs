@@ -222,11 +222,11 @@ fn start_server_and_answer(dir: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    start_answerer(&mem)
+    start_answerer(&mem, PING_PONG_ROUNDS)
 }
 
 fn stop_server_and_check(dir: &Path) -> Vec<(String, String)> {
-    let mut v = stop_answerer();
+    let mut v = stop_answerer("host.pongs");
     if let Some(mut c) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
         // It exits by itself when QEMU disconnects; otherwise end it.
         let t = std::time::Instant::now();
@@ -536,10 +536,12 @@ static ANSWERER: Mutex<Option<Answerer>> = Mutex::new(None);
 fn fill_and_answer(dir: &Path) -> Result<()> {
     let path = backing_file(dir, ACCEL_ID);
     fill(&path, ACCEL_MIB << 20, OUTSIDE_SEED)?;
-    start_answerer(&path)
+    start_answerer(&path, PING_PONG_ROUNDS)
 }
 
-fn start_answerer(path: &Path) -> Result<()> {
+/// Starts the thread answering `rounds` pings of the guest in the file
+/// at `path` (mapped shared, as QEMU maps it).
+pub fn start_answerer(path: &Path, rounds: u64) -> Result<()> {
     let f = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -547,18 +549,19 @@ fn start_answerer(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    let t = std::thread::spawn(move || coherence::answer_pings(&f, PING_PONG_ROUNDS, &flag));
+    let t = std::thread::spawn(move || coherence::answer_pings(&f, rounds, &flag));
     *ANSWERER.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, stop));
     Ok(())
 }
 
 fn stop_and_check_file(dir: &Path) -> Vec<(String, String)> {
-    let mut v = stop_answerer();
+    let mut v = stop_answerer("host.pongs");
     v.extend(check_file(dir));
     v
 }
 
-fn stop_answerer() -> Vec<(String, String)> {
+/// Stops the answering thread: how many pings it answered, as fact `key`.
+pub fn stop_answerer(key: &str) -> Vec<(String, String)> {
     let mut v = Vec::new();
     if let Some((t, stop)) = ANSWERER.lock().unwrap_or_else(|e| e.into_inner()).take() {
         stop.store(true, Ordering::Relaxed);
@@ -567,7 +570,7 @@ fn stop_answerer() -> Vec<(String, String)> {
             Ok(Err(e)) => e,
             Err(_) => "the host thread panicked".into(),
         };
-        v.push(("host.pongs".to_string(), answered));
+        v.push((key.to_string(), answered));
     }
     v
 }

@@ -18,15 +18,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
-
-use vfio_cxl_uapi_check::coherence;
 
 use crate::env::{repo_root, Env, RunSpec};
 use crate::error::{Error, Result};
-use crate::guestdriver::{fill, read_back_problems, scan};
+use crate::guestdriver::{fill, read_back_problems, scan, start_answerer, stop_answerer};
 use crate::hostdriver::{self, accel_topology, ACCEL_ID, ACCEL_MIB};
 use crate::hw;
 use crate::payload::{build_initramfs, Payload, Source};
@@ -342,39 +338,14 @@ pub fn chain_spec(b: &Bundle) -> RunSpec {
     spec
 }
 
-type Answerer = (
-    std::thread::JoinHandle<std::result::Result<u64, String>>,
-    Arc<AtomicBool>,
-);
-/// The thread answering L2's pings (one chain per process).
-static ANSWERER: Mutex<Option<Answerer>> = Mutex::new(None);
-
 fn fill_and_answer(dir: &Path) -> Result<()> {
     let path = backing_file(dir, ACCEL_ID);
     fill(&path, ACCEL_MIB << 20, L0_SEED)?;
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    let t = std::thread::spawn(move || coherence::answer_pings(&f, PING_PONG_ROUNDS, &flag));
-    *ANSWERER.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, stop));
-    Ok(())
+    start_answerer(&path, PING_PONG_ROUNDS)
 }
 
 fn stop_and_scan(dir: &Path) -> HostFacts {
-    let mut v = HostFacts::new();
-    if let Some((t, stop)) = ANSWERER.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        stop.store(true, Ordering::Relaxed);
-        let answered = match t.join() {
-            Ok(Ok(n)) => n.to_string(),
-            Ok(Err(e)) => e,
-            Err(_) => "the ping-pong thread panicked".into(),
-        };
-        v.push(("l0.pongs".into(), answered));
-    }
+    let mut v = stop_answerer("l0.pongs");
     match scan(&backing_file(dir, ACCEL_ID), L2_SEED) {
         Ok(f) => v.extend(f.facts("l0")),
         Err(e) => v.push(("l0.error".into(), e.to_string())),
