@@ -37,6 +37,16 @@
 #define VFIO_CXL_RW_CHUNK	SZ_64K
 
 /*
+ * D3hot, D3cold or an unknown state: the function does not serve CXL.mem.
+ * pci_power_t is __bitwise, so only equality is allowed on it (sparse).
+ */
+static bool vfio_cxl_powered_down(pci_power_t state)
+{
+	return state == PCI_D3hot || state == PCI_D3cold ||
+	       state == PCI_UNKNOWN;
+}
+
+/*
  * May the memory be accessed now? Called with memory_lock held for read.
  * Memory Space is deliberately not checked (see the top of this file); a
  * function in D3hot or runtime-suspended does not serve CXL.mem. After a
@@ -49,7 +59,8 @@ static bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
 	lockdep_assert_held(&vdev->memory_lock);
 
 	if (READ_ONCE(cxl->resetting) || READ_ONCE(cxl->mem_blocked) ||
-	    vdev->pm_runtime_engaged || vdev->pdev->current_state >= PCI_D3hot)
+	    vdev->pm_runtime_engaged ||
+	    vfio_cxl_powered_down(vdev->pdev->current_state))
 		return false;
 
 	if (READ_ONCE(cxl->recheck)) {

@@ -119,9 +119,10 @@ pub fn run_build(args: &[String]) -> Result<()> {
 /// in-tree series (current, applies to v7.3.4, builds with W=1).
 pub fn test() -> Result<()> {
     let paths = build_modules()?;
+    let sparse = crate::sparse::binary()?;
     step(
         "host driver checks (W=1, checkpatch --strict, kernel-doc, sparse)",
-        &mut make(&paths, Some("check")),
+        make(&paths, Some("check")).arg(format!("SPARSE={}", sparse.display())),
     )?;
 
     let scratch = repo_root().join("target/linux-patches");

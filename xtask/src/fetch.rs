@@ -1,9 +1,9 @@
-//! `cargo xtask fetch`: download the pinned QEMU source package and Linux
-//! packages through apt into the cache, verify them against pins.toml and
-//! unpack the QEMU source.
+//! `cargo xtask fetch`: download the pinned QEMU and sparse source packages
+//! and Linux packages through apt into the cache, verify them against
+//! pins.toml and unpack the sources.
 //!
 //! ```text
-//! cargo xtask fetch [qemu|linux|all] [--pin NAME=VERSION]... [--setup-apt]
+//! cargo xtask fetch [qemu|sparse|linux|all] [--pin NAME=VERSION]... [--setup-apt]
 //! cargo xtask fetch --print-pins [--pin ...]
 //! cargo xtask fetch --print-path WHAT [--pin ...]
 //! ```
@@ -19,27 +19,28 @@ use crate::error::{Error, Result};
 use crate::pins::{self, DebArtifact, Effective, Overrides, Pins, SourceArtifact};
 
 pub const USAGE: &str = "\
-usage: cargo xtask fetch [qemu|linux|all] [options]
+usage: cargo xtask fetch [qemu|sparse|linux|all] [options]
 
 Downloads the artifacts pinned in pins.toml through apt into the cache
 (see `cargo xtask cache-dir`), checks every file's sha256 and unpacks the
-QEMU source. Needs the apt sources of tools/setup-apt.
+QEMU and sparse sources. Needs the apt sources of tools/setup-apt.
 
 options:
-  --pin NAME=VERSION   fetch another Debian version of NAME (qemu, or one of the
-                       linux packages); fetched UNVERIFIED. Repeatable. The
+  --pin NAME=VERSION   fetch another Debian version of NAME (qemu, sparse, or
+                       one of the linux packages); fetched UNVERIFIED. Repeatable. The
                        environment variable VFIO_CXL_PINS takes the same
                        NAME=VERSION items separated by spaces or commas.
   --setup-apt          run tools/setup-apt first (with sudo when not root)
   --print-pins         print the effective pins and exit
   --print-path WHAT    print a path and exit; WHAT is one of
-                       cache, qemu-sources, qemu-src, linux-debs,
-                       linux-deb:<package>
+                       cache, qemu-sources, qemu-src, sparse-src,
+                       linux-debs,                        linux-deb:<package>
 ";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Qemu,
+    Sparse,
     Linux,
     All,
 }
@@ -85,9 +86,10 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--setup-apt" => out.setup_apt = true,
             "--print-pins" => out.print_pins = true,
             "-h" | "--help" => out.help = true,
-            "qemu" | "linux" | "all" if target.is_none() => {
+            "qemu" | "sparse" | "linux" | "all" if target.is_none() => {
                 target = Some(match flag {
                     "qemu" => Target::Qemu,
+                    "sparse" => Target::Sparse,
                     "linux" => Target::Linux,
                     _ => Target::All,
                 });
@@ -99,7 +101,7 @@ fn parse_args(args: &[String]) -> Result<Args> {
             }
             other => {
                 return Err(Error::usage(format!(
-                    "fetch: unexpected argument {other:?}: the target is one of qemu, linux, all"
+                    "fetch: unexpected argument {other:?}: the target is one of qemu, sparse, linux, all"
                 )));
             }
         }
@@ -137,6 +139,9 @@ pub fn run(args: &[String]) -> Result<()> {
     if matches!(args.target, Target::Qemu | Target::All) {
         fetch_source(&cache, &eff.qemu)?;
     }
+    if matches!(args.target, Target::Sparse | Target::All) {
+        fetch_source(&cache, &eff.sparse)?;
+    }
     if matches!(args.target, Target::Linux | Target::All) {
         fetch_linux(&cache, &eff)?;
     }
@@ -151,6 +156,7 @@ fn path_of(cache: &Cache, eff: &Effective, what: &str) -> Result<PathBuf> {
         "cache" => cache.root().to_path_buf(),
         "qemu-sources" => cache.source_package_dir(&q.package, &q.version),
         "qemu-src" => cache.unpacked_source_dir(&q.package, &q.upstream),
+        "sparse-src" => cache.unpacked_source_dir(&eff.sparse.package, &eff.sparse.upstream),
         "linux-debs" => cache.linux_debs_dir(&eff.linux.upstream),
         other => match other.strip_prefix("linux-deb:") {
             Some(name) => {
@@ -166,7 +172,7 @@ fn path_of(cache: &Cache, eff: &Effective, what: &str) -> Result<PathBuf> {
             }
             None => {
                 return Err(Error::usage(format!(
-                    "--print-path: unknown {other:?}; one of cache, qemu-sources, qemu-src, linux-debs, linux-deb:<package>"
+                    "--print-path: unknown {other:?}; one of cache, qemu-sources, qemu-src, sparse-src, linux-debs, linux-deb:<package>"
                 )))
             }
         },
@@ -446,7 +452,10 @@ fn fetch_source(cache: &Cache, art: &SourceArtifact) -> Result<()> {
             .chain(parse_dsc_sha256(&text).into_iter().map(|(n, _)| n))
         {
             let sha = sha256_file(&dir.join(&name))?;
-            eprintln!("[[qemu.files]]\nname = {name:?}\nsha256 = {sha:?}");
+            eprintln!(
+                "[[{}.files]]\nname = {name:?}\nsha256 = {sha:?}",
+                art.package
+            );
         }
         eprintln!();
     }

@@ -2,7 +2,7 @@
 //! (guest-tests/guest-driver, module `cxl-type2-ref`) built against the
 //! same prepared 7.3.4 tree as the host driver (`driver::prepared_tree`),
 //! so its vermagic is the one Debian's kernel checks. `--check` runs its
-//! static checks (W=1, checkpatch --strict, kernel-doc). See docs/guest-driver.md.
+//! static checks (W=1, checkpatch --strict, kernel-doc, sparse). See docs/guest-driver.md.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -16,7 +16,8 @@ usage: cargo xtask build-guest-driver [--check]
 
 Prepares the pinned 7.3.4 tree (as build-driver does) and builds
 guest-tests/guest-driver/cxl-type2-ref.ko against it; --check also runs
-the W=1 build, checkpatch --strict and kernel-doc. Prints the module's path.";
+the W=1 build, checkpatch --strict, kernel-doc and sparse (the
+pinned sparse, built into the cache). Prints the module's path.";
 
 /// The module file, relative to the repository.
 pub const MODULE: &str = "guest-tests/guest-driver/cxl-type2-ref.ko";
@@ -38,9 +39,10 @@ pub fn build(check: bool) -> Result<PathBuf> {
         &mut make(&tree, None),
     )?;
     if check {
+        let sparse = crate::sparse::binary()?;
         step(
-            "guest driver checks (W=1, checkpatch --strict, kernel-doc)",
-            &mut make(&tree, Some("check")),
+            "guest driver checks (W=1, checkpatch --strict, kernel-doc, sparse)",
+            make(&tree, Some("check")).arg(format!("SPARSE={}", sparse.display())),
         )?;
     }
     Ok(repo_root().join(MODULE))

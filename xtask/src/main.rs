@@ -15,6 +15,7 @@ mod guest_driver;
 mod hw;
 mod pins;
 mod qemu;
+mod sparse;
 mod test;
 mod vfio_user;
 mod vmtest;

@@ -21,14 +21,17 @@ const SCHEMA: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct Pins {
     pub schema: u32,
-    pub qemu: QemuPin,
+    pub qemu: SourcePin,
+    /// The sparse checker the driver tier builds (bookworm's 0.6.4 is too
+    /// old for Linux 7.3).
+    pub sparse: SourcePin,
     pub linux: LinuxPins,
 }
 
 /// A Debian source package fetched with `apt-get source`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct QemuPin {
+pub struct SourcePin {
     pub source_package: String,
     pub version: String,
     pub upstream: String,
@@ -93,38 +96,10 @@ impl Pins {
                 self.schema
             )));
         }
-        let q = &self.qemu;
-        check_version(&q.version).map_err(|e| Error::msg(format!("qemu.version: {e}")))?;
-        if upstream_of(&q.version) != q.upstream {
-            return Err(Error::msg(format!(
-                "qemu.upstream = {:?} does not match qemu.version {:?} (upstream part {:?})",
-                q.upstream,
-                q.version,
-                upstream_of(&q.version)
-            )));
-        }
-        if q.files.is_empty() {
-            return Err(Error::msg("qemu.files is empty"));
-        }
-        let prefix = format!("{}_", q.source_package);
-        for f in &q.files {
-            if !f.name.starts_with(&prefix) || f.name.contains('/') {
-                return Err(Error::msg(format!(
-                    "qemu.files: {:?} is not a file name of source package {}",
-                    f.name, q.source_package
-                )));
-            }
-            check_sha256(&f.sha256).map_err(|e| Error::msg(format!("{}: {e}", f.name)))?;
-        }
-        if !q
-            .files
-            .iter()
-            .any(|f| f.name == dsc_name(&q.source_package, &q.version))
-        {
-            return Err(Error::msg(format!(
-                "qemu.files lacks {}",
-                dsc_name(&q.source_package, &q.version)
-            )));
+        validate_source("qemu", &self.qemu)?;
+        validate_source("sparse", &self.sparse)?;
+        if self.qemu.source_package == self.sparse.source_package {
+            return Err(Error::msg("qemu and sparse name the same source package"));
         }
 
         let l = &self.linux;
@@ -139,9 +114,12 @@ impl Pins {
             if !seen.insert(d.package.as_str()) {
                 return Err(Error::msg(format!("linux.debs lists {} twice", d.package)));
             }
-            if d.package == q.source_package {
+            if [&self.qemu, &self.sparse]
+                .iter()
+                .any(|q| q.source_package == d.package)
+            {
                 return Err(Error::msg(format!(
-                    "linux.debs: {} is also the QEMU source package name",
+                    "linux.debs: {} is also a pinned source package name",
                     d.package
                 )));
             }
@@ -156,7 +134,9 @@ impl Pins {
 
     /// Every name `--pin` accepts.
     pub fn pin_names(&self) -> Vec<&str> {
-        std::iter::once(self.qemu.source_package.as_str())
+        [&self.qemu, &self.sparse]
+            .into_iter()
+            .map(|q| q.source_package.as_str())
             .chain(self.linux.debs.iter().map(|d| d.package.as_str()))
             .collect()
     }
@@ -173,23 +153,8 @@ impl Pins {
                 )));
             }
         }
-        let q = &self.qemu;
-        let qemu = match overrides.get(&q.source_package) {
-            Some(v) if v != q.version => SourceArtifact {
-                package: q.source_package.clone(),
-                version: v.to_string(),
-                upstream: upstream_of(v),
-                suite: q.suite.clone(),
-                files: None,
-            },
-            _ => SourceArtifact {
-                package: q.source_package.clone(),
-                version: q.version.clone(),
-                upstream: q.upstream.clone(),
-                suite: q.suite.clone(),
-                files: Some(q.files.clone()),
-            },
-        };
+        let qemu = source_artifact(&self.qemu, overrides);
+        let sparse = source_artifact(&self.sparse, overrides);
         let debs = self
             .linux
             .debs
@@ -211,6 +176,7 @@ impl Pins {
             .collect();
         Ok(Effective {
             qemu,
+            sparse,
             linux: LinuxArtifacts {
                 upstream: self.linux.upstream.clone(),
                 abi: self.linux.abi.clone(),
@@ -221,10 +187,69 @@ impl Pins {
     }
 }
 
+/// Checks one `apt-get source` pin (`section` names it in errors).
+fn validate_source(section: &str, q: &SourcePin) -> Result<()> {
+    check_version(&q.version).map_err(|e| Error::msg(format!("{section}.version: {e}")))?;
+    if upstream_of(&q.version) != q.upstream {
+        return Err(Error::msg(format!(
+            "{section}.upstream = {:?} does not match {section}.version {:?} (upstream part {:?})",
+            q.upstream,
+            q.version,
+            upstream_of(&q.version)
+        )));
+    }
+    if q.files.is_empty() {
+        return Err(Error::msg(format!("{section}.files is empty")));
+    }
+    let prefix = format!("{}_", q.source_package);
+    for f in &q.files {
+        if !f.name.starts_with(&prefix) || f.name.contains('/') {
+            return Err(Error::msg(format!(
+                "{section}.files: {:?} is not a file name of source package {}",
+                f.name, q.source_package
+            )));
+        }
+        check_sha256(&f.sha256).map_err(|e| Error::msg(format!("{}: {e}", f.name)))?;
+    }
+    if !q
+        .files
+        .iter()
+        .any(|f| f.name == dsc_name(&q.source_package, &q.version))
+    {
+        return Err(Error::msg(format!(
+            "{section}.files lacks {}",
+            dsc_name(&q.source_package, &q.version)
+        )));
+    }
+    Ok(())
+}
+
+/// One source pin after overrides: an override naming another version
+/// drops the pinned file list (the download is then unverified).
+fn source_artifact(q: &SourcePin, overrides: &Overrides) -> SourceArtifact {
+    match overrides.get(&q.source_package) {
+        Some(v) if v != q.version => SourceArtifact {
+            package: q.source_package.clone(),
+            version: v.to_string(),
+            upstream: upstream_of(v),
+            suite: q.suite.clone(),
+            files: None,
+        },
+        _ => SourceArtifact {
+            package: q.source_package.clone(),
+            version: q.version.clone(),
+            upstream: q.upstream.clone(),
+            suite: q.suite.clone(),
+            files: Some(q.files.clone()),
+        },
+    }
+}
+
 /// Pins after overrides: what `fetch` actually gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effective {
     pub qemu: SourceArtifact,
+    pub sparse: SourceArtifact,
     pub linux: LinuxArtifacts,
 }
 
@@ -292,19 +317,20 @@ impl fmt::Display for Effective {
                 ""
             }
         };
-        let q = &self.qemu;
-        writeln!(
-            f,
-            "{}={} (source, {}, upstream {}){}",
-            q.package,
-            q.version,
-            q.suite,
-            q.upstream,
-            mark(q.overridden())
-        )?;
-        if let Some(files) = &q.files {
-            for file in files {
-                writeln!(f, "  {}  {}", file.sha256, file.name)?;
+        for q in [&self.qemu, &self.sparse] {
+            writeln!(
+                f,
+                "{}={} (source, {}, upstream {}){}",
+                q.package,
+                q.version,
+                q.suite,
+                q.upstream,
+                mark(q.overridden())
+            )?;
+            if let Some(files) = &q.files {
+                for file in files {
+                    writeln!(f, "  {}  {}", file.sha256, file.name)?;
+                }
             }
         }
         writeln!(
@@ -529,6 +555,14 @@ suite = "sid"
 [[qemu.files]]
 name = "qemu_10.2.2+ds-1.dsc"
 sha256 = "f1684b3aa5ec500c3389d346c6501dee45041ea91656c6556d4da9023b7987dd"
+[sparse]
+source-package = "sparse"
+version = "0.6.5~rc1-2"
+upstream = "0.6.5"
+suite = "sid"
+[[sparse.files]]
+name = "sparse_0.6.5~rc1-2.dsc"
+sha256 = "3520edb07c89820367b7fd99212236aaaf7bf4034ce06fdb7718da0c7e61e076"
 [linux]
 upstream = "7.3.4"
 abi = "7.3.4+deb13-amd64"
@@ -541,9 +575,28 @@ sha256 = "703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3"
 "#;
 
     #[test]
+    fn real_pins_file_has_a_sparse_with_typeof_unqual() {
+        let pins = real_pins();
+        assert_eq!(pins.sparse.source_package, "sparse");
+        assert_eq!(pins.sparse.upstream, "0.6.5");
+        let eff = pins.effective(&Overrides::default()).unwrap();
+        assert!(!eff.sparse.overridden());
+    }
+
+    #[test]
+    fn overridden_sparse_is_unverified() {
+        let pins = Pins::parse(MINIMAL).unwrap();
+        let ov = Overrides::parse(&["sparse=0.6.5-1".to_string()], None).unwrap();
+        let eff = pins.effective(&ov).unwrap();
+        assert!(eff.sparse.overridden());
+        assert_eq!(eff.sparse.upstream, "0.6.5");
+        assert!(!eff.qemu.overridden());
+    }
+
+    #[test]
     fn minimal_file_parses() {
         let pins = Pins::parse(MINIMAL).unwrap();
-        assert_eq!(pins.pin_names(), ["qemu", "linux-source-7.3"]);
+        assert_eq!(pins.pin_names(), ["qemu", "sparse", "linux-source-7.3"]);
     }
 
     #[test]
@@ -650,7 +703,7 @@ sha256 = "703e369ddd4cce971452f5a593ee55df3a5c10c83caf0fa0df039633ed181ee3"
         assert!(err.is_usage());
         assert!(
             err.to_string()
-                .contains("pinnable names: qemu, linux-source-7.3"),
+                .contains("pinnable names: qemu, sparse, linux-source-7.3"),
             "{err}"
         );
     }
