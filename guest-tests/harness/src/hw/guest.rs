@@ -1,0 +1,390 @@
+//! The guest: its payload (cxl-type2-ref and the coherence checks), its
+//! kernel command line, its machine with `-device vfio-cxl,host=BDF`, and
+//! the check of what it reported.
+
+use vfio_cxl_uapi_check::coherence;
+
+use crate::guestdriver::{guest_driver_dir, parse_probe, CHAR_DEV, MODULE};
+use crate::hostdriver::uapi_check_binary;
+use crate::payload::{Payload, Source};
+use crate::qemu::{Endpoint, HostBridge, RootPort, Topology, Window};
+use crate::runner::RunOutcome;
+use crate::sysfs::{self, CxlSysfs};
+use crate::vmtests::CXL_MODULES;
+
+const GUEST_DIR: &str = "/opt/hw-test";
+
+/// The guest's side: CXL modules, the reference guest driver, the
+/// coherence checks. Generic: the device id, seeds and rounds come from
+/// the kernel command line (`hwtest.*`, [`guest_cmdline`]), so one
+/// initramfs serves any device.
+pub fn guest_payload() -> Payload {
+    let mut p = Payload::new("hw-test-guest");
+    for m in CXL_MODULES {
+        p = p.module(m);
+    }
+    p.file(
+        &format!("{GUEST_DIR}/{MODULE}.ko"),
+        0o644,
+        Source::Path {
+            src: guest_driver_dir().join(format!("{MODULE}.ko")),
+        },
+    )
+    .file(
+        &format!("{GUEST_DIR}/vfio-cxl-uapi-check"),
+        0o755,
+        Source::Path {
+            src: uapi_check_binary(),
+        },
+    )
+    .step("params", PARAMS_SH)
+    .step("bind", GUEST_BIND_SH)
+    .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+    .step("coherence", GUEST_COHERENCE_SH)
+    .step("report-dmesg", GUEST_DMESG_SH)
+}
+
+/// `hwtest.id=vvvv:dddd hwtest.expect=N hwtest.write=N hwtest.pingpong=N`.
+pub fn guest_cmdline(id: &str, expect: u64, write: u64, ping_pong: u64) -> Vec<String> {
+    vec![
+        format!("hwtest.id={id}"),
+        format!("hwtest.expect={expect}"),
+        format!("hwtest.write={write}"),
+        format!("hwtest.pingpong={ping_pong}"),
+    ]
+}
+
+const PARAMS_SH: &str = r#"read -r cmdline </proc/cmdline
+for w in $cmdline; do
+	case "$w" in hwtest.*=*) k=${w%%=*}; echo "${w#*=}" >/tmp/${k#hwtest.} ;; esac
+done
+for k in id expect write pingpong; do
+	[ -r /tmp/$k ] || { echo "hwtest.$k missing from the kernel command line"; exit 1; }
+	read -r v </tmp/$k; vfiocxl_fact "param.$k" "$v"
+done
+"#;
+
+const GUEST_BIND_SH: &str = r#"read -r id </tmp/id
+have() { [ -e "$1" ]; }
+# The port decoders, not an endpoint: a Type-2 device's endpoint only
+# appears once its driver bound. Every poll forks `sleep`: slow when nested.
+i=0
+while [ $i -lt 600 ] && ! have /sys/bus/cxl/devices/port*/decoder*; do sleep 0.1; i=$((i + 1)); done
+vfiocxl_fact port_wait_polls $i
+have /sys/bus/cxl/devices/port*/decoder* || { echo "no CXL port decoders"; exit 1; }
+dev=
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "${v#0x}:${p#0x}" = "$id" ] && dev=${d##*/}
+done
+[ -n "$dev" ] || { echo "no PCI device $id in the guest"; exit 1; }
+echo $dev >/tmp/bdf
+vfiocxl_fact accel.bdf "$dev"
+echo cxl-type2-ref >/sys/bus/pci/devices/$dev/driver_override
+insmod /opt/hw-test/cxl-type2-ref.ko || exit 1
+echo $dev >/sys/bus/pci/drivers_probe 2>/dev/null
+i=0
+while [ $i -lt 200 ] && ! have /dev/cxl-type2-ref0; do sleep 0.1; i=$((i + 1)); done
+have /dev/cxl-type2-ref0 || { echo "$dev did not bind to cxl-type2-ref"; dmesg | tail -n 30; exit 1; }
+l=$(readlink /sys/bus/pci/devices/$dev/driver); vfiocxl_fact accel.driver "${l##*/}"
+vfiocxl_fact t2.chardev /dev/cxl-type2-ref0
+read -r s </sys/class/misc/cxl-type2-ref0/size && vfiocxl_fact t2.size "$s"
+true
+"#;
+
+const GUEST_COHERENCE_SH: &str = r#"read -r e </tmp/expect; read -r w </tmp/write; read -r n </tmp/pingpong
+/opt/hw-test/vfio-cxl-uapi-check --coherence-dev /dev/cxl-type2-ref0 --expect-seed $e --write-seed $w --ping-pong $n >&3
+"#;
+
+const GUEST_DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+while IFS= read -r l; do
+	case "$l" in *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
+done </tmp/dmesg
+true
+"#;
+
+/// The guest's machine: `pxb-cxl` (with an HDM decoder, for the
+/// pre-commit) + `cxl-rp` + `-device vfio-cxl,host=BDF`, one window of at
+/// least 4 GiB and twice the region.
+pub fn guest_topology(bdf: &str, region_size: u64) -> Topology {
+    let region_mib = region_size.div_ceil(1 << 20);
+    let window_mib = (2 * region_mib).next_power_of_two().max(4096);
+    Topology {
+        host_bridges: vec![HostBridge {
+            id: "cxl.1".into(),
+            bus_nr: 12,
+            hdm_for_passthrough: true,
+            root_ports: vec![RootPort {
+                id: "rp0".into(),
+                port: 0,
+                chassis: 0,
+                slot: 2,
+                endpoint: Some(Endpoint::Device {
+                    args: format!("vfio-cxl,host={bdf},bus={{bus}},id=vcxl0"),
+                }),
+            }],
+        }],
+        windows: vec![Window {
+            targets: vec!["cxl.1".into()],
+            size_mib: window_mib,
+            granularity: None,
+        }],
+        devices: Vec::new(),
+    }
+}
+
+/// The guest's results checked: bound, the region the guest's CXL core
+/// assembled inside its window, every coherence check passed.
+/// `topology` is what QEMU was given: the guest must report that window
+/// (size) and host bridge (the root decoder's target).
+pub fn check_guest(
+    outcome: &RunOutcome,
+    topology: &Topology,
+    region_size: u64,
+    ping_pong: u64,
+) -> Vec<String> {
+    let mut p = outcome.problems();
+    let r = &outcome.report;
+    if r.fact("accel.driver") != Some(MODULE) {
+        p.push(format!(
+            "guest: device bound to {:?}, expected {MODULE}",
+            r.fact("accel.driver")
+        ));
+    }
+    if r.fact("t2.size") != Some(&region_size.to_string()) {
+        p.push(format!(
+            "guest: {CHAR_DEV} size {:?}, expected {region_size}",
+            r.fact("t2.size")
+        ));
+    }
+    let probes: Vec<_> = r
+        .facts("dmesg")
+        .into_iter()
+        .filter_map(parse_probe)
+        .collect();
+    let s = CxlSysfs::from_report(r);
+    match (probes.as_slice(), s.named("region").as_slice()) {
+        ([probe], [region]) => {
+            let target = s.attr(region, "target0").unwrap_or("");
+            if s.attr(region, "commit") != Some("1")
+                || s.attr_u64(region, "resource") != Some(probe.1)
+                || s.attr_u64(region, "size") != Some(region_size)
+                || s.attr(target, "devtype") != Some("cxl_decoder_endpoint")
+            {
+                p.push(format!(
+                    "guest: region {region} is not the driver's committed region: {:?}, probe {probe:?}",
+                    s.devices.get(*region)
+                ));
+            }
+            let window = s.iomem_named("CXL Window 0");
+            if !window.is_some_and(|w| w.start <= probe.1 && probe.2 <= w.end) {
+                p.push(format!(
+                    "guest: the region {:#x}-{:#x} is not inside CXL Window 0 ({window:?})",
+                    probe.1, probe.2
+                ));
+            }
+            let roots = s.of_type("cxl_decoder_root");
+            if !roots.iter().any(|d| {
+                window.is_some_and(|w| {
+                    s.attr_u64(d, "start") == Some(w.start)
+                        && s.attr_u64(d, "size") == Some(w.size())
+                })
+            }) {
+                p.push(format!(
+                    "guest: no root decoder matches CXL Window 0 (root decoders {roots:?})"
+                ));
+            }
+            // QEMU mapped the device memory straight into the window at
+            // the region's address (trace event vfio_cxl_map).
+            let mapped = format!(
+                "device memory mapped at {:#x}+{:#x}",
+                probe.1,
+                probe.2 + 1 - probe.1
+            );
+            if !outcome.stderr.lines().any(|l| l.contains(&mapped)) {
+                p.push(format!(
+                    "QEMU: no vfio_cxl_map trace line '{mapped}' (the direct mapping of the region)"
+                ));
+            }
+            // The topology QEMU built: the window's size, its host bridge.
+            let want_size = topology.windows.first().map(|w| w.size_mib << 20);
+            if window.map(|w| w.size()) != want_size {
+                p.push(format!(
+                    "guest: CXL Window 0 is {:?} bytes, QEMU was given {want_size:?}",
+                    window.map(|w| w.size())
+                ));
+            }
+            let bus = topology.host_bridges.first().map(|h| h.bus_nr.to_string());
+            if !roots
+                .iter()
+                .any(|d| s.attr(d, "target_list") == bus.as_deref())
+            {
+                p.push(format!(
+                    "guest: no root decoder targets host bridge {bus:?} (pxb-cxl bus_nr)"
+                ));
+            }
+        }
+        (probes, regions) => p.push(format!(
+            "guest: {} probe messages and regions {regions:?}, expected one of each",
+            probes.len()
+        )),
+    }
+    for l in crate::hostdriver::dmesg(outcome)
+        .iter()
+        .filter(|l| l.level.is_some_and(|v| v <= 3))
+    {
+        p.push(format!("guest: error-level kernel message: {}", l.text));
+    }
+    let ran: Vec<(&str, &str)> = r.all_facts_of_step("coherence").collect();
+    for c in coherence::CHECKS {
+        if c == "ping_pong" && ping_pong == 0 {
+            continue;
+        }
+        let key = format!("coherence.{c}");
+        match ran.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) if v.starts_with("pass: ") => {}
+            Some((_, v)) => p.push(format!("guest: {key}: {v}")),
+            None => p.push(format!("guest: {key} did not run")),
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qemu::{Machine, Vm};
+    use std::path::Path;
+    use std::process::Command;
+
+    const BDF: &str = "0000:3b:00.0";
+
+    #[test]
+    fn the_guest_topology_puts_vfio_cxl_below_a_root_port() {
+        let t = guest_topology(BDF, 256 << 20);
+        t.validate().unwrap();
+        let vm = Vm {
+            qemu: "/q".into(),
+            firmware_dirs: vec![],
+            machine: Machine::default(),
+            topology: t,
+            kernel: "/k".into(),
+            initrd: "/i".into(),
+            cmdline: guest_cmdline("1b36:0015", 1, 2, 0),
+            extra_args: vec![],
+        };
+        let line = vm
+            .args(Path::new("c"), Path::new("r"), Path::new("s"))
+            .join(" ");
+        assert!(
+            line.contains("-device pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1,hdm_for_passthrough=on")
+        );
+        assert!(line.contains(&format!("-device vfio-cxl,host={BDF},bus=rp0,id=vcxl0")));
+        assert!(line.contains("cxl-fmw.0.size=4096M"));
+        assert!(
+            line.contains("hwtest.id=1b36:0015 hwtest.expect=1 hwtest.write=2 hwtest.pingpong=0")
+        );
+        // A large region gets a window of twice its size.
+        let big = guest_topology(BDF, 16 << 30);
+        assert_eq!(big.windows[0].size_mib, 32768);
+    }
+
+    #[test]
+    fn guest_scripts_are_valid_sh() {
+        for s in [PARAMS_SH, GUEST_BIND_SH, GUEST_COHERENCE_SH, GUEST_DMESG_SH] {
+            let out = Command::new("sh").args(["-n", "-c", s]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod guest_check_tests {
+    use super::*;
+    use crate::nested::fixture::{l2, outcome};
+
+    const BDF: &str = "0000:0d:00.0";
+    const SIZE: u64 = 256 << 20;
+
+    #[test]
+    fn the_recorded_guest_passes() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(p.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn a_different_topology_is_named() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let mut t = guest_topology(BDF, SIZE);
+        t.windows[0].size_mib = 8192;
+        t.host_bridges[0].bus_nr = 52;
+        let p = check_guest(&o, &t, SIZE, 1000);
+        assert!(p.iter().any(|m| m.contains("CXL Window 0 is")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("targets host bridge")), "{p:?}");
+    }
+
+    #[test]
+    fn no_direct_mapping_is_named() {
+        let (results, stderr) = l2();
+        let stderr: String = stderr
+            .lines()
+            .filter(|l| !l.contains("vfio_cxl_map"))
+            .collect();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(p.iter().any(|m| m.contains("vfio_cxl_map")), "{p:?}");
+    }
+
+    #[test]
+    fn failed_or_missing_coherence_checks_are_named() {
+        let (results, stderr) = l2();
+        let results = results
+            .replace(
+                "\"key\":\"coherence.atomics\",\"value\":\"pass",
+                "\"key\":\"coherence.atomics\",\"value\":\"FAIL",
+            )
+            .lines()
+            .filter(|l| !l.contains("\"coherence.checksum\""))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(
+            p.iter().any(|m| m.contains("coherence.atomics: FAIL")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("coherence.checksum did not run")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn guest_kernel_errors_are_named() {
+        let (mut results, stderr) = l2();
+        results.push_str("VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"report-dmesg\",\"key\":\"dmesg\",\"value\":\"<3>[  9.1] cxl_port port1: failed to load HDM decoders\"}\n");
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("error-level kernel message: cxl_port")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_region_of_another_size_is_named() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, 2 * SIZE), 2 * SIZE, 1000);
+        assert!(p.iter().any(|m| m.contains("size")), "{p:?}");
+    }
+}
