@@ -520,15 +520,7 @@ mod tests {
         };
         assert!(bench_step(&thp).contains(" --thp "));
         for s in [with_lib(TYPE3_REGION_SH), bench_step(&thp)] {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", &s])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::payload::assert_valid_sh("bench-bw step", &s);
         }
     }
 }

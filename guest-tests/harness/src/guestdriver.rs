@@ -834,15 +834,7 @@ mod tests {
             with_lib(UNBIND_MAPPED_SH),
             DMESG_SH.into(),
         ] {
-            let out = std::process::Command::new("sh")
-                .args(["-n", "-c", &s])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::payload::assert_valid_sh("guest-driver step", &s);
         }
     }
 }

@@ -634,11 +634,7 @@ mod tests {
     #[test]
     fn l1_step_is_valid_sh_and_passes_the_seeds() {
         let s = hw_test_step();
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", &s])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        crate::payload::assert_valid_sh("L1 hw-test step", &s);
         for seed in [L0_SEED, L1_SEED, L2_SEED] {
             assert!(s.contains(&seed.to_string()));
         }

@@ -143,6 +143,21 @@ impl Payload {
 }
 
 /// A string as a single-quoted sh word.
+/// Test support: panics, naming `what` and the shell's complaint, unless
+/// `script` parses as sh (`sh -n`).
+#[cfg(test)]
+pub(crate) fn assert_valid_sh(what: &str, script: &str) {
+    let out = std::process::Command::new("sh")
+        .args(["-n", "-c", script])
+        .output()
+        .expect("run sh -n");
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
@@ -315,6 +330,12 @@ pub fn assemble(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[should_panic(expected = "broken step")]
+    fn a_script_that_does_not_parse_is_caught() {
+        assert_valid_sh("broken step", "if true; then echo (");
+    }
     use crate::console::Record;
 
     fn payload() -> Payload {

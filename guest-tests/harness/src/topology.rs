@@ -414,10 +414,6 @@ mod tests {
 
     #[test]
     fn step_script_is_valid_sh() {
-        let out = std::process::Command::new("sh")
-            .args(["-n", "-c", STEP_SCRIPT])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
+        crate::payload::assert_valid_sh("STEP_SCRIPT", STEP_SCRIPT);
     }
 }

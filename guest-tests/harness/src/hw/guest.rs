@@ -255,7 +255,6 @@ mod tests {
     use super::*;
     use crate::qemu::{Machine, Vm};
     use std::path::Path;
-    use std::process::Command;
 
     const BDF: &str = "0000:3b:00.0";
 
@@ -292,12 +291,7 @@ mod tests {
     #[test]
     fn guest_scripts_are_valid_sh() {
         for s in [PARAMS_SH, GUEST_BIND_SH, GUEST_COHERENCE_SH, GUEST_DMESG_SH] {
-            let out = Command::new("sh").args(["-n", "-c", s]).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::payload::assert_valid_sh("hw-test guest step", s);
         }
     }
 }
