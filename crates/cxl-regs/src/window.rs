@@ -6,6 +6,10 @@
 /// 256 MiB (CXL r3.1 §8.2.4.20.5-8 and §9.18.1.3).
 pub const HDM_ALIGN: u64 = 256 << 20;
 
+/// Pre-committed device memory starts at this alignment (1 GiB, a PUD
+/// page) when the window has room.
+pub const PRECOMMIT_ALIGN: u64 = 1 << 30;
+
 /// A half-open range of host physical addresses `[base, base + size)`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HpaRange {
@@ -46,6 +50,14 @@ impl HpaRange {
         let base = self.base.checked_next_multiple_of(align)?;
         let range = HpaRange::new(base, size);
         self.contains_range(&range).then_some(range)
+    }
+
+    /// Where firmware commits `size` bytes of device memory in this
+    /// window: like firmware that wants the largest pages, at the first
+    /// [`PRECOMMIT_ALIGN`]-aligned place, else at the window's start.
+    pub fn precommit_range(&self, size: u64) -> HpaRange {
+        self.first_fit(size, PRECOMMIT_ALIGN)
+            .unwrap_or(HpaRange::new(self.base, size))
     }
 
     /// Whether the two ranges share an address.
@@ -205,6 +217,16 @@ mod tests {
             place_windows(u64::MAX - 5, u64::MAX, &[1], HDM_ALIGN),
             Err(PlaceError::NoSpace { index: 0 })
         );
+    }
+
+    #[test]
+    fn precommit_prefers_a_1_gib_aligned_place() {
+        let w = HpaRange::new(0x3_9000_0000, 4 << 30);
+        assert_eq!(
+            w.precommit_range(256 << 20),
+            HpaRange::new(0x3_c000_0000, 256 << 20)
+        );
+        assert_eq!(w.precommit_range(4 << 30), HpaRange::new(w.base, 4 << 30));
     }
 
     #[test]

@@ -33,8 +33,6 @@ use crate::{bindings, config};
 
 /// Device ID allocated in QEMU's PCI ID space (docs/specs/pci-ids.rst).
 const DEVICE_ID: u16 = pci::bindings::PCI_DEVICE_ID_REDHAT_CXL_ACCEL as u16;
-/// Pre-committed memory starts 1 GiB-aligned when the window has room.
-const GIB: u64 = 1 << 30;
 
 /// Where device memory is mapped while decoder 0 is committed.
 #[derive(Clone, Copy, Debug)]
@@ -51,15 +49,6 @@ struct Window {
     index: i32,
 }
 
-impl Window {
-    /// Where firmware commits `size` bytes: like firmware that wants the
-    /// largest pages, the first 1 GiB-aligned place, else the start.
-    fn precommit_range(&self, size: u64) -> HpaRange {
-        self.range
-            .first_fit(size, GIB)
-            .unwrap_or(HpaRange::new(self.range.base, size))
-    }
-}
 
 /// Register state: everything the guest can change.
 #[derive(Debug)]
@@ -268,7 +257,7 @@ impl CxlAccelState {
         // does not run when realize fails.
         if let Some(w) = window.filter(|_| self.precommit) {
             // At realize, where an error can be reported (not at reset).
-            let range = w.precommit_range(size);
+            let range = w.range.precommit_range(size);
             // SAFETY: as above; released in exit().
             unsafe {
                 Error::with_errp(|errp| {
@@ -502,7 +491,7 @@ impl CxlAccelState {
         }
         let Some(window) = *self.window.borrow() else { return };
         let size = *self.mem_size.borrow();
-        let range = window.precommit_range(size);
+        let range = window.range.precommit_range(size);
         // SAFETY: the device is realized and below a pxb-cxl host bridge
         // (checked at realize).
         let hb = unsafe {

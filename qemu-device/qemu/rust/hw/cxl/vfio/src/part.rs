@@ -25,8 +25,6 @@ use crate::bindings;
 
 ::trace::include_trace!("hw_vfio");
 
-/// Pre-committed memory starts 1 GiB-aligned when the window has room.
-const GIB: u64 = 1 << 30;
 
 /// The CFMW firmware commits the device into (found at creation).
 #[derive(Clone, Copy, Debug)]
@@ -36,15 +34,6 @@ struct Window {
     index: i32,
 }
 
-impl Window {
-    /// Where firmware commits `size` bytes: like firmware that wants the
-    /// largest pages, the first 1 GiB-aligned place, else the start.
-    fn precommit_range(&self, size: u64) -> HpaRange {
-        self.range
-            .first_fit(size, GIB)
-            .unwrap_or(HpaRange::new(self.range.base, size))
-    }
-}
 
 /// Where device memory is mapped while decoder 0 is committed.
 #[derive(Clone, Copy, Debug)]
@@ -104,7 +93,7 @@ impl CxlPart {
         if let Some(w) = window.filter(|_| precommit) {
             // Here, not at reset: reset cannot report an error, and at
             // hot-plug a failure there would end the running VM.
-            let range = w.precommit_range(mem_size);
+            let range = w.range.precommit_range(mem_size);
             // SAFETY: as for cxl_firmware_find_window above; released by
             // vfio_cxl_part_free.
             unsafe {
@@ -235,7 +224,7 @@ impl CxlPart {
         let Some(window) = self.window else {
             return Ok(());
         };
-        let range = window.precommit_range(self.mem_size);
+        let range = window.range.precommit_range(self.mem_size);
         // SAFETY: the device is realized below a pxb-cxl host bridge
         // (cxl_firmware_find_window checked it at creation).
         unsafe {
