@@ -9,7 +9,7 @@ use guest_harness::error::{Error, Result};
 use guest_harness::payload::Payload;
 use guest_harness::qemu::Topology;
 use guest_harness::runner::{Exit, RunOutcome};
-use guest_harness::{tools, vmtests};
+use guest_harness::{console, tools, vmtests};
 
 const USAGE: &str = "\
 usage: guest-harness <command> [options]
@@ -201,17 +201,27 @@ fn vm_test(cli: &Cli) -> Result<bool> {
         env.qemu.display(),
         secs(start.elapsed())
     );
-    let (mut passed, mut failed) = (0, 0);
+    let (mut passed, mut failed, mut reruns) = (0, 0, 0);
     for t in &tests {
         println!("vm-test {} ...", t.name);
-        let problems = match env.run(&(t.spec)()) {
-            Ok(outcome) => {
-                let problems = t.problems(&outcome);
-                print_outcome(t.name, &outcome, &problems, cli.verbose);
-                problems
+        let mut problems = run_vm_test(&env, t, cli.verbose);
+        if let Some(lost) = problems.lost_timer.take() {
+            // The kernel itself blamed a lost timer interrupt: the run says
+            // nothing about the code under test. One more run decides.
+            println!(
+                "vm-test {}: inconclusive, the guest's timer interrupt was lost (console line {}: {}); running it once more",
+                t.name, lost.line_no, lost.line
+            );
+            reruns += 1;
+            problems = run_vm_test(&env, t, cli.verbose);
+            if let Some(again) = &problems.lost_timer {
+                problems.all.push(format!(
+                    "the guest's timer interrupt was lost again (console line {}): TCG on this host cannot run it",
+                    again.line_no
+                ));
             }
-            Err(e) => vec![format!("the harness could not run it: {e}")],
-        };
+        }
+        let problems = problems.all;
         if problems.is_empty() {
             passed += 1;
             println!("vm-test {}: PASS", t.name);
@@ -223,8 +233,37 @@ fn vm_test(cli: &Cli) -> Result<bool> {
             println!("vm-test {}: FAIL", t.name);
         }
     }
-    println!("vm-tests: {passed} passed, {failed} failed");
+    let reran = if reruns > 0 {
+        format!(" ({reruns} run again after a lost guest timer)")
+    } else {
+        String::new()
+    };
+    println!("vm-tests: {passed} passed, {failed} failed{reran}");
     Ok(failed == 0)
+}
+
+/// What one run of a VM test found wrong, and whether the kernel blamed a
+/// lost timer interrupt ([`console::lost_timer`]).
+struct VmTestProblems {
+    all: Vec<String>,
+    lost_timer: Option<console::KernelProblem>,
+}
+
+fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> VmTestProblems {
+    match env.run(&(t.spec)()) {
+        Ok(outcome) => {
+            let all = t.problems(&outcome);
+            print_outcome(t.name, &outcome, &all, verbose);
+            VmTestProblems {
+                all,
+                lost_timer: console::lost_timer(&outcome.console),
+            }
+        }
+        Err(e) => VmTestProblems {
+            all: vec![format!("the harness could not run it: {e}")],
+            lost_timer: None,
+        },
+    }
 }
 
 fn payload_of(cli: &Cli) -> Result<Payload> {
