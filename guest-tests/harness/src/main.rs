@@ -204,24 +204,16 @@ fn vm_test(cli: &Cli) -> Result<bool> {
     let (mut passed, mut failed, mut reruns) = (0, 0, 0);
     for t in &tests {
         println!("vm-test {} ...", t.name);
-        let mut problems = run_vm_test(&env, t, cli.verbose);
-        if let Some(lost) = problems.lost_timer.take() {
-            // The kernel itself blamed a lost timer interrupt: the run says
-            // nothing about the code under test. One more run decides.
-            println!(
-                "vm-test {}: inconclusive, the guest's timer interrupt was lost (console line {}: {}); running it once more",
-                t.name, lost.line_no, lost.line
-            );
-            reruns += 1;
-            problems = run_vm_test(&env, t, cli.verbose);
-            if let Some(again) = &problems.lost_timer {
-                problems.all.push(format!(
-                    "the guest's timer interrupt was lost again (console line {}): TCG on this host cannot run it",
-                    again.line_no
-                ));
+        let (problems, reran) = vmtests::decide(|previous| {
+            if let Some(lost) = previous {
+                println!(
+                    "vm-test {}: inconclusive, the guest's timer interrupt was lost (console line {}: {}); running it once more",
+                    t.name, lost.line_no, lost.line
+                );
             }
-        }
-        let problems = problems.all;
+            run_vm_test(&env, t, cli.verbose)
+        });
+        reruns += usize::from(reran.is_some());
         if problems.is_empty() {
             passed += 1;
             println!("vm-test {}: PASS", t.name);
@@ -242,25 +234,18 @@ fn vm_test(cli: &Cli) -> Result<bool> {
     Ok(failed == 0)
 }
 
-/// What one run of a VM test found wrong, and whether the kernel blamed a
-/// lost timer interrupt ([`console::lost_timer`]).
-struct VmTestProblems {
-    all: Vec<String>,
-    lost_timer: Option<console::KernelProblem>,
-}
-
-fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> VmTestProblems {
+fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVerdict {
     match env.run(&(t.spec)()) {
         Ok(outcome) => {
-            let all = t.problems(&outcome);
-            print_outcome(t.name, &outcome, &all, verbose);
-            VmTestProblems {
-                all,
+            let problems = t.problems(&outcome);
+            print_outcome(t.name, &outcome, &problems, verbose);
+            vmtests::RunVerdict {
+                problems,
                 lost_timer: console::lost_timer(&outcome.console),
             }
         }
-        Err(e) => VmTestProblems {
-            all: vec![format!("the harness could not run it: {e}")],
+        Err(e) => vmtests::RunVerdict {
+            problems: vec![format!("the harness could not run it: {e}")],
             lost_timer: None,
         },
     }

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::console::KernelProblem;
 use crate::env::RunSpec;
 use crate::guestdriver;
 use crate::hostdriver;
@@ -113,6 +114,37 @@ pub fn all() -> Vec<VmTest> {
     ]
 }
 
+/// What one run of a VM test found wrong, and where the kernel said a
+/// timer interrupt was lost ([`crate::console::lost_timer`]).
+#[derive(Debug, Clone)]
+pub struct RunVerdict {
+    pub problems: Vec<String>,
+    pub lost_timer: Option<KernelProblem>,
+}
+
+/// The problems of a VM test run by `run` (given the lost-timer line of
+/// the first run when it runs the second), and the lost-timer line that
+/// made it run twice. A run where the guest kernel reports a lost timer
+/// interrupt says nothing about the code under test (the emulator lost
+/// it, docs/guest-harness.md), so one more run decides; a second lost
+/// timer fails the test.
+pub fn decide(
+    mut run: impl FnMut(Option<&KernelProblem>) -> RunVerdict,
+) -> (Vec<String>, Option<KernelProblem>) {
+    let first = run(None);
+    let Some(lost) = first.lost_timer else {
+        return (first.problems, None);
+    };
+    let mut second = run(Some(&lost));
+    if let Some(again) = &second.lost_timer {
+        second.problems.push(format!(
+            "the harness ran it twice and the guest's timer interrupt was lost both times (console line {} of the second): TCG on this host could not run the test",
+            again.line_no
+        ));
+    }
+    (second.problems, Some(lost))
+}
+
 pub fn find(name: &str) -> Option<VmTest> {
     all().into_iter().find(|t| t.name == name)
 }
@@ -209,6 +241,63 @@ fn type3_enumeration_check(outcome: &RunOutcome) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn verdict(problems: &[&str], lost_at: Option<usize>) -> RunVerdict {
+        RunVerdict {
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+            lost_timer: lost_at.map(|line_no| KernelProblem {
+                line_no,
+                what: "timer lost by the emulator",
+                line: "rcu: rcu_preempt kthread timer wakeup didn't happen".into(),
+            }),
+        }
+    }
+
+    /// `decide` over a scripted sequence of runs: its verdict and how many
+    /// runs it asked for.
+    fn decide_over(runs: Vec<RunVerdict>) -> (Vec<String>, Option<usize>, usize) {
+        let mut runs = runs.into_iter();
+        let mut count = 0;
+        let (problems, lost) = decide(|previous| {
+            count += 1;
+            assert_eq!(previous.is_some(), count == 2, "run {count}");
+            runs.next()
+                .expect("decide ran the test more often than scripted")
+        });
+        (problems, lost.map(|k| k.line_no), count)
+    }
+
+    #[test]
+    fn only_a_lost_timer_runs_a_test_again() {
+        assert_eq!(decide_over(vec![verdict(&[], None)]), (vec![], None, 1));
+        // A real failure is final at once.
+        let (p, lost, runs) = decide_over(vec![verdict(&["step \"bind\" failed"], None)]);
+        assert_eq!((p.len(), lost, runs), (1, None, 1));
+        // A lost timer: the second run decides, either way.
+        let stall = "console line 39: RCU stall";
+        assert_eq!(
+            decide_over(vec![verdict(&[stall], Some(42)), verdict(&[], None)]),
+            (vec![], Some(42), 2)
+        );
+        let (p, lost, runs) = decide_over(vec![
+            verdict(&[stall], Some(42)),
+            verdict(&["step \"rebind\" failed"], None),
+        ]);
+        assert_eq!(
+            (p, lost, runs),
+            (vec!["step \"rebind\" failed".to_string()], Some(42), 2)
+        );
+        // Lost twice: a failure that says so, and no third run.
+        let (p, lost, runs) = decide_over(vec![
+            verdict(&[stall], Some(42)),
+            verdict(&[stall], Some(17)),
+        ]);
+        assert_eq!((lost, runs), (Some(42), 2));
+        assert_eq!(p.len(), 2, "{p:?}");
+        // main prints the problems that start with "the harness" itself.
+        assert!(p[1].starts_with("the harness ran it twice"), "{p:?}");
+        assert!(p[1].contains("lost both times (console line 17"), "{p:?}");
+    }
 
     #[test]
     fn names_are_unique_and_specs_build() {
