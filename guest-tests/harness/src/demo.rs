@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::bench_bw::{self, Figures, Params};
+use crate::console;
 use crate::env::RunSpec;
 use crate::guestdriver::{self, CHAR_DEV, MODULE};
 use crate::hostdriver;
@@ -62,6 +63,12 @@ pub fn spec(params: &Params) -> RunSpec {
 /// Everything wrong with a finished demo run (empty: all passed).
 pub fn problems(outcome: &RunOutcome) -> Vec<String> {
     let mut p = outcome.problems();
+    if let Some(lost) = console::lost_timer(&outcome.console) {
+        p.push(format!(
+            "the guest kernel reported a lost timer interrupt (console line {}): the emulator's doing under TCG, not the device's; run the demo again (docs/troubleshooting.md)",
+            lost.line_no
+        ));
+    }
     if outcome.report.done.is_none() {
         return p;
     }
