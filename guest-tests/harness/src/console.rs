@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 pub const BEGIN: &str = "VFIOCXL-BEGIN ";
 pub const RESULT: &str = "VFIOCXL-RESULT ";
 pub const DONE: &str = "VFIOCXL-DONE ";
+/// The console line the guest's init prints every [`HEARTBEAT_SECS`]
+/// seconds from BEGIN on, from a `sleep` loop: while it keeps coming, the
+/// guest's timers fire.
+pub const HEARTBEAT: &str = "vfiocxl: heartbeat";
+pub const HEARTBEAT_SECS: u64 = 2;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Begin {

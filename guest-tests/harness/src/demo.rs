@@ -63,10 +63,10 @@ pub fn spec(params: &Params) -> RunSpec {
 /// Everything wrong with a finished demo run (empty: all passed).
 pub fn problems(outcome: &RunOutcome) -> Vec<String> {
     let mut p = outcome.problems();
-    if let Some(lost) = console::lost_timer(&outcome.console) {
+    if let Some(lost) = console::lost_timer(&outcome.console).or_else(|| outcome.timers_stopped()) {
         p.push(format!(
-            "the guest kernel reported a lost timer interrupt (console line {}): the emulator's doing under TCG, not the device's; run the demo again (docs/troubleshooting.md)",
-            lost.line_no
+            "the guest lost a timer interrupt ({}, console line {}): the emulator's doing under TCG, not the device's; run the demo again (docs/troubleshooting.md)",
+            lost.what, lost.line_no
         ));
     }
     if outcome.report.done.is_none() {

@@ -207,8 +207,8 @@ fn vm_test(cli: &Cli) -> Result<bool> {
         let (problems, reran) = vmtests::decide(|previous| {
             if let Some(lost) = previous {
                 println!(
-                    "vm-test {}: inconclusive, the guest's timer interrupt was lost (console line {}: {}); running it once more",
-                    t.name, lost.line_no, lost.line
+                    "vm-test {}: inconclusive, the guest lost a timer interrupt ({}, console line {}: {}); running it once more",
+                    t.name, lost.what, lost.line_no, lost.line
                 );
             }
             run_vm_test(&env, t, cli.verbose)
@@ -241,7 +241,8 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
             print_outcome(t.name, &outcome, &problems, verbose);
             vmtests::RunVerdict {
                 problems,
-                lost_timer: console::lost_timer(&outcome.console),
+                lost_timer: console::lost_timer(&outcome.console)
+                    .or_else(|| outcome.timers_stopped()),
             }
         }
         Err(e) => vmtests::RunVerdict {

@@ -664,6 +664,7 @@ pub(crate) mod fixture {
             to_init: Some(Duration::from_secs(7)),
             wall: Duration::from_secs(664),
             dir: "/nonexistent".into(),
+            silence: None,
             host_facts: host_facts
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -23,11 +23,17 @@
 //! status is the step's result. Last, DONE carries the overall result and
 //! `/proc/sys/kernel/tainted`; closing ttyS1 waits until the UART has sent
 //! everything, then `poweroff -f` ends the VM (QEMU runs with -no-reboot).
+//!
+//! From BEGIN on, a background `sleep` loop prints `vfiocxl: heartbeat` on
+//! the console every 2 s ([`console::HEARTBEAT`]): when it stops while
+//! QEMU sits idle, the guest's timers have stopped firing
+//! ([`crate::runner::RunOutcome::timers_stopped`]).
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::console;
 use crate::cpio::Archive;
 use crate::error::{Error, Result};
 use crate::kernel::KernelTree;
@@ -211,11 +217,14 @@ vfiocxl_record() {{
 vfiocxl_up
 printf 'VFIOCXL-BEGIN {{"payload":"%s","uptime":%s}}\n' {jname} "$VFIOCXL_UP" >&3
 echo "vfiocxl: init reached at $VFIOCXL_UP s"
+while sleep {beat_secs}; do echo "{beat}"; done 3>&- &
 VFIOCXL_OK=true
 "#,
         name = payload.name.replace('\n', " "),
         tty = RESULTS_TTY,
         jname = sh_quote(&json_inner(&payload.name)),
+        beat = console::HEARTBEAT,
+        beat_secs = console::HEARTBEAT_SECS,
     ));
     for m in modules {
         s.push_str(&format!(

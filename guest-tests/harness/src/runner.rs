@@ -31,6 +31,26 @@ pub enum Exit {
     TimedOut(Duration),
 }
 
+/// The guest's heartbeat ([`console::HEARTBEAT`]) gone quiet before a
+/// timeout.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Silence {
+    /// From the last heartbeat to the kill.
+    pub quiet: Duration,
+    /// QEMU's CPU time over that span, in host CPUs (1.0: one core busy);
+    /// `None` when /proc could not tell.
+    pub cpu_share: Option<f64>,
+    /// The console line of the last heartbeat (1-based).
+    pub last_line: usize,
+}
+
+/// A heartbeat silent this long before a timeout means the guest's
+/// timers stopped (several missed beats, not one slow one).
+pub const TIMERS_STOPPED_AFTER: Duration = Duration::from_secs(5 * console::HEARTBEAT_SECS);
+/// QEMU busier than this (in host CPUs) during the silence means vCPUs
+/// were running (a lockup in the guest), not halted waiting for timers.
+pub const IDLE_CPU_SHARE: f64 = 0.25;
+
 /// Facts the host found itself, as (key, value).
 pub type HostFacts = Vec<(String, String)>;
 
@@ -48,6 +68,10 @@ pub struct RunOutcome {
     pub wall: Duration,
     /// The directory with console.log, results.log, stderr.log.
     pub dir: PathBuf,
+    /// On a timeout: how long the guest's heartbeat had been silent when
+    /// QEMU was killed, and how busy QEMU was meanwhile (`None` without a
+    /// timeout, or when no heartbeat ever came).
+    pub silence: Option<Silence>,
     /// What the host found after the run ([`crate::env::RunSpec::after_exit`]),
     /// e.g. patterns in a memory-backend file; checks compare on these as
     /// on the guest's facts.
@@ -112,6 +136,12 @@ impl RunOutcome {
                 k.line_no, k.what, k.line
             ));
         }
+        if let Some(k) = self.timers_stopped() {
+            p.push(format!(
+                "{} (last heartbeat: console line {}): {}",
+                k.what, k.line_no, k.line
+            ));
+        }
         p
     }
 
@@ -122,6 +152,27 @@ impl RunOutcome {
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The run timed out while the guest sat idle with its heartbeat
+    /// silent: its timers had stopped firing (a lost timer interrupt, like
+    /// the ones [`console::lost_timer`] finds in RCU's words), so the run
+    /// says nothing about the code under test. A silent heartbeat with busy
+    /// vCPUs is a lockup in the guest, and not this.
+    pub fn timers_stopped(&self) -> Option<KernelProblem> {
+        let s = self.silence?;
+        let idle = s.cpu_share.is_some_and(|c| c < IDLE_CPU_SHARE);
+        (matches!(self.exit, Exit::TimedOut(_)) && s.quiet >= TIMERS_STOPPED_AFTER && idle).then(
+            || KernelProblem {
+                line_no: s.last_line,
+                what: "guest timers stopped",
+                line: format!(
+                    "no heartbeat for {:.0} s before the timeout, QEMU idle meanwhile ({:.2} CPUs)",
+                    s.quiet.as_secs_f64(),
+                    s.cpu_share.unwrap_or_default()
+                ),
+            },
+        )
     }
 
     /// The last `n` console lines (for failure reports).
@@ -161,6 +212,8 @@ pub fn run_command(
     let results = results_path(dir);
     let mut to_init = None;
     let mut done_at: Option<Instant> = None;
+    let mut beat = HeartbeatWatch::new(console_path(dir), child.id());
+    let mut silence = None;
     let exit = loop {
         if let Some(status) = child
             .try_wait()
@@ -181,7 +234,9 @@ pub fn run_command(
             kill(&mut child)?;
             break Exit::KilledAfterDone;
         }
+        beat.poll();
         if start.elapsed() > timeout {
+            silence = beat.silence();
             kill(&mut child)?;
             break Exit::TimedOut(timeout);
         }
@@ -199,8 +254,88 @@ pub fn run_command(
         to_init,
         wall,
         dir: dir.to_path_buf(),
+        silence,
         host_facts: Vec::new(),
     })
+}
+
+/// Follows the console for heartbeats, noting when the last one came,
+/// its line, and QEMU's CPU time then.
+struct HeartbeatWatch {
+    console: PathBuf,
+    pid: u32,
+    read: usize,
+    lines: usize,
+    partial: String,
+    last: Option<(Instant, usize, Option<Duration>)>,
+}
+
+impl HeartbeatWatch {
+    fn new(console: PathBuf, pid: u32) -> Self {
+        Self {
+            console,
+            pid,
+            read: 0,
+            lines: 0,
+            partial: String::new(),
+            last: None,
+        }
+    }
+
+    /// Reads what the console gained since the last call.
+    fn poll(&mut self) {
+        let Ok(bytes) = fs::read(&self.console) else {
+            return;
+        };
+        if bytes.len() <= self.read {
+            return;
+        }
+        self.partial
+            .push_str(&String::from_utf8_lossy(&bytes[self.read..]));
+        self.read = bytes.len();
+        while let Some(end) = self.partial.find('\n') {
+            self.lines += 1;
+            if self.partial[..end].contains(console::HEARTBEAT) {
+                self.last = Some((Instant::now(), self.lines, cpu_time(self.pid)));
+            }
+            self.partial.drain(..=end);
+        }
+    }
+
+    /// The silence since the last heartbeat, measured now.
+    fn silence(&self) -> Option<Silence> {
+        let (at, line, cpu_then) = self.last?;
+        let quiet = at.elapsed();
+        let cpu_share = match (cpu_then, cpu_time(self.pid)) {
+            (Some(then), Some(now)) if !quiet.is_zero() => {
+                Some(now.saturating_sub(then).as_secs_f64() / quiet.as_secs_f64())
+            }
+            _ => None,
+        };
+        Some(Silence {
+            quiet,
+            cpu_share,
+            last_line: line,
+        })
+    }
+}
+
+/// User + system CPU time of process `pid` so far (/proc/PID/stat).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    cpu_time_of_stat(&stat)
+}
+
+fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
+    // After "pid (comm) ", whose comm may hold spaces: state is field 3,
+    // utime 14 and stime 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = u64::try_from(hz).ok().filter(|&h| h > 0)?;
+    Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
 fn kill(child: &mut Child) -> Result<()> {
@@ -323,5 +458,113 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("cannot start"), "{err}");
+    }
+
+    /// A fake guest that beats twice, then runs `then` until killed.
+    fn beating(dir: &Path, then: &str) -> Command {
+        fake(
+            dir,
+            &format!(
+                "echo 'VFIOCXL-BEGIN {{\"payload\":\"p\",\"uptime\":1}}' > \"$R\"\n\
+                 echo 'boot line' >> \"$C\"\n\
+                 echo '{beat}' >> \"$C\"\n\
+                 echo 'vfiocxl: step s' >> \"$C\"\n\
+                 echo '{beat}' >> \"$C\"\n\
+                 {then}",
+                beat = console::HEARTBEAT
+            ),
+        )
+    }
+
+    #[test]
+    fn a_silent_heartbeat_is_measured_with_qemus_cpu_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let idle = run_command(
+            beating(dir.path(), "exec sleep 600"),
+            dir.path(),
+            Duration::from_millis(1500),
+            DONE_GRACE,
+        )
+        .unwrap();
+        let s = idle.silence.expect("silence measured");
+        assert_eq!(s.last_line, 4);
+        assert!(s.quiet >= Duration::from_millis(1000), "{s:?}");
+        assert!(s.cpu_share.unwrap() < IDLE_CPU_SHARE, "{s:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let busy = run_command(
+            beating(dir.path(), "while :; do :; done"),
+            dir.path(),
+            Duration::from_millis(1500),
+            DONE_GRACE,
+        )
+        .unwrap();
+        let s = busy.silence.expect("silence measured");
+        assert!(s.cpu_share.unwrap() > IDLE_CPU_SHARE, "{s:?}");
+
+        // No heartbeat at all (the guest never got that far): nothing to say.
+        let dir = tempfile::tempdir().unwrap();
+        let none = run_command(
+            fake(dir.path(), "exec sleep 600"),
+            dir.path(),
+            Duration::from_millis(300),
+            DONE_GRACE,
+        )
+        .unwrap();
+        assert_eq!(none.silence, None);
+    }
+
+    fn timed_out(quiet_secs: u64, cpu_share: Option<f64>) -> RunOutcome {
+        RunOutcome {
+            exit: Exit::TimedOut(Duration::from_secs(120)),
+            report: GuestReport::default(),
+            console: String::new(),
+            stderr: String::new(),
+            kernel_problems: Vec::new(),
+            to_init: Some(Duration::from_secs(4)),
+            wall: Duration::from_secs(120),
+            dir: "/nonexistent".into(),
+            silence: Some(Silence {
+                quiet: Duration::from_secs(quiet_secs),
+                cpu_share,
+                last_line: 30,
+            }),
+            host_facts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn timers_stopped_needs_a_long_silence_an_idle_qemu_and_a_timeout() {
+        let k = timed_out(100, Some(0.01))
+            .timers_stopped()
+            .expect("stopped");
+        assert_eq!(k.line_no, 30);
+        assert!(k.line.starts_with("no heartbeat for 100 s"), "{}", k.line);
+        assert!(timed_out(100, Some(0.01))
+            .problems()
+            .iter()
+            .any(|p| p.contains("guest timers stopped")));
+        // One late beat is not a stop.
+        assert!(timed_out(3, Some(0.01)).timers_stopped().is_none());
+        // Busy vCPUs: a lockup in the guest, a real failure.
+        assert!(timed_out(100, Some(1.9)).timers_stopped().is_none());
+        assert!(timed_out(100, None).timers_stopped().is_none());
+        let mut exited = timed_out(100, Some(0.01));
+        exited.exit = Exit::KilledAfterDone;
+        assert!(exited.timers_stopped().is_none());
+    }
+
+    #[test]
+    fn cpu_time_reads_utime_and_stime_past_a_strange_comm() {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let stat = format!(
+            "42 (qemu (x) y) S 1 42 42 0 -1 4194560 10 0 0 0 {} {} 0 0 20 0 5 0",
+            3 * hz,
+            hz
+        );
+        assert_eq!(cpu_time_of_stat(&stat), Some(Duration::from_secs(4)));
+        assert_eq!(cpu_time_of_stat("garbage"), None);
+        assert!(cpu_time(std::process::id()).is_some());
     }
 }

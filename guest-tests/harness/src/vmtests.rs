@@ -115,7 +115,9 @@ pub fn all() -> Vec<VmTest> {
 }
 
 /// What one run of a VM test found wrong, and where the kernel said a
-/// timer interrupt was lost ([`crate::console::lost_timer`]).
+/// timer interrupt was lost ([`crate::console::lost_timer`]) or the
+/// guest's heartbeat stopped with QEMU idle
+/// ([`crate::runner::RunOutcome::timers_stopped`]).
 #[derive(Debug, Clone)]
 pub struct RunVerdict {
     pub problems: Vec<String>,
