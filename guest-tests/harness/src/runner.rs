@@ -9,6 +9,7 @@
 //! process the runner started) and the run fails.
 
 use std::fs;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -284,15 +285,16 @@ impl HeartbeatWatch {
 
     /// Reads what the console gained since the last call.
     fn poll(&mut self) {
-        let Ok(bytes) = fs::read(&self.console) else {
-            return;
-        };
-        if bytes.len() <= self.read {
+        let mut new = Vec::new();
+        let read = fs::File::open(&self.console).and_then(|mut f| {
+            f.seek(SeekFrom::Start(self.read as u64))?;
+            f.read_to_end(&mut new)
+        });
+        if read.is_err() || new.is_empty() {
             return;
         }
-        self.partial
-            .push_str(&String::from_utf8_lossy(&bytes[self.read..]));
-        self.read = bytes.len();
+        self.read += new.len();
+        self.partial.push_str(&String::from_utf8_lossy(&new));
         while let Some(end) = self.partial.find('\n') {
             self.lines += 1;
             if self.partial[..end].contains(console::HEARTBEAT) {
