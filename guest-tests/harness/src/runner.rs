@@ -478,42 +478,33 @@ mod tests {
         )
     }
 
-    #[test]
-    fn a_silent_heartbeat_is_measured_with_qemus_cpu_use() {
+    /// The silence a fake guest running `script` left when killed after
+    /// `ms` milliseconds.
+    fn silence_of(script: impl Fn(&Path) -> Command, ms: u64) -> Option<Silence> {
         let dir = tempfile::tempdir().unwrap();
-        let idle = run_command(
-            beating(dir.path(), "exec sleep 600"),
+        let out = run_command(
+            script(dir.path()),
             dir.path(),
-            Duration::from_millis(1500),
+            Duration::from_millis(ms),
             DONE_GRACE,
         )
         .unwrap();
-        let s = idle.silence.expect("silence measured");
+        assert_eq!(out.exit, Exit::TimedOut(Duration::from_millis(ms)));
+        out.silence
+    }
+
+    #[test]
+    fn a_silent_heartbeat_is_measured_with_qemus_cpu_use() {
+        let s = silence_of(|d| beating(d, "exec sleep 600"), 1500).expect("silence measured");
         assert_eq!(s.last_line, 4);
         assert!(s.quiet >= Duration::from_millis(1000), "{s:?}");
         assert!(s.cpu_share.unwrap() < IDLE_CPU_SHARE, "{s:?}");
 
-        let dir = tempfile::tempdir().unwrap();
-        let busy = run_command(
-            beating(dir.path(), "while :; do :; done"),
-            dir.path(),
-            Duration::from_millis(1500),
-            DONE_GRACE,
-        )
-        .unwrap();
-        let s = busy.silence.expect("silence measured");
+        let s = silence_of(|d| beating(d, "while :; do :; done"), 1500).expect("silence measured");
         assert!(s.cpu_share.unwrap() > IDLE_CPU_SHARE, "{s:?}");
 
         // No heartbeat at all (the guest never got that far): nothing to say.
-        let dir = tempfile::tempdir().unwrap();
-        let none = run_command(
-            fake(dir.path(), "exec sleep 600"),
-            dir.path(),
-            Duration::from_millis(300),
-            DONE_GRACE,
-        )
-        .unwrap();
-        assert_eq!(none.silence, None);
+        assert_eq!(silence_of(|d| fake(d, "exec sleep 600"), 300), None);
     }
 
     fn timed_out(quiet_secs: u64, cpu_share: Option<f64>) -> RunOutcome {
