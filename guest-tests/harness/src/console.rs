@@ -7,7 +7,7 @@ pub const BEGIN: &str = "VFIOCXL-BEGIN ";
 pub const RESULT: &str = "VFIOCXL-RESULT ";
 pub const DONE: &str = "VFIOCXL-DONE ";
 /// The console line the guest's init prints every [`HEARTBEAT_SECS`]
-/// seconds from BEGIN on, from a `sleep` loop: while it keeps coming, the
+/// seconds from BEGIN on, from a `read -t` timeout: while it keeps coming, the
 /// guest's timers fire.
 pub const HEARTBEAT: &str = "vfiocxl: heartbeat";
 pub const HEARTBEAT_SECS: u64 = 2;
