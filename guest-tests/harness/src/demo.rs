@@ -16,7 +16,6 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::bench_bw::{self, Figures, Params};
-use crate::console;
 use crate::env::RunSpec;
 use crate::guestdriver::{self, CHAR_DEV, MODULE};
 use crate::hostdriver;
@@ -63,7 +62,7 @@ pub fn spec(params: &Params) -> RunSpec {
 /// Everything wrong with a finished demo run (empty: all passed).
 pub fn problems(outcome: &RunOutcome) -> Vec<String> {
     let mut p = outcome.problems();
-    if let Some(lost) = console::lost_timer(&outcome.console).or_else(|| outcome.timers_stopped()) {
+    if let Some(lost) = outcome.lost_timer() {
         p.push(format!(
             "the guest lost a timer interrupt ({}, console line {}): the emulator's doing under TCG, not the device's; run the demo again (docs/troubleshooting.md)",
             lost.what, lost.line_no

@@ -9,7 +9,7 @@ use guest_harness::error::{Error, Result};
 use guest_harness::payload::Payload;
 use guest_harness::qemu::Topology;
 use guest_harness::runner::{Exit, RunOutcome};
-use guest_harness::{console, tools, vmtests};
+use guest_harness::{tools, vmtests};
 
 const USAGE: &str = "\
 usage: guest-harness <command> [options]
@@ -241,8 +241,7 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
             print_outcome(t.name, &outcome, &problems, verbose);
             vmtests::RunVerdict {
                 problems,
-                lost_timer: console::lost_timer(&outcome.console)
-                    .or_else(|| outcome.timers_stopped()),
+                lost_timer: outcome.lost_timer(),
             }
         }
         Err(e) => vmtests::RunVerdict {

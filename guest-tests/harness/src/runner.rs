@@ -9,7 +9,7 @@
 //! process the runner started) and the run fails.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -176,6 +176,13 @@ impl RunOutcome {
         )
     }
 
+    /// Where the guest lost a timer interrupt, if it did: RCU said so on
+    /// the console ([`console::lost_timer`]), or the heartbeat stopped
+    /// with QEMU idle ([`Self::timers_stopped`]).
+    pub fn lost_timer(&self) -> Option<KernelProblem> {
+        console::lost_timer(&self.console).or_else(|| self.timers_stopped())
+    }
+
     /// The last `n` console lines (for failure reports).
     pub fn console_tail(&self, n: usize) -> Vec<&str> {
         console::tail(&self.console, n)
@@ -264,8 +271,9 @@ pub fn run_command(
 /// its line, and QEMU's CPU time then.
 struct HeartbeatWatch {
     console: PathBuf,
+    /// Open once the guest wrote to it; reads continue where they ended.
+    file: Option<fs::File>,
     pid: u32,
-    read: usize,
     lines: usize,
     partial: String,
     last: Option<(Instant, usize, Option<Duration>)>,
@@ -275,8 +283,8 @@ impl HeartbeatWatch {
     fn new(console: PathBuf, pid: u32) -> Self {
         Self {
             console,
+            file: None,
             pid,
-            read: 0,
             lines: 0,
             partial: String::new(),
             last: None,
@@ -285,15 +293,16 @@ impl HeartbeatWatch {
 
     /// Reads what the console gained since the last call.
     fn poll(&mut self) {
+        if self.file.is_none() {
+            self.file = fs::File::open(&self.console).ok();
+        }
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
         let mut new = Vec::new();
-        let read = fs::File::open(&self.console).and_then(|mut f| {
-            f.seek(SeekFrom::Start(self.read as u64))?;
-            f.read_to_end(&mut new)
-        });
-        if read.is_err() || new.is_empty() {
+        if file.read_to_end(&mut new).is_err() || new.is_empty() {
             return;
         }
-        self.read += new.len();
         self.partial.push_str(&String::from_utf8_lossy(&new));
         while let Some(end) = self.partial.find('\n') {
             self.lines += 1;
