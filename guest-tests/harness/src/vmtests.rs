@@ -58,6 +58,12 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::rebind_check,
         },
         VmTest {
+            name: crate::hostdriver_tenants::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: user A fills the memory and exits, user B reads only zeros, the memory-backend file holds only zeros after the last close, and the kernel log reports each clear",
+            spec: crate::hostdriver_tenants::spec,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
             name: "host-driver-selftest",
             about: "cxl-accel bound to vfio-cxl-pci: the kernel-style kselftest vfio_cxl_region_test of patches/linux (static, host-driver/scripts/build-selftest) passes in every IOMMU mode the guest kernel has",
             spec: hostdriver::selftest_spec,

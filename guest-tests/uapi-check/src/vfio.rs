@@ -29,6 +29,7 @@ pub const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
 pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
 pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
+pub const VFIO_DEVICE_IOEVENTFD: u64 = vfio_io(16);
 
 /// `VFIO_PCI_INDEX_TO_OFFSET`: regions of a vfio-pci device sit at index << 40.
 pub const fn region_offset(index: u32) -> u64 {
@@ -222,6 +223,28 @@ impl Device {
             offset: u64_at(&raw, 24),
             raw,
         })
+    }
+
+    /// `VFIO_DEVICE_GET_INFO` into a buffer of `argsz` bytes pre-filled
+    /// with `poison`: what the kernel wrote, and what it left.
+    pub fn info_poisoned(&self, argsz: u32, poison: u8) -> io::Result<Vec<u8>> {
+        let mut buf = vec![poison; argsz as usize];
+        buf[0..4].copy_from_slice(&argsz.to_ne_bytes());
+        ioctl_buf(&self.fd, VFIO_DEVICE_GET_INFO, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// `VFIO_DEVICE_IOEVENTFD`: write `data` (`size` bytes) at `offset`
+    /// whenever `eventfd` is signalled.
+    pub fn ioeventfd(&self, offset: u64, size: u32, data: u64, eventfd: RawFd) -> io::Result<()> {
+        // struct vfio_device_ioeventfd: argsz, flags (size), offset, data, fd, reserved.
+        let mut buf = [0u8; 32];
+        buf[0..4].copy_from_slice(&32u32.to_ne_bytes());
+        buf[4..8].copy_from_slice(&size.to_ne_bytes());
+        buf[8..16].copy_from_slice(&offset.to_ne_bytes());
+        buf[16..24].copy_from_slice(&data.to_ne_bytes());
+        buf[24..28].copy_from_slice(&eventfd.to_ne_bytes());
+        ioctl_buf(&self.fd, VFIO_DEVICE_IOEVENTFD, &mut buf).map(|_| ())
     }
 
     /// `VFIO_DEVICE_GET_REGION_INFO` with a caller-chosen argsz (bad-input checks).
