@@ -325,6 +325,7 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 {
 	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
 	u64 dec_size, dec_skip, capacity;
+	struct cxl_memdev *cxlmd;
 	u32 hi, lo;
 	int rc;
 
@@ -383,12 +384,11 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 		return rc;
 	}
 
-	cxl->cxlmd = devm_cxl_probe_mem(&cxl->cxlds, &cxl->hpa);
-	if (IS_ERR(cxl->cxlmd)) {
-		rc = PTR_ERR(cxl->cxlmd);
+	cxlmd = devm_cxl_probe_mem(&cxl->cxlds, &cxl->hpa);
+	if (IS_ERR(cxlmd)) {
+		rc = PTR_ERR(cxlmd);
 		pci_err(pdev, "no firmware-committed HDM decoder/region: devm_cxl_probe_mem() failed: %pe (are cxl_acpi and cxl_mem loaded, and did firmware commit the host bridge and endpoint decoders?)\n",
-			cxl->cxlmd);
-		cxl->cxlmd = NULL;
+			cxlmd);
 		return rc;
 	}
 	if (range_len(&cxl->hpa) != dec_size) {
@@ -403,10 +403,8 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 		return -EOPNOTSUPP;
 	}
 
-	cxl->hpa_res = request_mem_region_exclusive(cxl->hpa.start,
-						    range_len(&cxl->hpa),
-						    "vfio-cxl");
-	if (!cxl->hpa_res) {
+	if (!request_mem_region_exclusive(cxl->hpa.start, range_len(&cxl->hpa),
+					  "vfio-cxl")) {
 		pci_err(pdev, "region %pra is busy (claimed by another driver, e.g. dax/kmem)\n",
 			&cxl->hpa);
 		return -EBUSY;

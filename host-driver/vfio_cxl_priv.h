@@ -128,9 +128,7 @@ struct vfio_cxl_ro_range {
  * struct vfio_cxl - CXL state of a bound device (devm on the PCI device)
  * @cxlds: CXL core device state; must stay first (devm_cxl_dev_state_create)
  * @cdev: back pointer to the vfio-cxl core device
- * @cxlmd: memdev returned by devm_cxl_probe_mem()
  * @hpa: host physical range of the firmware-committed region
- * @hpa_res: our exclusive claim on @hpa
  * @dvsec: config offset of the CXL Device DVSEC
  * @dvsec_len: its length (header included)
  * @dvsec_bind: the DVSEC as read at bind, Range Base registers zeroed (they
@@ -169,9 +167,7 @@ struct vfio_cxl_ro_range {
 struct vfio_cxl {
 	struct cxl_dev_state cxlds;
 	struct vfio_cxl_core_device *cdev;
-	struct cxl_memdev *cxlmd;
 	struct range hpa;
-	struct resource *hpa_res;
 
 	u16 dvsec;
 	u16 dvsec_len;
