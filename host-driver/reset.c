@@ -392,9 +392,14 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 
 	down_write(&vdev->memory_lock);
 	vfio_cxl_mem_zap(cxl);
-	/* vfio-pci core puts the function in D0 on open and on close. */
-	if (pdev->current_state != PCI_D0) {
-		rc = -EIO;
+	/*
+	 * vfio-pci core puts the function in D0 on open and on close. A
+	 * blocked device (removal, AER) is not touched: its memory may be
+	 * gone, and it gets no new user before it is unblocked.
+	 */
+	if (pdev->current_state != PCI_D0 || cxl->mem_blockers ||
+	    pci_dev_is_disconnected(pdev)) {
+		rc = -ENODEV;
 	} else {
 		if (cxl->dvsec_cap & VFIO_CXL_DVSEC_CAP_RESET_MEM_CLR) {
 			rc = vfio_cxl_do_cxl_reset(cxl, true);
