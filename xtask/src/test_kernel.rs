@@ -8,7 +8,7 @@
 //! <cache>/linux/<upstream>/debug/<key>/build/  the O= build
 //! <cache>/linux/<upstream>/debug/<key>/root/usr/lib/modules/<release>/{vmlinuz,modules.*}
 //! <cache>/linux/<upstream>/debug/<key>/stamp   written last: the kernel is complete
-//! <repo>/target/debug-kernel/host-driver/      vfio-cxl-*.ko for it (MO=, per checkout)
+//! <repo>/target/debug-kernel/host-driver/      a copy of host-driver/ built for it (per checkout)
 //! ```
 //!
 //! The key hashes the fragment (guest-tests/kernel/debug.config), the
@@ -332,20 +332,78 @@ pub fn ensure() -> Result<TestKernel> {
     Ok(k)
 }
 
-/// The host driver's modules for kernel `k`, built out of tree with the
-/// objects in [`DRIVER_DIR`] (MO=), so host-driver/ keeps the build for
-/// Debian's kernel.
+/// The host driver's sources: what Kbuild reads (`Kbuild`, the top-level
+/// `.c`/`.h` files, `include/`), without build products.
+fn driver_sources(dir: &Path) -> Result<Vec<PathBuf>> {
+    let list = |d: &Path| -> Result<Vec<PathBuf>> {
+        let mut v: Vec<PathBuf> = fs::read_dir(d)
+            .map_err(|e| Error::io(format!("cannot list {}", d.display()), e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.join("include")];
+    for p in list(dir)? {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let source = name == "Kbuild"
+            || (name.ends_with(".c") && !name.ends_with(".mod.c"))
+            || name.ends_with(".h");
+        if source && p.is_file() {
+            out.push(p);
+        }
+    }
+    while let Some(d) = dirs.pop() {
+        for p in list(&d)? {
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Copies the host driver's sources into `out`, rewriting only the files
+/// whose bytes changed, so make rebuilds only what changed.
+fn sync_driver_sources(src: &Path, out: &Path) -> Result<()> {
+    for file in driver_sources(src)? {
+        let rel = file.strip_prefix(src).expect("listed under src");
+        let dest = out.join(rel);
+        let bytes =
+            fs::read(&file).map_err(|e| Error::io(format!("cannot read {}", file.display()), e))?;
+        if fs::read(&dest).ok().as_deref() == Some(&bytes[..]) {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("cannot create {}", parent.display()), e))?;
+        }
+        fs::write(&dest, &bytes)
+            .map_err(|e| Error::io(format!("cannot write {}", dest.display()), e))?;
+    }
+    Ok(())
+}
+
+/// The host driver's modules for kernel `k`, built out of tree in
+/// [`DRIVER_DIR`] from a copy of its sources: host-driver/ keeps the build
+/// for Debian's kernel, and Kbuild refuses `MO=` while the source
+/// directory holds that build ("external module source tree is not
+/// clean").
 pub fn build_host_driver(k: &TestKernel) -> Result<PathBuf> {
     let out = repo_root().join(DRIVER_DIR);
-    fs::create_dir_all(&out)
-        .map_err(|e| Error::io(format!("cannot create {}", out.display()), e))?;
+    sync_driver_sources(&repo_root().join("host-driver"), &out)?;
     step(
         "build the host driver for the debug test kernel",
         Command::new("make")
             .arg("-C")
             .arg(k.build())
-            .arg(format!("M={}", repo_root().join("host-driver").display()))
-            .arg(format!("MO={}", out.display()))
+            .arg(format!("M={}", out.display()))
             .arg("-s")
             .arg("modules"),
     )?;
@@ -386,6 +444,35 @@ pub fn run(args: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn driver_sources_are_what_kbuild_reads() {
+        let names: Vec<String> = driver_sources(&repo_root().join("host-driver"))
+            .unwrap()
+            .iter()
+            .map(|p| {
+                p.strip_prefix(repo_root().join("host-driver"))
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        for want in [
+            "Kbuild",
+            "core.c",
+            "vfio_cxl_priv.h",
+            "include/uapi/linux/vfio_cxl.h",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n.ends_with(".o")
+                || n.ends_with(".ko")
+                || n.ends_with(".mod.c")
+                || n == "Makefile"),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn config_lines_parse() {
