@@ -36,6 +36,11 @@ pub fn spec() -> RunSpec {
     spec
 }
 
+/// [`spec`] on the debug test kernel.
+pub fn spec_debug() -> RunSpec {
+    spec().on_debug_kernel()
+}
+
 /// How many 8-byte words of the backing file are not zero.
 fn nonzero_in_backing_file(dir: &Path) -> HostFacts {
     let count = || -> std::io::Result<u64> {

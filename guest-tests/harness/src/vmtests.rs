@@ -64,6 +64,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::hostdriver_tenants::check,
         },
         VmTest {
+            name: "host-driver-tenants@debug",
+            about: "host-driver-tenants on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::hostdriver_tenants::spec_debug,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
             name: "host-driver-uapi@debug",
             about: "host-driver-uapi on the debug test kernel (lockdep, KASAN, UBSAN, KFENCE, atomic sleep, hung tasks; cargo xtask build-test-kernel): any report fails it",
             spec: hostdriver::uapi_spec_debug,
