@@ -381,7 +381,7 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 {
 	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
 	struct pci_dev *pdev = vdev->pdev;
-	u64 start = ktime_get_ns();
+	unsigned long start = jiffies;
 	bool by_reset = false;
 	int rc;
 	u16 cmd;
@@ -426,9 +426,9 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 		pci_err(pdev, "could not clear the CXL memory: %d; it will not be handed to another user\n",
 			rc);
 	else
-		pci_info(pdev, "cleared %llu MiB by %s in %llu us\n",
+		pci_info(pdev, "cleared %llu MiB by %s in %u ms\n",
 			 range_len(&cxl->hpa) >> 20,
 			 by_reset ? "CXL Reset with Mem_Clr" : "the host",
-			 (ktime_get_ns() - start) / NSEC_PER_USEC);
+			 jiffies_to_msecs(jiffies - start));
 	return rc;
 }

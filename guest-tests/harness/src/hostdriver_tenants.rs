@@ -16,6 +16,7 @@ use crate::hostdriver::{
 };
 use crate::qemu::backing_file;
 use crate::runner::{HostFacts, RunOutcome};
+use crate::sysfs;
 
 pub const NAME: &str = "host-driver-tenants";
 const TENANT_SEED: u64 = 0x7e4a_4e75;
@@ -26,6 +27,7 @@ $VC/vfio-cxl-uapi-check "$dev" --tenant-read >&3
 
 pub fn spec() -> RunSpec {
     let payload = base_payload(NAME)
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step(
             "tenants",
             &with_lib(&TENANTS_SH.replace("@SEED@", &TENANT_SEED.to_string())),
@@ -85,6 +87,9 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     }
     // At bind (first open), after A, after B: three clears at least.
     let clears = clear_lines(outcome);
+    for l in &clears {
+        println!("  {NAME}: {l}");
+    }
     let want = format!("cleared {ACCEL_MIB} MiB by ");
     if clears.len() < 3 || !clears.iter().all(|l| l.contains(&want)) {
         p.push(format!(
