@@ -9,5 +9,6 @@ pub mod bench;
 pub mod checks;
 pub mod coherence;
 pub mod facts;
+pub mod fuzz;
 pub mod pattern;
 pub mod vfio;
