@@ -1,5 +1,5 @@
 //! `vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N]
-//! [--hang-seconds N]`
+//! [--hang-seconds N] [--end-file PATH]`
 //!
 //! Fuzzes the vfio-cxl-pci uAPI of the device at BDF (docs/host-driver.md,
 //! "uAPI fuzzer"). Prints its seed first (a random one unless `--seed`),
@@ -7,13 +7,14 @@
 //! ends with `uapi-fuzz: N ops in S s, F failures, ...`. Exit status 0 when
 //! no oracle failed, 1 when one did, 2 on bad usage or when the device
 //! cannot be opened, 3 when an operation hung (the watchdog ends the
-//! process).
+//! process). `--end-file` names a file that gets the exit status when
+//! the run ends, even when a hung thread keeps the process alive.
 
 use std::process::ExitCode;
 
 use vfio_cxl_uapi_check::fuzz::{self, sigbus::MAX_THREADS, Options};
 
-const USAGE: &str = "usage: vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N] [--hang-seconds N]";
+const USAGE: &str = "usage: vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N] [--hang-seconds N] [--end-file PATH]";
 
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
@@ -35,6 +36,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         seconds: 60,
         threads: 2,
         hang_seconds: 30,
+        end_file: None,
     };
     let mut bdf = None;
     let mut it = args.iter();
@@ -50,6 +52,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             "--seconds" => o.seconds = num("--seconds")?,
             "--threads" => o.threads = num("--threads")? as usize,
             "--hang-seconds" => o.hang_seconds = num("--hang-seconds")?.max(1),
+            "--end-file" => o.end_file = Some(it.next().ok_or("--end-file needs a path")?.into()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if bdf.is_none() => bdf = Some(s.to_owned()),
             s => return Err(format!("unexpected argument {s}")),

@@ -34,6 +34,19 @@ pub struct Options {
     pub threads: usize,
     /// An operation running longer than this is a hang.
     pub hang_seconds: u64,
+    /// Written with the exit status when the run ends, also when a hung
+    /// thread keeps the process from exiting (the VM test's step waits
+    /// for this file rather than for the process).
+    pub end_file: Option<std::path::PathBuf>,
+}
+
+/// Writes the exit status to `opts.end_file`, if any.
+fn mark_end(opts: &Options, status: i32) {
+    if let Some(f) = &opts.end_file {
+        if let Err(e) = std::fs::write(f, format!("{status}\n")) {
+            eprintln!("uapi-fuzz: {}: {e}", f.display());
+        }
+    }
 }
 
 /// What each thread is doing, for the watchdog.
@@ -62,7 +75,8 @@ fn kernel_stack(tid: u64) -> String {
 }
 
 /// Reports a hang and ends the process: the hung thread may never return.
-fn report_hang(doing: &[Doing], start: Instant, stats: &Stats, limit: u64) -> ! {
+fn report_hang(doing: &[Doing], start: Instant, stats: &Stats, opts: &Options) -> ! {
+    let limit = opts.hang_seconds;
     let now = ms_since(start);
     for (i, d) in doing.iter().enumerate() {
         let since = d.since_ms.load(Ordering::SeqCst);
@@ -85,6 +99,7 @@ fn report_hang(doing: &[Doing], start: Instant, stats: &Stats, limit: u64) -> ! 
     // The blocked tasks' stacks on the console, for the record.
     let _ = std::fs::write("/proc/sysrq-trigger", "w");
     summary(stats, start, true);
+    mark_end(opts, 3);
     // SAFETY: ends the process at once; the hung thread cannot be joined.
     unsafe { libc::_exit(3) }
 }
@@ -121,6 +136,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
         Err(e) => {
             fact(STEP, "fuzz.error", &e);
             eprintln!("uapi-fuzz: {bdf}: {e}");
+            mark_end(opts, 2);
             return 2;
         }
     };
@@ -197,7 +213,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
         });
         if hung {
             stop.store(true, Ordering::SeqCst);
-            report_hang(&doing, start, &stats, opts.hang_seconds);
+            report_hang(&doing, start, &stats, opts);
         }
     }
     for h in workers {
@@ -212,5 +228,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
         &format!("{kinds_run} of {}", KINDS.len()),
     );
     summary(&stats, start, false);
-    i32::from(stats.failures() > 0)
+    let status = i32::from(stats.failures() > 0);
+    mark_end(opts, status);
+    status
 }

@@ -292,11 +292,7 @@ impl Worker<'_> {
         let known = &layout.regions[index as usize];
         let fits = argsz >= needed;
         let want_argsz = if fits { argsz } else { needed };
-        let want_cap = if fits && needed > fixed {
-            fixed
-        } else {
-            0
-        };
+        let want_cap = if fits && needed > fixed { fixed } else { 0 };
         let got = (
             u32_at(0),
             u32_at(4),
