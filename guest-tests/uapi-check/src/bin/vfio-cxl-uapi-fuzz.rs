@@ -1,5 +1,5 @@
 //! `vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N]
-//! [--hang-seconds N] [--end-file PATH]`
+//! [--hang-seconds N] [--end-file PATH] [--only KIND,KIND...]`
 //!
 //! Fuzzes the vfio-cxl-pci uAPI of the device at BDF (docs/host-driver.md,
 //! "uAPI fuzzer"). Prints its seed first (a random one unless `--seed`),
@@ -9,12 +9,14 @@
 //! cannot be opened, 3 when an operation hung (the watchdog ends the
 //! process). `--end-file` names a file that gets the exit status when
 //! the run ends, even when a hung thread keeps the process alive.
+//! `--only` restricts the mix to some operation kinds (`fuzz::ops::KINDS`),
+//! for a minimal reproduction.
 
 use std::process::ExitCode;
 
 use vfio_cxl_uapi_check::fuzz::{self, sigbus::MAX_THREADS, Options};
 
-const USAGE: &str = "usage: vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N] [--hang-seconds N] [--end-file PATH]";
+const USAGE: &str = "usage: vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N] [--hang-seconds N] [--end-file PATH] [--only KIND,KIND...]";
 
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
@@ -37,6 +39,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         threads: 2,
         hang_seconds: 30,
         end_file: None,
+        only: None,
     };
     let mut bdf = None;
     let mut it = args.iter();
@@ -52,6 +55,10 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             "--seconds" => o.seconds = num("--seconds")?,
             "--threads" => o.threads = num("--threads")? as usize,
             "--hang-seconds" => o.hang_seconds = num("--hang-seconds")?.max(1),
+            "--only" => {
+                let v = it.next().ok_or("--only needs operation kinds")?;
+                o.only = Some(v.split(',').map(str::to_owned).collect());
+            }
             "--end-file" => o.end_file = Some(it.next().ok_or("--end-file needs a path")?.into()),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if bdf.is_none() => bdf = Some(s.to_owned()),

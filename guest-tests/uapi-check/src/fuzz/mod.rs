@@ -38,6 +38,8 @@ pub struct Options {
     /// thread keeps the process from exiting (the VM test's step waits
     /// for this file rather than for the process).
     pub end_file: Option<std::path::PathBuf>,
+    /// Only these operation kinds (a minimal reproduction); all when `None`.
+    pub only: Option<Vec<String>>,
 }
 
 /// Writes the exit status to `opts.end_file`, if any.
@@ -127,10 +129,22 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
         STEP,
         "fuzz.config",
         &format!(
-            "threads {} ops {} seconds {} hang {} s",
-            opts.threads, opts.ops, opts.seconds, opts.hang_seconds
+            "threads {} ops {} seconds {} hang {} s only {}",
+            opts.threads,
+            opts.ops,
+            opts.seconds,
+            opts.hang_seconds,
+            opts.only.as_ref().map_or("all".into(), |k| k.join(","))
         ),
     );
+    let weights = match ops::weights(opts.only.as_deref()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("uapi-fuzz: {e}");
+            mark_end(opts, 2);
+            return 2;
+        }
+    };
     let target = match Target::open(bdf) {
         Ok(t) => Arc::new(t),
         Err(e) => {
@@ -173,7 +187,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
                 Arc::clone(&started),
                 Arc::clone(&stop),
             );
-            let (seed, ops) = (opts.seed, opts.ops);
+            let (seed, ops, weights) = (opts.seed, opts.ops, weights.clone());
             std::thread::spawn(move || {
                 // SAFETY: gettid(2) has no arguments and cannot fail.
                 let tid = unsafe { libc::gettid() };
@@ -184,6 +198,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
                     slot,
                     rng: rng::Rng::for_thread(seed, slot),
                     doing: &doing[slot].what,
+                    weights,
                 };
                 let mut op_no = 0;
                 while !stop.load(Ordering::SeqCst)

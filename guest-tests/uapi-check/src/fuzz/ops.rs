@@ -66,6 +66,27 @@ pub struct Worker<'a> {
     pub rng: Rng,
     /// What runs now, for failure messages and the hang watchdog.
     pub doing: &'a Mutex<String>,
+    /// The weight of each of [`KINDS`] in this run.
+    pub weights: Vec<u32>,
+}
+
+/// The weights of [`KINDS`], restricted to `only` when given (unknown
+/// names are an error).
+pub fn weights(only: Option<&[String]>) -> Result<Vec<u32>, String> {
+    let Some(only) = only else {
+        return Ok(KINDS.iter().map(|(_, w)| *w).collect());
+    };
+    if let Some(bad) = only.iter().find(|k| !KINDS.iter().any(|(n, _)| n == k)) {
+        let names: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "unknown operation {bad:?} (known: {})",
+            names.join(", ")
+        ));
+    }
+    Ok(KINDS
+        .iter()
+        .map(|(n, w)| if only.iter().any(|k| k == n) { *w } else { 0 })
+        .collect())
 }
 
 fn errno(e: &io::Error) -> i32 {
@@ -117,9 +138,7 @@ impl Worker<'_> {
 
     /// Runs one operation of the kind drawn from the generator.
     pub fn step(&mut self, op_no: u64) {
-        let i = self
-            .rng
-            .weighted(&KINDS.iter().map(|(_, w)| *w).collect::<Vec<_>>());
+        let i = self.rng.weighted(&self.weights);
         let kind = KINDS[i].0;
         *self.doing.lock().unwrap() = format!("op {op_no} {kind}");
         // Reopen excludes every other operation; the others share the fd.
@@ -262,10 +281,10 @@ impl Worker<'_> {
             1 => *self.rng.pick(&[u32::MAX, 1 << 31, 0x1e98]),
             _ => self.rng.below(u64::from(n)) as u32,
         };
-        let needed = layout
-            .region_needed
-            .get(index as usize)
-            .map_or(REGION_INFO_LEN as u32, |&l| l as u32);
+        let known = layout.region(index).cloned();
+        let needed = known
+            .as_ref()
+            .map_or(REGION_INFO_LEN as u32, |r| r.raw.len() as u32);
         let fixed = REGION_INFO_LEN as u32;
         let argsz = self.argsz(fixed, fixed, needed);
         self.note(&format!(" index={index} argsz={argsz:#x}"));
@@ -273,7 +292,7 @@ impl Worker<'_> {
         self.stats.count("get_region_info", &result_name(&r));
         let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
         let u64_at = |o: usize| u64::from_ne_bytes(buf[o..o + 8].try_into().unwrap());
-        if argsz < fixed || index >= n {
+        let Some(known) = known.filter(|_| argsz >= fixed && index < n) else {
             match r {
                 Err(e) if errno(&e) == libc::EINVAL => {}
                 r => self.fail("get_region_info", format!("expected EINVAL, got {r:?}")),
@@ -284,12 +303,11 @@ impl Worker<'_> {
                 }
             }
             return;
-        }
+        };
         if let Err(e) = r {
             self.fail("get_region_info", format!("unexpected {e}"));
             return;
         }
-        let known = &layout.regions[index as usize];
         let fits = argsz >= needed;
         let want_argsz = if fits { argsz } else { needed };
         let want_cap = if fits && needed > fixed { fixed } else { 0 };
@@ -402,7 +420,7 @@ impl Worker<'_> {
                 .pick(&[VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX]),
             _ => n + self.rng.below(3) as u32,
         };
-        let size = layout.regions.get(index as usize).map_or(0, |r| r.size);
+        let size = layout.size(index);
         let count: usize = if index == layout.comp.index && self.rng.chance(70) {
             4
         } else {
@@ -873,7 +891,9 @@ impl Worker<'_> {
                 "ioeventfd",
                 format!("accepted on {where_} (a write there must not be forwarded)"),
             ),
-            (Err(e), false) if ![libc::EINVAL, libc::EBUSY, libc::ENOSPC].contains(&errno(e)) => {
+            (Err(e), false)
+                if ![libc::EINVAL, libc::EBUSY, libc::ENOSPC, libc::EEXIST].contains(&errno(e)) =>
+            {
                 self.fail("ioeventfd", format!("{e}"));
             }
             _ => {}

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
-use vfio_bindings::bindings::vfio::{VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_NUM_REGIONS};
+use vfio_bindings::bindings::vfio::VFIO_PCI_BAR0_REGION_INDEX;
 use vfio_cxl_uapi::VfioRegionInfoCapCxlCompRegs;
 
 use crate::checks::{self, Ctx, Options};
@@ -20,8 +20,9 @@ const PCI_CAP_ID_EXP: u32 = 0x10;
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub num_regions: u32,
-    /// Every region's info, by index.
-    pub regions: Vec<RegionInfo>,
+    /// Every region's info, by index; `None` where the query fails (the
+    /// VGA region of a device without VGA).
+    pub regions: Vec<Option<RegionInfo>>,
     /// The argsz a complete answer needs: `VFIO_DEVICE_GET_INFO`, and
     /// `VFIO_DEVICE_GET_REGION_INFO` per index.
     pub info_needed: usize,
@@ -96,17 +97,15 @@ impl Layout {
         let mut regions = Vec::new();
         let mut region_needed = Vec::new();
         for index in 0..num_regions {
-            let r = ctx
-                .dev
-                .region_info(index)
-                .map_err(|e| format!("region {index}: {e}"))?;
-            region_needed.push(r.raw.len());
+            let r = ctx.dev.region_info(index).ok();
+            region_needed.push(r.as_ref().map_or(0, |r| r.raw.len()));
             regions.push(r);
         }
         let comp_bar = regions
             .get(ctx.geometry.bar as usize)
             .cloned()
-            .ok_or("component BAR index out of range")?;
+            .flatten()
+            .ok_or("no info for the component BAR")?;
         let comp_areas = checks::sparse_areas(&comp_bar)?;
         let dvsec = ctx.find_dvsec()?;
         let dvsec_len = u64::from(ctx.config_read(dvsec + 4, 4).map_err(|e| e.to_string())? >> 20);
@@ -135,9 +134,13 @@ impl Layout {
         (VFIO_PCI_BAR0_REGION_INDEX..VFIO_PCI_BAR0_REGION_INDEX + 6).contains(&index)
     }
 
-    /// The indices past the nine of vfio-pci (the CXL regions).
-    pub fn is_device_specific(index: u32) -> bool {
-        index >= VFIO_PCI_NUM_REGIONS
+    /// The size of region `index`, 0 when it does not exist.
+    pub fn size(&self, index: u32) -> u64 {
+        self.region(index).map_or(0, |r| r.size)
+    }
+
+    pub fn region(&self, index: u32) -> Option<&RegionInfo> {
+        self.regions.get(index as usize)?.as_ref()
     }
 }
 
