@@ -690,13 +690,15 @@ impl Worker<'_> {
         }
     }
 
-    /// A fresh one-page mapping of the memory at a random page.
-    fn mem_page(&mut self, ctx: &Ctx) -> Option<Mapping> {
+    /// A fresh two-page mapping of the memory at a random page: page 0 is
+    /// faulted in before a disruption, page 1 first touched after it (a
+    /// SIGBUS puts an anonymous page in place, so one page cannot show both).
+    fn mem_pages(&mut self, ctx: &Ctx) -> Option<Mapping> {
         let mem = &self.target.layout.mem;
-        let at = self.rng.below(mem.size / PAGE) * PAGE;
+        let at = self.rng.below(mem.size / PAGE - 1) * PAGE;
         ctx.dev
             .mmap(
-                PAGE as usize,
+                2 * PAGE as usize,
                 mem.offset + at,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
@@ -710,10 +712,11 @@ impl Worker<'_> {
     /// works again.
     fn power_d3hot(&mut self, ctx: &Ctx) {
         let Some(pmcsr) = self.target.layout.pmcsr else {
+            self.stats.count("power_d3hot", "no-PM-capability");
             return;
         };
         let linger_us = self.rng.below(3000);
-        let Some(map) = self.mem_page(ctx) else {
+        let Some(map) = self.mem_pages(ctx) else {
             return;
         };
         self.note(&format!(" linger={linger_us}us"));
@@ -765,7 +768,7 @@ impl Worker<'_> {
             self.fail("power_d3hot", e);
         }
         self.memory_space_back(ctx);
-        let (_, hit) = sigbus::touch(self.slot, &map, 16, None);
+        let (_, hit) = sigbus::touch(self.slot, &map, PAGE as usize, None);
         if hit {
             self.fail(
                 "power_d3hot",
@@ -784,7 +787,7 @@ impl Worker<'_> {
             .and_then(|d| ctx.config_read(d - 4, 4).ok())
             .is_some_and(|cap| cap & PCI_EXP_DEVCAP_FLR != 0);
         let via_flr = self.rng.chance(25) && flr_capable;
-        let Some(map) = self.mem_page(ctx) else {
+        let Some(map) = self.mem_pages(ctx) else {
             return;
         };
         self.note(if via_flr {
