@@ -100,6 +100,57 @@ fn result_name<T>(r: &io::Result<T>) -> String {
     }
 }
 
+/// What is wrong with a successful `VFIO_DEVICE_GET_INFO` answer `buf`
+/// (poisoned before the call) to `argsz`, when a complete answer needs
+/// `needed` bytes: the argsz out, the CXL flag, the pad (issue 10, defect
+/// 3: it must not carry the kernel's stack) and bytes written past the
+/// answer.
+pub fn device_info_problems(buf: &[u8], argsz: u32, needed: u32) -> Vec<String> {
+    let mut p = Vec::new();
+    let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
+    let written = (argsz as usize).min(DEVICE_INFO_LEN);
+    let fits = argsz >= needed;
+    let want_argsz = if fits { argsz } else { needed };
+    if u32_at(0) != want_argsz {
+        p.push(format!(
+            "argsz out {:#x}, expected {want_argsz:#x}",
+            u32_at(0)
+        ));
+    }
+    if u32_at(4) & VFIO_DEVICE_FLAGS_CXL == 0 {
+        p.push(format!("flags {:#x} lack CXL", u32_at(4)));
+    }
+    if written > 20 && buf[20..written].iter().any(|&b| b != 0) {
+        p.push(format!(
+            "pad bytes 20..{written} are {:02x?}, not zero (kernel stack leak)",
+            &buf[20..written]
+        ));
+    }
+    let caps_end = if fits {
+        needed as usize
+    } else {
+        DEVICE_INFO_LEN
+    };
+    for range in [written..DEVICE_INFO_LEN, caps_end..buf.len()] {
+        if let Some(at) = unpoisoned(buf, range) {
+            p.push(format!(
+                "byte {at:#x} written past what the kernel reported (argsz out {:#x})",
+                u32_at(0)
+            ));
+        }
+    }
+    p
+}
+
+/// The first byte of `buf` in `range` that is not the poison byte: the
+/// kernel wrote where it says it does not.
+fn unpoisoned(buf: &[u8], range: std::ops::Range<usize>) -> Option<usize> {
+    buf.get(range.clone())?
+        .iter()
+        .position(|&b| b != POISON)
+        .map(|i| range.start + i)
+}
+
 /// A buffer for a read or write: plain memory or a fresh mapping of the
 /// device's own memory region or component BAR (what makes a user copy
 /// fault into the driver's fault handler).
@@ -202,28 +253,18 @@ impl Worker<'_> {
         (r, buf)
     }
 
-    /// Bytes of `buf` in `range` that are not the poison byte: the kernel
-    /// wrote where it says it does not.
-    fn unpoisoned(buf: &[u8], range: std::ops::Range<usize>) -> Option<usize> {
-        buf.get(range.clone())?
-            .iter()
-            .position(|&b| b != POISON)
-            .map(|i| range.start + i)
-    }
-
     fn get_info(&mut self, ctx: &Ctx) {
         let needed = self.target.layout.info_needed as u32;
         let argsz = self.argsz(DEVICE_INFO_MINSZ, DEVICE_INFO_LEN as u32, needed);
         self.note(&format!(" argsz={argsz:#x}"));
         let (r, buf) = self.info_ioctl(ctx, VFIO_DEVICE_GET_INFO, argsz, None);
         self.stats.count("get_info", &result_name(&r));
-        let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().unwrap());
         if argsz < DEVICE_INFO_MINSZ {
             match r {
                 Err(e) if errno(&e) == libc::EINVAL => {}
                 r => self.fail("get_info", format!("expected EINVAL, got {r:?}")),
             }
-            if let Some(at) = Self::unpoisoned(&buf, 4..buf.len()) {
+            if let Some(at) = unpoisoned(&buf, 4..buf.len()) {
                 self.fail("get_info", format!("failed call wrote byte {at:#x}"));
             }
             return;
@@ -232,44 +273,8 @@ impl Worker<'_> {
             self.fail("get_info", format!("unexpected {e}"));
             return;
         }
-        let written = (argsz as usize).min(DEVICE_INFO_LEN);
-        let fits = argsz >= needed;
-        let want_argsz = if fits { argsz } else { needed };
-        if u32_at(0) != want_argsz {
-            self.fail(
-                "get_info",
-                format!("argsz out {:#x}, expected {want_argsz:#x}", u32_at(0)),
-            );
-        }
-        if u32_at(4) & VFIO_DEVICE_FLAGS_CXL == 0 {
-            self.fail("get_info", format!("flags {:#x} lack CXL", u32_at(4)));
-        }
-        // struct vfio_device_info's pad (bytes 20..24): whatever of it the
-        // kernel copies out must be zero, not its stack (issue 10, defect 3).
-        if written > 20 && buf[20..written].iter().any(|&b| b != 0) {
-            self.fail(
-                "get_info",
-                format!(
-                    "pad bytes 20..{written} are {:02x?}, not zero (kernel stack leak)",
-                    &buf[20..written]
-                ),
-            );
-        }
-        let caps_end = if fits {
-            needed as usize
-        } else {
-            DEVICE_INFO_LEN
-        };
-        for range in [written..DEVICE_INFO_LEN, caps_end..buf.len()] {
-            if let Some(at) = Self::unpoisoned(&buf, range) {
-                self.fail(
-                    "get_info",
-                    format!(
-                        "byte {at:#x} written past what the kernel reported (argsz out {:#x})",
-                        u32_at(0)
-                    ),
-                );
-            }
+        for problem in device_info_problems(&buf, argsz, needed) {
+            self.fail("get_info", problem);
         }
     }
 
@@ -298,7 +303,7 @@ impl Worker<'_> {
                 r => self.fail("get_region_info", format!("expected EINVAL, got {r:?}")),
             }
             for range in [4..8, 12..buf.len()] {
-                if let Some(at) = Self::unpoisoned(&buf, range) {
+                if let Some(at) = unpoisoned(&buf, range) {
                     self.fail("get_region_info", format!("failed call wrote byte {at:#x}"));
                 }
             }
@@ -340,7 +345,7 @@ impl Worker<'_> {
         } else {
             REGION_INFO_LEN
         };
-        if let Some(at) = Self::unpoisoned(&buf, caps_end..buf.len()) {
+        if let Some(at) = unpoisoned(&buf, caps_end..buf.len()) {
             self.fail(
                 "get_region_info",
                 format!("byte {at:#x} written past what the kernel reported"),
@@ -939,5 +944,69 @@ impl Worker<'_> {
             }
             Err(e) => self.fail("reopen", format!("{e} (device left closed)")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kernel answer of `argsz` over a poisoned buffer: `needed` bytes
+    /// (24-byte struct + capability chain) when they fit, else the struct
+    /// with argsz = needed; `pad` as the kernel left it.
+    fn answer(argsz: u32, needed: u32, pad: u32) -> Vec<u8> {
+        let mut b = vec![POISON; 64];
+        let fits = argsz >= needed;
+        let mut info = Vec::new();
+        for v in [
+            if fits { argsz } else { needed },
+            VFIO_DEVICE_FLAGS_CXL,
+            11,
+            5,
+            if fits { 24 } else { 0 },
+            pad,
+        ] {
+            info.extend_from_slice(&v.to_ne_bytes());
+        }
+        let n = (argsz as usize).min(DEVICE_INFO_LEN);
+        b[..n].copy_from_slice(&info[..n]);
+        if fits {
+            b[24..needed as usize].fill(0x11);
+        }
+        b
+    }
+
+    #[test]
+    fn a_clean_answer_passes_at_every_argsz() {
+        for argsz in [16, 20, 23, 24, 40, 47, 48, 64] {
+            assert_eq!(
+                device_info_problems(&answer(argsz, 48, 0), argsz, 48),
+                Vec::<String>::new(),
+                "argsz {argsz}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_leaked_pad_and_writes_past_the_answer_are_caught() {
+        let p = device_info_problems(&answer(48, 48, 0xffff_8880), 48, 48);
+        assert!(p.len() == 1 && p[0].contains("kernel stack leak"), "{p:?}");
+        // Only the bytes of the pad that were copied out count.
+        let p = device_info_problems(&answer(22, 48, 0x0000_1234), 22, 48);
+        assert!(p.len() == 1 && p[0].contains("pad bytes 20..22"), "{p:?}");
+        let mut b = answer(64, 48, 0);
+        b[50] = 0;
+        let p = device_info_problems(&b, 64, 48);
+        assert!(
+            p.len() == 1 && p[0].contains("byte 0x32 written past"),
+            "{p:?}"
+        );
+        let mut b = answer(30, 48, 0);
+        b[24] = 0;
+        assert_eq!(device_info_problems(&b, 30, 48).len(), 1);
+        // The argsz out must ask for the whole chain.
+        let mut b = answer(30, 48, 0);
+        b[0] = 30;
+        assert!(device_info_problems(&b, 30, 48)[0].contains("argsz out 0x1e"));
     }
 }
