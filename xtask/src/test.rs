@@ -19,8 +19,9 @@ driver tier (fetch the pinned Linux packages, prepare the 7.3.4 tree, build
 the modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
 apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
 (patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
-cache), the VM tests (the pinned kernel booted under that QEMU; they need
-both tiers), and cargo nextest (unit, property and uAPI tests). See
+cache), the debug test kernel (build-test-kernel, cached), the VM tests
+(the pinned kernel, and the debug kernel for NAME@debug, booted under that
+QEMU; they need both tiers), and cargo nextest (unit, property and uAPI tests). See
 docs/testing.md.";
 
 #[derive(Debug)]
@@ -138,6 +139,11 @@ pub fn run(args: &[String]) -> Result<()> {
         meson_glue(&root)?;
     }
     if options.vm && options.driver && options.qemu {
+        // The NAME@debug VM tests boot it (cached: a no-op unless the
+        // fragment changed).
+        step_with("debug test kernel (cargo xtask build-test-kernel)", || {
+            crate::test_kernel::run(&[])
+        })?;
         // Boots the pinned kernel under the QEMU just built (TCG).
         step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
         // QEMU's vfio-user-pci against the software Type-2 device.

@@ -32,6 +32,9 @@ pub const UAPI_CHECK_ENV: &str = "VFIO_CXL_UAPI_CHECK";
 pub const SELFTEST_ENV: &str = "VFIO_CXL_SELFTEST";
 /// Overrides the directory of `vfio-cxl-core.ko` and `vfio-cxl-pci.ko`.
 pub const DRIVER_DIR_ENV: &str = "VFIO_CXL_HOST_DRIVER_DIR";
+/// Where `cargo xtask build-test-kernel` builds the host driver for the
+/// debug test kernel (relative to the repository; its `DRIVER_DIR`).
+pub const DEBUG_DRIVER_DIR: &str = "target/debug-kernel/host-driver";
 /// The cargo target directory of the static guest build (its own, so the
 /// `+crt-static` RUSTFLAGS do not invalidate the workspace's `target/`).
 pub const GUEST_TARGET_DIR: &str = "target/guest";
@@ -89,6 +92,11 @@ pub fn selftest_binary() -> PathBuf {
 /// `$VFIO_CXL_HOST_DRIVER_DIR`, else `host-driver/`.
 pub fn driver_dir() -> PathBuf {
     env_path(DRIVER_DIR_ENV).unwrap_or_else(|| repo_root().join("host-driver"))
+}
+
+/// The host driver built for the debug test kernel ([`DEBUG_DRIVER_DIR`]).
+pub fn debug_driver_dir() -> PathBuf {
+    repo_root().join(DEBUG_DRIVER_DIR)
 }
 
 /// One `pxb-cxl` (bus 12, with an HDM decoder for the pre-commit), one
@@ -221,7 +229,6 @@ pub fn base_payload(name: &str) -> Payload {
     for m in CXL_MODULES {
         p = p.module(m);
     }
-    let drivers = driver_dir();
     p.module("vfio_iommu_type1")
         .module("vfio_pci_core")
         .cmdline_arg("intel_iommu=on")
@@ -236,15 +243,15 @@ pub fn base_payload(name: &str) -> Payload {
         .file(
             &format!("{GUEST_DIR}/vfio-cxl-core.ko"),
             0o644,
-            Source::Path {
-                src: drivers.join("vfio-cxl-core.ko"),
+            Source::HostDriver {
+                host_driver: "vfio-cxl-core.ko".into(),
             },
         )
         .file(
             &format!("{GUEST_DIR}/vfio-cxl-pci.ko"),
             0o644,
-            Source::Path {
-                src: drivers.join("vfio-cxl-pci.ko"),
+            Source::HostDriver {
+                host_driver: "vfio-cxl-pci.ko".into(),
             },
         )
         .file(
@@ -281,6 +288,16 @@ pub fn uapi_spec() -> RunSpec {
     spec.before_boot = Some(fill_outside_pattern);
     spec.after_exit = Some(find_guest_pattern);
     spec
+}
+
+/// `host-driver-uapi` on the debug test kernel.
+pub fn uapi_spec_debug() -> RunSpec {
+    uapi_spec().on_debug_kernel()
+}
+
+/// `host-driver-rebind` on the debug test kernel.
+pub fn rebind_spec_debug() -> RunSpec {
+    rebind_spec().on_debug_kernel()
 }
 
 /// Runs the kselftest and reports its TAP result lines as `selftest`

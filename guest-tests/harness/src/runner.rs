@@ -132,10 +132,19 @@ impl RunOutcome {
             }
         }
         for k in &self.kernel_problems {
-            p.push(format!(
-                "console line {}: {}: {}",
-                k.line_no, k.what, k.line
-            ));
+            let mut problem = format!("console line {}: {}: {}", k.line_no, k.what, k.line);
+            // A report's first lines say what went wrong; a stack trace
+            // belongs to a report listed before it.
+            if k.what != "stack trace" {
+                for l in console::report_excerpt(&self.console, k.line_no)
+                    .iter()
+                    .skip(1)
+                {
+                    problem.push_str("\n      | ");
+                    problem.push_str(l);
+                }
+            }
+            p.push(problem);
         }
         if let Some(k) = self.timers_stopped() {
             p.push(format!(
