@@ -21,6 +21,8 @@ use crate::payload::Source;
 use crate::runner::RunOutcome;
 
 pub const NAME: &str = "host-driver-fuzz";
+/// The same on the debug test kernel (docs/testing.md).
+pub const NAME_DEBUG: &str = "host-driver-fuzz@debug";
 /// Overrides where the static `vfio-cxl-uapi-fuzz` is taken from.
 pub const UAPI_FUZZ_ENV: &str = "VFIO_CXL_UAPI_FUZZ";
 pub const SECONDS_ENV: &str = "VFIO_CXL_FUZZ_SECONDS";
@@ -102,12 +104,21 @@ pub fn spec() -> RunSpec {
     spec
 }
 
+/// [`spec`] on the debug test kernel.
+pub fn spec_debug() -> RunSpec {
+    spec().on_debug_kernel()
+}
+
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     common_checks(outcome, 1..=1, &mut p);
     let r = &outcome.report;
     let seed = r.fact("fuzz.seed").unwrap_or("?");
-    let again = format!("{SEED_ENV}={seed} cargo xtask vm-test {NAME}");
+    let test = match outcome.report.begin.as_ref() {
+        Some(b) if b.payload.ends_with("@debug") => NAME_DEBUG,
+        _ => NAME,
+    };
+    let again = format!("{SEED_ENV}={seed} cargo xtask vm-test {test}");
     for f in r.facts("fuzz.failure") {
         p.push(format!("fuzzer (seed {seed}): {f}"));
     }

@@ -82,6 +82,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::hostdriver_fuzz::check,
         },
         VmTest {
+            name: crate::hostdriver_fuzz::NAME_DEBUG,
+            about: "host-driver-fuzz on the debug test kernel: any oracle failure, hang, or lockdep/KASAN/UBSAN/KFENCE report fails it",
+            spec: crate::hostdriver_fuzz::spec_debug,
+            check: crate::hostdriver_fuzz::check,
+        },
+        VmTest {
             name: "guest-driver-coherence",
             about: "cxl-accel (256 MiB) bound to the reference guest Type-2 driver cxl-type2-ref: region assembled, coherence checks over /dev/cxl-type2-ref0 against the memory-backend file, rebind x3, rmmod",
             spec: guestdriver::coherence_spec,
