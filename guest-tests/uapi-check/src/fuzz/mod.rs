@@ -77,7 +77,13 @@ fn kernel_stack(tid: u64) -> String {
 }
 
 /// Reports a hang and ends the process: the hung thread may never return.
-fn report_hang(doing: &[Doing], start: Instant, stats: &Stats, opts: &Options) -> ! {
+fn report_hang(
+    doing: &[Doing],
+    start: Instant,
+    stats: &Stats,
+    opts: &Options,
+    kinds_asked: usize,
+) -> ! {
     let limit = opts.hang_seconds;
     let now = ms_since(start);
     for (i, d) in doing.iter().enumerate() {
@@ -100,14 +106,16 @@ fn report_hang(doing: &[Doing], start: Instant, stats: &Stats, opts: &Options) -
     }
     // The blocked tasks' stacks on the console, for the record.
     let _ = std::fs::write("/proc/sysrq-trigger", "w");
-    summary(stats, start, true);
+    summary(stats, start, true, kinds_asked);
     mark_end(opts, 3);
     // SAFETY: ends the process at once; the hung thread cannot be joined.
     unsafe { libc::_exit(3) }
 }
 
-fn summary(stats: &Stats, start: Instant, hung: bool) {
+fn summary(stats: &Stats, start: Instant, hung: bool, kinds_asked: usize) {
     stats.report();
+    let kinds_run = KINDS.iter().filter(|(k, _)| stats.ran(k)).count();
+    fact(STEP, "fuzz.kinds", &format!("{kinds_run} of {kinds_asked}"));
     fact(STEP, "fuzz.sigbus", &sigbus::count().to_string());
     let line = format!(
         "{} ops in {:.1} s, {} failures, {} SIGBUS absorbed{}",
@@ -145,6 +153,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
             return 2;
         }
     };
+    let kinds_asked = weights.iter().filter(|&&w| w > 0).count();
     let target = match Target::open(bdf) {
         Ok(t) => Arc::new(t),
         Err(e) => {
@@ -228,7 +237,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
         });
         if hung {
             stop.store(true, Ordering::SeqCst);
-            report_hang(&doing, start, &stats, opts);
+            report_hang(&doing, start, &stats, opts, kinds_asked);
         }
     }
     for h in workers {
@@ -236,13 +245,7 @@ pub fn run(bdf: &str, opts: &Options) -> i32 {
             stats.fail("thread", "a fuzzing thread panicked");
         }
     }
-    let kinds_run = KINDS.iter().filter(|(k, _)| stats.ran(k)).count();
-    fact(
-        STEP,
-        "fuzz.kinds",
-        &format!("{kinds_run} of {}", KINDS.len()),
-    );
-    summary(&stats, start, false);
+    summary(&stats, start, false, kinds_asked);
     let status = i32::from(stats.failures() > 0);
     mark_end(opts, status);
     status
