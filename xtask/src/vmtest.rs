@@ -38,9 +38,10 @@ options:
   -v           print the whole guest console of every run
 
 environment:
-  VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED
-               how long host-driver-fuzz[@debug] fuzzes (default 60) and with
-               which seed (default: a fresh one, printed on failure)
+  VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED, VFIO_CXL_FUZZ_ONLY
+               how long host-driver-fuzz[@debug] fuzzes (default 60), with
+               which seed (default: a fresh one, printed on failure), and
+               only which operation kinds (default: all)
 ";
 
 const BENCH_USAGE: &str = "\
