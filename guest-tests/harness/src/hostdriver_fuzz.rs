@@ -141,7 +141,11 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         Some(b) if b.payload.ends_with("@debug") => NAME_DEBUG,
         _ => NAME,
     };
-    let again = format!("{SEED_ENV}={seed} cargo xtask vm-test {test}");
+    let only = std::env::var(ONLY_ENV)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .map_or(String::new(), |v| format!("{ONLY_ENV}={v} "));
+    let again = format!("{SEED_ENV}={seed} {only}cargo xtask vm-test {test}");
     for f in r.facts("fuzz.failure") {
         p.push(format!("fuzzer (seed {seed}): {f}"));
     }
