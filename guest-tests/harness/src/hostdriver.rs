@@ -52,7 +52,7 @@ pub const GUEST_SEED: u64 = 0x6e57_5eed;
 /// Bind/unbind cycles of `host-driver-rebind`.
 pub const REBIND_CYCLES: u32 = 20;
 
-const GUEST_DIR: &str = "/opt/vfio-cxl";
+pub(crate) const GUEST_DIR: &str = "/opt/vfio-cxl";
 
 /// A non-empty path from environment variable `var`.
 pub(crate) fn env_path(var: &str) -> Option<PathBuf> {

@@ -88,6 +88,18 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::selftest_check,
         },
         VmTest {
+            name: crate::hostdriver_fuzz::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: vfio-cxl-uapi-fuzz, 2 threads of seeded random uAPI operations for 60 s (VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED), every oracle holds, no operation hangs, no kernel report on the console",
+            spec: crate::hostdriver_fuzz::spec,
+            check: crate::hostdriver_fuzz::check,
+        },
+        VmTest {
+            name: crate::hostdriver_fuzz::NAME_DEBUG,
+            about: "host-driver-fuzz on the debug test kernel: any oracle failure, hang, or lockdep/KASAN/UBSAN/KFENCE report fails it",
+            spec: crate::hostdriver_fuzz::spec_debug,
+            check: crate::hostdriver_fuzz::check,
+        },
+        VmTest {
             name: "guest-driver-coherence",
             about: "cxl-accel (256 MiB) bound to the reference guest Type-2 driver cxl-type2-ref: region assembled, coherence checks over /dev/cxl-type2-ref0 against the memory-backend file, rebind x3, rmmod",
             spec: guestdriver::coherence_spec,

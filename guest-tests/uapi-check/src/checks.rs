@@ -135,13 +135,13 @@ impl Ctx {
         region_offset(VFIO_PCI_CONFIG_REGION_INDEX)
     }
 
-    pub(crate) fn config_read(&self, off: u64, len: usize) -> io::Result<u32> {
+    pub fn config_read(&self, off: u64, len: usize) -> io::Result<u32> {
         let mut b = [0u8; 4];
         self.dev.pread(&mut b[..len], self.config_offset() + off)?;
         Ok(u32::from_le_bytes(b))
     }
 
-    pub(crate) fn config_write(&self, off: u64, len: usize, value: u32) -> io::Result<()> {
+    pub fn config_write(&self, off: u64, len: usize, value: u32) -> io::Result<()> {
         self.dev
             .pwrite(&value.to_le_bytes()[..len], self.config_offset() + off)
             .map(|_| ())
@@ -151,7 +151,7 @@ impl Ctx {
         self.set_memory_space(true)
     }
 
-    pub(crate) fn set_memory_space(&self, on: bool) -> io::Result<()> {
+    pub fn set_memory_space(&self, on: bool) -> io::Result<()> {
         let cmd = self.config_read(PCI_COMMAND, 2)? as u16;
         let cmd = if on {
             cmd | PCI_COMMAND_MEMORY
@@ -172,7 +172,7 @@ impl Ctx {
             .pwrite(&value.to_ne_bytes(), self.comp.offset + u64::from(off))
     }
 
-    pub(crate) fn comp_snapshot(&self) -> Result<Vec<u32>, String> {
+    pub fn comp_snapshot(&self) -> Result<Vec<u32>, String> {
         (0..self.comp.size as u32)
             .step_by(4)
             .map(|o| self.comp_read(o).map_err(err))
@@ -180,7 +180,7 @@ impl Ctx {
     }
 
     /// Offset of the CXL Device DVSEC in config space.
-    pub(crate) fn find_dvsec(&self) -> Result<u64, String> {
+    pub fn find_dvsec(&self) -> Result<u64, String> {
         let mut pos = PCI_EXT_CAP_START;
         for _ in 0..64 {
             let hdr = self.config_read(pos, 4).map_err(err)?;
@@ -288,7 +288,7 @@ fn regions(c: &Ctx) -> Outcome {
 }
 
 /// The pages of the component BAR that hold decoder registers.
-fn decoder_pages(g: &VfioRegionInfoCapCxlCompRegs) -> (u64, u64) {
+pub fn decoder_pages(g: &VfioRegionInfoCapCxlCompRegs) -> (u64, u64) {
     (
         g.offset & !(PAGE - 1),
         (g.offset + g.size).next_multiple_of(PAGE),
@@ -296,7 +296,7 @@ fn decoder_pages(g: &VfioRegionInfoCapCxlCompRegs) -> (u64, u64) {
 }
 
 /// The (offset, size) areas of a region's sparse-mmap capability.
-pub(crate) fn sparse_areas(bar: &RegionInfo) -> Result<Vec<(u64, u64)>, String> {
+pub fn sparse_areas(bar: &RegionInfo) -> Result<Vec<(u64, u64)>, String> {
     let cap = caps::find(
         &bar.raw,
         REGION_INFO_LEN,
