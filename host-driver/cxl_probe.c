@@ -289,11 +289,16 @@ static void vfio_cxl_release_hpa(void *data)
 	release_mem_region(cxl->hpa.start, range_len(&cxl->hpa));
 }
 
+/*
+ * A devres action on the PCI device: it runs after remove() dropped the
+ * vfio device (and @cdev with it), so it reaches the PCI device through the
+ * CXL device state, which devres frees after this.
+ */
 static void vfio_cxl_unmap_comp(void *data)
 {
 	struct vfio_cxl *cxl = data;
 
-	pci_iounmap(cxl->cdev->pci_core.pdev, cxl->comp_io);
+	pci_iounmap(to_pci_dev(cxl->cxlds.dev), cxl->comp_io);
 	cxl->comp_io = NULL;
 }
 
