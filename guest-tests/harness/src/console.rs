@@ -503,6 +503,45 @@ VFIOCXL-DONE {\"ok\":false,\"uptime\":9.5,\"tainted\":512}
         );
     }
 
+    /// The debug kernel's console in `host-driver-uapi@debug` on main's
+    /// host driver (b19afb7, 2026-12-04): lockdep's report of the
+    /// cfg_lock / mmap_lock / memory_lock cycle (issue 10, defect 1), up to
+    /// its backtrace.
+    const LOCKDEP_CONSOLE: &str = include_str!("../testdata/lockdep-circular-7.3.4-debug.console");
+
+    #[test]
+    fn a_lockdep_cycle_is_one_problem_with_its_chain() {
+        let p = kernel_problems(LOCKDEP_CONSOLE);
+        let whats: Vec<&str> = p.iter().map(|p| p.what).collect();
+        assert_eq!(
+            whats,
+            ["lockdep: circular locking dependency", "stack trace"]
+        );
+        assert_eq!(p[0].line_no, 3);
+        let excerpt = report_excerpt(LOCKDEP_CONSOLE, p[0].line_no);
+        assert!(excerpt[0].ends_with("WARNING: possible circular locking dependency detected"));
+        assert_eq!(excerpt.len(), EXCERPT_HEAD + 5, "{excerpt:#?}");
+        assert!(
+            excerpt[3].contains("is trying to acquire lock:"),
+            "{excerpt:#?}"
+        );
+        assert!(
+            excerpt[4].contains("at: vfio_cxl_dvsec_reset+"),
+            "{excerpt:#?}"
+        );
+        let tail: Vec<&str> = excerpt[EXCERPT_HEAD..].iter().map(|l| message(l)).collect();
+        assert_eq!(
+            tail,
+            [
+                "-> #2 (&vdev->memory_lock){++++}-{4:4}:",
+                "-> #1 (&mm->mmap_lock){++++}-{4:4}:",
+                "-> #0 (mutex_){+.+.}-{4:4}:",
+                "Chain exists of:",
+                "  mutex_ --> &mm->mmap_lock --> &vdev->memory_lock",
+            ]
+        );
+    }
+
     #[test]
     fn timestamps_are_stripped_only_when_they_are_timestamps() {
         assert_eq!(message("[   12.345678] WARNING: x"), "WARNING: x");
