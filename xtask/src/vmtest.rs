@@ -36,6 +36,12 @@ options:
                driver and uapi-check are still brought up to date)
   --keep       keep every run directory (failed runs are always kept)
   -v           print the whole guest console of every run
+
+environment:
+  VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED, VFIO_CXL_FUZZ_ONLY
+               how long host-driver-fuzz[@debug] fuzzes (default 60), with
+               which seed (default: a fresh one, printed on failure), and
+               only which operation kinds (default: all)
 ";
 
 const BENCH_USAGE: &str = "\

@@ -52,7 +52,7 @@ pub const GUEST_SEED: u64 = 0x6e57_5eed;
 /// Bind/unbind cycles of `host-driver-rebind`.
 pub const REBIND_CYCLES: u32 = 20;
 
-const GUEST_DIR: &str = "/opt/vfio-cxl";
+pub(crate) const GUEST_DIR: &str = "/opt/vfio-cxl";
 
 /// A non-empty path from environment variable `var`.
 pub(crate) fn env_path(var: &str) -> Option<PathBuf> {
@@ -185,7 +185,7 @@ true
 "#;
 
 /// The kernel log (raw: `<level>[time] text`), lines about VFIO or CXL.
-const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+pub(crate) const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
 while IFS= read -r l; do
 	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
 done </tmp/dmesg
@@ -218,7 +218,7 @@ have /sys/bus/pci/devices/$dev/driver && vfiocxl_fact post_rmmod.driver bound
 true
 "#;
 
-fn with_lib(script: &str) -> String {
+pub(crate) fn with_lib(script: &str) -> String {
     format!(". {GUEST_DIR}/lib.sh\n{script}")
 }
 
@@ -533,7 +533,7 @@ pub fn dmesg(outcome: &RunOutcome) -> Vec<DmesgLine> {
 /// message about VFIO or CXL.
 /// `binds`: how many probe messages are expected (a range: a bind retried
 /// after the CXL core undid it may or may not have probed twice).
-fn common_checks(
+pub(crate) fn common_checks(
     outcome: &RunOutcome,
     binds: std::ops::RangeInclusive<usize>,
     p: &mut Vec<String>,
