@@ -260,11 +260,36 @@ pub const EXCERPT_HEAD: usize = 12;
 /// How far [`report_excerpt`] looks for a report's summary lines.
 const REPORT_SPAN: usize = 400;
 
+/// Frames of a stack that say nothing about the bug: unreliable `? `
+/// frames and the reporting machinery itself.
+fn noise(msg: &str) -> bool {
+    let frame = msg.trim_start();
+    msg.trim().is_empty()
+        || frame.starts_with("? ")
+        || frame == "<TASK>"
+        || [
+            "kasan_",
+            "__kasan_",
+            "dump_stack",
+            "print_report",
+            "kfence_",
+        ]
+        .iter()
+        .any(|p| frame.starts_with(p))
+}
+
+/// How many frames [`report_excerpt`] keeps of each allocation and free
+/// stack of a KASAN or KFENCE report.
+const ORIGIN_FRAMES: usize = 3;
+
 /// The first lines of the report that starts at console line `line_no`
-/// (1-based), for a failure message: [`EXCERPT_HEAD`] lines from there,
-/// then, further down the same report, lockdep's summary of a dependency
-/// cycle (the `-> #N` lock classes of the chain and the "Chain exists of:"
-/// paragraph), which name the locks involved.
+/// (1-based), for a failure message: [`EXCERPT_HEAD`] lines from there
+/// (blank lines, `? ` frames and the reporting machinery skipped); then,
+/// further down the same report, what names the culprits: lockdep's
+/// summary of a dependency cycle (the `-> #N` lock classes of the chain
+/// and the "Chain exists of:" paragraph), and KASAN's "Allocated by" and
+/// "Freed by" stacks (their first [`ORIGIN_FRAMES`] frames) and the object
+/// the address belongs to.
 pub fn report_excerpt(console: &str, line_no: usize) -> Vec<String> {
     let lines: Vec<&str> = console
         .lines()
@@ -272,16 +297,22 @@ pub fn report_excerpt(console: &str, line_no: usize) -> Vec<String> {
         .take(REPORT_SPAN)
         .map(|l| l.trim_end_matches('\r'))
         .collect();
-    let mut out: Vec<String> = lines
-        .iter()
+    let head: Vec<usize> = (0..lines.len())
+        .filter(|&i| i == 0 || !noise(message(lines[i])))
         .take(EXCERPT_HEAD)
-        .map(|l| l.to_string())
         .collect();
+    let mut out: Vec<String> = head.iter().map(|&i| lines[i].to_string()).collect();
+    let after_head = head.last().map_or(0, |&i| i + 1);
     let mut in_chain = false;
-    for l in lines.iter().skip(EXCERPT_HEAD) {
+    let mut origin_frames = 0;
+    for l in &lines[after_head.min(lines.len())..] {
         let msg = message(l);
-        // The report ends before its backtrace, or where the harness speaks.
-        if msg.starts_with("stack backtrace:") || msg.starts_with("vfiocxl: ") {
+        // The report ends before lockdep's backtrace, at KASAN's shadow
+        // dump, or where the harness speaks.
+        if msg.starts_with("stack backtrace:")
+            || msg.starts_with("Memory state around the buggy address")
+            || msg.starts_with("vfiocxl: ")
+        {
             break;
         }
         if msg.starts_with("Chain exists of:") {
@@ -289,7 +320,19 @@ pub fn report_excerpt(console: &str, line_no: usize) -> Vec<String> {
         } else if in_chain && msg.trim().is_empty() {
             in_chain = false;
         }
-        if in_chain || msg.starts_with("-> #") {
+        let origin = msg.starts_with("Allocated by task") || msg.starts_with("Freed by task");
+        if origin {
+            origin_frames = ORIGIN_FRAMES;
+        } else if origin_frames > 0 && !noise(msg) {
+            origin_frames -= 1;
+            out.push(l.to_string());
+            continue;
+        }
+        if in_chain
+            || origin
+            || msg.starts_with("-> #")
+            || msg.starts_with("The buggy address belongs to the object")
+        {
             out.push(l.to_string());
         }
     }
@@ -499,6 +542,103 @@ VFIOCXL-DONE {\"ok\":false,\"uptime\":9.5,\"tainted\":512}
                 "kmemleak report",
                 "kernel WARNING",
                 "lockdep: suspicious RCU usage",
+            ]
+        );
+    }
+
+    /// The debug kernel's console in `host-driver-uapi@debug` on main's
+    /// host driver (b19afb7, 2026-12-04): lockdep's report of the
+    /// cfg_lock / mmap_lock / memory_lock cycle (issue 10, defect 1), up to
+    /// its backtrace.
+    const LOCKDEP_CONSOLE: &str = include_str!("../testdata/lockdep-circular-7.3.4-debug.console");
+
+    #[test]
+    fn a_lockdep_cycle_is_one_problem_with_its_chain() {
+        let p = kernel_problems(LOCKDEP_CONSOLE);
+        let whats: Vec<&str> = p.iter().map(|p| p.what).collect();
+        assert_eq!(
+            whats,
+            ["lockdep: circular locking dependency", "stack trace"]
+        );
+        assert_eq!(p[0].line_no, 3);
+        let excerpt = report_excerpt(LOCKDEP_CONSOLE, p[0].line_no);
+        assert!(excerpt[0].ends_with("WARNING: possible circular locking dependency detected"));
+        // Blank report lines are skipped.
+        assert!(
+            excerpt[3].contains("is trying to acquire lock:"),
+            "{excerpt:#?}"
+        );
+        assert!(
+            excerpt[4].contains("at: vfio_cxl_dvsec_reset+"),
+            "{excerpt:#?}"
+        );
+        assert!(
+            excerpt[6].contains("at: vfio_pci_core_ioctl+"),
+            "{excerpt:#?}"
+        );
+        // Past the head, only the chain's lock classes and its summary.
+        let tail: Vec<&str> = excerpt[EXCERPT_HEAD..].iter().map(|l| message(l)).collect();
+        assert_eq!(
+            tail,
+            [
+                "-> #1 (&mm->mmap_lock){++++}-{4:4}:",
+                "-> #0 (mutex_){+.+.}-{4:4}:",
+                "Chain exists of:",
+                "  mutex_ --> &mm->mmap_lock --> &vdev->memory_lock",
+            ]
+        );
+        assert!(
+            excerpt[9].ends_with("-> #2 (&vdev->memory_lock){++++}-{4:4}:"),
+            "{excerpt:#?}"
+        );
+    }
+
+    /// The debug kernel's console in `host-driver-rebind@debug` on main's
+    /// host driver at fb3d055 (2026-12-04): KASAN's report of a devres
+    /// action that ran after remove() had freed the device, up to its
+    /// shadow dump.
+    const KASAN_CONSOLE: &str = include_str!("../testdata/kasan-uaf-7.3.4-debug.console");
+
+    #[test]
+    fn a_kasan_report_names_the_allocation_and_the_free() {
+        let p = kernel_problems(KASAN_CONSOLE);
+        let whats: Vec<&str> = p.iter().map(|p| p.what).collect();
+        assert_eq!(whats, ["KASAN report", "stack trace"]);
+        let excerpt: Vec<String> = report_excerpt(KASAN_CONSOLE, p[0].line_no)
+            .iter()
+            .map(|l| message(l).trim().to_string())
+            .collect();
+        assert!(excerpt[0].starts_with("BUG: KASAN: slab-use-after-free in vfio_cxl_unmap_comp+"));
+        assert!(
+            excerpt[1].starts_with("Read of size 8 at addr"),
+            "{excerpt:#?}"
+        );
+        // No `? ` frames, no reporting machinery.
+        assert!(
+            !excerpt
+                .iter()
+                .any(|l| l.starts_with("? ") || l.starts_with("kasan_")),
+            "{excerpt:#?}"
+        );
+        assert!(
+            excerpt
+                .iter()
+                .any(|l| l == "vfio_cxl_unmap_comp+0xd8/0xf0 [vfio_cxl_core]"),
+            "{excerpt:#?}"
+        );
+        let tail = &excerpt[EXCERPT_HEAD..];
+        assert_eq!(
+            tail,
+            [
+                "Allocated by task 51:",
+                "__kvmalloc_node_noprof+0x347/0x9f0",
+                "_vfio_alloc_device+0x35/0x530",
+                "vfio_cxl_pci_probe+0x39/0xe0 [vfio_cxl_pci]",
+                "Freed by task 53:",
+                "kfree+0x149/0x590",
+                "device_release+0xc5/0x240",
+                "kobject_put+0x186/0x610",
+                "The buggy address belongs to the object at ff11000005e42000",
             ]
         );
     }
