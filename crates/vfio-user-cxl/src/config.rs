@@ -66,6 +66,7 @@ pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
         mem_size,
         OptionalCaps {
             cxl_reset: true,
+            cxl_reset_mem_clr: false,
             cache_wb_inv: true,
         },
     )
@@ -179,6 +180,12 @@ impl ConfigSpace {
     /// The DVSEC model (the guest-visible shadow).
     pub fn dvsec(&self) -> &CxlDeviceDvsec {
         &self.dvsec
+    }
+
+    /// Reports the end of a CXL Reset a write asked for
+    /// ([`CxlDeviceDvsec::cxl_reset_done`]).
+    pub fn cxl_reset_done(&mut self, ok: bool) {
+        self.dvsec.cxl_reset_done(ok);
     }
 
     /// Whether Memory Space is enabled in the command register.
@@ -342,6 +349,7 @@ mod tests {
         let v = Control2::INITIATE_CXL_RESET.mask() as u32;
         let ev = c.write(DEVICE_DVSEC_OFFSET + CONTROL2 as usize, &v.to_le_bytes());
         assert!(matches!(ev[..], [DvsecEvent::CxlResetRequested { .. }]));
+        c.cxl_reset_done(true);
         let s2 = Status2(c.read16(DEVICE_DVSEC_OFFSET + STATUS2 as usize));
         assert!(s2.is_set(Status2::CXL_RESET_COMPLETE));
         assert_eq!(c.read16(DEVICE_DVSEC_OFFSET + CONTROL2 as usize), 0);

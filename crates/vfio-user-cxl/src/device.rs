@@ -430,7 +430,15 @@ impl CxlDevice {
         let data = &data[..len];
         let mut events = Vec::new();
         match r {
-            Region::Config => events = self.config.write(offset as usize, data),
+            Region::Config => {
+                events = self.config.write(offset as usize, data);
+                for e in &events {
+                    if let DvsecEvent::CxlResetRequested { .. } = e {
+                        // Nothing to clear: not Mem_Clr capable.
+                        self.config.cxl_reset_done(true);
+                    }
+                }
+            }
             Region::Bar0 => {
                 self.check_memory_enabled()?;
                 self.bar0_write(offset, data)?;
