@@ -59,14 +59,16 @@ pub const DVSEC_MODEL_RANGE: (usize, usize) = (
 );
 
 /// The HwInit part of the CXL Device DVSEC for `mem_size` bytes: the
-/// shared Type-2 layout, plus CXL Reset and Cache Write-Back and
-/// Invalidate capable (so both doorbells can be rung and are synthesized).
+/// shared Type-2 layout, plus CXL Reset (with Mem_Clr) and Cache
+/// Write-Back and Invalidate capable: both doorbells can be rung; the
+/// device carries a CXL Reset out (`CxlDevice`), the write-back is
+/// synthesized.
 pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
     type2::dvsec_config(
         mem_size,
         OptionalCaps {
             cxl_reset: true,
-            cxl_reset_mem_clr: false,
+            cxl_reset_mem_clr: true,
             cache_wb_inv: true,
         },
     )

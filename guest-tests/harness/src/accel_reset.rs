@@ -298,7 +298,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         p.push(format!("A's file size changed: {:?}", host("a.file.size")));
     }
     let allocated = host("a.file.allocated").and_then(|v| v.parse::<u64>().ok());
-    if !allocated.is_some_and(|b| b <= A_BLOCKS_AFTER_MAX_BYTES) {
+    if allocated.is_none_or(|b| b > A_BLOCKS_AFTER_MAX_BYTES) {
         p.push(format!(
             "A's file still has {allocated:?} bytes allocated after Mem_Clr (at most {A_BLOCKS_AFTER_MAX_BYTES}): zeros written instead of holes punched?"
         ));
