@@ -156,7 +156,12 @@ fn word_after_start(extra: &[&str]) -> u64 {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("cxl.sock");
     let mem = dir.path().join("mem");
-    let f = std::fs::File::create(&mem).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&mem)
+        .unwrap();
     f.set_len(256 << 20).unwrap();
     f.write_all_at(&0x5eed_u64.to_ne_bytes(), 1 << 20).unwrap();
     let mut child = Command::new(BIN)
