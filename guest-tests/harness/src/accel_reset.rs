@@ -160,6 +160,9 @@ pub fn spec() -> RunSpec {
     spec.extra_args = vec![
         "-object".into(),
         format!("memory-backend-ram,id={}-mem,size={ACCEL_MIB}M", IDS[2]),
+        // One line per Mem_Clr, with its duration (docs/benchmarks.md).
+        "-trace".into(),
+        "cxl_accel_mem_clear".into(),
     ];
     spec.timeout = std::time::Duration::from_secs(120);
     spec.before_boot = Some(seed);
@@ -301,6 +304,18 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     if allocated.is_none_or(|b| b > A_BLOCKS_AFTER_MAX_BYTES) {
         p.push(format!(
             "A's file still has {allocated:?} bytes allocated after Mem_Clr (at most {A_BLOCKS_AFTER_MAX_BYTES}): zeros written instead of holes punched?"
+        ));
+    }
+    // QEMU's trace: one Mem_Clr (A's), of the whole memory, successful.
+    let clears: Vec<&str> = outcome
+        .stderr
+        .lines()
+        .filter(|l| l.contains("cxl_accel_mem_clear"))
+        .collect();
+    let whole = format!("Mem_Clr of {:#x} bytes", ACCEL_MIB << 20);
+    if !matches!(&clears[..], [l] if l.contains(&whole) && l.ends_with("ok 1")) {
+        p.push(format!(
+            "QEMU traced {clears:?}, expected one successful {whole}"
         ));
     }
     let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();

@@ -394,7 +394,12 @@ impl CxlAccelState {
     }
 
     fn clear_memory(mr: *mut system::bindings::MemoryRegion) -> bool {
+        let start = std::time::Instant::now();
         let result = mem_clear::discard_all(mr);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // SAFETY: the backend's region, alive while the device is.
+        let size = unsafe { system::bindings::memory_region_size(mr) };
+        trace::trace_cxl_accel_mem_clear(size, ns, result.is_ok());
         if let Err(e) = &result {
             log_mask_ln!(
                 Log::GuestError,
