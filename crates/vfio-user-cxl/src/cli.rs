@@ -263,12 +263,18 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     if !opts.keep_memory {
         // Before the socket exists: whatever the file held (an earlier
         // server's client) is gone before anyone can connect.
+        let start = std::time::Instant::now();
         device.clear_memory().map_err(|e| {
             CliError::failure(format!(
                 "--memory {}: clearing the device memory failed: {e} (--keep-memory skips it, unsafe between tenants)",
                 opts.memory.display()
             ))
         })?;
+        eprintln!(
+            "vfio-user-cxl: device memory cleared ({} MiB in {:.3} ms)",
+            opts.size >> 20,
+            start.elapsed().as_secs_f64() * 1e3
+        );
     }
     let listener = UnixListener::bind(&opts.socket)
         .map_err(|e| CliError::failure(format!("--socket {}: {e}", opts.socket.display())))?;

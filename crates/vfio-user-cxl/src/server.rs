@@ -137,10 +137,15 @@ impl Server {
     /// of this one are released.
     pub fn serve(&mut self, sock: &UnixStream) -> ConnEnd {
         if self.clear_between_clients && self.clients > 0 {
+            let start = std::time::Instant::now();
             if let Err(e) = self.device.clear_memory() {
                 return ConnEnd::NotCleared(e);
             }
-            log!("device memory cleared for the new client");
+            log!(
+                "device memory cleared for the new client ({} MiB in {:.3} ms)",
+                self.device.mem_size() >> 20,
+                start.elapsed().as_secs_f64() * 1e3
+            );
         }
         self.clients += 1;
         let mut session = Session::default();
