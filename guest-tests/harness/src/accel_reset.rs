@@ -9,6 +9,9 @@
 //! - B: seeded the same way; CXL Reset without Mem_Clr_Enable: the data
 //!   survives in the file.
 //! - C: `cxl-reset=off`: neither capability bit, and Initiate is ignored.
+//! - D: `precommit=off`, anonymous RAM: the guest commits decoder 0 at its
+//!   window's base itself and writes a word there; CXL Reset with Mem_Clr
+//!   (madvise path), and the guest's commit maps the memory again, zeroed.
 //!
 //! A and B: Initiate reads 0, Status2 reports Reset_Complete, decoder 0 and
 //! the HDM Global Control read their power-on values (uncommitted,
@@ -32,13 +35,15 @@ use crate::runner::{HostFacts, RunOutcome};
 
 pub const NAME: &str = "cxl-accel-cxl-reset";
 
-/// Host bridge bus numbers of A, B and C.
-const BUSES: [u32; 3] = [12, 22, 32];
-const IDS: [&str; 3] = ["accA", "accB", "accC"];
+/// Host bridge bus numbers of A, B, C and D; D's window is CXL Window 3.
+const BUSES: [u32; 4] = [12, 22, 32, 42];
+const IDS: [&str; 4] = ["accA", "accB", "accC", "accD"];
 const SEED_A: u64 = 0x0a11_ce00;
 const SEED_B: u64 = 0x0b0b_0b00;
 /// The word the guest writes through C's window before its ignored reset.
 const C_WORD: u64 = 0x0c0c_5eed_cafe_f00d;
+/// The word the guest writes through D's window before its reset.
+const D_WORD: u64 = 0x0d0d_5eed_cafe_f00d;
 /// At most this much of A's file may be allocated after the Mem_Clr (the
 /// guest reads through the window afterwards, which may fault a page in).
 const A_BLOCKS_AFTER_MAX_BYTES: u64 = 64 << 10;
@@ -53,9 +58,14 @@ fn topology() -> Topology {
                 size_mib: ACCEL_MIB,
             }
         } else {
+            let prop = if i == 2 {
+                "cxl-reset=off"
+            } else {
+                "precommit=off"
+            };
             Endpoint::Device {
                 args: format!(
-                    "cxl-accel,bus={{bus}},memdev={}-mem,id={},cxl-reset=off",
+                    "cxl-accel,bus={{bus}},memdev={}-mem,id={},{prop}",
                     IDS[i], IDS[i]
                 ),
             }
@@ -119,31 +129,47 @@ ring() {
 	vfiocxl_fact $1.reset.base "$(devmem $((hdm + 0x10)) 32)"
 	vfiocxl_fact $1.reset.word "$(devmem $base 64)"
 }
-# recommit P: decoder 0 programmed again as firmware did, locked.
-recommit() {
+# commit_dec P PHASE: decoder 0 programmed at $base as firmware does, locked.
+commit_dec() {
 	devmem $((hdm + 4)) 32 2
 	devmem $((hdm + 0x10)) 32 $((base & 0xffffffff))
 	devmem $((hdm + 0x14)) 32 $((base >> 32))
 	devmem $((hdm + 0x18)) 32 $size_lo
 	devmem $((hdm + 0x1c)) 32 $size_hi
 	devmem $ctl 32 0x300
-	vfiocxl_fact $1.again.ctl "$(devmem $ctl 32)"
-	vfiocxl_fact $1.again.word "$(devmem $base 64)"
+	vfiocxl_fact $1.$2.ctl "$(devmem $ctl 32)"
+	vfiocxl_fact $1.$2.word "$(devmem $base 64)"
 }
 "#;
 
 /// Octal escapes of Control2's low byte: Initiate (bit 2), with
 /// Mem_Clr_Enable (bit 3) for A.
-const STEPS_SH: &str = r#"a=$(below @A@) && b=$(below @B@) && c=$(below @C@) || { echo "a cxl-accel is missing"; exit 1; }
+const STEPS_SH: &str = r#"a=$(below @A@) && b=$(below @B@) && c=$(below @C@) && d=$(below @D@) || { echo "a cxl-accel is missing"; exit 1; }
 open_dev a $a || exit 1
 ring a $a '\014' || exit 1
-recommit a
+commit_dec a again
 open_dev b $b || exit 1
 ring b $b '\004' || exit 1
-recommit b
+commit_dec b again
 open_dev c $c || exit 1
 devmem $base 64 @C_WORD@
 ring c $c '\014' || exit 1
+# D: nothing committed; the guest commits at its window's base.
+while read -r l; do case "$l" in *"CXL Window 3"*) W=0x${l%%-*} ;; esac; done </proc/iomem
+[ -n "$W" ] || { echo "no CXL Window 3 in /proc/iomem"; exit 1; }
+echo 1 >/sys/bus/pci/devices/$d/enable || exit 1
+read -r start end flags </sys/bus/pci/devices/$d/resource
+hdm=$((start + 0x1100)); ctl=$((hdm + 0x20)); base=$W; size_lo=0x10000000; size_hi=0
+vfiocxl_fact d.cap "$(cfg16 $d 0x10a)"
+vfiocxl_fact d.before.ctl "$(devmem $ctl 32)"
+commit_dec d commit
+devmem $base 64 @D_WORD@
+vfiocxl_fact d.commit.written "$(devmem $base 64)"
+ring d $d '\014' || exit 1
+commit_dec d again
+# Mapped again (not only zero because unmapped): a write reads back.
+devmem $base 64 @D_WORD@
+vfiocxl_fact d.again.written "$(devmem $base 64)"
 "#;
 
 pub fn spec() -> RunSpec {
@@ -152,14 +178,20 @@ pub fn spec() -> RunSpec {
         .replace("@A@", &bus(0))
         .replace("@B@", &bus(1))
         .replace("@C@", &bus(2))
-        .replace("@C_WORD@", &format!("{C_WORD:#x}"));
+        .replace("@D@", &bus(3))
+        .replace("@C_WORD@", &format!("{C_WORD:#x}"))
+        .replace("@D_WORD@", &format!("{D_WORD:#x}"));
+    // cxl_acpi lists the windows in /proc/iomem (D's base).
     let payload = Payload::new(NAME)
+        .module("cxl_acpi")
         .cmdline_arg("iomem=relaxed")
         .step("cxl-reset", &format!("{LIB_SH}\n{steps}"));
     let mut spec = RunSpec::new(topology(), payload);
     spec.extra_args = vec![
         "-object".into(),
         format!("memory-backend-ram,id={}-mem,size={ACCEL_MIB}M", IDS[2]),
+        "-object".into(),
+        format!("memory-backend-ram,id={}-mem,size={ACCEL_MIB}M", IDS[3]),
         // One line per Mem_Clr, with its duration (docs/benchmarks.md).
         "-trace".into(),
         "cxl_accel_mem_clear".into(),
@@ -282,7 +314,25 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     ] {
         want(k, v);
     }
-    for (dev, capable) in [("a", true), ("b", true), ("c", false)] {
+    // D (precommit=off): the guest's own commit maps the memory, the CXL
+    // Reset unmaps and clears it, the guest's commit maps it again.
+    let word_d = devmem64(D_WORD);
+    for (k, v) in [
+        ("d.before.ctl", "0x00000000"),
+        ("d.commit.ctl", "0x00000700"),
+        ("d.commit.word", zero.as_str()),
+        ("d.commit.written", word_d.as_str()),
+        ("d.control2", "0008"),
+        ("d.status2", "8002"),
+        ("d.reset.ctl", "0x00000000"),
+        ("d.reset.word", zero.as_str()),
+        ("d.again.ctl", "0x00000700"),
+        ("d.again.word", zero.as_str()),
+        ("d.again.written", word_d.as_str()),
+    ] {
+        want(k, v);
+    }
+    for (dev, capable) in [("a", true), ("b", true), ("c", false), ("d", true)] {
         let key = format!("{dev}.cap");
         p.extend(cap_problems(&key, r.fact(&key), capable));
     }
@@ -306,16 +356,20 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             "A's file still has {allocated:?} bytes allocated after Mem_Clr (at most {A_BLOCKS_AFTER_MAX_BYTES}): zeros written instead of holes punched?"
         ));
     }
-    // QEMU's trace: one Mem_Clr (A's), of the whole memory, successful.
+    // QEMU's trace: A's and D's Mem_Clr, of the whole memory, successful.
     let clears: Vec<&str> = outcome
         .stderr
         .lines()
         .filter(|l| l.contains("cxl_accel_mem_clear"))
         .collect();
     let whole = format!("Mem_Clr of {:#x} bytes", ACCEL_MIB << 20);
-    if !matches!(&clears[..], [l] if l.contains(&whole) && l.ends_with("ok 1")) {
+    if clears.len() != 2
+        || !clears
+            .iter()
+            .all(|l| l.contains(&whole) && l.ends_with("ok 1"))
+    {
         p.push(format!(
-            "QEMU traced {clears:?}, expected one successful {whole}"
+            "QEMU traced {clears:?}, expected two successful {whole}"
         ));
     }
     let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();

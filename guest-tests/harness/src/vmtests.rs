@@ -65,7 +65,7 @@ pub fn all() -> Vec<VmTest> {
         },
         VmTest {
             name: crate::accel_reset::NAME,
-            about: "cxl-accel, no driver: the guest rings CXL Reset through sysfs config; with Mem_Clr_Enable the host finds the memory-backend file all zeros with its blocks freed, without it the data survives; Status2 Reset_Complete, decoder 0 at power-on, then recommitted and mapped again; cxl-reset=off ignores Initiate",
+            about: "cxl-accel, no driver: the guest rings CXL Reset through sysfs config; with Mem_Clr_Enable the host finds the memory-backend file all zeros with its blocks freed, without it the data survives; Status2 Reset_Complete, decoder 0 at power-on, then committed again and mapped (precommit=on and off); cxl-reset=off ignores Initiate",
             spec: crate::accel_reset::spec,
             check: crate::accel_reset::check,
         },
