@@ -401,10 +401,9 @@ impl CxlAccelState {
         let size = unsafe { system::bindings::memory_region_size(mr) };
         trace::trace_cxl_accel_mem_clear(size, ns, result.is_ok());
         if let Err(e) = &result {
-            log_mask_ln!(
-                Log::GuestError,
+            mem_clear::report_once(&format!(
                 "cxl-accel: CXL Reset Mem_Clr: {e}; reporting CXL_Reset_Error"
-            );
+            ));
         }
         result.is_ok()
     }

@@ -6,6 +6,8 @@
 //! clearing a large sparse backend costs neither time nor disk. Afterwards
 //! the whole memory reads zeros.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::bindings;
 
 /// Discards every page of the RAM block behind `mr`, the region of a
@@ -33,4 +35,17 @@ pub fn discard_all(mr: *mut system::bindings::MemoryRegion) -> Result<(), String
             std::io::Error::from_raw_os_error(-ret)
         ))
     }
+}
+
+/// error_report() the first failure only, like C's error_report_once():
+/// a guest ringing CXL Reset in a loop must not flood the log (QEMU's
+/// discard code reports each failure itself).
+pub fn report_once(msg: &str) {
+    static REPORTED: AtomicBool = AtomicBool::new(false);
+    if REPORTED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let msg = std::ffi::CString::new(msg).unwrap_or_default();
+    // SAFETY: a valid C string and format.
+    unsafe { bindings::error_report(c"%s".as_ptr(), msg.as_ptr()) };
 }
