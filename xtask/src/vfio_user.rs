@@ -436,8 +436,8 @@ fn stage_guest(qemu: &Path, bin: &Path, dir: &Path, kernel: &Path, busybox: &Pat
     check_vuc(
         &out,
         "dvsec_cap",
-        "00d7",
-        "Cache/IO/Mem capable, HDM_Count 1, WB+Inv, CXL Reset",
+        "08d7",
+        "Cache/IO/Mem capable, HDM_Count 1, WB+Inv, CXL Reset with Mem_Clr",
     )?;
     check_vuc(
         &out,

@@ -121,6 +121,15 @@ impl ComponentRegisters {
         self.hdm.reset();
     }
 
+    /// What a CXL Reset (CXL r3.1 9.7) does to the block: every HDM
+    /// decoder and the HDM Decoder Global Control back to their power-on
+    /// values (uncommitted, unlocked, zero, decoding disabled), so the OS
+    /// can commit again. The RAS registers are sticky error logs and keep
+    /// their values. The caller unmaps what the decoders mapped.
+    pub fn cxl_reset(&mut self) {
+        self.hdm.reset();
+    }
+
     fn target(&self, offset: u64) -> Target {
         let within = |base: u64, len: u64| offset.checked_sub(base).filter(|&rel| rel < len);
         if let Some(rel) = within(CACHE_MEM_OFFSET, 4 * capability_array().len() as u64) {
@@ -228,6 +237,47 @@ mod tests {
         let ev = r.write(HDM_OFFSET + u64::from(hdm::control(0)), 8, commit.into());
         assert!(matches!(ev, Some(HdmEvent::Committed { .. })));
         assert_eq!(r.read(HDM_OFFSET + u64::from(hdm::base_low(0)), 8), 1 << 32);
+    }
+
+    #[test]
+    fn cxl_reset_returns_a_locked_decoder_to_power_on_and_allows_a_new_commit() {
+        use crate::hdm::{FirmwareDecoder, GlobalControl};
+        let mut r = regs();
+        let power_on = r.clone();
+        let program = FirmwareDecoder {
+            range: HpaRange::new(1 << 32, 256 << 20),
+            eiw: 0,
+            eig: 0,
+            target_or_skip: 0,
+            host_only: false,
+            lock: true,
+        };
+        assert!(r.hdm_mut().firmware_commit(0, program).is_ok());
+        r.ras_mut().raise_uncorrectable(3);
+        let ras_before = r.read(RAS_OFFSET, 4);
+        r.cxl_reset();
+        assert_eq!(
+            r.hdm(),
+            power_on.hdm(),
+            "decoders and global control at power-on"
+        );
+        assert!(!r.hdm().decoder(0).unwrap().committed());
+        assert!(!r.hdm().decoder(0).unwrap().locked());
+        assert!(!r
+            .hdm()
+            .global_control()
+            .is_set(GlobalControl::HDM_DECODER_ENABLE));
+        assert_eq!(r.read(RAS_OFFSET, 4), ras_before, "RAS status is sticky");
+        // The OS programs decoder 0 again, as firmware did, with Lock On Commit.
+        r.write(HDM_OFFSET + u64::from(hdm::base_low(0)), 8, 1 << 32);
+        r.write(HDM_OFFSET + u64::from(hdm::size_low(0)), 8, 256 << 20);
+        let commit = DecoderControl::default()
+            .with(DecoderControl::COMMIT, 1)
+            .with(DecoderControl::LOCK_ON_COMMIT, 1)
+            .0;
+        let ev = r.write(HDM_OFFSET + u64::from(hdm::control(0)), 4, commit.into());
+        assert!(matches!(ev, Some(HdmEvent::Committed { .. })), "{ev:?}");
+        assert!(r.hdm().decoder(0).unwrap().locked());
     }
 
     #[test]

@@ -238,7 +238,11 @@ pub struct DvsecConfig {
 /// A side effect a guest write asks the emulator to carry out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DvsecEvent {
-    /// Initiate CXL Reset was written: completion is already reported.
+    /// Initiate CXL Reset was written on a CXL Reset capable device.
+    /// CXL_Reset_Complete and CXL_Reset_Error now read 0 until the emulator
+    /// has carried the reset out and reports it with
+    /// [`CxlDeviceDvsec::cxl_reset_done`]. `clear_memory`: Mem_Clr was
+    /// enabled (and the device is Mem_Clr capable).
     CxlResetRequested { clear_memory: bool },
     /// Initiate Cache Write Back and Invalidation was written.
     CacheWbInvRequested,
@@ -513,7 +517,21 @@ impl CxlDeviceDvsec {
         events
     }
 
-    /// Doorbells complete at once: the bit reads 0 and Status2 reports done.
+    /// Reports the end of the CXL Reset the last [`DvsecEvent::CxlResetRequested`]
+    /// asked for (CXL r3.1 8.1.3.5): `ok` sets CXL_Reset_Complete, otherwise
+    /// CXL_Reset_Error is set and Complete stays 0. Control, Lock and the
+    /// Range registers are not part of a CXL Reset and keep their values.
+    pub fn cxl_reset_done(&mut self, ok: bool) {
+        let status2 = self
+            .status2()
+            .with(Status2::CXL_RESET_COMPLETE, ok.into())
+            .with(Status2::CXL_RESET_ERROR, (!ok).into());
+        self.store16(STATUS2, status2.0);
+    }
+
+    /// Doorbells: the bits read 0. Cache write-back completes at once; a
+    /// CXL Reset clears its status bits and completes when the emulator
+    /// calls [`Self::cxl_reset_done`].
     fn doorbells(&mut self, written: Control2, enable: u32, events: &mut Vec<DvsecEvent>) {
         let cap = self.config.capability;
         let rang =
@@ -523,7 +541,7 @@ impl CxlDeviceDvsec {
             let clear_memory = cap.is_set(Capability::CXL_RESET_MEM_CLR_CAPABLE)
                 && Control2(self.load16(CONTROL2)).is_set(Control2::CXL_RESET_MEM_CLR_ENABLE);
             status2 = status2
-                .with(Status2::CXL_RESET_COMPLETE, 1)
+                .with(Status2::CXL_RESET_COMPLETE, 0)
                 .with(Status2::CXL_RESET_ERROR, 0);
             events.push(DvsecEvent::CxlResetRequested { clear_memory });
         }
@@ -690,8 +708,90 @@ mod tests {
             !Control2(d.read(CONTROL2, 2) as u16).is_set(Control2::INITIATE_CXL_RESET),
             "self-clearing"
         );
+        assert!(
+            !d.status2().is_set(Status2::CXL_RESET_COMPLETE),
+            "not complete before the emulator says so"
+        );
+        d.cxl_reset_done(true);
         assert!(d.status2().is_set(Status2::CXL_RESET_COMPLETE));
         assert!(!d.status2().is_set(Status2::CXL_RESET_ERROR));
+    }
+
+    fn reset_and_mem_clr_capable() -> CxlDeviceDvsec {
+        let mut config = type2().config;
+        config.capability = config
+            .capability
+            .with(Capability::CXL_RESET_MEM_CLR_CAPABLE, 1);
+        CxlDeviceDvsec::new(config)
+    }
+
+    const INITIATE: u32 = Control2::INITIATE_CXL_RESET.mask() as u32;
+    const MEM_CLR: u32 = Control2::CXL_RESET_MEM_CLR_ENABLE.mask() as u32;
+
+    #[test]
+    fn cxl_reset_clears_memory_only_with_mem_clr_enable() {
+        let mut d = reset_and_mem_clr_capable();
+        assert_eq!(
+            d.write(CONTROL2, 2, INITIATE),
+            vec![DvsecEvent::CxlResetRequested {
+                clear_memory: false
+            }]
+        );
+        d.cxl_reset_done(true);
+        // Mem_Clr_Enable set in the same write as Initiate counts.
+        assert_eq!(
+            d.write(CONTROL2, 2, INITIATE | MEM_CLR),
+            vec![DvsecEvent::CxlResetRequested { clear_memory: true }]
+        );
+        assert_eq!(
+            d.read(CONTROL2, 2),
+            MEM_CLR,
+            "Initiate reads 0, Mem_Clr_Enable stays"
+        );
+    }
+
+    #[test]
+    fn a_new_cxl_reset_clears_complete_and_error_first() {
+        let mut d = reset_and_mem_clr_capable();
+        d.write(CONTROL2, 2, INITIATE | MEM_CLR);
+        d.cxl_reset_done(false);
+        let s2 = d.status2();
+        assert!(s2.is_set(Status2::CXL_RESET_ERROR) && !s2.is_set(Status2::CXL_RESET_COMPLETE));
+        d.write(CONTROL2, 2, INITIATE);
+        let s2 = d.status2();
+        assert!(!s2.is_set(Status2::CXL_RESET_ERROR) && !s2.is_set(Status2::CXL_RESET_COMPLETE));
+        assert!(
+            s2.is_set(Status2::PM_INIT_COMPLETE),
+            "other Status2 bits kept"
+        );
+        d.cxl_reset_done(true);
+        let s2 = d.status2();
+        assert!(!s2.is_set(Status2::CXL_RESET_ERROR) && s2.is_set(Status2::CXL_RESET_COMPLETE));
+    }
+
+    #[test]
+    fn cxl_reset_leaves_control_lock_and_ranges_alone() {
+        let mut d = reset_and_mem_clr_capable();
+        d.write(range_base_low(0), 4, 0x3000_0000);
+        d.write(CONTROL, 2, Control::MEM_ENABLE.mask() as u32);
+        d.write(LOCK, 2, 1);
+        let before = [CONTROL, LOCK, range_base_low(0), range_base_high(0)].map(|o| d.read(o, 4));
+        d.write(CONTROL2, 2, INITIATE | MEM_CLR);
+        d.cxl_reset_done(true);
+        let after = [CONTROL, LOCK, range_base_low(0), range_base_high(0)].map(|o| d.read(o, 4));
+        // The dword at CONTROL also covers STATUS: compare Control only.
+        assert_eq!(before[0] & 0xffff, after[0] & 0xffff);
+        assert_eq!(before[1..], after[1..]);
+    }
+
+    #[test]
+    fn cxl_reset_without_capability_is_ignored() {
+        let mut config = type2().config;
+        config.capability = config.capability.with(Capability::CXL_RESET_CAPABLE, 0);
+        let mut d = CxlDeviceDvsec::new(config);
+        assert_eq!(d.write(CONTROL2, 2, INITIATE | MEM_CLR), vec![]);
+        assert_eq!(d.status2(), CxlDeviceDvsec::new(config).status2());
+        assert_eq!(d.read(CONTROL2, 2), MEM_CLR, "Mem_Clr_Enable itself is RW");
     }
 
     #[test]

@@ -32,8 +32,10 @@ pub const REGISTER_BLOCKS: [RegisterBlock; 1] = [RegisterBlock {
 /// Optional DVSEC capabilities a device model may advertise.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptionalCaps {
-    /// CXL Reset Capable (the doorbell completes in the DVSEC model).
+    /// CXL Reset Capable, CXL_Reset_Timeout 0 (10 ms).
     pub cxl_reset: bool,
+    /// CXL Reset Mem Clr Capable (meaningful with `cxl_reset`).
+    pub cxl_reset_mem_clr: bool,
     /// Cache Writeback and Invalidate Capable.
     pub cache_wb_inv: bool,
 }
@@ -47,6 +49,11 @@ pub fn dvsec_config(mem_size: u64, optional: OptionalCaps) -> DvsecConfig {
         .with(Capability::MEM_CAPABLE, 1)
         .with(Capability::HDM_COUNT, 1)
         .with(Capability::CXL_RESET_CAPABLE, optional.cxl_reset.into())
+        .with(Capability::CXL_RESET_TIMEOUT, 0)
+        .with(
+            Capability::CXL_RESET_MEM_CLR_CAPABLE,
+            (optional.cxl_reset && optional.cxl_reset_mem_clr).into(),
+        )
         .with(
             Capability::CACHE_WB_INV_CAPABLE,
             optional.cache_wb_inv.into(),
@@ -81,10 +88,13 @@ mod tests {
             1 << 28,
             OptionalCaps {
                 cxl_reset: true,
+                cxl_reset_mem_clr: true,
                 cache_wb_inv: true,
             },
         );
         assert!(all.capability.is_set(Capability::CXL_RESET_CAPABLE));
+        assert!(all.capability.is_set(Capability::CXL_RESET_MEM_CLR_CAPABLE));
+        assert_eq!(all.capability.get(Capability::CXL_RESET_TIMEOUT), 0);
         assert!(all.capability.is_set(Capability::CACHE_WB_INV_CAPABLE));
         let d = CxlDeviceDvsec::new(all);
         assert_eq!(d.config().ranges[0].unwrap().size, 1 << 28);

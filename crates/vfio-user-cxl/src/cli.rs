@@ -24,6 +24,10 @@ bytes of FILE (shared: a client's mapping and the file are the same memory).
                    K, M, G, T suffixes (powers of 1024) and 0x hex
   --create         create FILE if missing and extend it to BYTES if shorter
   --persist        keep serving after a client disconnects (default: exit)
+  --keep-memory    do not clear the device memory at start-up and before
+                   each client that follows another (default: clear, by
+                   punching holes in FILE). UNSAFE between tenants: a
+                   client sees what the previous one left in the memory
   --broken KIND    present a device that breaks the uAPI in one way, for
                    testing a VMM's refusal: not-committed (host decoder
                    not firmware-committed), no-cxl-cap (no device-info CXL
@@ -51,6 +55,7 @@ pub struct Options {
     pub size: u64,
     pub create: bool,
     pub persist: bool,
+    pub keep_memory: bool,
     pub verbose: bool,
     pub broken: Option<Broken>,
 }
@@ -104,6 +109,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     let mut memory = None;
     let mut size = None;
     let (mut create, mut persist, mut verbose) = (false, false, false);
+    let mut keep_memory = false;
     let mut broken = None;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -130,6 +136,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
             }
             "--create" => create = true,
             "--persist" => persist = true,
+            "--keep-memory" => keep_memory = true,
             "-v" | "--verbose" => verbose = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(CliError::usage(format!("unknown argument {other:?}"))),
@@ -149,6 +156,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
         size,
         create,
         persist,
+        keep_memory,
         verbose,
         broken,
     }))
@@ -252,16 +260,38 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     let file = open_memory(&opts.memory, opts.size, opts.create)?;
     let mut device = CxlDevice::new(file, opts.size).map_err(|e| CliError::usage(e.to_string()))?;
     device.set_broken(opts.broken);
+    if !opts.keep_memory {
+        // Before the socket exists: whatever the file held (an earlier
+        // server's client) is gone before anyone can connect.
+        let start = std::time::Instant::now();
+        device.clear_memory().map_err(|e| {
+            CliError::failure(format!(
+                "--memory {}: clearing the device memory failed: {e} (--keep-memory skips it, unsafe between tenants)",
+                opts.memory.display()
+            ))
+        })?;
+        eprintln!(
+            "vfio-user-cxl: device memory cleared ({} MiB in {:.3} ms)",
+            opts.size >> 20,
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
     let listener = UnixListener::bind(&opts.socket)
         .map_err(|e| CliError::failure(format!("--socket {}: {e}", opts.socket.display())))?;
     let _guard = SocketGuard(&opts.socket);
     remove_socket_on_signals(&opts.socket);
     let mut server = Server::new(device);
     server.set_verbose(opts.verbose);
+    server.set_clear_between_clients(!opts.keep_memory);
     eprintln!(
-        "vfio-user-cxl: serving a CXL Type-2 device ({} MiB from {}) on {}{}",
+        "vfio-user-cxl: serving a CXL Type-2 device ({} MiB from {}, {}) on {}{}",
         opts.size >> 20,
         opts.memory.display(),
+        if opts.keep_memory {
+            "memory kept between clients"
+        } else {
+            "memory cleared"
+        },
         opts.socket.display(),
         opts.broken
             .map_or(String::new(), |b| format!(", broken: {}", b.name()))
@@ -273,6 +303,10 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         eprintln!("vfio-user-cxl: client connected");
         let end = server.serve(&sock);
         eprintln!("vfio-user-cxl: {end}");
+        if let ConnEnd::NotCleared(_) = end {
+            // Fail closed: no later client may see the memory either.
+            return Err(CliError::failure(format!("{end}")));
+        }
         if !opts.persist {
             return match end {
                 ConnEnd::Closed => Ok(()),
@@ -330,6 +364,11 @@ mod tests {
             .unwrap();
         assert_eq!(o.size, 512 << 20);
         assert!(o.persist && !o.create);
+        assert!(!o.keep_memory, "clearing is the default");
+        let o = parse(&args("--socket s --memory m --size 256M --keep-memory"))
+            .unwrap()
+            .unwrap();
+        assert!(o.keep_memory);
         assert_eq!(o.broken, None);
         let o = parse(&args(
             "--socket s --memory m --size 256M --broken no-cxl-mem",

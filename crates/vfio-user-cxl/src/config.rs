@@ -59,13 +59,16 @@ pub const DVSEC_MODEL_RANGE: (usize, usize) = (
 );
 
 /// The HwInit part of the CXL Device DVSEC for `mem_size` bytes: the
-/// shared Type-2 layout, plus CXL Reset and Cache Write-Back and
-/// Invalidate capable (so both doorbells can be rung and are synthesized).
+/// shared Type-2 layout, plus CXL Reset (with Mem_Clr) and Cache
+/// Write-Back and Invalidate capable: both doorbells can be rung; the
+/// device carries a CXL Reset out (`CxlDevice`), the write-back is
+/// synthesized.
 pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
     type2::dvsec_config(
         mem_size,
         OptionalCaps {
             cxl_reset: true,
+            cxl_reset_mem_clr: true,
             cache_wb_inv: true,
         },
     )
@@ -179,6 +182,12 @@ impl ConfigSpace {
     /// The DVSEC model (the guest-visible shadow).
     pub fn dvsec(&self) -> &CxlDeviceDvsec {
         &self.dvsec
+    }
+
+    /// Reports the end of a CXL Reset a write asked for
+    /// ([`CxlDeviceDvsec::cxl_reset_done`]).
+    pub fn cxl_reset_done(&mut self, ok: bool) {
+        self.dvsec.cxl_reset_done(ok);
     }
 
     /// Whether Memory Space is enabled in the command register.
@@ -342,6 +351,7 @@ mod tests {
         let v = Control2::INITIATE_CXL_RESET.mask() as u32;
         let ev = c.write(DEVICE_DVSEC_OFFSET + CONTROL2 as usize, &v.to_le_bytes());
         assert!(matches!(ev[..], [DvsecEvent::CxlResetRequested { .. }]));
+        c.cxl_reset_done(true);
         let s2 = Status2(c.read16(DEVICE_DVSEC_OFFSET + STATUS2 as usize));
         assert!(s2.is_set(Status2::CXL_RESET_COMPLETE));
         assert_eq!(c.read16(DEVICE_DVSEC_OFFSET + CONTROL2 as usize), 0);

@@ -9,7 +9,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use cxl_regs::component::{self, ComponentRegisters, HDM_OFFSET};
@@ -163,6 +163,51 @@ impl CxlDevice {
     /// is the BAR backing.
     pub fn reset(&mut self) {
         self.config.function_reset();
+    }
+
+    /// Clears the device memory by punching a hole over it
+    /// (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): the file keeps its size,
+    /// reads zeros and frees its blocks, and every mapping of it (a
+    /// client's included) sees zeros. Nothing is written, so clearing a
+    /// large sparse file costs neither time nor disk.
+    pub fn clear_memory(&self) -> io::Result<()> {
+        let len = libc::off_t::try_from(self.mem_size)
+            .map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        // SAFETY: fallocate on a descriptor this device owns; no memory
+        // is passed.
+        let r = unsafe {
+            libc::fallocate(
+                self.mem.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                0,
+                len,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    /// A client's Initiate CXL Reset (the DVSEC shadow rang it): with
+    /// Mem_Clr_Enable the memory is cleared, and Status2 reports CXL Reset
+    /// Complete, or CXL Reset Error if the clear failed. The host decoder,
+    /// committed and locked by firmware, stays as it is: the host driver
+    /// programs and locks it again after a CXL Reset, so a client sees no
+    /// change in the decoder view.
+    fn cxl_reset(&mut self, clear_memory: bool) {
+        let ok = !clear_memory
+            || self.clear_memory().map_or_else(
+                |e| {
+                    eprintln!(
+                        "vfio-user-cxl: CXL Reset: clearing the memory failed: {e}; CXL Reset Error set"
+                    );
+                    false
+                },
+                |()| true,
+            );
+        self.config.cxl_reset_done(ok);
     }
 
     fn region(&self, index: u32) -> Option<Region> {
@@ -430,7 +475,14 @@ impl CxlDevice {
         let data = &data[..len];
         let mut events = Vec::new();
         match r {
-            Region::Config => events = self.config.write(offset as usize, data),
+            Region::Config => {
+                events = self.config.write(offset as usize, data);
+                for e in &events {
+                    if let DvsecEvent::CxlResetRequested { clear_memory } = *e {
+                        self.cxl_reset(clear_memory);
+                    }
+                }
+            }
             Region::Bar0 => {
                 self.check_memory_enabled()?;
                 self.bar0_write(offset, data)?;

@@ -34,6 +34,9 @@ pub enum ConnEnd {
     Protocol(String),
     /// The socket failed (including end of stream inside a message).
     Io(io::Error),
+    /// The memory could not be cleared for this client, so it was not
+    /// served (the previous client's data may still be there).
+    NotCleared(io::Error),
 }
 
 impl std::fmt::Display for ConnEnd {
@@ -42,6 +45,10 @@ impl std::fmt::Display for ConnEnd {
             Self::Closed => f.write_str("client disconnected"),
             Self::Protocol(m) => write!(f, "protocol error: {m}"),
             Self::Io(e) => write!(f, "socket error: {e}"),
+            Self::NotCleared(e) => write!(
+                f,
+                "refused the client: clearing the previous client's memory failed: {e}"
+            ),
         }
     }
 }
@@ -90,6 +97,9 @@ type Handled<'a> = Result<Reply<'a>, Errno>;
 pub struct Server {
     device: CxlDevice,
     verbose: bool,
+    /// Clear the memory before every client after the first.
+    clear_between_clients: bool,
+    clients: u64,
 }
 
 macro_rules! log {
@@ -101,7 +111,16 @@ impl Server {
         Self {
             device,
             verbose: false,
+            clear_between_clients: false,
+            clients: 0,
         }
+    }
+
+    /// Clears the device memory before serving a client that follows
+    /// another, so one user never sees the previous user's data (the CLI
+    /// turns this on unless `--keep-memory`, and clears once at start-up).
+    pub fn set_clear_between_clients(&mut self, clear: bool) {
+        self.clear_between_clients = clear;
     }
 
     /// Logs every message to stderr.
@@ -117,6 +136,18 @@ impl Server {
     /// device keeps its state for the next client; DMA maps and eventfds
     /// of this one are released.
     pub fn serve(&mut self, sock: &UnixStream) -> ConnEnd {
+        if self.clear_between_clients && self.clients > 0 {
+            let start = std::time::Instant::now();
+            if let Err(e) = self.device.clear_memory() {
+                return ConnEnd::NotCleared(e);
+            }
+            log!(
+                "device memory cleared for the new client ({} MiB in {:.3} ms)",
+                self.device.mem_size() >> 20,
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        self.clients += 1;
         let mut session = Session::default();
         loop {
             match self.one_message(sock, &mut session) {

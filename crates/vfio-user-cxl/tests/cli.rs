@@ -148,3 +148,39 @@ fn sigterm_removes_the_socket() {
     assert_eq!(status.code(), Some(128 + libc::SIGTERM));
     assert!(!sock.exists());
 }
+
+/// What the memory file holds at 1 MiB once the server's socket exists,
+/// after the file held a word there before the start.
+fn word_after_start(extra: &[&str]) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("cxl.sock");
+    let mem = dir.path().join("mem");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&mem)
+        .unwrap();
+    f.set_len(256 << 20).unwrap();
+    f.write_all_at(&0x5eed_u64.to_ne_bytes(), 1 << 20).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--socket", sock.to_str().unwrap()])
+        .args(["--memory", mem.to_str().unwrap(), "--size", "256M"])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&sock);
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, 1 << 20).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    u64::from_ne_bytes(b)
+}
+
+#[test]
+fn memory_is_cleared_at_start_unless_kept() {
+    assert_eq!(word_after_start(&[]), 0, "cleared before the socket exists");
+    assert_eq!(word_after_start(&["--keep-memory"]), 0x5eed);
+}

@@ -586,3 +586,147 @@ fn state_survives_a_reconnect_but_needs_a_new_handshake() {
     drop(client);
     t.join().unwrap();
 }
+
+/// Words at every 16 MiB of the memory, as the client and the file see it.
+fn mem_words(c: &mut Ctx) -> (Vec<u64>, Vec<u64>) {
+    let i = c.mem.index;
+    let offsets: Vec<u64> = (0..MEM_SIZE / (16 << 20)).map(|k| k * (16 << 20)).collect();
+    let client = offsets
+        .iter()
+        .map(|&o| u64::from_ne_bytes(c.c().region_read(i, o, 8).unwrap().try_into().unwrap()))
+        .collect();
+    let file = offsets
+        .iter()
+        .map(|&o| {
+            let mut b = [0u8; 8];
+            c.h.mem.read_exact_at(&mut b, o).unwrap();
+            u64::from_ne_bytes(b)
+        })
+        .collect();
+    (client, file)
+}
+
+fn fill_words(c: &mut Ctx, seed: u64) {
+    for k in 0..MEM_SIZE / (16 << 20) {
+        let o = k * (16 << 20);
+        c.h.mem.write_all_at(&(o ^ seed).to_ne_bytes(), o).unwrap();
+    }
+}
+
+fn allocated(f: &std::fs::File) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().unwrap().blocks() * 512
+}
+
+#[test]
+fn cxl_reset_mem_clr_clears_the_memory() {
+    let mut c = Ctx::open();
+    let d = c.find_dvsec();
+    let at = |o: u16| d + u64::from(o);
+    let cap = Capability(c.config_read(at(dv::CAPABILITY), 2) as u16);
+    assert!(cap.is_set(Capability::CXL_RESET_MEM_CLR_CAPABLE));
+    assert_eq!(cap.get(Capability::CXL_RESET_TIMEOUT), 0);
+    let initiate = Control2::INITIATE_CXL_RESET.mask() as u32;
+    let mem_clr = Control2::CXL_RESET_MEM_CLR_ENABLE.mask() as u32;
+
+    // Without Mem_Clr_Enable the data survives.
+    fill_words(&mut c, 0x5eed);
+    let (before, _) = mem_words(&mut c);
+    c.config_write(at(dv::CONTROL2), 2, initiate);
+    let s2 = Status2(c.config_read(at(dv::STATUS2), 2) as u16);
+    assert!(s2.is_set(Status2::CXL_RESET_COMPLETE) && !s2.is_set(Status2::CXL_RESET_ERROR));
+    assert_eq!(mem_words(&mut c).0, before);
+    assert!(before.iter().skip(1).all(|&w| w != 0));
+
+    // With it, the client and the file read zeros and the blocks are freed.
+    assert!(allocated(&c.h.mem) > 0);
+    c.config_write(at(dv::CONTROL2), 2, initiate | mem_clr);
+    assert_eq!(
+        c.config_read(at(dv::CONTROL2), 2),
+        mem_clr,
+        "Initiate reads 0"
+    );
+    let s2 = Status2(c.config_read(at(dv::STATUS2), 2) as u16);
+    assert!(s2.is_set(Status2::CXL_RESET_COMPLETE) && !s2.is_set(Status2::CXL_RESET_ERROR));
+    let (client, file) = mem_words(&mut c);
+    assert!(
+        client.iter().chain(&file).all(|&w| w == 0),
+        "{client:x?} {file:x?}"
+    );
+    assert_eq!(allocated(&c.h.mem), 0, "holes punched");
+    assert_eq!(c.h.mem.metadata().unwrap().len(), MEM_SIZE, "size kept");
+    // The host decoder stays committed and locked (the host driver
+    // re-locks it after a CXL Reset).
+    let ctrl = DecoderControl(c.comp_read(hdm::control(0)));
+    assert!(ctrl.is_set(DecoderControl::COMMITTED) && ctrl.is_set(DecoderControl::LOCK_ON_COMMIT));
+}
+
+#[test]
+fn cxl_reset_mem_clr_failure_sets_reset_error() {
+    // A memory file opened read-only cannot have holes punched.
+    let mem = tempfile::NamedTempFile::new().unwrap();
+    mem.as_file().set_len(MEM_SIZE).unwrap();
+    let ro = std::fs::File::open(mem.path()).unwrap();
+    let dev = vfio_user_cxl::device::CxlDevice::new(ro, MEM_SIZE).unwrap();
+    let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+    let t = std::thread::spawn(move || {
+        vfio_user_cxl::server::Server::new(dev).serve(&b);
+    });
+    let mut client = Client::new(a);
+    client.version(common::QEMU_CAPS).unwrap();
+    let d = 0x100 + u64::from(dv::CONTROL2);
+    let v =
+        (Control2::INITIATE_CXL_RESET.mask() | Control2::CXL_RESET_MEM_CLR_ENABLE.mask()) as u16;
+    client.region_write(CONFIG, d, &v.to_le_bytes()).unwrap();
+    let s2 = client
+        .region_read(CONFIG, 0x100 + u64::from(dv::STATUS2), 2)
+        .unwrap();
+    let s2 = Status2(u16::from_le_bytes(s2.try_into().unwrap()));
+    assert!(s2.is_set(Status2::CXL_RESET_ERROR) && !s2.is_set(Status2::CXL_RESET_COMPLETE));
+    drop(client);
+    t.join().unwrap();
+}
+
+#[test]
+fn memory_is_cleared_between_clients() {
+    // User A writes and disconnects.
+    let mut a = Ctx::open();
+    let i = a.mem.index;
+    a.c()
+        .region_write(i, 0x1000, &0x00a1_1ce5_u64.to_ne_bytes())
+        .unwrap();
+    let mem = a.h.mem.try_clone().unwrap();
+    let (mut server, _) = a.h.finish();
+    let reconnect = |server: vfio_user_cxl::server::Server| {
+        let (x, y) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut server = server;
+            let end = server.serve(&y);
+            (server, end)
+        });
+        let mut client = Client::new(x);
+        client.version(common::QEMU_CAPS).unwrap();
+        (client, t)
+    };
+    let read = |client: &mut Client| {
+        let b = client.region_read(i, 0x1000, 8).unwrap();
+        let mut f = [0u8; 8];
+        mem.read_exact_at(&mut f, 0x1000).unwrap();
+        (
+            u64::from_ne_bytes(b.try_into().unwrap()),
+            u64::from_ne_bytes(f),
+        )
+    };
+    // Without clearing (--keep-memory) user B sees A's data.
+    let (mut b, t) = reconnect(server);
+    assert_eq!(read(&mut b), (0x00a1_1ce5, 0x00a1_1ce5));
+    drop(b);
+    server = t.join().unwrap().0;
+    // With it (the CLI's default), user C reads zeros, and so does the host.
+    server.set_clear_between_clients(true);
+    let (mut c, t) = reconnect(server);
+    assert_eq!(read(&mut c), (0, 0));
+    assert_eq!(allocated(&mem), 0);
+    drop(c);
+    t.join().unwrap();
+}

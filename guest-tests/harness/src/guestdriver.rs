@@ -199,7 +199,9 @@ fn start_server_and_answer(dir: &Path) -> Result<()> {
         }
     }
     let mem = dir.join(VUC_MEMORY);
-    fill(&mem, ACCEL_MIB << 20, OUTSIDE_SEED)?;
+    fs::File::create(&mem)
+        .and_then(|f| f.set_len(ACCEL_MIB << 20))
+        .map_err(|e| Error::io(format!("cannot create {}", mem.display()), e))?;
     let sock = vuc_socket();
     let _ = fs::remove_file(&sock);
     let log = fs::File::create(dir.join("t2ref-vucxl-server.log"))
@@ -222,6 +224,9 @@ fn start_server_and_answer(dir: &Path) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The server cleared the memory before its socket appeared: seed it
+    // now, before QEMU connects.
+    fill(&mem, ACCEL_MIB << 20, OUTSIDE_SEED)?;
     start_answerer(&mem, PING_PONG_ROUNDS)
 }
 

@@ -22,6 +22,7 @@
 //!
 //! See docs/guest-harness.md.
 
+pub mod accel_reset;
 pub mod bench;
 pub mod bench_bw;
 pub mod busybox;

@@ -100,6 +100,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::hostdriver_fuzz::check,
         },
         VmTest {
+            name: crate::accel_reset::NAME,
+            about: "cxl-accel, no driver: the guest rings CXL Reset through sysfs config; with Mem_Clr_Enable the host finds the memory-backend file all zeros with its blocks freed, without it the data survives; Status2 Reset_Complete, decoder 0 at power-on, then committed again and mapped (precommit=on and off); cxl-reset=off ignores Initiate",
+            spec: crate::accel_reset::spec,
+            check: crate::accel_reset::check,
+        },
+        VmTest {
             name: "guest-driver-coherence",
             about: "cxl-accel (256 MiB) bound to the reference guest Type-2 driver cxl-type2-ref: region assembled, coherence checks over /dev/cxl-type2-ref0 against the memory-backend file, rebind x3, rmmod",
             spec: guestdriver::coherence_spec,

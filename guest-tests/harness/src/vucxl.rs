@@ -215,14 +215,18 @@ pub fn build_server() -> Result<PathBuf> {
 }
 
 /// Starts server `i` for each setup (socket [`socket_at`], memory file
-/// [`memory_at`] filled with its outside pattern, log `vucxl-server*.log`);
-/// returns once every socket exists.
+/// [`memory_at`], log `vucxl-server*.log`); once its socket exists (the
+/// server has cleared the memory), fills the file with the outside
+/// pattern; returns when every server is seeded.
 pub fn start_servers(dir: &Path, setups: &[ServerSetup]) -> Result<()> {
     let bin = build_server()?;
     let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
     for (i, setup) in setups.iter().enumerate() {
         let mem = dir.join(memory_at(i));
-        write_pattern(&mem, setup.mem_mib << 20, setup.outside_seed)?;
+        let size = setup.mem_mib << 20;
+        fs::File::create(&mem)
+            .and_then(|f| f.set_len(size))
+            .map_err(|e| Error::io(format!("cannot create {}", mem.display()), e))?;
         let sock = socket_at(i);
         let _ = fs::remove_file(&sock);
         let log = fs::File::create(dir.join(log_at(i)))
@@ -245,6 +249,9 @@ pub fn start_servers(dir: &Path, setups: &[ServerSetup]) -> Result<()> {
             }
             sleep(Duration::from_millis(20));
         }
+        // The server clears its memory before the socket exists (and
+        // before every later client): seed it now, before QEMU connects.
+        write_pattern(&mem, size, setup.outside_seed)?;
     }
     Ok(())
 }

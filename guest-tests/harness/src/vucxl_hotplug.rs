@@ -77,10 +77,13 @@ const CASES: [Case; 6] = [
         expect_error: Some(&["vfio-user-cxl vuc-badgeo", "bad CXL decoder geometry"]),
     },
     // Served after a disconnect too: it is unplugged and plugged again.
+    // One tenant (this VM) gets its own device back, with its data: the
+    // server would otherwise clear the memory for the new connection
+    // (the clearing between tenants is tested in crates/vfio-user-cxl).
     Case {
         id: "vuc0",
         bus: "rp0",
-        server: Some(&["--persist"]),
+        server: Some(&["--persist", "--keep-memory"]),
         expect_error: None,
     },
     Case {

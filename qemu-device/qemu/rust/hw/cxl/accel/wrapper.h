@@ -22,3 +22,4 @@ typedef enum memory_order {
 #include "qemu/log.h"
 #include "hw/cxl/cxl_firmware.h"
 #include "system/hostmem.h"
+#include "system/ramblock.h"

@@ -20,7 +20,8 @@
 )]
 
 //! `bindgen`-generated declarations: `hw/cxl/cxl_firmware.h`,
-//! `system/hostmem.h`, error reporting.
+//! `system/hostmem.h`, `system/ramblock.h` (discarding RAM), error
+//! reporting.
 
 use chardev::bindings::Chardev;
 use glib_sys::{
@@ -31,7 +32,7 @@ use hwcore::bindings::{DeviceClass, DeviceState};
 use migration::bindings::VMStateDescription;
 use pci::bindings::{PCIDevice, PCIDeviceClass};
 use qom::bindings::{Object, ObjectClass};
-use system::bindings::MemoryRegion;
+use system::bindings::{MemoryRegion, RAMBlock};
 use util::bindings::Error;
 
 #[cfg(MESON)]

@@ -21,9 +21,17 @@ pub const PCIE_CAP_OFFSET: u8 = type2::PCIE_CAP_OFFSET as u8;
 pub const DVSEC_CAP_VERSION: u8 = 1;
 
 /// The HwInit part of the CXL Device DVSEC for `mem_size` bytes of
-/// device memory (no optional capabilities: CXL reset is not emulated).
-pub fn dvsec_config(mem_size: u64) -> DvsecConfig {
-    type2::dvsec_config(mem_size, OptionalCaps::default())
+/// device memory; `cxl_reset`: CXL Reset and Mem_Clr capable (timeout
+/// 10 ms), else neither.
+pub fn dvsec_config(mem_size: u64, cxl_reset: bool) -> DvsecConfig {
+    type2::dvsec_config(
+        mem_size,
+        OptionalCaps {
+            cxl_reset,
+            cxl_reset_mem_clr: cxl_reset,
+            cache_wb_inv: false,
+        },
+    )
 }
 
 /// DVSEC Header 1 and 2 of the CXL Device DVSEC, as bytes at offset 4.

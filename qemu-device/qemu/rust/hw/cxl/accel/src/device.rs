@@ -27,7 +27,7 @@ use qom::{prelude::*, InterfaceInfo, ObjectImpl, ParentField, ParentInit};
 use system::{bindings::hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
 use util::{ensure, log::Log, log_mask_ln, Error, Result};
 
-use crate::{bindings, config};
+use crate::{bindings, config, mem_clear};
 
 ::trace::include_trace!("hw_mem");
 
@@ -71,6 +71,8 @@ pub struct CxlAccelState {
     memdev: *mut bindings::HostMemoryBackend,
     /// Property `precommit`: firmware commits the decoders at reset.
     precommit: bool,
+    /// Property `cxl-reset`: CXL Reset and Mem_Clr capable.
+    cxl_reset_capable: bool,
     mem_size: BqlRefCell<u64>,
     window: BqlRefCell<Option<Window>>,
     regs: BqlRefCell<Option<AccelRegs>>,
@@ -104,7 +106,7 @@ impl ObjectImpl for CxlAccelState {
 }
 
 // SAFETY: the array describes fields of CxlAccelState with matching
-// property types: a HostMemoryBackend pointer for the link and a bool.
+// property types: a HostMemoryBackend pointer for the link and bools.
 unsafe impl DevicePropertiesImpl for CxlAccelState {
     const PROPERTIES: &'static [Property] = &[
         Property {
@@ -118,6 +120,14 @@ unsafe impl DevicePropertiesImpl for CxlAccelState {
             name: c"precommit".as_ptr(),
             info: addr_of!(qdev_prop_bool),
             offset: std::mem::offset_of!(CxlAccelState, precommit) as isize,
+            set_default: true,
+            defval: Property__bindgen_ty_1 { u: 1 },
+            ..Zeroable::ZERO
+        },
+        Property {
+            name: c"cxl-reset".as_ptr(),
+            info: addr_of!(qdev_prop_bool),
+            offset: std::mem::offset_of!(CxlAccelState, cxl_reset_capable) as isize,
             set_default: true,
             defval: Property__bindgen_ty_1 { u: 1 },
             ..Zeroable::ZERO
@@ -150,7 +160,7 @@ impl PCIDeviceImpl for CxlAccelState {
 }
 
 /// Help text of the properties (`-device cxl-accel,help`).
-const PROPERTY_HELP: [(&CStr, &CStr); 2] = [
+const PROPERTY_HELP: [(&CStr, &CStr); 3] = [
     (
         c"memdev",
         c"memory backend holding the device memory (HDM), a non-zero multiple of 256 MiB",
@@ -160,6 +170,11 @@ const PROPERTY_HELP: [(&CStr, &CStr); 2] = [
         c"commit HDM decoder 0 of the device and of its host bridge at reset, like \
           platform firmware (needs pxb-cxl,hdm_for_passthrough=on and a cxl-fmw \
           targeting only that host bridge)",
+    ),
+    (
+        c"cxl-reset",
+        c"advertise CXL Reset and its Mem_Clr (the memory backend's pages are \
+          discarded) in the CXL Device DVSEC",
     ),
 ];
 
@@ -308,7 +323,7 @@ impl CxlAccelState {
         // the mapping step look the window up.
         let hdm_window = window.map_or(HpaRange::new(0, u64::MAX), |w| w.range);
         let regs = AccelRegs {
-            dvsec: CxlDeviceDvsec::new(config::dvsec_config(size)),
+            dvsec: CxlDeviceDvsec::new(config::dvsec_config(size, self.cxl_reset_capable)),
             component: ComponentRegisters::new(HdmConfig::single_device_decoder(hdm_window, size)),
             mapping: None,
         };
@@ -364,24 +379,33 @@ impl CxlAccelState {
         }
     }
 
-    /// CXL reset (CXL r3.1 9.7): decoders back to reset values, memory
-    /// unmapped and optionally cleared.
+    /// CXL Reset (CXL r3.1 9.7; docs/devices/cxl-accel.md): the memory
+    /// unmapped, the HDM decoders at their power-on values, the memory
+    /// discarded if Mem_Clr was enabled, then Status2 tells the result.
     fn cxl_reset(&self, clear_memory: bool) {
         trace::trace_cxl_accel_cxl_reset(clear_memory);
         if let Some(regs) = self.regs.borrow_mut().as_mut() {
             Self::unmap(&self.hdm_alias, regs);
-            regs.component.reset();
+            regs.component.cxl_reset();
+            let cleared = !clear_memory || Self::clear_memory(self.backend_mr());
+            regs.dvsec.cxl_reset_done(cleared);
         }
-        if clear_memory {
-            let size = *self.mem_size.borrow();
-            // SAFETY: RAM backends have a host pointer to `size` bytes.
-            unsafe {
-                let ptr = system::bindings::memory_region_get_ram_ptr(self.backend_mr());
-                if !ptr.is_null() {
-                    std::ptr::write_bytes(ptr.cast::<u8>(), 0, size as usize);
-                }
-            }
+        self.sync_dvsec();
+    }
+
+    fn clear_memory(mr: *mut system::bindings::MemoryRegion) -> bool {
+        let start = std::time::Instant::now();
+        let result = mem_clear::discard_all(mr);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // SAFETY: the backend's region, alive while the device is.
+        let size = unsafe { system::bindings::memory_region_size(mr) };
+        trace::trace_cxl_accel_mem_clear(size, ns, result.is_ok());
+        if let Err(e) = &result {
+            mem_clear::report_once(&format!(
+                "cxl-accel: CXL Reset Mem_Clr: {e}; reporting CXL_Reset_Error"
+            ));
         }
+        result.is_ok()
     }
 
     fn component_read(&self, offset: hwaddr, size: u32) -> u64 {

@@ -12,5 +12,6 @@
 mod bindings;
 pub mod config;
 pub mod device;
+mod mem_clear;
 
 pub const TYPE_CXL_ACCEL: &::std::ffi::CStr = c"cxl-accel";
