@@ -111,6 +111,18 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vucxl_reset::spec,
             check: crate::vucxl_reset::check,
         },
+        VmTest {
+            name: crate::vmm_guard::NAME,
+            about: "cxl-accel: the guest (devmem, CEDT CHBS) decommits, moves and recommits the host bridge decoder firmware locked, then resets the device (cxl_bus): QEMU stays alive, logs a guest error, and no guest write after the reset reaches device memory",
+            spec: crate::vmm_guard::spec,
+            check: crate::vmm_guard::check,
+        },
+        VmTest {
+            name: crate::vmm_guard::INTERLEAVED,
+            about: "cxl-accel (precommit=off) whose only window interleaves two host bridges: a guest commit there shows Error Not Committed, not Committed while decoding nothing",
+            spec: crate::vmm_guard::interleaved_spec,
+            check: crate::vmm_guard::interleaved_check,
+        },
     ]
 }
 

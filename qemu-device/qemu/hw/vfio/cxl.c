@@ -20,11 +20,16 @@
 
 #define VFIO_CXL_INFO_ARGSZ 256
 
+/*
+ * After unplug (vfio_cxl_exit freed the part) a vCPU that looked the
+ * overlay up in an older flat view may still call these: both run under
+ * the BQL, as exit does, so a NULL part is seen and nothing is touched.
+ */
 static uint64_t vfio_cxl_hdm_read(void *opaque, hwaddr addr, unsigned size)
 {
     VFIOCXL *cxl = opaque;
 
-    return vfio_cxl_part_hdm_read(cxl->part, addr, size);
+    return cxl->part ? vfio_cxl_part_hdm_read(cxl->part, addr, size) : 0;
 }
 
 static void vfio_cxl_hdm_write(void *opaque, hwaddr addr, uint64_t data,
@@ -32,7 +37,9 @@ static void vfio_cxl_hdm_write(void *opaque, hwaddr addr, uint64_t data,
 {
     VFIOCXL *cxl = opaque;
 
-    vfio_cxl_part_hdm_write(cxl->part, addr, data, size);
+    if (cxl->part) {
+        vfio_cxl_part_hdm_write(cxl->part, addr, data, size);
+    }
 }
 
 static const MemoryRegionOps vfio_cxl_hdm_ops = {
@@ -145,6 +152,7 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
     }
     cxl->comp_bar = geo->bar;
     cxl->comp_offset = geo->offset;
+    cxl->comp_size = geo->size;
 
     if (vfio_device_get_region_info_type(vbasedev, VFIO_CXL_REGION_TYPE_CXL,
                                          VFIO_CXL_REGION_SUBTYPE_CXL_MEM,
@@ -180,11 +188,20 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         goto fail;
     }
 
-    /* Guest accesses to the decoder block never reach the host. */
+    /*
+     * Guest accesses to the host's whole decoder block never reach the
+     * host: the guest's block (one decoder) and, past it, zeroes.
+     */
     bar = &vdev->bars[cxl->comp_bar];
     hdm_len = vfio_cxl_part_hdm_len(cxl->part);
+    if (cxl->comp_size < hdm_len) {
+        error_setg(errp, "the host's CXL decoder block (0x%" PRIx64 " bytes) "
+                   "is smaller than one decoder block (0x%x)",
+                   cxl->comp_size, hdm_len);
+        goto fail;
+    }
     memory_region_init_io(&cxl->hdm, OBJECT(vdev), &vfio_cxl_hdm_ops, cxl,
-                          "vfio-cxl-hdm-decoders", hdm_len);
+                          "vfio-cxl-hdm-decoders", cxl->comp_size);
     cxl->bar_mr = bar->region.mem;
     memory_region_add_subregion_overlap(cxl->bar_mr, cxl->comp_offset,
                                         &cxl->hdm, 1);
@@ -196,7 +213,7 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         goto fail_hdm;
     }
     trace_vfio_cxl_realize(vbasedev->name, cxl->comp_bar, cxl->comp_offset,
-                           hdm_len, cxl->mem.nr, mem_size);
+                           cxl->comp_size, cxl->mem.nr, mem_size);
     return true;
 
 fail_hdm:
