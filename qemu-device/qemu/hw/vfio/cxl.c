@@ -18,8 +18,6 @@
 #include "types.h"
 #include "trace.h"
 
-#define VFIO_CXL_INFO_ARGSZ 256
-
 /*
  * After unplug (vfio_cxl_exit freed the part) a vCPU that looked the
  * overlay up in an older flat view may still call these: both run under
@@ -56,36 +54,106 @@ static const MemoryRegionOps vfio_cxl_hdm_ops = {
     },
 };
 
+/*
+ * The capability @id of @cap_size bytes in the chain that starts at
+ * @offset of @buf (@size bytes, of which the first @fixed are the fixed
+ * struct).  The host or vfio-user server is not trusted: every header
+ * must lie inside @buf after the fixed struct and the chain must ascend,
+ * so a malformed reply can neither make us read outside @buf nor loop.
+ */
+static struct vfio_info_cap_header *
+vfio_cxl_find_cap(void *buf, uint32_t size, uint32_t fixed, uint32_t offset,
+                  uint16_t id, size_t cap_size, Error **errp)
+{
+    struct vfio_info_cap_header *hdr;
+
+    while (offset) {
+        if (offset < fixed || offset > size || size - offset < sizeof(*hdr)) {
+            error_setg(errp, "malformed capability chain: header at 0x%x "
+                       "outside the %u bytes of the reply", offset, size);
+            return NULL;
+        }
+        hdr = buf + offset;
+        if (hdr->id == id) {
+            if (size - offset < cap_size) {
+                error_setg(errp, "capability %u at 0x%x is cut short", id,
+                           offset);
+                return NULL;
+            }
+            return hdr;
+        }
+        if (hdr->next && hdr->next <= offset) {
+            error_setg(errp, "malformed capability chain: 0x%x points back "
+                       "to 0x%x", offset, hdr->next);
+            return NULL;
+        }
+        offset = hdr->next;
+    }
+    error_setg(errp, "capability %u is missing", id);
+    return NULL;
+}
+
+/* More than a device-info reply ever needs: a server cannot make it grow. */
+#define VFIO_CXL_INFO_MAX (64 * KiB)
+
+/*
+ * VFIO_DEVICE_GET_INFO with its capability chain: asks again with the
+ * argsz the first reply says it needs.
+ */
+static struct vfio_device_info *vfio_cxl_get_info(VFIOPCIDevice *vdev,
+                                                  VFIOCXLGetInfo get_info,
+                                                  Error **errp)
+{
+    g_autofree struct vfio_device_info *info = NULL;
+    uint32_t argsz = sizeof(*info);
+    int tries;
+
+    for (tries = 0; tries < 2; tries++) {
+        info = g_realloc(info, argsz);
+        memset(info, 0, argsz);
+        info->argsz = argsz;
+        if (!get_info(vdev, info, errp)) {
+            return NULL;
+        }
+        if (info->argsz <= argsz) {
+            return g_steal_pointer(&info);
+        }
+        if (info->argsz > VFIO_CXL_INFO_MAX) {
+            break;
+        }
+        argsz = info->argsz;
+    }
+    error_setg(errp, "device info needs %u bytes after asking with %u",
+               info->argsz, argsz);
+    return NULL;
+}
+
 /* The device-info capability: refuse what the contract does not cover. */
 static bool vfio_cxl_check_info(VFIOPCIDevice *vdev, VFIOCXLGetInfo get_info,
                                 Error **errp)
 {
-    g_autofree struct vfio_device_info *info = g_malloc0(VFIO_CXL_INFO_ARGSZ);
+    g_autofree struct vfio_device_info *info = NULL;
     struct vfio_info_cap_header *hdr;
     struct vfio_cxl_device_info_cap_cxl *cap;
 
-    info->argsz = VFIO_CXL_INFO_ARGSZ;
-    if (!get_info(vdev, info, errp)) {
+    info = vfio_cxl_get_info(vdev, get_info, errp);
+    if (!info) {
         return false;
     }
     if (!(info->flags & VFIO_CXL_DEVICE_FLAGS_CXL)) {
         error_setg(errp, "not a CXL device (VFIO_DEVICE_FLAGS_CXL is clear)");
         return false;
     }
-    if (!(info->flags & VFIO_DEVICE_FLAGS_CAPS) || info->argsz > VFIO_CXL_INFO_ARGSZ) {
+    if (!(info->flags & VFIO_DEVICE_FLAGS_CAPS) || !info->cap_offset) {
         error_setg(errp, "device info has no capability chain (argsz %u)",
                    info->argsz);
         return false;
     }
-    hdr = NULL;
-    if (info->cap_offset >= sizeof(*info) &&
-        info->cap_offset + sizeof(*cap) <= info->argsz) {
-        hdr = vfio_get_cap(info, info->cap_offset,
-                           VFIO_CXL_DEVICE_INFO_CAP_CXL);
-    }
-    if (!hdr || (void *)hdr + sizeof(*cap) > (void *)info + info->argsz) {
-        error_setg(errp, "device info lacks the CXL capability (id %d)",
-                   VFIO_CXL_DEVICE_INFO_CAP_CXL);
+    hdr = vfio_cxl_find_cap(info, info->argsz, sizeof(*info),
+                            info->cap_offset, VFIO_CXL_DEVICE_INFO_CAP_CXL,
+                            sizeof(*cap), errp);
+    if (!hdr) {
+        error_prepend(errp, "device info lacks the CXL capability: ");
         return false;
     }
     cap = container_of(hdr, struct vfio_cxl_device_info_cap_cxl, header);
@@ -133,11 +201,18 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         error_setg(errp, "no CXL component register region");
         return false;
     }
-    hdr = vfio_get_region_info_cap(info, VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS);
+    if (!(info->flags & VFIO_REGION_INFO_FLAG_CAPS)) {
+        error_setg(errp, "the CXL component register region has no "
+                   "capability chain");
+        return false;
+    }
+    hdr = vfio_cxl_find_cap(info, info->argsz, sizeof(*info),
+                            info->cap_offset,
+                            VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS,
+                            sizeof(*geo), errp);
     if (!hdr) {
-        error_setg(errp, "the CXL component register region lacks its "
-                   "geometry capability (id 0x%x)",
-                   VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS);
+        error_prepend(errp, "the CXL component register region lacks its "
+                      "geometry capability: ");
         return false;
     }
     geo = container_of(hdr, struct vfio_cxl_region_info_cap_comp_regs, header);
