@@ -628,7 +628,10 @@ mod tests {
         let info = broken(Broken::CapLoop).device_info(256).unwrap();
         let first = u32::from_ne_bytes(info[16..20].try_into().unwrap()) as usize;
         let next = u32::from_ne_bytes(info[first + 4..first + 8].try_into().unwrap());
-        assert_eq!(next as usize, first, "cap-loop: the first capability names itself");
+        assert_eq!(
+            next as usize, first,
+            "cap-loop: the first capability names itself"
+        );
 
         let d = broken(Broken::BadGeometry);
         let r = d.region_info(CXL_COMP_REGS_INDEX, 256).unwrap().payload;
