@@ -36,6 +36,12 @@ const TAG_AFTER: u64 = 0x7a67_0002_af7e_4e02;
 /// (256 MiB past the device's range, + 0x2000): never device memory.
 const TAG_MOVED: u64 = 0x7a67_0003_30fe_4e03;
 const AFTER_OFFSET: u64 = 0x1000;
+/// The tags the host looks for, by name.
+const TAGS: [(&str, u64); 3] = [
+    ("before", TAG_BEFORE),
+    ("after", TAG_AFTER),
+    ("moved", TAG_MOVED),
+];
 const MOVED_OFFSET: u64 = 0x2000;
 
 /// Shell helpers: the host bridge's component registers from the CEDT,
@@ -136,15 +142,16 @@ pub fn spec() -> RunSpec {
 /// Where each tag is in the memory-backend file: `tag.<name>` = the
 /// offsets of the 8-byte words that hold it (`none` when none does).
 fn find_tags(dir: &Path) -> HostFacts {
-    let tags = [
-        ("before", TAG_BEFORE),
-        ("after", TAG_AFTER),
-        ("moved", TAG_MOVED),
-    ];
-    let mut found: Vec<Vec<u64>> = vec![Vec::new(); tags.len()];
-    let mut file = match fs::File::open(backing_file(dir, ACCEL_ID)) {
+    tag_facts(&backing_file(dir, ACCEL_ID), "tag.")
+}
+
+/// The tags of [`TAGS`] in `file`: `<prefix><name>` = the offsets of the
+/// 8-byte words that hold it, or `none`.
+fn tag_facts(file: &Path, prefix: &str) -> HostFacts {
+    let mut found: Vec<Vec<u64>> = vec![Vec::new(); TAGS.len()];
+    let mut file = match fs::File::open(file) {
         Ok(f) => f,
-        Err(e) => return vec![("tag.error".into(), e.to_string())],
+        Err(e) => return vec![(format!("{prefix}error"), e.to_string())],
     };
     let mut buf = vec![0u8; 1 << 20];
     let mut offset = 0u64;
@@ -152,11 +159,11 @@ fn find_tags(dir: &Path) -> HostFacts {
         let n = match fill(&mut file, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => return vec![("tag.error".into(), e.to_string())],
+            Err(e) => return vec![(format!("{prefix}error"), e.to_string())],
         };
         for (i, w) in buf[..n].chunks_exact(8).enumerate() {
             let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
-            for (t, (_, tag)) in tags.iter().enumerate() {
+            for (t, (_, tag)) in TAGS.iter().enumerate() {
                 if word == *tag {
                     found[t].push(offset + 8 * i as u64);
                 }
@@ -164,7 +171,7 @@ fn find_tags(dir: &Path) -> HostFacts {
         }
         offset += n as u64;
     }
-    tags.iter()
+    TAGS.iter()
         .zip(found)
         .map(|((name, _), at)| {
             let v = if at.is_empty() {
@@ -175,7 +182,7 @@ fn find_tags(dir: &Path) -> HostFacts {
                     .collect::<Vec<_>>()
                     .join(",")
             };
-            (format!("tag.{name}"), v)
+            (format!("{prefix}{name}"), v)
         })
         .collect()
 }
@@ -293,6 +300,104 @@ pub fn interleaved_check(outcome: &RunOutcome) -> Vec<String> {
     p
 }
 
+/// Two cxl-accel (precommit=off) below one host bridge, one window: the
+/// guest commits the first at the window base and writes a tag there,
+/// then commits the second at the same base and writes another tag.
+const OVERLAP_SH: &str = r#"set --
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && set -- "$@" ${d##*/}
+done
+[ $# -eq 2 ] || { echo "expected two cxl-accel, found $#"; exit 1; }
+W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
+vfiocxl_fact window "$(hex $W)"
+n=0
+for dev in "$@"; do
+	echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
+	read -r start end flags </sys/bus/pci/devices/$dev/resource
+	ep=$((start + 0x1100))
+	devmem $((ep + 0x10)) 32 $((W & 0xffffffff))
+	devmem $((ep + 0x14)) 32 $((W >> 32))
+	devmem $((ep + 0x18)) 32 0x10000000
+	devmem $((ep + 0x1c)) 32 0
+	devmem $((ep + 0x20)) 32 0x200
+	vfiocxl_fact commit$n.ctrl "$(devmem $((ep + 0x20)) 32)"
+	[ $n -eq 0 ] && devmem $W 64 @TAG0@
+	[ $n -eq 1 ] && devmem $((W + 8)) 64 @TAG1@
+	n=$((n + 1))
+done
+true
+"#;
+
+pub const OVERLAP: &str = "cxl-accel-overlapping-commits";
+
+/// `cxl-accel-overlapping-commits`: a second device committed where the
+/// first one's memory is mapped shows Error Not Committed, and both tags
+/// the guest wrote there land in the first device's memory only.
+pub fn overlap_spec() -> RunSpec {
+    let mut t = accel_topology(ACCEL_MIB, 4096);
+    let mut rp = t.host_bridges[0].root_ports[0].clone();
+    rp.id = "rp1".into();
+    rp.port = 1;
+    rp.slot = 3;
+    rp.endpoint = Some(Endpoint::Accel {
+        id: OTHER_ID.into(),
+        size_mib: ACCEL_MIB,
+    });
+    t.host_bridges[0].root_ports.push(rp);
+    let script = OVERLAP_SH
+        .replace("@TAG0@", &format!("{TAG_BEFORE:#x}"))
+        .replace("@TAG1@", &format!("{TAG_AFTER:#x}"));
+    let payload = Payload::new(OVERLAP)
+        .cmdline_arg("iomem=relaxed")
+        .step("commit-both", &format!("{FIND_SH}\n{script}"));
+    let mut spec = RunSpec::new(t, payload);
+    spec.extra_args = vec![
+        "-global".into(),
+        "cxl-accel.precommit=off".into(),
+        "-d".into(),
+        "guest_errors".into(),
+    ];
+    spec.after_exit = Some(find_tags_both);
+    spec
+}
+
+/// The second device of [`overlap_spec`].
+const OTHER_ID: &str = "accel1";
+
+fn find_tags_both(dir: &Path) -> HostFacts {
+    let mut f = tag_facts(&backing_file(dir, ACCEL_ID), "a.");
+    f.extend(tag_facts(&backing_file(dir, OTHER_ID), "b."));
+    f
+}
+
+pub fn overlap_check(outcome: &RunOutcome) -> Vec<String> {
+    let r = &outcome.report;
+    let mut p = Vec::new();
+    let mut want = |key: &str, got: Option<&str>, value: &str| {
+        if got != Some(value) {
+            p.push(format!("{key} = {got:?}, expected {value:?}"));
+        }
+    };
+    want("commit0.ctrl", r.fact("commit0.ctrl"), "0x00000600");
+    want("commit1.ctrl", r.fact("commit1.ctrl"), "0x00000A00");
+    // Which file is the first device's depends on enumeration: exactly
+    // one holds both tags, where the guest wrote them; the other neither.
+    let a = (outcome.host_fact("a.before"), outcome.host_fact("a.after"));
+    let b = (outcome.host_fact("b.before"), outcome.host_fact("b.after"));
+    let both = (Some("0x0"), Some("0x8"));
+    let none = (Some("none"), Some("none"));
+    if !((a == both && b == none) || (a == none && b == both)) {
+        p.push(format!(
+            "tags (before, after) in accel0's file {a:?} and accel1's {b:?}: expected both in one file at 0x0 and 0x8, none in the other"
+        ));
+    }
+    if !outcome.stderr.contains("overlaps the memory of") {
+        p.push("QEMU logged no guest error for the overlapping commit".into());
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +409,7 @@ mod tests {
             .steps
             .into_iter()
             .chain(interleaved_spec().payload.steps)
+            .chain(overlap_spec().payload.steps)
         {
             crate::payload::assert_valid_sh(&step.name, &step.script);
         }

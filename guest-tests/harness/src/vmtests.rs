@@ -123,6 +123,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vmm_guard::interleaved_spec,
             check: crate::vmm_guard::interleaved_check,
         },
+        VmTest {
+            name: crate::vmm_guard::OVERLAP,
+            about: "two cxl-accel (precommit=off) below one host bridge: the second guest commit at the first one's address shows Error Not Committed, and the guest's writes there reach only the first device's memory",
+            spec: crate::vmm_guard::overlap_spec,
+            check: crate::vmm_guard::overlap_check,
+        },
     ]
 }
 

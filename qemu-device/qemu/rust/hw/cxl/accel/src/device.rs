@@ -425,11 +425,14 @@ impl CxlAccelState {
                 ways,
                 ..
             } => {
-                if ways != 1 || !Self::map(alias, regs, hpa, dpa_base) {
+                let mapped = match ways {
+                    1 => Self::map(alias, regs, hpa, dpa_base),
+                    _ => Err(format!("{ways}-way interleave is not mapped")),
+                };
+                if let Err(why) = mapped {
                     log_mask_ln!(
                         Log::GuestError,
-                        "cxl-accel: HDM decoder {decoder} ({:#x}+{:#x}, {ways}-way) is in no \
-                         non-interleaved CXL window: not committed",
+                        "cxl-accel: HDM decoder {decoder} at {:#x}+{:#x} not committed: {why}",
                         hpa.base,
                         hpa.size
                     );
@@ -453,16 +456,29 @@ impl CxlAccelState {
     /// Maps `hpa` (inside a non-interleaved window) to device memory from
     /// `dpa_base`: an alias of the backend becomes a subregion of the
     /// window's MemoryRegion, so guest accesses are plain RAM accesses.
-    /// False when no such window holds `hpa`.
-    fn map(alias: &MemoryRegion, regs: &mut AccelRegs, hpa: HpaRange, dpa_base: u64) -> bool {
+    /// Why not, when no such window holds `hpa` or another device's
+    /// memory is mapped there.
+    fn map(
+        alias: &MemoryRegion,
+        regs: &mut AccelRegs,
+        hpa: HpaRange,
+        dpa_base: u64,
+    ) -> std::result::Result<(), String> {
         Self::unmap(alias, regs);
         let mut fw = bindings::CXLFirmwareWindow::default();
         // SAFETY: plain lookup in the machine's window list.
         let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
         if !found || fw.ways != 1 {
             trace::trace_cxl_accel_no_window(hpa.base, hpa.size);
-            return false;
+            return Err("it is in no non-interleaved CXL window".into());
         }
+        // SAFETY: bookkeeping keyed by the alias, released by unmap.
+        unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_claim_map(alias.as_mut_ptr().cast(), hpa.base, hpa.size, errp)
+            })
+        }
+        .map_err(|e| e.to_string())?;
         let window: *mut system::bindings::MemoryRegion = fw.mr.cast();
         // SAFETY: the alias was initialized at realize and is not mapped
         // (unmap above); the window region lives as long as the machine.
@@ -477,14 +493,16 @@ impl CxlAccelState {
         }
         trace::trace_cxl_accel_map(hpa.base, hpa.size, dpa_base);
         regs.mapping = Some(Mapping { window, hpa });
-        true
+        Ok(())
     }
 
     fn unmap(alias: &MemoryRegion, regs: &mut AccelRegs) {
         if let Some(m) = regs.mapping.take() {
-            // SAFETY: the alias is a subregion of m.window (set by map).
+            // SAFETY: the alias is a subregion of m.window (set by map);
+            // the claim is keyed by the alias.
             unsafe {
                 system::bindings::memory_region_del_subregion(m.window, alias.as_mut_ptr());
+                bindings::cxl_firmware_release_map(alias.as_mut_ptr().cast());
             }
             trace::trace_cxl_accel_unmap(m.hpa.base, m.hpa.size);
         }

@@ -154,11 +154,14 @@ impl CxlPart {
                 ways,
                 ..
             } => {
-                if ways != 1 || !self.map(hpa, dpa_base) {
+                let mapped = match ways {
+                    1 => self.map(hpa, dpa_base),
+                    _ => Err(format!("{ways}-way interleave is not mapped")),
+                };
+                if let Err(why) = mapped {
                     log_mask_ln!(
                         Log::GuestError,
-                        "vfio-cxl {}: HDM decoder {decoder} ({:#x}+{:#x}, {ways}-way) is in no \
-                         non-interleaved CXL window: not committed",
+                        "vfio-cxl {}: HDM decoder {decoder} at {:#x}+{:#x} not committed: {why}",
                         self.name.to_string_lossy(),
                         hpa.base,
                         hpa.size
@@ -181,8 +184,9 @@ impl CxlPart {
     /// Maps `hpa` (inside a non-interleaved window) to device memory from
     /// `dpa_base`: the alias of CXL_MEM becomes a subregion of the window's
     /// MemoryRegion, so guest accesses reach the mmap'd region directly.
-    /// False when no such window holds `hpa` or the device is too small.
-    fn map(&mut self, hpa: HpaRange, dpa_base: u64) -> bool {
+    /// Why not, when no such window holds `hpa`, the device is too small,
+    /// or another device's memory is mapped there.
+    fn map(&mut self, hpa: HpaRange, dpa_base: u64) -> std::result::Result<(), String> {
         self.unmap();
         let fits = dpa_base
             .checked_add(hpa.size)
@@ -192,8 +196,19 @@ impl CxlPart {
         let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
         if !fits || !found || fw.ways != 1 {
             trace::trace_vfio_cxl_no_window(&self.name, hpa.base, hpa.size);
-            return false;
+            return Err(if fits {
+                "it is in no non-interleaved CXL window".into()
+            } else {
+                format!("DPA {dpa_base:#x} + size runs past the device memory")
+            });
         }
+        // SAFETY: bookkeeping keyed by the alias, released by unmap.
+        unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_claim_map(self.mem.cast(), hpa.base, hpa.size, errp)
+            })
+        }
+        .map_err(|e| e.to_string())?;
         let window: *mut MemoryRegion = fw.mr.cast();
         // SAFETY: the alias is initialized and not mapped (unmap above);
         // the window region lives as long as the machine.
@@ -204,13 +219,17 @@ impl CxlPart {
         }
         trace::trace_vfio_cxl_map(&self.name, hpa.base, hpa.size, dpa_base);
         self.mapping = Some(Mapping { window, hpa });
-        true
+        Ok(())
     }
 
     fn unmap(&mut self) {
         if let Some(m) = self.mapping.take() {
-            // SAFETY: the alias is a subregion of m.window (set by map).
-            unsafe { system::bindings::memory_region_del_subregion(m.window, self.mem) };
+            // SAFETY: the alias is a subregion of m.window (set by map);
+            // the claim is keyed by the alias.
+            unsafe {
+                system::bindings::memory_region_del_subregion(m.window, self.mem);
+                bindings::cxl_firmware_release_map(self.mem.cast());
+            }
             trace::trace_vfio_cxl_unmap(&self.name, m.hpa.base, m.hpa.size);
         }
     }
