@@ -109,7 +109,8 @@ impl ObjectImpl for CxlAccelState {
 
     const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
     const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
-    const INTERFACES: InterfaceList = qom::interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE];
+    const INTERFACES: InterfaceList =
+        qom::interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE];
 }
 
 // SAFETY: the array describes fields of CxlAccelState with matching
@@ -475,7 +476,12 @@ impl CxlAccelState {
         // SAFETY: bookkeeping keyed by the alias, released by unmap.
         unsafe {
             Error::with_errp(|errp| {
-                bindings::cxl_firmware_claim_map(alias.as_mut_ptr().cast(), hpa.base, hpa.size, errp)
+                bindings::cxl_firmware_claim_map(
+                    alias.as_mut_ptr().cast(),
+                    hpa.base,
+                    hpa.size,
+                    errp,
+                )
             })
         }
         .map_err(|e| e.to_string())?;
