@@ -43,6 +43,7 @@ pub mod runner;
 pub mod sysfs;
 pub mod tools;
 pub mod topology;
+pub mod vmm_fuzz;
 pub mod vmm_guard;
 pub mod vmtests;
 pub mod vucxl;

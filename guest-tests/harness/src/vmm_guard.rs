@@ -46,7 +46,7 @@ const MOVED_OFFSET: u64 = 0x2000;
 
 /// Shell helpers: the host bridge's component registers from the CEDT,
 /// and the HDM decoder block of a component register block.
-const FIND_SH: &str = r#"# cedt_u64 TYPE OFF: the 64-bit field at OFF of the first CEDT structure
+pub(crate) const FIND_SH: &str = r#"# cedt_u64 TYPE OFF: the 64-bit field at OFF of the first CEDT structure
 # of TYPE (0, CHBS: 16 is its Base; 1, CFMWS: 8 is its Base HPA).
 cedt_u64() {
 	local t=/sys/firmware/acpi/tables/CEDT off=36 len sl

@@ -129,6 +129,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vmm_guard::overlap_spec,
             check: crate::vmm_guard::overlap_check,
         },
+        VmTest {
+            name: crate::vmm_fuzz::NAME,
+            about: "guest-side fuzzer on cxl-accel (seeded, 60 s / 200 sequences; VFIO_CXL_FUZZ_SEED replays): random decoder, host bridge, DVSEC writes and cxl_bus resets; QEMU stays up, pages read through the committed range hold the host's tags, no probe written outside it reaches device memory",
+            spec: crate::vmm_fuzz::spec,
+            check: crate::vmm_fuzz::check,
+        },
     ]
 }
 
