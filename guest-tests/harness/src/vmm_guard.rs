@@ -207,22 +207,45 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             p.push(format!("{key} = {got:?}, expected {value:?}"));
         }
     };
-    // Firmware committed and locked both decoders 0 at boot.
-    want("hb.before.ctrl", r.fact("hb.before.ctrl"), "0x00000700");
-    want("ep.before.ctrl", r.fact("ep.before.ctrl"), "0x00000700");
+    // Firmware committed and locked both decoders 0 at boot
+    // (LOCK_ON_COMMIT | COMMIT | COMMITTED).
+    let locked = "0x00000700";
+    want("hb.before.ctrl", r.fact("hb.before.ctrl"), locked);
+    want("ep.before.ctrl", r.fact("ep.before.ctrl"), locked);
+    // Lock On Commit: the decommit, the move and the re-commit were ignored.
+    let base = r.fact("hb.before.base");
+    want("hb.decommit.ctrl", r.fact("hb.decommit.ctrl"), locked);
+    want("hb.after.ctrl", r.fact("hb.after.ctrl"), locked);
+    want(
+        "hb.after.base",
+        r.fact("hb.after.base"),
+        base.unwrap_or("?"),
+    );
+    // The reset committed both again, where they were: the device has its
+    // memory at the same place, and nothing reached it elsewhere.
     want("reset", r.fact("reset"), "ok");
-    // The reset left the device without memory: decoder 0 uncommitted,
-    // Error Not Committed, and nothing the guest wrote afterwards
-    // reached the device.
-    want("ep.reset.ctrl", r.fact("ep.reset.ctrl"), "0x00000800");
+    want("hb.reset.ctrl", r.fact("hb.reset.ctrl"), locked);
+    want(
+        "hb.reset.base",
+        r.fact("hb.reset.base"),
+        base.unwrap_or("?"),
+    );
+    want("ep.reset.ctrl", r.fact("ep.reset.ctrl"), locked);
+    let ep_base = r.fact("ep.before.base");
+    want(
+        "ep.reset.base",
+        r.fact("ep.reset.base"),
+        ep_base.unwrap_or("?"),
+    );
     want("tag.before", outcome.host_fact("tag.before"), "0x0");
-    want("tag.after", outcome.host_fact("tag.after"), "none");
+    let after = format!("{AFTER_OFFSET:#x}");
+    want("tag.after", outcome.host_fact("tag.after"), &after);
     want("tag.moved", outcome.host_fact("tag.moved"), "none");
-    if !outcome
-        .stderr
-        .contains("firmware commit of the host bridge failed, the device has no memory")
-    {
-        p.push("QEMU logged no guest error for the failed firmware commit".into());
+    if !outcome.stderr.contains("to locked HDM decoder register") {
+        p.push("QEMU logged no guest error for the writes to the locked decoder".into());
+    }
+    if outcome.stderr.contains("firmware commit") {
+        p.push("a firmware commit failed at the reset".into());
     }
     p
 }
