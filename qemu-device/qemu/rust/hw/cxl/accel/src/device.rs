@@ -560,9 +560,6 @@ impl CxlAccelState {
             lock: true,
         };
         if let Err(e) = hb {
-            // Formatted first: QEMU's log writer drops what follows an
-            // Error's Display.
-            let e = e.to_string();
             log_mask_ln!(
                 Log::GuestError,
                 "cxl-accel: firmware commit of the host bridge failed, the device has no memory: {e}"

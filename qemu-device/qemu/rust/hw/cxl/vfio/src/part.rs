@@ -275,9 +275,6 @@ impl CxlPart {
             })
         };
         if let Err(e) = hb {
-            // Formatted first: QEMU's log writer drops what follows an
-            // Error's Display.
-            let e = e.to_string();
             log_mask_ln!(
                 Log::GuestError,
                 "vfio-cxl {}: firmware commit of the host bridge failed, the device has no memory: {e}",
