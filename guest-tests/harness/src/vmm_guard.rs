@@ -316,7 +316,7 @@ pub fn interleaved_check(outcome: &RunOutcome) -> Vec<String> {
     }
     if !outcome
         .stderr
-        .contains("non-interleaved CXL window: not committed")
+        .contains("not committed: it is in no non-interleaved CXL window")
     {
         p.push("QEMU logged no guest error for the refused commit".into());
     }
