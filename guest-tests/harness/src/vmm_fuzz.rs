@@ -35,11 +35,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::env::RunSpec;
 use crate::hostdriver::{accel_topology, ACCEL_ID, ACCEL_MIB};
 use crate::payload::Payload;
-use crate::qemu::backing_file;
+use crate::qemu::{backing_file, Endpoint, HostBridge, RootPort, Topology, Window};
 use crate::runner::{HostFacts, RunOutcome};
 use crate::vmm_guard::FIND_SH;
+use crate::vucxl::{self, ServerSetup};
 
 pub const NAME: &str = "cxl-accel-guest-fuzz";
+pub const VFIO_USER_NAME: &str = "vfio-user-cxl-guest-fuzz";
 
 /// The host's tag at every 4 KiB device offset `o`: `PAGE_TAG | o`.
 const PAGE_TAG: u64 = 0x7a6e_0000_0000_0000;
@@ -175,17 +177,22 @@ fn settings() -> (u64, u64, u64) {
     )
 }
 
-pub fn spec() -> RunSpec {
-    let (seed, seconds, sequences) = settings();
+/// The fuzzer's payload for test `name`, with this run's settings.
+fn payload(name: &str, seed: u64, seconds: u64, sequences: u64) -> Payload {
     let script = FUZZ_SH
         .replace("@SEED@", &seed.to_string())
         .replace("@SECONDS@", &seconds.to_string())
         .replace("@SEQUENCES@", &sequences.to_string())
         .replace("@PAGE_TAG@", &format!("{PAGE_TAG:#x}"))
         .replace("@PROBE_MARK@", &format!("{PROBE_MARK:#x}"));
-    let payload = Payload::new(NAME)
+    Payload::new(name)
         .cmdline_arg("iomem=relaxed")
-        .step("fuzz", &format!("{FIND_SH}\n{script}"));
+        .step("fuzz", &format!("{FIND_SH}\n{script}"))
+}
+
+pub fn spec() -> RunSpec {
+    let (seed, seconds, sequences) = settings();
+    let payload = payload(NAME, seed, seconds, sequences);
     let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), payload);
     spec.extra_args = vec!["-d".into(), "guest_errors".into()];
     // Odd seeds fuzz a device the guest commits itself (reset clears it),
@@ -200,27 +207,87 @@ pub fn spec() -> RunSpec {
     spec
 }
 
+/// `vfio-user-cxl-guest-fuzz`: the same fuzzer against `-device
+/// vfio-user-cxl` and the software Type-2 server (`precommit=off` for odd
+/// seeds), the tags in the server's memory file.
+pub fn vfio_user_spec() -> RunSpec {
+    let (seed, seconds, sequences) = settings();
+    let topology = Topology {
+        host_bridges: vec![HostBridge {
+            id: "cxl.1".into(),
+            bus_nr: 12,
+            hdm_for_passthrough: true,
+            root_ports: vec![RootPort {
+                id: "rp0".into(),
+                port: 0,
+                chassis: 0,
+                slot: 2,
+                endpoint: Some(Endpoint::Device {
+                    args: vucxl::device_json(0, "vuc0", seed & 1 == 0),
+                }),
+            }],
+        }],
+        windows: vec![Window {
+            targets: vec!["cxl.1".into()],
+            size_mib: 4096,
+            granularity: None,
+        }],
+        devices: Vec::new(),
+    };
+    let mut spec = vucxl::server_run_spec(
+        topology,
+        payload(VFIO_USER_NAME, seed, seconds, sequences),
+        start_server,
+        stop_server,
+        seconds + 180,
+    );
+    spec.extra_args.extend(["-d".into(), "guest_errors".into()]);
+    spec
+}
+
+fn start_server(dir: &Path) -> crate::error::Result<()> {
+    vucxl::start_servers(dir, &[ServerSetup::plain(0)])?;
+    write_page_tags_to(&dir.join(vucxl::memory_at(0)))
+}
+
+fn stop_server(dir: &Path) -> HostFacts {
+    let mut f = vucxl::stop_servers(dir);
+    f.extend(scan_file(&dir.join(vucxl::memory_at(0))));
+    f
+}
+
 /// `PAGE_TAG | o` at every 4 KiB offset `o` of the device's memory.
 fn write_page_tags(dir: &Path) -> crate::error::Result<()> {
-    let path = backing_file(dir, ACCEL_ID);
+    write_page_tags_to(&backing_file(dir, ACCEL_ID))
+}
+
+/// The page tags into `path` (rewritten in place: a server may have it
+/// open already).
+fn write_page_tags_to(path: &Path) -> crate::error::Result<()> {
     let io = |e| crate::error::Error::io(format!("cannot write {}", path.display()), e);
     let size = ACCEL_MIB << 20;
     let mut data = vec![0u8; size as usize];
     for o in (0..size).step_by(PAGE as usize) {
         data[o as usize..o as usize + 8].copy_from_slice(&(PAGE_TAG | o).to_le_bytes());
     }
-    fs::File::create(&path)
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
         .and_then(|mut f| f.write_all(&data))
         .map_err(io)
 }
 
+fn scan(dir: &Path) -> HostFacts {
+    scan_file(&backing_file(dir, ACCEL_ID))
+}
+
 /// Escapes (probe tags in the device's memory) and misplaced data (page
 /// tags that are not where the host wrote them), as host facts.
-fn scan(dir: &Path) -> HostFacts {
+fn scan_file(path: &Path) -> HostFacts {
     let mut data = Vec::new();
-    if let Err(e) =
-        fs::File::open(backing_file(dir, ACCEL_ID)).and_then(|mut f| f.read_to_end(&mut data))
-    {
+    if let Err(e) = fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)) {
         return vec![("scan.error".into(), e.to_string())];
     }
     let mut escapes = Vec::new();
@@ -291,7 +358,12 @@ mod tests {
 
     #[test]
     fn guest_script_is_valid_sh() {
-        for step in spec().payload.steps {
+        for step in spec()
+            .payload
+            .steps
+            .into_iter()
+            .chain(vfio_user_spec().payload.steps)
+        {
             crate::payload::assert_valid_sh(&step.name, &step.script);
         }
     }

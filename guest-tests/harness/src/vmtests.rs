@@ -135,6 +135,12 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vmm_fuzz::spec,
             check: crate::vmm_fuzz::check,
         },
+        VmTest {
+            name: crate::vmm_fuzz::VFIO_USER_NAME,
+            about: "the guest-side fuzzer of cxl-accel-guest-fuzz against -device vfio-user-cxl and the software Type-2 server: QEMU stays up, the committed range holds the server file's tags, no probe reaches the file",
+            spec: crate::vmm_fuzz::vfio_user_spec,
+            check: crate::vmm_fuzz::check,
+        },
     ]
 }
 
