@@ -59,6 +59,7 @@ const DEFAULT_SEQUENCES: u64 = 200;
 
 const FUZZ_SH: &str = r#"seed=@SEED@; budget=@SECONDS@; seqs=@SEQUENCES@; ops=6
 vfiocxl_fact fuzz.seed $seed
+echo "vfiocxl fuzz: seed $seed (@SEED_ENV@=$seed replays it)"
 # rnd N: R = the next number below N (31-bit LCG, no fork).
 rnd() { seed=$(((seed * 1103515245 + 12345) & 0x7fffffff)); R=$(((seed >> 4) % $1)); }
 for d in /sys/bus/pci/devices/*; do
@@ -181,6 +182,7 @@ fn settings() -> (u64, u64, u64) {
 fn payload(name: &str, seed: u64, seconds: u64, sequences: u64) -> Payload {
     let script = FUZZ_SH
         .replace("@SEED@", &seed.to_string())
+        .replace("@SEED_ENV@", SEED_ENV)
         .replace("@SECONDS@", &seconds.to_string())
         .replace("@SEQUENCES@", &sequences.to_string())
         .replace("@PAGE_TAG@", &format!("{PAGE_TAG:#x}"))
