@@ -541,6 +541,41 @@ impl HdmDecoderBlock {
         }
     }
 
+    /// The emulator cannot route committed decoder `n` (its range is in
+    /// no window it can map, e.g. an interleaved one): the commit is
+    /// undone and the decoder shows Error Not Committed, rather than
+    /// looking committed while decoding nothing.
+    pub fn revoke_commit(&mut self, n: u32) {
+        if let Some(d) = self.decoders.get_mut(n as usize) {
+            d.control = d
+                .control
+                .with(DecoderControl::COMMITTED, 0)
+                .with(DecoderControl::ERROR_NOT_COMMITTED, 1);
+        }
+    }
+
+    /// Firmware programmed decoder `n` but could not commit it (e.g. the
+    /// host bridge above refused the range): the decoder holds the range,
+    /// stays uncommitted and unlocked, and shows Error Not Committed, so
+    /// software sees why the device has no memory.
+    pub fn firmware_not_committed(&mut self, n: u32, program: FirmwareDecoder) {
+        let skip_mask = self.skip_mask();
+        let Some(decoder) = self.decoders.get_mut(n as usize) else {
+            return;
+        };
+        *decoder = Decoder {
+            dpa_base: 0,
+            base: program.range.base,
+            size: program.range.size,
+            target_or_skip: program.target_or_skip & skip_mask,
+            control: DecoderControl::default()
+                .with(DecoderControl::IW, program.eiw.into())
+                .with(DecoderControl::IG, program.eig.into())
+                .with(DecoderControl::TARGET_TYPE, program.host_only.into())
+                .with(DecoderControl::ERROR_NOT_COMMITTED, 1),
+        };
+    }
+
     /// A device's DPA skip is 256 MiB granular (RsvdZ [27:0]); a port's
     /// target list keeps every bit.
     fn skip_mask(&self) -> u64 {
@@ -967,6 +1002,58 @@ mod tests {
             Err(CommitError::OutsideWindow { .. })
         ));
         assert!(fresh.firmware_commit(3, program).is_err());
+    }
+
+    #[test]
+    fn a_revoked_commit_shows_the_error_and_can_be_retried() {
+        let mut b = device(1, GIB);
+        let range = HpaRange::new(WINDOW.base, GIB);
+        assert!(matches!(
+            program(&mut b, 0, range, commit()),
+            Some(HdmEvent::Committed { .. })
+        ));
+        b.revoke_commit(0);
+        assert!(!b.decoder(0).unwrap().committed());
+        assert!(ctrl(&b, 0).is_set(DecoderControl::ERROR_NOT_COMMITTED));
+        // Unlocked and uncommitted: software can move it and commit again.
+        b.write(control(0), 0);
+        assert_eq!(b.decoder(0).unwrap().range(), range);
+        assert!(matches!(
+            b.write(control(0), commit().0),
+            Some(HdmEvent::Committed { .. })
+        ));
+        assert!(!ctrl(&b, 0).is_set(DecoderControl::ERROR_NOT_COMMITTED));
+        b.revoke_commit(7);
+    }
+
+    #[test]
+    fn firmware_not_committed_shows_the_error_and_stays_writable() {
+        let mut b = device(1, GIB);
+        let range = HpaRange::new(WINDOW.base, GIB);
+        let program = FirmwareDecoder {
+            range,
+            eiw: 0,
+            eig: 0,
+            target_or_skip: 0,
+            host_only: false,
+            lock: true,
+        };
+        b.firmware_not_committed(0, program);
+        let d = *b.decoder(0).unwrap();
+        assert_eq!(d.range(), range);
+        assert!(!d.committed() && !d.locked());
+        assert!(ctrl(&b, 0).is_set(DecoderControl::ERROR_NOT_COMMITTED));
+        assert!(!ctrl(&b, 0).is_set(DecoderControl::COMMIT));
+        // Software may still commit it (the error clears).
+        assert!(matches!(
+            b.write(control(0), commit().0),
+            Some(HdmEvent::Committed { .. })
+        ));
+        assert!(!ctrl(&b, 0).is_set(DecoderControl::ERROR_NOT_COMMITTED));
+        // A decoder the block does not have: nothing changes.
+        let before = b.clone();
+        b.firmware_not_committed(3, program);
+        assert_eq!(b, before);
     }
 
     #[test]

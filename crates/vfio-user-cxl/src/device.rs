@@ -89,6 +89,9 @@ pub struct CxlDevice {
     broken: Option<Broken>,
 }
 
+/// The capability `--broken cap-loop` puts first (an id no client knows).
+const LOOP_CAP_ID: u16 = 0x7ff0;
+
 impl CxlDevice {
     /// A device whose memory is the first `mem_size` bytes of `mem`, a
     /// file opened read-write and at least that long; `mem_size` is a
@@ -275,6 +278,11 @@ impl CxlDevice {
             Some(Broken::NotCommitted) => 0,
             _ => VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED,
         };
+        let looped = if self.broken == Some(Broken::CapLoop) {
+            Some(w.push(LOOP_CAP_ID, 1, &[]).ok_or(libc::EINVAL)?)
+        } else {
+            None
+        };
         if self.broken != Some(Broken::NoCxlCap) {
             w.push(
                 VFIO_DEVICE_INFO_CAP_CXL,
@@ -285,6 +293,10 @@ impl CxlDevice {
         }
         let needed = w.needed();
         let first = w.first(fixed);
+        if let Some(at) = looped {
+            // Its `next` names itself instead of the CXL capability.
+            chain[at + 4..at + 8].copy_from_slice(&(at as u32).to_ne_bytes());
+        }
         let full = argsz >= needed;
         let mut flags = vfio::DEVICE_FLAGS_RESET | vfio::DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_CXL;
         if first.is_some() {
@@ -664,6 +676,14 @@ mod tests {
 
         let d = broken(Broken::MemUnaligned);
         assert_eq!(region_size(&d, CXL_MEM_INDEX), (256 << 20) - 4096);
+
+        let info = broken(Broken::CapLoop).device_info(256).unwrap();
+        let first = u32::from_ne_bytes(info[16..20].try_into().unwrap()) as usize;
+        let next = u32::from_ne_bytes(info[first + 4..first + 8].try_into().unwrap());
+        assert_eq!(
+            next as usize, first,
+            "cap-loop: the first capability names itself"
+        );
 
         let d = broken(Broken::BadGeometry);
         let r = d.region_info(CXL_COMP_REGS_INDEX, 256).unwrap().payload;

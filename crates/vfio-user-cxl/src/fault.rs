@@ -19,16 +19,21 @@ pub enum Broken {
     /// The component-register geometry capability places the decoder
     /// block past the end of its BAR.
     BadGeometry,
+    /// The device-info capability chain loops: a capability before the
+    /// CXL one names itself as the next (a client that trusts `next`
+    /// walks forever).
+    CapLoop,
 }
 
 impl Broken {
     /// Every kind, with its command-line name.
-    pub const ALL: [(&'static str, Broken); 5] = [
+    pub const ALL: [(&'static str, Broken); 6] = [
         ("not-committed", Broken::NotCommitted),
         ("no-cxl-cap", Broken::NoCxlCap),
         ("no-cxl-mem", Broken::NoCxlMem),
         ("mem-unaligned", Broken::MemUnaligned),
         ("bad-geometry", Broken::BadGeometry),
+        ("cap-loop", Broken::CapLoop),
     ];
 
     pub fn parse(name: &str) -> Option<Self> {

@@ -46,6 +46,8 @@ pub mod runner;
 pub mod sysfs;
 pub mod tools;
 pub mod topology;
+pub mod vmm_fuzz;
+pub mod vmm_guard;
 pub mod vmtests;
 pub mod vucxl;
 pub mod vucxl_hotplug;

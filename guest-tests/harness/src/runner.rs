@@ -152,6 +152,9 @@ impl RunOutcome {
                 k.what, k.line_no, k.line
             ));
         }
+        for l in qemu_trouble(&self.stderr) {
+            p.push(format!("QEMU stderr: {l}"));
+        }
         p
     }
 
@@ -196,6 +199,30 @@ impl RunOutcome {
     pub fn console_tail(&self, n: usize) -> Vec<&str> {
         console::tail(&self.console, n)
     }
+}
+
+/// What in QEMU's stderr means QEMU itself went wrong, whatever the guest
+/// did: a Rust panic, a failed assertion, a GLib critical, a sanitizer
+/// report, a fatal signal. Guest errors (`-d guest_errors`) are the guest's
+/// doing and not listed.
+const QEMU_TROUBLE: [&str; 9] = [
+    "panicked at",
+    "assertion failed",
+    "Assertion `",
+    "-CRITICAL **",
+    "ERROR:",
+    "Sanitizer",
+    "runtime error:",
+    "Segmentation fault",
+    "Aborted",
+];
+
+/// The lines of QEMU's stderr that show trouble ([`QEMU_TROUBLE`]).
+pub fn qemu_trouble(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| QEMU_TROUBLE.iter().any(|t| l.contains(t)))
+        .collect()
 }
 
 /// Files of one run inside `dir`.
@@ -444,6 +471,31 @@ mod tests {
         assert!(p.contains("kernel tainted: W"), "{p}");
         assert!(p.contains("console line 1: WARN()"), "{p}");
         assert_eq!(out.stderr.trim(), "qemu: oh no");
+    }
+
+    #[test]
+    fn qemu_trouble_on_stderr_is_a_problem_guest_errors_are_not() {
+        let mut out = timed_out(0, None);
+        out.exit = Exit::KilledAfterDone;
+        out.silence = None;
+        out.stderr = "cxl-accel: HDM decoder 0 commit refused: decoder size is zero\n\
+                      CXL: write 0x0 to locked HDM decoder register 0x1030 ignored\n"
+            .into();
+        assert!(qemu_trouble(&out.stderr).is_empty());
+        for bad in [
+            "thread '<unnamed>' panicked at rust/hw/cxl/vfio/src/part.rs:1:1:",
+            "**\nERROR:../hw/cxl/cxl-host.c:42:f: assertion failed: (x)",
+            "qemu-system-x86_64: ../x.c:1: f: Assertion `x' failed.",
+            "(qemu-system-x86_64:1): GLib-CRITICAL **: 12:00: g_x: assertion 'x' failed",
+            "==1==ERROR: AddressSanitizer: heap-use-after-free on address 0x1",
+        ] {
+            out.stderr = format!("fine\n{bad}\n");
+            let p = out.problems();
+            assert!(
+                p.iter().any(|l| l.starts_with("QEMU stderr: ")),
+                "{bad}: {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -153,6 +153,36 @@ pub fn all() -> Vec<VmTest> {
             spec: crate::vucxl_reset::spec,
             check: crate::vucxl_reset::check,
         },
+        VmTest {
+            name: crate::vmm_guard::NAME,
+            about: "cxl-accel: the guest (devmem, CEDT CHBS) decommits, moves and recommits the host bridge decoder firmware locked, then resets the device (cxl_bus): QEMU stays alive, logs a guest error, and no guest write after the reset reaches device memory",
+            spec: crate::vmm_guard::spec,
+            check: crate::vmm_guard::check,
+        },
+        VmTest {
+            name: crate::vmm_guard::INTERLEAVED,
+            about: "cxl-accel (precommit=off) whose only window interleaves two host bridges: a guest commit there shows Error Not Committed, not Committed while decoding nothing",
+            spec: crate::vmm_guard::interleaved_spec,
+            check: crate::vmm_guard::interleaved_check,
+        },
+        VmTest {
+            name: crate::vmm_guard::OVERLAP,
+            about: "two cxl-accel (precommit=off) below one host bridge: the second guest commit at the first one's address shows Error Not Committed, and the guest's writes there reach only the first device's memory",
+            spec: crate::vmm_guard::overlap_spec,
+            check: crate::vmm_guard::overlap_check,
+        },
+        VmTest {
+            name: crate::vmm_fuzz::NAME,
+            about: "guest-side fuzzer on cxl-accel (seeded, 60 s / 200 sequences; VFIO_CXL_FUZZ_SEED replays): random decoder, host bridge, DVSEC writes and cxl_bus resets; QEMU stays up, pages read through the committed range hold the host's tags, no probe written outside it reaches device memory",
+            spec: crate::vmm_fuzz::spec,
+            check: crate::vmm_fuzz::check,
+        },
+        VmTest {
+            name: crate::vmm_fuzz::VFIO_USER_NAME,
+            about: "the guest-side fuzzer of cxl-accel-guest-fuzz against -device vfio-user-cxl and the software Type-2 server: QEMU stays up, the committed range holds the server file's tags, no probe reaches the file",
+            spec: crate::vmm_fuzz::vfio_user_spec,
+            check: crate::vmm_fuzz::check,
+        },
     ]
 }
 

@@ -100,7 +100,7 @@ const CASES: [Case; 6] = [
 /// Malformed devices given at QEMU's startup instead: QEMU must exit with
 /// status 1 and an error naming the device. `--broken` kind, what the
 /// message must contain.
-const AT_STARTUP: [(&[&str], &str); 5] = [
+const AT_STARTUP: [(&[&str], &str); 6] = [
     (&["--broken", "not-committed"], "not firmware-committed"),
     (&["--broken", "no-cxl-cap"], "no capability chain"),
     (&["--broken", "no-cxl-mem"], "no CXL memory region"),
@@ -109,6 +109,8 @@ const AT_STARTUP: [(&[&str], &str); 5] = [
         "is not a mappable multiple of 256 MiB",
     ),
     (&["--broken", "bad-geometry"], "bad CXL decoder geometry"),
+    // Before issue 11 QEMU walked this chain forever at startup.
+    (&["--broken", "cap-loop"], "malformed capability chain"),
 ];
 
 /// The `--broken` kind of a startup case, for fact names and messages.

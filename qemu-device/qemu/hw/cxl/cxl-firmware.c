@@ -13,6 +13,7 @@
 #include "hw/cxl/cxl_firmware.h"
 #include "hw/pci/pci_bridge.h"
 #include "hw/pci/pcie_port.h"
+#include "system/memory.h"
 
 /* The pxb-cxl host bridge and the root port above @ep. */
 static PXBCXLDev *cxl_firmware_path(PCIDevice *ep, PCIEPort **port,
@@ -228,6 +229,57 @@ bool cxl_firmware_window_at(uint64_t base, uint64_t size,
         }
     }
     return false;
+}
+
+/* A mapped device memory region -> the range it is mapped at. */
+typedef struct CXLFirmwareRange {
+    uint64_t base, size;
+} CXLFirmwareRange;
+static GHashTable *cxl_firmware_maps;
+
+static const char *cxl_firmware_mr_owner(MemoryRegion *mr)
+{
+    Object *owner = memory_region_owner(mr);
+
+    if (owner && object_dynamic_cast(owner, TYPE_DEVICE)) {
+        return cxl_firmware_dev_name(DEVICE(owner));
+    }
+    return memory_region_name(mr);
+}
+
+bool cxl_firmware_claim_map(MemoryRegion *mr, uint64_t base, uint64_t size,
+                            Error **errp)
+{
+    CXLFirmwareRange *r;
+    GHashTableIter it;
+    gpointer other, value;
+
+    if (!cxl_firmware_maps) {
+        cxl_firmware_maps = g_hash_table_new_full(NULL, NULL, NULL, g_free);
+    }
+    g_hash_table_iter_init(&it, cxl_firmware_maps);
+    while (g_hash_table_iter_next(&it, &other, &value)) {
+        r = value;
+        if (other != mr && base < r->base + r->size &&
+            r->base < base + size) {
+            error_setg(errp, "0x%" PRIx64 "+0x%" PRIx64 " overlaps the "
+                       "memory of %s at 0x%" PRIx64 "+0x%" PRIx64, base, size,
+                       cxl_firmware_mr_owner(other), r->base, r->size);
+            return false;
+        }
+    }
+    r = g_new(CXLFirmwareRange, 1);
+    r->base = base;
+    r->size = size;
+    g_hash_table_insert(cxl_firmware_maps, mr, r);
+    return true;
+}
+
+void cxl_firmware_release_map(MemoryRegion *mr)
+{
+    if (cxl_firmware_maps) {
+        g_hash_table_remove(cxl_firmware_maps, mr);
+    }
 }
 
 bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,

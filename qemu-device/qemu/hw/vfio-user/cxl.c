@@ -11,7 +11,7 @@
 #include "qapi/error.h"
 #include "hw/qdev-properties.h"
 #include "hw/vfio-user/pci.h"
-#include "hw/vfio-user/proxy.h"
+#include "hw/vfio-user/device.h"
 #include "hw/vfio/vfio-cxl.h"
 
 #define TYPE_VFIO_USER_CXL "vfio-user-cxl"
@@ -26,40 +26,11 @@ static void (*vfio_user_cxl_parent_realize)(PCIDevice *pdev, Error **errp);
 static void (*vfio_user_cxl_parent_exit)(PCIDevice *pdev);
 static ResettablePhases vfio_user_cxl_parent_phases;
 
-/*
- * The generic client asks for the 16 bytes of the vfio-user spec, so the
- * capability chain of VFIO_DEVICE_GET_INFO is fetched here.
- */
 static bool vfio_user_cxl_get_info(VFIOPCIDevice *vdev,
                                    struct vfio_device_info *info,
                                    Error **errp)
 {
-    VFIOUserProxy *proxy = vdev->vbasedev.proxy;
-    uint32_t argsz = info->argsz;
-    size_t size = sizeof(VFIOUserHdr) + argsz;
-    g_autofree VFIOUserHdr *msg = g_malloc0(size);
-    uint32_t *body = (uint32_t *)(msg + 1);
-
-    /* The request is the fixed struct; the reply may be argsz long. */
-    vfio_user_request_msg(msg, VFIO_USER_DEVICE_GET_INFO,
-                          sizeof(VFIOUserHdr) + sizeof(*info), 0);
-    body[0] = argsz;
-    if (!vfio_user_send_wait(proxy, msg, NULL, size, errp)) {
-        return false;
-    }
-    if (msg->flags & VFIO_USER_ERROR) {
-        error_setg_errno(errp, -msg->error_reply,
-                         "VFIO_USER_DEVICE_GET_INFO failed");
-        return false;
-    }
-    if (msg->size < sizeof(VFIOUserHdr) + sizeof(*info)) {
-        error_setg(errp, "VFIO_USER_DEVICE_GET_INFO reply too short (%u)",
-                   msg->size);
-        return false;
-    }
-    memset(info, 0, argsz);
-    memcpy(info, body, MIN(argsz, msg->size - sizeof(VFIOUserHdr)));
-    return true;
+    return vfio_user_get_device_info(vdev->vbasedev.proxy, info, errp);
 }
 
 static void vfio_user_cxl_realize(PCIDevice *pdev, Error **errp)

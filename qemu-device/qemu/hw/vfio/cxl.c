@@ -18,13 +18,16 @@
 #include "types.h"
 #include "trace.h"
 
-#define VFIO_CXL_INFO_ARGSZ 256
-
+/*
+ * After unplug (vfio_cxl_exit freed the part) a vCPU that looked the
+ * overlay up in an older flat view may still call these: both run under
+ * the BQL, as exit does, so a NULL part is seen and nothing is touched.
+ */
 static uint64_t vfio_cxl_hdm_read(void *opaque, hwaddr addr, unsigned size)
 {
     VFIOCXL *cxl = opaque;
 
-    return vfio_cxl_part_hdm_read(cxl->part, addr, size);
+    return cxl->part ? vfio_cxl_part_hdm_read(cxl->part, addr, size) : 0;
 }
 
 static void vfio_cxl_hdm_write(void *opaque, hwaddr addr, uint64_t data,
@@ -32,7 +35,9 @@ static void vfio_cxl_hdm_write(void *opaque, hwaddr addr, uint64_t data,
 {
     VFIOCXL *cxl = opaque;
 
-    vfio_cxl_part_hdm_write(cxl->part, addr, data, size);
+    if (cxl->part) {
+        vfio_cxl_part_hdm_write(cxl->part, addr, data, size);
+    }
 }
 
 static const MemoryRegionOps vfio_cxl_hdm_ops = {
@@ -49,36 +54,106 @@ static const MemoryRegionOps vfio_cxl_hdm_ops = {
     },
 };
 
+/*
+ * The capability @id of @cap_size bytes in the chain that starts at
+ * @offset of @buf (@size bytes, of which the first @fixed are the fixed
+ * struct).  The host or vfio-user server is not trusted: every header
+ * must lie inside @buf after the fixed struct and the chain must ascend,
+ * so a malformed reply can neither make us read outside @buf nor loop.
+ */
+static struct vfio_info_cap_header *
+vfio_cxl_find_cap(void *buf, uint32_t size, uint32_t fixed, uint32_t offset,
+                  uint16_t id, size_t cap_size, Error **errp)
+{
+    struct vfio_info_cap_header *hdr;
+
+    while (offset) {
+        if (offset < fixed || offset > size || size - offset < sizeof(*hdr)) {
+            error_setg(errp, "malformed capability chain: header at 0x%x "
+                       "outside the %u bytes of the reply", offset, size);
+            return NULL;
+        }
+        hdr = buf + offset;
+        if (hdr->id == id) {
+            if (size - offset < cap_size) {
+                error_setg(errp, "capability %u at 0x%x is cut short", id,
+                           offset);
+                return NULL;
+            }
+            return hdr;
+        }
+        if (hdr->next && hdr->next <= offset) {
+            error_setg(errp, "malformed capability chain: 0x%x points back "
+                       "to 0x%x", offset, hdr->next);
+            return NULL;
+        }
+        offset = hdr->next;
+    }
+    error_setg(errp, "capability %u is missing", id);
+    return NULL;
+}
+
+/* More than a device-info reply ever needs: a server cannot make it grow. */
+#define VFIO_CXL_INFO_MAX (64 * KiB)
+
+/*
+ * VFIO_DEVICE_GET_INFO with its capability chain: asks again with the
+ * argsz the first reply says it needs.
+ */
+static struct vfio_device_info *vfio_cxl_get_info(VFIOPCIDevice *vdev,
+                                                  VFIOCXLGetInfo get_info,
+                                                  Error **errp)
+{
+    g_autofree struct vfio_device_info *info = NULL;
+    uint32_t argsz = sizeof(*info);
+    int tries;
+
+    for (tries = 0; tries < 2; tries++) {
+        info = g_realloc(info, argsz);
+        memset(info, 0, argsz);
+        info->argsz = argsz;
+        if (!get_info(vdev, info, errp)) {
+            return NULL;
+        }
+        if (info->argsz <= argsz) {
+            return g_steal_pointer(&info);
+        }
+        if (info->argsz > VFIO_CXL_INFO_MAX) {
+            break;
+        }
+        argsz = info->argsz;
+    }
+    error_setg(errp, "device info needs %u bytes after asking with %u",
+               info->argsz, argsz);
+    return NULL;
+}
+
 /* The device-info capability: refuse what the contract does not cover. */
 static bool vfio_cxl_check_info(VFIOPCIDevice *vdev, VFIOCXLGetInfo get_info,
                                 Error **errp)
 {
-    g_autofree struct vfio_device_info *info = g_malloc0(VFIO_CXL_INFO_ARGSZ);
+    g_autofree struct vfio_device_info *info = NULL;
     struct vfio_info_cap_header *hdr;
     struct vfio_cxl_device_info_cap_cxl *cap;
 
-    info->argsz = VFIO_CXL_INFO_ARGSZ;
-    if (!get_info(vdev, info, errp)) {
+    info = vfio_cxl_get_info(vdev, get_info, errp);
+    if (!info) {
         return false;
     }
     if (!(info->flags & VFIO_CXL_DEVICE_FLAGS_CXL)) {
         error_setg(errp, "not a CXL device (VFIO_DEVICE_FLAGS_CXL is clear)");
         return false;
     }
-    if (!(info->flags & VFIO_DEVICE_FLAGS_CAPS) || info->argsz > VFIO_CXL_INFO_ARGSZ) {
+    if (!(info->flags & VFIO_DEVICE_FLAGS_CAPS) || !info->cap_offset) {
         error_setg(errp, "device info has no capability chain (argsz %u)",
                    info->argsz);
         return false;
     }
-    hdr = NULL;
-    if (info->cap_offset >= sizeof(*info) &&
-        info->cap_offset + sizeof(*cap) <= info->argsz) {
-        hdr = vfio_get_cap(info, info->cap_offset,
-                           VFIO_CXL_DEVICE_INFO_CAP_CXL);
-    }
-    if (!hdr || (void *)hdr + sizeof(*cap) > (void *)info + info->argsz) {
-        error_setg(errp, "device info lacks the CXL capability (id %d)",
-                   VFIO_CXL_DEVICE_INFO_CAP_CXL);
+    hdr = vfio_cxl_find_cap(info, info->argsz, sizeof(*info),
+                            info->cap_offset, VFIO_CXL_DEVICE_INFO_CAP_CXL,
+                            sizeof(*cap), errp);
+    if (!hdr) {
+        error_prepend(errp, "device info lacks the CXL capability: ");
         return false;
     }
     cap = container_of(hdr, struct vfio_cxl_device_info_cap_cxl, header);
@@ -126,11 +201,18 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         error_setg(errp, "no CXL component register region");
         return false;
     }
-    hdr = vfio_get_region_info_cap(info, VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS);
+    if (!(info->flags & VFIO_REGION_INFO_FLAG_CAPS)) {
+        error_setg(errp, "the CXL component register region has no "
+                   "capability chain");
+        return false;
+    }
+    hdr = vfio_cxl_find_cap(info, info->argsz, sizeof(*info),
+                            info->cap_offset,
+                            VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS,
+                            sizeof(*geo), errp);
     if (!hdr) {
-        error_setg(errp, "the CXL component register region lacks its "
-                   "geometry capability (id 0x%x)",
-                   VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS);
+        error_prepend(errp, "the CXL component register region lacks its "
+                      "geometry capability: ");
         return false;
     }
     geo = container_of(hdr, struct vfio_cxl_region_info_cap_comp_regs, header);
@@ -145,6 +227,7 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
     }
     cxl->comp_bar = geo->bar;
     cxl->comp_offset = geo->offset;
+    cxl->comp_size = geo->size;
 
     if (vfio_device_get_region_info_type(vbasedev, VFIO_CXL_REGION_TYPE_CXL,
                                          VFIO_CXL_REGION_SUBTYPE_CXL_MEM,
@@ -180,11 +263,20 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         goto fail;
     }
 
-    /* Guest accesses to the decoder block never reach the host. */
+    /*
+     * Guest accesses to the host's whole decoder block never reach the
+     * host: the guest's block (one decoder) and, past it, zeroes.
+     */
     bar = &vdev->bars[cxl->comp_bar];
     hdm_len = vfio_cxl_part_hdm_len(cxl->part);
+    if (cxl->comp_size < hdm_len) {
+        error_setg(errp, "the host's CXL decoder block (0x%" PRIx64 " bytes) "
+                   "is smaller than one decoder block (0x%x)",
+                   cxl->comp_size, hdm_len);
+        goto fail;
+    }
     memory_region_init_io(&cxl->hdm, OBJECT(vdev), &vfio_cxl_hdm_ops, cxl,
-                          "vfio-cxl-hdm-decoders", hdm_len);
+                          "vfio-cxl-hdm-decoders", cxl->comp_size);
     cxl->bar_mr = bar->region.mem;
     memory_region_add_subregion_overlap(cxl->bar_mr, cxl->comp_offset,
                                         &cxl->hdm, 1);
@@ -196,7 +288,7 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         goto fail_hdm;
     }
     trace_vfio_cxl_realize(vbasedev->name, cxl->comp_bar, cxl->comp_offset,
-                           hdm_len, cxl->mem.nr, mem_size);
+                           cxl->comp_size, cxl->mem.nr, mem_size);
     return true;
 
 fail_hdm:

@@ -66,6 +66,7 @@ typedef struct VFIOCXL {
     MemoryRegion *bar_mr;
     uint32_t comp_bar;
     uint64_t comp_offset;
+    uint64_t comp_size;         /* the host's decoder block, overlaid */
     CxlPart *part;
     Error *migration_blocker;
 } VFIOCXL;

@@ -80,6 +80,24 @@ bool cxl_firmware_window_at(uint64_t base, uint64_t size,
                             CXLFirmwareWindow *out);
 
 /**
+ * cxl_firmware_claim_map: reserve [@base, @base + @size) for mapping @mr
+ * @mr: the region a device maps there (its owner names the device)
+ * @errp: error naming the device whose mapping overlaps
+ *
+ * Two devices committed at overlapping addresses must not both be mapped
+ * (which one the guest reached would depend on QEMU's memory map): the
+ * second commit is refused.  One range per region; claiming again moves
+ * it.
+ */
+bool cxl_firmware_claim_map(MemoryRegion *mr, uint64_t base, uint64_t size,
+                            Error **errp);
+
+/**
+ * cxl_firmware_release_map: drop @mr's range; no-op without one
+ */
+void cxl_firmware_release_map(MemoryRegion *mr);
+
+/**
  * cxl_firmware_commit_hb_decoder: commit HDM decoder 0 of @ep's host bridge
  * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
  * @base, @size: the HPA range, 256 MiB aligned, inside a window

@@ -116,7 +116,7 @@ pub use crate::bindings::{type_register_static, InterfaceInfo, ObjectClass};
 pub struct Object(Opaque<bindings::Object>);
 
 impl InterfaceInfo {
-    /// The entry that ends an [`ObjectImpl::INTERFACES`] list.
+    /// The entry that ends a list of interfaces.
     pub const END: InterfaceInfo = InterfaceInfo {
         type_: core::ptr::null(),
     };
@@ -131,6 +131,50 @@ impl InterfaceInfo {
 
 // SAFETY: an InterfaceInfo only holds a pointer to a static C string.
 unsafe impl Sync for InterfaceInfo {}
+
+/// The QOM interfaces a type implements, as `TypeInfo::interfaces` wants
+/// them: an array ending in [`InterfaceInfo::END`], which QOM walks until
+/// that entry.  Only [`interfaces!`](crate::interfaces) builds a non-empty
+/// list, so safe code cannot leave the terminator out.
+#[derive(Clone, Copy, Debug)]
+pub struct InterfaceList(&'static [InterfaceInfo]);
+
+impl InterfaceList {
+    /// No interfaces: `TypeInfo::interfaces` is NULL.
+    pub const NONE: Self = Self(&[]);
+
+    /// Wraps a list for [`interfaces!`](crate::interfaces).
+    ///
+    /// # Safety
+    ///
+    /// `list` ends with [`InterfaceInfo::END`].
+    #[doc(hidden)]
+    pub const unsafe fn from_terminated(list: &'static [InterfaceInfo]) -> Self {
+        Self(list)
+    }
+
+    /// What `TypeInfo::interfaces` points to.
+    pub const fn as_ptr(self) -> *const InterfaceInfo {
+        if self.0.is_empty() {
+            core::ptr::null()
+        } else {
+            self.0.as_ptr()
+        }
+    }
+}
+
+/// An [`InterfaceList`] of QOM interface names (`&'static CStr`), e.g.
+/// `interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE]`; the
+/// terminator is added here.
+#[macro_export]
+macro_rules! interfaces {
+    ($($name:expr),+ $(,)?) => {{
+        const LIST: &[$crate::InterfaceInfo] =
+            &[$($crate::InterfaceInfo::new($name),)+ $crate::InterfaceInfo::END];
+        // SAFETY: LIST ends with InterfaceInfo::END.
+        unsafe { $crate::InterfaceList::from_terminated(LIST) }
+    }};
+}
 
 unsafe impl Send for Object {}
 unsafe impl Sync for Object {}
@@ -689,11 +733,11 @@ pub trait ObjectImpl: ObjectType + IsA<Object> {
         unsafe extern "C" fn(klass: *mut ObjectClass, data: *const c_void),
     > = None;
 
-    /// The QOM interfaces the type implements, terminated by an entry
-    /// whose `type_` is null (use [`InterfaceInfo::END`]).  Interfaces
-    /// are still declared in C; this only lists them, like the
-    /// `interfaces` array of a C `TypeInfo`.
-    const INTERFACES: &'static [InterfaceInfo] = &[];
+    /// The QOM interfaces the type implements, built with
+    /// [`interfaces!`](crate::interfaces).  Interfaces are still declared
+    /// in C; this only lists them, like the `interfaces` array of a C
+    /// `TypeInfo`.
+    const INTERFACES: InterfaceList = InterfaceList::NONE;
 
     const TYPE_INFO: TypeInfo = TypeInfo {
         name: Self::TYPE_NAME.as_ptr(),
@@ -714,11 +758,7 @@ pub trait ObjectImpl: ObjectType + IsA<Object> {
         class_init: Some(rust_class_init::<Self>),
         class_base_init: Self::CLASS_BASE_INIT,
         class_data: core::ptr::null(),
-        interfaces: if Self::INTERFACES.is_empty() {
-            core::ptr::null()
-        } else {
-            Self::INTERFACES.as_ptr()
-        },
+        interfaces: Self::INTERFACES.as_ptr(),
     };
 
     // methods on ObjectClass

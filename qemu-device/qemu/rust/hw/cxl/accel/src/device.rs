@@ -23,7 +23,7 @@ use pci::{
     PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, BAR_MEM_TYPE_64, INTERFACE_CXL_DEVICE,
     INTERFACE_PCIE_DEVICE,
 };
-use qom::{prelude::*, InterfaceInfo, ObjectImpl, ParentField, ParentInit};
+use qom::{prelude::*, InterfaceList, ObjectImpl, ParentField, ParentInit};
 use system::{bindings::hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
 use util::{ensure, log::Log, log_mask_ln, Error, Result};
 
@@ -68,7 +68,7 @@ pub struct CxlAccelState {
     /// Alias of the memory backend, mapped into a CFMW on commit.
     hdm_alias: MemoryRegion,
     /// Property `memdev`: link to the memory backend.
-    memdev: *mut bindings::HostMemoryBackend,
+    memdev: BackendLink,
     /// Property `precommit`: firmware commits the decoders at reset.
     precommit: bool,
     /// Property `cxl-reset`: CXL Reset and Mem_Clr capable.
@@ -80,10 +80,23 @@ pub struct CxlAccelState {
 
 qom_isa!(CxlAccelState: PCIDevice, DeviceState, Object);
 
-// SAFETY: the raw pointers (memdev, the mapped window) are only used
-// under the BQL, like every other piece of device state.
-unsafe impl Sync for CxlAccelState {}
-// SAFETY: see above.
+/// Storage of the `memdev` link property (a strong link: the backend
+/// lives at least as long as the device). QOM's link setter writes it, only
+/// before realize; the device reads it.
+#[repr(transparent)]
+#[derive(Debug)]
+struct BackendLink(*mut bindings::HostMemoryBackend);
+
+// SAFETY: the pointer is written by the property setter and read by the
+// device, both with the BQL held (QOM property access and every device
+// callback run under it), and the backend is only used through C calls
+// made under the BQL. Nothing else makes CxlAccelState !Sync: the compiler
+// checks the other fields.
+unsafe impl Sync for BackendLink {}
+// SAFETY: as for Sync; no thread-local state is attached to the pointer.
+unsafe impl Send for BackendLink {}
+// SAFETY: `window` is the machine's CFMW MemoryRegion, which lives as long
+// as QEMU; Mapping lives in a BqlRefCell, so it is only used under the BQL.
 unsafe impl Send for Mapping {}
 
 // SAFETY: the type is a PCIDevice subclass without its own class struct,
@@ -98,11 +111,8 @@ impl ObjectImpl for CxlAccelState {
 
     const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
     const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
-    const INTERFACES: &'static [InterfaceInfo] = &[
-        InterfaceInfo::new(INTERFACE_CXL_DEVICE),
-        InterfaceInfo::new(INTERFACE_PCIE_DEVICE),
-        InterfaceInfo::END,
-    ];
+    const INTERFACES: InterfaceList =
+        qom::interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE];
 }
 
 // SAFETY: the array describes fields of CxlAccelState with matching
@@ -225,17 +235,17 @@ impl CxlAccelState {
     fn backend_mr(&self) -> *mut system::bindings::MemoryRegion {
         // SAFETY: realize checked that memdev is set; the link keeps a
         // reference to the backend while the device exists.
-        unsafe { bindings::host_memory_backend_get_memory(self.memdev).cast() }
+        unsafe { bindings::host_memory_backend_get_memory(self.memdev.0).cast() }
     }
 
     fn realize(&self) -> Result<()> {
         ensure!(
-            !self.memdev.is_null(),
+            !self.memdev.0.is_null(),
             "property 'memdev' is required, e.g. -object memory-backend-ram,id=accmem,size=256M \
              -device cxl-accel,memdev=accmem"
         );
         // SAFETY: memdev is a valid backend (checked above, kept by the link).
-        let in_use = unsafe { bindings::host_memory_backend_is_mapped(self.memdev) };
+        let in_use = unsafe { bindings::host_memory_backend_is_mapped(self.memdev.0) };
         ensure!(!in_use, "memdev is already in use by another device");
         // SAFETY: the backend's region exists once the backend is complete.
         let size = unsafe { system::bindings::memory_region_size(self.backend_mr()) };
@@ -304,8 +314,11 @@ impl CxlAccelState {
         );
         self.register_bar(config::COMPONENT_BAR, BAR_MEM_TYPE_64, &self.component_bar);
 
-        // SAFETY: hdm_alias is zeroed storage owned by this device; the
-        // alias keeps the backend alive and is finalized with the device.
+        // SAFETY: hdm_alias is zeroed storage owned by this device and
+        // finalized with it. The alias takes no reference to the backend's
+        // region: the strong memdev link keeps the backend alive until the
+        // device is finalized, and a mapped backend (set_mapped below,
+        // cleared at exit) cannot be deleted by object-del.
         unsafe {
             system::bindings::memory_region_init_alias(
                 self.hdm_alias.as_mut_ptr(),
@@ -315,7 +328,7 @@ impl CxlAccelState {
                 0,
                 size,
             );
-            bindings::host_memory_backend_set_mapped(self.memdev, true);
+            bindings::host_memory_backend_set_mapped(self.memdev.0, true);
         }
 
         // Linux commits decoders anywhere in a window that targets the
@@ -340,9 +353,9 @@ impl CxlAccelState {
         }
         // SAFETY: the device is still realized; a no-op without a claim.
         unsafe { bindings::cxl_firmware_release_hb(self.pci_ptr()) };
-        if !self.memdev.is_null() {
+        if !self.memdev.0.is_null() {
             // SAFETY: the backend is still linked.
-            unsafe { bindings::host_memory_backend_set_mapped(self.memdev, false) };
+            unsafe { bindings::host_memory_backend_set_mapped(self.memdev.0, false) };
         }
     }
 
@@ -431,18 +444,24 @@ impl CxlAccelState {
     fn hdm_event(alias: &MemoryRegion, regs: &mut AccelRegs, event: HdmEvent) {
         match event {
             HdmEvent::Committed {
+                decoder,
                 hpa,
                 dpa_base,
                 ways,
                 ..
             } => {
-                if ways == 1 {
-                    Self::map(alias, regs, hpa, dpa_base);
-                } else {
+                let mapped = match ways {
+                    1 => Self::map(alias, regs, hpa, dpa_base),
+                    _ => Err(format!("{ways}-way interleave is not mapped")),
+                };
+                if let Err(why) = mapped {
                     log_mask_ln!(
-                        Log::Unimp,
-                        "cxl-accel: {ways}-way interleaved decoders are not mapped"
+                        Log::GuestError,
+                        "cxl-accel: HDM decoder {decoder} at {:#x}+{:#x} not committed: {why}",
+                        hpa.base,
+                        hpa.size
                     );
+                    regs.component.hdm_mut().revoke_commit(decoder);
                 }
             }
             HdmEvent::Decommitted { .. } => Self::unmap(alias, regs),
@@ -462,15 +481,34 @@ impl CxlAccelState {
     /// Maps `hpa` (inside a non-interleaved window) to device memory from
     /// `dpa_base`: an alias of the backend becomes a subregion of the
     /// window's MemoryRegion, so guest accesses are plain RAM accesses.
-    fn map(alias: &MemoryRegion, regs: &mut AccelRegs, hpa: HpaRange, dpa_base: u64) {
+    /// Why not, when no such window holds `hpa` or another device's
+    /// memory is mapped there.
+    fn map(
+        alias: &MemoryRegion,
+        regs: &mut AccelRegs,
+        hpa: HpaRange,
+        dpa_base: u64,
+    ) -> std::result::Result<(), String> {
         Self::unmap(alias, regs);
         let mut fw = bindings::CXLFirmwareWindow::default();
         // SAFETY: plain lookup in the machine's window list.
         let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
         if !found || fw.ways != 1 {
             trace::trace_cxl_accel_no_window(hpa.base, hpa.size);
-            return;
+            return Err("it is in no non-interleaved CXL window".into());
         }
+        // SAFETY: bookkeeping keyed by the alias, released by unmap.
+        unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_claim_map(
+                    alias.as_mut_ptr().cast(),
+                    hpa.base,
+                    hpa.size,
+                    errp,
+                )
+            })
+        }
+        .map_err(|e| e.to_string())?;
         let window: *mut system::bindings::MemoryRegion = fw.mr.cast();
         // SAFETY: the alias was initialized at realize and is not mapped
         // (unmap above); the window region lives as long as the machine.
@@ -485,13 +523,16 @@ impl CxlAccelState {
         }
         trace::trace_cxl_accel_map(hpa.base, hpa.size, dpa_base);
         regs.mapping = Some(Mapping { window, hpa });
+        Ok(())
     }
 
     fn unmap(alias: &MemoryRegion, regs: &mut AccelRegs) {
         if let Some(m) = regs.mapping.take() {
-            // SAFETY: the alias is a subregion of m.window (set by map).
+            // SAFETY: the alias is a subregion of m.window (set by map);
+            // the claim is keyed by the alias.
             unsafe {
                 system::bindings::memory_region_del_subregion(m.window, alias.as_mut_ptr());
+                bindings::cxl_firmware_release_map(alias.as_mut_ptr().cast());
             }
             trace::trace_cxl_accel_unmap(m.hpa.base, m.hpa.size);
         }
@@ -508,7 +549,10 @@ impl CxlAccelState {
 
     /// Firmware's part of reset, after every device (the host bridge
     /// included) has reset its registers: commit the host bridge's and
-    /// our decoder 0 in the window (1 GiB-aligned when it fits).
+    /// our decoder 0 in the window (1 GiB-aligned when it fits). A guest
+    /// can make this fail (it owns the host bridge's registers), so a
+    /// failure is the guest's error: decoder 0 stays uncommitted with
+    /// Error Not Committed, the device has no memory, and the VM runs on.
     fn reset_exit(&self, _type: ResetType) {
         if !self.precommit {
             return;
@@ -529,11 +573,6 @@ impl CxlAccelState {
                 )
             })
         };
-        if let Err(e) = hb {
-            // Reset cannot fail; the guest would see a device without a
-            // region, which is not what precommit=on promised.
-            Self::fatal(&format!("cxl-accel: firmware commit of the host bridge failed: {e}"));
-        }
         let mut regs = self.regs.borrow_mut();
         let Some(regs) = regs.as_mut() else { return };
         let program = FirmwareDecoder {
@@ -544,31 +583,24 @@ impl CxlAccelState {
             host_only: false,
             lock: true,
         };
+        if let Err(e) = hb {
+            log_mask_ln!(
+                Log::GuestError,
+                "cxl-accel: firmware commit of the host bridge failed, the device has no memory: {e}"
+            );
+            regs.component.hdm_mut().firmware_not_committed(0, program);
+            return;
+        }
         match regs.component.hdm_mut().firmware_commit(0, program) {
             Ok(event) => {
                 trace::trace_cxl_accel_precommit(range.base, range.size, window.index);
                 Self::hdm_event(&self.hdm_alias, regs, event);
             }
-            Err(e) => Self::fatal(&format!("cxl-accel: firmware commit of decoder 0 failed: {e}")),
+            Err(e) => log_mask_ln!(
+                Log::GuestError,
+                "cxl-accel: firmware commit of decoder 0 failed: {e}"
+            ),
         }
     }
-
-    fn fatal(msg: &str) -> ! {
-        let msg = std::ffi::CString::new(msg).unwrap_or_default();
-        // SAFETY: a valid C string and format.
-        unsafe {
-            bindings::error_report(c"%s".as_ptr(), msg.as_ptr());
-            libc_exit(1)
-        }
-    }
-}
-
-/// `exit(3)`: what QEMU does on a fatal configuration error.
-unsafe fn libc_exit(code: i32) -> ! {
-    extern "C" {
-        fn exit(code: i32) -> !;
-    }
-    // SAFETY: terminates the process, as error_fatal would.
-    unsafe { exit(code) }
 }
 

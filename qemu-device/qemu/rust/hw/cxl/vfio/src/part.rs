@@ -148,18 +148,25 @@ impl CxlPart {
     fn hdm_event(&mut self, event: HdmEvent) {
         match event {
             HdmEvent::Committed {
+                decoder,
                 hpa,
                 dpa_base,
                 ways,
                 ..
             } => {
-                if ways == 1 {
-                    self.map(hpa, dpa_base);
-                } else {
+                let mapped = match ways {
+                    1 => self.map(hpa, dpa_base),
+                    _ => Err(format!("{ways}-way interleave is not mapped")),
+                };
+                if let Err(why) = mapped {
                     log_mask_ln!(
-                        Log::Unimp,
-                        "vfio-cxl: {ways}-way interleaved decoders are not mapped"
+                        Log::GuestError,
+                        "vfio-cxl {}: HDM decoder {decoder} at {:#x}+{:#x} not committed: {why}",
+                        self.name.to_string_lossy(),
+                        hpa.base,
+                        hpa.size
                     );
+                    self.hdm.revoke_commit(decoder);
                 }
             }
             HdmEvent::Decommitted { .. } => self.unmap(),
@@ -177,7 +184,9 @@ impl CxlPart {
     /// Maps `hpa` (inside a non-interleaved window) to device memory from
     /// `dpa_base`: the alias of CXL_MEM becomes a subregion of the window's
     /// MemoryRegion, so guest accesses reach the mmap'd region directly.
-    fn map(&mut self, hpa: HpaRange, dpa_base: u64) {
+    /// Why not, when no such window holds `hpa`, the device is too small,
+    /// or another device's memory is mapped there.
+    fn map(&mut self, hpa: HpaRange, dpa_base: u64) -> std::result::Result<(), String> {
         self.unmap();
         let fits = dpa_base
             .checked_add(hpa.size)
@@ -187,8 +196,19 @@ impl CxlPart {
         let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
         if !fits || !found || fw.ways != 1 {
             trace::trace_vfio_cxl_no_window(&self.name, hpa.base, hpa.size);
-            return;
+            return Err(if fits {
+                "it is in no non-interleaved CXL window".into()
+            } else {
+                format!("DPA {dpa_base:#x} + size runs past the device memory")
+            });
         }
+        // SAFETY: bookkeeping keyed by the alias, released by unmap.
+        unsafe {
+            Error::with_errp(|errp| {
+                bindings::cxl_firmware_claim_map(self.mem.cast(), hpa.base, hpa.size, errp)
+            })
+        }
+        .map_err(|e| e.to_string())?;
         let window: *mut MemoryRegion = fw.mr.cast();
         // SAFETY: the alias is initialized and not mapped (unmap above);
         // the window region lives as long as the machine.
@@ -199,12 +219,17 @@ impl CxlPart {
         }
         trace::trace_vfio_cxl_map(&self.name, hpa.base, hpa.size, dpa_base);
         self.mapping = Some(Mapping { window, hpa });
+        Ok(())
     }
 
     fn unmap(&mut self) {
         if let Some(m) = self.mapping.take() {
-            // SAFETY: the alias is a subregion of m.window (set by map).
-            unsafe { system::bindings::memory_region_del_subregion(m.window, self.mem) };
+            // SAFETY: the alias is a subregion of m.window (set by map);
+            // the claim is keyed by the alias.
+            unsafe {
+                system::bindings::memory_region_del_subregion(m.window, self.mem);
+                bindings::cxl_firmware_release_map(self.mem.cast());
+            }
             trace::trace_vfio_cxl_unmap(&self.name, m.hpa.base, m.hpa.size);
         }
     }
@@ -216,18 +241,29 @@ impl CxlPart {
 
     /// Firmware's part of reset, after every device (the host bridge
     /// included) has reset its registers: commit the host bridge's and our
-    /// decoder 0 in the window, 1 GiB-aligned when it fits.
-    fn reset_exit(&mut self) -> Result<()> {
+    /// decoder 0 in the window, 1 GiB-aligned when it fits. A guest can
+    /// make this fail (it owns the host bridge's registers), so a failure
+    /// is the guest's error: decoder 0 stays uncommitted with Error Not
+    /// Committed, the device has no memory, and the VM runs on.
+    fn reset_exit(&mut self) {
         if !self.precommit {
-            return Ok(());
+            return;
         }
         let Some(window) = self.window else {
-            return Ok(());
+            return;
         };
         let range = window.range.precommit_range(self.mem_size);
+        let program = FirmwareDecoder {
+            range,
+            eiw: 0,
+            eig: window.enc_granularity,
+            target_or_skip: 0,
+            host_only: false,
+            lock: true,
+        };
         // SAFETY: the device is realized below a pxb-cxl host bridge
         // (cxl_firmware_find_window checked it at creation).
-        unsafe {
+        let hb = unsafe {
             Error::with_errp(|errp| {
                 bindings::cxl_firmware_commit_hb_decoder(
                     self.pci,
@@ -237,23 +273,27 @@ impl CxlPart {
                     errp,
                 )
             })
-        }
-        .map_err(|e| Error::msg(format!("firmware commit of the host bridge failed: {e}")))?;
-        let program = FirmwareDecoder {
-            range,
-            eiw: 0,
-            eig: window.enc_granularity,
-            target_or_skip: 0,
-            host_only: false,
-            lock: true,
         };
-        let event = self
-            .hdm
-            .firmware_commit(0, program)
-            .map_err(|e| Error::msg(format!("firmware commit of decoder 0 failed: {e}")))?;
-        trace::trace_vfio_cxl_precommit(&self.name, range.base, range.size, window.index);
-        self.hdm_event(event);
-        Ok(())
+        if let Err(e) = hb {
+            log_mask_ln!(
+                Log::GuestError,
+                "vfio-cxl {}: firmware commit of the host bridge failed, the device has no memory: {e}",
+                self.name.to_string_lossy()
+            );
+            self.hdm.firmware_not_committed(0, program);
+            return;
+        }
+        match self.hdm.firmware_commit(0, program) {
+            Ok(event) => {
+                trace::trace_vfio_cxl_precommit(&self.name, range.base, range.size, window.index);
+                self.hdm_event(event);
+            }
+            Err(e) => log_mask_ln!(
+                Log::GuestError,
+                "vfio-cxl {}: firmware commit of decoder 0 failed: {e}",
+                self.name.to_string_lossy()
+            ),
+        }
     }
 }
 
@@ -340,9 +380,8 @@ pub unsafe extern "C" fn vfio_cxl_part_reset_hold(part: *mut CxlPart) {
     unsafe { (*part).reset_hold() }
 }
 
-/// Reset, exit phase: the firmware pre-commit (precommit=on). A failure
-/// is fatal: reset cannot fail, and a guest without the promised region
-/// is not what the user asked for.
+/// Reset, exit phase: the firmware pre-commit (precommit=on). Never
+/// fails: what the guest broke leaves the device without memory.
 ///
 /// # Safety
 ///
@@ -350,16 +389,7 @@ pub unsafe extern "C" fn vfio_cxl_part_reset_hold(part: *mut CxlPart) {
 #[no_mangle]
 pub unsafe extern "C" fn vfio_cxl_part_reset_exit(part: *mut CxlPart) {
     // SAFETY: see above.
-    if let Err(e) = unsafe { (*part).reset_exit() } {
-        // SAFETY: see above.
-        let name = unsafe { (*part).name.to_string_lossy().into_owned() };
-        let msg = CString::new(format!("vfio-cxl {name}: {e}")).unwrap_or_default();
-        // SAFETY: a valid C string and format; exit as error_fatal would.
-        unsafe {
-            bindings::error_report(c"%s".as_ptr(), msg.as_ptr());
-            libc_exit(1)
-        }
-    }
+    unsafe { (*part).reset_exit() }
 }
 
 /// Unmaps the memory and frees the part.
@@ -378,13 +408,4 @@ pub unsafe extern "C" fn vfio_cxl_part_free(part: *mut CxlPart) {
     part.unmap();
     // SAFETY: the device is still valid; a no-op without a claim.
     unsafe { bindings::cxl_firmware_release_hb(part.pci) };
-}
-
-/// `exit(3)`: what QEMU does on a fatal configuration error.
-unsafe fn libc_exit(code: i32) -> ! {
-    extern "C" {
-        fn exit(code: i32) -> !;
-    }
-    // SAFETY: terminates the process.
-    unsafe { exit(code) }
 }

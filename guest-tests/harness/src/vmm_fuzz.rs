@@ -1,0 +1,402 @@
+//! The VM test `cxl-accel-guest-fuzz` (issue 11): a guest-side fuzzer,
+//! seeded, bounded by sequence count and time, against a pre-committed
+//! `cxl-accel`.
+//!
+//! Each sequence is a few random operations, drawn from a linear
+//! congruential generator seeded by the host: commits of the endpoint
+//! decoder anywhere in the window (sizes, DPA skips, Lock On Commit),
+//! decommits, random dwords into the endpoint's and the host bridge's
+//! decoder registers, the issue's move of the locked host bridge decoder,
+//! the HDM global control, random DVSEC CXL Control words, and `cxl_bus`
+//! resets. After each sequence the guest checks, through the window:
+//!
+//! - when endpoint decoder 0 is committed, 8 random 4 KiB pages of its
+//!   range hold the tag the host wrote at the matching device offset
+//!   (`PAGE_TAG | dpa`, written before boot);
+//! - it writes a probe tag (`PROBE_TAG | sequence << 20 | page`) at 8
+//!   random pages of the window outside that range.
+//!
+//! Odd seeds run the device with `precommit=off` (the guest's own
+//! commits), even ones with firmware's pre-commit (reset commits and
+//! locks decoder 0 again, so the host bridge path is what gets fuzzed).
+//!
+//! QEMU alive is the run reaching DONE with exit status 0 (and no trouble
+//! on its stderr); after the run the host finds no probe tag in the
+//! device's file (no escape) and every page tag where it wrote it (no
+//! misplaced data). The seed is a fact and in every failure; set
+//! `VFIO_CXL_FUZZ_SEED` to replay it (and `VFIO_CXL_FUZZ_SECONDS`,
+//! `VFIO_CXL_FUZZ_SEQUENCES` for the bounds).
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::env::RunSpec;
+use crate::hostdriver::{accel_topology, ACCEL_ID, ACCEL_MIB};
+use crate::payload::Payload;
+use crate::qemu::{backing_file, Endpoint, HostBridge, RootPort, Topology, Window};
+use crate::runner::{HostFacts, RunOutcome};
+use crate::vmm_guard::FIND_SH;
+use crate::vucxl::{self, ServerSetup};
+
+pub const NAME: &str = "cxl-accel-guest-fuzz";
+pub const VFIO_USER_NAME: &str = "vfio-user-cxl-guest-fuzz";
+
+/// The host's tag at every 4 KiB device offset `o`: `PAGE_TAG | o`.
+const PAGE_TAG: u64 = 0x7a6e_0000_0000_0000;
+/// The top 16 bits of every probe the guest writes outside the range.
+const PROBE_MARK: u64 = 0x3e5c;
+const PAGE: u64 = 4096;
+
+const SEED_ENV: &str = "VFIO_CXL_FUZZ_SEED";
+const SECONDS_ENV: &str = "VFIO_CXL_FUZZ_SECONDS";
+const SEQUENCES_ENV: &str = "VFIO_CXL_FUZZ_SEQUENCES";
+
+/// The bounds CI runs with.
+const DEFAULT_SECONDS: u64 = 60;
+const DEFAULT_SEQUENCES: u64 = 200;
+
+const FUZZ_SH: &str = r#"seed=@SEED@; budget=@SECONDS@; seqs=@SEQUENCES@; ops=6
+vfiocxl_fact fuzz.seed $seed
+echo "vfiocxl fuzz: seed $seed (@SEED_ENV@=$seed replays it)"
+# rnd N: R = the next number below N (31-bit LCG, no fork).
+rnd() { seed=$(((seed * 1103515245 + 12345) & 0x7fffffff)); R=$(((seed >> 4) % $1)); }
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
+done
+[ -n "$dev" ] || { echo "no cxl-accel"; exit 1; }
+cfg=/sys/bus/pci/devices/$dev/config
+echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
+read -r start end flags </sys/bus/pci/devices/$dev/resource
+ep=$((start + 0x1100))
+hb=$(cedt_u64 0 16) || { echo "no CHBS"; exit 1; }
+hbd=$(hdm_of $hb) || { echo "no host bridge HDM decoders"; exit 1; }
+W=$(cedt_u64 1 8) || { echo "no CFMWS"; exit 1; }
+WS=$(cedt_u64 1 16)
+M=0x10000000
+ep_commit() {
+	rnd 16; local b=$((W + R * M)); rnd 2; local sz=$(((R + 1) * M)); rnd 2; local skip=$((R * M)); rnd 2
+	devmem $((ep + 0x20)) 32 0
+	devmem $((ep + 0x10)) 32 $((b & 0xffffffff)); devmem $((ep + 0x14)) 32 $((b >> 32))
+	devmem $((ep + 0x18)) 32 $((sz & 0xffffffff)); devmem $((ep + 0x1c)) 32 $((sz >> 32))
+	devmem $((ep + 0x24)) 32 $skip; devmem $((ep + 0x28)) 32 0
+	devmem $((ep + 0x20)) 32 $((0x200 | R << 8))
+}
+rnd32() { rnd 65536; local hi=$R; rnd 65536; R=$((hi << 16 | R)); }
+ep_reg() { rnd 8; set -- 0x4 0x10 0x14 0x18 0x1c 0x20 0x24 0x28; shift $R; local o=$1; rnd32; devmem $((ep + o)) 32 $R; }
+hb_reg() {
+	rnd 4; local d=$((R * 0x20)); rnd 7; local o=$((0x10 + 4 * R))
+	rnd 4; set -- 0 0x200 0x300 x; shift $R; local v=$1
+	[ "$v" = x ] && { rnd32; v=$R; }
+	devmem $((hbd + d + o)) 32 $v
+}
+hb_move() {
+	local b=$(dec64 $((hbd + 0x10)))
+	devmem $((hbd + 0x20)) 32 0
+	b=$((b + M)); devmem $((hbd + 0x10)) 32 $((b & 0xffffffff)); devmem $((hbd + 0x14)) 32 $((b >> 32))
+	devmem $((hbd + 0x20)) 32 0x300
+}
+dvsec_ctl() {
+	rnd 65536
+	printf "\\$(printf %03o $((R & 0xff)))\\$(printf %03o $((R >> 8)))" |
+		dd of=$cfg bs=2 seek=$((0x10c / 2)) count=1 conv=notrunc 2>/dev/null
+}
+reset_dev() {
+	echo cxl_bus >/sys/bus/pci/devices/$dev/reset_method && echo 1 >/sys/bus/pci/devices/$dev/reset
+	resets=$((resets + 1))
+}
+op() {
+	rnd 16
+	case $R in
+	0 | 1 | 2 | 3) ep_commit ;;
+	4 | 5) devmem $((ep + 0x20)) 32 0 ;;
+	6) ep_reg ;;
+	7 | 8) hb_reg ;;
+	9) hb_move ;;
+	10) rnd 4; devmem $((ep + 4)) 32 $R ;;
+	11) dvsec_ctl ;;
+	12) reset_dev ;;
+	*) ep_commit ;;
+	esac
+	ops_run=$((ops_run + 1))
+}
+check() {
+	local ctrl b=0 sz=0 skip o v want i g
+	ctrl=$(devmem $((ep + 0x20)) 32)
+	if [ $((ctrl & 0x400)) -ne 0 ]; then
+		b=$(dec64 $((ep + 0x10))); sz=$(dec64 $((ep + 0x18))); skip=$(dec64 $((ep + 0x24)))
+		committed=$((committed + 1)); i=0
+		while [ $i -lt 8 ]; do
+			rnd $((sz >> 12)); o=$((R << 12))
+			v=$(devmem $((b + o)) 64); want=$((@PAGE_TAG@ | (skip + o)))
+			if [ $((v)) -ne $want ]; then
+				bad=$((bad + 1))
+				[ $bad -le 5 ] && vfiocxl_fact fuzz.bad "sequence $1: $(hex $((b + o))) (decoder $(hex $b)+$(hex $sz) skip $(hex $skip), ctrl $ctrl) reads $v, not $(hex $want)"
+			fi
+			checked=$((checked + 1)); i=$((i + 1))
+		done
+	fi
+	i=0
+	while [ $i -lt 8 ]; do
+		rnd $((WS >> 12)); g=$((W + (R << 12)))
+		if [ $g -lt $b ] || [ $g -ge $((b + sz)) ]; then
+			devmem $g 64 $((@PROBE_MARK@ << 48 | $1 << 20 | R)); probes=$((probes + 1))
+		fi
+		i=$((i + 1))
+	done
+}
+read -r t0 rest </proc/uptime; t0=${t0%.*}
+s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 resets=0
+while [ $s -lt $seqs ]; do
+	read -r now rest </proc/uptime
+	[ $((${now%.*} - t0)) -ge $budget ] && break
+	i=0
+	while [ $i -lt $ops ]; do op; i=$((i + 1)); done
+	check $s
+	s=$((s + 1))
+done
+for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed resets:resets; do
+	eval vfiocxl_fact fuzz.${k#*:} \$${k%%:*}
+done
+"#;
+
+/// The bounds and seed of this run: from the environment, else CI's
+/// bounds and a seed from the clock.
+fn settings() -> (u64, u64, u64) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let seed = env(SEED_ENV).unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    }) & 0x7fff_ffff;
+    (
+        seed,
+        env(SECONDS_ENV).unwrap_or(DEFAULT_SECONDS),
+        env(SEQUENCES_ENV).unwrap_or(DEFAULT_SEQUENCES),
+    )
+}
+
+/// The fuzzer's payload for test `name`, with this run's settings.
+fn payload(name: &str, seed: u64, seconds: u64, sequences: u64) -> Payload {
+    let script = FUZZ_SH
+        .replace("@SEED@", &seed.to_string())
+        .replace("@SEED_ENV@", SEED_ENV)
+        .replace("@SECONDS@", &seconds.to_string())
+        .replace("@SEQUENCES@", &sequences.to_string())
+        .replace("@PAGE_TAG@", &format!("{PAGE_TAG:#x}"))
+        .replace("@PROBE_MARK@", &format!("{PROBE_MARK:#x}"));
+    Payload::new(name)
+        .cmdline_arg("iomem=relaxed")
+        .step("fuzz", &format!("{FIND_SH}\n{script}"))
+}
+
+pub fn spec() -> RunSpec {
+    let (seed, seconds, sequences) = settings();
+    let payload = payload(NAME, seed, seconds, sequences);
+    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), payload);
+    spec.extra_args = vec!["-d".into(), "guest_errors".into()];
+    // Odd seeds fuzz a device the guest commits itself (reset clears it),
+    // even ones firmware's pre-commit (reset commits and locks it again).
+    if seed & 1 == 1 {
+        spec.extra_args
+            .extend(["-global".into(), "cxl-accel.precommit=off".into()]);
+    }
+    spec.timeout = Duration::from_secs(seconds + 180);
+    spec.before_boot = Some(write_page_tags);
+    spec.after_exit = Some(scan);
+    spec
+}
+
+/// `vfio-user-cxl-guest-fuzz`: the same fuzzer against `-device
+/// vfio-user-cxl` and the software Type-2 server (`precommit=off` for odd
+/// seeds), the tags in the server's memory file.
+pub fn vfio_user_spec() -> RunSpec {
+    let (seed, seconds, sequences) = settings();
+    let topology = Topology {
+        host_bridges: vec![HostBridge {
+            id: "cxl.1".into(),
+            bus_nr: 12,
+            hdm_for_passthrough: true,
+            root_ports: vec![RootPort {
+                id: "rp0".into(),
+                port: 0,
+                chassis: 0,
+                slot: 2,
+                endpoint: Some(Endpoint::Device {
+                    args: vucxl::device_json(0, "vuc0", seed & 1 == 0),
+                }),
+            }],
+        }],
+        windows: vec![Window {
+            targets: vec!["cxl.1".into()],
+            size_mib: 4096,
+            granularity: None,
+        }],
+        devices: Vec::new(),
+    };
+    let mut spec = vucxl::server_run_spec(
+        topology,
+        payload(VFIO_USER_NAME, seed, seconds, sequences),
+        start_server,
+        stop_server,
+        seconds + 180,
+    );
+    spec.extra_args.extend(["-d".into(), "guest_errors".into()]);
+    spec
+}
+
+fn start_server(dir: &Path) -> crate::error::Result<()> {
+    vucxl::start_servers(dir, &[ServerSetup::plain(0)])?;
+    write_page_tags_to(&dir.join(vucxl::memory_at(0)))
+}
+
+fn stop_server(dir: &Path) -> HostFacts {
+    let mut f = vucxl::stop_servers(dir);
+    f.extend(scan_file(&dir.join(vucxl::memory_at(0))));
+    f
+}
+
+/// `PAGE_TAG | o` at every 4 KiB offset `o` of the device's memory.
+fn write_page_tags(dir: &Path) -> crate::error::Result<()> {
+    write_page_tags_to(&backing_file(dir, ACCEL_ID))
+}
+
+/// The page tags into `path` (rewritten in place: a server may have it
+/// open already).
+fn write_page_tags_to(path: &Path) -> crate::error::Result<()> {
+    let io = |e| crate::error::Error::io(format!("cannot write {}", path.display()), e);
+    let size = ACCEL_MIB << 20;
+    let mut data = vec![0u8; size as usize];
+    for o in (0..size).step_by(PAGE as usize) {
+        data[o as usize..o as usize + 8].copy_from_slice(&(PAGE_TAG | o).to_le_bytes());
+    }
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .and_then(|mut f| f.write_all(&data))
+        .map_err(io)
+}
+
+fn scan(dir: &Path) -> HostFacts {
+    scan_file(&backing_file(dir, ACCEL_ID))
+}
+
+/// Escapes (probe tags in the device's memory) and misplaced data (page
+/// tags that are not where the host wrote them), as host facts.
+fn scan_file(path: &Path) -> HostFacts {
+    let mut data = Vec::new();
+    if let Err(e) = fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)) {
+        return vec![("scan.error".into(), e.to_string())];
+    }
+    let mut escapes = Vec::new();
+    let mut misplaced = Vec::new();
+    for (i, w) in data.chunks_exact(8).enumerate() {
+        let o = 8 * i as u64;
+        let word = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        if word >> 48 == PROBE_MARK {
+            escapes.push(format!("{word:#x} at {o:#x}"));
+        } else if o % PAGE == 0 && word != PAGE_TAG | o {
+            misplaced.push(format!("{word:#x} at {o:#x}"));
+        }
+    }
+    let first = |v: &[String]| v.iter().take(3).cloned().collect::<Vec<_>>().join("; ");
+    vec![
+        ("escapes".into(), escapes.len().to_string()),
+        ("escapes.first".into(), first(&escapes)),
+        ("misplaced".into(), misplaced.len().to_string()),
+        ("misplaced.first".into(), first(&misplaced)),
+    ]
+}
+
+pub fn check(outcome: &RunOutcome) -> Vec<String> {
+    let r = &outcome.report;
+    let seed = r.fact("fuzz.seed").unwrap_or("?");
+    let num = |k: &str| r.fact(k).and_then(|v| v.parse::<u64>().ok());
+    let mut p = Vec::new();
+    if num("fuzz.sequences").unwrap_or(0) == 0 {
+        p.push("the fuzzer ran no sequence".into());
+    }
+    if num("fuzz.checked").unwrap_or(0) == 0 {
+        p.push("the fuzzer never found decoder 0 committed to check data".into());
+    }
+    if num("fuzz.bad") != Some(0) {
+        p.push(format!(
+            "{:?} pages read through the committed range were wrong: {:?}",
+            r.fact("fuzz.bad"),
+            r.facts("fuzz.bad")
+        ));
+    }
+    for (k, what) in [
+        (
+            "escapes",
+            "probe tags written outside the committed range reached device memory",
+        ),
+        (
+            "misplaced",
+            "page tags in device memory are not where the host wrote them",
+        ),
+    ] {
+        if outcome.host_fact(k) != Some("0") {
+            p.push(format!(
+                "{:?} {what}: {:?}",
+                outcome.host_fact(k),
+                outcome.host_fact(&format!("{k}.first"))
+            ));
+        }
+    }
+    if !p.is_empty() {
+        p.push(format!("replay with {SEED_ENV}={seed}"));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_script_is_valid_sh() {
+        for step in spec()
+            .payload
+            .steps
+            .into_iter()
+            .chain(vfio_user_spec().payload.steps)
+        {
+            crate::payload::assert_valid_sh(&step.name, &step.script);
+        }
+    }
+
+    #[test]
+    fn scan_counts_escapes_and_misplaced_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = backing_file(dir.path(), ACCEL_ID);
+        let mut data = vec![0u8; 16 * PAGE as usize];
+        for o in (0..data.len()).step_by(PAGE as usize) {
+            data[o..o + 8].copy_from_slice(&(PAGE_TAG | o as u64).to_le_bytes());
+        }
+        fs::write(&path, &data).unwrap();
+        let facts = |d: &Path| scan(d);
+        let get = |f: &HostFacts, k: &str| {
+            f.iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let f = facts(dir.path());
+        assert_eq!(
+            (get(&f, "escapes"), get(&f, "misplaced")),
+            ("0".into(), "0".into())
+        );
+        data[0x2008..0x2010].copy_from_slice(&(PROBE_MARK << 48 | 7).to_le_bytes());
+        data[0x3000..0x3008].copy_from_slice(&0u64.to_le_bytes());
+        fs::write(&path, &data).unwrap();
+        let f = facts(dir.path());
+        assert_eq!(get(&f, "escapes"), "1");
+        assert_eq!(get(&f, "misplaced"), "1");
+        assert!(get(&f, "misplaced.first").contains("at 0x3000"));
+    }
+}
