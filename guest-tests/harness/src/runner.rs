@@ -198,14 +198,30 @@ pub fn results_path(dir: &Path) -> PathBuf {
     dir.join("results.log")
 }
 
+/// A console line that marks progress in a long run: when a line holds
+/// `needle`, the runner prints `what` with the time since QEMU started.
+/// Milestones are looked for in order, each once.
+pub type Milestone = (&'static str, &'static str);
+
 /// Runs `cmd` (QEMU, or a stand-in in tests) until it exits or `timeout`
 /// expires. The command must write the console to `console_path(dir)` and
 /// the results to `results_path(dir)`; its stderr goes to `dir/stderr.log`.
 pub fn run_command(
+    cmd: Command,
+    dir: &Path,
+    timeout: Duration,
+    done_grace: Duration,
+) -> Result<RunOutcome> {
+    run_command_with(cmd, dir, timeout, done_grace, &[])
+}
+
+/// [`run_command`], printing each of `milestones` as the console reaches it.
+pub fn run_command_with(
     mut cmd: Command,
     dir: &Path,
     timeout: Duration,
     done_grace: Duration,
+    milestones: &[Milestone],
 ) -> Result<RunOutcome> {
     let stderr_path = dir.join("stderr.log");
     let stderr = fs::File::create(&stderr_path)
@@ -221,6 +237,8 @@ pub fn run_command(
     let mut to_init = None;
     let mut done_at: Option<Instant> = None;
     let mut beat = HeartbeatWatch::new(console_path(dir), child.id());
+    beat.milestones = milestones.to_vec();
+    beat.start = start;
     let mut silence = None;
     let exit = loop {
         if let Some(status) = child
@@ -277,6 +295,9 @@ struct HeartbeatWatch {
     lines: usize,
     partial: String,
     last: Option<(Instant, usize, Option<Duration>)>,
+    /// Milestones not reached yet, in order, and when QEMU started.
+    milestones: Vec<Milestone>,
+    start: Instant,
 }
 
 impl HeartbeatWatch {
@@ -288,6 +309,8 @@ impl HeartbeatWatch {
             lines: 0,
             partial: String::new(),
             last: None,
+            milestones: Vec::new(),
+            start: Instant::now(),
         }
     }
 
@@ -306,8 +329,15 @@ impl HeartbeatWatch {
         self.partial.push_str(&String::from_utf8_lossy(&new));
         while let Some(end) = self.partial.find('\n') {
             self.lines += 1;
-            if self.partial[..end].contains(console::HEARTBEAT) {
+            let line = &self.partial[..end];
+            if line.contains(console::HEARTBEAT) {
                 self.last = Some((Instant::now(), self.lines, cpu_time(self.pid)));
+            }
+            if let Some(&(needle, what)) = self.milestones.first() {
+                if line.contains(needle) {
+                    println!("  [{:6.1} s] {what}", self.start.elapsed().as_secs_f64());
+                    self.milestones.remove(0);
+                }
             }
             self.partial.drain(..=end);
         }
@@ -554,6 +584,25 @@ mod tests {
         let mut exited = timed_out(100, Some(0.01));
         exited.exit = Exit::KilledAfterDone;
         assert!(exited.timers_stopped().is_none());
+    }
+
+    #[test]
+    fn milestones_are_reached_in_order_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = console_path(dir.path());
+        let mut w = HeartbeatWatch::new(console.clone(), std::process::id());
+        w.milestones = vec![("Run /init", "booted"), ("step b", "b"), ("step a", "a")];
+        // "step a" before "step b" does not count; the second "Run /init" neither.
+        fs::write(&console, "x\nRun /init\nstep a\nRun /init\nstep b\n").unwrap();
+        w.poll();
+        assert_eq!(w.milestones, [("step a", "a")]);
+        fs::write(
+            &console,
+            "x\nRun /init\nstep a\nRun /init\nstep b\nstep a\n",
+        )
+        .unwrap();
+        w.poll();
+        assert!(w.milestones.is_empty());
     }
 
     #[test]
