@@ -1443,7 +1443,7 @@ pub fn apt_line(packages: &[&str]) -> String {
 
 /// Packages of `wanted` that `dpkg-query -W -f '${Package} ${db:Status-Status}\n'`
 /// output does not list as installed.
-fn missing_packages<'a>(dpkg_output: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn missing_packages<'a>(dpkg_output: &str, wanted: &[&'a str]) -> Vec<&'a str> {
     let installed: BTreeSet<&str> = dpkg_output
         .lines()
         .filter_map(|l| {
