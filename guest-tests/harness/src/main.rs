@@ -228,7 +228,10 @@ fn vm_test(cli: &Cli) -> Result<bool> {
             println!("vm-test {}: PASS", t.name);
         } else {
             failed += 1;
-            for p in problems.iter().filter(|p| p.starts_with("the harness")) {
+            for p in problems
+                .iter()
+                .filter(|p| p.starts_with("the harness") || p.starts_with("first run: "))
+            {
                 println!("  problem: {p}");
             }
             println!("vm-test {}: FAIL", t.name);
@@ -251,11 +254,13 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
             vmtests::RunVerdict {
                 problems,
                 lost_timer: outcome.lost_timer(),
+                beyond_lost_timer: outcome.problems_beyond_lost_timer(),
             }
         }
         Err(e) => vmtests::RunVerdict {
             problems: vec![format!("the harness could not run it: {e}")],
             lost_timer: None,
+            beyond_lost_timer: Vec::new(),
         },
     }
 }

@@ -4,9 +4,10 @@
 //! The runner polls (every 50 ms) the child and the results file: it notes
 //! when `VFIOCXL-BEGIN` appears (boot to init, as seen from the host) and
 //! when `VFIOCXL-DONE` appears. After DONE the guest powers itself off; if
-//! QEMU is still there [`DONE_GRACE`] later it is killed, which is not a
-//! failure. If the timeout expires first, QEMU is killed (SIGKILL to the
-//! process the runner started) and the run fails.
+//! QEMU is still there [`DONE_GRACE`] later it is killed and the run fails
+//! (a teardown hang in the project's devices). If the timeout expires
+//! first, QEMU is killed (SIGKILL to the process the runner started) and
+//! the run fails. QEMU's stderr is scanned for errors ([`stderr_problems`]).
 
 use std::fs;
 use std::io::Read;
@@ -26,7 +27,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub enum Exit {
     /// It exited by itself.
     Exited(ExitStatus),
-    /// The guest finished but QEMU did not exit within the grace period.
+    /// The guest finished but QEMU did not exit within the grace period
+    /// (a failure: QEMU hung tearing down).
     KilledAfterDone,
     /// The hard timeout expired; it was killed.
     TimedOut(Duration),
@@ -90,20 +92,14 @@ impl RunOutcome {
                 "timed out after {} s; QEMU was killed",
                 t.as_secs()
             )),
-            Exit::Exited(st) if !st.success() => p.push(format!("QEMU exited with {st}")),
             _ => {}
         }
+        p.extend(self.problems_beyond_lost_timer());
         if self.report.begin.is_none() {
             p.push("the guest never reached /init (no VFIOCXL-BEGIN)".into());
         }
-        for m in self.report.failed_modules() {
-            p.push(format!("insmod {m} failed"));
-        }
         for s in self.report.failed_steps() {
             p.push(format!("step {s:?} failed"));
-        }
-        for m in &self.report.malformed {
-            p.push(format!("malformed result line: {m}"));
         }
         match &self.report.done {
             None => {
@@ -126,12 +122,13 @@ impl RunOutcome {
                 {
                     p.push("the guest reported failure".into());
                 }
-                for t in console::bad_taints(d.tainted) {
-                    p.push(format!("kernel tainted: {t}"));
-                }
             }
         }
-        for k in &self.kernel_problems {
+        for k in self
+            .kernel_problems
+            .iter()
+            .filter(|k| is_lost_timer_sign(k))
+        {
             p.push(format!(
                 "console line {}: {}: {}",
                 k.line_no, k.what, k.line
@@ -141,6 +138,47 @@ impl RunOutcome {
             p.push(format!(
                 "{} (last heartbeat: console line {}): {}",
                 k.what, k.line_no, k.line
+            ));
+        }
+        p
+    }
+
+    /// The problems a lost guest timer does not explain (it explains a
+    /// timeout, a missing DONE, a step that failed waiting, an RCU stall
+    /// and its stack trace, and the test's checks on facts never
+    /// reported): QEMU's exit and stderr, failed modules, malformed
+    /// results, bad taints, any other kernel trouble. A rerun after a lost
+    /// timer keeps these from the first run.
+    pub fn problems_beyond_lost_timer(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match &self.exit {
+            Exit::Exited(st) if !st.success() => p.push(format!("QEMU exited with {st}")),
+            Exit::KilledAfterDone => p.push(format!(
+                "QEMU had not exited {} s after the guest's DONE (a hang at teardown); it was killed",
+                DONE_GRACE.as_secs()
+            )),
+            _ => {}
+        }
+        p.extend(stderr_problems(&self.stderr));
+        for m in self.report.failed_modules() {
+            p.push(format!("insmod {m} failed"));
+        }
+        for m in &self.report.malformed {
+            p.push(format!("malformed result line: {m}"));
+        }
+        if let Some(d) = &self.report.done {
+            for t in console::bad_taints(d.tainted) {
+                p.push(format!("kernel tainted: {t}"));
+            }
+        }
+        for k in self
+            .kernel_problems
+            .iter()
+            .filter(|k| !is_lost_timer_sign(k))
+        {
+            p.push(format!(
+                "console line {}: {}: {}",
+                k.line_no, k.what, k.line
             ));
         }
         p
@@ -187,6 +225,39 @@ impl RunOutcome {
     pub fn console_tail(&self, n: usize) -> Vec<&str> {
         console::tail(&self.console, n)
     }
+}
+
+/// Kernel problems a lost timer interrupt brings: RCU's stall report and
+/// the stack traces it prints.
+fn is_lost_timer_sign(k: &KernelProblem) -> bool {
+    matches!(k.what, "RCU stall" | "stack trace")
+}
+
+/// QEMU's errors in its stderr, one problem per line: `error_report()`
+/// (`<program>: message`, not `warning:`/`info:`), a Rust panic in a
+/// device, a C assertion, a GLib critical or error, a sanitizer report.
+/// Trace output (`-trace`) and warnings pass.
+pub fn stderr_problems(stderr: &str) -> Vec<String> {
+    const SIGNS: &[&str] = &[
+        "panicked at",
+        "Assertion `",
+        "** ERROR",
+        "CRITICAL **",
+        "ERROR: AddressSanitizer",
+        "runtime error:",
+    ];
+    stderr
+        .lines()
+        .filter(|l| {
+            let error_report = l.split_once(": ").is_some_and(|(prog, msg)| {
+                prog.starts_with("qemu-system-")
+                    && !msg.starts_with("warning: ")
+                    && !msg.starts_with("info: ")
+            });
+            error_report || SIGNS.iter().any(|s| l.contains(s))
+        })
+        .map(|l| format!("QEMU stderr: {l}"))
+        .collect()
 }
 
 /// Files of one run inside `dir`.
@@ -468,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn a_guest_that_finishes_but_does_not_power_off_is_killed_without_failure() {
+    fn a_qemu_that_hangs_after_done_is_killed_and_fails() {
         let dir = tempfile::tempdir().unwrap();
         let cmd = fake(
             dir.path(),
@@ -485,7 +556,70 @@ mod tests {
         .unwrap();
         assert_eq!(out.exit, Exit::KilledAfterDone);
         assert!(out.wall < Duration::from_secs(10));
-        assert_eq!(out.problems(), Vec::<String>::new());
+        let p = out.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("a hang at teardown"), "{p:?}");
+        assert_eq!(out.problems_beyond_lost_timer(), p);
+    }
+
+    #[test]
+    fn qemu_errors_on_stderr_are_problems_and_traces_and_warnings_are_not() {
+        let stderr = "\
+vfio_cxl_map vfio-user:/tmp/s: 0x290000000 +0x10000000
+qemu-system-x86_64: warning: host doesn't support requested feature
+qemu-system-x86_64: info: something
+qemu-system-x86_64: -device vfio-cxl,host=0000:0d:00.0: no CXL_MEM region
+thread '<unnamed>' panicked at rust/hw/cxl/src/accel.rs:10:5:
+qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
+(qemu-system-x86_64:123): GLib-CRITICAL **: 10:00:00: g_free: bad
+";
+        let p = stderr_problems(stderr);
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("no CXL_MEM region"), "{p:?}");
+        assert!(p[1].contains("panicked at"), "{p:?}");
+        assert!(p[2].contains("Assertion"), "{p:?}");
+        assert!(p[3].contains("CRITICAL"), "{p:?}");
+        // Every run is scanned.
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = fake(
+            dir.path(),
+            "echo 'VFIOCXL-BEGIN {\"payload\":\"p\",\"uptime\":1}' > \"$R\"\n\
+             echo 'VFIOCXL-DONE {\"ok\":true,\"uptime\":2,\"tainted\":0}' >> \"$R\"\n\
+             echo 'qemu-system-x86_64: vfio-cxl: unmap failed' >&2",
+        );
+        let out = run_command(cmd, dir.path(), Duration::from_secs(30), DONE_GRACE).unwrap();
+        assert_eq!(
+            out.problems(),
+            ["QEMU stderr: qemu-system-x86_64: vfio-cxl: unmap failed"]
+        );
+    }
+
+    #[test]
+    fn a_lost_timer_explains_a_timeout_and_a_stall_but_not_a_warn() {
+        let mut o = timed_out(100, Some(0.01));
+        o.kernel_problems = vec![
+            KernelProblem {
+                line_no: 5,
+                what: "RCU stall",
+                line: "rcu: INFO: rcu_preempt detected stalls".into(),
+            },
+            KernelProblem {
+                line_no: 9,
+                what: "WARN()",
+                line: "WARNING: CPU: 1 PID: 7 at drivers/cxl/core/region.c:1".into(),
+            },
+        ];
+        o.stderr = "qemu-system-x86_64: bad thing\n".into();
+        let beyond = o.problems_beyond_lost_timer();
+        assert_eq!(beyond.len(), 2, "{beyond:?}");
+        assert!(beyond[0].contains("bad thing"), "{beyond:?}");
+        assert!(beyond[1].contains("WARN()"), "{beyond:?}");
+        let all = o.problems();
+        assert!(all.iter().any(|p| p.contains("RCU stall")), "{all:?}");
+        assert!(all.iter().any(|p| p.starts_with("timed out")), "{all:?}");
+        for b in &beyond {
+            assert!(all.contains(b), "{b} missing from {all:?}");
+        }
     }
 
     #[test]
