@@ -87,12 +87,11 @@ impl RunOutcome {
     /// checks add their own problems to this list.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match &self.exit {
-            Exit::TimedOut(t) => p.push(format!(
+        if let Exit::TimedOut(t) = &self.exit {
+            p.push(format!(
                 "timed out after {} s; QEMU was killed",
                 t.as_secs()
-            )),
-            _ => {}
+            ));
         }
         p.extend(self.problems_beyond_lost_timer());
         if self.report.begin.is_none() {
