@@ -189,7 +189,7 @@ pub fn run(args: &[String]) -> Result<()> {
         step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
         // QEMU's vfio-user-pci against the software Type-2 device.
         step_with("vfio-user smoke (cargo xtask vfio-user-smoke)", || {
-            crate::vfio_user::run(&[])
+            crate::vfio_user::run(&["--require-guest".to_owned()])
         })?;
         if options.chain {
             // The headline path: kernel VFIO -> -device vfio-cxl -> guest.
