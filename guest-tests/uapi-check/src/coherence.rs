@@ -419,10 +419,52 @@ pub fn unbind_while_mapped(dev: &str, bdf: &str) -> Outcome {
 mod tests {
     use super::*;
 
+    /// The ioctl number and the struct agree with the C header the guest
+    /// driver is built from (compiled here with the system's cc and the
+    /// kernel's uAPI headers).
     #[test]
-    fn ioctl_number_is_ior_cf_0_16_bytes() {
-        assert_eq!(GET_INFO, 0x8010_cf00);
-        assert_eq!(std::mem::size_of::<Info>(), 16);
+    fn ioctl_number_and_struct_match_the_c_header() {
+        let dir = std::env::temp_dir().join(format!("t2ref-h-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("probe.c");
+        std::fs::write(
+            &src,
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"cxl_type2_ref.h\"\n\
+             int main(void) { printf(\"%lu %zu %zu %zu\\n\", (unsigned long)CXL_T2REF_GET_INFO,\n\
+             sizeof(struct cxl_t2ref_info), offsetof(struct cxl_t2ref_info, size),\n\
+             offsetof(struct cxl_t2ref_info, flags)); return 0; }\n",
+        )
+        .unwrap();
+        let header_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-driver");
+        let bin = dir.join("probe");
+        let cc = std::process::Command::new("cc")
+            .arg("-I")
+            .arg(header_dir)
+            .arg("-o")
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run cc ({e}): sudo tools/setup-apt"));
+        assert!(
+            cc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cc.stderr)
+        );
+        let out = std::process::Command::new(&bin).output().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c: Vec<u64> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(c[0], u64::from(GET_INFO), "CXL_T2REF_GET_INFO");
+        assert_eq!(c[1], std::mem::size_of::<Info>() as u64);
+        assert_eq!(c[2], std::mem::offset_of!(Info, size) as u64);
+        assert_eq!(c[3], std::mem::offset_of!(Info, flags) as u64);
+    }
+
+    #[test]
+    fn the_counter_is_in_the_last_page() {
         assert_eq!(counter_offset(256 << 20), (256 << 20) - 4096);
     }
 }
