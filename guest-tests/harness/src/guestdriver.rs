@@ -360,6 +360,21 @@ pub fn no_region_check(outcome: &RunOutcome) -> Vec<String> {
     p
 }
 
+/// Compares the digest a reader reported (`reported`, a `0x` hex value)
+/// with the digest of pattern `seed` at `offsets`, what the host wrote:
+/// the host verifies what the reader read instead of trusting its words.
+pub fn digest_problem(
+    what: &str,
+    reported: Option<&str>,
+    seed: u64,
+    offsets: impl IntoIterator<Item = u64>,
+) -> Option<String> {
+    let want = pattern::hex(pattern::pattern_digest(seed, offsets));
+    (reported != Some(want.as_str())).then(|| {
+        format!("{what}: the reader's digest is {reported:?}, pattern {seed} as written has {want}")
+    })
+}
+
 /// Writes pattern `seed` into every word of a new file of `size` bytes.
 pub fn fill(path: &Path, size: u64, seed: u64) -> Result<()> {
     let io = |e| Error::io(format!("cannot write {}", path.display()), e);
@@ -712,6 +727,13 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
 pub fn coherence_results_check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     let r = &outcome.report;
+    // What the guest read of the host's pattern, by its digest.
+    p.extend(digest_problem(
+        "outside -> guest",
+        r.fact("coherence.outside_digest"),
+        OUTSIDE_SEED,
+        pattern::all_offsets(ACCEL_MIB << 20),
+    ));
     // The guest's checks: all ran, in order, and passed.
     let ran: Vec<(&str, &str)> = r
         .all_facts_of_step("coherence")

@@ -22,7 +22,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::env::{repo_root, Env, RunSpec};
 use crate::error::{Error, Result};
-use crate::guestdriver::{fill, read_back_problems, scan, start_answerer, stop_answerer};
+use vfio_cxl_uapi_check::{coherence, pattern};
+
+use crate::guestdriver::{read_back_problems, scan, start_answerer, stop_answerer};
 use crate::hostdriver::{self, accel_topology, ACCEL_ID, ACCEL_MIB};
 use crate::hw::{self, AccelChoice};
 use crate::payload::{build_initramfs, Payload, Source};
@@ -277,7 +279,7 @@ pub fn hw_test_step(accel: AccelChoice) -> String {
 export LD_LIBRARY_PATH={d}/lib
 {d}/guest-harness hw-test --bdf "$dev" --qemu {d}/qemu-system-x86_64 --firmware-dir {d}/firmware \
 	--kernel {d}/vmlinuz --initrd {d}/l2-initrd.cpio --accel {accel} --memory {mem} --smp {smp} \
-	--tb-size {tb} --timeout {timeout} --expect-seed {l0} --write-seed {l1} --guest-seed {l2} \
+	--tb-size {tb} --timeout {timeout} --expect-seed {l0} --handshake --write-seed {l1} --guest-seed {l2} \
 	--ping-pong {pp} --follow --facts >&3
 "#,
         d = NESTED_DIR,
@@ -378,14 +380,18 @@ pub fn chain_spec(b: &Bundle, accel: AccelChoice) -> RunSpec {
     spec
 }
 
+/// L0 writes [`L0_SEED`] only once L1's hw-test has the device open
+/// (the host driver clears device memory at open): the writer thread waits
+/// for its READY word. The answerer plays L2's ping-pong later.
 fn fill_and_answer(dir: &Path) -> Result<()> {
     let path = backing_file(dir, ACCEL_ID);
-    fill(&path, ACCEL_MIB << 20, L0_SEED)?;
+    hostdriver::start_outside_writer_at(&path, ACCEL_MIB << 20, L0_SEED)?;
     start_answerer(&path, PING_PONG_ROUNDS)
 }
 
 fn stop_and_scan(dir: &Path) -> HostFacts {
-    let mut v = stop_answerer("l0.pongs");
+    let mut v = hostdriver::stop_outside_writer("l0.outside_written");
+    v.extend(stop_answerer("l0.pongs"));
     match scan(&backing_file(dir, ACCEL_ID), L2_SEED) {
         Ok(f) => v.extend(f.facts("l0")),
         Err(e) => v.push(("l0.error".into(), e.to_string())),
@@ -446,6 +452,23 @@ pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec
         l1.push(format!("L1: error-level kernel message: {}", l.text));
     }
     let pass = |k: &str| r.fact(k).is_some_and(|v| v.starts_with("pass"));
+    // L0 wrote its pattern after L1's open, and L1 read it: the digest of
+    // every word but the two handshake words.
+    if !hf("l0.outside_written").is_some_and(|w| w.starts_with("after")) {
+        l1.push(format!(
+            "L0->L1: L0's pattern written {:?}",
+            hf("l0.outside_written")
+        ));
+    }
+    let handshake = coherence::handshake_offsets(ACCEL_MIB << 20);
+    if let Some(m) = crate::guestdriver::digest_problem(
+        "L0->L1",
+        r.fact("hw.outside_digest"),
+        L0_SEED,
+        pattern::all_offsets(ACCEL_MIB << 20).filter(|&o| o != handshake.0 && o != handshake.1),
+    ) {
+        l1.push(m);
+    }
     if !pass("hw.outside_pattern") {
         l1.push(format!(
             "L0->L1: L1 did not find L0's pattern through VFIO: {:?}",

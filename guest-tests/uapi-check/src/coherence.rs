@@ -38,6 +38,49 @@ pub fn ping_pong_offsets(size: u64) -> (u64, u64) {
     (size - 8192, size - 8192 + 64)
 }
 
+/// The words of the outside-write handshake, in the second-to-last 4 KiB
+/// after the ping and pong lines: the reader, once it has the device open
+/// and mapped, writes [`READY`] into the first; the outside then writes
+/// its pattern into every other word and [`GO`] into the second. Data the
+/// outside writes before the open would not survive it (the host driver
+/// clears device memory at open).
+pub fn handshake_offsets(size: u64) -> (u64, u64) {
+    (size - 8192 + 128, size - 8192 + 192)
+}
+/// The reader is ready ("READY" in ASCII).
+pub const READY: u64 = 0x0059_4441_4552;
+/// The outside has written its pattern ("GO" in ASCII).
+pub const GO: u64 = 0x4f47;
+/// How long either side of the handshake waits for the other.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The outside side of the handshake, on the memory file `f` (the host's
+/// view of the device memory): waits for [`READY`], writes pattern `seed`
+/// into every word but the two handshake words, then [`GO`]. Returns how
+/// long it waited for the reader.
+pub fn write_when_ready(f: &File, seed: u64, stop: &AtomicBool) -> Result<Duration, String> {
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
+    let (ready, go) = handshake_offsets(size);
+    let t = Instant::now();
+    while m.word(ready as usize / 8).load(Ordering::SeqCst) != READY {
+        if stop.load(Ordering::Relaxed) || t.elapsed() > HANDSHAKE_TIMEOUT {
+            return Err(format!(
+                "the reader never said READY ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let waited = t.elapsed();
+    for i in (0..m.words()).filter(|&i| i as u64 * 8 != ready && i as u64 * 8 != go) {
+        m.word(i)
+            .store(pattern::word(seed, i as u64 * 8), Ordering::Relaxed);
+    }
+    m.word(go as usize / 8).store(GO, Ordering::SeqCst);
+    Ok(waited)
+}
+
 /// The checks, in order (fact keys `coherence.<name>`); `ping_pong` only
 /// with `--ping-pong N`.
 pub const CHECKS: [&str; 6] = [
@@ -150,19 +193,24 @@ fn ms(t: Instant) -> u128 {
     t.elapsed().as_millis()
 }
 
-/// Every word holds pattern `seed`.
-fn outside_pattern(m: &Map, seed: u64) -> Outcome {
+/// Every word holds pattern `seed`; reports the digest of every word read
+/// (fact `coherence.outside_digest`), which the side that wrote the
+/// pattern compares with its own ([`pattern::pattern_digest`]).
+fn outside_pattern(m: &Map, seed: u64, fact: &mut dyn FnMut(&str, &str)) -> Outcome {
     let t = Instant::now();
     let (mut bad, mut first) = (0u64, None);
+    let mut read = Checksum::default();
     for i in 0..m.words() {
         let o = i as u64 * 8;
         let want = pattern::word(seed, o);
         let got = m.word(i).load(Ordering::Relaxed);
+        read.add(got);
         if got != want {
             bad += 1;
             first.get_or_insert((o, got, want));
         }
     }
+    fact("coherence.outside_digest", &pattern::hex(read.0));
     match first {
         None => Ok(format!(
             "outside pattern {seed} seen in all {} words ({} ms)",
@@ -342,7 +390,7 @@ pub fn run(
     };
     done(
         "outside_pattern",
-        outside_pattern(&m, o.expect_seed),
+        outside_pattern(&m, o.expect_seed, fact),
         &mut out,
     );
     done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
@@ -461,6 +509,49 @@ mod tests {
         assert_eq!(c[1], std::mem::size_of::<Info>() as u64);
         assert_eq!(c[2], std::mem::offset_of!(Info, size) as u64);
         assert_eq!(c[3], std::mem::offset_of!(Info, flags) as u64);
+    }
+
+    #[test]
+    fn the_outside_writes_only_after_ready_and_then_says_go() {
+        let dir = std::env::temp_dir().join(format!("handshake-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mem");
+        let size = 4u64 << 20;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(size).unwrap();
+        let reader = Map::new(&f, size as usize).unwrap();
+        let (ready, go) = handshake_offsets(size);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| write_when_ready(&f, 7, &stop));
+            std::thread::sleep(Duration::from_millis(100));
+            // Nothing written before READY.
+            assert_eq!(reader.word(0).load(Ordering::SeqCst), 0);
+            reader
+                .word(ready as usize / 8)
+                .store(READY, Ordering::SeqCst);
+            writer.join().unwrap().unwrap();
+        });
+        assert_eq!(reader.word(go as usize / 8).load(Ordering::SeqCst), GO);
+        let read: Vec<u64> = (0..reader.words())
+            .filter(|&i| i as u64 * 8 != ready && i as u64 * 8 != go)
+            .map(|i| reader.word(i).load(Ordering::Relaxed))
+            .collect();
+        let offsets = pattern::all_offsets(size).filter(|&o| o != ready && o != go);
+        assert_eq!(pattern::digest(read), pattern::pattern_digest(7, offsets));
+        // A reader that never says READY: the writer gives up when stopped.
+        let stopped = AtomicBool::new(true);
+        reader.word(ready as usize / 8).store(0, Ordering::SeqCst);
+        assert!(write_when_ready(&f, 7, &stopped)
+            .unwrap_err()
+            .contains("never said READY"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

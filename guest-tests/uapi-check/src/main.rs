@@ -1,4 +1,4 @@
-//! `vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N]
+//! `vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N]
 //! [--reopen-only] [--bench-fault]`
 //!
 //! Runs every check of `checks::CHECKS` on a device bound to vfio-cxl-pci
@@ -27,7 +27,7 @@ use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::facts::fact;
 
-const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
+const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N] [--reopen-only] [--bench-fault]
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
        vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
@@ -60,6 +60,7 @@ fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
         match a.as_str() {
             "--expect-seed" => options.expect_seed = Some(num("--expect-seed")?),
             "--write-seed" => options.write_seed = Some(num("--write-seed")?),
+            "--handshake" => options.handshake = true,
             "--reopen" => {
                 options.reopen = u32::try_from(num("--reopen")?).map_err(|e| e.to_string())?
             }
