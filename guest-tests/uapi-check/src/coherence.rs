@@ -27,6 +27,27 @@ pub const THREADS: u64 = 2;
 /// Total `fetch_add(1)`s on the counter word, over [`THREADS`] threads.
 pub const INCREMENTS: u64 = 1_000_000;
 
+/// `fetch_add(1)`s the outside (the answerer of [`answer_pings`]) adds to
+/// the counter while the guest's threads add theirs, when there is an
+/// outside (`--ping-pong`).
+pub const OUTSIDE_INCREMENTS: u64 = 200_000;
+
+/// The counter's value after the atomics check.
+pub fn expected_counter(with_outside: bool) -> u64 {
+    INCREMENTS + if with_outside { OUTSIDE_INCREMENTS } else { 0 }
+}
+
+/// The word the guest and the outside start and end the shared atomics
+/// with: [`ATOMICS_READY`] (guest: counter zeroed), [`ATOMICS_RUNNING`]
+/// (outside: incrementing; the guest's threads start), [`ATOMICS_DONE`]
+/// (outside: done). The guest then puts its pattern back into it.
+pub fn atomics_flag_offset(size: u64) -> u64 {
+    size - 8192 + 256
+}
+pub const ATOMICS_READY: u64 = 0xa7_0001;
+pub const ATOMICS_RUNNING: u64 = 0xa7_0002;
+pub const ATOMICS_DONE: u64 = 0xa7_0003;
+
 /// The byte offset of the counter word: the start of the last 4 KiB.
 pub fn counter_offset(size: u64) -> u64 {
     size - 4096
@@ -245,10 +266,32 @@ fn guest_pattern(m: &Map, seed: u64) -> Outcome {
 }
 
 /// [`INCREMENTS`] `fetch_add(1)` on one word from [`THREADS`] threads.
-fn atomics(m: &Map) -> Outcome {
+/// With `outside` (an answerer maps the memory), its
+/// [`OUTSIDE_INCREMENTS`] run at the same time on the same word, and the
+/// flag word gets `seed`'s pattern back afterwards.
+fn atomics(m: &Map, outside: bool, seed: u64) -> Outcome {
     let i = (counter_offset(m.size as u64) / 8) as usize;
     let c = m.word(i);
     c.store(0, Ordering::SeqCst);
+    let flag_at = atomics_flag_offset(m.size as u64);
+    let flag = m.word(flag_at as usize / 8);
+    let wait_for = |want: u64| {
+        let t = Instant::now();
+        while flag.load(Ordering::SeqCst) != want {
+            if t.elapsed() > PING_PONG_TIMEOUT {
+                return Err(format!(
+                    "the outside never set the atomics flag to {want:#x} (it is {:#x})",
+                    flag.load(Ordering::SeqCst)
+                ));
+            }
+            std::hint::spin_loop();
+        }
+        Ok(())
+    };
+    if outside {
+        flag.store(ATOMICS_READY, Ordering::SeqCst);
+        wait_for(ATOMICS_RUNNING)?;
+    }
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..THREADS {
@@ -259,16 +302,55 @@ fn atomics(m: &Map) -> Outcome {
             });
         }
     });
+    if outside {
+        wait_for(ATOMICS_DONE)?;
+        flag.store(pattern::word(seed, flag_at), Ordering::SeqCst);
+    }
     let v = c.load(Ordering::SeqCst);
-    if v == INCREMENTS {
+    let want = expected_counter(outside);
+    let from_outside = if outside {
+        format!(" and {OUTSIDE_INCREMENTS} from outside at the same time")
+    } else {
+        String::new()
+    };
+    if v == want {
         Ok(format!(
-            "counter at {:#x} = {v} after {THREADS} threads ({} ms)",
+            "counter at {:#x} = {v} after {THREADS} threads{from_outside} ({} ms)",
             i * 8,
             ms(t)
         ))
     } else {
-        Err(format!("counter {v}, expected {INCREMENTS}"))
+        Err(format!("counter {v}, expected {want}"))
     }
+}
+
+/// The outside's part of the shared atomics (the flag is READY): its
+/// increments, and how many of them found another side's increment in
+/// between (evidence that they really ran at the same time).
+fn outside_atomics(m: &Map) -> u64 {
+    let size = m.size as u64;
+    let flag = m.word(atomics_flag_offset(size) as usize / 8);
+    let c = m.word(counter_offset(size) as usize / 8);
+    flag.store(ATOMICS_RUNNING, Ordering::SeqCst);
+    let (mut interleaved, mut last) = (0u64, None);
+    for _ in 0..OUTSIDE_INCREMENTS {
+        let prev = c.fetch_add(1, Ordering::SeqCst);
+        if last.is_some_and(|l: u64| prev != l + 1) {
+            interleaved += 1;
+        }
+        last = Some(prev);
+    }
+    flag.store(ATOMICS_DONE, Ordering::SeqCst);
+    interleaved
+}
+
+/// What the outside did while the guest ran: ping-pong rounds answered,
+/// and its atomics (`None`: the guest never asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub rounds: u64,
+    /// Of [`OUTSIDE_INCREMENTS`], how many saw the guest's in between.
+    pub atomics_interleaved: Option<u64>,
 }
 
 /// How long either side of the ping-pong waits for the other.
@@ -307,15 +389,22 @@ fn ping_pong(m: &Map, rounds: u64) -> Outcome {
 /// memory is mapped from: answers each ping `i` with pong `i`, for
 /// `rounds` rounds, until `stop` is set or the guest is silent for the
 /// timeout. Returns the rounds answered.
-pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<u64, String> {
+pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<Answered, String> {
     let size = f.metadata().map_err(|e| e.to_string())?.len();
     let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
     let (pi, po) = ping_pong_offsets(size);
     let (ping, pong) = (m.word(pi as usize / 8), m.word(po as usize / 8));
+    let flag = m.word(atomics_flag_offset(size) as usize / 8);
+    let mut atomics_interleaved = None;
     let (mut i, mut idle, mut last) = (1u64, 0u64, Instant::now());
     while i <= rounds {
         if stop.load(Ordering::Relaxed) {
             return Err(format!("stopped after {} rounds", i - 1));
+        }
+        if atomics_interleaved.is_none() && flag.load(Ordering::SeqCst) == ATOMICS_READY {
+            atomics_interleaved = Some(outside_atomics(&m));
+            idle = 0;
+            continue;
         }
         if ping.load(Ordering::SeqCst) == i {
             pong.store(i, Ordering::SeqCst);
@@ -335,7 +424,10 @@ pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<u64, Str
             }
         }
     }
-    Ok(rounds)
+    Ok(Answered {
+        rounds,
+        atomics_interleaved,
+    })
 }
 
 /// The checksum of the whole region ([`Checksum`]), in hex.
@@ -394,7 +486,11 @@ pub fn run(
         &mut out,
     );
     done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
-    done("atomics", atomics(&m), &mut out);
+    done(
+        "atomics",
+        atomics(&m, o.ping_pong > 0, o.write_seed),
+        &mut out,
+    );
     if o.ping_pong > 0 {
         done("ping_pong", ping_pong(&m, o.ping_pong), &mut out);
     }
@@ -552,6 +648,39 @@ mod tests {
             .unwrap_err()
             .contains("never said READY"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_outside_increments_the_counter_beside_the_guest() {
+        let dir = std::env::temp_dir().join(format!("atomics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mem");
+        let size = 4u64 << 20;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(size).unwrap();
+        let guest = Map::new(&f, size as usize).unwrap();
+        let stop = AtomicBool::new(false);
+        let (detail, answered) = std::thread::scope(|s| {
+            let outside = s.spawn(|| answer_pings(&f, 2, &stop));
+            let detail = atomics(&guest, true, 9).unwrap();
+            ping_pong(&guest, 2).unwrap();
+            (detail, outside.join().unwrap().unwrap())
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(detail.contains("= 1200000"), "{detail}");
+        assert_eq!(answered.rounds, 2);
+        assert!(answered.atomics_interleaved.is_some());
+        let flag = atomics_flag_offset(size);
+        assert_eq!(
+            guest.word(flag as usize / 8).load(Ordering::SeqCst),
+            pattern::word(9, flag)
+        );
     }
 
     #[test]
