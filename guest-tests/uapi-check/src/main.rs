@@ -114,12 +114,24 @@ fn bench_fault(bdf: &str, options: Options) -> ExitCode {
                 f(&format!("{n}.mmap_us"), p.mmap.as_micros().to_string());
                 f(&format!("{n}.touch_us"), p.touch.as_micros().to_string());
                 f(&format!("{n}.faults"), p.faults.to_string());
+                f(&format!("{n}.repeats"), p.repeats.to_string());
+                f(
+                    &format!("{n}.touch_us_min"),
+                    p.touch_min.as_micros().to_string(),
+                );
+                f(
+                    &format!("{n}.touch_us_max"),
+                    p.touch_max.as_micros().to_string(),
+                );
                 eprintln!(
-                    "bench-fault {n}: {} touches over {:#x}: mmap {} us, touch {} us, {} faults",
+                    "bench-fault {n}: {} touches over {:#x}: mmap {} us, touch {} us (median of {}, {}..{} us), {} faults",
                     p.touches,
                     p.span,
                     p.mmap.as_micros(),
                     p.touch.as_micros(),
+                    p.repeats,
+                    p.touch_min.as_micros(),
+                    p.touch_max.as_micros(),
                     p.faults
                 );
             }
