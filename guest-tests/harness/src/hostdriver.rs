@@ -761,6 +761,32 @@ pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// uapi-check's words say it saw the pattern; only its digest of the
+    /// samples tells whether it read what the host wrote.
+    #[test]
+    fn the_host_checks_the_digest_not_the_words() {
+        let size = ACCEL_MIB << 20;
+        let samples = || pattern::sample_offsets(size);
+        let right = pattern::hex(pattern::pattern_digest(OUTSIDE_SEED, samples()));
+        let other = pattern::hex(pattern::digest(samples().map(|_| 0)));
+        let detail = |d: &str| {
+            format!("pass: 384 samples, outside digest {d}, outside pattern {OUTSIDE_SEED} seen")
+        };
+        let problem = |detail: &str| {
+            crate::guestdriver::digest_problem(
+                "mem_coherence outside -> guest",
+                outside_digest(detail),
+                OUTSIDE_SEED,
+                samples(),
+            )
+        };
+        assert_eq!(outside_digest(&detail(&right)), Some(right.as_str()));
+        assert_eq!(problem(&detail(&right)), None);
+        let p = problem(&detail(&other)).expect("a guest that read zeros fails");
+        assert!(p.contains(&other) && p.contains(&right), "{p}");
+        assert!(problem("pass: outside pattern 1 seen").is_some());
+    }
+
     #[test]
     fn probe_line_parses() {
         let l = DmesgLine::parse("<6>[    5.123456] vfio-cxl-pci 0000:0d:00.0: CXL Type-2 memory [range 0x0000000390000000-0x000000039fffffff] (256 MiB) behind HDM decoder 0; component registers in BAR 0 at 0x1100");
