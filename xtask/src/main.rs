@@ -18,6 +18,7 @@ mod prereqs;
 mod qemu;
 mod sparse;
 mod test;
+mod test_kernel;
 mod vfio_user;
 mod vmtest;
 
@@ -33,6 +34,7 @@ commands:
   demo [--no-build] [--chain]        the main job: end-to-end run on the emulated device, with its report
   test [options]                     the test command: fmt, clippy, fuzzing, driver tier, tests
   build-driver                       build the host driver against the pinned 7.3.4 tree
+  build-test-kernel [--print-dir]   build the debug test kernel (lockdep, KASAN, ...) and the host driver for it
   build-guest-driver [--check]       build the reference guest Type-2 driver (cxl-type2-ref.ko)
   build-qemu [options]               build qemu-system-x86_64 with the series (see `build-qemu --help`)
   qemu-path [--firmware-args]        print the built qemu-system-x86_64 (or its -L options)
@@ -61,6 +63,7 @@ fn run(args: &[String]) -> Result<()> {
         "demo" => demo::run(rest),
         "build-driver" => driver::run_build(rest),
         "build-guest-driver" => guest_driver::run(rest),
+        "build-test-kernel" => test_kernel::run(rest),
         "build-qemu" => qemu::run_build(rest),
         "qemu-path" => qemu::run_path(rest),
         "gen-qemu-patches" => qemu::run_gen(rest),

@@ -20,11 +20,12 @@ driver tier (fetch the pinned Linux packages, prepare the 7.3.4 tree, build
 the modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
 apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
 (patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
-cache), the VM tests (the pinned kernel booted under that QEMU; they need
-both tiers), the nested chain (kernel VFIO -> QEMU -device vfio-cxl ->
-guest, L2 under KVM inside L1; --chain-l2-tcg: under TCG), and cargo
-nextest (unit, property and uAPI tests). Skipped parts are named at the
-end. See docs/testing.md.";
+cache), the debug test kernel (build-test-kernel, cached), the VM tests
+(the pinned kernel, and the debug kernel for NAME@debug, booted under that
+QEMU; they need both tiers), the nested chain (kernel VFIO -> QEMU
+-device vfio-cxl -> guest, L2 under KVM inside L1; --chain-l2-tcg: under
+TCG), and cargo nextest (unit, property and uAPI tests). Skipped parts
+are named at the start and the end. See docs/testing.md.";
 
 #[derive(Debug)]
 struct Options {
@@ -132,7 +133,11 @@ fn skipped(options: &Options) -> Vec<String> {
         "needs both tiers"
     };
     let vm_on = options.vm && options.driver && options.qemu;
-    skip(!vm_on, "the VM tests and the vfio-user smoke", vm_why);
+    skip(
+        !vm_on,
+        "the debug test kernel, the VM tests and the vfio-user smoke",
+        vm_why,
+    );
     let chain_why = if !options.chain { "--no-chain" } else { vm_why };
     skip(!(vm_on && options.chain), "the nested chain", chain_why);
     v
@@ -185,6 +190,11 @@ pub fn run(args: &[String]) -> Result<()> {
         meson_glue(&root)?;
     }
     if options.vm && options.driver && options.qemu {
+        // The NAME@debug VM tests boot it (cached: a no-op unless the
+        // fragment changed).
+        step_with("debug test kernel (cargo xtask build-test-kernel)", || {
+            crate::test_kernel::run(&[])
+        })?;
         // Boots the pinned kernel under the QEMU just built (TCG).
         step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
         // QEMU's vfio-user-pci against the software Type-2 device.
@@ -361,7 +371,10 @@ mod tests {
         let s = skipped(&parse(&args(&["--no-qemu"])).unwrap());
         assert!(s.contains(&"the QEMU tier (--no-qemu)".to_owned()), "{s:?}");
         assert!(
-            s.contains(&"the VM tests and the vfio-user smoke (needs both tiers)".to_owned()),
+            s.contains(
+                &"the debug test kernel, the VM tests and the vfio-user smoke (needs both tiers)"
+                    .to_owned()
+            ),
             "{s:?}"
         );
         assert!(

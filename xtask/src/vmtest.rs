@@ -21,10 +21,12 @@ const USAGE: &str = "\
 usage: cargo xtask vm-test [--list] [--no-build] [--keep] [-v] [NAME...]
 
 Boots the pinned Debian kernel under the project's QEMU (TCG) and runs the
-VM tests of guest-tests/harness (all, or the named ones). Fetches the
-pinned Linux packages and busybox and builds QEMU first when needed, then
-the host driver (build-driver) and a static vfio-cxl-uapi-check
-(target/guest). Ends with `vm-tests: N passed, M failed`; exit status 1
+VM tests of guest-tests/harness (all, or the named ones); the tests named
+NAME@debug boot the debug test kernel instead. Fetches the pinned Linux
+packages and busybox and builds QEMU first when needed, then the host
+driver (build-driver), a static vfio-cxl-uapi-check (target/guest) and,
+for NAME@debug tests, the debug kernel and the host driver for it
+(build-test-kernel; cached). Ends with `vm-tests: N passed, M failed`; exit status 1
 when a test failed.
 
 options:
@@ -34,6 +36,12 @@ options:
                driver and uapi-check are still brought up to date)
   --keep       keep every run directory (failed runs are always kept)
   -v           print the whole guest console of every run
+
+environment:
+  VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED, VFIO_CXL_FUZZ_ONLY
+               how long host-driver-fuzz[@debug] fuzzes (default 60), with
+               which seed (default: a fresh one, printed on failure), and
+               only which operation kinds (default: all)
 ";
 
 const BENCH_USAGE: &str = "\
@@ -105,7 +113,10 @@ pub fn run(args: &[String]) -> Result<()> {
         };
     }
 
-    let mut cmd = prepared_harness(build, "vm-test")?;
+    // Tests named NAME@debug boot the debug test kernel.
+    let names: Vec<&String> = passthrough.iter().filter(|a| !a.starts_with('-')).collect();
+    let debug_kernel = names.is_empty() || names.iter().any(|n| n.ends_with("@debug"));
+    let mut cmd = prepared_harness_with(build, "vm-test", debug_kernel)?;
     cmd.args(&passthrough);
     println!("==> VM tests (guest-harness vm-test)");
     let st = status_of(cmd, "guest-harness vm-test")?;
@@ -204,6 +215,17 @@ pub(crate) fn build_static(package: &str) -> Result<()> {
 /// Builds what the guests need and returns `guest-harness <command>` with
 /// the environment options (QEMU, firmware, cache, kernel .debs) set.
 pub(crate) fn prepared_harness(build: bool, command: &str) -> Result<Command> {
+    prepared_harness_with(build, command, false)
+}
+
+/// [`prepared_harness`], and with `debug_kernel` the debug test kernel
+/// (built when its fragment changed) and the host driver for it, passed
+/// as `--debug-kernel`.
+pub(crate) fn prepared_harness_with(
+    build: bool,
+    command: &str,
+    debug_kernel: bool,
+) -> Result<Command> {
     if build {
         println!("==> fetch the pinned sources");
         crate::fetch::run(&["all".to_string()])?;
@@ -221,8 +243,20 @@ pub(crate) fn prepared_harness(build: bool, command: &str) -> Result<Command> {
     build_uapi_check()?;
     println!("==> build the kselftest vfio_cxl_region_test (static, patches/linux)");
     build_selftest()?;
+    let debug = if debug_kernel {
+        println!("==> the debug test kernel (cargo xtask build-test-kernel)");
+        let k = crate::test_kernel::ensure()?;
+        crate::test_kernel::build_host_driver(&k)?;
+        Some(k.dir)
+    } else {
+        None
+    };
 
-    harness_command(command)
+    let mut cmd = harness_command(command)?;
+    if let Some(dir) = debug {
+        cmd.arg("--debug-kernel").arg(dir);
+    }
+    Ok(cmd)
 }
 
 /// `guest-harness <command>` with the environment options (QEMU, firmware,

@@ -167,11 +167,41 @@ pub struct KernelProblem {
     pub line: String,
 }
 
-/// Console patterns that mean the kernel is unhappy. The console runs at
-/// loglevel 5 (see [`crate::qemu::DEFAULT_CMDLINE`]), so WARN()s, which
-/// print at KERN_WARNING, appear.
+/// Console patterns that mean the kernel is unhappy, most specific first
+/// (a line counts once, for the first pattern it holds). The console runs
+/// at loglevel 5 (see [`crate::qemu::DEFAULT_CMDLINE`]), so WARN()s, which
+/// print at KERN_WARNING, appear. The debug test kernel's instruments
+/// (lockdep, KASAN, UBSAN, KFENCE, DEBUG_ATOMIC_SLEEP, the hung-task
+/// detector; docs/testing.md) print their reports here too.
 const PATTERNS: &[(&str, &str)] = &[
     ("Kernel panic - not syncing", "kernel panic"),
+    (
+        "possible circular locking dependency detected",
+        "lockdep: circular locking dependency",
+    ),
+    (
+        "possible recursive locking detected",
+        "lockdep: recursive locking",
+    ),
+    (
+        "inconsistent lock state",
+        "lockdep: inconsistent lock state",
+    ),
+    ("suspicious RCU usage", "lockdep: suspicious RCU usage"),
+    ("bad unlock balance detected", "lockdep: bad unlock balance"),
+    ("held lock freed", "lockdep: held lock freed"),
+    (
+        "lock held when returning to user space",
+        "lockdep: lock held when returning to user space",
+    ),
+    ("BUG: KASAN:", "KASAN report"),
+    ("BUG: KFENCE:", "KFENCE report"),
+    (
+        "sleeping function called from invalid context",
+        "sleeping function called from invalid context",
+    ),
+    ("INFO: task ", "hung task"),
+    ("suspected memory leak", "kmemleak report"),
     ("Oops:", "oops"),
     ("kernel BUG at", "BUG()"),
     ("BUG: ", "kernel BUG"),
@@ -179,22 +209,88 @@ const PATTERNS: &[(&str, &str)] = &[
     ("general protection fault", "general protection fault"),
     ("UBSAN:", "UBSAN report"),
     ("Call Trace:", "stack trace"),
-    ("INFO: task ", "hung task"),
     ("rcu_preempt detected stalls", "RCU stall"),
     ("rcu_sched detected stalls", "RCU stall"),
     ("self-detected stall on CPU", "RCU stall"),
 ];
 
+/// A kernel message that starts with this is a report of some debug
+/// facility (lockdep has a dozen such headers, e.g. "WARNING: possible
+/// irq lock inversion dependency detected") even when no pattern above
+/// names it.
+const WARNING_HEADER: &str = "WARNING: ";
+
+/// The message of a console line, without its `[   12.345678]` timestamp.
+fn message(line: &str) -> &str {
+    line.strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .filter(|(time, _)| {
+            time.chars()
+                .all(|c| c == ' ' || c == '.' || c.is_ascii_digit())
+        })
+        .map_or(line, |(_, msg)| msg.strip_prefix(' ').unwrap_or(msg))
+}
+
 pub fn kernel_problems(console: &str) -> Vec<KernelProblem> {
     let mut out = Vec::new();
     for (i, raw) in console.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
-        if let Some((_, what)) = PATTERNS.iter().find(|(p, _)| line.contains(p)) {
+        let what = PATTERNS
+            .iter()
+            .find(|(p, _)| line.contains(p))
+            .map(|(_, what)| *what)
+            .or_else(|| {
+                message(line)
+                    .starts_with(WARNING_HEADER)
+                    .then_some("kernel WARNING")
+            });
+        if let Some(what) = what {
             out.push(KernelProblem {
                 line_no: i + 1,
                 what,
                 line: line.to_string(),
             });
+        }
+    }
+    out
+}
+
+/// How many lines of a report [`report_excerpt`] shows from its start.
+pub const EXCERPT_HEAD: usize = 12;
+/// How far [`report_excerpt`] looks for a report's summary lines.
+const REPORT_SPAN: usize = 400;
+
+/// The first lines of the report that starts at console line `line_no`
+/// (1-based), for a failure message: [`EXCERPT_HEAD`] lines from there,
+/// then, further down the same report, lockdep's summary of a dependency
+/// cycle (the `-> #N` lock classes of the chain and the "Chain exists of:"
+/// paragraph), which name the locks involved.
+pub fn report_excerpt(console: &str, line_no: usize) -> Vec<String> {
+    let lines: Vec<&str> = console
+        .lines()
+        .skip(line_no.saturating_sub(1))
+        .take(REPORT_SPAN)
+        .map(|l| l.trim_end_matches('\r'))
+        .collect();
+    let mut out: Vec<String> = lines
+        .iter()
+        .take(EXCERPT_HEAD)
+        .map(|l| l.to_string())
+        .collect();
+    let mut in_chain = false;
+    for l in lines.iter().skip(EXCERPT_HEAD) {
+        let msg = message(l);
+        // The report ends before its backtrace, or where the harness speaks.
+        if msg.starts_with("stack backtrace:") || msg.starts_with("vfiocxl: ") {
+            break;
+        }
+        if msg.starts_with("Chain exists of:") {
+            in_chain = true;
+        } else if in_chain && msg.trim().is_empty() {
+            in_chain = false;
+        }
+        if in_chain || msg.starts_with("-> #") {
+            out.push(l.to_string());
         }
     }
     out
@@ -365,6 +461,54 @@ VFIOCXL-DONE {\"ok\":false,\"uptime\":9.5,\"tainted\":512}
         let busy = "[ 30.1] rcu: INFO: rcu_preempt self-detected stall on CPU\n[ 30.2] rcu: \t1-....: (5250 ticks this GP)\n";
         assert!(lost_timer(busy).is_none());
         assert_eq!(kernel_problems(busy)[0].what, "RCU stall");
+    }
+
+    fn whats(console: &str) -> Vec<&'static str> {
+        kernel_problems(console).iter().map(|p| p.what).collect()
+    }
+
+    /// Reports of the debug kernel's instruments, as the kernel prints
+    /// them (KASAN: Documentation/dev-tools/kasan.rst; KFENCE: kfence.rst;
+    /// UBSAN: ubsan.rst; the others from the format strings of 7.3.4's
+    /// kernel/sched/core.c, kernel/hung_task.c, mm/kmemleak.c).
+    const INSTRUMENTS_CONSOLE: &str = "\
+[   10.100000] ==================================================================\r
+[   10.100001] BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right+0xa8/0xbc [kasan_test]\r
+[   10.100002] Write of size 1 at addr ffff8801f44ec37b by task insmod/2760\r
+[   11.000000] BUG: KFENCE: use-after-free read in test_use_after_free_read+0xb3/0x143\r
+[   12.000000] UBSAN: Undefined behaviour in ../include/linux/bitops.h:110:33\r
+[   13.000000] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:580\r
+[   14.000000] INFO: task vfio-cxl-uapi-c:97 blocked for more than 30 seconds.\r
+[   15.000000] kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)\r
+[   16.000000] WARNING: possible irq lock inversion dependency detected\r
+[   17.000000] WARNING: suspicious RCU usage\r
+[   18.000000] ------------[ cut here ]------------\r
+[   19.000000] vfiocxl: step WARNING: not a kernel message\r
+";
+
+    #[test]
+    fn debug_instrument_reports_are_detected() {
+        assert_eq!(
+            whats(INSTRUMENTS_CONSOLE),
+            [
+                "KASAN report",
+                "KFENCE report",
+                "UBSAN report",
+                "sleeping function called from invalid context",
+                "hung task",
+                "kmemleak report",
+                "kernel WARNING",
+                "lockdep: suspicious RCU usage",
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_are_stripped_only_when_they_are_timestamps() {
+        assert_eq!(message("[   12.345678] WARNING: x"), "WARNING: x");
+        assert_eq!(message("[   12.345678]"), "");
+        assert_eq!(message("[ fs] WARNING: x"), "[ fs] WARNING: x");
+        assert_eq!(message("WARNING: y"), "WARNING: y");
     }
 
     #[test]

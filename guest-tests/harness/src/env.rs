@@ -113,7 +113,49 @@ pub struct EnvOptions {
     pub kernel_debs: Vec<PathBuf>,
     /// Keep every run directory (failed runs are always kept).
     pub keep: bool,
+    /// The debug test kernel's directory (`cargo xtask build-test-kernel
+    /// --print-dir`), for runs on [`GuestKernel::Debug`].
+    pub debug_kernel: Option<PathBuf>,
+    /// The host driver built for it (default
+    /// [`crate::hostdriver::debug_driver_dir`]).
+    pub debug_host_driver: Option<PathBuf>,
 }
+
+/// Which kernel a run boots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GuestKernel {
+    /// Debian's pinned kernel (the extracted .debs).
+    #[default]
+    Debian,
+    /// The debug test kernel (lockdep, KASAN, UBSAN, KFENCE, ...; CXL,
+    /// VFIO and IOMMUFD built in): `cargo xtask build-test-kernel`.
+    Debug,
+}
+
+impl GuestKernel {
+    /// What a VM test's name ends with when it runs on this kernel.
+    pub fn test_suffix(self) -> &'static str {
+        match self {
+            Self::Debian => "",
+            Self::Debug => "@debug",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "debian" => Ok(Self::Debian),
+            "debug" => Ok(Self::Debug),
+            other => Err(Error::msg(format!(
+                "unknown kernel {other:?}: debian or debug"
+            ))),
+        }
+    }
+}
+
+/// How much slower the debug kernel runs the same test under TCG (KASAN
+/// checks every access, lockdep every lock): its runs get this many times
+/// the timeout.
+pub const DEBUG_KERNEL_SLOWDOWN: u32 = 3;
 
 /// A ready environment.
 #[derive(Debug)]
@@ -122,6 +164,8 @@ pub struct Env {
     pub firmware_dirs: Vec<PathBuf>,
     pub cache: PathBuf,
     pub kernel: KernelTree,
+    /// The debug test kernel, when [`EnvOptions::debug_kernel`] named it.
+    pub debug_kernel: Option<KernelTree>,
     pub busybox: Vec<u8>,
     pub keep: bool,
 }
@@ -145,6 +189,8 @@ pub struct RunSpec {
     pub after_exit: Option<fn(&Path) -> runner::HostFacts>,
     /// Progress lines printed while the guest runs (long runs: the chain).
     pub milestones: &'static [runner::Milestone],
+    /// The kernel it boots.
+    pub kernel: GuestKernel,
 }
 
 impl RunSpec {
@@ -158,7 +204,21 @@ impl RunSpec {
             before_boot: None,
             after_exit: None,
             milestones: &[],
+            kernel: GuestKernel::Debian,
         }
+    }
+
+    /// The same run on the debug test kernel, with
+    /// [`DEBUG_KERNEL_SLOWDOWN`] times the timeout and the payload named
+    /// `NAME@debug` (as its VM test). Payloads need no
+    /// change: built-in modules are not loaded (modules.builtin), and
+    /// [`crate::payload::Source::HostDriver`] files come from the build
+    /// for that kernel.
+    pub fn on_debug_kernel(mut self) -> Self {
+        self.kernel = GuestKernel::Debug;
+        self.payload.name.push_str(GuestKernel::Debug.test_suffix());
+        self.timeout *= DEBUG_KERNEL_SLOWDOWN;
+        self
     }
 }
 
@@ -179,6 +239,15 @@ impl Env {
             files: opts.kernel_debs.clone(),
         };
         let kernel = KernelTree::prepare(&debs, &cache)?;
+        let debug_kernel = match &opts.debug_kernel {
+            Some(dir) => Some(KernelTree::installed(
+                dir,
+                opts.debug_host_driver
+                    .clone()
+                    .unwrap_or_else(crate::hostdriver::debug_driver_dir),
+            )?),
+            None => None,
+        };
         let busybox_path = busybox::ensure(&cache)?;
         let busybox = fs::read(&busybox_path)
             .map_err(|e| Error::io(format!("cannot read {}", busybox_path.display()), e))?;
@@ -202,9 +271,24 @@ impl Env {
             firmware_dirs,
             cache,
             kernel,
+            debug_kernel,
             busybox,
             keep: opts.keep,
         })
+    }
+
+    /// The kernel tree of `which`.
+    pub fn kernel_tree(&self, which: GuestKernel) -> Result<&KernelTree> {
+        match which {
+            GuestKernel::Debian => Ok(&self.kernel),
+            GuestKernel::Debug => self.debug_kernel.as_ref().ok_or_else(|| {
+                Error::msg(
+                    "this run boots the debug test kernel, and none was given: \
+                     `cargo xtask build-test-kernel`, then --debug-kernel \
+                     $(cargo xtask build-test-kernel --print-dir) (cargo xtask vm-test does both)",
+                )
+            }),
+        }
     }
 
     /// Builds the initramfs for `spec.payload`, boots, waits, collects.
@@ -217,7 +301,8 @@ impl Env {
             .prefix(&format!("vfiocxl-{}-", spec.payload.name))
             .tempdir()
             .map_err(|e| Error::io("cannot create a run directory", e))?;
-        let ir = build_initramfs(&spec.payload, &self.kernel, &self.busybox)?;
+        let kernel = self.kernel_tree(spec.kernel)?;
+        let ir = build_initramfs(&spec.payload, kernel, &self.busybox)?;
         let initrd = dir.path().join("initrd.cpio");
         fs::write(&initrd, ir.archive.to_bytes())
             .map_err(|e| Error::io(format!("cannot write {}", initrd.display()), e))?;
@@ -226,7 +311,7 @@ impl Env {
             firmware_dirs: self.firmware_dirs.clone(),
             machine: spec.machine.clone(),
             topology: spec.topology.clone(),
-            kernel: self.kernel.vmlinuz(),
+            kernel: kernel.vmlinuz(),
             initrd,
             cmdline: spec.payload.cmdline.clone(),
             extra_args: spec.extra_args.clone(),

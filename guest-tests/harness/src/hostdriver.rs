@@ -34,6 +34,9 @@ pub const UAPI_CHECK_ENV: &str = "VFIO_CXL_UAPI_CHECK";
 pub const SELFTEST_ENV: &str = "VFIO_CXL_SELFTEST";
 /// Overrides the directory of `vfio-cxl-core.ko` and `vfio-cxl-pci.ko`.
 pub const DRIVER_DIR_ENV: &str = "VFIO_CXL_HOST_DRIVER_DIR";
+/// Where `cargo xtask build-test-kernel` builds the host driver for the
+/// debug test kernel (relative to the repository; its `DRIVER_DIR`).
+pub const DEBUG_DRIVER_DIR: &str = "target/debug-kernel/host-driver";
 /// The cargo target directory of the static guest build (its own, so the
 /// `+crt-static` RUSTFLAGS do not invalidate the workspace's `target/`).
 pub const GUEST_TARGET_DIR: &str = "target/guest";
@@ -51,7 +54,7 @@ pub const GUEST_SEED: u64 = 0x6e57_5eed;
 /// Bind/unbind cycles of `host-driver-rebind`.
 pub const REBIND_CYCLES: u32 = 20;
 
-const GUEST_DIR: &str = "/opt/vfio-cxl";
+pub(crate) const GUEST_DIR: &str = "/opt/vfio-cxl";
 
 /// A non-empty path from environment variable `var`.
 pub(crate) fn env_path(var: &str) -> Option<PathBuf> {
@@ -91,6 +94,11 @@ pub fn selftest_binary() -> PathBuf {
 /// `$VFIO_CXL_HOST_DRIVER_DIR`, else `host-driver/`.
 pub fn driver_dir() -> PathBuf {
     env_path(DRIVER_DIR_ENV).unwrap_or_else(|| repo_root().join("host-driver"))
+}
+
+/// The host driver built for the debug test kernel ([`DEBUG_DRIVER_DIR`]).
+pub fn debug_driver_dir() -> PathBuf {
+    repo_root().join(DEBUG_DRIVER_DIR)
 }
 
 /// One `pxb-cxl` (bus 12, with an HDM decoder for the pre-commit), one
@@ -179,7 +187,7 @@ true
 "#;
 
 /// The kernel log (raw: `<level>[time] text`), lines about VFIO or CXL.
-const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
+pub(crate) const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
 while IFS= read -r l; do
 	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
 done </tmp/dmesg
@@ -212,7 +220,7 @@ have /sys/bus/pci/devices/$dev/driver && vfiocxl_fact post_rmmod.driver bound
 true
 "#;
 
-fn with_lib(script: &str) -> String {
+pub(crate) fn with_lib(script: &str) -> String {
     format!(". {GUEST_DIR}/lib.sh\n{script}")
 }
 
@@ -223,7 +231,6 @@ pub fn base_payload(name: &str) -> Payload {
     for m in CXL_MODULES {
         p = p.module(m);
     }
-    let drivers = driver_dir();
     p.module("vfio_iommu_type1")
         .module("vfio_pci_core")
         .cmdline_arg("intel_iommu=on")
@@ -238,15 +245,15 @@ pub fn base_payload(name: &str) -> Payload {
         .file(
             &format!("{GUEST_DIR}/vfio-cxl-core.ko"),
             0o644,
-            Source::Path {
-                src: drivers.join("vfio-cxl-core.ko"),
+            Source::HostDriver {
+                host_driver: "vfio-cxl-core.ko".into(),
             },
         )
         .file(
             &format!("{GUEST_DIR}/vfio-cxl-pci.ko"),
             0o644,
-            Source::Path {
-                src: drivers.join("vfio-cxl-pci.ko"),
+            Source::HostDriver {
+                host_driver: "vfio-cxl-pci.ko".into(),
             },
         )
         .file(
@@ -294,6 +301,16 @@ pub fn uapi_spec() -> RunSpec {
     spec.before_boot = Some(start_outside_writer);
     spec.after_exit = Some(stop_writer_and_find_guest_pattern);
     spec
+}
+
+/// `host-driver-uapi` on the debug test kernel.
+pub fn uapi_spec_debug() -> RunSpec {
+    uapi_spec().on_debug_kernel()
+}
+
+/// `host-driver-rebind` on the debug test kernel.
+pub fn rebind_spec_debug() -> RunSpec {
+    rebind_spec().on_debug_kernel()
 }
 
 /// Runs the kselftest and reports its TAP result lines as `selftest`
@@ -584,7 +601,7 @@ pub fn dmesg(outcome: &RunOutcome) -> Vec<DmesgLine> {
 /// message about VFIO or CXL.
 /// `binds`: how many probe messages are expected (a range: a bind retried
 /// after the CXL core undid it may or may not have probed twice).
-fn common_checks(
+pub(crate) fn common_checks(
     outcome: &RunOutcome,
     binds: std::ops::RangeInclusive<usize>,
     p: &mut Vec<String>,

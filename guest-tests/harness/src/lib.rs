@@ -32,6 +32,8 @@ pub mod env;
 pub mod error;
 pub mod guestdriver;
 pub mod hostdriver;
+pub mod hostdriver_fuzz;
+pub mod hostdriver_tenants;
 pub mod hw;
 pub mod kernel;
 pub mod modules;

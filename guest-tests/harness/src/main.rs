@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use guest_harness::env::{Env, EnvOptions, RunSpec};
+use guest_harness::env::{Env, EnvOptions, GuestKernel, RunSpec};
 use guest_harness::error::{Error, Result};
 use guest_harness::payload::Payload;
 use guest_harness::qemu::Topology;
@@ -46,6 +46,10 @@ environment options (all commands that boot):
   --linux-debs DIR     the kernel .debs (default: <cache>/sources/linux/<upstream of pins.toml>)
   --abi ABI            kernel ABI (default: linux.abi of pins.toml)
   --kernel-deb FILE    use this linux-binary/-base/-modules .deb; repeatable (default: found in --linux-debs)
+  --debug-kernel DIR   the debug test kernel, for the tests named NAME@debug and `run --kernel debug`
+                       (`cargo xtask build-test-kernel --print-dir`; cargo xtask vm-test passes it)
+  --debug-host-driver DIR
+                       the host driver built for it (default: target/debug-kernel/host-driver)
   --keep               keep every run directory (failed runs are always kept)
   -v, --verbose        print the whole console of every run
 
@@ -55,6 +59,8 @@ run options:
   --qemu-arg ARG       an extra QEMU argument; repeatable
   --cmdline WORD       an extra kernel command line word; repeatable
   --memory MIB, --smp N
+  --kernel debian|debug
+                       the kernel to boot (default: the test's, else debian)
   --json               print the results as JSON
 ";
 
@@ -80,6 +86,7 @@ struct Cli {
     thp: bool,
     report: Option<PathBuf>,
     l2_accel: Option<guest_harness::hw::AccelChoice>,
+    kernel: Option<GuestKernel>,
 }
 
 fn parse(args: &[String]) -> Result<Cli> {
@@ -110,6 +117,9 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--linux-debs" => cli.env.linux_debs = Some(value()?.into()),
             "--abi" => cli.env.abi = Some(value()?),
             "--kernel-deb" => cli.env.kernel_debs.push(value()?.into()),
+            "--debug-kernel" => cli.env.debug_kernel = Some(value()?.into()),
+            "--debug-host-driver" => cli.env.debug_host_driver = Some(value()?.into()),
+            "--kernel" => cli.kernel = Some(GuestKernel::parse(&value()?)?),
             "--keep" => cli.env.keep = true,
             "-v" | "--verbose" => cli.verbose = true,
             "--payload" => cli.payload = Some(value()?),
@@ -204,8 +214,13 @@ fn vm_test(cli: &Cli) -> Result<bool> {
     };
     let start = Instant::now();
     let env = Env::prepare(&cli.env)?;
+    let debug = env
+        .debug_kernel
+        .as_ref()
+        .map(|k| format!(", debug kernel {}", k.abi()))
+        .unwrap_or_default();
     println!(
-        "vm-tests: kernel {}, qemu {} (ready in {})",
+        "vm-tests: kernel {}{debug}, qemu {} (ready in {})",
         env.kernel.abi(),
         env.qemu.display(),
         secs(start.elapsed())
@@ -304,6 +319,13 @@ fn run_one(cli: &Cli) -> Result<bool> {
         }
         None => RunSpec::new(topology_of(cli)?, payload_of(cli)?),
     };
+    match cli.kernel {
+        Some(GuestKernel::Debug) if spec.kernel != GuestKernel::Debug => {
+            spec = spec.on_debug_kernel()
+        }
+        Some(k) => spec.kernel = k,
+        None => {}
+    }
     spec.payload.cmdline.extend(cli.cmdline.iter().cloned());
     spec.topology.devices.extend(cli.devices.iter().cloned());
     if let Some(t) = cli.timeout {
@@ -365,7 +387,8 @@ fn initramfs(cli: &Cli) -> Result<bool> {
     opts.qemu = Some(PathBuf::from("/bin/true"));
     opts.firmware_dirs = Some(Vec::new());
     let env = Env::prepare(&opts)?;
-    let ir = guest_harness::payload::build_initramfs(&payload, &env.kernel, &env.busybox)?;
+    let kernel = env.kernel_tree(cli.kernel.unwrap_or_default())?;
+    let ir = guest_harness::payload::build_initramfs(&payload, kernel, &env.busybox)?;
     let bytes = ir.archive.to_bytes();
     std::fs::write(out, &bytes)
         .map_err(|e| Error::io(format!("cannot write {}", out.display()), e))?;

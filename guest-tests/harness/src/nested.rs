@@ -562,6 +562,11 @@ pub fn run(env: &Env, accel: AccelChoice) -> Result<bool> {
         .filter_map(|f| match &f.source {
             Source::Path { src } => fs::metadata(src).ok().map(|m| m.len()),
             Source::Text { text } => Some(text.len() as u64),
+            Source::HostDriver { host_driver } => {
+                fs::metadata(env.kernel.host_driver_dir().join(host_driver))
+                    .ok()
+                    .map(|m| m.len())
+            }
         })
         .sum();
     println!(

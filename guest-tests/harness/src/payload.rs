@@ -58,6 +58,9 @@ pub enum Source {
     Path { src: PathBuf },
     /// Literal text.
     Text { text: String },
+    /// A module of the host driver as built for the kernel the run boots
+    /// (`vfio-cxl-core.ko`; [`KernelTree::host_driver_dir`]).
+    HostDriver { host_driver: String },
 }
 
 /// A file added to the initramfs.
@@ -291,6 +294,9 @@ pub fn build_initramfs(
             let bytes = match &f.source {
                 Source::Path { src } => crate::tools::read_maybe_xz(src)?,
                 Source::Text { text } => text.clone().into_bytes(),
+                Source::HostDriver { host_driver } => {
+                    crate::tools::read_maybe_xz(&kernel.host_driver_dir().join(host_driver))?
+                }
             };
             Ok((f.dest.clone(), f.mode, bytes))
         })

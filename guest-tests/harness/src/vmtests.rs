@@ -58,10 +58,46 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::rebind_check,
         },
         VmTest {
+            name: crate::hostdriver_tenants::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: user A fills the memory and exits, user B reads only zeros, the memory-backend file holds only zeros after the last close, and the kernel log reports each clear",
+            spec: crate::hostdriver_tenants::spec,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
+            name: "host-driver-tenants@debug",
+            about: "host-driver-tenants on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::hostdriver_tenants::spec_debug,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
+            name: "host-driver-uapi@debug",
+            about: "host-driver-uapi on the debug test kernel (lockdep, KASAN, UBSAN, KFENCE, atomic sleep, hung tasks; cargo xtask build-test-kernel): any report fails it",
+            spec: hostdriver::uapi_spec_debug,
+            check: hostdriver::uapi_check,
+        },
+        VmTest {
+            name: "host-driver-rebind@debug",
+            about: "host-driver-rebind on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: hostdriver::rebind_spec_debug,
+            check: hostdriver::rebind_check,
+        },
+        VmTest {
             name: "host-driver-selftest",
             about: "cxl-accel bound to vfio-cxl-pci: the kernel-style kselftest vfio_cxl_region_test of patches/linux (static, host-driver/scripts/build-selftest) passes in every IOMMU mode the guest kernel has",
             spec: hostdriver::selftest_spec,
             check: hostdriver::selftest_check,
+        },
+        VmTest {
+            name: crate::hostdriver_fuzz::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: vfio-cxl-uapi-fuzz, 2 threads of seeded random uAPI operations for 60 s (VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED), every oracle holds, no operation hangs, no kernel report on the console",
+            spec: crate::hostdriver_fuzz::spec,
+            check: crate::hostdriver_fuzz::check,
+        },
+        VmTest {
+            name: crate::hostdriver_fuzz::NAME_DEBUG,
+            about: "host-driver-fuzz on the debug test kernel: any oracle failure, hang, or lockdep/KASAN/UBSAN/KFENCE report fails it",
+            spec: crate::hostdriver_fuzz::spec_debug,
+            check: crate::hostdriver_fuzz::check,
         },
         VmTest {
             name: "guest-driver-coherence",
@@ -254,6 +290,7 @@ fn type3_enumeration_check(outcome: &RunOutcome) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::GuestKernel;
 
     fn verdict(problems: &[&str], lost_at: Option<usize>) -> RunVerdict {
         RunVerdict {
@@ -340,6 +377,18 @@ mod tests {
             assert_eq!(spec.payload.name, t.name);
         }
         assert!(find("cxl-type3-enumeration").is_some());
+        // The name says which kernel a test boots.
+        for t in &tests {
+            let kernel = (t.spec)().kernel;
+            let suffix = kernel.test_suffix();
+            assert_eq!(
+                t.name.ends_with("@debug"),
+                kernel == GuestKernel::Debug,
+                "{} boots {kernel:?}: its name must end in {suffix:?}",
+                t.name
+            );
+        }
+        assert!(find("host-driver-uapi@debug").is_some());
         assert!(find("nope").is_none());
     }
 }

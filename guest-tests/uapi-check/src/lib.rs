@@ -9,5 +9,7 @@ pub mod bench;
 pub mod checks;
 pub mod coherence;
 pub mod facts;
+pub mod fuzz;
+pub mod isolation;
 pub mod pattern;
 pub mod vfio;

@@ -11,7 +11,9 @@ use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use vfio_bindings::bindings::vfio::{vfio_device_info, vfio_group_status, vfio_region_info};
+use vfio_bindings::bindings::vfio::{
+    vfio_device_info, vfio_device_ioeventfd, vfio_group_status, vfio_region_info,
+};
 
 const VFIO_TYPE: u64 = b';' as u64;
 const VFIO_BASE: u64 = 100;
@@ -29,6 +31,7 @@ pub const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
 pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
 pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
+pub const VFIO_DEVICE_IOEVENTFD: u64 = vfio_io(16);
 
 /// `VFIO_PCI_INDEX_TO_OFFSET`: regions of a vfio-pci device sit at index << 40.
 pub const fn region_offset(index: u32) -> u64 {
@@ -224,6 +227,15 @@ impl Device {
         })
     }
 
+    /// `VFIO_DEVICE_GET_INFO` into a buffer of `argsz` bytes pre-filled
+    /// with `poison`: what the kernel wrote, and what it left.
+    pub fn info_poisoned(&self, argsz: u32, poison: u8) -> io::Result<Vec<u8>> {
+        let mut buf = vec![poison; argsz as usize];
+        buf[0..4].copy_from_slice(&argsz.to_ne_bytes());
+        ioctl_buf(&self.fd, VFIO_DEVICE_GET_INFO, &mut buf)?;
+        Ok(buf)
+    }
+
     /// `VFIO_DEVICE_GET_REGION_INFO` with a caller-chosen argsz (bad-input checks).
     pub fn region_info_argsz(&self, index: u32, argsz: u32) -> io::Result<()> {
         let mut buf = vec![0u8; size_of::<vfio_region_info>().max(argsz as usize)];
@@ -255,6 +267,108 @@ impl Device {
         ioctl_val(&self.fd, VFIO_DEVICE_RESET, 0)
             .map(|_| ())
             .map_err(sys("VFIO_DEVICE_RESET"))
+    }
+
+    /// `VFIO_DEVICE_GET_INFO` or `VFIO_DEVICE_GET_REGION_INFO` with
+    /// whatever argsz the caller put in `buf` (the fuzzer's huge and tiny
+    /// ones), so the argsz may claim more than `buf` holds.
+    ///
+    /// # Safety
+    /// The kernel writes up to the fixed struct plus its capability chain
+    /// when argsz claims that much: `buf` must hold at least that (the
+    /// caller learns the chain's size from a well-formed query first).
+    pub unsafe fn info_ioctl_unchecked(&self, request: u64, buf: &mut [u8]) -> io::Result<i32> {
+        assert!(
+            request == VFIO_DEVICE_GET_INFO || request == VFIO_DEVICE_GET_REGION_INFO,
+            "info_ioctl_unchecked is for the info queries only"
+        );
+        // SAFETY: per the caller's contract, the kernel writes inside `buf`.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), request as _, buf.as_mut_ptr()) };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(ret)
+        }
+    }
+
+    /// `VFIO_DEVICE_IOEVENTFD`: on a write of `data` (`size` bytes: 1, 2,
+    /// 4 or 8) at device-fd `offset`, signal `eventfd`; `eventfd` -1
+    /// removes the one registered with the same offset, data and size.
+    pub fn ioeventfd(&self, offset: u64, size: u32, data: u64, eventfd: RawFd) -> io::Result<()> {
+        let mut arg = vfio_device_ioeventfd {
+            argsz: size_of::<vfio_device_ioeventfd>() as u32,
+            flags: size,
+            offset,
+            data,
+            fd: eventfd,
+            reserved: 0,
+        };
+        // SAFETY: `arg` is a complete vfio_device_ioeventfd whose argsz is
+        // its size; the kernel only reads it.
+        let ret = unsafe {
+            libc::ioctl(
+                self.fd.as_raw_fd(),
+                VFIO_DEVICE_IOEVENTFD as _,
+                &mut arg as *mut vfio_device_ioeventfd,
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    /// preadv of `bufs` at `offset`: vfs calls the device's read once per
+    /// buffer (VFIO has no read_iter), advancing the position.
+    pub fn preadv(&self, bufs: &mut [&mut [u8]], offset: u64) -> io::Result<usize> {
+        let iov: Vec<libc::iovec> = bufs
+            .iter_mut()
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: every iovec points at a live, writable buffer of its length.
+        let n = unsafe {
+            libc::preadv(
+                self.fd.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as i32,
+                offset as i64,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    /// pwritev of `bufs` at `offset` (see [`Device::preadv`]).
+    pub fn pwritev(&self, bufs: &[&[u8]], offset: u64) -> io::Result<usize> {
+        let iov: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            })
+            .collect();
+        // SAFETY: every iovec points at a live buffer of its length, which
+        // the kernel only reads.
+        let n = unsafe {
+            libc::pwritev(
+                self.fd.as_raw_fd(),
+                iov.as_ptr(),
+                iov.len() as i32,
+                offset as i64,
+            )
+        };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 
     /// pread at `offset` of the device fd (region offset + position).

@@ -17,6 +17,7 @@ fn ioctl_numbers_match_linux_vfio_h() {
         ("VFIO_DEVICE_GET_INFO", VFIO_DEVICE_GET_INFO),
         ("VFIO_DEVICE_GET_REGION_INFO", VFIO_DEVICE_GET_REGION_INFO),
         ("VFIO_DEVICE_RESET", VFIO_DEVICE_RESET),
+        ("VFIO_DEVICE_IOEVENTFD", VFIO_DEVICE_IOEVENTFD),
     ];
     let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ioctl-probe");
     std::fs::create_dir_all(&dir).unwrap();
