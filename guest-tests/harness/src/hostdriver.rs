@@ -299,7 +299,7 @@ pub fn uapi_payload(name: &str, handshake: bool) -> Payload {
 pub fn uapi_spec() -> RunSpec {
     let mut spec = base_spec(uapi_payload("host-driver-uapi", true), ACCEL_MIB, 4096);
     spec.before_boot = Some(start_outside_writer);
-    spec.after_exit = Some(stop_writer_and_find_guest_pattern);
+    spec.after_exit = Some(stop_outside_writer_after_run);
     spec
 }
 
@@ -449,18 +449,38 @@ pub fn count_pattern(path: &Path, seed: u64) -> Result<(usize, usize, Option<u64
 /// The host thread that writes the outside pattern once the guest has the
 /// device open (`coherence::write_when_ready`), and its stop flag.
 type OutsideWriter = (
-    std::thread::JoinHandle<std::result::Result<Duration, String>>,
+    std::thread::JoinHandle<std::result::Result<(Duration, Option<ReadBack>), String>>,
     Arc<AtomicBool>,
 );
+
+/// What the writer read back while the reader still had the device open:
+/// the words at the sample offsets, where pattern `seed` should be.
+struct ReadBack {
+    seed: u64,
+    offsets: Vec<u64>,
+    words: std::result::Result<Vec<u64>, String>,
+}
 static OUTSIDE_WRITER: Mutex<Option<OutsideWriter>> = Mutex::new(None);
 
 fn start_outside_writer(dir: &Path) -> Result<()> {
-    start_outside_writer_at(&backing_file(dir, ACCEL_ID), ACCEL_MIB << 20, OUTSIDE_SEED)
+    start_outside_writer_at(
+        &backing_file(dir, ACCEL_ID),
+        ACCEL_MIB << 20,
+        OUTSIDE_SEED,
+        Some(GUEST_SEED),
+    )
 }
 
 /// Creates the (zero) memory file QEMU maps, `size` bytes, and starts the
-/// thread that writes pattern `seed` into it when the reader says READY.
-pub fn start_outside_writer_at(path: &Path, size: u64, seed: u64) -> Result<()> {
+/// thread that writes pattern `seed` into it when the reader says READY
+/// and, with `read_back`, reads the reader's pattern `read_back` at the
+/// sample offsets when it says LEFT (before a close clears the memory).
+pub fn start_outside_writer_at(
+    path: &Path,
+    size: u64,
+    seed: u64,
+    read_back: Option<u64>,
+) -> Result<()> {
     let io = |e| Error::io(format!("cannot create {}", path.display()), e);
     let f = fs::OpenOptions::new()
         .read(true)
@@ -472,15 +492,26 @@ pub fn start_outside_writer_at(path: &Path, size: u64, seed: u64) -> Result<()> 
     f.set_len(size).map_err(io)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
-    let t = std::thread::spawn(move || coherence::write_when_ready(&f, seed, &flag));
+    let t = std::thread::spawn(move || {
+        let waited = coherence::write_when_ready(&f, seed, &flag)?;
+        let back = read_back.map(|seed| {
+            let offsets: Vec<u64> = pattern::sample_offsets(size).collect();
+            let words = coherence::read_when_left(&f, &offsets, &flag);
+            ReadBack {
+                seed,
+                offsets,
+                words,
+            }
+        });
+        Ok((waited, back))
+    });
     *OUTSIDE_WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, stop));
     Ok(())
 }
 
-fn stop_writer_and_find_guest_pattern(dir: &Path) -> Vec<(String, String)> {
-    let mut v = stop_outside_writer("outside.written");
-    v.extend(find_guest_pattern(dir));
-    v
+/// Stops the writer: when it wrote, and what it read back.
+fn stop_outside_writer_after_run(_dir: &Path) -> Vec<(String, String)> {
+    stop_outside_writer("outside.written")
 }
 
 /// Stops the writer: fact `key` says when it wrote, or why it did not.
@@ -492,33 +523,49 @@ pub fn stop_outside_writer(key: &str) -> Vec<(String, String)> {
         .take()
     {
         stop.store(true, Ordering::Relaxed);
-        let written = match t.join() {
-            Ok(Ok(waited)) => format!(
-                "after the guest opened the device ({:.1} s after the boot began)",
-                waited.as_secs_f64()
+        let (written, back) = match t.join() {
+            Ok(Ok((waited, back))) => (
+                format!(
+                    "after the guest opened the device ({:.1} s after the boot began)",
+                    waited.as_secs_f64()
+                ),
+                back,
             ),
-            Ok(Err(e)) => format!("never: {e}"),
-            Err(_) => "never: the writer thread panicked".into(),
+            Ok(Err(e)) => (format!("never: {e}"), None),
+            Err(_) => ("never: the writer thread panicked".into(), None),
         };
         v.push((key.to_string(), written));
+        if let Some(b) = back {
+            v.extend(read_back_facts(&b));
+        }
     }
     v
 }
 
-fn find_guest_pattern(dir: &Path) -> Vec<(String, String)> {
-    match count_pattern(&backing_file(dir, ACCEL_ID), GUEST_SEED) {
-        Ok((found, total, first_bad)) => {
-            let mut f = vec![
-                ("pattern.found".to_string(), found.to_string()),
-                ("pattern.total".to_string(), total.to_string()),
-            ];
-            if let Some(o) = first_bad {
-                f.push(("pattern.first_bad".into(), format!("{o:#x}")));
-            }
-            f
-        }
-        Err(e) => vec![("pattern.error".into(), e.to_string())],
+/// `pattern.*` facts from the words read while the reader had the device open.
+fn read_back_facts(b: &ReadBack) -> Vec<(String, String)> {
+    let words = match &b.words {
+        Ok(w) => w,
+        Err(e) => return vec![("pattern.error".into(), e.clone())],
+    };
+    let bad: Vec<u64> = b
+        .offsets
+        .iter()
+        .zip(words)
+        .filter(|&(&o, &w)| w != pattern::word(b.seed, o))
+        .map(|(&o, _)| o)
+        .collect();
+    let mut f = vec![
+        (
+            "pattern.found".to_string(),
+            (words.len() - bad.len()).to_string(),
+        ),
+        ("pattern.total".to_string(), words.len().to_string()),
+    ];
+    if let Some(o) = bad.first() {
+        f.push(("pattern.first_bad".into(), format!("{o:#x}")));
     }
+    f
 }
 
 /// The probe message of vfio-cxl-core:

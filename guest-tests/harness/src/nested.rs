@@ -271,11 +271,18 @@ pub fn accel_name(accel: AccelChoice) -> &'static str {
 /// bundled QEMU, its libraries and L2's boot files, L2 under `accel`
 /// (hw-test's `--accel kvm` fails its preflight when /dev/kvm is not
 /// usable, and QEMU's `-accel kvm` has no fallback: no silent TCG).
+/// The host driver runs with `clear_memory=0`: the chain hands the data
+/// from one VFIO owner to the next on purpose (hw-test writes and closes,
+/// QEMU opens for L2; L2's data is read back after QEMU closed), which the
+/// clearing between users would wipe (host-driver-tenants checks the
+/// clearing). L0's first write still comes after hw-test's open
+/// (`--handshake`).
 pub fn hw_test_step(accel: AccelChoice) -> String {
     // L2's kernel goes in as /opt/nested/vmlinuz, whichever form it has
     // (QEMU boots an ELF vmlinux through PVH, a bzImage as usual).
     format!(
         r#". /opt/vfio-cxl/lib.sh
+echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
 export LD_LIBRARY_PATH={d}/lib
 {d}/guest-harness hw-test --bdf "$dev" --qemu {d}/qemu-system-x86_64 --firmware-dir {d}/firmware \
 	--kernel {d}/vmlinuz --initrd {d}/l2-initrd.cpio --accel {accel} --memory {mem} --smp {smp} \
@@ -394,7 +401,7 @@ pub fn chain_spec(b: &Bundle, accel: AccelChoice) -> RunSpec {
 /// for its READY word. The answerer plays L2's ping-pong later.
 fn fill_and_answer(dir: &Path) -> Result<()> {
     let path = backing_file(dir, ACCEL_ID);
-    hostdriver::start_outside_writer_at(&path, ACCEL_MIB << 20, L0_SEED)?;
+    hostdriver::start_outside_writer_at(&path, ACCEL_MIB << 20, L0_SEED, None)?;
     start_answerer(&path, PING_PONG_ROUNDS)
 }
 
@@ -728,6 +735,7 @@ mod tests {
             assert!(s.contains(&seed.to_string()));
         }
         assert!(s.contains("--facts >&3"));
+        assert!(s.contains("clear_memory"));
     }
 }
 

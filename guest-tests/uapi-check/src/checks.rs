@@ -557,6 +557,18 @@ fn mem_coherence(c: &Ctx) -> Outcome {
         "a pwrite is not seen through the mapping".into()
     })?;
     map.write_u64(o as usize, pattern::word(seed, o));
+    if c.options.handshake {
+        // The outside reads it now: a close would clear the memory.
+        let (left, seen) = crate::coherence::handshake_offsets(c.mem.size);
+        map.write_u64(left as usize, crate::coherence::LEFT);
+        let t = std::time::Instant::now();
+        while map.read_u64(seen as usize) != crate::coherence::SEEN {
+            ensure(t.elapsed() < crate::coherence::HANDSHAKE_TIMEOUT, || {
+                "the outside never read the pattern left for it (no SEEN word)".into()
+            })?;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
     detail += &format!(", pattern {seed} left for the outside");
     Ok(detail)
 }

@@ -74,6 +74,12 @@ pub fn handshake_offsets(size: u64) -> (u64, u64) {
 pub const READY: u64 = 0x0059_4441_4552;
 /// The outside has written its pattern ("GO" in ASCII).
 pub const GO: u64 = 0x4f47;
+/// The reader left its data for the outside, the device still open
+/// ("LEFT", first handshake word): the way back, before a close clears it.
+pub const LEFT: u64 = 0x5446_454c;
+/// The outside has read it ("SEEN", second handshake word).
+pub const SEEN: u64 = 0x4e45_4553;
+
 /// How long either side of the handshake waits for the other.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -102,6 +108,30 @@ pub fn write_when_ready(f: &File, seed: u64, stop: &AtomicBool) -> Result<Durati
     }
     m.word(go as usize / 8).store(GO, Ordering::SeqCst);
     Ok(waited)
+}
+
+/// The outside side of the way back, after [`write_when_ready`]: waits for
+/// [`LEFT`], returns the words at `offsets`, then writes [`SEEN`].
+pub fn read_when_left(f: &File, offsets: &[u64], stop: &AtomicBool) -> Result<Vec<u64>, String> {
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
+    let (left, seen) = handshake_offsets(size);
+    let t = Instant::now();
+    while m.word(left as usize / 8).load(Ordering::SeqCst) != LEFT {
+        if stop.load(Ordering::Relaxed) || t.elapsed() > HANDSHAKE_TIMEOUT {
+            return Err(format!(
+                "the reader never said LEFT ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let words = offsets
+        .iter()
+        .map(|&o| m.word(o as usize / 8).load(Ordering::SeqCst))
+        .collect();
+    m.word(seen as usize / 8).store(SEEN, Ordering::SeqCst);
+    Ok(words)
 }
 
 /// The checks, in order (fact keys `coherence.<name>`); `ping_pong` only
@@ -642,6 +672,14 @@ mod tests {
             .collect();
         let offsets = pattern::all_offsets(size).filter(|&o| o != ready && o != go);
         assert_eq!(pattern::digest(read), pattern::pattern_digest(7, offsets));
+        // The way back: the reader leaves data and says LEFT, the outside
+        // reads it and says SEEN.
+        reader.word(8).store(42, Ordering::SeqCst);
+        reader
+            .word(ready as usize / 8)
+            .store(LEFT, Ordering::SeqCst);
+        assert_eq!(read_when_left(&f, &[64], &stop).unwrap(), [42]);
+        assert_eq!(reader.word(go as usize / 8).load(Ordering::SeqCst), SEEN);
         // A reader that never says READY: the writer gives up when stopped.
         let stopped = AtomicBool::new(true);
         reader.word(ready as usize / 8).store(0, Ordering::SeqCst);
