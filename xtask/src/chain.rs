@@ -5,23 +5,26 @@
 //! `hw-test`, runs inside the L1 guest, whose initramfs has no libc), then
 //! runs `guest-harness chain`: L0 QEMU with cxl-accel -> L1 with
 //! vfio-cxl-pci and QEMU `-device vfio-cxl,host=` -> L2 with cxl-type2-ref.
-//! Not part of `cargo xtask test`: minutes, not seconds (measured times in
-//! docs/nested-chain.md).
+//! L2 runs under KVM inside L1 (the default, what `cargo xtask test` runs)
+//! or, with `--l2-tcg`, under TCG (minutes, not seconds; measured times
+//! in docs/nested-chain.md).
 
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask chain [--no-build] [--keep]
+usage: cargo xtask chain [--no-build] [--l2-tcg] [--keep]
 
 The nested chain: the patched QEMU boots L1 (Debian 7.3.4, vfio-cxl-pci
 bound to the emulated cxl-accel) which runs the same QEMU with
 -device vfio-cxl,host=BDF for L2 (cxl-type2-ref and the coherence
-checks). Data is checked byte for byte in the L0 backing file, through
+checks) under KVM inside L1 (L1's kvm_amd on TCG's nested SVM); a
+chain that asked for KVM and ran L2 under TCG fails. Data is checked byte for byte in the L0 backing file, through
 VFIO in L1 and in L2. Prints per-level results and timings; exit status
 1 when a level failed. docs/nested-chain.md.
 
 options:
   --no-build   use the QEMU already built (cargo xtask qemu-path)
+  --l2-tcg     run L2 under TCG inside L1 (slower: ~5x)
   --keep       keep the L1 run directory
 ";
 
@@ -32,6 +35,7 @@ pub fn run(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--no-build" => build = false,
             "--keep" => passthrough.push(arg.clone()),
+            "--l2-tcg" => passthrough.extend(["--l2-accel".to_owned(), "tcg".to_owned()]),
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(());
@@ -44,6 +48,7 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     }
+    crate::prereqs::require_packages()?;
     let mut cmd = crate::vmtest::prepared_harness(build, "chain")?;
     println!("==> build guest-harness (static; hw-test runs in L1)");
     crate::vmtest::build_static("guest-harness")?;

@@ -257,6 +257,7 @@ pub fn run(args: &[String]) -> Result<()> {
         print!("{USAGE}");
         return Ok(());
     };
+    crate::prereqs::require_packages()?;
     let started = Instant::now();
     let cache = Cache::from_env()?;
     let dir = cache.root().join("demo");

@@ -14,6 +14,7 @@ mod fetch;
 mod guest_driver;
 mod hw;
 mod pins;
+mod prereqs;
 mod qemu;
 mod sparse;
 mod test;

@@ -1443,7 +1443,7 @@ pub fn apt_line(packages: &[&str]) -> String {
 
 /// Packages of `wanted` that `dpkg-query -W -f '${Package} ${db:Status-Status}\n'`
 /// output does not list as installed.
-fn missing_packages<'a>(dpkg_output: &str, wanted: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn missing_packages<'a>(dpkg_output: &str, wanted: &[&'a str]) -> Vec<&'a str> {
     let installed: BTreeSet<&str> = dpkg_output
         .lines()
         .filter_map(|l| {
@@ -1976,9 +1976,29 @@ patch_directory = proc-macro2-1-rs
     }
 
     #[test]
-    fn firmware_args_cover_every_directory() {
+    fn firmware_args_name_every_directory_and_they_hold_the_boot_firmware() {
         let args = firmware_args();
-        assert_eq!(args.len(), 2 * FIRMWARE_DIRS.len());
-        assert_eq!(args[0], "-L");
+        let pairs: Vec<_> = args.chunks(2).collect();
+        assert_eq!(pairs.len(), FIRMWARE_DIRS.len());
+        for (pair, dir) in pairs.iter().zip(FIRMWARE_DIRS) {
+            assert_eq!(pair, &["-L", dir]);
+        }
+        // What a q35 -kernel boot loads (SeaBIOS, the linuxboot and PVH
+        // option ROMs, q35's default NIC ROM), from RUNTIME_PACKAGES
+        // (tools/packages.txt).
+        for file in [
+            "bios-256k.bin",
+            "linuxboot_dma.bin",
+            "pvh.bin",
+            "kvmvapic.bin",
+            "efi-e1000e.rom",
+        ] {
+            assert!(
+                FIRMWARE_DIRS
+                    .iter()
+                    .any(|d| Path::new(d).join(file).is_file()),
+                "{file} is in none of {FIRMWARE_DIRS:?}: sudo tools/setup-apt"
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 
 const USAGE: &str = "\
 usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver] [--no-qemu] [--no-vm]
+                        [--no-chain] [--chain-l2-tcg]
 
 Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
 run of the register model (default 30 s; needs cargo-fuzz), the host
@@ -21,8 +22,10 @@ apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
 (patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
 cache), the debug test kernel (build-test-kernel, cached), the VM tests
 (the pinned kernel, and the debug kernel for NAME@debug, booted under that
-QEMU; they need both tiers), and cargo nextest (unit, property and uAPI tests). See
-docs/testing.md.";
+QEMU; they need both tiers), the nested chain (kernel VFIO -> QEMU
+-device vfio-cxl -> guest, L2 under KVM inside L1; --chain-l2-tcg: under
+TCG), and cargo nextest (unit, property and uAPI tests). Skipped parts
+are named at the start and the end. See docs/testing.md.";
 
 #[derive(Debug)]
 struct Options {
@@ -30,6 +33,8 @@ struct Options {
     driver: bool,
     qemu: bool,
     vm: bool,
+    chain: bool,
+    chain_l2_tcg: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -38,6 +43,8 @@ fn parse(args: &[String]) -> Result<Options> {
         driver: true,
         qemu: true,
         vm: true,
+        chain: true,
+        chain_l2_tcg: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -46,6 +53,8 @@ fn parse(args: &[String]) -> Result<Options> {
             "--no-driver" => options.driver = false,
             "--no-qemu" => options.qemu = false,
             "--no-vm" => options.vm = false,
+            "--no-chain" => options.chain = false,
+            "--chain-l2-tcg" => options.chain_l2_tcg = true,
             "--fuzz-seconds" => {
                 let value = args
                     .next()
@@ -101,9 +110,51 @@ fn cargo(root: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// What `options` leave out, with the option that did it (printed at the
+/// start and the end, so a partial run never looks like a whole one).
+fn skipped(options: &Options) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut skip = |cond: bool, what: &str, why: &str| {
+        if cond {
+            v.push(format!("{what} ({why})"));
+        }
+    };
+    skip(options.fuzz_seconds == 0, "the fuzz run", "--no-fuzz");
+    skip(!options.driver, "the host driver tier", "--no-driver");
+    skip(!options.qemu, "the QEMU tier", "--no-qemu");
+    skip(
+        !(options.driver && options.qemu),
+        "the meson glue",
+        "needs both tiers",
+    );
+    let vm_why = if !options.vm {
+        "--no-vm"
+    } else {
+        "needs both tiers"
+    };
+    let vm_on = options.vm && options.driver && options.qemu;
+    skip(
+        !vm_on,
+        "the debug test kernel, the VM tests and the vfio-user smoke",
+        vm_why,
+    );
+    let chain_why = if !options.chain { "--no-chain" } else { vm_why };
+    skip(!(vm_on && options.chain), "the nested chain", chain_why);
+    v
+}
+
+fn print_skipped(skipped: &[String]) {
+    for s in skipped {
+        println!("test: SKIPPED {s}");
+    }
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     let root = repo_root();
+    let skipped = skipped(&options);
+    print_skipped(&skipped);
+    crate::prereqs::check_test_tools(options.fuzz_seconds > 0)?;
     step(
         "rustfmt",
         &mut cargo(&root, &["fmt", "--all", "--", "--check"]),
@@ -148,14 +199,27 @@ pub fn run(args: &[String]) -> Result<()> {
         step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
         // QEMU's vfio-user-pci against the software Type-2 device.
         step_with("vfio-user smoke (cargo xtask vfio-user-smoke)", || {
-            crate::vfio_user::run(&[])
+            crate::vfio_user::run(&["--require-guest".to_owned()])
         })?;
+        if options.chain {
+            // The headline path: kernel VFIO -> -device vfio-cxl -> guest.
+            let mut args = vec!["--no-build".to_owned()];
+            let name = if options.chain_l2_tcg {
+                args.push("--l2-tcg".to_owned());
+                "nested chain, L2 under TCG (cargo xtask chain --l2-tcg)"
+            } else {
+                "nested chain, L2 under KVM (cargo xtask chain)"
+            };
+            step_with(name, || crate::chain::run(&args))?;
+        }
     }
     // Last, so that its summary closes the log.
     step(
         "tests (cargo nextest)",
         &mut cargo(&root, &["nextest", "run", "--workspace", "--no-fail-fast"]),
-    )
+    )?;
+    print_skipped(&skipped);
+    Ok(())
 }
 
 /// Runs `work` as a named step, like [`step`] does for a command.
@@ -288,6 +352,8 @@ mod tests {
         assert!(!parse(&args(&["--no-driver"])).unwrap().driver);
         assert!(!parse(&args(&["--no-qemu"])).unwrap().qemu);
         assert!(!parse(&args(&["--no-vm"])).unwrap().vm);
+        assert!(!parse(&args(&["--no-chain"])).unwrap().chain);
+        assert!(parse(&args(&["--chain-l2-tcg"])).unwrap().chain_l2_tcg);
         assert_eq!(
             parse(&args(&["--fuzz-seconds", "5"])).unwrap().fuzz_seconds,
             5
@@ -297,6 +363,29 @@ mod tests {
             .unwrap_err()
             .is_usage());
         assert!(parse(&args(&["--bogus"])).unwrap_err().is_usage());
+    }
+
+    #[test]
+    fn skipped_parts_are_named_with_their_option() {
+        assert_eq!(skipped(&parse(&args(&[])).unwrap()), Vec::<String>::new());
+        let s = skipped(&parse(&args(&["--no-qemu"])).unwrap());
+        assert!(s.contains(&"the QEMU tier (--no-qemu)".to_owned()), "{s:?}");
+        assert!(
+            s.contains(
+                &"the debug test kernel, the VM tests and the vfio-user smoke (needs both tiers)"
+                    .to_owned()
+            ),
+            "{s:?}"
+        );
+        assert!(
+            s.contains(&"the nested chain (needs both tiers)".to_owned()),
+            "{s:?}"
+        );
+        let s = skipped(&parse(&args(&["--no-chain", "--no-fuzz"])).unwrap());
+        assert_eq!(
+            s,
+            ["the fuzz run (--no-fuzz)", "the nested chain (--no-chain)"]
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask vfio-user-smoke [--qemu PATH] [--kernel VMLINUZ --busybox BUSYBOX] [--keep]
+usage: cargo xtask vfio-user-smoke [--qemu PATH] [--kernel VMLINUZ --busybox BUSYBOX]
+                                  [--require-guest] [--keep]
 
 Runs the vfio-user software CXL Type-2 device (crates/vfio-user-cxl) under
 QEMU's vfio-user-pci: firmware only (monitor checks), then a guest when a
@@ -34,6 +35,7 @@ options:
   --qemu PATH      the QEMU binary (default: `cargo xtask qemu-path`)
   --kernel PATH    a bzImage/vmlinuz for the guest stage
   --busybox PATH   a static busybox for the guest stage
+  --require-guest  fail when the guest stage cannot run (cargo xtask test)
   --keep           keep the run directory (target/vfio-user-smoke)
 ";
 
@@ -46,6 +48,7 @@ struct Options {
     kernel: Option<PathBuf>,
     busybox: Option<PathBuf>,
     keep: bool,
+    require_guest: bool,
 }
 
 fn parse(args: &[String]) -> Result<Option<Options>> {
@@ -62,6 +65,7 @@ fn parse(args: &[String]) -> Result<Option<Options>> {
             "--kernel" => o.kernel = Some(path("--kernel")?),
             "--busybox" => o.busybox = Some(path("--busybox")?),
             "--keep" => o.keep = true,
+            "--require-guest" => o.require_guest = true,
             "-h" | "--help" => return Ok(None),
             other => {
                 return Err(Error::usage(format!(
@@ -531,17 +535,33 @@ pub fn run(args: &[String]) -> Result<()> {
         (Some(k), Some(b)) => Some((k, b)),
         _ => cached_guest(),
     };
-    match guest {
-        Some((kernel, busybox)) => stage_guest(&qemu, &bin, &dir, &kernel, &busybox)?,
-        None => println!(
-            "vfio-user-smoke: guest stage skipped: no kernel/busybox in the cache \
-             (run `cargo xtask vm-test` once, or pass --kernel and --busybox)"
-        ),
-    }
+    let skipped = match guest {
+        Some((kernel, busybox)) => {
+            stage_guest(&qemu, &bin, &dir, &kernel, &busybox)?;
+            false
+        }
+        None if opts.require_guest => {
+            return Err(Error::msg(
+                "vfio-user-smoke: no kernel/busybox in the cache for the guest stage \
+                 (--require-guest; `cargo xtask vm-test` leaves them there)",
+            ))
+        }
+        None => {
+            println!(
+                "vfio-user-smoke: guest stage SKIPPED: no kernel/busybox in the cache \
+                 (run `cargo xtask vm-test` once, or pass --kernel and --busybox)"
+            );
+            true
+        }
+    };
     if !opts.keep {
         let _ = fs::remove_dir_all(&dir);
     }
-    println!("vfio-user-smoke: ok");
+    if skipped {
+        println!("vfio-user-smoke: ok, firmware stage only (guest stage SKIPPED)");
+    } else {
+        println!("vfio-user-smoke: ok (firmware and guest stages)");
+    }
     Ok(())
 }
 
@@ -574,6 +594,7 @@ mod tests {
         assert!(parse(&a("--bogus")).is_err());
         assert!(parse(&a("--help")).unwrap().is_none());
         let o = parse(&a("--kernel k --busybox b --keep")).unwrap().unwrap();
-        assert!(o.keep && o.kernel.is_some());
+        assert!(o.keep && o.kernel.is_some() && !o.require_guest);
+        assert!(parse(&a("--require-guest")).unwrap().unwrap().require_guest);
     }
 }

@@ -52,8 +52,13 @@ pub struct Pass {
     pub touches: u64,
     pub addr: u64,
     pub mmap_us: u64,
+    /// The median run's touch time, of `repeats` runs.
     pub touch_us: u64,
     pub faults: u64,
+    pub repeats: u64,
+    /// The fastest and slowest run's touch time.
+    pub touch_us_min: u64,
+    pub touch_us_max: u64,
 }
 
 /// One boot's figures.
@@ -84,6 +89,9 @@ impl Figures {
                     mmap_us: num(&format!("{n}.mmap_us"))?,
                     touch_us: num(&format!("{n}.touch_us"))?,
                     faults: num(&format!("{n}.faults"))?,
+                    repeats: num(&format!("{n}.repeats"))?,
+                    touch_us_min: num(&format!("{n}.touch_us_min"))?,
+                    touch_us_max: num(&format!("{n}.touch_us_max"))?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -116,13 +124,16 @@ pub fn describe(f: &Figures) -> String {
     );
     for p in &f.passes {
         s += &format!(
-            "; {} pass: {} touches over {} MiB, mmap {} us, touch {} us ({:.1} us/touch), {} faults",
+            "; {} pass: {} touches over {} MiB, mmap {} us, touch {} us ({:.1} us/touch; median of {}, {}..{} us), {} faults",
             p.name,
             p.touches,
             p.span >> 20,
             p.mmap_us,
             p.touch_us,
             p.touch_us as f64 / p.touches.max(1) as f64,
+            p.repeats,
+            p.touch_us_min,
+            p.touch_us_max,
             p.faults
         );
     }
@@ -172,6 +183,9 @@ mod tests {
             fact(&format!("{n}.mmap_us"), "10");
             fact(&format!("{n}.touch_us"), "1000");
             fact(&format!("{n}.faults"), faults);
+            fact(&format!("{n}.repeats"), "7");
+            fact(&format!("{n}.touch_us_min"), "900");
+            fact(&format!("{n}.touch_us_max"), "1500");
         }
         let f = Figures::from_report(&parse_results(&text)).unwrap();
         assert_eq!(f.size, 256 << 20);
@@ -181,6 +195,7 @@ mod tests {
             "2 MiB PMD (one fault per 2 MiB)"
         );
         assert!(describe(&f).contains("4k pass: 65536 touches over 256 MiB"));
+        assert!(describe(&f).contains("median of 7, 900..1500 us"));
         let mut four_k = f.pass("4k").unwrap().clone();
         four_k.faults = 65600;
         assert!(mapping_kind(&four_k).starts_with("4 KiB"));

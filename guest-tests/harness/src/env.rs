@@ -187,6 +187,8 @@ pub struct RunSpec {
     /// Runs on the host after QEMU exited, before the run directory goes:
     /// returns host facts ([`RunOutcome::host_facts`]).
     pub after_exit: Option<fn(&Path) -> runner::HostFacts>,
+    /// Progress lines printed while the guest runs (long runs: the chain).
+    pub milestones: &'static [runner::Milestone],
     /// The kernel it boots.
     pub kernel: GuestKernel,
 }
@@ -201,6 +203,7 @@ impl RunSpec {
             extra_args: Vec::new(),
             before_boot: None,
             after_exit: None,
+            milestones: &[],
             kernel: GuestKernel::Debian,
         }
     }
@@ -328,7 +331,13 @@ impl Env {
         }
         let mut cmd = Command::new(&self.qemu);
         cmd.args(&args);
-        let mut outcome = runner::run_command(cmd, dir.path(), spec.timeout, runner::DONE_GRACE)?;
+        let mut outcome = runner::run_command_with(
+            cmd,
+            dir.path(),
+            spec.timeout,
+            runner::DONE_GRACE,
+            spec.milestones,
+        )?;
         if let Some(after) = spec.after_exit {
             outcome.host_facts = after(dir.path());
         }

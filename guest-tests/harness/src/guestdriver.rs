@@ -365,6 +365,21 @@ pub fn no_region_check(outcome: &RunOutcome) -> Vec<String> {
     p
 }
 
+/// Compares the digest a reader reported (`reported`, a `0x` hex value)
+/// with the digest of pattern `seed` at `offsets`, what the host wrote:
+/// the host verifies what the reader read instead of trusting its words.
+pub fn digest_problem(
+    what: &str,
+    reported: Option<&str>,
+    seed: u64,
+    offsets: impl IntoIterator<Item = u64>,
+) -> Option<String> {
+    let want = pattern::hex(pattern::pattern_digest(seed, offsets));
+    (reported != Some(want.as_str())).then(|| {
+        format!("{what}: the reader's digest is {reported:?}, pattern {seed} as written has {want}")
+    })
+}
+
 /// Writes pattern `seed` into every word of a new file of `size` bytes.
 pub fn fill(path: &Path, size: u64, seed: u64) -> Result<()> {
     let io = |e| Error::io(format!("cannot write {}", path.display()), e);
@@ -489,7 +504,8 @@ pub fn read_back_problems<'a>(
             fact(&key("first_bad"))
         ));
     }
-    let increments = coherence::INCREMENTS.to_string();
+    // With an answerer (rounds > 0), its increments ran beside the guest's.
+    let increments = coherence::expected_counter(rounds > 0).to_string();
     if fact(&key("counter")) != Some(increments.as_str()) {
         p.push(format!(
             "{what}: counter {:?}, expected {increments}",
@@ -531,7 +547,7 @@ pub fn scan(path: &Path, seed: u64) -> Result<RegionScan> {
 /// The host thread answering the guest's pings while QEMU runs, and its
 /// stop flag (one run at a time: the VM tests run one after another).
 type Answerer = (
-    std::thread::JoinHandle<std::result::Result<u64, String>>,
+    std::thread::JoinHandle<std::result::Result<coherence::Answered, String>>,
     Arc<AtomicBool>,
 );
 static ANSWERER: Mutex<Option<Answerer>> = Mutex::new(None);
@@ -565,17 +581,30 @@ fn stop_and_check_file(dir: &Path) -> Vec<(String, String)> {
     v
 }
 
-/// Stops the answering thread: how many pings it answered, as fact `key`.
+/// Stops the answering thread: how many pings it answered, as fact `key`,
+/// and its share of the atomics as `<prefix of key>.atomics` (the counter
+/// total itself is checked in the memory after the run).
 pub fn stop_answerer(key: &str) -> Vec<(String, String)> {
     let mut v = Vec::new();
     if let Some((t, stop)) = ANSWERER.lock().unwrap_or_else(|e| e.into_inner()).take() {
         stop.store(true, Ordering::Relaxed);
-        let answered = match t.join() {
-            Ok(Ok(n)) => n.to_string(),
-            Ok(Err(e)) => e,
-            Err(_) => "the host thread panicked".into(),
+        let (answered, atomics) = match t.join() {
+            Ok(Ok(a)) => (
+                a.rounds.to_string(),
+                match a.atomics_interleaved {
+                    Some(n) => format!(
+                        "{} increments, {n} of them with the guest's in between",
+                        coherence::OUTSIDE_INCREMENTS
+                    ),
+                    None => "the guest never asked".into(),
+                },
+            ),
+            Ok(Err(e)) => (e.clone(), e),
+            Err(_) => ("the host thread panicked".into(), "-".into()),
         };
+        let prefix = key.split('.').next().unwrap_or(key);
         v.push((key.to_string(), answered));
+        v.push((format!("{prefix}.atomics"), atomics));
     }
     v
 }
@@ -717,6 +746,13 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
 pub fn coherence_results_check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     let r = &outcome.report;
+    // What the guest read of the host's pattern, by its digest.
+    p.extend(digest_problem(
+        "outside -> guest",
+        r.fact("coherence.outside_digest"),
+        OUTSIDE_SEED,
+        pattern::all_offsets(ACCEL_MIB << 20),
+    ));
     // The guest's checks: all ran, in order, and passed.
     let ran: Vec<(&str, &str)> = r
         .all_facts_of_step("coherence")
@@ -799,27 +835,39 @@ mod tests {
     #[test]
     fn read_back_facts_round_trip_through_the_verdict() {
         let size = 1u64 << 20;
-        let mut scanner = RegionScanner::new(size, 5);
         let (ping_at, pong_at) = coherence::ping_pong_offsets(size);
-        for o in (0..size).step_by(8) {
-            let w = match o {
-                _ if o == coherence::counter_offset(size) => coherence::INCREMENTS,
-                _ if o == ping_at || o == pong_at => 7,
-                _ => pattern::word(5, o),
-            };
-            scanner.word(o, w);
-        }
-        let mut facts = scanner.finish().facts("x");
-        facts.push(("pongs".into(), "7".into()));
+        let memory = |counter: u64| {
+            let mut scanner = RegionScanner::new(size, 5);
+            for o in (0..size).step_by(8) {
+                let w = match o {
+                    _ if o == coherence::counter_offset(size) => counter,
+                    _ if o == ping_at || o == pong_at => 7,
+                    _ => pattern::word(5, o),
+                };
+                scanner.word(o, w);
+            }
+            let mut facts = scanner.finish().facts("x");
+            facts.push(("pongs".into(), "7".into()));
+            facts
+        };
+        // The guest's and the host's increments, both.
+        let facts = memory(coherence::INCREMENTS + coherence::OUTSIDE_INCREMENTS);
         let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(
             read_back_problems(fact, "x", "pongs", 7, "m"),
             Vec::<String>::new()
         );
+        // The guest's alone: the host's atomics were lost.
+        let facts = memory(coherence::INCREMENTS);
+        let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(
+            read_back_problems(fact, "x", "pongs", 7, "m"),
+            ["m: counter Some(\"1000000\"), expected 1200000"]
+        );
         // One stray word, a short counter and a missed pong are each named.
         let mut scanner = RegionScanner::new(size, 5);
         for o in (0..size).step_by(8) {
-            scanner.word(o, if o == 0x100 { 1 } else { 0 });
+            scanner.word(o, u64::from(o == 0x100));
         }
         let facts = scanner.finish().facts("x");
         let fact = |k: &str| facts.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

@@ -13,9 +13,11 @@
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vfio_cxl_uapi_check::{checks, pattern};
+use vfio_cxl_uapi_check::{checks, coherence, pattern};
 
 use crate::env::{repo_root, RunSpec};
 use crate::error::{Error, Result};
@@ -274,19 +276,30 @@ pub fn base_spec(payload: Payload, size_mib: u64, window_mib: u64) -> RunSpec {
     spec
 }
 
-pub fn uapi_spec() -> RunSpec {
-    let payload = base_payload("host-driver-uapi")
+/// The uapi-check payload. With `handshake`, uapi-check tells the host
+/// once the device is open and waits for the host's pattern
+/// (`--handshake`); without, the pattern must be there before the boot.
+pub fn uapi_payload(name: &str, handshake: bool) -> Payload {
+    let handshake = if handshake { " --handshake" } else { "" };
+    base_payload(name)
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step(
             "uapi-check",
             &with_lib(&format!(
-                "$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED} --reopen 3 >&3\n"
+                "$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED}{handshake} --reopen 3 >&3\n"
             )),
         )
-        .step("report-dmesg", DMESG_SH);
-    let mut spec = base_spec(payload, ACCEL_MIB, 4096);
-    spec.before_boot = Some(fill_outside_pattern);
-    spec.after_exit = Some(find_guest_pattern);
+        .step("report-dmesg", DMESG_SH)
+}
+
+/// host-driver-uapi: the host writes the outside pattern into the
+/// memory-backend file only after the guest opened the device through
+/// vfio-cxl-pci (the host driver clears device memory at open), and
+/// checks the digest the guest reports of what it read.
+pub fn uapi_spec() -> RunSpec {
+    let mut spec = base_spec(uapi_payload("host-driver-uapi", true), ACCEL_MIB, 4096);
+    spec.before_boot = Some(start_outside_writer);
+    spec.after_exit = Some(stop_outside_writer_after_run);
     spec
 }
 
@@ -433,24 +446,126 @@ pub fn count_pattern(path: &Path, seed: u64) -> Result<(usize, usize, Option<u64
     Ok((found, total, first_bad))
 }
 
-fn fill_outside_pattern(dir: &Path) -> Result<()> {
-    write_pattern(&backing_file(dir, ACCEL_ID), ACCEL_MIB << 20, OUTSIDE_SEED)
+/// The host thread that writes the outside pattern once the guest has the
+/// device open (`coherence::write_when_ready`), and its stop flag.
+type OutsideWriter = (
+    std::thread::JoinHandle<std::result::Result<(Duration, Option<ReadBack>), String>>,
+    Arc<AtomicBool>,
+);
+
+/// What the writer read back while the reader still had the device open:
+/// the words at the sample offsets, where pattern `seed` should be.
+struct ReadBack {
+    seed: u64,
+    offsets: Vec<u64>,
+    words: std::result::Result<Vec<u64>, String>,
+}
+static OUTSIDE_WRITER: Mutex<Option<OutsideWriter>> = Mutex::new(None);
+
+fn start_outside_writer(dir: &Path) -> Result<()> {
+    start_outside_writer_at(
+        &backing_file(dir, ACCEL_ID),
+        ACCEL_MIB << 20,
+        OUTSIDE_SEED,
+        Some(GUEST_SEED),
+    )
 }
 
-fn find_guest_pattern(dir: &Path) -> Vec<(String, String)> {
-    match count_pattern(&backing_file(dir, ACCEL_ID), GUEST_SEED) {
-        Ok((found, total, first_bad)) => {
-            let mut f = vec![
-                ("pattern.found".to_string(), found.to_string()),
-                ("pattern.total".to_string(), total.to_string()),
-            ];
-            if let Some(o) = first_bad {
-                f.push(("pattern.first_bad".into(), format!("{o:#x}")));
+/// Creates the (zero) memory file QEMU maps, `size` bytes, and starts the
+/// thread that writes pattern `seed` into it when the reader says READY
+/// and, with `read_back`, reads the reader's pattern `read_back` at the
+/// sample offsets when it says LEFT (before a close clears the memory).
+pub fn start_outside_writer_at(
+    path: &Path,
+    size: u64,
+    seed: u64,
+    read_back: Option<u64>,
+) -> Result<()> {
+    let io = |e| Error::io(format!("cannot create {}", path.display()), e);
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io)?;
+    f.set_len(size).map_err(io)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    let t = std::thread::spawn(move || {
+        let waited = coherence::write_when_ready(&f, seed, &flag)?;
+        let back = read_back.map(|seed| {
+            let offsets: Vec<u64> = pattern::sample_offsets(size).collect();
+            let words = coherence::read_when_left(&f, &offsets, &flag);
+            ReadBack {
+                seed,
+                offsets,
+                words,
             }
-            f
+        });
+        Ok((waited, back))
+    });
+    *OUTSIDE_WRITER.lock().unwrap_or_else(|e| e.into_inner()) = Some((t, stop));
+    Ok(())
+}
+
+/// Stops the writer: when it wrote, and what it read back.
+fn stop_outside_writer_after_run(_dir: &Path) -> Vec<(String, String)> {
+    stop_outside_writer("outside.written")
+}
+
+/// Stops the writer: fact `key` says when it wrote, or why it did not.
+pub fn stop_outside_writer(key: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    if let Some((t, stop)) = OUTSIDE_WRITER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        stop.store(true, Ordering::Relaxed);
+        let (written, back) = match t.join() {
+            Ok(Ok((waited, back))) => (
+                format!(
+                    "after the guest opened the device ({:.1} s after the boot began)",
+                    waited.as_secs_f64()
+                ),
+                back,
+            ),
+            Ok(Err(e)) => (format!("never: {e}"), None),
+            Err(_) => ("never: the writer thread panicked".into(), None),
+        };
+        v.push((key.to_string(), written));
+        if let Some(b) = back {
+            v.extend(read_back_facts(&b));
         }
-        Err(e) => vec![("pattern.error".into(), e.to_string())],
     }
+    v
+}
+
+/// `pattern.*` facts from the words read while the reader had the device open.
+fn read_back_facts(b: &ReadBack) -> Vec<(String, String)> {
+    let words = match &b.words {
+        Ok(w) => w,
+        Err(e) => return vec![("pattern.error".into(), e.clone())],
+    };
+    let bad: Vec<u64> = b
+        .offsets
+        .iter()
+        .zip(words)
+        .filter(|&(&o, &w)| w != pattern::word(b.seed, o))
+        .map(|(&o, _)| o)
+        .collect();
+    let mut f = vec![
+        (
+            "pattern.found".to_string(),
+            (words.len() - bad.len()).to_string(),
+        ),
+        ("pattern.total".to_string(), words.len().to_string()),
+    ];
+    if let Some(o) = bad.first() {
+        f.push(("pattern.first_bad".into(), format!("{o:#x}")));
+    }
+    f
 }
 
 /// The probe message of vfio-cxl-core:
@@ -636,14 +751,27 @@ pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
         }
     }
     let coherence = r.fact("mem_coherence").unwrap_or("");
-    for want in [
-        format!("outside pattern {OUTSIDE_SEED} seen"),
-        format!("pattern {GUEST_SEED} left for the outside"),
-    ] {
-        if !coherence.contains(&want) {
-            p.push(format!("mem_coherence {coherence:?} lacks {want:?}"));
-        }
+    let want = format!("pattern {GUEST_SEED} left for the outside");
+    if !coherence.contains(&want) {
+        p.push(format!("mem_coherence {coherence:?} lacks {want:?}"));
     }
+    // The host wrote the pattern after the open, and what the guest read
+    // of it: the digest of the samples against the pattern it wrote.
+    if outcome
+        .host_fact("outside.written")
+        .is_some_and(|w| !w.starts_with("after"))
+    {
+        p.push(format!(
+            "the host's outside pattern: written {:?}",
+            outcome.host_fact("outside.written")
+        ));
+    }
+    p.extend(crate::guestdriver::digest_problem(
+        "mem_coherence outside -> guest",
+        outside_digest(coherence),
+        OUTSIDE_SEED,
+        pattern::sample_offsets(ACCEL_MIB << 20),
+    ));
     let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
     match (
         outcome.host_fact("pattern.found"),
@@ -657,6 +785,12 @@ pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
         )),
     }
     p
+}
+
+/// The digest in uapi-check's `mem_coherence` detail ("outside digest 0x...").
+pub fn outside_digest(detail: &str) -> Option<&str> {
+    let rest = detail.split_once("outside digest ")?.1;
+    Some(rest.split([',', ' ']).next().unwrap_or(rest))
 }
 
 pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
@@ -690,6 +824,32 @@ pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// uapi-check's words say it saw the pattern; only its digest of the
+    /// samples tells whether it read what the host wrote.
+    #[test]
+    fn the_host_checks_the_digest_not_the_words() {
+        let size = ACCEL_MIB << 20;
+        let samples = || pattern::sample_offsets(size);
+        let right = pattern::hex(pattern::pattern_digest(OUTSIDE_SEED, samples()));
+        let other = pattern::hex(pattern::digest(samples().map(|_| 0)));
+        let detail = |d: &str| {
+            format!("pass: 384 samples, outside digest {d}, outside pattern {OUTSIDE_SEED} seen")
+        };
+        let problem = |detail: &str| {
+            crate::guestdriver::digest_problem(
+                "mem_coherence outside -> guest",
+                outside_digest(detail),
+                OUTSIDE_SEED,
+                samples(),
+            )
+        };
+        assert_eq!(outside_digest(&detail(&right)), Some(right.as_str()));
+        assert_eq!(problem(&detail(&right)), None);
+        let p = problem(&detail(&other)).expect("a guest that read zeros fails");
+        assert!(p.contains(&other) && p.contains(&right), "{p}");
+        assert!(problem("pass: outside pattern 1 seen").is_some());
+    }
 
     #[test]
     fn probe_line_parses() {

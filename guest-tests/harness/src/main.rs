@@ -24,8 +24,9 @@ commands:
                                 T is none, single-type3, a VM test name or a TOML file
                                 (default: the test's topology, else none)
   initramfs --payload P -o FILE build the initramfs only
-  chain                         the nested chain: L1 runs hw-test with -device vfio-cxl
-                                on cxl-accel, L2 the coherence checks (docs/nested-chain.md)
+  chain [--l2-accel kvm|tcg]    the nested chain: L1 runs hw-test with -device vfio-cxl
+                                on cxl-accel, L2 the coherence checks under KVM in L1
+                                (default) or TCG (docs/nested-chain.md)
   hw-test --bdf BDF [...]       the coherence suite on a real device bound to vfio-cxl-pci
                                 (`hw-test --help`, docs/real-hardware.md)
   bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
@@ -84,6 +85,7 @@ struct Cli {
     json_out: Option<PathBuf>,
     thp: bool,
     report: Option<PathBuf>,
+    l2_accel: Option<guest_harness::hw::AccelChoice>,
     kernel: Option<GuestKernel>,
 }
 
@@ -135,6 +137,13 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--json-out" => cli.json_out = Some(value()?.into()),
             "--thp" => cli.thp = true,
             "--report" => cli.report = Some(value()?.into()),
+            "--l2-accel" => {
+                cli.l2_accel = Some(match value()?.as_str() {
+                    "kvm" => guest_harness::hw::AccelChoice::Kvm,
+                    "tcg" => guest_harness::hw::AccelChoice::Tcg,
+                    v => return Err(Error::msg(format!("--l2-accel {v:?}: kvm or tcg"))),
+                })
+            }
             "-h" | "--help" => cli.command = "help".into(),
             other if other.starts_with('-') => {
                 return Err(Error::msg(format!("unknown option {other}\n{USAGE}")))
@@ -234,7 +243,10 @@ fn vm_test(cli: &Cli) -> Result<bool> {
             println!("vm-test {}: PASS", t.name);
         } else {
             failed += 1;
-            for p in problems.iter().filter(|p| p.starts_with("the harness")) {
+            for p in problems
+                .iter()
+                .filter(|p| p.starts_with("the harness") || p.starts_with("first run: "))
+            {
                 println!("  problem: {p}");
             }
             println!("vm-test {}: FAIL", t.name);
@@ -257,11 +269,13 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
             vmtests::RunVerdict {
                 problems,
                 lost_timer: outcome.lost_timer(),
+                beyond_lost_timer: outcome.problems_beyond_lost_timer(),
             }
         }
         Err(e) => vmtests::RunVerdict {
             problems: vec![format!("the harness could not run it: {e}")],
             lost_timer: None,
+            beyond_lost_timer: Vec::new(),
         },
     }
 }
@@ -550,7 +564,12 @@ fn main() -> ExitCode {
         "bench-fault" => bench_fault(&cli),
         "bench-bw" => bench_bw(&cli),
         "demo" => demo(&cli),
-        "chain" => Env::prepare(&cli.env).and_then(|env| guest_harness::nested::run(&env)),
+        "chain" => Env::prepare(&cli.env).and_then(|env| {
+            let accel = cli
+                .l2_accel
+                .unwrap_or(guest_harness::nested::L2_ACCEL_DEFAULT);
+            guest_harness::nested::run(&env, accel)
+        }),
         "help" => {
             print!("{USAGE}");
             Ok(true)

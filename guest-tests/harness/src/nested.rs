@@ -22,9 +22,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::env::{repo_root, Env, RunSpec};
 use crate::error::{Error, Result};
-use crate::guestdriver::{fill, read_back_problems, scan, start_answerer, stop_answerer};
+use vfio_cxl_uapi_check::{coherence, pattern};
+
+use crate::guestdriver::{read_back_problems, scan, start_answerer, stop_answerer};
 use crate::hostdriver::{self, accel_topology, ACCEL_ID, ACCEL_MIB};
-use crate::hw;
+use crate::hw::{self, AccelChoice};
 use crate::payload::{build_initramfs, Payload, Source};
 use crate::qemu::backing_file;
 use crate::runner::{HostFacts, RunOutcome};
@@ -45,7 +47,11 @@ pub const PING_PONG_ROUNDS: u64 = 1000;
 pub const L1_MEMORY_MIB: u64 = 3072;
 /// L2's RAM.
 pub const L2_MEMORY_MIB: u64 = 512;
-/// L2's TCG translation buffer inside L1.
+/// The accelerator L2 runs under in CI: KVM inside L1 (TCG's `-cpu max`
+/// offers SVM with nested paging, so L1's `kvm_amd` loads); TCG stays an
+/// option (`--l2-accel tcg`). Measured in docs/nested-chain.md.
+pub const L2_ACCEL_DEFAULT: AccelChoice = AccelChoice::Kvm;
+/// L2's TCG translation buffer inside L1 (TCG L2 only).
 pub const L2_TB_MIB: u64 = 256;
 /// L2's vCPUs. One: 2-vCPU L2s under nested TCG hung at the second CPU's
 /// bring-up once and crashed once with `Oops: int3` at a static-key patch
@@ -252,20 +258,39 @@ pub fn bundle(env: &Env) -> Result<Bundle> {
     })
 }
 
+/// The name `--accel` takes for `accel` (Auto is never asked of L1:
+/// the chain must know what L2 ran under).
+pub fn accel_name(accel: AccelChoice) -> &'static str {
+    match accel {
+        AccelChoice::Kvm => "kvm",
+        AccelChoice::Tcg | AccelChoice::Auto => "tcg",
+    }
+}
+
 /// L1's step that runs the L1 side: hw-test on the accelerator, with the
-/// bundled QEMU, its libraries and L2's boot files.
-pub fn hw_test_step() -> String {
+/// bundled QEMU, its libraries and L2's boot files, L2 under `accel`
+/// (hw-test's `--accel kvm` fails its preflight when /dev/kvm is not
+/// usable, and QEMU's `-accel kvm` has no fallback: no silent TCG).
+/// The host driver runs with `clear_memory=0`: the chain hands the data
+/// from one VFIO owner to the next on purpose (hw-test writes and closes,
+/// QEMU opens for L2; L2's data is read back after QEMU closed), which the
+/// clearing between users would wipe (host-driver-tenants checks the
+/// clearing). L0's first write still comes after hw-test's open
+/// (`--handshake`).
+pub fn hw_test_step(accel: AccelChoice) -> String {
     // L2's kernel goes in as /opt/nested/vmlinuz, whichever form it has
     // (QEMU boots an ELF vmlinux through PVH, a bzImage as usual).
     format!(
         r#". /opt/vfio-cxl/lib.sh
+echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
 export LD_LIBRARY_PATH={d}/lib
 {d}/guest-harness hw-test --bdf "$dev" --qemu {d}/qemu-system-x86_64 --firmware-dir {d}/firmware \
-	--kernel {d}/vmlinuz --initrd {d}/l2-initrd.cpio --accel tcg --memory {mem} --smp {smp} \
-	--tb-size {tb} --timeout {timeout} --expect-seed {l0} --write-seed {l1} --guest-seed {l2} \
+	--kernel {d}/vmlinuz --initrd {d}/l2-initrd.cpio --accel {accel} --memory {mem} --smp {smp} \
+	--tb-size {tb} --timeout {timeout} --expect-seed {l0} --handshake --write-seed {l1} --guest-seed {l2} \
 	--ping-pong {pp} --follow --facts >&3
 "#,
         d = NESTED_DIR,
+        accel = accel_name(accel),
         mem = L2_MEMORY_MIB,
         smp = L2_SMP,
         tb = L2_TB_MIB,
@@ -278,11 +303,16 @@ export LD_LIBRARY_PATH={d}/lib
 }
 
 /// L1: the host-driver payload (CXL and VFIO modules, vfio-cxl-pci bound
-/// to the accelerator), its CXL sysfs, the bundle, hw-test.
-pub fn l1_payload(b: &Bundle) -> Payload {
-    let mut p = hostdriver::base_payload("nested-l1")
+/// to the accelerator), `kvm_amd` for a KVM L2, its CXL sysfs, the
+/// bundle, hw-test.
+pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
+    let mut p = hostdriver::base_payload("nested-l1");
+    if accel == AccelChoice::Kvm {
+        p = p.module("kvm_amd");
+    }
+    p = p
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
-        .step("hw-test", &hw_test_step())
+        .step("hw-test", &hw_test_step(accel))
         .step("report-dmesg", L1_DMESG_SH);
     let path = |src: &Path| Source::Path {
         src: src.to_path_buf(),
@@ -319,17 +349,45 @@ pub fn l1_payload(b: &Bundle) -> Payload {
     p
 }
 
+/// L1's kernel lines about VFIO, CXL, the IOMMU and `kvm_amd` (its
+/// "Nested Paging enabled" shows what L2 runs on). Not KVM's own
+/// `Unhandled WRMSR(0xc0010007)` (error level): L2's kernel probing the
+/// performance counters of `-cpu max`, which L1's kvm_amd does not
+/// virtualize ("PMU virtualization is disabled"); L2 handles the #GP.
 const L1_DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
 while IFS= read -r l; do
-	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL* | *DMAR* | *iommu*) vfiocxl_fact dmesg "$l" ;; esac
+	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL* | *DMAR* | *iommu* | *kvm_amd:*) vfiocxl_fact dmesg "$l" ;; esac
 done </tmp/dmesg
 true
 "#;
 
+/// What L1's console shows as the chain goes (hw-test's own lines, and
+/// L2's console as `guest <s> | ` lines), printed with the elapsed time.
+pub const MILESTONES: &[crate::runner::Milestone] = &[
+    // (The kernel's "Run /init" is KERN_INFO: not on a loglevel=5 console.)
+    (
+        "vfiocxl: step load-host-driver",
+        "L1 booted (its /init runs)",
+    ),
+    (
+        "vfiocxl: step report-cxl-sysfs",
+        "L1: vfio-cxl-pci bound to the accelerator",
+    ),
+    (
+        "hw-test: booting the guest",
+        "L2 booting (QEMU in L1 started)",
+    ),
+    ("| vfiocxl: step params", "L2 booted (its /init runs)"),
+    ("| vfiocxl: step coherence", "L2 coherence suite started"),
+    ("hw-test: guest ran", "L2 powered off"),
+    ("hw-test: read_back:", "L1 read L2's data back through VFIO"),
+];
+
 /// The L0 run: the host-driver machine with L1's RAM, the chain's
 /// timeout, the fill and the ping-pong thread around it.
-pub fn chain_spec(b: &Bundle) -> RunSpec {
-    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), l1_payload(b));
+pub fn chain_spec(b: &Bundle, accel: AccelChoice) -> RunSpec {
+    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), l1_payload(b, accel));
+    spec.milestones = MILESTONES;
     spec.machine.iommu = true;
     spec.machine.memory_mib = L1_MEMORY_MIB;
     spec.timeout = CHAIN_TIMEOUT;
@@ -338,14 +396,18 @@ pub fn chain_spec(b: &Bundle) -> RunSpec {
     spec
 }
 
+/// L0 writes [`L0_SEED`] only once L1's hw-test has the device open
+/// (the host driver clears device memory at open): the writer thread waits
+/// for its READY word. The answerer plays L2's ping-pong later.
 fn fill_and_answer(dir: &Path) -> Result<()> {
     let path = backing_file(dir, ACCEL_ID);
-    fill(&path, ACCEL_MIB << 20, L0_SEED)?;
+    hostdriver::start_outside_writer_at(&path, ACCEL_MIB << 20, L0_SEED, None)?;
     start_answerer(&path, PING_PONG_ROUNDS)
 }
 
 fn stop_and_scan(dir: &Path) -> HostFacts {
-    let mut v = stop_answerer("l0.pongs");
+    let mut v = hostdriver::stop_outside_writer("l0.outside_written");
+    v.extend(stop_answerer("l0.pongs"));
     match scan(&backing_file(dir, ACCEL_ID), L2_SEED) {
         Ok(f) => v.extend(f.facts("l0")),
         Err(e) => v.push(("l0.error".into(), e.to_string())),
@@ -353,8 +415,9 @@ fn stop_and_scan(dir: &Path) -> HostFacts {
     v
 }
 
-/// Per-level verdicts of a chain run: (level, problems).
-pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
+/// Per-level verdicts of a chain run with L2 asked to run under `accel`:
+/// (level, problems).
+pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec<String>)> {
     let r = &outcome.report;
     let hf = |k: &str| outcome.host_fact(k);
 
@@ -405,6 +468,23 @@ pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
         l1.push(format!("L1: error-level kernel message: {}", l.text));
     }
     let pass = |k: &str| r.fact(k).is_some_and(|v| v.starts_with("pass"));
+    // L0 wrote its pattern after L1's open, and L1 read it: the digest of
+    // every word but the two handshake words.
+    if !hf("l0.outside_written").is_some_and(|w| w.starts_with("after")) {
+        l1.push(format!(
+            "L0->L1: L0's pattern written {:?}",
+            hf("l0.outside_written")
+        ));
+    }
+    let handshake = coherence::handshake_offsets(ACCEL_MIB << 20);
+    if let Some(m) = crate::guestdriver::digest_problem(
+        "L0->L1",
+        r.fact("hw.outside_digest"),
+        L0_SEED,
+        pattern::all_offsets(ACCEL_MIB << 20).filter(|&o| o != handshake.0 && o != handshake.1),
+    ) {
+        l1.push(m);
+    }
     if !pass("hw.outside_pattern") {
         l1.push(format!(
             "L0->L1: L1 did not find L0's pattern through VFIO: {:?}",
@@ -438,6 +518,13 @@ pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
     if r.fact("hw.result") != Some("pass") {
         l2.push(format!("hw-test in L1: {:?}", r.fact("hw.result")));
     }
+    let wanted = accel_name(accel);
+    if r.fact("hw.accel") != Some(wanted) {
+        l2.push(format!(
+            "L2 ran under {:?}, the chain asked for {wanted}",
+            r.fact("hw.accel")
+        ));
+    }
     if !r
         .fact("l2.coherence.outside_pattern")
         .is_some_and(|v| v.starts_with("pass"))
@@ -470,11 +557,11 @@ pub fn check(outcome: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
 
 /// `guest-harness chain`: bundles, boots L1, prints per-level results
 /// and timings. True when every level passed.
-pub fn run(env: &Env) -> Result<bool> {
+pub fn run(env: &Env, accel: AccelChoice) -> Result<bool> {
     let t0 = SystemTime::now();
     println!("chain: bundling QEMU, its libraries, firmware and L2's boot files");
     let b = bundle(env)?;
-    let spec = chain_spec(&b);
+    let spec = chain_spec(&b, accel);
     let bundled: u64 = spec
         .payload
         .files
@@ -490,10 +577,11 @@ pub fn run(env: &Env) -> Result<bool> {
         })
         .sum();
     println!(
-        "chain: L1 payload {} files, {} MiB before modules; booting L1 ({} MiB, TCG), timeout {} min",
+        "chain: L1 payload {} files, {} MiB before modules; booting L1 ({} MiB, TCG; L2 under {}), timeout {} min",
         spec.payload.files.len(),
         bundled >> 20,
         L1_MEMORY_MIB,
+        accel_name(accel),
         CHAIN_TIMEOUT.as_secs() / 60
     );
     let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -514,6 +602,7 @@ pub fn run(env: &Env) -> Result<bool> {
         f("hw.wall_s"),
     );
     println!("chain: load average after: {}", load.trim());
+    println!("chain: L2 ran under {}", f("hw.accel"));
     for rec in &r.records {
         if let crate::console::Record::Step {
             name, ok, uptime, ..
@@ -540,11 +629,11 @@ pub fn run(env: &Env) -> Result<bool> {
     ] {
         println!("  {k}: {}", f(k));
     }
-    for k in ["l0.bad", "l0.counter", "l0.pongs", "l0.checksum"] {
-        println!("  {k}: {}", outcome.host_fact(k).unwrap_or("-"));
+    for (k, v) in &outcome.host_facts {
+        println!("  {k}: {v}");
     }
     let mut ok = true;
-    for (level, problems) in check(&outcome) {
+    for (level, problems) in check(&outcome, accel) {
         if problems.is_empty() {
             println!("chain {level}: PASS");
         } else {
@@ -638,17 +727,20 @@ mod tests {
 
     #[test]
     fn l1_step_is_valid_sh_and_passes_the_seeds() {
-        let s = hw_test_step();
+        let s = hw_test_step(AccelChoice::Kvm);
         crate::payload::assert_valid_sh("L1 hw-test step", &s);
+        assert!(s.contains("--accel kvm"), "{s}");
+        assert!(hw_test_step(AccelChoice::Tcg).contains("--accel tcg"));
         for seed in [L0_SEED, L1_SEED, L2_SEED] {
             assert!(s.contains(&seed.to_string()));
         }
         assert!(s.contains("--facts >&3"));
+        assert!(s.contains("clear_memory"));
     }
 }
 
 /// Checks over a real chain run's L1 results (testdata/, from a passing
-/// run on 2026-11-25), so the verdicts are tested on real data.
+/// run on 2026-12-04, L2 under KVM), so the verdicts are tested on real data.
 #[cfg(test)]
 pub(crate) mod fixture {
     use std::os::unix::process::ExitStatusExt;
@@ -682,10 +774,18 @@ pub(crate) mod fixture {
         ("l0.pongs", "1000"),
         ("l0.bad", "0"),
         ("l0.words", "33554432"),
-        ("l0.counter", "1000000"),
+        ("l0.counter", "1200000"),
         ("l0.ping", "1000"),
         ("l0.pong", "1000"),
-        ("l0.checksum", "0xbcae3ee64d98bf8c"),
+        ("l0.checksum", "0x5afde13b442e3844"),
+        (
+            "l0.outside_written",
+            "after the guest opened the device (16.3 s after the boot began)",
+        ),
+        (
+            "l0.atomics",
+            "200000 increments, 0 of them with the guest's in between",
+        ),
     ];
 
     /// L2's own report, as hw-test forwarded it (`l2.` facts, QEMU's
@@ -715,7 +815,7 @@ mod check_tests {
     use super::*;
 
     fn levels(o: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
-        check(o)
+        check(o, AccelChoice::Kvm)
     }
 
     #[test]
@@ -724,6 +824,63 @@ mod check_tests {
         for (level, problems) in levels(&o) {
             assert!(problems.is_empty(), "{level}: {problems:?}");
         }
+    }
+
+    #[test]
+    fn a_chain_that_asked_for_kvm_and_ran_tcg_fails() {
+        // The recorded run's L2 ran under KVM; as if it had fallen back.
+        let tcg = L1_RESULTS.replace(
+            "\"key\":\"hw.accel\",\"value\":\"kvm\"",
+            "\"key\":\"hw.accel\",\"value\":\"tcg\"",
+        );
+        let o = outcome(&tcg, "", L0_FACTS);
+        let l2 = &check(&o, AccelChoice::Kvm)[1].1;
+        assert_eq!(
+            l2,
+            &["L2 ran under Some(\"tcg\"), the chain asked for kvm".to_string()]
+        );
+        // Asked for TCG, ran KVM: as wrong.
+        let o = outcome(L1_RESULTS, "", L0_FACTS);
+        assert_eq!(check(&o, AccelChoice::Tcg)[1].1.len(), 1);
+        assert!(check(&o, AccelChoice::Kvm)[1].1.is_empty());
+    }
+
+    /// L1 (hw-test) says it found L0's pattern, but its digest is of
+    /// other data; and L0 wrote before L1's open.
+    #[test]
+    fn l0_checks_what_l1_read_and_when_it_wrote() {
+        let digest_line = L1_RESULTS
+            .lines()
+            .find(|l| l.contains("\"key\":\"hw.outside_digest\""))
+            .expect("the recorded run has L1's digest");
+        let other = L1_RESULTS.replace(
+            digest_line,
+            "VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"hw-test\",\"key\":\"hw.outside_digest\",\"value\":\"0x0000000000000001\"}",
+        );
+        let o = outcome(&other, "", L0_FACTS);
+        let l1 = &levels(&o)[0].1;
+        assert!(
+            l1.iter()
+                .any(|p| p.starts_with("L0->L1: the reader's digest")),
+            "{l1:?}"
+        );
+        assert!(o
+            .report
+            .fact("hw.outside_pattern")
+            .is_some_and(|v| v.starts_with("pass")));
+        let mut facts = L0_FACTS.to_vec();
+        facts.retain(|(k, _)| *k != "l0.outside_written");
+        facts.push((
+            "l0.outside_written",
+            "never: the reader never said READY (900.0 s)",
+        ));
+        let o = outcome(L1_RESULTS, "", &facts);
+        let l1 = &levels(&o)[0].1;
+        assert!(
+            l1.iter()
+                .any(|p| p.starts_with("L0->L1: L0's pattern written")),
+            "{l1:?}"
+        );
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! The runner polls (every 50 ms) the child and the results file: it notes
 //! when `VFIOCXL-BEGIN` appears (boot to init, as seen from the host) and
 //! when `VFIOCXL-DONE` appears. After DONE the guest powers itself off; if
-//! QEMU is still there [`DONE_GRACE`] later it is killed, which is not a
-//! failure. If the timeout expires first, QEMU is killed (SIGKILL to the
-//! process the runner started) and the run fails.
+//! QEMU is still there [`DONE_GRACE`] later it is killed and the run fails
+//! (a teardown hang in the project's devices). If the timeout expires
+//! first, QEMU is killed (SIGKILL to the process the runner started) and
+//! the run fails. QEMU's stderr is scanned for errors ([`stderr_problems`]).
 
 use std::fs;
 use std::io::Read;
@@ -26,7 +27,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub enum Exit {
     /// It exited by itself.
     Exited(ExitStatus),
-    /// The guest finished but QEMU did not exit within the grace period.
+    /// The guest finished but QEMU did not exit within the grace period
+    /// (a failure: QEMU hung tearing down).
     KilledAfterDone,
     /// The hard timeout expired; it was killed.
     TimedOut(Duration),
@@ -85,25 +87,18 @@ impl RunOutcome {
     /// checks add their own problems to this list.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        match &self.exit {
-            Exit::TimedOut(t) => p.push(format!(
+        if let Exit::TimedOut(t) = &self.exit {
+            p.push(format!(
                 "timed out after {} s; QEMU was killed",
                 t.as_secs()
-            )),
-            Exit::Exited(st) if !st.success() => p.push(format!("QEMU exited with {st}")),
-            _ => {}
+            ));
         }
+        p.extend(self.problems_beyond_lost_timer());
         if self.report.begin.is_none() {
             p.push("the guest never reached /init (no VFIOCXL-BEGIN)".into());
         }
-        for m in self.report.failed_modules() {
-            p.push(format!("insmod {m} failed"));
-        }
         for s in self.report.failed_steps() {
             p.push(format!("step {s:?} failed"));
-        }
-        for m in &self.report.malformed {
-            p.push(format!("malformed result line: {m}"));
         }
         match &self.report.done {
             None => {
@@ -126,25 +121,14 @@ impl RunOutcome {
                 {
                     p.push("the guest reported failure".into());
                 }
-                for t in console::bad_taints(d.tainted) {
-                    p.push(format!("kernel tainted: {t}"));
-                }
             }
         }
-        for k in &self.kernel_problems {
-            let mut problem = format!("console line {}: {}: {}", k.line_no, k.what, k.line);
-            // A report's first lines say what went wrong; a stack trace
-            // belongs to a report listed before it.
-            if k.what != "stack trace" {
-                for l in console::report_excerpt(&self.console, k.line_no)
-                    .iter()
-                    .skip(1)
-                {
-                    problem.push_str("\n      | ");
-                    problem.push_str(l);
-                }
-            }
-            p.push(problem);
+        for k in self
+            .kernel_problems
+            .iter()
+            .filter(|k| is_lost_timer_sign(k))
+        {
+            p.push(self.kernel_problem(k));
         }
         if let Some(k) = self.timers_stopped() {
             p.push(format!(
@@ -152,10 +136,61 @@ impl RunOutcome {
                 k.what, k.line_no, k.line
             ));
         }
-        for l in qemu_trouble(&self.stderr) {
-            p.push(format!("QEMU stderr: {l}"));
+        p
+    }
+
+    /// The problems a lost guest timer does not explain (it explains a
+    /// timeout, a missing DONE, a step that failed waiting, an RCU stall
+    /// and its stack trace, and the test's checks on facts never
+    /// reported): QEMU's exit and stderr, failed modules, malformed
+    /// results, bad taints, any other kernel trouble. A rerun after a lost
+    /// timer keeps these from the first run.
+    pub fn problems_beyond_lost_timer(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        match &self.exit {
+            Exit::Exited(st) if !st.success() => p.push(format!("QEMU exited with {st}")),
+            Exit::KilledAfterDone => p.push(format!(
+                "QEMU had not exited {} s after the guest's DONE (a hang at teardown); it was killed",
+                DONE_GRACE.as_secs()
+            )),
+            _ => {}
+        }
+        p.extend(stderr_problems(&self.stderr));
+        for m in self.report.failed_modules() {
+            p.push(format!("insmod {m} failed"));
+        }
+        for m in &self.report.malformed {
+            p.push(format!("malformed result line: {m}"));
+        }
+        if let Some(d) = &self.report.done {
+            for t in console::bad_taints(d.tainted) {
+                p.push(format!("kernel tainted: {t}"));
+            }
+        }
+        for k in self
+            .kernel_problems
+            .iter()
+            .filter(|k| !is_lost_timer_sign(k))
+        {
+            p.push(self.kernel_problem(k));
         }
         p
+    }
+
+    /// A kernel problem as a sentence, with the first lines of its report
+    /// (a stack trace belongs to a report listed before it).
+    fn kernel_problem(&self, k: &KernelProblem) -> String {
+        let mut problem = format!("console line {}: {}: {}", k.line_no, k.what, k.line);
+        if k.what != "stack trace" {
+            for l in console::report_excerpt(&self.console, k.line_no)
+                .iter()
+                .skip(1)
+            {
+                problem.push_str("\n      | ");
+                problem.push_str(l);
+            }
+        }
+        problem
     }
 
     /// The last value of host fact `key`.
@@ -201,27 +236,37 @@ impl RunOutcome {
     }
 }
 
-/// What in QEMU's stderr means QEMU itself went wrong, whatever the guest
-/// did: a Rust panic, a failed assertion, a GLib critical, a sanitizer
-/// report, a fatal signal. Guest errors (`-d guest_errors`) are the guest's
-/// doing and not listed.
-const QEMU_TROUBLE: [&str; 9] = [
-    "panicked at",
-    "assertion failed",
-    "Assertion `",
-    "-CRITICAL **",
-    "ERROR:",
-    "Sanitizer",
-    "runtime error:",
-    "Segmentation fault",
-    "Aborted",
-];
+/// Kernel problems a lost timer interrupt brings: RCU's stall report and
+/// the stack traces it prints.
+fn is_lost_timer_sign(k: &KernelProblem) -> bool {
+    matches!(k.what, "RCU stall" | "stack trace")
+}
 
-/// The lines of QEMU's stderr that show trouble ([`QEMU_TROUBLE`]).
-pub fn qemu_trouble(stderr: &str) -> Vec<&str> {
+/// QEMU's errors in its stderr, one problem per line: `error_report()`
+/// (`<program>: message`, not `warning:`/`info:`), a Rust panic in a
+/// device, a C assertion, a GLib critical or error, a sanitizer report, a
+/// fatal signal. Trace output (`-trace`), warnings and guest errors
+/// (`-d guest_errors`, the guest's doing) pass.
+pub fn stderr_problems(stderr: &str) -> Vec<String> {
+    const SIGNS: &[&str] = &[
+        "panicked at",
+        "Assertion `",
+        "** ERROR",
+        "CRITICAL **",
+        "ERROR: AddressSanitizer",
+        "runtime error:",
+    ];
     stderr
         .lines()
-        .filter(|l| QEMU_TROUBLE.iter().any(|t| l.contains(t)))
+        .filter(|l| {
+            let error_report = l.split_once(": ").is_some_and(|(prog, msg)| {
+                prog.starts_with("qemu-system-")
+                    && !msg.starts_with("warning: ")
+                    && !msg.starts_with("info: ")
+            });
+            error_report || SIGNS.iter().any(|s| l.contains(s))
+        })
+        .map(|l| format!("QEMU stderr: {l}"))
         .collect()
 }
 
@@ -234,14 +279,32 @@ pub fn results_path(dir: &Path) -> PathBuf {
     dir.join("results.log")
 }
 
+/// A console line that marks progress in a long run: when a line holds
+/// `needle`, the runner prints `what` with the time since QEMU started.
+/// Milestones are expected in order, each once: a line matching a later
+/// one also passes the earlier ones (a missed line never silences the
+/// rest).
+pub type Milestone = (&'static str, &'static str);
+
 /// Runs `cmd` (QEMU, or a stand-in in tests) until it exits or `timeout`
 /// expires. The command must write the console to `console_path(dir)` and
 /// the results to `results_path(dir)`; its stderr goes to `dir/stderr.log`.
 pub fn run_command(
+    cmd: Command,
+    dir: &Path,
+    timeout: Duration,
+    done_grace: Duration,
+) -> Result<RunOutcome> {
+    run_command_with(cmd, dir, timeout, done_grace, &[])
+}
+
+/// [`run_command`], printing each of `milestones` as the console reaches it.
+pub fn run_command_with(
     mut cmd: Command,
     dir: &Path,
     timeout: Duration,
     done_grace: Duration,
+    milestones: &[Milestone],
 ) -> Result<RunOutcome> {
     let stderr_path = dir.join("stderr.log");
     let stderr = fs::File::create(&stderr_path)
@@ -257,6 +320,8 @@ pub fn run_command(
     let mut to_init = None;
     let mut done_at: Option<Instant> = None;
     let mut beat = HeartbeatWatch::new(console_path(dir), child.id());
+    beat.milestones = milestones.to_vec();
+    beat.start = start;
     let mut silence = None;
     let exit = loop {
         if let Some(status) = child
@@ -313,6 +378,9 @@ struct HeartbeatWatch {
     lines: usize,
     partial: String,
     last: Option<(Instant, usize, Option<Duration>)>,
+    /// Milestones not reached yet, in order, and when QEMU started.
+    milestones: Vec<Milestone>,
+    start: Instant,
 }
 
 impl HeartbeatWatch {
@@ -324,6 +392,8 @@ impl HeartbeatWatch {
             lines: 0,
             partial: String::new(),
             last: None,
+            milestones: Vec::new(),
+            start: Instant::now(),
         }
     }
 
@@ -342,8 +412,14 @@ impl HeartbeatWatch {
         self.partial.push_str(&String::from_utf8_lossy(&new));
         while let Some(end) = self.partial.find('\n') {
             self.lines += 1;
-            if self.partial[..end].contains(console::HEARTBEAT) {
+            let line = &self.partial[..end];
+            if line.contains(console::HEARTBEAT) {
                 self.last = Some((Instant::now(), self.lines, cpu_time(self.pid)));
+            }
+            if let Some(i) = self.milestones.iter().position(|(n, _)| line.contains(n)) {
+                let what = self.milestones[i].1;
+                println!("  [{:6.1} s] {what}", self.start.elapsed().as_secs_f64());
+                self.milestones.drain(..=i);
             }
             self.partial.drain(..=end);
         }
@@ -481,7 +557,7 @@ mod tests {
         out.stderr = "cxl-accel: HDM decoder 0 commit refused: decoder size is zero\n\
                       CXL: write 0x0 to locked HDM decoder register 0x1030 ignored\n"
             .into();
-        assert!(qemu_trouble(&out.stderr).is_empty());
+        assert!(stderr_problems(&out.stderr).is_empty());
         for bad in [
             "thread '<unnamed>' panicked at rust/hw/cxl/vfio/src/part.rs:1:1:",
             "**\nERROR:../hw/cxl/cxl-host.c:42:f: assertion failed: (x)",
@@ -499,7 +575,7 @@ mod tests {
     }
 
     #[test]
-    fn a_guest_that_finishes_but_does_not_power_off_is_killed_without_failure() {
+    fn a_qemu_that_hangs_after_done_is_killed_and_fails() {
         let dir = tempfile::tempdir().unwrap();
         let cmd = fake(
             dir.path(),
@@ -516,7 +592,70 @@ mod tests {
         .unwrap();
         assert_eq!(out.exit, Exit::KilledAfterDone);
         assert!(out.wall < Duration::from_secs(10));
-        assert_eq!(out.problems(), Vec::<String>::new());
+        let p = out.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("a hang at teardown"), "{p:?}");
+        assert_eq!(out.problems_beyond_lost_timer(), p);
+    }
+
+    #[test]
+    fn qemu_errors_on_stderr_are_problems_and_traces_and_warnings_are_not() {
+        let stderr = "\
+vfio_cxl_map vfio-user:/tmp/s: 0x290000000 +0x10000000
+qemu-system-x86_64: warning: host doesn't support requested feature
+qemu-system-x86_64: info: something
+qemu-system-x86_64: -device vfio-cxl,host=0000:0d:00.0: no CXL_MEM region
+thread '<unnamed>' panicked at rust/hw/cxl/src/accel.rs:10:5:
+qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
+(qemu-system-x86_64:123): GLib-CRITICAL **: 10:00:00: g_free: bad
+";
+        let p = stderr_problems(stderr);
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[0].contains("no CXL_MEM region"), "{p:?}");
+        assert!(p[1].contains("panicked at"), "{p:?}");
+        assert!(p[2].contains("Assertion"), "{p:?}");
+        assert!(p[3].contains("CRITICAL"), "{p:?}");
+        // Every run is scanned.
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = fake(
+            dir.path(),
+            "echo 'VFIOCXL-BEGIN {\"payload\":\"p\",\"uptime\":1}' > \"$R\"\n\
+             echo 'VFIOCXL-DONE {\"ok\":true,\"uptime\":2,\"tainted\":0}' >> \"$R\"\n\
+             echo 'qemu-system-x86_64: vfio-cxl: unmap failed' >&2",
+        );
+        let out = run_command(cmd, dir.path(), Duration::from_secs(30), DONE_GRACE).unwrap();
+        assert_eq!(
+            out.problems(),
+            ["QEMU stderr: qemu-system-x86_64: vfio-cxl: unmap failed"]
+        );
+    }
+
+    #[test]
+    fn a_lost_timer_explains_a_timeout_and_a_stall_but_not_a_warn() {
+        let mut o = timed_out(100, Some(0.01));
+        o.kernel_problems = vec![
+            KernelProblem {
+                line_no: 5,
+                what: "RCU stall",
+                line: "rcu: INFO: rcu_preempt detected stalls".into(),
+            },
+            KernelProblem {
+                line_no: 9,
+                what: "WARN()",
+                line: "WARNING: CPU: 1 PID: 7 at drivers/cxl/core/region.c:1".into(),
+            },
+        ];
+        o.stderr = "qemu-system-x86_64: bad thing\n".into();
+        let beyond = o.problems_beyond_lost_timer();
+        assert_eq!(beyond.len(), 2, "{beyond:?}");
+        assert!(beyond[0].contains("bad thing"), "{beyond:?}");
+        assert!(beyond[1].contains("WARN()"), "{beyond:?}");
+        let all = o.problems();
+        assert!(all.iter().any(|p| p.contains("RCU stall")), "{all:?}");
+        assert!(all.iter().any(|p| p.starts_with("timed out")), "{all:?}");
+        for b in &beyond {
+            assert!(all.contains(b), "{b} missing from {all:?}");
+        }
     }
 
     #[test]
@@ -622,6 +761,30 @@ mod tests {
         let mut exited = timed_out(100, Some(0.01));
         exited.exit = Exit::KilledAfterDone;
         assert!(exited.timers_stopped().is_none());
+    }
+
+    #[test]
+    fn milestones_are_reached_in_order_each_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let console = console_path(dir.path());
+        let mut w = HeartbeatWatch::new(console.clone(), std::process::id());
+        w.milestones = vec![
+            ("step a", "a"),
+            ("step b", "b"),
+            ("step c", "c"),
+            ("step d", "d"),
+        ];
+        fs::write(&console, "x\nstep a\nstep a\n").unwrap();
+        w.poll();
+        // Each once: the second "step a" changes nothing.
+        assert_eq!(
+            w.milestones,
+            [("step b", "b"), ("step c", "c"), ("step d", "d")]
+        );
+        // A missed milestone ("b") does not hold back a later one; it is passed.
+        fs::write(&console, "x\nstep a\nstep a\nstep c\nstep b\n").unwrap();
+        w.poll();
+        assert_eq!(w.milestones, [("step d", "d")]);
     }
 
     #[test]

@@ -194,6 +194,10 @@ pub fn all() -> Vec<VmTest> {
 pub struct RunVerdict {
     pub problems: Vec<String>,
     pub lost_timer: Option<KernelProblem>,
+    /// The problems a lost timer does not explain
+    /// ([`crate::runner::RunOutcome::problems_beyond_lost_timer`]): a rerun
+    /// keeps them.
+    pub beyond_lost_timer: Vec<String>,
 }
 
 /// The problems of a VM test run by `run` (given the lost-timer line of
@@ -201,7 +205,8 @@ pub struct RunVerdict {
 /// made it run twice. A run where the guest kernel reports a lost timer
 /// interrupt says nothing about the code under test (the emulator lost
 /// it, docs/guest-harness.md), so one more run decides; a second lost
-/// timer fails the test.
+/// timer fails the test. Only the lost timer is forgiven: the first run's
+/// other problems (a WARN, a QEMU error, ...) stay, prefixed "first run: ".
 pub fn decide(
     mut run: impl FnMut(Option<&KernelProblem>) -> RunVerdict,
 ) -> (Vec<String>, Option<KernelProblem>) {
@@ -210,6 +215,12 @@ pub fn decide(
         return (first.problems, None);
     };
     let mut second = run(Some(&lost));
+    second.problems.extend(
+        first
+            .beyond_lost_timer
+            .iter()
+            .map(|p| format!("first run: {p}")),
+    );
     if let Some(again) = &second.lost_timer {
         second.problems.push(format!(
             "the harness ran it twice and the guest's timer interrupt was lost both times (console line {} of the second): TCG on this host could not run the test",
@@ -320,6 +331,7 @@ mod tests {
     fn verdict(problems: &[&str], lost_at: Option<usize>) -> RunVerdict {
         RunVerdict {
             problems: problems.iter().map(|p| p.to_string()).collect(),
+            beyond_lost_timer: Vec::new(),
             lost_timer: lost_at.map(|line_no| KernelProblem {
                 line_no,
                 what: "timer lost by the emulator",
@@ -361,6 +373,20 @@ mod tests {
         assert_eq!(
             (p, lost, runs),
             (vec!["step \"rebind\" failed".to_string()], Some(42), 2)
+        );
+        // The first run's other problems stay after a clean second run.
+        let mut first = verdict(
+            &[stall, "console line 50: WARN(): WARNING: CPU: 0"],
+            Some(42),
+        );
+        first.beyond_lost_timer = vec!["console line 50: WARN(): WARNING: CPU: 0".into()];
+        assert_eq!(
+            decide_over(vec![first, verdict(&[], None)]),
+            (
+                vec!["first run: console line 50: WARN(): WARNING: CPU: 0".to_string()],
+                Some(42),
+                2
+            )
         );
         // Lost twice: a failure that says so, and no third run.
         let (p, lost, runs) = decide_over(vec![

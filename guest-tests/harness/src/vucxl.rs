@@ -94,8 +94,8 @@ pub fn refused_unmaps(outcome: &RunOutcome) -> Vec<String> {
 }
 
 pub fn coherence_spec() -> RunSpec {
-    let mut payload = hostdriver::uapi_spec().payload;
-    payload.name = "vfio-user-cxl-coherence".into();
+    // The server's file is filled before the boot (no handshake).
+    let payload = hostdriver::uapi_payload("vfio-user-cxl-coherence", false);
     vucxl_spec(payload, true)
 }
 

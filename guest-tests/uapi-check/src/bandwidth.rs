@@ -234,6 +234,16 @@ unsafe fn timed_copy(dst: *mut u8, src: *const u8, len: usize) -> u64 {
 
 /// Runs the measurements and reports them as facts.
 pub fn run(o: &Options) -> Result<(), String> {
+    for (k, v) in measure(o)? {
+        fact(STEP, &k, &v);
+    }
+    Ok(())
+}
+
+/// Runs the measurements: the facts to report, as (key, value). Every
+/// target holds what it held before (each write puts back what the read
+/// before it took out).
+fn measure(o: &Options) -> Result<Vec<(String, String)>, String> {
     let max = *o.sizes.iter().max().ok_or("no sizes")? as usize;
     let buf = Target::parse("ram")?.map(max, o.thp)?;
     let mut all = Vec::new();
@@ -284,16 +294,21 @@ pub fn run(o: &Options) -> Result<(), String> {
     }
     let join = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
     let names: Vec<&str> = all.iter().map(|m| m.target.name.as_str()).collect();
-    fact(STEP, "bw.targets", &names.join(","));
-    fact(STEP, "bw.sizes", &join(&o.sizes));
-    fact(STEP, "bw.repeats", &o.repeats.to_string());
-    fact(STEP, "bw.thp", if o.thp == Thp::On { "on" } else { "off" });
+    let mut facts = vec![
+        ("bw.targets".to_string(), names.join(",")),
+        ("bw.sizes".into(), join(&o.sizes)),
+        ("bw.repeats".into(), o.repeats.to_string()),
+        (
+            "bw.thp".into(),
+            if o.thp == Thp::On { "on" } else { "off" }.into(),
+        ),
+    ];
     for m in &all {
         let n = &m.target.name;
-        fact(STEP, &format!("bw.{n}.path"), m.target.path());
+        facts.push((format!("bw.{n}.path"), m.target.path().into()));
         for (size, r, w) in &m.times {
-            fact(STEP, &format!("bw.{n}.read.{size}"), &join(r));
-            fact(STEP, &format!("bw.{n}.write.{size}"), &join(w));
+            facts.push((format!("bw.{n}.read.{size}"), join(r)));
+            facts.push((format!("bw.{n}.write.{size}"), join(w)));
             let mbps = |ns: &[u64]| {
                 let mut v = ns.to_vec();
                 v.sort_unstable();
@@ -308,7 +323,7 @@ pub fn run(o: &Options) -> Result<(), String> {
             );
         }
     }
-    Ok(())
+    Ok(facts)
 }
 
 /// `vfio-cxl-uapi-check --bench-bw ...` (the arguments after the flag).
@@ -370,20 +385,66 @@ mod tests {
     }
 
     #[test]
-    fn copies_keep_the_contents() {
-        let o = parse(&args(&["--sizes", "2", "--repeats", "2", "ram"])).unwrap();
-        // Anonymous memory only: runs on the build machine too.
-        run(&o).unwrap();
+    fn timed_copies_move_the_bytes() {
         let t = Target::parse("ram").unwrap();
-        let m = t.map(4 << 20, Thp::Off).unwrap();
-        assert_eq!(m.addr() % ALIGN, 0);
-        m.write_u64(8, 42);
-        let buf = t.map(4 << 20, Thp::On).unwrap();
-        // SAFETY: two distinct 4 MiB mappings.
-        unsafe {
-            timed_copy(buf.as_ptr(), m.as_ptr(), 4 << 20);
-            timed_copy(m.as_ptr(), buf.as_ptr(), 4 << 20);
+        let (a, b) = (
+            t.map(4 << 20, Thp::Off).unwrap(),
+            t.map(4 << 20, Thp::On).unwrap(),
+        );
+        assert_eq!(a.addr() % ALIGN, 0);
+        for off in (0..4 << 20).step_by(4096) {
+            a.write_u64(off, crate::pattern::word(1, off as u64));
         }
-        assert_eq!(m.read_u64(8), 42);
+        // SAFETY: two distinct 4 MiB mappings.
+        unsafe { timed_copy(b.as_ptr(), a.as_ptr(), 4 << 20) };
+        for off in (0..4 << 20).step_by(4096) {
+            assert_eq!(
+                b.read_u64(off),
+                crate::pattern::word(1, off as u64),
+                "{off:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_reports_every_measurement_and_keeps_the_target_contents() {
+        // A file stands in for the device: mapped shared, as /dev/cxl-type2-ref0.
+        let dir = std::env::temp_dir().join(format!("bw-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("dev");
+        let before: Vec<u8> = (0..4u64 << 20)
+            .step_by(8)
+            .flat_map(|o| crate::pattern::word(3, o).to_le_bytes())
+            .collect();
+        std::fs::write(&file, &before).unwrap();
+        let dev = format!("dev={}", file.display());
+        let o = parse(&args(&["--sizes", "2,4", "--repeats", "3", "ram", &dev])).unwrap();
+        let facts = measure(&o).unwrap();
+        let get = |k: &str| {
+            facts
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no fact {k} in {facts:?}"))
+        };
+        assert_eq!(get("bw.targets"), "ram,dev");
+        assert_eq!(get("bw.sizes"), format!("{},{}", 2 * MIB, 4 * MIB));
+        assert_eq!(get("bw.repeats"), "3");
+        assert_eq!(get("bw.dev.path"), file.display().to_string());
+        for n in ["ram", "dev"] {
+            for dir in ["read", "write"] {
+                for size in [2 * MIB, 4 * MIB] {
+                    let times = get(&format!("bw.{n}.{dir}.{size}"));
+                    let v: Vec<u64> = times.split(',').map(|t| t.parse().unwrap()).collect();
+                    assert!(
+                        v.len() == 3 && v.iter().all(|&t| t > 0),
+                        "{n} {dir} {size}: {times}"
+                    );
+                }
+            }
+        }
+        let after = std::fs::read(&file).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(after == before, "the run changed the target's contents");
     }
 }

@@ -38,6 +38,9 @@ pub struct Options {
     pub expect_seed: Option<u64>,
     /// Leave this pattern in the memory for the outside to verify.
     pub write_seed: Option<u64>,
+    /// The outside writes its pattern after the device is open: tell it
+    /// when, and wait for it (`coherence::handshake_offsets`).
+    pub handshake: bool,
     /// How many times to close and reopen the device.
     pub reopen: u32,
 }
@@ -500,11 +503,29 @@ fn mem_coherence(c: &Ctx) -> Outcome {
         )
         .map_err(|e| format!("mmap: {e}"))?;
     let samples: Vec<u64> = pattern::sample_offsets(c.mem.size).collect();
-    let mut detail = format!("{} samples", samples.len());
+    if c.options.handshake {
+        let (ready, go) = crate::coherence::handshake_offsets(c.mem.size);
+        map.write_u64(ready as usize, crate::coherence::READY);
+        let t = std::time::Instant::now();
+        while map.read_u64(go as usize) != crate::coherence::GO {
+            ensure(t.elapsed() < crate::coherence::HANDSHAKE_TIMEOUT, || {
+                "the outside never wrote its pattern (no GO word)".into()
+            })?;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    // The digest of the samples as read, for the side that wrote them.
+    let read: Vec<u64> = samples.iter().map(|&o| map.read_u64(o as usize)).collect();
+    let mut detail = format!(
+        "{} samples, outside digest {}",
+        samples.len(),
+        pattern::hex(pattern::digest(read.iter().copied()))
+    );
     if let Some(seed) = c.options.expect_seed {
         let bad = samples
             .iter()
-            .filter(|&&o| map.read_u64(o as usize) != pattern::word(seed, o))
+            .zip(&read)
+            .filter(|&(&o, &got)| got != pattern::word(seed, o))
             .count();
         ensure(bad == 0, || {
             format!(
@@ -536,6 +557,18 @@ fn mem_coherence(c: &Ctx) -> Outcome {
         "a pwrite is not seen through the mapping".into()
     })?;
     map.write_u64(o as usize, pattern::word(seed, o));
+    if c.options.handshake {
+        // The outside reads it now: a close would clear the memory.
+        let (left, seen) = crate::coherence::handshake_offsets(c.mem.size);
+        map.write_u64(left as usize, crate::coherence::LEFT);
+        let t = std::time::Instant::now();
+        while map.read_u64(seen as usize) != crate::coherence::SEEN {
+            ensure(t.elapsed() < crate::coherence::HANDSHAKE_TIMEOUT, || {
+                "the outside never read the pattern left for it (no SEEN word)".into()
+            })?;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
     detail += &format!(", pattern {seed} left for the outside");
     Ok(detail)
 }

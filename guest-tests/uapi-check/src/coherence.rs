@@ -27,6 +27,29 @@ pub const THREADS: u64 = 2;
 /// Total `fetch_add(1)`s on the counter word, over [`THREADS`] threads.
 pub const INCREMENTS: u64 = 1_000_000;
 
+/// `fetch_add(1)`s the outside (the answerer of [`answer_pings`]) adds to
+/// the counter while the guest's threads add theirs, when there is an
+/// outside (`--ping-pong`).
+pub const OUTSIDE_INCREMENTS: u64 = 200_000;
+
+/// The counter's value after the atomics check.
+pub fn expected_counter(with_outside: bool) -> u64 {
+    INCREMENTS + if with_outside { OUTSIDE_INCREMENTS } else { 0 }
+}
+
+/// The word the guest and the outside start and end the shared atomics
+/// with: [`ATOMICS_READY`] (guest: counter zeroed, its threads start),
+/// [`ATOMICS_RUNNING`] (outside: incrementing), [`ATOMICS_DONE`]
+/// (outside: done). The guest waits for DONE only (the outside may pass
+/// through RUNNING faster than the guest looks), then puts its pattern
+/// back into the word.
+pub fn atomics_flag_offset(size: u64) -> u64 {
+    size - 8192 + 256
+}
+pub const ATOMICS_READY: u64 = 0xa7_0001;
+pub const ATOMICS_RUNNING: u64 = 0xa7_0002;
+pub const ATOMICS_DONE: u64 = 0xa7_0003;
+
 /// The byte offset of the counter word: the start of the last 4 KiB.
 pub fn counter_offset(size: u64) -> u64 {
     size - 4096
@@ -36,6 +59,79 @@ pub fn counter_offset(size: u64) -> u64 {
 /// outside process), in two cache lines of the second-to-last 4 KiB.
 pub fn ping_pong_offsets(size: u64) -> (u64, u64) {
     (size - 8192, size - 8192 + 64)
+}
+
+/// The words of the outside-write handshake, in the second-to-last 4 KiB
+/// after the ping and pong lines: the reader, once it has the device open
+/// and mapped, writes [`READY`] into the first; the outside then writes
+/// its pattern into every other word and [`GO`] into the second. Data the
+/// outside writes before the open would not survive it (the host driver
+/// clears device memory at open).
+pub fn handshake_offsets(size: u64) -> (u64, u64) {
+    (size - 8192 + 128, size - 8192 + 192)
+}
+/// The reader is ready ("READY" in ASCII).
+pub const READY: u64 = 0x0059_4441_4552;
+/// The outside has written its pattern ("GO" in ASCII).
+pub const GO: u64 = 0x4f47;
+/// The reader left its data for the outside, the device still open
+/// ("LEFT", first handshake word): the way back, before a close clears it.
+pub const LEFT: u64 = 0x5446_454c;
+/// The outside has read it ("SEEN", second handshake word).
+pub const SEEN: u64 = 0x4e45_4553;
+
+/// How long either side of the handshake waits for the other.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The outside side of the handshake, on the memory file `f` (the host's
+/// view of the device memory): waits for [`READY`], writes pattern `seed`
+/// into every word but the two handshake words, then [`GO`]. Returns how
+/// long it waited for the reader.
+pub fn write_when_ready(f: &File, seed: u64, stop: &AtomicBool) -> Result<Duration, String> {
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
+    let (ready, go) = handshake_offsets(size);
+    let t = Instant::now();
+    while m.word(ready as usize / 8).load(Ordering::SeqCst) != READY {
+        if stop.load(Ordering::Relaxed) || t.elapsed() > HANDSHAKE_TIMEOUT {
+            return Err(format!(
+                "the reader never said READY ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let waited = t.elapsed();
+    for i in (0..m.words()).filter(|&i| i as u64 * 8 != ready && i as u64 * 8 != go) {
+        m.word(i)
+            .store(pattern::word(seed, i as u64 * 8), Ordering::Relaxed);
+    }
+    m.word(go as usize / 8).store(GO, Ordering::SeqCst);
+    Ok(waited)
+}
+
+/// The outside side of the way back, after [`write_when_ready`]: waits for
+/// [`LEFT`], returns the words at `offsets`, then writes [`SEEN`].
+pub fn read_when_left(f: &File, offsets: &[u64], stop: &AtomicBool) -> Result<Vec<u64>, String> {
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
+    let (left, seen) = handshake_offsets(size);
+    let t = Instant::now();
+    while m.word(left as usize / 8).load(Ordering::SeqCst) != LEFT {
+        if stop.load(Ordering::Relaxed) || t.elapsed() > HANDSHAKE_TIMEOUT {
+            return Err(format!(
+                "the reader never said LEFT ({:.1} s)",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let words = offsets
+        .iter()
+        .map(|&o| m.word(o as usize / 8).load(Ordering::SeqCst))
+        .collect();
+    m.word(seen as usize / 8).store(SEEN, Ordering::SeqCst);
+    Ok(words)
 }
 
 /// The checks, in order (fact keys `coherence.<name>`); `ping_pong` only
@@ -150,19 +246,24 @@ fn ms(t: Instant) -> u128 {
     t.elapsed().as_millis()
 }
 
-/// Every word holds pattern `seed`.
-fn outside_pattern(m: &Map, seed: u64) -> Outcome {
+/// Every word holds pattern `seed`; reports the digest of every word read
+/// (fact `coherence.outside_digest`), which the side that wrote the
+/// pattern compares with its own ([`pattern::pattern_digest`]).
+fn outside_pattern(m: &Map, seed: u64, fact: &mut dyn FnMut(&str, &str)) -> Outcome {
     let t = Instant::now();
     let (mut bad, mut first) = (0u64, None);
+    let mut read = Checksum::default();
     for i in 0..m.words() {
         let o = i as u64 * 8;
         let want = pattern::word(seed, o);
         let got = m.word(i).load(Ordering::Relaxed);
+        read.add(got);
         if got != want {
             bad += 1;
             first.get_or_insert((o, got, want));
         }
     }
+    fact("coherence.outside_digest", &pattern::hex(read.0));
     match first {
         None => Ok(format!(
             "outside pattern {seed} seen in all {} words ({} ms)",
@@ -197,10 +298,31 @@ fn guest_pattern(m: &Map, seed: u64) -> Outcome {
 }
 
 /// [`INCREMENTS`] `fetch_add(1)` on one word from [`THREADS`] threads.
-fn atomics(m: &Map) -> Outcome {
+/// With `outside` (an answerer maps the memory), its
+/// [`OUTSIDE_INCREMENTS`] run at the same time on the same word, and the
+/// flag word gets `seed`'s pattern back afterwards.
+fn atomics(m: &Map, outside: bool, seed: u64) -> Outcome {
     let i = (counter_offset(m.size as u64) / 8) as usize;
     let c = m.word(i);
     c.store(0, Ordering::SeqCst);
+    let flag_at = atomics_flag_offset(m.size as u64);
+    let flag = m.word(flag_at as usize / 8);
+    let wait_for = |want: u64| {
+        let t = Instant::now();
+        while flag.load(Ordering::SeqCst) != want {
+            if t.elapsed() > PING_PONG_TIMEOUT {
+                return Err(format!(
+                    "the outside never set the atomics flag to {want:#x} (it is {:#x})",
+                    flag.load(Ordering::SeqCst)
+                ));
+            }
+            std::hint::spin_loop();
+        }
+        Ok(())
+    };
+    if outside {
+        flag.store(ATOMICS_READY, Ordering::SeqCst);
+    }
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..THREADS {
@@ -211,16 +333,55 @@ fn atomics(m: &Map) -> Outcome {
             });
         }
     });
+    if outside {
+        wait_for(ATOMICS_DONE)?;
+        flag.store(pattern::word(seed, flag_at), Ordering::SeqCst);
+    }
     let v = c.load(Ordering::SeqCst);
-    if v == INCREMENTS {
+    let want = expected_counter(outside);
+    let from_outside = if outside {
+        format!(" and {OUTSIDE_INCREMENTS} from outside at the same time")
+    } else {
+        String::new()
+    };
+    if v == want {
         Ok(format!(
-            "counter at {:#x} = {v} after {THREADS} threads ({} ms)",
+            "counter at {:#x} = {v} after {THREADS} threads{from_outside} ({} ms)",
             i * 8,
             ms(t)
         ))
     } else {
-        Err(format!("counter {v}, expected {INCREMENTS}"))
+        Err(format!("counter {v}, expected {want}"))
     }
+}
+
+/// The outside's part of the shared atomics (the flag is READY): its
+/// increments, and how many of them found another side's increment in
+/// between (evidence that they really ran at the same time).
+fn outside_atomics(m: &Map) -> u64 {
+    let size = m.size as u64;
+    let flag = m.word(atomics_flag_offset(size) as usize / 8);
+    let c = m.word(counter_offset(size) as usize / 8);
+    flag.store(ATOMICS_RUNNING, Ordering::SeqCst);
+    let (mut interleaved, mut last) = (0u64, None);
+    for _ in 0..OUTSIDE_INCREMENTS {
+        let prev = c.fetch_add(1, Ordering::SeqCst);
+        if last.is_some_and(|l: u64| prev != l + 1) {
+            interleaved += 1;
+        }
+        last = Some(prev);
+    }
+    flag.store(ATOMICS_DONE, Ordering::SeqCst);
+    interleaved
+}
+
+/// What the outside did while the guest ran: ping-pong rounds answered,
+/// and its atomics (`None`: the guest never asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answered {
+    pub rounds: u64,
+    /// Of [`OUTSIDE_INCREMENTS`], how many saw the guest's in between.
+    pub atomics_interleaved: Option<u64>,
 }
 
 /// How long either side of the ping-pong waits for the other.
@@ -259,15 +420,22 @@ fn ping_pong(m: &Map, rounds: u64) -> Outcome {
 /// memory is mapped from: answers each ping `i` with pong `i`, for
 /// `rounds` rounds, until `stop` is set or the guest is silent for the
 /// timeout. Returns the rounds answered.
-pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<u64, String> {
+pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<Answered, String> {
     let size = f.metadata().map_err(|e| e.to_string())?.len();
     let m = Map::new(f, size as usize).map_err(|e| format!("mmap: {e}"))?;
     let (pi, po) = ping_pong_offsets(size);
     let (ping, pong) = (m.word(pi as usize / 8), m.word(po as usize / 8));
+    let flag = m.word(atomics_flag_offset(size) as usize / 8);
+    let mut atomics_interleaved = None;
     let (mut i, mut idle, mut last) = (1u64, 0u64, Instant::now());
     while i <= rounds {
         if stop.load(Ordering::Relaxed) {
             return Err(format!("stopped after {} rounds", i - 1));
+        }
+        if atomics_interleaved.is_none() && flag.load(Ordering::SeqCst) == ATOMICS_READY {
+            atomics_interleaved = Some(outside_atomics(&m));
+            idle = 0;
+            continue;
         }
         if ping.load(Ordering::SeqCst) == i {
             pong.store(i, Ordering::SeqCst);
@@ -287,7 +455,10 @@ pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<u64, Str
             }
         }
     }
-    Ok(rounds)
+    Ok(Answered {
+        rounds,
+        atomics_interleaved,
+    })
 }
 
 /// The checksum of the whole region ([`Checksum`]), in hex.
@@ -342,11 +513,15 @@ pub fn run(
     };
     done(
         "outside_pattern",
-        outside_pattern(&m, o.expect_seed),
+        outside_pattern(&m, o.expect_seed, fact),
         &mut out,
     );
     done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
-    done("atomics", atomics(&m), &mut out);
+    done(
+        "atomics",
+        atomics(&m, o.ping_pong > 0, o.write_seed),
+        &mut out,
+    );
     if o.ping_pong > 0 {
         done("ping_pong", ping_pong(&m, o.ping_pong), &mut out);
     }
@@ -419,10 +594,140 @@ pub fn unbind_while_mapped(dev: &str, bdf: &str) -> Outcome {
 mod tests {
     use super::*;
 
+    /// The ioctl number and the struct agree with the C header the guest
+    /// driver is built from (compiled here with the system's cc and the
+    /// kernel's uAPI headers).
     #[test]
-    fn ioctl_number_is_ior_cf_0_16_bytes() {
-        assert_eq!(GET_INFO, 0x8010_cf00);
-        assert_eq!(std::mem::size_of::<Info>(), 16);
+    fn ioctl_number_and_struct_match_the_c_header() {
+        let dir = std::env::temp_dir().join(format!("t2ref-h-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("probe.c");
+        std::fs::write(
+            &src,
+            "#include <stdio.h>\n#include <stddef.h>\n#include \"cxl_type2_ref.h\"\n\
+             int main(void) { printf(\"%lu %zu %zu %zu\\n\", (unsigned long)CXL_T2REF_GET_INFO,\n\
+             sizeof(struct cxl_t2ref_info), offsetof(struct cxl_t2ref_info, size),\n\
+             offsetof(struct cxl_t2ref_info, flags)); return 0; }\n",
+        )
+        .unwrap();
+        let header_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-driver");
+        let bin = dir.join("probe");
+        let cc = std::process::Command::new("cc")
+            .arg("-I")
+            .arg(header_dir)
+            .arg("-o")
+            .arg(&bin)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run cc ({e}): sudo tools/setup-apt"));
+        assert!(
+            cc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cc.stderr)
+        );
+        let out = std::process::Command::new(&bin).output().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c: Vec<u64> = String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(c[0], u64::from(GET_INFO), "CXL_T2REF_GET_INFO");
+        assert_eq!(c[1], std::mem::size_of::<Info>() as u64);
+        assert_eq!(c[2], std::mem::offset_of!(Info, size) as u64);
+        assert_eq!(c[3], std::mem::offset_of!(Info, flags) as u64);
+    }
+
+    #[test]
+    fn the_outside_writes_only_after_ready_and_then_says_go() {
+        let dir = std::env::temp_dir().join(format!("handshake-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mem");
+        let size = 4u64 << 20;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(size).unwrap();
+        let reader = Map::new(&f, size as usize).unwrap();
+        let (ready, go) = handshake_offsets(size);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let writer = s.spawn(|| write_when_ready(&f, 7, &stop));
+            std::thread::sleep(Duration::from_millis(100));
+            // Nothing written before READY.
+            assert_eq!(reader.word(0).load(Ordering::SeqCst), 0);
+            reader
+                .word(ready as usize / 8)
+                .store(READY, Ordering::SeqCst);
+            writer.join().unwrap().unwrap();
+        });
+        assert_eq!(reader.word(go as usize / 8).load(Ordering::SeqCst), GO);
+        let read: Vec<u64> = (0..reader.words())
+            .filter(|&i| i as u64 * 8 != ready && i as u64 * 8 != go)
+            .map(|i| reader.word(i).load(Ordering::Relaxed))
+            .collect();
+        let offsets = pattern::all_offsets(size).filter(|&o| o != ready && o != go);
+        assert_eq!(pattern::digest(read), pattern::pattern_digest(7, offsets));
+        // The way back: the reader leaves data and says LEFT, the outside
+        // reads it and says SEEN.
+        reader.word(8).store(42, Ordering::SeqCst);
+        reader
+            .word(ready as usize / 8)
+            .store(LEFT, Ordering::SeqCst);
+        assert_eq!(read_when_left(&f, &[64], &stop).unwrap(), [42]);
+        assert_eq!(reader.word(go as usize / 8).load(Ordering::SeqCst), SEEN);
+        // A reader that never says READY: the writer gives up when stopped.
+        let stopped = AtomicBool::new(true);
+        reader.word(ready as usize / 8).store(0, Ordering::SeqCst);
+        assert!(write_when_ready(&f, 7, &stopped)
+            .unwrap_err()
+            .contains("never said READY"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_outside_increments_the_counter_beside_the_guest() {
+        let dir = std::env::temp_dir().join(format!("atomics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mem");
+        let size = 4u64 << 20;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        f.set_len(size).unwrap();
+        let guest = Map::new(&f, size as usize).unwrap();
+        let stop = AtomicBool::new(false);
+        let (detail, pings, answered) = std::thread::scope(|s| {
+            let outside = s.spawn(|| answer_pings(&f, 2, &stop));
+            let detail = atomics(&guest, true, 9);
+            let pings = ping_pong(&guest, 2);
+            // A failed guest side must not leave the outside waiting.
+            stop.store(true, Ordering::Relaxed);
+            (detail, pings, outside.join().unwrap())
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
+        let (detail, answered) = (detail.unwrap(), answered.unwrap());
+        pings.unwrap();
+        assert!(detail.contains("= 1200000"), "{detail}");
+        assert_eq!(answered.rounds, 2);
+        assert!(answered.atomics_interleaved.is_some());
+        let flag = atomics_flag_offset(size);
+        assert_eq!(
+            guest.word(flag as usize / 8).load(Ordering::SeqCst),
+            pattern::word(9, flag)
+        );
+    }
+
+    #[test]
+    fn the_counter_is_in_the_last_page() {
         assert_eq!(counter_offset(256 << 20), (256 << 20) - 4096);
     }
 }

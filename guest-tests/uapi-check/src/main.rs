@@ -1,4 +1,4 @@
-//! `vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N]
+//! `vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N]
 //! [--reopen-only] [--bench-fault]`
 //!
 //! Runs every check of `checks::CHECKS` on a device bound to vfio-cxl-pci
@@ -32,8 +32,7 @@ use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::facts::fact;
 use vfio_cxl_uapi_check::isolation;
 
-const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
-       vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read
+const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N] [--reopen-only] [--bench-fault]
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
        vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
@@ -70,6 +69,7 @@ fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
         match a.as_str() {
             "--expect-seed" => options.expect_seed = Some(num("--expect-seed")?),
             "--write-seed" => options.write_seed = Some(num("--write-seed")?),
+            "--handshake" => options.handshake = true,
             "--reopen" => {
                 options.reopen = u32::try_from(num("--reopen")?).map_err(|e| e.to_string())?
             }
@@ -128,12 +128,24 @@ fn bench_fault(bdf: &str, options: Options) -> ExitCode {
                 f(&format!("{n}.mmap_us"), p.mmap.as_micros().to_string());
                 f(&format!("{n}.touch_us"), p.touch.as_micros().to_string());
                 f(&format!("{n}.faults"), p.faults.to_string());
+                f(&format!("{n}.repeats"), p.repeats.to_string());
+                f(
+                    &format!("{n}.touch_us_min"),
+                    p.touch_min.as_micros().to_string(),
+                );
+                f(
+                    &format!("{n}.touch_us_max"),
+                    p.touch_max.as_micros().to_string(),
+                );
                 eprintln!(
-                    "bench-fault {n}: {} touches over {:#x}: mmap {} us, touch {} us, {} faults",
+                    "bench-fault {n}: {} touches over {:#x}: mmap {} us, touch {} us (median of {}, {}..{} us), {} faults",
                     p.touches,
                     p.span,
                     p.mmap.as_micros(),
                     p.touch.as_micros(),
+                    p.repeats,
+                    p.touch_min.as_micros(),
+                    p.touch_max.as_micros(),
                     p.faults
                 );
             }

@@ -142,9 +142,20 @@ pub fn check_guest(
     topology: &Topology,
     region_size: u64,
     ping_pong: u64,
+    written_seed: u64,
 ) -> Vec<String> {
     let mut p = outcome.problems();
     let r = &outcome.report;
+    // What the guest read of the pattern hw-test wrote, by its digest.
+    p.extend(
+        crate::guestdriver::digest_problem(
+            "outside -> guest",
+            r.fact("coherence.outside_digest"),
+            written_seed,
+            vfio_cxl_uapi_check::pattern::all_offsets(region_size),
+        )
+        .map(|m| format!("guest: {m}")),
+    );
     if r.fact("accel.driver") != Some(MODULE) {
         p.push(format!(
             "guest: device bound to {:?}, expected {MODULE}",
@@ -300,6 +311,7 @@ mod tests {
 mod guest_check_tests {
     use super::*;
     use crate::nested::fixture::{l2, outcome};
+    use crate::nested::L1_SEED;
 
     const BDF: &str = "0000:0d:00.0";
     const SIZE: u64 = 256 << 20;
@@ -308,8 +320,27 @@ mod guest_check_tests {
     fn the_recorded_guest_passes() {
         let (results, stderr) = l2();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
         assert!(p.is_empty(), "{p:?}");
+    }
+
+    /// A guest whose words say pass but which read other data: its
+    /// digest is not the one of the pattern hw-test wrote.
+    #[test]
+    fn a_guest_that_read_other_data_fails_by_its_digest() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED + 1);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("guest: outside -> guest: the reader's digest")),
+            "{p:?}"
+        );
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(o
+            .report
+            .fact("coherence.outside_pattern")
+            .is_some_and(|v| v.starts_with("pass")));
     }
 
     #[test]
@@ -319,7 +350,7 @@ mod guest_check_tests {
         let mut t = guest_topology(BDF, SIZE);
         t.windows[0].size_mib = 8192;
         t.host_bridges[0].bus_nr = 52;
-        let p = check_guest(&o, &t, SIZE, 1000);
+        let p = check_guest(&o, &t, SIZE, 1000, L1_SEED);
         assert!(p.iter().any(|m| m.contains("CXL Window 0 is")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("targets host bridge")), "{p:?}");
     }
@@ -332,7 +363,7 @@ mod guest_check_tests {
             .filter(|l| !l.contains("vfio_cxl_map"))
             .collect();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
         assert!(p.iter().any(|m| m.contains("vfio_cxl_map")), "{p:?}");
     }
 
@@ -349,7 +380,7 @@ mod guest_check_tests {
             .map(|l| format!("{l}\n"))
             .collect::<String>();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
         assert!(
             p.iter().any(|m| m.contains("coherence.atomics: FAIL")),
             "{p:?}"
@@ -366,7 +397,7 @@ mod guest_check_tests {
         let (mut results, stderr) = l2();
         results.push_str("VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"report-dmesg\",\"key\":\"dmesg\",\"value\":\"<3>[  9.1] cxl_port port1: failed to load HDM decoders\"}\n");
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000);
+        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
         assert!(
             p.iter()
                 .any(|m| m.contains("error-level kernel message: cxl_port")),
@@ -378,7 +409,7 @@ mod guest_check_tests {
     fn a_region_of_another_size_is_named() {
         let (results, stderr) = l2();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, 2 * SIZE), 2 * SIZE, 1000);
+        let p = check_guest(&o, &guest_topology(BDF, 2 * SIZE), 2 * SIZE, 1000, L1_SEED);
         assert!(p.iter().any(|m| m.contains("size")), "{p:?}");
     }
 }

@@ -31,7 +31,9 @@ options:
   --smp N              guest vCPUs (default 2)
   --timeout SECONDS    hard timeout of the guest run (default 900)
   --tb-size MIB        TCG translation buffer (default: QEMU's)
-  --expect-seed N      the device memory already holds pattern N (checked before writing)
+  --expect-seed N      the device memory holds pattern N (checked before writing)
+  --handshake          the outside writes the --expect-seed pattern only once the device is
+                       open here: say READY in the memory and wait for its GO word (the nested chain)
   --write-seed N       the pattern written for the guest (default 185401621)
   --guest-seed N       the pattern the guest writes back (default 185429591)
   --ping-pong N        the guest plays N ping-pong rounds with a process outside
@@ -66,6 +68,8 @@ pub struct HwOptions {
     pub timeout: Duration,
     pub tb_size_mib: Option<u64>,
     pub expect_seed: Option<u64>,
+    /// The outside writes `expect_seed` after our open (READY/GO words).
+    pub handshake: bool,
     pub write_seed: u64,
     pub guest_seed: u64,
     pub ping_pong: u64,
@@ -91,6 +95,7 @@ impl Default for HwOptions {
             timeout: Duration::from_secs(900),
             tb_size_mib: None,
             expect_seed: None,
+            handshake: false,
             write_seed: OUTSIDE_SEED,
             guest_seed: GUEST_SEED,
             ping_pong: 0,
@@ -181,6 +186,7 @@ pub fn parse_args(args: &[String]) -> Result<HwOptions> {
             "--timeout" => o.timeout = Duration::from_secs(num(arg, &value()?)?),
             "--tb-size" => o.tb_size_mib = Some(num(arg, &value()?)?),
             "--expect-seed" => o.expect_seed = Some(num(arg, &value()?)?),
+            "--handshake" => o.handshake = true,
             "--write-seed" => o.write_seed = num(arg, &value()?)?,
             "--guest-seed" => o.guest_seed = num(arg, &value()?)?,
             "--ping-pong" => o.ping_pong = num(arg, &value()?)?,
