@@ -250,11 +250,14 @@ fn is_lost_timer_sign(k: &KernelProblem) -> bool {
 pub fn stderr_problems(stderr: &str) -> Vec<String> {
     const SIGNS: &[&str] = &[
         "panicked at",
+        "assertion failed",
         "Assertion `",
-        "** ERROR",
+        "ERROR:",
         "CRITICAL **",
-        "ERROR: AddressSanitizer",
+        "Sanitizer",
         "runtime error:",
+        "Segmentation fault",
+        "Aborted",
     ];
     stderr
         .lines()
