@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include "qapi/error.h"
 #include "qemu/error-report.h"
+#include "qemu/range.h"
 #include "qemu/units.h"
 #include "hw/qdev-properties.h"
 #include "migration/blocker.h"
@@ -352,6 +353,8 @@ struct VFIOCXLDevice {
 
 static void (*vfio_cxl_parent_realize)(PCIDevice *pdev, Error **errp);
 static void (*vfio_cxl_parent_exit)(PCIDevice *pdev);
+static void (*vfio_cxl_parent_write_config)(PCIDevice *pdev, uint32_t addr,
+                                            uint32_t val, int len);
 static ResettablePhases vfio_cxl_parent_phases;
 
 static bool vfio_cxl_kernel_get_info(VFIOPCIDevice *vdev,
@@ -388,12 +391,50 @@ static void vfio_cxl_pci_exit(PCIDevice *pdev)
     vfio_cxl_parent_exit(pdev);
 }
 
+/*
+ * The host driver fails accesses to the CXL memory while the function's
+ * Memory Space is off (some devices fault the host then: docs/uapi.md of
+ * vfio-cxl), so the guest's window must not reach the mmap'd region
+ * meanwhile, or a guest touching its window while it sizes BARs would get
+ * this process killed by SIGBUS.  The alias is disabled before a write
+ * that turns Memory Space off reaches the host, and enabled after one
+ * that turns it on; while disabled, the window's own MMIO answers
+ * (all-ones, writes dropped).
+ */
+static void vfio_cxl_pci_write_config(PCIDevice *pdev, uint32_t addr,
+                                      uint32_t val, int len)
+{
+    VFIOCXLDevice *d = VFIO_CXL(pdev);
+    bool touches = d->cxl.part && ranges_overlap(addr, len, PCI_COMMAND, 1);
+
+    if (touches && !((val >> (8 * (PCI_COMMAND - addr))) &
+                     PCI_COMMAND_MEMORY)) {
+        memory_region_set_enabled(&d->cxl.mem_alias, false);
+    }
+    vfio_cxl_parent_write_config(pdev, addr, val, len);
+    if (touches) {
+        memory_region_set_enabled(&d->cxl.mem_alias,
+                                  pci_get_word(pdev->config + PCI_COMMAND) &
+                                  PCI_COMMAND_MEMORY);
+    }
+}
+
 static void vfio_cxl_pci_reset_hold(Object *obj, ResetType type)
 {
+    VFIOCXLDevice *d = VFIO_CXL(obj);
+
     if (vfio_cxl_parent_phases.hold) {
         vfio_cxl_parent_phases.hold(obj, type);
     }
-    vfio_cxl_reset_hold(&VFIO_CXL(obj)->cxl);
+    vfio_cxl_reset_hold(&d->cxl);
+    /* Reset leaves Memory Space off until firmware or the OS enables it. */
+    if (!d->cxl.part) {
+        return;
+    }
+    memory_region_set_enabled(&d->cxl.mem_alias,
+                              pci_get_word(PCI_DEVICE(d)->config +
+                                           PCI_COMMAND) &
+                              PCI_COMMAND_MEMORY);
 }
 
 static void vfio_cxl_pci_reset_exit(Object *obj, ResetType type)
@@ -429,6 +470,8 @@ static void vfio_cxl_class_init(ObjectClass *klass, const void *data)
     pdc->realize = vfio_cxl_pci_realize;
     vfio_cxl_parent_exit = pdc->exit;
     pdc->exit = vfio_cxl_pci_exit;
+    vfio_cxl_parent_write_config = pdc->config_write;
+    pdc->config_write = vfio_cxl_pci_write_config;
     resettable_class_set_parent_phases(rc, NULL, vfio_cxl_pci_reset_hold,
                                        vfio_cxl_pci_reset_exit,
                                        &vfio_cxl_parent_phases);
