@@ -880,7 +880,7 @@ mod tests {
             fs::read_to_string(repo_root().join("host-driver/selftests/vfio_cxl_region_test.c"))
                 .unwrap();
         let names = selftest_names(&src);
-        assert!(names.contains(&"mem_without_memory_space".to_string()));
+        assert!(names.contains(&"mem_follows_memory_space".to_string()));
         assert!(names.len() >= 5, "{names:?}");
         assert_eq!(
             selftest_names("TEST_F(vfio_cxl_region_test, a)\nTEST_F(other, b)\n"),
