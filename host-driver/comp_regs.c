@@ -91,15 +91,10 @@ static int vfio_cxl_comp_add_cap(struct vfio_pci_core_device *vdev,
 	return vfio_info_add_capability(caps, &cap.header, sizeof(cap));
 }
 
+/* vfio-pci core calls ->release unconditionally; the BAR stays mapped. */
 static void vfio_cxl_comp_release(struct vfio_pci_core_device *vdev,
 				  struct vfio_pci_region *region)
 {
-	struct vfio_cxl *cxl = region->data;
-
-	if (cxl->comp_io) {
-		pci_iounmap(vdev->pdev, cxl->comp_io);
-		cxl->comp_io = NULL;
-	}
 }
 
 static const struct vfio_pci_regops vfio_cxl_comp_regops = {
@@ -109,35 +104,21 @@ static const struct vfio_pci_regops vfio_cxl_comp_regops = {
 };
 
 /**
- * vfio_cxl_comp_register() - map the component BAR, register comp-regs
+ * vfio_cxl_comp_register() - register the comp-regs region for this open
  * @cxl: device state
  *
  * Return: 0 or a negative errno.
  */
 int vfio_cxl_comp_register(struct vfio_cxl *cxl)
 {
-	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
-	int index = VFIO_PCI_NUM_REGIONS + vdev->num_regions;
-	int ret;
-
-	cxl->comp_io = pci_iomap(vdev->pdev, cxl->comp_bar, 0);
-	if (!cxl->comp_io)
-		return -ENOMEM;
-
-	ret = vfio_pci_core_register_dev_region(vdev, VFIO_REGION_TYPE_CXL,
-						VFIO_REGION_SUBTYPE_CXL_COMP_REGS,
-						&vfio_cxl_comp_regops,
-						cxl->hdm_size,
-						VFIO_REGION_INFO_FLAG_READ |
-						VFIO_REGION_INFO_FLAG_WRITE,
-						cxl);
-	if (ret) {
-		pci_iounmap(vdev->pdev, cxl->comp_io);
-		cxl->comp_io = NULL;
-		return ret;
-	}
-	cxl->comp_index = index;
-	return 0;
+	return vfio_pci_core_register_dev_region(&cxl->cdev->pci_core,
+						 VFIO_REGION_TYPE_CXL,
+						 VFIO_REGION_SUBTYPE_CXL_COMP_REGS,
+						 &vfio_cxl_comp_regops,
+						 cxl->hdm_size,
+						 VFIO_REGION_INFO_FLAG_READ |
+						 VFIO_REGION_INFO_FLAG_WRITE,
+						 cxl);
 }
 
 /**

@@ -28,6 +28,16 @@ module_param_named(allow_unlocked_decoder, vfio_cxl_allow_unlocked, bool, 0644);
 MODULE_PARM_DESC(allow_unlocked_decoder,
 		 "Bind devices whose committed HDM decoder is not locked (default: false)");
 
+bool vfio_cxl_clear_memory_param = true;
+module_param_named(clear_memory, vfio_cxl_clear_memory_param, bool, 0644);
+MODULE_PARM_DESC(clear_memory,
+		 "Clear the device memory before each new user: by CXL Reset with Mem_Clr when the device can, else from the host (default: true; false leaks one user's data to the next)");
+
+bool vfio_cxl_ignore_memory_space;
+module_param_named(ignore_memory_space, vfio_cxl_ignore_memory_space, bool, 0644);
+MODULE_PARM_DESC(ignore_memory_space,
+		 "Let the memory region be accessed while the command register's Memory Space is off (default: false; only for devices known to tolerate HDM accesses then)");
+
 static struct vfio_cxl_core_device *
 to_cxl_core(struct vfio_device *core_vdev)
 {
@@ -108,6 +118,15 @@ int vfio_cxl_core_open_device(struct vfio_device *core_vdev)
 	if (ret)
 		return ret;
 
+	/* Memory a previous user (or owner before bind) left is erased. */
+	if (vfio_cxl_clear_memory_param && cxl->needs_clear) {
+		ret = vfio_cxl_clear_memory(cxl);
+		if (ret) {
+			vfio_pci_core_disable(vdev);
+			return -EIO;
+		}
+	}
+
 	vfio_cxl_dvsec_init(cxl);
 	ret = vfio_cxl_mem_register(cxl);
 	if (!ret)
@@ -119,7 +138,6 @@ int vfio_cxl_core_open_device(struct vfio_device *core_vdev)
 	}
 
 	WRITE_ONCE(cxl->resetting, false);
-	WRITE_ONCE(cxl->is_open, true);
 	vfio_pci_core_finish_enable(vdev);
 	return 0;
 }
@@ -130,15 +148,20 @@ EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_open_device, "VFIO_CXL");
  * @core_vdev: the vfio device
  *
  * No user mapping exists any more (each one holds the device file). The
- * regions, their kernel mappings and the shadows are released; the host
- * region stays claimed until unbind.
+ * regions, their kernel mappings and the shadows are released, then the
+ * memory is cleared for the next user (module parameter clear_memory); if
+ * that fails the next open tries again and fails rather than hand the data
+ * over. The host region stays claimed until unbind.
  */
 void vfio_cxl_core_close_device(struct vfio_device *core_vdev)
 {
 	struct vfio_cxl *cxl = to_cxl_core(core_vdev)->cxl;
 
-	WRITE_ONCE(cxl->is_open, false);
 	vfio_pci_core_close_device(core_vdev);
+
+	cxl->needs_clear = true;
+	if (vfio_cxl_clear_memory_param)
+		vfio_cxl_clear_memory(cxl);
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_close_device, "VFIO_CXL");
 
@@ -175,9 +198,10 @@ static int vfio_cxl_info_atomic_cap(struct vfio_pci_core_device *vdev,
 
 /*
  * VFIO_DEVICE_GET_INFO. vfio-pci core builds its answer in a private
- * function with no hook for more capabilities, so the variant answers
- * itself: the same fields and AtomicOps capability, plus
- * VFIO_DEVICE_FLAGS_CXL and the CXL capability.
+ * function with no hook for more capabilities (Linux 7.3), so the variant
+ * answers itself: the same fields and AtomicOps capability (zPCI ones are
+ * s390-only), plus VFIO_DEVICE_FLAGS_CXL and the CXL capability. Every byte
+ * copied out is initialized, the padding included.
  */
 static long vfio_cxl_ioctl_get_info(struct vfio_cxl_core_device *cdev,
 				    struct vfio_device_info __user *arg)
@@ -190,7 +214,7 @@ static long vfio_cxl_ioctl_get_info(struct vfio_cxl_core_device *cdev,
 		.header.version = 1,
 		.flags = VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED,
 	};
-	struct vfio_device_info info;
+	struct vfio_device_info info = {};
 	long ret;
 
 	if (copy_from_user(&info, arg, minsz))
@@ -237,19 +261,28 @@ out:
  * @cmd: ioctl number
  * @arg: user argument
  *
- * Answers VFIO_DEVICE_GET_INFO with the CXL flag and capability; the rest
- * is vfio-pci core's (resets reach vfio-cxl-core through the PCI reset
- * callbacks in vfio_cxl_core_err_handlers).
+ * Answers VFIO_DEVICE_GET_INFO with the CXL flag and capability and refuses
+ * VFIO_DEVICE_IOEVENTFD, as nvgrace-gpu does: an ioeventfd writes the BAR
+ * directly, bypassing the decoder-block filter, and vfio-pci core reads its
+ * argument from user memory again, so a filter in front of it could be
+ * raced. A VMM then traps those writes. The rest is vfio-pci core's (resets
+ * reach vfio-cxl-core through the PCI reset callbacks in
+ * vfio_cxl_core_err_handlers).
  *
  * Return: as for vfio_pci_core_ioctl().
  */
 long vfio_cxl_core_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
 			 unsigned long arg)
 {
-	if (cmd == VFIO_DEVICE_GET_INFO)
+	switch (cmd) {
+	case VFIO_DEVICE_GET_INFO:
 		return vfio_cxl_ioctl_get_info(to_cxl_core(core_vdev),
 					       (void __user *)arg);
-	return vfio_pci_core_ioctl(core_vdev, cmd, arg);
+	case VFIO_DEVICE_IOEVENTFD:
+		return -ENOTTY;
+	default:
+		return vfio_pci_core_ioctl(core_vdev, cmd, arg);
+	}
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_ioctl, "VFIO_CXL");
 
@@ -260,8 +293,10 @@ EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_ioctl, "VFIO_CXL");
  * @arg: user argument
  * @argsz: its size
  *
- * Low-power entry zaps the memory region's mappings as vfio-pci core zaps
- * BAR mappings; everything else is vfio-pci core's.
+ * Low-power entry and exit are bracketed by a blocker: the memory region's
+ * mappings are zapped as vfio-pci core zaps BAR mappings, and the decoder
+ * is validated again before the first access in D0. Everything else is
+ * vfio-pci core's.
  *
  * Return: as for vfio_pci_core_ioctl_feature().
  */
@@ -274,7 +309,8 @@ int vfio_cxl_core_ioctl_feature(struct vfio_device *core_vdev, u32 flags,
 
 	if (!(flags & VFIO_DEVICE_FEATURE_SET) ||
 	    (feature != VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY &&
-	     feature != VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP))
+	     feature != VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP &&
+	     feature != VFIO_DEVICE_FEATURE_LOW_POWER_EXIT))
 		return vfio_pci_core_ioctl_feature(core_vdev, flags, arg, argsz);
 
 	vfio_cxl_mem_block(cxl);
@@ -408,7 +444,8 @@ static struct vfio_cxl *pdev_to_cxl(struct pci_dev *pdev)
 /*
  * Any reset of the function (VFIO_DEVICE_RESET, a guest FLR virtualized by
  * vfio-pci, hot reset, sysfs): no access to the memory while it runs.
- * vfio-pci initiated resets call this with memory_lock held for write.
+ * vfio-pci initiated resets call this with memory_lock held for write, a
+ * sysfs reset without it, hence a flag rather than a blocker.
  */
 static void vfio_cxl_core_reset_prepare(struct pci_dev *pdev)
 {
@@ -417,30 +454,79 @@ static void vfio_cxl_core_reset_prepare(struct pci_dev *pdev)
 	if (!cxl)
 		return;
 	WRITE_ONCE(cxl->resetting, true);
+	WRITE_ONCE(cxl->recheck, true);
 	vfio_cxl_mem_zap(cxl);
 }
 
-/* Restore the DVSEC shadow; validate the decoder before the next access. */
+/*
+ * The decoder and Memory_Active are validated before the next access. The
+ * DVSEC shadow is kept: an FLR does not touch a device's DVSEC (CXL r3.1
+ * 9.5), and a bus reset that loses the decoder is caught by validation.
+ */
 static void vfio_cxl_core_reset_done(struct pci_dev *pdev)
 {
 	struct vfio_cxl *cxl = pdev_to_cxl(pdev);
 
 	if (!cxl)
 		return;
-	vfio_cxl_dvsec_reset(cxl);
 	WRITE_ONCE(cxl->recheck, true);
 	WRITE_ONCE(cxl->resetting, false);
 }
 
 /*
+ * AER: the link or device failed. The memory is zapped and blocked before
+ * user space is told (vfio-pci core signals its error eventfd), and stays
+ * blocked for good on a permanent failure; otherwise until recovery resumes
+ * the device.
+ */
+static pci_ers_result_t
+vfio_cxl_core_error_detected(struct pci_dev *pdev, pci_channel_state_t state)
+{
+	struct vfio_cxl *cxl = pdev_to_cxl(pdev);
+
+	if (cxl && !cxl->err_blocked) {
+		vfio_cxl_mem_block(cxl);
+		cxl->err_blocked = state != pci_channel_io_perm_failure;
+	}
+	return vfio_pci_core_aer_err_detected(pdev, state);
+}
+
+static void vfio_cxl_core_error_resume(struct pci_dev *pdev)
+{
+	struct vfio_cxl *cxl = pdev_to_cxl(pdev);
+
+	if (cxl && cxl->err_blocked) {
+		cxl->err_blocked = false;
+		vfio_cxl_mem_unblock(cxl);
+	}
+}
+
+/**
+ * vfio_cxl_core_unregister_device() - remove() of a vfio-cxl variant driver
+ * @cdev: the device
+ *
+ * Zaps and blocks the memory for good, then unregisters the vfio device,
+ * which waits for user space to close it: a user that keeps its mapping of
+ * a device being removed (surprise removal, the CXL core tearing the region
+ * down) gets SIGBUS instead of a write-back mapping of memory that is gone.
+ */
+void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
+{
+	vfio_cxl_mem_block(cdev->cxl);
+	vfio_pci_core_unregister_device(&cdev->pci_core);
+}
+EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_unregister_device, "VFIO_CXL");
+
+/*
  * vfio_cxl_core_err_handlers - PCI error and reset callbacks
  *
  * For the pci_driver of a vfio-cxl variant driver: vfio-pci core's AER
- * handling, plus the reset callbacks that keep the memory region's
- * mappings and the DVSEC shadow consistent across any function reset.
+ * handling with the memory blocked first, plus the reset callbacks that
+ * keep the memory region's mappings consistent across any function reset.
  */
 const struct pci_error_handlers vfio_cxl_core_err_handlers = {
-	.error_detected = vfio_pci_core_aer_err_detected,
+	.error_detected = vfio_cxl_core_error_detected,
+	.resume = vfio_cxl_core_error_resume,
 	.reset_prepare = vfio_cxl_core_reset_prepare,
 	.reset_done = vfio_cxl_core_reset_done,
 };

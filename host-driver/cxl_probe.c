@@ -38,7 +38,14 @@ static unsigned int vfio_cxl_active_timeout_ms(u32 size_low)
 	return MSEC_PER_SEC << (2 * min(enc, VFIO_CXL_ACTIVE_TIMEOUT_MAX));
 }
 
-static int vfio_cxl_wait_mem_active(struct pci_dev *pdev, u16 dvsec)
+/**
+ * vfio_cxl_wait_mem_active() - wait for DVSEC Range 1 Memory_Active
+ * @pdev: PCI device
+ * @dvsec: config offset of its CXL Device DVSEC
+ *
+ * Return: 0, -ENODEV when the device does not answer, -ETIMEDOUT.
+ */
+int vfio_cxl_wait_mem_active(struct pci_dev *pdev, u16 dvsec)
 {
 	unsigned long deadline;
 	bool valid = false;
@@ -247,7 +254,14 @@ static int vfio_cxl_read_hdm(struct vfio_cxl *cxl)
 	return vfio_cxl_check_decoders(cxl);
 }
 
-static bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl)
+/**
+ * vfio_cxl_hdm_decodes_bind() - does decoder 0 still decode what it did?
+ * @cxl: device state; the component BAR must be decoding
+ *
+ * Return: true if decoder 0 is committed with the bind-time base, size and
+ * DPA skip.
+ */
+bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl)
 {
 	static const unsigned int regs[] = {
 		VFIO_CXL_HDM_DEC_BASE_LOW(0), VFIO_CXL_HDM_DEC_BASE_HIGH(0),
@@ -268,44 +282,19 @@ static bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl)
 	return true;
 }
 
-/**
- * vfio_cxl_hdm_matches_bind() - does decoder 0 still decode what it did?
- * @cxl: device state, with @comp_io mapped; memory_lock held
- *
- * The decoder registers sit in a BAR, which answers only while Memory
- * Space is enabled; the CXL memory does not depend on it, so the user may
- * have it off now. It is then enabled in the hardware for the read alone:
- * every vfio write of the command register takes memory_lock for write,
- * so none can interleave, and the BARs hold their host addresses (vfio-pci
- * virtualizes the BAR registers).
- *
- * Return: true if decoder 0 is still committed with the bind-time base,
- * size and DPA skip.
- */
-bool vfio_cxl_hdm_matches_bind(struct vfio_cxl *cxl)
-{
-	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
-	bool off, ret;
-	u16 cmd;
-
-	lockdep_assert_held(&cxl->cdev->pci_core.memory_lock);
-
-	pci_read_config_word(pdev, PCI_COMMAND, &cmd);
-	off = !PCI_POSSIBLE_ERROR(cmd) && !(cmd & PCI_COMMAND_MEMORY);
-	if (off)
-		pci_write_config_word(pdev, PCI_COMMAND,
-				      cmd | PCI_COMMAND_MEMORY);
-	ret = vfio_cxl_hdm_decodes_bind(cxl);
-	if (off)
-		pci_write_config_word(pdev, PCI_COMMAND, cmd);
-	return ret;
-}
-
 static void vfio_cxl_release_hpa(void *data)
 {
 	struct vfio_cxl *cxl = data;
 
 	release_mem_region(cxl->hpa.start, range_len(&cxl->hpa));
+}
+
+static void vfio_cxl_unmap_comp(void *data)
+{
+	struct vfio_cxl *cxl = data;
+
+	pci_iounmap(cxl->cdev->pci_core.pdev, cxl->comp_io);
+	cxl->comp_io = NULL;
 }
 
 static void vfio_cxl_read_dvsec(struct vfio_cxl *cxl)
@@ -320,12 +309,23 @@ static void vfio_cxl_read_dvsec(struct vfio_cxl *cxl)
 			pci_read_config_dword(pdev, cxl->dvsec + off, &val);
 		put_unaligned_le32(val, &cxl->dvsec_bind[off]);
 	}
+	cxl->dvsec_cap = get_unaligned_le16(&cxl->dvsec_bind[VFIO_CXL_DVSEC_CAP]);
+
+	/*
+	 * Firmware programs the Range Base registers with the host physical
+	 * address; the user's view starts at 0 like the comp-regs view.
+	 */
+	for (off = 0; off < CXL_DVSEC_RANGE_MAX; off++) {
+		put_unaligned_le32(0, &cxl->dvsec_bind[PCI_DVSEC_CXL_RANGE_BASE_HIGH(off)]);
+		put_unaligned_le32(0, &cxl->dvsec_bind[PCI_DVSEC_CXL_RANGE_BASE_LOW(off)]);
+	}
 }
 
 static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 {
 	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
 	u64 dec_size, dec_skip, capacity;
+	struct cxl_memdev *cxlmd;
 	u32 hi, lo;
 	int rc;
 
@@ -384,12 +384,11 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 		return rc;
 	}
 
-	cxl->cxlmd = devm_cxl_probe_mem(&cxl->cxlds, &cxl->hpa);
-	if (IS_ERR(cxl->cxlmd)) {
-		rc = PTR_ERR(cxl->cxlmd);
+	cxlmd = devm_cxl_probe_mem(&cxl->cxlds, &cxl->hpa);
+	if (IS_ERR(cxlmd)) {
+		rc = PTR_ERR(cxlmd);
 		pci_err(pdev, "no firmware-committed HDM decoder/region: devm_cxl_probe_mem() failed: %pe (are cxl_acpi and cxl_mem loaded, and did firmware commit the host bridge and endpoint decoders?)\n",
-			cxl->cxlmd);
-		cxl->cxlmd = NULL;
+			cxlmd);
 		return rc;
 	}
 	if (range_len(&cxl->hpa) != dec_size) {
@@ -398,10 +397,14 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 		return -EOPNOTSUPP;
 	}
 
-	cxl->hpa_res = request_mem_region_exclusive(cxl->hpa.start,
-						    range_len(&cxl->hpa),
-						    "vfio-cxl");
-	if (!cxl->hpa_res) {
+	if (range_len(&cxl->hpa) > VFIO_CXL_MAX_REGION_SIZE) {
+		pci_err(pdev, "region %pra is larger than a VFIO region can be (%llu GiB)\n",
+			&cxl->hpa, VFIO_CXL_MAX_REGION_SIZE >> 30);
+		return -EOPNOTSUPP;
+	}
+
+	if (!request_mem_region_exclusive(cxl->hpa.start, range_len(&cxl->hpa),
+					  "vfio-cxl")) {
 		pci_err(pdev, "region %pra is busy (claimed by another driver, e.g. dax/kmem)\n",
 			&cxl->hpa);
 		return -EBUSY;
@@ -410,8 +413,17 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 	if (rc)
 		return rc;
 
+	/* Decoder validation and restore need the registers at any time. */
+	cxl->comp_io = pci_iomap(pdev, cxl->comp_bar, 0);
+	if (!cxl->comp_io)
+		return -ENOMEM;
+	rc = devm_add_action_or_reset(&pdev->dev, vfio_cxl_unmap_comp, cxl);
+	if (rc)
+		return rc;
+
 	vfio_cxl_read_dvsec(cxl);
 	vfio_cxl_comp_build_view(cxl);
+	cxl->needs_clear = true;	/* a previous owner may have left data */
 	return 0;
 }
 
@@ -445,10 +457,7 @@ int vfio_cxl_probe_cxl(struct vfio_cxl_core_device *cdev)
 	cxl->cdev = cdev;
 	cxl->dvsec = dvsec;
 	cxl->mem_index = -1;
-	cxl->comp_index = -1;
 	rc = devm_mutex_init(&pdev->dev, &cxl->cfg_lock);
-	if (!rc)
-		rc = devm_mutex_init(&pdev->dev, &cxl->check_lock);
 	if (rc)
 		return rc;
 

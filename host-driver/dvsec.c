@@ -6,20 +6,25 @@
  * per-open shadow; no guest write reaches the device's DVSEC. Each register
  * has one entry in vfio_cxl_dvsec_regs[] saying where reads come from and
  * which bits a write may change (RW, RW1C, write-once, lockable by
- * CONFIG_LOCK). The Control2 doorbells (Initiate Cache Write Back and
- * Invalidation, Initiate CXL Reset) are never forwarded: their completion is
- * synthesized in Status2. Every other CXL DVSEC (Register Locator, GPF,
- * ...) reads from the device and drops writes. The rest of config space is
- * vfio-pci core's.
+ * CONFIG_LOCK). The Range Base registers start at 0: firmware put host
+ * physical addresses there. The Control2 doorbells are carried out by the
+ * host on the device, and only when the device advertises them: Initiate
+ * CXL Reset runs a real CXL Reset (reset.c; Mem_Clr if the user asked and
+ * the device can), Initiate Cache Write Back and Invalidation a real one.
+ * Status2 then reports completion or error. A function reset (FLR) leaves
+ * the shadow alone, as it leaves a device's DVSEC (CXL r3.1 9.5). Every
+ * other CXL DVSEC (Register Locator, GPF, ...) reads from the device and
+ * drops writes. The rest of config space is vfio-pci core's.
+ *
+ * cfg_lock is never held across a user copy or while memory_lock is taken:
+ * a user buffer may be a mapping of this device, whose fault takes
+ * memory_lock, and resets take cfg_lock under memory_lock.
  */
 #include <linux/pci.h>
 #include <linux/uaccess.h>
 #include <linux/unaligned.h>
 
 #include "vfio_cxl_priv.h"
-
-/* PCI Bus Power Management r1.2 3.2.4: PMCSR PowerState 11b is D3hot. */
-#define VFIO_CXL_PMCSR_D3HOT	0x3
 
 /**
  * struct vfio_cxl_dvsec_reg - guest semantics of one CXL Device DVSEC register
@@ -120,15 +125,6 @@ void vfio_cxl_dvsec_init(struct vfio_cxl *cxl)
 	memcpy(cxl->dvsec_shadow, cxl->dvsec_bind, sizeof(cxl->dvsec_shadow));
 }
 
-/**
- * vfio_cxl_dvsec_reset() - the function was reset: restore the shadow
- * @cxl: device state
- */
-void vfio_cxl_dvsec_reset(struct vfio_cxl *cxl)
-{
-	vfio_cxl_dvsec_init(cxl);
-}
-
 static const struct vfio_cxl_dvsec_reg *vfio_cxl_dvsec_reg(unsigned int off)
 {
 	unsigned int i;
@@ -164,15 +160,16 @@ static u32 vfio_cxl_dvsec_read_reg(struct vfio_cxl *cxl,
 	return (val | r->set) & ~(r->clear | r->doorbell);
 }
 
-static void vfio_cxl_dvsec_write_reg(struct vfio_cxl *cxl,
-				     const struct vfio_cxl_dvsec_reg *r,
-				     u32 val, u32 wmask)
+/* Store a write in the shadow; return the doorbell bits it rang. */
+static u32 vfio_cxl_dvsec_write_reg(struct vfio_cxl *cxl,
+				    const struct vfio_cxl_dvsec_reg *r,
+				    u32 val, u32 wmask)
 {
 	u32 old, new, rw = r->rw;
 	u32 locked;
 
 	if (r->live)
-		return;
+		return 0;
 
 	locked = vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_LOCK, 2) &
 		 VFIO_CXL_DVSEC_LOCK_CONFIG;
@@ -187,89 +184,137 @@ static void vfio_cxl_dvsec_write_reg(struct vfio_cxl *cxl,
 	new &= ~(val & r->rw1c & wmask);
 	vfio_cxl_shadow_set(cxl, r->off, r->width, new);
 
-	val &= r->doorbell & wmask;
-	if (val) {
-		u32 st2 = vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_STATUS2, 2);
+	/* CXL r3.1 8.1.3.5: Cache_Invalid reads 0 while caching is enabled. */
+	if (r->off == VFIO_CXL_DVSEC_CTRL2 &&
+	    !(new & VFIO_CXL_DVSEC_CTRL2_DIS_CACHING))
+		vfio_cxl_shadow_set(cxl, VFIO_CXL_DVSEC_STATUS2, 2,
+				    vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_STATUS2, 2) &
+				    ~VFIO_CXL_DVSEC_STATUS2_CACHE_INV);
 
-		/* Completion is immediate; the real reset runs at VFIO resets. */
-		if (val & VFIO_CXL_DVSEC_CTRL2_CXL_RESET) {
-			st2 |= VFIO_CXL_DVSEC_STATUS2_RST_DONE;
-			st2 &= ~VFIO_CXL_DVSEC_STATUS2_RST_ERR;
-		}
-		if (val & VFIO_CXL_DVSEC_CTRL2_CACHE_WBI)
-			st2 |= VFIO_CXL_DVSEC_STATUS2_CACHE_INV;
-		vfio_cxl_shadow_set(cxl, VFIO_CXL_DVSEC_STATUS2, 2, st2);
+	return val & r->doorbell & wmask;
+}
+
+static void vfio_cxl_shadow_status2(struct vfio_cxl *cxl, u16 set, u16 clear)
+{
+	guard(mutex)(&cxl->cfg_lock);
+	vfio_cxl_shadow_set(cxl, VFIO_CXL_DVSEC_STATUS2, 2,
+			    (vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_STATUS2, 2) &
+			     ~clear) | set);
+}
+
+/*
+ * Carry out the doorbells a write rang, with no lock held: a CXL Reset
+ * takes memory_lock. A doorbell the device does not advertise is ignored
+ * (its capability bit, which the user reads, is 0).
+ */
+static void vfio_cxl_dvsec_doorbells(struct vfio_cxl *cxl, u32 rung)
+{
+	u16 ctrl2;
+
+	if ((rung & VFIO_CXL_DVSEC_CTRL2_CXL_RESET) &&
+	    (cxl->dvsec_cap & VFIO_CXL_DVSEC_CAP_RESET)) {
+		scoped_guard(mutex, &cxl->cfg_lock)
+			ctrl2 = vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_CTRL2, 2);
+		vfio_cxl_shadow_status2(cxl, 0, VFIO_CXL_DVSEC_STATUS2_RST_DONE |
+					VFIO_CXL_DVSEC_STATUS2_RST_ERR);
+		if (vfio_cxl_guest_cxl_reset(cxl, ctrl2 &
+					     VFIO_CXL_DVSEC_CTRL2_RST_MEM_CLR_EN))
+			vfio_cxl_shadow_status2(cxl, VFIO_CXL_DVSEC_STATUS2_RST_ERR, 0);
+		else
+			vfio_cxl_shadow_status2(cxl, VFIO_CXL_DVSEC_STATUS2_RST_DONE, 0);
+	}
+
+	if ((rung & VFIO_CXL_DVSEC_CTRL2_CACHE_WBI) &&
+	    (cxl->dvsec_cap & VFIO_CXL_DVSEC_CAP_CACHE_WBI) &&
+	    !vfio_cxl_cache_wbi(cxl)) {
+		scoped_guard(mutex, &cxl->cfg_lock)
+			ctrl2 = vfio_cxl_shadow_get(cxl, VFIO_CXL_DVSEC_CTRL2, 2);
+		if (ctrl2 & VFIO_CXL_DVSEC_CTRL2_DIS_CACHING)
+			vfio_cxl_shadow_status2(cxl, VFIO_CXL_DVSEC_STATUS2_CACHE_INV, 0);
 	}
 }
 
 /*
  * Access [off, off + n) of the Device DVSEC body, register by register.
- * Unlisted (reserved) bytes read from the device and ignore writes.
+ * Unlisted (reserved) bytes read from the device and ignore writes. The
+ * user copies happen outside cfg_lock.
  */
 static ssize_t vfio_cxl_dvsec_rw(struct vfio_cxl *cxl, char __user *buf,
 				 unsigned int off, size_t n, bool iswrite)
 {
 	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
 	u8 bytes[VFIO_CXL_DVSEC_LEN];
+	u32 rung = 0;
 	unsigned int i;
 
 	if (iswrite && copy_from_user(bytes, buf, n))
 		return -EFAULT;
 
-	guard(mutex)(&cxl->cfg_lock);
-	for (i = 0; i < n; ) {
-		const struct vfio_cxl_dvsec_reg *r = vfio_cxl_dvsec_reg(off + i);
-		unsigned int first, last, b;
-		u32 val, wmask = 0;
+	scoped_guard(mutex, &cxl->cfg_lock) {
+		for (i = 0; i < n; ) {
+			const struct vfio_cxl_dvsec_reg *r =
+				vfio_cxl_dvsec_reg(off + i);
+			unsigned int first, last, b;
+			u32 val, wmask = 0;
 
-		if (!r) {
-			if (!iswrite)
-				pci_read_config_byte(pdev, cxl->dvsec + off + i,
-						     &bytes[i]);
-			i++;
-			continue;
-		}
-
-		first = off + i - r->off;
-		last = min_t(unsigned int, r->width, off + n - r->off);
-		if (iswrite) {
-			val = 0;
-			for (b = first; b < last; b++) {
-				val |= (u32)bytes[i + b - first] << (8 * b);
-				wmask |= 0xffU << (8 * b);
+			if (!r) {
+				if (!iswrite)
+					pci_read_config_byte(pdev,
+							     cxl->dvsec + off + i,
+							     &bytes[i]);
+				i++;
+				continue;
 			}
-			vfio_cxl_dvsec_write_reg(cxl, r, val, wmask);
-		} else {
-			val = vfio_cxl_dvsec_read_reg(cxl, r);
-			for (b = first; b < last; b++)
-				bytes[i + b - first] = val >> (8 * b);
+
+			first = off + i - r->off;
+			last = min_t(unsigned int, r->width, off + n - r->off);
+			if (iswrite) {
+				val = 0;
+				for (b = first; b < last; b++) {
+					val |= (u32)bytes[i + b - first] << (8 * b);
+					wmask |= 0xffU << (8 * b);
+				}
+				rung |= vfio_cxl_dvsec_write_reg(cxl, r, val,
+								 wmask);
+			} else {
+				val = vfio_cxl_dvsec_read_reg(cxl, r);
+				for (b = first; b < last; b++)
+					bytes[i + b - first] = val >> (8 * b);
+			}
+			i += last - first;
 		}
-		i += last - first;
 	}
 
+	if (rung)
+		vfio_cxl_dvsec_doorbells(cxl, rung);
 	if (!iswrite && copy_to_user(buf, bytes, n))
 		return -EFAULT;
 	return n;
 }
 
+static bool vfio_cxl_cfg_touches(unsigned int pos, size_t count,
+				 unsigned int reg, unsigned int width)
+{
+	return pos < reg + width && pos + count > reg;
+}
+
 /*
- * vfio-pci core zaps only BAR mappings when a config write puts the
- * function in D3hot. Find such a write so that the memory region's
- * mappings are zapped too (and faults held off meanwhile). A write that
- * clears Memory Space needs nothing: the memory does not depend on it
- * (mem_region.c).
+ * May this write take the memory away? vfio-pci core zaps only BAR
+ * mappings when a write puts the function in D3hot or turns Memory Space
+ * off. Any write that touches PMCSR (or, when the memory follows Memory
+ * Space, the command register) is bracketed by a blocker, whatever its
+ * value: the value is in user memory and vfio-pci core reads it again.
  */
-static bool vfio_cxl_cfg_write_enters_d3hot(struct vfio_cxl *cxl,
-					    const char __user *buf,
-					    unsigned int pos, size_t count)
+static bool vfio_cxl_cfg_write_may_unmap(struct vfio_cxl *cxl,
+					 unsigned int pos, size_t count)
 {
 	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
-	unsigned int pmcsr = pdev->pm_cap + PCI_PM_CTRL;
-	u8 val;
 
-	return pdev->pm_cap && pos <= pmcsr && pos + count > pmcsr &&
-	       !get_user(val, buf + pmcsr - pos) &&
-	       (val & PCI_PM_CTRL_STATE_MASK) == VFIO_CXL_PMCSR_D3HOT;
+	if (pdev->pm_cap &&
+	    vfio_cxl_cfg_touches(pos, count, pdev->pm_cap + PCI_PM_CTRL, 2))
+		return true;
+	return !vfio_cxl_ignore_memory_space &&
+	       vfio_cxl_cfg_touches(pos, count, PCI_COMMAND, 2);
 }
 
 static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
@@ -282,7 +327,7 @@ static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
 	if (!iswrite)
 		return vfio_pci_core_read(core_vdev, buf, n, &p);
 
-	if (!vfio_cxl_cfg_write_enters_d3hot(cxl, buf, pos, n))
+	if (!vfio_cxl_cfg_write_may_unmap(cxl, pos, n))
 		return vfio_pci_core_write(core_vdev, buf, n, &p);
 
 	vfio_cxl_mem_block(cxl);
@@ -346,6 +391,9 @@ ssize_t vfio_cxl_config_rw(struct vfio_cxl *cxl, char __user *buf,
 			ret = vfio_cxl_dvsec_rw(cxl, buf + done, off - cxl->dvsec,
 						n, iswrite);
 		} else if (in_ro && iswrite) {
+			/* Dropped, up to the emulated body (header writes). */
+			if (off < body && body < next)
+				next = body;
 			n = min_t(size_t, n, next - off);
 			ret = n;
 		} else {

@@ -6,21 +6,26 @@
  * device-specific vfio region. mmap() inserts write-back PFN mappings on
  * fault (PMD/PUD where aligned) under the vfio-pci memory_lock.
  *
- * Memory Space: unlike a BAR, the memory does not depend on the Memory
- * Space Enable bit of the command register. CXL.mem decode of the HDM range
- * is governed by the HDM decoders and DVSEC CXL Control Mem_Enable (CXL
- * r3.1 8.1.3.2, 8.2.4.20), which the host committed and locked; HDM space
- * is independent of the BAR (MMIO) space. A guest that turns Memory Space
- * off, e.g. to size its BARs, keeps its CXL memory, as on bare metal.
+ * Memory Space: by default the memory follows the Memory Space Enable bit
+ * of the command register like a BAR: faults and read()/write() fail while
+ * it is off, and clearing it zaps the mappings first. CXL.mem decode is
+ * governed by the HDM decoder and DVSEC Mem_Enable (CXL r3.1 8.1.3.2,
+ * 8.2.4.20), but some devices raise a fatal host error when their HDM
+ * range is accessed with Memory Space off. vfio_cxl_core.ignore_memory_space
+ * restores the bare CXL behaviour for devices known to be safe.
  *
- * Zapping: vfio-pci core zaps only the file offsets of BAR0..BAR5 when it
- * resets or enters low power. Our region lives at a device-region index, in
- * the same address_space (the vfio device inode), so vfio-cxl-core zaps its
- * own range: from the PCI reset_prepare callback (every function reset,
- * whoever starts it; an FLR leaves CXL.mem alone, CXL r3.1 9.5, but the
- * callback cannot tell an FLR from a bus reset, which does not), before a
- * config write enters D3hot, and before low-power entry
- * (vfio_cxl_mem_block()).
+ * Blocking: every path that takes the memory away (a config write that may
+ * change power state or Memory Space, low-power entry, a CXL Reset, an AER
+ * error, removal) holds a counted blocker while it runs: faults fail and the
+ * mappings are zapped first. Any reset (reset_prepare: FLR, bus reset,
+ * whoever starts it) sets @resetting and zaps, without memory_lock, which
+ * vfio-pci holds for write around the resets it starts. After a reset or
+ * power transition the decoder is validated before the next access
+ * (reset.c).
+ *
+ * Zapping: vfio-pci core zaps only the file offsets of BAR0..BAR5. Our region
+ * lives at a device-region index in the same address_space (the vfio device
+ * inode), so vfio-cxl-core zaps its own range.
  */
 #include <linux/io.h>
 #include <linux/mm.h>
@@ -46,41 +51,54 @@ static bool vfio_cxl_powered_down(pci_power_t state)
 	       state == PCI_UNKNOWN;
 }
 
-/*
- * May the memory be accessed now? Called with memory_lock held for read.
- * Memory Space is deliberately not checked (see the top of this file); a
- * function in D3hot or runtime-suspended does not serve CXL.mem. After a
- * reset the decoder is validated again before the first access.
- */
-static bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
+/* Power, Memory Space and blockers allow an access. memory_lock held. */
+static bool vfio_cxl_mem_reachable(struct vfio_cxl *cxl)
 {
 	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
 
 	lockdep_assert_held(&vdev->memory_lock);
 
-	if (READ_ONCE(cxl->resetting) || READ_ONCE(cxl->mem_blocked) ||
+	if (READ_ONCE(cxl->resetting) || cxl->mem_blockers ||
 	    vdev->pm_runtime_engaged ||
 	    vfio_cxl_powered_down(vdev->pdev->current_state))
 		return false;
-
-	if (READ_ONCE(cxl->recheck)) {
-		guard(mutex)(&cxl->check_lock);
-		if (cxl->recheck) {
-			if (!vfio_cxl_hdm_matches_bind(cxl)) {
-				WRITE_ONCE(cxl->hdm_lost, true);
-				pci_warn(vdev->pdev,
-					 "HDM decoder 0 lost its committed range after reset: memory accesses now fail (SIGBUS/-EIO)\n");
-			}
-			WRITE_ONCE(cxl->recheck, false);
-		}
-	}
-
-	return !READ_ONCE(cxl->hdm_lost);
+	return vfio_cxl_ignore_memory_space || __vfio_pci_memory_enabled(vdev);
 }
 
 /*
- * vfio_pci_vmf_insert_pfn() without its Memory Space test, which is for
- * BARs: vfio_cxl_mem_usable() has checked what applies to the memory.
+ * Take memory_lock for read with the memory usable, validating the decoder
+ * first if a reset or power transition happened (under the lock for write:
+ * validation may enable Memory Space for the register reads and re-program
+ * the decoder). Return: true with memory_lock held for read.
+ */
+static bool vfio_cxl_mem_get(struct vfio_cxl *cxl)
+{
+	struct rw_semaphore *lock = &cxl->cdev->pci_core.memory_lock;
+
+	if (READ_ONCE(cxl->recheck)) {
+		down_write(lock);
+		if (cxl->recheck && vfio_cxl_mem_reachable(cxl))
+			vfio_cxl_validate(cxl);
+		downgrade_write(lock);
+	} else {
+		down_read(lock);
+	}
+
+	if (vfio_cxl_mem_reachable(cxl) && !READ_ONCE(cxl->recheck) &&
+	    !READ_ONCE(cxl->hdm_lost))
+		return true;
+	up_read(lock);
+	return false;
+}
+
+static void vfio_cxl_mem_put(struct vfio_cxl *cxl)
+{
+	up_read(&cxl->cdev->pci_core.memory_lock);
+}
+
+/*
+ * vfio_pci_vmf_insert_pfn() without its Memory Space test, which reads the
+ * BAR state: vfio_cxl_mem_get() has checked what applies to the memory.
  */
 static vm_fault_t vfio_cxl_mem_insert_pfn(struct vm_fault *vmf,
 					  unsigned long pfn, unsigned int order)
@@ -99,11 +117,10 @@ static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
 {
 	struct vm_area_struct *vma = vmf->vma;
 	struct vfio_cxl *cxl = vma->vm_private_data;
-	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
 	unsigned long addr = ALIGN_DOWN(vmf->address, PAGE_SIZE << order);
 	unsigned long npages = range_len(&cxl->hpa) >> PAGE_SHIFT;
 	unsigned long pgoff, pfn;
-	vm_fault_t ret = VM_FAULT_SIGBUS;
+	vm_fault_t ret;
 
 	pgoff = (vma->vm_pgoff & VFIO_CXL_PGOFF_MASK) +
 		linear_page_delta(vma, addr);
@@ -114,12 +131,10 @@ static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
 	if (!is_aligned_for_order(vma, addr, pfn, order))
 		return VM_FAULT_FALLBACK;
 
-	scoped_guard(rwsem_read, &vdev->memory_lock) {
-		if (!vfio_cxl_mem_usable(cxl))
-			return VM_FAULT_SIGBUS;
-		ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
-	}
-
+	if (!vfio_cxl_mem_get(cxl))
+		return VM_FAULT_SIGBUS;
+	ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
+	vfio_cxl_mem_put(cxl);
 	return ret;
 }
 
@@ -205,14 +220,15 @@ static ssize_t vfio_cxl_mem_rw(struct vfio_pci_core_device *vdev,
 			ret = -EFAULT;
 			break;
 		}
-		scoped_guard(rwsem_read, &vdev->memory_lock) {
-			if (!vfio_cxl_mem_usable(cxl))
-				ret = -EIO;
-			else if (iswrite)
-				memcpy(kva, bounce, n);
-			else
-				memcpy(bounce, kva, n);
+		if (!vfio_cxl_mem_get(cxl)) {
+			ret = -EIO;
+			break;
 		}
+		if (iswrite)
+			memcpy(kva, bounce, n);
+		else if (copy_mc_to_kernel(bounce, kva, n))
+			ret = -EIO;	/* poisoned line: no machine check */
+		vfio_cxl_mem_put(cxl);
 		if (ret)
 			break;
 		if (!iswrite && copy_to_user(buf + done, bounce, n)) {
@@ -234,8 +250,13 @@ static void vfio_cxl_mem_release(struct vfio_pci_core_device *vdev,
 {
 	struct vfio_cxl *cxl = region->data;
 
+	if (cxl->pfn_space_registered) {
+		unregister_pfn_address_space(&cxl->pfn_space);
+		cxl->pfn_space_registered = false;
+	}
 	memunmap(cxl->mem_kva);
 	cxl->mem_kva = NULL;
+	cxl->mem_index = -1;
 }
 
 static const struct vfio_pci_regops vfio_cxl_mem_regops = {
@@ -243,6 +264,21 @@ static const struct vfio_pci_regops vfio_cxl_mem_regops = {
 	.mmap = vfio_cxl_mem_mmap,
 	.release = vfio_cxl_mem_release,
 };
+
+/* memory_failure(): where in @vma the poisoned @pfn is mapped. */
+static int vfio_cxl_pfn_to_vma_pgoff(struct vm_area_struct *vma,
+				     unsigned long pfn, pgoff_t *pgoff)
+{
+	struct vfio_cxl *cxl = vma->vm_private_data;
+	unsigned long first = PHYS_PFN(cxl->hpa.start) +
+			      (vma->vm_pgoff & VFIO_CXL_PGOFF_MASK);
+
+	if (vma->vm_ops != &vfio_cxl_mem_vm_ops || pfn < first ||
+	    pfn - first >= vma_pages(vma))
+		return -EFAULT;
+	*pgoff = vma->vm_pgoff + (pfn - first);
+	return 0;
+}
 
 /**
  * vfio_cxl_mem_register() - register the memory region for this open
@@ -283,7 +319,16 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
 	cxl->mem_index = index;
 	WRITE_ONCE(cxl->hdm_lost, false);
 	WRITE_ONCE(cxl->recheck, true);
-	WRITE_ONCE(cxl->mem_blocked, false);
+
+	/* memory_failure() on these PFNs then reaches the mapping's users. */
+	cxl->pfn_space.node.start = PHYS_PFN(cxl->hpa.start);
+	cxl->pfn_space.node.last = PHYS_PFN(cxl->hpa.end);
+	cxl->pfn_space.mapping = vdev->vdev.inode->i_mapping;
+	cxl->pfn_space.pfn_to_vma_pgoff = vfio_cxl_pfn_to_vma_pgoff;
+	ret = register_pfn_address_space(&cxl->pfn_space);
+	if (ret && ret != -EOPNOTSUPP)
+		return ret;	/* vfio_pci_core_disable() releases the region */
+	cxl->pfn_space_registered = !ret;
 	return 0;
 }
 
@@ -306,35 +351,42 @@ void vfio_cxl_mem_zap(struct vfio_cxl *cxl)
 }
 
 /**
- * vfio_cxl_mem_block() - fail faults and zap mappings until unblocked
+ * vfio_cxl_mem_block() - fail accesses and zap mappings until unblocked
  * @cxl: device state
  *
- * Used around operations of vfio-pci core that turn power off (D3hot,
- * low-power entry) and zap only the BAR mappings themselves. A fault racing
- * with such an operation must not install a mapping that outlives it.
+ * Around operations that take the memory away (power state or Memory Space
+ * changes, low-power entry, errors, removal). Blockers are counted, so two
+ * paths cannot unblock each other. The decoder is validated again before
+ * the first access after the last unblock.
  */
 void vfio_cxl_mem_block(struct vfio_cxl *cxl)
 {
 	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
 
 	down_write(&vdev->memory_lock);
-	WRITE_ONCE(cxl->mem_blocked, true);
+	cxl->mem_blockers++;
+	WRITE_ONCE(cxl->recheck, true);
 	vfio_cxl_mem_zap(cxl);
 	up_write(&vdev->memory_lock);
 }
 
 /**
- * vfio_cxl_mem_unblock() - let faults in again
+ * vfio_cxl_mem_unblock() - drop a blocker taken by vfio_cxl_mem_block()
  * @cxl: device state
  *
- * They still fail while the device is in D3hot or a low-power state: those
- * checks are made at each fault.
+ * Faults still fail while the device is in D3hot, in low power or has
+ * Memory Space off: those checks are made at each access. The mappings are
+ * zapped once more if the device did not come back to D0, so that nothing
+ * installed around the transition survives it.
  */
 void vfio_cxl_mem_unblock(struct vfio_cxl *cxl)
 {
 	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
 
 	down_write(&vdev->memory_lock);
-	WRITE_ONCE(cxl->mem_blocked, false);
+	if (!WARN_ON_ONCE(!cxl->mem_blockers))
+		cxl->mem_blockers--;
+	if (vdev->pdev->current_state != PCI_D0)
+		vfio_cxl_mem_zap(cxl);
 	up_write(&vdev->memory_lock);
 }

@@ -65,14 +65,17 @@ out_put:
 
 /*
  * Also runs when the CXL core tears the memdev down (cxl_acpi unbind,
- * region removal) and releases this driver: like any vfio-pci unbind, it
- * waits until user space has closed the device.
+ * region removal) and releases this driver: the memory is blocked at once,
+ * then, like any vfio-pci unbind, it waits until user space has closed the
+ * device.
  */
 static void vfio_cxl_pci_remove(struct pci_dev *pdev)
 {
 	struct vfio_pci_core_device *vdev = dev_get_drvdata(&pdev->dev);
 
-	vfio_pci_core_unregister_device(vdev);
+	vfio_cxl_core_unregister_device(container_of(vdev,
+						     struct vfio_cxl_core_device,
+						     pci_core));
 	vfio_put_device(&vdev->vdev);
 }
 

@@ -7,6 +7,7 @@
 #define __VFIO_CXL_PRIV_H
 
 #include <linux/bits.h>
+#include <linux/memory-failure.h>
 #include <linux/mutex.h>
 #include <linux/range.h>
 #include <linux/sizes.h>
@@ -22,6 +23,12 @@
 #define VFIO_CXL_DVSEC_BODY		0x0a	/* first byte after DVSEC Header 2 */
 /* CXL r3.1 8.1.3.1 DVSEC CXL Capability */
 #define VFIO_CXL_DVSEC_CAP		PCI_DVSEC_CXL_CAP
+/* CXL r3.1 8.1.3.1 DVSEC CXL Capability bits not in <uapi/linux/pci_regs.h> */
+#define  VFIO_CXL_DVSEC_CAP_CACHE		BIT(0)
+#define  VFIO_CXL_DVSEC_CAP_CACHE_WBI		BIT(6)
+#define  VFIO_CXL_DVSEC_CAP_RESET		BIT(7)
+#define  VFIO_CXL_DVSEC_CAP_RESET_TIMEOUT	GENMASK(10, 8)
+#define  VFIO_CXL_DVSEC_CAP_RESET_MEM_CLR	BIT(11)
 /* CXL r3.1 8.1.3.2 DVSEC CXL Control (RWL: locked by CONFIG_LOCK) */
 #define VFIO_CXL_DVSEC_CTRL		PCI_DVSEC_CXL_CTRL
 #define  VFIO_CXL_DVSEC_CTRL_CACHE_EN	BIT(0)
@@ -78,6 +85,7 @@
 #define VFIO_CXL_HDM_CAP		0x00	/* HDM Decoder Capability */
 #define  VFIO_CXL_HDM_CAP_COUNT		GENMASK(3, 0)
 #define VFIO_CXL_HDM_GLOBAL_CTRL	0x04	/* HDM Decoder Global Control */
+#define  VFIO_CXL_HDM_GLOBAL_CTRL_ENABLE	BIT(1)
 #define VFIO_CXL_HDM_DEC_FIRST		0x10
 #define VFIO_CXL_HDM_DEC_STRIDE		0x20
 #define VFIO_CXL_HDM_DEC(n)		(VFIO_CXL_HDM_DEC_FIRST + \
@@ -100,6 +108,12 @@
 #define VFIO_CXL_HDM_MAX_DECODERS	32
 #define VFIO_CXL_HDM_SIZE(count)	VFIO_CXL_HDM_DEC(count)
 
+/*
+ * VFIO encodes the region index above bit VFIO_PCI_OFFSET_SHIFT of the file
+ * offset: a region can be at most this large.
+ */
+#define VFIO_CXL_MAX_REGION_SIZE	BIT_ULL(VFIO_PCI_OFFSET_SHIFT)
+
 /**
  * struct vfio_cxl_ro_range - a config-space range guest writes never reach
  * @start: config-space offset
@@ -114,12 +128,11 @@ struct vfio_cxl_ro_range {
  * struct vfio_cxl - CXL state of a bound device (devm on the PCI device)
  * @cxlds: CXL core device state; must stay first (devm_cxl_dev_state_create)
  * @cdev: back pointer to the vfio-cxl core device
- * @cxlmd: memdev returned by devm_cxl_probe_mem()
  * @hpa: host physical range of the firmware-committed region
- * @hpa_res: our exclusive claim on @hpa
  * @dvsec: config offset of the CXL Device DVSEC
  * @dvsec_len: its length (header included)
- * @dvsec_bind: the DVSEC as read at bind, restored at open and after reset
+ * @dvsec_bind: the DVSEC as read at bind, Range Base registers zeroed (they
+ *	hold host addresses): the start of every open's shadow
  * @ro: CXL DVSECs (all of them) that guest writes never reach
  * @nr_ro: number of entries in @ro
  * @comp_bar: BAR holding the component register block
@@ -128,26 +141,33 @@ struct vfio_cxl_ro_range {
  * @hdm_count: number of HDM decoders
  * @hdm_bind: the HDM structure as read at bind (host view, with HPA)
  * @hdm_view: the HDM structure as the comp-regs region shows it (base 0)
- * @cfg_lock: protects @dvsec_shadow
+ * @dvsec_cap: the device's DVSEC CXL Capability, read at bind
+ * @cfg_lock: protects @dvsec_shadow; never held across a user copy
  * @dvsec_shadow: per-open guest view of the DVSEC
- * @mem_kva: write-back kernel mapping of @hpa (read()/write(); on x86
- *	it also holds the PAT memory type of @hpa at write-back)
+ * @mem_kva: write-back kernel mapping of @hpa (read()/write() and the host
+ *	side clear; on x86 it also holds the PAT memory type of @hpa at
+ *	write-back)
  * @comp_io: uncached mapping of @comp_bar (the core may not own that BAR)
- * @mem_index: vfio region index of the memory region
- * @comp_index: vfio region index of the comp-regs region
- * @is_open: the device is open (regions registered)
- * @resetting: a reset is in progress: faults and rw fail
- * @recheck: the decoder must be validated again before the next access
- * @hdm_lost: the decoder did not survive a reset: faults and rw fail
- * @mem_blocked: power is being switched off (D3hot, low power): faults fail
- * @check_lock: serializes decoder re-validation
+ * @mem_index: vfio region index of the memory region, -1 when not open
+ * @pfn_space: the memory's PFNs for memory_failure() (registered per open)
+ * @pfn_space_registered: @pfn_space is registered
+ * @mem_blockers: paths that currently forbid access to the memory (power
+ *	or Memory Space changes, errors, removal); memory_lock protects it
+ * @resetting: a function reset runs (reset_prepare to reset_done)
+ * @err_blocked: an AER error holds a blocker until the device resumes
+ *	(only the error handlers use it; PCI error recovery serializes them)
+ * @needs_clear: the memory may hold a previous user's data (set at bind and
+ *	at every close until a clear succeeds); open and close, which the vfio
+ *	device set serializes, and the clear use it
+ * @recheck: decoder and Memory_Active must be validated before the next
+ *	access (after any reset or power transition)
+ * @hdm_lost: the decoder could not be validated or restored: accesses fail
+ *	until the next successful validation
  */
 struct vfio_cxl {
 	struct cxl_dev_state cxlds;
 	struct vfio_cxl_core_device *cdev;
-	struct cxl_memdev *cxlmd;
 	struct range hpa;
-	struct resource *hpa_res;
 
 	u16 dvsec;
 	u16 dvsec_len;
@@ -162,20 +182,22 @@ struct vfio_cxl {
 	u32 hdm_bind[VFIO_CXL_HDM_SIZE(VFIO_CXL_HDM_MAX_DECODERS) / 4];
 	u32 hdm_view[VFIO_CXL_HDM_SIZE(VFIO_CXL_HDM_MAX_DECODERS) / 4];
 
+	u16 dvsec_cap;
 	struct mutex cfg_lock;		/* protects dvsec_shadow */
 	u8 dvsec_shadow[VFIO_CXL_DVSEC_LEN];
 
 	void *mem_kva;
 	void __iomem *comp_io;
 	int mem_index;
-	int comp_index;
+	struct pfn_address_space pfn_space;
+	bool pfn_space_registered;
 
-	bool is_open;
+	unsigned int mem_blockers;
 	bool resetting;
+	bool err_blocked;
+	bool needs_clear;
 	bool recheck;
 	bool hdm_lost;
-	bool mem_blocked;
-	struct mutex check_lock;	/* serializes decoder re-validation */
 };
 
 static inline struct vfio_cxl *vdev_to_cxl(struct vfio_device *core_vdev)
@@ -187,12 +209,21 @@ static inline struct vfio_cxl *vdev_to_cxl(struct vfio_device *core_vdev)
 /* module parameters (core.c) */
 extern bool vfio_cxl_host_access;
 extern bool vfio_cxl_allow_unlocked;
+extern bool vfio_cxl_clear_memory_param;
+extern bool vfio_cxl_ignore_memory_space;
 
 /* cxl_probe.c */
 int vfio_cxl_probe_cxl(struct vfio_cxl_core_device *cdev);
 int vfio_cxl_hdm_read_live(struct vfio_cxl *cxl, void __iomem *hdm,
 			   u32 *regs);
-bool vfio_cxl_hdm_matches_bind(struct vfio_cxl *cxl);
+int vfio_cxl_wait_mem_active(struct pci_dev *pdev, u16 dvsec);
+bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl);
+
+/* reset.c */
+void vfio_cxl_validate(struct vfio_cxl *cxl);
+int vfio_cxl_cache_wbi(struct vfio_cxl *cxl);
+int vfio_cxl_guest_cxl_reset(struct vfio_cxl *cxl, bool mem_clr);
+int vfio_cxl_clear_memory(struct vfio_cxl *cxl);
 
 /* mem_region.c */
 int vfio_cxl_mem_register(struct vfio_cxl *cxl);
@@ -202,7 +233,6 @@ void vfio_cxl_mem_unblock(struct vfio_cxl *cxl);
 
 /* comp_regs.c */
 int vfio_cxl_comp_register(struct vfio_cxl *cxl);
-void vfio_cxl_comp_close(struct vfio_cxl *cxl);
 void vfio_cxl_comp_build_view(struct vfio_cxl *cxl);
 bool vfio_cxl_is_comp_bar(struct vfio_cxl *cxl, unsigned int index);
 ssize_t vfio_cxl_comp_bar_rw(struct vfio_cxl *cxl, char __user *buf,
@@ -213,7 +243,6 @@ int vfio_cxl_comp_bar_info(struct vfio_cxl *cxl, struct vfio_region_info *info,
 
 /* dvsec.c */
 void vfio_cxl_dvsec_init(struct vfio_cxl *cxl);
-void vfio_cxl_dvsec_reset(struct vfio_cxl *cxl);
 ssize_t vfio_cxl_config_rw(struct vfio_cxl *cxl, char __user *buf,
 			   size_t count, loff_t *ppos, bool iswrite);
 

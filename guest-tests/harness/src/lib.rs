@@ -33,6 +33,7 @@ pub mod error;
 pub mod guestdriver;
 pub mod hostdriver;
 pub mod hostdriver_fuzz;
+pub mod hostdriver_tenants;
 pub mod hw;
 pub mod kernel;
 pub mod modules;

@@ -58,6 +58,18 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::rebind_check,
         },
         VmTest {
+            name: crate::hostdriver_tenants::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: user A fills the memory and exits, user B reads only zeros, the memory-backend file holds only zeros after the last close, and the kernel log reports each clear",
+            spec: crate::hostdriver_tenants::spec,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
+            name: "host-driver-tenants@debug",
+            about: "host-driver-tenants on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::hostdriver_tenants::spec_debug,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
             name: "host-driver-uapi@debug",
             about: "host-driver-uapi on the debug test kernel (lockdep, KASAN, UBSAN, KFENCE, atomic sleep, hung tasks; cargo xtask build-test-kernel): any report fails it",
             spec: hostdriver::uapi_spec_debug,

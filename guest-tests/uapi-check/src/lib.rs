@@ -10,5 +10,6 @@ pub mod checks;
 pub mod coherence;
 pub mod facts;
 pub mod fuzz;
+pub mod isolation;
 pub mod pattern;
 pub mod vfio;

@@ -12,6 +12,10 @@
 //! `coherence: N passed, M failed`. `--coherence-dev DEV
 //! --unbind-while-mapped BDF` unbinds the device under a live mapping.
 //!
+//! `--tenant-write SEED` fills the whole memory region with a pattern and
+//! exits (closing the device); `--tenant-read` then checks that a new
+//! user reads only zeros (isolation.rs; the VM test host-driver-tenants).
+//!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
@@ -26,8 +30,10 @@ use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::facts::fact;
+use vfio_cxl_uapi_check::isolation;
 
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--reopen N] [--reopen-only] [--bench-fault]
+       vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
        vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
@@ -41,6 +47,10 @@ enum Mode {
     ReopenOnly,
     /// The fault benchmark.
     BenchFault,
+    /// Fill the memory as one user, then exit.
+    TenantWrite(u64),
+    /// Check, as the next user, that the memory reads 0.
+    TenantRead,
 }
 
 fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
@@ -65,9 +75,14 @@ fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
             }
             "--reopen-only" if mode == Mode::Checks => mode = Mode::ReopenOnly,
             "--bench-fault" if mode == Mode::Checks => mode = Mode::BenchFault,
-            "--reopen-only" | "--bench-fault" => {
-                return Err("--reopen-only and --bench-fault exclude each other".into())
+            "--tenant-write" if mode == Mode::Checks => {
+                mode = Mode::TenantWrite(num("--tenant-write")?)
             }
+            "--tenant-read" if mode == Mode::Checks => mode = Mode::TenantRead,
+            "--reopen-only" | "--bench-fault" | "--tenant-write" | "--tenant-read" => return Err(
+                "--reopen-only, --bench-fault, --tenant-write and --tenant-read exclude each other"
+                    .into(),
+            ),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
             s if bdf.is_none() => bdf = Some(s.to_owned()),
             s => return Err(format!("unexpected argument {s}")),
@@ -219,6 +234,16 @@ fn main() -> ExitCode {
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
     if mode == Mode::BenchFault {
         return bench_fault(&bdf, options);
+    }
+    if let Mode::TenantWrite(seed) = mode {
+        let outcome = isolation::tenant_write(&bdf, seed);
+        report("tenant_write", &outcome);
+        return summary(&[("tenant_write", outcome)]);
+    }
+    if mode == Mode::TenantRead {
+        let outcome = isolation::tenant_read(&bdf);
+        report("tenant_read", &outcome);
+        return summary(&[("tenant_read", outcome)]);
     }
     if mode == Mode::ReopenOnly {
         let outcome = checks::reopen(&bdf, reopen);

@@ -227,6 +227,15 @@ impl Device {
         })
     }
 
+    /// `VFIO_DEVICE_GET_INFO` into a buffer of `argsz` bytes pre-filled
+    /// with `poison`: what the kernel wrote, and what it left.
+    pub fn info_poisoned(&self, argsz: u32, poison: u8) -> io::Result<Vec<u8>> {
+        let mut buf = vec![poison; argsz as usize];
+        buf[0..4].copy_from_slice(&argsz.to_ne_bytes());
+        ioctl_buf(&self.fd, VFIO_DEVICE_GET_INFO, &mut buf)?;
+        Ok(buf)
+    }
+
     /// `VFIO_DEVICE_GET_REGION_INFO` with a caller-chosen argsz (bad-input checks).
     pub fn region_info_argsz(&self, index: u32, argsz: u32) -> io::Result<()> {
         let mut buf = vec![0u8; size_of::<vfio_region_info>().max(argsz as usize)];

@@ -26,6 +26,7 @@ struct vfio_cxl_core_device {
 
 int vfio_cxl_core_check_device(struct pci_dev *pdev);
 int vfio_cxl_core_probe(struct vfio_cxl_core_device *cdev);
+void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev);
 int vfio_cxl_core_open_device(struct vfio_device *core_vdev);
 void vfio_cxl_core_close_device(struct vfio_device *core_vdev);
 long vfio_cxl_core_ioctl(struct vfio_device *core_vdev, unsigned int cmd,
