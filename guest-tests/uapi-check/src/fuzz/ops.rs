@@ -916,14 +916,16 @@ impl Worker<'_> {
                 "ioeventfd",
                 format!("accepted on {where_} (a write there must not be forwarded)"),
             ),
-            // Refused by a filter, as vfio-pci refuses the MSI-X table,
-            // not by accident (EBUSY: the BAR could not be reserved).
-            (Err(e), true) if in_block && errno(e) != libc::EINVAL => self.fail(
+            // Refused by a filter (EINVAL, as vfio-pci refuses the MSI-X
+            // table; ENOTTY, as nvgrace-gpu refuses all), not by accident
+            // (EBUSY: the BAR could not be reserved).
+            (Err(e), true) if in_block && ![libc::EINVAL, libc::ENOTTY].contains(&errno(e)) => self.fail(
                 "ioeventfd",
-                format!("{e} on the decoder block, expected EINVAL (refused because it is the decoder block)"),
+                format!("{e} on the decoder block, expected EINVAL or ENOTTY (refused because it is the decoder block)"),
             ),
             (Err(e), false)
-                if ![libc::EINVAL, libc::EBUSY, libc::ENOSPC, libc::EEXIST].contains(&errno(e)) =>
+                if ![libc::EINVAL, libc::EBUSY, libc::ENOSPC, libc::EEXIST, libc::ENOTTY]
+                    .contains(&errno(e)) =>
             {
                 self.fail("ioeventfd", format!("{e}"));
             }
