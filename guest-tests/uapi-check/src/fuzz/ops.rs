@@ -692,6 +692,11 @@ impl Worker<'_> {
         let data = value.to_le_bytes();
         let data: Vec<u8> = (0..count).map(|i| data[i % 8]).collect();
         self.note(&format!(" dvsec+{:#x} {data:02x?}", off - layout.dvsec));
+        // A DVSEC write can start a real CXL Reset (Control2 Initiate CXL
+        // Reset, carried out on a device that can) or change Mem_Enable:
+        // the memory may be unusable meanwhile, as during any reset.
+        let _power = self.target.power.lock().unwrap();
+        let _op = self.target.power_op();
         let r = ctx
             .dev
             .pwrite(&data, region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + off);
