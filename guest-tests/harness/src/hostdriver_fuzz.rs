@@ -95,21 +95,25 @@ fn only() -> String {
     }
 }
 
-fn fuzz_script(seed: u64, seconds: u64) -> String {
+fn fuzz_script(seed: u64, seconds: u64, hang: u64) -> String {
     // The run, the watchdog's limit and its report, and slack for TCG.
-    let limit = seconds + HANG_SECONDS + 60;
+    let limit = seconds + hang + 60;
     with_lib(
         &FUZZ_SH
             .replace("@SEED@", &seed.to_string())
             .replace("@SECONDS@", &seconds.to_string())
             .replace("@THREADS@", &THREADS.to_string())
-            .replace("@HANG@", &HANG_SECONDS.to_string())
+            .replace("@HANG@", &hang.to_string())
             .replace("@ONLY@", &only())
             .replace("@LIMIT@", &limit.to_string()),
     )
 }
 
 pub fn spec() -> RunSpec {
+    spec_with_hang(HANG_SECONDS)
+}
+
+fn spec_with_hang(hang: u64) -> RunSpec {
     let (seed, seconds) = (seed(), seconds());
     let payload = base_payload(NAME)
         .file(
@@ -119,17 +123,18 @@ pub fn spec() -> RunSpec {
                 src: uapi_fuzz_binary(),
             },
         )
-        .step("uapi-fuzz", &fuzz_script(seed, seconds))
+        .step("uapi-fuzz", &fuzz_script(seed, seconds, hang))
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("report-dmesg", DMESG_SH);
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
-    spec.timeout = Duration::from_secs(240 + seconds + HANG_SECONDS);
+    spec.timeout = Duration::from_secs(240 + seconds + hang);
     spec
 }
 
-/// [`spec`] on the debug test kernel.
+/// [`spec`] on the debug test kernel, where a reset is slower (KASAN,
+/// lockdep): the hang limit grows like the test's timeout.
 pub fn spec_debug() -> RunSpec {
-    spec().on_debug_kernel()
+    spec_with_hang(HANG_SECONDS * u64::from(crate::env::DEBUG_KERNEL_SLOWDOWN)).on_debug_kernel()
 }
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
@@ -196,7 +201,7 @@ mod tests {
 
     #[test]
     fn fuzz_step_is_valid_sh_and_bounded() {
-        let s = fuzz_script(7, 60);
+        let s = fuzz_script(7, 60, HANG_SECONDS);
         assert!(s.contains("--seed 7 --seconds 60 --threads 2"), "{s}");
         assert!(!s.contains("@ONLY@"), "{s}");
         assert!(s.contains("-lt 150 ]"), "{s}");

@@ -692,6 +692,11 @@ impl Worker<'_> {
         let data = value.to_le_bytes();
         let data: Vec<u8> = (0..count).map(|i| data[i % 8]).collect();
         self.note(&format!(" dvsec+{:#x} {data:02x?}", off - layout.dvsec));
+        // A DVSEC write can start a real CXL Reset (Control2 Initiate CXL
+        // Reset, carried out on a device that can) or change Mem_Enable:
+        // the memory may be unusable meanwhile, as during any reset.
+        let _power = self.target.power.lock().unwrap();
+        let _op = self.target.power_op();
         let r = ctx
             .dev
             .pwrite(&data, region_offset(VFIO_PCI_CONFIG_REGION_INDEX) + off);
@@ -916,14 +921,16 @@ impl Worker<'_> {
                 "ioeventfd",
                 format!("accepted on {where_} (a write there must not be forwarded)"),
             ),
-            // Refused by a filter, as vfio-pci refuses the MSI-X table,
-            // not by accident (EBUSY: the BAR could not be reserved).
-            (Err(e), true) if in_block && errno(e) != libc::EINVAL => self.fail(
+            // Refused by a filter (EINVAL, as vfio-pci refuses the MSI-X
+            // table; ENOTTY, as nvgrace-gpu refuses all), not by accident
+            // (EBUSY: the BAR could not be reserved).
+            (Err(e), true) if in_block && ![libc::EINVAL, libc::ENOTTY].contains(&errno(e)) => self.fail(
                 "ioeventfd",
-                format!("{e} on the decoder block, expected EINVAL (refused because it is the decoder block)"),
+                format!("{e} on the decoder block, expected EINVAL or ENOTTY (refused because it is the decoder block)"),
             ),
             (Err(e), false)
-                if ![libc::EINVAL, libc::EBUSY, libc::ENOSPC, libc::EEXIST].contains(&errno(e)) =>
+                if ![libc::EINVAL, libc::EBUSY, libc::ENOSPC, libc::EEXIST, libc::ENOTTY]
+                    .contains(&errno(e)) =>
             {
                 self.fail("ioeventfd", format!("{e}"));
             }
