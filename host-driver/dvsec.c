@@ -301,20 +301,30 @@ static bool vfio_cxl_cfg_touches(unsigned int pos, size_t count,
 /*
  * May this write take the memory away? vfio-pci core zaps only BAR
  * mappings when a write puts the function in D3hot or turns Memory Space
- * off. Any write that touches PMCSR (or, when the memory follows Memory
- * Space, the command register) is bracketed by a blocker, whatever its
- * value: the value is in user memory and vfio-pci core reads it again.
+ * off. A write that touches PMCSR is bracketed by a blocker whatever its
+ * value. A write to the command register is bracketed when it clears
+ * Memory Space as read here; one that keeps it on (INTx Disable, Bus
+ * Master) must not fail the accesses running beside it, or a VMM dies of
+ * SIGBUS. vfio-pci core reads the value from user memory again, so a
+ * value changed in between is caught after the write: the mappings are
+ * zapped once Memory Space reads off (vfio_cxl_mem_follow_command()).
  */
 static bool vfio_cxl_cfg_write_may_unmap(struct vfio_cxl *cxl,
+					 const char __user *buf,
 					 unsigned int pos, size_t count)
 {
 	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
+	u8 cmd;
 
 	if (pdev->pm_cap &&
 	    vfio_cxl_cfg_touches(pos, count, pdev->pm_cap + PCI_PM_CTRL, 2))
 		return true;
-	return !vfio_cxl_ignore_memory_space &&
-	       vfio_cxl_cfg_touches(pos, count, PCI_COMMAND, 2);
+	if (vfio_cxl_ignore_memory_space ||
+	    !vfio_cxl_cfg_touches(pos, count, PCI_COMMAND, 1))
+		return false;
+	if (get_user(cmd, buf + PCI_COMMAND - pos))
+		return true;
+	return !(cmd & PCI_COMMAND_MEMORY);
 }
 
 static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
@@ -322,17 +332,21 @@ static ssize_t vfio_cxl_cfg_core_rw(struct vfio_cxl *cxl, char __user *buf,
 {
 	struct vfio_device *core_vdev = &cxl->cdev->pci_core.vdev;
 	loff_t p = VFIO_PCI_INDEX_TO_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX) + pos;
+	bool block;
 	ssize_t ret;
 
 	if (!iswrite)
 		return vfio_pci_core_read(core_vdev, buf, n, &p);
 
-	if (!vfio_cxl_cfg_write_may_unmap(cxl, pos, n))
-		return vfio_pci_core_write(core_vdev, buf, n, &p);
-
-	vfio_cxl_mem_block(cxl);
+	block = vfio_cxl_cfg_write_may_unmap(cxl, buf, pos, n);
+	if (block)
+		vfio_cxl_mem_block(cxl);
 	ret = vfio_pci_core_write(core_vdev, buf, n, &p);
-	vfio_cxl_mem_unblock(cxl);
+	if (!vfio_cxl_ignore_memory_space &&
+	    vfio_cxl_cfg_touches(pos, n, PCI_COMMAND, 1))
+		vfio_cxl_mem_follow_command(cxl);
+	if (block)
+		vfio_cxl_mem_unblock(cxl);
 	return ret;
 }
 

@@ -371,6 +371,23 @@ void vfio_cxl_mem_block(struct vfio_cxl *cxl)
 }
 
 /**
+ * vfio_cxl_mem_follow_command() - zap the mappings if Memory Space is off
+ * @cxl: device state
+ *
+ * After a command-register write: catches a write whose value changed
+ * between our look at it and vfio-pci core's.
+ */
+void vfio_cxl_mem_follow_command(struct vfio_cxl *cxl)
+{
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+
+	down_write(&vdev->memory_lock);
+	if (!__vfio_pci_memory_enabled(vdev))
+		vfio_cxl_mem_zap(cxl);
+	up_write(&vdev->memory_lock);
+}
+
+/**
  * vfio_cxl_mem_unblock() - drop a blocker taken by vfio_cxl_mem_block()
  * @cxl: device state
  *

@@ -230,6 +230,7 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl);
 void vfio_cxl_mem_zap(struct vfio_cxl *cxl);
 void vfio_cxl_mem_block(struct vfio_cxl *cxl);
 void vfio_cxl_mem_unblock(struct vfio_cxl *cxl);
+void vfio_cxl_mem_follow_command(struct vfio_cxl *cxl);
 
 /* comp_regs.c */
 int vfio_cxl_comp_register(struct vfio_cxl *cxl);
