@@ -53,6 +53,12 @@ pub const OUTSIDE_SEED: u64 = 0x0115_1de5;
 pub const GUEST_SEED: u64 = 0x6e57_5eed;
 /// Bind/unbind cycles of `host-driver-rebind`.
 pub const REBIND_CYCLES: u32 = 20;
+/// Kernel argument for tests of one tenant's data across opens (the
+/// vfio-user tests seed the server's file before the guest's driver opens
+/// the device, and check it survives resets and replugs): the guest's
+/// vfio-cxl-core then keeps the memory between opens. Clearing between
+/// tenants is tested by host-driver-tenants with the default.
+pub const KEEP_MEMORY_ARG: &str = "vfio_cxl_core.clear_memory=0";
 
 pub(crate) const GUEST_DIR: &str = "/opt/vfio-cxl";
 

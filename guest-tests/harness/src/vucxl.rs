@@ -95,7 +95,8 @@ pub fn refused_unmaps(outcome: &RunOutcome) -> Vec<String> {
 
 pub fn coherence_spec() -> RunSpec {
     // The server's file is filled before the boot (no handshake).
-    let payload = hostdriver::uapi_payload("vfio-user-cxl-coherence", false);
+    let payload = hostdriver::uapi_payload("vfio-user-cxl-coherence", false)
+        .cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
     vucxl_spec(payload, true)
 }
 

@@ -111,7 +111,7 @@ fn topology() -> Topology {
 
 pub fn spec() -> RunSpec {
     let buses: Vec<String> = DEVS.iter().map(|d| format!("{:02x}", d.bus_nr)).collect();
-    let mut payload = hostdriver::base_payload(NAME);
+    let mut payload = hostdriver::base_payload(NAME).cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
     payload.steps.retain(|s| s.name == "load-host-driver");
     let mut payload: Payload = payload
         .step(

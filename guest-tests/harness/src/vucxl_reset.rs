@@ -179,7 +179,7 @@ pub fn spec() -> RunSpec {
     let b = DECODER_B_SH
         .replace("@OFF@", &format!("{B_OFFSET:#x}"))
         .replace("@WORD@", &format!("{B_WORD:#x}"));
-    let mut payload = hostdriver::base_payload(NAME);
+    let mut payload = hostdriver::base_payload(NAME).cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
     payload.steps.retain(|s| s.name == "load-host-driver");
     let payload = payload
         .step("find", &format!("{LIB}\n{find}"))
