@@ -471,6 +471,11 @@ static void vfio_cxl_core_reset_done(struct pci_dev *pdev)
 		return;
 	WRITE_ONCE(cxl->recheck, true);
 	WRITE_ONCE(cxl->resetting, false);
+	/*
+	 * A sysfs reset runs without memory_lock: a fault that checked the
+	 * state before reset_prepare may have inserted a PFN since its zap.
+	 */
+	vfio_cxl_mem_zap(cxl);
 }
 
 /*
@@ -505,15 +510,27 @@ static void vfio_cxl_core_error_resume(struct pci_dev *pdev)
  * vfio_cxl_core_unregister_device() - remove() of a vfio-cxl variant driver
  * @cdev: the device
  *
- * Zaps and blocks the memory for good, then unregisters the vfio device,
- * which waits for user space to close it: a user that keeps its mapping of
- * a device being removed (surprise removal, the CXL core tearing the region
+ * Zaps and blocks the memory, then unregisters the vfio device, which
+ * waits for user space to close it: a user that keeps its mapping of a
+ * device being removed (surprise removal, the CXL core tearing the region
  * down) gets SIGBUS instead of a write-back mapping of memory that is gone.
+ * A device that is still there is then cleared before it leaves.
  */
 void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
 {
-	vfio_cxl_mem_block(cdev->cxl);
+	struct vfio_cxl *cxl = cdev->cxl;
+
+	vfio_cxl_mem_block(cxl);
 	vfio_pci_core_unregister_device(&cdev->pci_core);
+
+	/*
+	 * The last close skipped the clear (blocked). A device still there
+	 * goes back to the host, or to another driver, cleared.
+	 */
+	vfio_cxl_mem_unblock(cxl);
+	if (vfio_cxl_clear_memory_param && cxl->needs_clear &&
+	    !pci_dev_is_disconnected(cdev->pci_core.pdev))
+		vfio_cxl_clear_memory(cxl);
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_unregister_device, "VFIO_CXL");
 
@@ -535,4 +552,5 @@ EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_err_handlers, "VFIO_CXL");
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("VFIO support for CXL Type-2 devices (library for vfio-pci variant drivers)");
 MODULE_IMPORT_NS("CXL");
+MODULE_IMPORT_NS("DEVMEM");
 MODULE_SOFTDEP("pre: cxl_acpi cxl_mem");

@@ -269,12 +269,15 @@ static const struct vfio_pci_regops vfio_cxl_mem_regops = {
 static int vfio_cxl_pfn_to_vma_pgoff(struct vm_area_struct *vma,
 				     unsigned long pfn, pgoff_t *pgoff)
 {
-	struct vfio_cxl *cxl = vma->vm_private_data;
-	unsigned long first = PHYS_PFN(cxl->hpa.start) +
-			      (vma->vm_pgoff & VFIO_CXL_PGOFF_MASK);
+	struct vfio_cxl *cxl;
+	unsigned long first;
 
-	if (vma->vm_ops != &vfio_cxl_mem_vm_ops || pfn < first ||
-	    pfn - first >= vma_pages(vma))
+	/* Every VMA of the device inode comes here, BARs included. */
+	if (vma->vm_ops != &vfio_cxl_mem_vm_ops)
+		return -EFAULT;
+	cxl = vma->vm_private_data;
+	first = PHYS_PFN(cxl->hpa.start) + (vma->vm_pgoff & VFIO_CXL_PGOFF_MASK);
+	if (pfn < first || pfn - first >= vma_pages(vma))
 		return -EFAULT;
 	*pgoff = vma->vm_pgoff + (pfn - first);
 	return 0;

@@ -20,6 +20,7 @@
 #include <linux/io.h>
 #include <linux/jiffies.h>
 #include <linux/libnvdimm.h>
+#include <linux/memregion.h>
 #include <linux/pci.h>
 #include <linux/pm_runtime.h>
 #include <linux/sched.h>
@@ -250,6 +251,21 @@ int vfio_cxl_cache_wbi(struct vfio_cxl *cxl)
 }
 
 /*
+ * CXL r3.1 9.7: no host cache may hold a line of the memory across a CXL
+ * Reset: a dirty line written back after Mem_Clr would restore old data,
+ * one written back while the decoder is down goes nowhere, and a clean
+ * stale line would be read by the next user. Written back and invalidated
+ * before the reset and invalidated after it.
+ */
+static int vfio_cxl_flush_host_caches(struct vfio_cxl *cxl)
+{
+	if (!cpu_cache_has_invalidate_memregion())
+		return -EOPNOTSUPP;
+	return cpu_cache_invalidate_memregion(cxl->hpa.start,
+					      range_len(&cxl->hpa));
+}
+
+/*
  * CXL r3.1 9.7: CXL Reset, optionally clearing the memory, then the decoder
  * restored and Memory_Active awaited. memory_lock held for write, user
  * mappings zapped.
@@ -266,11 +282,24 @@ static int vfio_cxl_do_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
 	    (mem_clr && !(cap & VFIO_CXL_DVSEC_CAP_RESET_MEM_CLR)))
 		return -EOPNOTSUPP;
 
+	rc = vfio_cxl_flush_host_caches(cxl);
+	if (rc) {
+		pci_warn(pdev, "cannot flush host caches of %pra before a CXL Reset: %d\n",
+			 &cxl->hpa, rc);
+		return rc;
+	}
 	cmd = vfio_cxl_decode_on(cxl);
 	ctrl2 = vfio_cxl_hw_read16(cxl, VFIO_CXL_DVSEC_CTRL2);
 	if ((cap & VFIO_CXL_DVSEC_CAP_CACHE) &&
-	    (cap & VFIO_CXL_DVSEC_CAP_CACHE_WBI))
-		vfio_cxl_hw_cache_wbi(cxl, true);
+	    (cap & VFIO_CXL_DVSEC_CAP_CACHE_WBI)) {
+		rc = vfio_cxl_hw_cache_wbi(cxl, true);
+		if (rc) {
+			/* Resetting now would drop the device's dirty lines. */
+			vfio_cxl_hw_write16(cxl, VFIO_CXL_DVSEC_CTRL2, ctrl2);
+			vfio_cxl_decode_restore(cxl, cmd);
+			return rc;
+		}
+	}
 
 	req = vfio_cxl_hw_read16(cxl, VFIO_CXL_DVSEC_CTRL2) &
 	      ~(VFIO_CXL_DVSEC_CTRL2_CACHE_WBI | VFIO_CXL_DVSEC_CTRL2_CXL_RESET |
@@ -304,6 +333,7 @@ static int vfio_cxl_do_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
 		}
 	}
 	vfio_cxl_decode_restore(cxl, cmd);
+	vfio_cxl_flush_host_caches(cxl);
 	if (!rc)
 		rc = vfio_cxl_wait_mem_active(pdev, cxl->dvsec);
 
@@ -359,7 +389,11 @@ static int vfio_cxl_host_clear(struct vfio_cxl *cxl)
 		size_t n = min_t(u64, VFIO_CXL_CLEAR_CHUNK, len - off);
 
 		memset(kva + off, 0, n);
-		/* Write the zeros back to the device, drop stale lines. */
+		/*
+		 * Write the zeros back to the device, then drop the lines
+		 * (arm64's and riscv's invalidate alone would discard them).
+		 */
+		arch_wb_cache_pmem(kva + off, n);
 		arch_invalidate_pmem(kva + off, n);
 		cond_resched();
 	}
@@ -412,8 +446,12 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 			cmd = vfio_cxl_decode_on(cxl);
 			if (!vfio_cxl_hdm_decodes_bind(cxl))
 				vfio_cxl_hdm_restore(cxl);
-			rc = vfio_cxl_hdm_decodes_bind(cxl) ?
-			     vfio_cxl_host_clear(cxl) : -EIO;
+			rc = vfio_cxl_hdm_decodes_bind(cxl) ? 0 : -EIO;
+			/* A reset at close or open may have just happened. */
+			if (!rc)
+				rc = vfio_cxl_wait_mem_active(pdev, cxl->dvsec);
+			if (!rc)
+				rc = vfio_cxl_host_clear(cxl);
 			vfio_cxl_decode_restore(cxl, cmd);
 		}
 	}
