@@ -170,7 +170,13 @@ unbind() {
 "#;
 
 const LOAD_SH: &str = r#"echo 1 >/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts || exit 1
-insmod $VC/vfio-cxl-core.ko || exit 1
+# vfio_cxl_core.PARAM=VALUE on the kernel command line, as modprobe would
+# pass it (busybox insmod does not read /proc/cmdline).
+params=
+for a in $(cat /proc/cmdline); do
+	case "$a" in vfio_cxl_core.*) params="$params ${a#vfio_cxl_core.}" ;; esac
+done
+insmod $VC/vfio-cxl-core.ko $params || exit 1
 insmod $VC/vfio-cxl-pci.ko
 "#;
 
