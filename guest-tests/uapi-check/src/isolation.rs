@@ -154,6 +154,20 @@ pub fn cxl_reset_is_real(c: &Ctx) -> Outcome {
             libc::MAP_SHARED,
         )
         .map_err(|e| format!("mmap: {e}"))?;
+    // The resets change memory the other checks and the outside exchange
+    // (the sample offsets): keep those words and put them back at the end.
+    let whole = c
+        .dev
+        .mmap(
+            c.mem.size as usize,
+            c.mem.offset,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
+        .map_err(|e| format!("mmap of the whole memory: {e}"))?;
+    let kept: Vec<(u64, u64)> = pattern::sample_offsets(c.mem.size)
+        .map(|o| (o, whole.read_u64(o as usize)))
+        .collect();
     let marks = [
         (0usize, 0xdead_beef_0000_0001_u64),
         (PAGE as usize + 8, 0xdead_beef_0000_0002),
@@ -168,8 +182,8 @@ pub fn cxl_reset_is_real(c: &Ctx) -> Outcome {
     )?;
     comp_regs_view(c)?;
     // The mapping was zapped; this refaults through the validated decoder.
-    let kept = marks.iter().filter(|&&(o, v)| map.read_u64(o) == v).count();
-    let mut detail = format!("CXL Reset done, decoder intact, {kept}/2 marks kept");
+    let survived = marks.iter().filter(|&&(o, v)| map.read_u64(o) == v).count();
+    let mut detail = format!("CXL Reset done, decoder intact, {survived}/2 marks kept");
 
     if cap.is_set(Capability::CXL_RESET_MEM_CLR_CAPABLE) {
         for (o, v) in marks {
@@ -187,9 +201,19 @@ pub fn cxl_reset_is_real(c: &Ctx) -> Outcome {
                 format!("word at {o:#x} reads {v:#x} after CXL Reset with Mem_Clr")
             })?;
         }
+        let nonzero = kept
+            .iter()
+            .filter(|&&(o, _)| whole.read_u64(o as usize) != 0)
+            .count();
+        ensure(nonzero == 0, || {
+            format!("{nonzero} sampled words survived CXL Reset with Mem_Clr")
+        })?;
         let ctrl2 = read16(dv::CONTROL2)? & !(Control2::CXL_RESET_MEM_CLR_ENABLE.mask() as u16);
         write16(dv::CONTROL2, ctrl2)?;
         detail += "; with Mem_Clr the memory reads 0";
+    }
+    for (o, v) in kept {
+        whole.write_u64(o as usize, v);
     }
     Ok(detail)
 }
