@@ -56,6 +56,7 @@ fn topology() -> Topology {
             Endpoint::Accel {
                 id: IDS[i].into(),
                 size_mib: ACCEL_MIB,
+                props: Vec::new(),
             }
         } else {
             let prop = if i == 2 {

@@ -123,6 +123,7 @@ pub fn accel_topology(size_mib: u64, window_mib: u64) -> Topology {
                 endpoint: Some(Endpoint::Accel {
                     id: ACCEL_ID.into(),
                     size_mib,
+                    props: Vec::new(),
                 }),
             }],
         }],

@@ -14,11 +14,12 @@ use crate::env::RunSpec;
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, with_lib, ACCEL_ID, ACCEL_MIB, DMESG_SH,
 };
-use crate::qemu::backing_file;
+use crate::qemu::{backing_file, Endpoint};
 use crate::runner::{HostFacts, RunOutcome};
 use crate::sysfs;
 
 pub const NAME: &str = "host-driver-tenants";
+pub const NAME_HOST_CLEAR: &str = "host-driver-tenants-host-clear";
 const TENANT_SEED: u64 = 0x7e4a_4e75;
 
 const TENANTS_SH: &str = r#"$VC/vfio-cxl-uapi-check "$dev" --tenant-write @SEED@ >&3 || exit 1
@@ -35,6 +36,21 @@ pub fn spec() -> RunSpec {
         .step("report-dmesg", DMESG_SH);
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
     spec.after_exit = Some(nonzero_in_backing_file);
+    spec
+}
+
+/// [`spec`] with a `cxl-accel` that cannot CXL Reset (`cxl-reset=off`):
+/// the driver clears from the host.
+pub fn spec_host_clear() -> RunSpec {
+    let mut spec = spec();
+    spec.payload.name = NAME_HOST_CLEAR.into();
+    for hb in &mut spec.topology.host_bridges {
+        for rp in &mut hb.root_ports {
+            if let Some(Endpoint::Accel { props, .. }) = &mut rp.endpoint {
+                props.push("cxl-reset=off".into());
+            }
+        }
+    }
     spec
 }
 
@@ -90,7 +106,17 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     for l in &clears {
         println!("  {NAME}: {l}");
     }
-    let want = format!("cleared {ACCEL_MIB} MiB by ");
+    let by = if outcome
+        .report
+        .begin
+        .as_ref()
+        .is_some_and(|b| b.payload == NAME_HOST_CLEAR)
+    {
+        "the host"
+    } else {
+        "CXL Reset with Mem_Clr"
+    };
+    let want = format!("cleared {ACCEL_MIB} MiB by {by} in ");
     if clears.len() < 3 || !clears.iter().all(|l| l.contains(&want)) {
         p.push(format!(
             "expected a clear of {ACCEL_MIB} MiB at each open/close, kernel log has {clears:?}"

@@ -72,8 +72,14 @@ pub enum Endpoint {
     /// The project's `cxl-accel` (docs/devices/cxl-accel.md) with its
     /// device memory in a shared file in the run's scratch directory
     /// (`<scratch>/<id>.raw`, see [`backing_file`]), pre-committed by
-    /// firmware (the default `precommit=on`).
-    Accel { id: String, size_mib: u64 },
+    /// firmware (the default `precommit=on`); `props` are more
+    /// `name=value` properties of the device (e.g. `cxl-reset=off`).
+    Accel {
+        id: String,
+        size_mib: u64,
+        #[serde(default)]
+        props: Vec<String>,
+    },
     /// Any other device: the arguments after `-device`, with `{bus}`
     /// replaced by the root port's id (e.g. `cxl-accel,bus={bus},id=acc0`).
     Device { args: String },
@@ -230,7 +236,11 @@ impl Topology {
                             format!("cxl-type3,bus={},volatile-memdev={mem},id={id}", rp.id),
                         ]);
                     }
-                    Some(Endpoint::Accel { id, size_mib }) => {
+                    Some(Endpoint::Accel {
+                        id,
+                        size_mib,
+                        props,
+                    }) => {
                         let mem = format!("{id}-mem");
                         out.extend([
                             "-object".into(),
@@ -239,7 +249,10 @@ impl Topology {
                                 backing_file(scratch, id).display()
                             ),
                             "-device".into(),
-                            format!("cxl-accel,bus={},memdev={mem},id={id}", rp.id),
+                            std::iter::once(format!("cxl-accel,bus={},memdev={mem},id={id}", rp.id))
+                                .chain(props.iter().cloned())
+                                .collect::<Vec<_>>()
+                                .join(","),
                         ]);
                     }
                     Some(Endpoint::Device { args }) => {

@@ -366,6 +366,7 @@ pub fn overlap_spec() -> RunSpec {
     rp.endpoint = Some(Endpoint::Accel {
         id: OTHER_ID.into(),
         size_mib: ACCEL_MIB,
+        props: Vec::new(),
     });
     t.host_bridges[0].root_ports.push(rp);
     let script = OVERLAP_SH

@@ -74,6 +74,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::hostdriver_tenants::check,
         },
         VmTest {
+            name: crate::hostdriver_tenants::NAME_HOST_CLEAR,
+            about: "host-driver-tenants with cxl-accel,cxl-reset=off: the driver clears from the host (memset and cache write-back through a kernel mapping)",
+            spec: crate::hostdriver_tenants::spec_host_clear,
+            check: crate::hostdriver_tenants::check,
+        },
+        VmTest {
             name: "host-driver-tenants@debug",
             about: "host-driver-tenants on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
             spec: crate::hostdriver_tenants::spec_debug,
