@@ -263,11 +263,7 @@ static int vfio_cxl_read_hdm(struct vfio_cxl *cxl)
  */
 bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl)
 {
-	static const unsigned int regs[] = {
-		VFIO_CXL_HDM_DEC_BASE_LOW(0), VFIO_CXL_HDM_DEC_BASE_HIGH(0),
-		VFIO_CXL_HDM_DEC_SIZE_LOW(0), VFIO_CXL_HDM_DEC_SIZE_HIGH(0),
-		VFIO_CXL_HDM_DEC_SKIP_LOW(0), VFIO_CXL_HDM_DEC_SKIP_HIGH(0),
-	};
+	static const unsigned int regs[] = VFIO_CXL_HDM_DEC0_RANGE_REGS;
 	void __iomem *hdm = cxl->comp_io + cxl->hdm_bar_off;
 	unsigned int i;
 	u32 ctrl;

@@ -102,11 +102,7 @@ static void vfio_cxl_decode_restore(struct vfio_cxl *cxl, u16 cmd)
  */
 static int vfio_cxl_hdm_restore(struct vfio_cxl *cxl)
 {
-	static const unsigned int regs[] = {
-		VFIO_CXL_HDM_DEC_BASE_LOW(0), VFIO_CXL_HDM_DEC_BASE_HIGH(0),
-		VFIO_CXL_HDM_DEC_SIZE_LOW(0), VFIO_CXL_HDM_DEC_SIZE_HIGH(0),
-		VFIO_CXL_HDM_DEC_SKIP_LOW(0), VFIO_CXL_HDM_DEC_SKIP_HIGH(0),
-	};
+	static const unsigned int regs[] = VFIO_CXL_HDM_DEC0_RANGE_REGS;
 	void __iomem *hdm = cxl->comp_io + cxl->hdm_bar_off;
 	u32 ctrl, want = cxl->hdm_bind[VFIO_CXL_HDM_DEC_CTRL(0) / 4];
 	u16 dvsec_ctrl, bind_ctrl;

@@ -103,6 +103,13 @@
 #define  VFIO_CXL_HDM_DEC_CTRL_COMMIT_ERR BIT(11)
 #define VFIO_CXL_HDM_DEC_SKIP_LOW(n)	(VFIO_CXL_HDM_DEC(n) + 0x14)
 #define VFIO_CXL_HDM_DEC_SKIP_HIGH(n)	(VFIO_CXL_HDM_DEC(n) + 0x18)
+/* What firmware programs in decoder 0 before Commit (CXL r3.1 8.2.4.20.12). */
+#define VFIO_CXL_HDM_DEC0_RANGE_REGS {					\
+	VFIO_CXL_HDM_DEC_BASE_LOW(0), VFIO_CXL_HDM_DEC_BASE_HIGH(0),	\
+	VFIO_CXL_HDM_DEC_SIZE_LOW(0), VFIO_CXL_HDM_DEC_SIZE_HIGH(0),	\
+	VFIO_CXL_HDM_DEC_SKIP_LOW(0), VFIO_CXL_HDM_DEC_SKIP_HIGH(0),	\
+}
+
 /* Base and size low registers: bits [27:0] are reserved (256 MiB units). */
 #define VFIO_CXL_HDM_DEC_ADDR_LOW	GENMASK(31, 28)
 #define VFIO_CXL_HDM_MAX_DECODERS	32

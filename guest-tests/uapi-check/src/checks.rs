@@ -19,7 +19,7 @@ use vfio_cxl_uapi::{
 
 use crate::isolation;
 use crate::pattern;
-use crate::vfio::{region_offset, Device, DeviceInfo, RegionInfo, VfioError};
+use crate::vfio::{region_offset, Device, DeviceInfo, Mapping, RegionInfo, VfioError};
 
 const DEVICE_INFO_LEN: usize = 24;
 const REGION_INFO_LEN: usize = 32;
@@ -162,6 +162,17 @@ impl Ctx {
             cmd & !PCI_COMMAND_MEMORY
         };
         self.config_write(PCI_COMMAND, 2, u32::from(cmd))
+    }
+
+    /// A shared read-write mapping of the first `len` bytes of the memory
+    /// region.
+    pub(crate) fn map_mem(&self, len: usize) -> io::Result<Mapping> {
+        self.dev.mmap(
+            len,
+            self.mem.offset,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
     }
 
     pub(crate) fn comp_read(&self, off: u32) -> io::Result<u32> {
@@ -494,13 +505,7 @@ fn dvsec_virtualized(c: &Ctx) -> Outcome {
 
 fn mem_coherence(c: &Ctx) -> Outcome {
     let map = c
-        .dev
-        .mmap(
-            c.mem.size as usize,
-            c.mem.offset,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-        )
+        .map_mem(c.mem.size as usize)
         .map_err(|e| format!("mmap: {e}"))?;
     let samples: Vec<u64> = pattern::sample_offsets(c.mem.size).collect();
     if c.options.handshake {
@@ -651,15 +656,7 @@ fn reset_with_live_mapping(c: &Ctx) -> Outcome {
     if c.info.flags & VFIO_DEVICE_FLAGS_RESET == 0 {
         return Err("device does not advertise VFIO_DEVICE_FLAGS_RESET".into());
     }
-    let map = c
-        .dev
-        .mmap(
-            PAGE as usize * 2,
-            c.mem.offset,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-        )
-        .map_err(err)?;
+    let map = c.map_mem(PAGE as usize * 2).map_err(err)?;
     // Words 0 and 8 carry the pattern left for the outside: put them back.
     let saved = (map.read_u64(0), map.read_u64(8));
     map.write_u64(0, 0x0123_4567_89ab_cdef);

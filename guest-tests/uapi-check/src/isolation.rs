@@ -146,24 +146,12 @@ pub fn cxl_reset_is_real(c: &Ctx) -> Outcome {
     }
 
     let map = c
-        .dev
-        .mmap(
-            PAGE as usize * 2,
-            c.mem.offset,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-        )
+        .map_mem(PAGE as usize * 2)
         .map_err(|e| format!("mmap: {e}"))?;
     // The resets change memory the other checks and the outside exchange
     // (the sample offsets): keep those words and put them back at the end.
     let whole = c
-        .dev
-        .mmap(
-            c.mem.size as usize,
-            c.mem.offset,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-        )
+        .map_mem(c.mem.size as usize)
         .map_err(|e| format!("mmap of the whole memory: {e}"))?;
     let kept: Vec<(u64, u64)> = pattern::sample_offsets(c.mem.size)
         .map(|o| (o, whole.read_u64(o as usize)))
@@ -222,10 +210,8 @@ pub fn cxl_reset_is_real(c: &Ctx) -> Outcome {
 /// mapping SIGBUSes (pages faulted before are zapped) and read() fails;
 /// with it back the data is there.
 pub fn mem_follows_memory_space(c: &Ctx) -> Outcome {
-    let rw = libc::PROT_READ | libc::PROT_WRITE;
     let mem = c
-        .dev
-        .mmap(PAGE as usize * 2, c.mem.offset, rw, libc::MAP_SHARED)
+        .map_mem(PAGE as usize * 2)
         .map_err(|e| format!("mmap memory: {e}"))?;
     let bar = c.dev.region_info(c.geometry.bar).map_err(err)?;
     let (off, _) = sparse_areas(&bar)?
