@@ -303,6 +303,17 @@ impl Env {
     /// initrd.cpio, memory backend files) is removed afterwards unless the
     /// run had problems or `keep` is set.
     pub fn run(&self, spec: &RunSpec) -> Result<RunOutcome> {
+        self.run_checked(spec, |_| Vec::new()).map(|(outcome, _)| outcome)
+    }
+
+    /// [`Env::run`] with a test's own `check`: its problems are returned
+    /// beside the outcome, and a run they fail keeps its directory too (the
+    /// evidence of a test-level failure is in results.log).
+    pub fn run_checked(
+        &self,
+        spec: &RunSpec,
+        check: impl FnOnce(&RunOutcome) -> Vec<String>,
+    ) -> Result<(RunOutcome, Vec<String>)> {
         spec.topology.validate()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("vfiocxl-{}-", spec.payload.name))
@@ -348,7 +359,8 @@ impl Env {
         if let Some(after) = spec.after_exit {
             outcome.host_facts = after(dir.path());
         }
-        if self.keep || !outcome.problems().is_empty() {
+        let problems = check(&outcome);
+        if self.keep || !problems.is_empty() || !outcome.problems().is_empty() {
             // Keep the evidence; the memory backends are large and useless.
             for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
                 if entry.path().extension().is_some_and(|e| e == "raw") {
@@ -357,7 +369,7 @@ impl Env {
             }
             let _ = dir.keep();
         }
-        Ok(outcome)
+        Ok((outcome, problems))
     }
 }
 

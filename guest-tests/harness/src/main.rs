@@ -269,9 +269,8 @@ fn vm_test(cli: &Cli) -> Result<bool> {
 }
 
 fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVerdict {
-    match env.run(&(t.spec)()) {
-        Ok(outcome) => {
-            let problems = t.problems(&outcome);
+    match env.run_checked(&(t.spec)(), |outcome| t.problems(outcome)) {
+        Ok((outcome, problems)) => {
             print_outcome(t.name, &outcome, &problems, verbose);
             vmtests::RunVerdict {
                 problems,

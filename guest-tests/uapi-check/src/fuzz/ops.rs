@@ -708,13 +708,17 @@ impl Worker<'_> {
     }
 
     /// Turns Memory Space back on after a reset or power change (the
-    /// caller holds `power`).
-    fn memory_space_back(&self, ctx: &Ctx) {
-        let _cmd = self.target.cmd.lock().unwrap();
+    /// caller holds `power`, so the lock order is power, then cmd). The
+    /// returned guard keeps the other threads' command writes out until
+    /// the caller has checked the memory: one that turns Memory Space off
+    /// in between makes a SIGBUS that the driver owes (defect 8).
+    fn memory_space_back(&self, ctx: &Ctx) -> std::sync::MutexGuard<'_, ()> {
+        let cmd = self.target.cmd.lock().unwrap();
         match ctx.set_memory_space(true) {
             Ok(()) => self.target.memory_space_on(),
             Err(e) => self.fail("config_write", format!("Memory Space back on: {e}")),
         }
+        cmd
     }
 
     /// A fresh two-page mapping of the memory at a random page: page 0 is
@@ -794,7 +798,7 @@ impl Worker<'_> {
         if let Err(e) = result {
             self.fail("power_d3hot", e);
         }
-        self.memory_space_back(ctx);
+        let _cmd = self.memory_space_back(ctx);
         let (_, hit) = sigbus::touch(self.slot, &map, PAGE as usize, None);
         if hit {
             self.fail(
@@ -841,7 +845,7 @@ impl Worker<'_> {
             Err(e) if errno(e) == libc::EAGAIN => {}
             Err(e) => self.fail("reset", format!("{e}")),
         }
-        self.memory_space_back(ctx);
+        let _cmd = self.memory_space_back(ctx);
         let (_, hit) = sigbus::touch(self.slot, &map, 8, None);
         if hit {
             self.fail(
