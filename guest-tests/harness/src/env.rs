@@ -303,7 +303,8 @@ impl Env {
     /// initrd.cpio, memory backend files) is removed afterwards unless the
     /// run had problems or `keep` is set.
     pub fn run(&self, spec: &RunSpec) -> Result<RunOutcome> {
-        self.run_checked(spec, |_| Vec::new()).map(|(outcome, _)| outcome)
+        self.run_checked(spec, |_| Vec::new())
+            .map(|(outcome, _)| outcome)
     }
 
     /// [`Env::run`] with a test's own `check`: its problems are returned
