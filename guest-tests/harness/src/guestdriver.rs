@@ -124,12 +124,9 @@ unbound || exit 1
 vfiocxl_fact rmmod ok
 "#;
 
-const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
-while IFS= read -r l; do
-	case "$l" in *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
-done </tmp/dmesg
-true
-"#;
+fn dmesg_sh() -> String {
+    crate::payload::report_dmesg_sh(&["cxl", "CXL"])
+}
 
 fn with_lib(script: &str) -> String {
     format!(". {GUEST_DIR}/lib.sh\n{script}")
@@ -290,7 +287,7 @@ fn coherence_payload(name: &str) -> Payload {
             "rebind-rmmod",
             &with_lib(&REBIND_SH.replace("@CYCLES@", &REBIND_CYCLES.to_string())),
         )
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     p
 }
 
@@ -317,7 +314,7 @@ vfiocxl_fact rmmod ok
 pub fn no_region_spec() -> RunSpec {
     let p = base_payload("guest-driver-no-region")
         .step("probe-fails", &with_lib(NO_REGION_SH))
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     let mut topo = accel_topology(ACCEL_MIB, 4096);
     topo.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
         args: format!("cxl-accel,bus={{bus}},memdev=nr-mem,id={ACCEL_ID},precommit=off"),
@@ -885,7 +882,7 @@ mod tests {
             with_lib(REBIND_SH),
             with_lib(NO_REGION_SH),
             with_lib(UNBIND_MAPPED_SH),
-            DMESG_SH.into(),
+            dmesg_sh(),
         ] {
             crate::payload::assert_valid_sh("guest-driver step", &s);
         }

@@ -200,12 +200,9 @@ true
 "#;
 
 /// The kernel log (raw: `<level>[time] text`), lines about VFIO or CXL.
-pub(crate) const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
-while IFS= read -r l; do
-	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
-done </tmp/dmesg
-true
-"#;
+pub(crate) fn dmesg_sh() -> String {
+    crate::payload::report_dmesg_sh(&["vfio", "VFIO", "cxl", "CXL"])
+}
 
 const REBIND_SH: &str = r#"cycle=0
 while [ $cycle -lt @CYCLES@ ]; do
@@ -302,7 +299,7 @@ pub fn uapi_payload(name: &str, handshake: bool) -> Payload {
                 "$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {OUTSIDE_SEED} --write-seed {GUEST_SEED}{handshake} --reopen 3 >&3\n"
             )),
         )
-        .step("report-dmesg", DMESG_SH)
+        .step("report-dmesg", &dmesg_sh())
 }
 
 /// host-driver-uapi: the host writes the outside pattern into the
@@ -349,7 +346,7 @@ pub fn selftest_spec() -> RunSpec {
         )
         .step("kselftest", &with_lib(SELFTEST_SH))
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     base_spec(payload, ACCEL_MIB, 4096)
 }
 
@@ -414,7 +411,7 @@ pub fn rebind_spec() -> RunSpec {
         )
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("rmmod", &with_lib(RMMOD_SH))
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
     // One vCPU: 2-vCPU guests under TCG lose an idle CPU's timers, and this
     // test, mostly waiting through 20 bus resets, was the one they hit:
@@ -918,7 +915,7 @@ mod tests {
             ("load", with_lib(LOAD_SH)),
             ("find", with_lib(FIND_SH)),
             ("bind", with_lib(BIND_SH)),
-            ("dmesg", DMESG_SH.into()),
+            ("dmesg", dmesg_sh()),
             ("rebind", with_lib(REBIND_SH)),
             ("rmmod", with_lib(RMMOD_SH)),
             ("selftest", with_lib(SELFTEST_SH)),

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use crate::env::RunSpec;
 use crate::hostdriver::{
-    base_payload, base_spec, common_checks, env_path, uapi_check_binary, with_lib, ACCEL_MIB,
-    DMESG_SH, GUEST_DIR,
+    base_payload, base_spec, common_checks, dmesg_sh, env_path, uapi_check_binary, with_lib,
+    ACCEL_MIB, GUEST_DIR,
 };
 use crate::payload::Source;
 use crate::runner::RunOutcome;
@@ -71,11 +71,25 @@ fn seed() -> u64 {
 /// exiting, and the steps after this one must still run.
 const FUZZ_SH: &str = r#"rm -f /tmp/fuzz.end
 $VC/vfio-cxl-uapi-fuzz "$dev" --seed @SEED@ --seconds @SECONDS@ --threads @THREADS@ --hang-seconds @HANG@ @ONLY@--end-file /tmp/fuzz.end >&3 &
+pid=$!
 waited=0
 while [ ! -e /tmp/fuzz.end ] && [ $waited -lt @LIMIT@ ]; do sleep 1; waited=$((waited + 1)); done
 rc=stuck
 [ -e /tmp/fuzz.end ] && read -r rc </tmp/fuzz.end
 vfiocxl_fact fuzz.exit "$rc"
+if [ "$rc" = stuck ]; then
+	# The fuzzer's own watchdog could not report (a thread blocked in a
+	# fault holds mmap_lock, and the watchdog's allocations wait on it):
+	# where each of its threads is, read from outside, and every blocked
+	# task of the kernel.
+	for t in /proc/$pid/task/*; do
+		read -r st <"$t/stat"
+		vfiocxl_fact fuzz.stuck "tid ${t##*/} state $(echo "$st" | cut -d' ' -f3) wchan $(cat "$t/wchan"): $(tr '\n' ' ' <"$t/stack")"
+	done
+	dmesg -c >/dev/null
+	echo w >/proc/sysrq-trigger
+	dmesg | while IFS= read -r l; do vfiocxl_fact fuzz.blocked-tasks "$l"; done
+fi
 # The verdict is the check's (fuzz.exit and the facts); the report steps
 # after this one must run either way.
 true
@@ -125,7 +139,7 @@ fn spec_with_hang(hang: u64) -> RunSpec {
         )
         .step("uapi-fuzz", &fuzz_script(seed, seconds, hang))
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
     spec.timeout = Duration::from_secs(240 + seconds + hang);
     // One vCPU, as host-driver-rebind: resets msleep() through many bus
@@ -161,6 +175,9 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     }
     for h in r.facts("fuzz.hang") {
         p.push(format!("fuzzer (seed {seed}): operation hung: {h}"));
+    }
+    for t in r.facts("fuzz.stuck") {
+        p.push(format!("fuzzer (seed {seed}) stuck, thread {t}"));
     }
     match r.fact("fuzz.summary") {
         None => p.push(format!(

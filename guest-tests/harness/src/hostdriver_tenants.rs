@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::env::RunSpec;
 use crate::hostdriver::{
-    base_payload, base_spec, common_checks, dmesg, with_lib, ACCEL_ID, ACCEL_MIB, DMESG_SH,
+    base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ACCEL_ID, ACCEL_MIB,
 };
 use crate::qemu::{backing_file, Endpoint};
 use crate::runner::{HostFacts, RunOutcome};
@@ -33,7 +33,7 @@ pub fn spec() -> RunSpec {
             "tenants",
             &with_lib(&TENANTS_SH.replace("@SEED@", &TENANT_SEED.to_string())),
         )
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
     spec.after_exit = Some(nonzero_in_backing_file);
     spec

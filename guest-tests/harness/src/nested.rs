@@ -313,7 +313,7 @@ pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
     p = p
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("hw-test", &hw_test_step(accel))
-        .step("report-dmesg", L1_DMESG_SH);
+        .step("report-dmesg", &l1_dmesg_sh());
     let path = |src: &Path| Source::Path {
         src: src.to_path_buf(),
     };
@@ -354,12 +354,9 @@ pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
 /// `Unhandled WRMSR(0xc0010007)` (error level): L2's kernel probing the
 /// performance counters of `-cpu max`, which L1's kvm_amd does not
 /// virtualize ("PMU virtualization is disabled"); L2 handles the #GP.
-const L1_DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
-while IFS= read -r l; do
-	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL* | *DMAR* | *iommu* | *kvm_amd:*) vfiocxl_fact dmesg "$l" ;; esac
-done </tmp/dmesg
-true
-"#;
+fn l1_dmesg_sh() -> String {
+    crate::payload::report_dmesg_sh(&["vfio", "VFIO", "cxl", "CXL", "DMAR", "iommu", "kvm_amd:"])
+}
 
 /// What L1's console shows as the chain goes (hw-test's own lines, and
 /// L2's console as `guest <s> | ` lines), printed with the elapsed time.

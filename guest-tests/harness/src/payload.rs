@@ -115,6 +115,16 @@ pub struct Payload {
     pub cmdline: Vec<String>,
 }
 
+/// The `report-dmesg` step: every kernel log line (with its `<level>`)
+/// that contains one of `words`, as a `dmesg` fact.
+pub fn report_dmesg_sh(words: &[&str]) -> String {
+    let cases: Vec<String> = words.iter().map(|w| format!("*{w}*")).collect();
+    format!(
+        "dmesg -r >/tmp/dmesg\nwhile IFS= read -r l; do\n\tcase \"$l\" in {}) vfiocxl_fact dmesg \"$l\" ;; esac\ndone </tmp/dmesg\ntrue\n",
+        cases.join(" | ")
+    )
+}
+
 impl Payload {
     pub fn new(name: &str) -> Self {
         Self {

@@ -29,13 +29,14 @@ use vfio_cxl_uapi_check::pattern;
 
 use crate::env::RunSpec;
 use crate::error::Result;
+use crate::hostdriver::dmesg_sh;
 use crate::hostdriver::{self, dmesg, ProbeLine, ACCEL_MIB, GUEST_SEED, OUTSIDE_SEED};
 use crate::qemu::{HostBridge, RootPort, Topology, Window};
 use crate::qmp::{self, Qmp};
 use crate::runner::{results_path, HostFacts, RunOutcome};
 use crate::sysfs::{self, CxlSysfs};
 use crate::vucxl::{self, ServerSetup};
-use crate::vucxl_multi::{uapi_run_problems, DMESG_SH, LIB};
+use crate::vucxl_multi::{uapi_run_problems, LIB};
 
 pub const NAME: &str = "vfio-user-cxl-hotplug";
 
@@ -252,7 +253,7 @@ pub fn spec() -> RunSpec {
                 "{LIB}\n$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {GUEST_SEED} --write-seed {REPLUG_SEED} --reopen 1 >&3\n"
             ),
         )
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     let mut spec = vucxl::server_run_spec(topology(), payload, start, stop, 180);
     spec.extra_args.extend(qmp::qemu_args(&qmp_socket()));
     spec.extra_args.extend([

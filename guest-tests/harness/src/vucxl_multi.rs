@@ -75,13 +75,6 @@ $VC/vfio-cxl-uapi-check "$dev" --expect-seed @OUTSIDE@ --write-seed @GUEST@ --re
 "#;
 
 /// The kernel log lines about VFIO or CXL (`dmesg -r`, level kept).
-pub(crate) const DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
-while IFS= read -r l; do
-	case "$l" in *vfio* | *VFIO* | *cxl* | *CXL*) vfiocxl_fact dmesg "$l" ;; esac
-done </tmp/dmesg
-true
-"#;
-
 fn topology() -> Topology {
     let mut t = Topology::none();
     for (i, d) in DEVS.iter().enumerate() {
@@ -126,7 +119,7 @@ pub fn spec() -> RunSpec {
             .replace("@GUEST@", &d.guest_seed.to_string());
         payload = payload.step(&format!("uapi-check-{i}"), &format!("{LIB}\n{script}"));
     }
-    payload = payload.step("report-dmesg", DMESG_SH);
+    payload = payload.step("report-dmesg", &crate::hostdriver::dmesg_sh());
     vucxl::server_run_spec(topology(), payload, start_servers, stop_servers, 180)
 }
 

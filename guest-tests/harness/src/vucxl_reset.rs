@@ -24,11 +24,12 @@ use std::path::Path;
 use vfio_cxl_uapi_check::pattern;
 
 use crate::env::RunSpec;
+use crate::hostdriver::dmesg_sh;
 use crate::hostdriver::{self, ACCEL_MIB, OUTSIDE_SEED};
 use crate::qemu::{Endpoint, HostBridge, RootPort, Topology, Window};
 use crate::runner::{HostFacts, RunOutcome};
 use crate::vucxl::{self, ServerSetup};
-use crate::vucxl_multi::{uapi_run_problems, DMESG_SH, LIB};
+use crate::vucxl_multi::{uapi_run_problems, LIB};
 
 pub const NAME: &str = "vfio-user-cxl-reset";
 
@@ -188,7 +189,7 @@ pub fn spec() -> RunSpec {
         .step("reset-a", &format!("{LIB}\n{REGION_SH}\n{RESET_A_SH}"))
         .step("uapi-check-after", &uapi_step(A_SEED_1, A_SEED_2))
         .step("decoder-b", &b)
-        .step("report-dmesg", DMESG_SH);
+        .step("report-dmesg", &dmesg_sh());
     vucxl::server_run_spec(topology(), payload, start_servers, stop_servers, 180)
 }
 
