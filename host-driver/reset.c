@@ -96,6 +96,33 @@ static void vfio_cxl_decode_restore(struct vfio_cxl *cxl, u16 cmd)
 }
 
 /*
+ * Mem_Enable and HDM Decoder Enable as at bind: a committed decoder routes
+ * nothing without them (CXL r3.1 8.1.3.2, 8.2.4.20.2).
+ */
+static bool vfio_cxl_enables_as_bind(struct vfio_cxl *cxl)
+{
+	u16 bind_ctrl = get_unaligned_le16(&cxl->dvsec_bind[VFIO_CXL_DVSEC_CTRL]);
+	u32 bind_global = cxl->hdm_bind[VFIO_CXL_HDM_GLOBAL_CTRL / 4];
+	void __iomem *hdm = cxl->comp_io + cxl->hdm_bar_off;
+	u16 ctrl = vfio_cxl_hw_read16(cxl, VFIO_CXL_DVSEC_CTRL);
+	u32 global = readl(hdm + VFIO_CXL_HDM_GLOBAL_CTRL);
+
+	if (PCI_POSSIBLE_ERROR(ctrl) || PCI_POSSIBLE_ERROR(global))
+		return false;
+	if ((bind_ctrl & VFIO_CXL_DVSEC_CTRL_MEM_EN) &&
+	    !(ctrl & VFIO_CXL_DVSEC_CTRL_MEM_EN))
+		return false;
+	return !(bind_global & VFIO_CXL_HDM_GLOBAL_CTRL_ENABLE) ||
+	       (global & VFIO_CXL_HDM_GLOBAL_CTRL_ENABLE);
+}
+
+/* Decoder 0 decodes the bind-time range and the enables are back. */
+static bool vfio_cxl_decodes_as_bind(struct vfio_cxl *cxl)
+{
+	return vfio_cxl_hdm_decodes_bind(cxl) && vfio_cxl_enables_as_bind(cxl);
+}
+
+/*
  * Program decoder 0 again with what firmware committed (CXL r3.1
  * 8.2.4.20.12: base, size and DPA skip first, then Commit with Lock On
  * Commit), and DVSEC Mem_Enable if it was set at bind.
@@ -112,8 +139,6 @@ static int vfio_cxl_hdm_restore(struct vfio_cxl *cxl)
 	ctrl = readl(hdm + VFIO_CXL_HDM_DEC_CTRL(0));
 	if (PCI_POSSIBLE_ERROR(ctrl))
 		return -ENODEV;
-	if (ctrl & VFIO_CXL_HDM_DEC_CTRL_LOCK)
-		return -EPERM;	/* committed elsewhere and locked: hands off */
 
 	bind_ctrl = get_unaligned_le16(&cxl->dvsec_bind[VFIO_CXL_DVSEC_CTRL]);
 	dvsec_ctrl = vfio_cxl_hw_read16(cxl, VFIO_CXL_DVSEC_CTRL);
@@ -121,9 +146,13 @@ static int vfio_cxl_hdm_restore(struct vfio_cxl *cxl)
 	    !(dvsec_ctrl & VFIO_CXL_DVSEC_CTRL_MEM_EN))
 		vfio_cxl_hw_write16(cxl, VFIO_CXL_DVSEC_CTRL,
 				    dvsec_ctrl | VFIO_CXL_DVSEC_CTRL_MEM_EN);
-
 	writel(cxl->hdm_bind[VFIO_CXL_HDM_GLOBAL_CTRL / 4],
 	       hdm + VFIO_CXL_HDM_GLOBAL_CTRL);
+	if (vfio_cxl_hdm_decodes_bind(cxl))
+		return 0;	/* only the enables were lost */
+	if (ctrl & VFIO_CXL_HDM_DEC_CTRL_LOCK)
+		return -EPERM;	/* committed elsewhere and locked: hands off */
+
 	if (ctrl & VFIO_CXL_HDM_DEC_CTRL_COMMIT)
 		writel(ctrl & ~VFIO_CXL_HDM_DEC_CTRL_COMMIT,
 		       hdm + VFIO_CXL_HDM_DEC_CTRL(0));
@@ -169,14 +198,14 @@ void vfio_cxl_validate(struct vfio_cxl *cxl)
 	lockdep_assert_held_write(&cxl->cdev->pci_core.memory_lock);
 
 	cmd = vfio_cxl_decode_on(cxl);
-	ok = vfio_cxl_hdm_decodes_bind(cxl);
+	ok = vfio_cxl_decodes_as_bind(cxl);
 	if (!ok) {
 		rc = vfio_cxl_hdm_restore(cxl);
-		ok = !rc && vfio_cxl_hdm_decodes_bind(cxl);
+		ok = !rc && vfio_cxl_decodes_as_bind(cxl);
 		if (ok)
-			pci_info(pdev, "HDM decoder 0 lost its committed range: re-programmed and locked as at bind\n");
+			pci_info(pdev, "HDM decoder 0 or its enables lost their bind-time state: restored, decoder locked as at bind\n");
 		else
-			pci_err(pdev, "HDM decoder 0 lost its committed range and could not be restored (%d): memory accesses fail until the next reset\n",
+			pci_err(pdev, "HDM decoder 0 or its enables lost their bind-time state and could not be restored (%d): memory accesses fail until the next reset\n",
 				rc);
 	}
 	pci_read_config_dword(pdev, cxl->dvsec + PCI_DVSEC_CXL_RANGE_SIZE_LOW(0),

@@ -73,9 +73,17 @@ const FUZZ_SH: &str = r#"rm -f /tmp/fuzz.end
 $VC/vfio-cxl-uapi-fuzz "$dev" --seed @SEED@ --seconds @SECONDS@ --threads @THREADS@ --hang-seconds @HANG@ @ONLY@--end-file /tmp/fuzz.end >&3 &
 pid=$!
 waited=0
-while [ ! -e /tmp/fuzz.end ] && [ $waited -lt @LIMIT@ ]; do sleep 1; waited=$((waited + 1)); done
+while [ ! -e /tmp/fuzz.end ] && kill -0 $pid 2>/dev/null && [ $waited -lt @LIMIT@ ]; do
+	sleep 1
+	waited=$((waited + 1))
+done
 rc=stuck
-[ -e /tmp/fuzz.end ] && read -r rc </tmp/fuzz.end
+if [ -e /tmp/fuzz.end ]; then
+	read -r rc </tmp/fuzz.end
+elif ! kill -0 $pid 2>/dev/null; then
+	wait $pid
+	rc="died (wait status $?)"
+fi
 vfiocxl_fact fuzz.exit "$rc"
 if [ "$rc" = stuck ]; then
 	# The fuzzer's own watchdog could not report (a thread blocked in a
@@ -86,9 +94,11 @@ if [ "$rc" = stuck ]; then
 		read -r st <"$t/stat"
 		vfiocxl_fact fuzz.stuck "tid ${t##*/} state $(echo "$st" | cut -d' ' -f3) wchan $(cat "$t/wchan"): $(tr '\n' ' ' <"$t/stack")"
 	done
-	dmesg -c >/dev/null
-	echo w >/proc/sysrq-trigger
-	dmesg | while IFS= read -r l; do vfiocxl_fact fuzz.blocked-tasks "$l"; done
+	if [ -w /proc/sysrq-trigger ]; then
+		n=$(dmesg | wc -l)
+		echo w >/proc/sysrq-trigger
+		dmesg | tail -n +$((n + 1)) | while IFS= read -r l; do vfiocxl_fact fuzz.blocked-tasks "$l"; done
+	fi
 fi
 # The verdict is the check's (fuzz.exit and the facts); the report steps
 # after this one must run either way.
@@ -137,6 +147,12 @@ fn spec_with_hang(hang: u64) -> RunSpec {
                 src: uapi_fuzz_binary(),
             },
         )
+        // The bind's messages now, and out of the log: the fuzzer's opens
+        // log enough to wrap the debug kernel's small log buffer.
+        .step(
+            "report-dmesg-bind",
+            &format!("{}dmesg -c >/dev/null\n", dmesg_sh()),
+        )
         .step("uapi-fuzz", &fuzz_script(seed, seconds, hang))
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("report-dmesg", &dmesg_sh());
@@ -175,6 +191,14 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     }
     for h in r.facts("fuzz.hang") {
         p.push(format!("fuzzer (seed {seed}): operation hung: {h}"));
+    }
+    // The kernel's word on a fuzzer that died of a signal.
+    for l in r
+        .facts("dmesg")
+        .into_iter()
+        .filter(|l| l.contains("vfio-cxl-uapi-f"))
+    {
+        p.push(format!("fuzzer (seed {seed}): kernel: {l}"));
     }
     for t in r.facts("fuzz.stuck") {
         p.push(format!("fuzzer (seed {seed}) stuck, thread {t}"));

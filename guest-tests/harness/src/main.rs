@@ -201,14 +201,7 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
 
 fn vm_test(cli: &Cli) -> Result<bool> {
     let tests = if cli.names.is_empty() {
-        println!(
-            "vm-tests: SKIPPED (run only when named): {}",
-            vmtests::ON_DEMAND.join(", ")
-        );
         vmtests::all()
-            .into_iter()
-            .filter(|t| !vmtests::ON_DEMAND.contains(&t.name))
-            .collect()
     } else {
         cli.names
             .iter()

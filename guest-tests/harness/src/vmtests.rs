@@ -37,16 +37,6 @@ impl VmTest {
     }
 }
 
-/// Tests run only when named (`cargo xtask vm-test NAME`), not by the test
-/// command. The host driver's uAPI fuzzer still finds problems in the
-/// driver of 2026-12-04 (a thread stuck, a mapping that does not refault
-/// after VFIO_DEVICE_RESET: docs/host-driver.md, "uAPI fuzzer"); it joins
-/// the test command once it runs clean.
-pub const ON_DEMAND: &[&str] = &[
-    crate::hostdriver_fuzz::NAME,
-    crate::hostdriver_fuzz::NAME_DEBUG,
-];
-
 pub fn all() -> Vec<VmTest> {
     vec![
         VmTest {

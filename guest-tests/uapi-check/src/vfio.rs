@@ -466,14 +466,11 @@ pub fn map_aligned(
     } else {
         Ok(())
     };
-    // Give back the reservation around the mapping (all of it on failure).
-    let (head, tail) = if result.is_ok() {
-        (at - hole as usize, hole as usize + len + align - (at + len))
-    } else {
-        (len + align, 0)
-    };
+    // Give back the reservation around the mapping: head and tail are
+    // still ours in any case.
+    let (head, tail) = (at - hole as usize, hole as usize + len + align - (at + len));
     // SAFETY: these ranges are parts of the reservation not covered by
-    // the new mapping.
+    // the MAP_FIXED mapping.
     unsafe {
         if head > 0 {
             libc::munmap(hole, head);
@@ -482,10 +479,40 @@ pub fn map_aligned(
             libc::munmap((at + len) as *mut libc::c_void, tail);
         }
     }
+    if result.is_err() {
+        release_failed_fixed(at, len);
+    }
     result.map(|()| Mapping {
         ptr: ptr.cast(),
         len,
     })
+}
+
+/// After a failed `MAP_FIXED` over part of our reservation, the kernel may
+/// have left that part unmapped, and another thread (or the allocator) may
+/// already have mapped something there: unmapping it blindly would pull
+/// memory from under that thread. Take it back only if it is free
+/// (`MAP_FIXED_NOREPLACE`); otherwise leave it (at worst a `PROT_NONE`
+/// reservation of ours stays, address space only).
+fn release_failed_fixed(at: usize, len: usize) {
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces an existing mapping; what
+    // it creates is ours and unmapped at once.
+    unsafe {
+        let p = libc::mmap(
+            at as *mut libc::c_void,
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE
+                | libc::MAP_ANONYMOUS
+                | libc::MAP_NORESERVE
+                | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
+        if p != libc::MAP_FAILED {
+            libc::munmap(p, len);
+        }
+    }
 }
 
 /// A live mmap of a device region; unmapped on drop.
