@@ -186,6 +186,11 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         .filter(|v| !v.trim().is_empty())
         .map_or(String::new(), |v| format!("{ONLY_ENV}={v} "));
     let again = format!("{SEED_ENV}={seed} {only}cargo xtask vm-test {test}");
+    // Every run's seed and totals in the log, so a CI run can be replayed.
+    println!(
+        "  {test}: seed {seed}: {}",
+        r.fact("fuzz.summary").unwrap_or("no summary")
+    );
     for f in r.facts("fuzz.failure") {
         p.push(format!("fuzzer (seed {seed}): {f}"));
     }
