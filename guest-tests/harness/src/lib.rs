@@ -48,6 +48,7 @@ pub mod tools;
 pub mod topology;
 pub mod vmm_fuzz;
 pub mod vmm_guard;
+pub mod vmm_route;
 pub mod vmtests;
 pub mod vucxl;
 pub mod vucxl_hotplug;

@@ -37,16 +37,16 @@ use crate::hostdriver::{accel_topology, ACCEL_ID, ACCEL_MIB};
 use crate::payload::Payload;
 use crate::qemu::{backing_file, Endpoint, HostBridge, RootPort, Topology, Window};
 use crate::runner::{HostFacts, RunOutcome};
-use crate::vmm_guard::FIND_SH;
+use crate::vmm_guard::{FIND_SH, ROUTE_SH};
 use crate::vucxl::{self, ServerSetup};
 
 pub const NAME: &str = "cxl-accel-guest-fuzz";
 pub const VFIO_USER_NAME: &str = "vfio-user-cxl-guest-fuzz";
 
 /// The host's tag at every 4 KiB device offset `o`: `PAGE_TAG | o`.
-const PAGE_TAG: u64 = 0x7a6e_0000_0000_0000;
+pub(crate) const PAGE_TAG: u64 = 0x7a6e_0000_0000_0000;
 /// The top 16 bits of every probe the guest writes outside the range.
-const PROBE_MARK: u64 = 0x3e5c;
+pub(crate) const PROBE_MARK: u64 = 0x3e5c;
 const PAGE: u64 = 4096;
 
 const SEED_ENV: &str = "VFIO_CXL_FUZZ_SEED";
@@ -76,6 +76,33 @@ hbd=$(hdm_of $hb) || { echo "no host bridge HDM decoders"; exit 1; }
 W=$(cedt_u64 1 8) || { echo "no CFMWS"; exit 1; }
 WS=$(cedt_u64 1 16)
 M=0x10000000
+dv=$(dvsec_of $cfg) || { echo "no CXL Device DVSEC"; exit 1; }
+# route: the rest of the decode path as an OS sets it up (a host bridge
+# decoder firmware locked ignores the writes).
+route() {
+	hb_commit $hbd $W $WS 0
+	devmem $((ep + 4)) 32 2
+	mem_enable $cfg 1
+}
+# routed BASE SIZE: whether the whole decode path routes BASE+SIZE to the
+# device (QEMU's rule, cxl_firmware_routes), read back from the registers.
+routed() {
+	local i=0 c lo hs
+	[ $(($(devmem $((ep + 4)) 32) & 2)) -ne 0 ] || return 1
+	[ $(($(cfg_rd $cfg $((dv + 12)) 2) & 4)) -ne 0 ] || return 1
+	[ $(($(devmem $((hbd + 4)) 32) & 2)) -ne 0 ] || return 1
+	while [ $i -lt 4 ]; do
+		c=$(devmem $((hbd + 0x20 + i * 0x20)) 32)
+		if [ $((c & 0x400)) -ne 0 ] && [ $(((c >> 4) & 0xf)) -eq 0 ] &&
+			[ $(($(devmem $((hbd + 0x24 + i * 0x20)) 32) & 0xff)) -eq 0 ]; then
+			lo=$(($(dec64 $((hbd + 0x10 + i * 0x20))) & ~0xfffffff))
+			hs=$(($(dec64 $((hbd + 0x18 + i * 0x20))) & ~0xfffffff))
+			[ $1 -ge $lo ] && [ $(($1 + $2)) -le $((lo + hs)) ] && return 0
+		fi
+		i=$((i + 1))
+	done
+	return 1
+}
 ep_commit() {
 	rnd 16; local b=$((W + R * M)); rnd 2; local sz=$(((R + 1) * M)); rnd 2; local skip=$((R * M)); rnd 2
 	devmem $((ep + 0x20)) 32 0
@@ -101,7 +128,7 @@ hb_move() {
 dvsec_ctl() {
 	rnd 65536
 	printf "\\$(printf %03o $((R & 0xff)))\\$(printf %03o $((R >> 8)))" |
-		dd of=$cfg bs=2 seek=$((0x10c / 2)) count=1 conv=notrunc 2>/dev/null
+		dd of=$cfg bs=2 seek=$(((dv + 12) / 2)) count=1 conv=notrunc 2>/dev/null
 }
 reset_dev() {
 	echo cxl_bus >/sys/bus/pci/devices/$dev/reset_method && echo 1 >/sys/bus/pci/devices/$dev/reset
@@ -118,16 +145,23 @@ op() {
 	10) rnd 4; devmem $((ep + 4)) 32 $R ;;
 	11) dvsec_ctl ;;
 	12) reset_dev ;;
+	13) rnd 2; bit16 $cfg 4 1 $R ;;
+	14) route ;;
 	*) ep_commit ;;
 	esac
 	ops_run=$((ops_run + 1))
 }
 check() {
-	local ctrl b=0 sz=0 skip o v want i g
-	ctrl=$(devmem $((ep + 0x20)) 32)
+	local ctrl=0 b=0 sz=0 skip o v want i g
+	# The endpoint's registers answer only with Memory Space on.
+	[ $(($(cfg_rd $cfg 4 2) & 2)) -ne 0 ] && ctrl=$(devmem $((ep + 0x20)) 32)
 	if [ $((ctrl & 0x400)) -ne 0 ]; then
 		b=$(dec64 $((ep + 0x10))); sz=$(dec64 $((ep + 0x18))); skip=$(dec64 $((ep + 0x24)))
-		committed=$((committed + 1)); i=0
+		committed=$((committed + 1))
+		routed $b $sz || { b=0; sz=0; }
+	fi
+	if [ $sz -ne 0 ]; then
+		routes=$((routes + 1)); i=0
 		while [ $i -lt 8 ]; do
 			rnd $((sz >> 12)); o=$((R << 12))
 			v=$(devmem $((b + o)) 64); want=$((@PAGE_TAG@ | (skip + o)))
@@ -142,13 +176,18 @@ check() {
 	while [ $i -lt 8 ]; do
 		rnd $((WS >> 12)); g=$((W + (R << 12)))
 		if [ $g -lt $b ] || [ $g -ge $((b + sz)) ]; then
+			v=$(devmem $g 64)
+			if [ $((v >> 48)) -eq $((@PAGE_TAG@ >> 48)) ]; then
+				bad=$((bad + 1))
+				[ $bad -le 5 ] && vfiocxl_fact fuzz.bad "sequence $1: $(hex $g) outside the routed range $(hex $b)+$(hex $sz) reads the device's $v"
+			fi
 			devmem $g 64 $((@PROBE_MARK@ << 48 | $1 << 20 | R)); probes=$((probes + 1))
 		fi
 		i=$((i + 1))
 	done
 }
 read -r t0 rest </proc/uptime; t0=${t0%.*}
-s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 resets=0
+s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 routes=0 resets=0
 while [ $s -lt $seqs ]; do
 	read -r now rest </proc/uptime
 	[ $((${now%.*} - t0)) -ge $budget ] && break
@@ -157,7 +196,7 @@ while [ $s -lt $seqs ]; do
 	check $s
 	s=$((s + 1))
 done
-for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed resets:resets; do
+for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed routes:routed resets:resets; do
 	eval vfiocxl_fact fuzz.${k#*:} \$${k%%:*}
 done
 "#;
@@ -189,7 +228,7 @@ fn payload(name: &str, seed: u64, seconds: u64, sequences: u64) -> Payload {
         .replace("@PROBE_MARK@", &format!("{PROBE_MARK:#x}"));
     Payload::new(name)
         .cmdline_arg("iomem=relaxed")
-        .step("fuzz", &format!("{FIND_SH}\n{script}"))
+        .step("fuzz", &format!("{FIND_SH}\n{ROUTE_SH}\n{script}"))
 }
 
 pub fn spec() -> RunSpec {
@@ -265,7 +304,7 @@ fn write_page_tags(dir: &Path) -> crate::error::Result<()> {
 
 /// The page tags into `path` (rewritten in place: a server may have it
 /// open already).
-fn write_page_tags_to(path: &Path) -> crate::error::Result<()> {
+pub(crate) fn write_page_tags_to(path: &Path) -> crate::error::Result<()> {
     let io = |e| crate::error::Error::io(format!("cannot write {}", path.display()), e);
     let size = ACCEL_MIB << 20;
     let mut data = vec![0u8; size as usize];
@@ -287,7 +326,7 @@ fn scan(dir: &Path) -> HostFacts {
 
 /// Escapes (probe tags in the device's memory) and misplaced data (page
 /// tags that are not where the host wrote them), as host facts.
-fn scan_file(path: &Path) -> HostFacts {
+pub(crate) fn scan_file(path: &Path) -> HostFacts {
     let mut data = Vec::new();
     if let Err(e) = fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)) {
         return vec![("scan.error".into(), e.to_string())];
@@ -321,7 +360,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         p.push("the fuzzer ran no sequence".into());
     }
     if num("fuzz.checked").unwrap_or(0) == 0 {
-        p.push("the fuzzer never found decoder 0 committed to check data".into());
+        p.push("the fuzzer never found decoder 0 committed and routed to check data".into());
     }
     if num("fuzz.bad") != Some(0) {
         p.push(format!(

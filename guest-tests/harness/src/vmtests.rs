@@ -188,6 +188,18 @@ pub fn all() -> Vec<VmTest> {
             check: crate::vmm_guard::overlap_check,
         },
         VmTest {
+            name: crate::vmm_route::NAME,
+            about: "cxl-accel (precommit=off): the guest sets up the whole decode path (host bridge decoder, HDM Decoder Enable at both ends, endpoint decoder, DVSEC Mem_Enable, Memory Space), then breaks one link at a time: the device's tag is not readable through the window and guest writes do not reach the backing file while a link is broken, and both come back when it is mended",
+            spec: crate::vmm_route::spec,
+            check: crate::vmm_route::check,
+        },
+        VmTest {
+            name: crate::vmm_route::VFIO_USER_NAME,
+            about: "cxl-accel-decode-path against -device vfio-user-cxl (precommit=off) and the software Type-2 server, the tags in the server's memory file",
+            spec: crate::vmm_route::vfio_user_spec,
+            check: crate::vmm_route::check,
+        },
+        VmTest {
             name: crate::vmm_fuzz::NAME,
             about: "guest-side fuzzer on cxl-accel (seeded, 60 s / 200 sequences; VFIO_CXL_FUZZ_SEED replays): random decoder, host bridge, DVSEC writes and cxl_bus resets; QEMU stays up, pages read through the committed range hold the host's tags, no probe written outside it reaches device memory",
             spec: crate::vmm_fuzz::spec,
