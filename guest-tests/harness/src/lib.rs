@@ -47,6 +47,7 @@ pub mod sysfs;
 pub mod tools;
 pub mod topology;
 pub mod vmm_fuzz;
+pub mod vmm_fuzz_replug;
 pub mod vmm_guard;
 pub mod vmm_route;
 pub mod vmtests;

@@ -132,15 +132,16 @@ dvsec_of() {
 }
 # mem_enable CFG ON: the CXL Device DVSEC's Mem_Enable (Control bit 2).
 mem_enable() { bit16 $1 $(($(dvsec_of $1) + 12)) 2 $2; }
-# hb_commit HBD BASE SIZE PORT: host bridge decoder 0 (HDM block HBD)
-# decodes BASE+SIZE to root port PORT alone, HDM decoding enabled: what
-# the OS does above a device firmware did not commit.
+# hb_commit HBD BASE SIZE PORT [N]: host bridge decoder N (0; HDM block
+# HBD) decodes BASE+SIZE to root port PORT alone, HDM decoding enabled:
+# what the OS does above a device firmware did not commit.
 hb_commit() {
-	devmem $(($1 + 0x20)) 32 0
-	devmem $(($1 + 0x10)) 32 $(($2 & 0xffffffff)); devmem $(($1 + 0x14)) 32 $(($2 >> 32))
-	devmem $(($1 + 0x18)) 32 $(($3 & 0xffffffff)); devmem $(($1 + 0x1c)) 32 $(($3 >> 32))
-	devmem $(($1 + 0x24)) 32 $4; devmem $(($1 + 0x28)) 32 0
-	devmem $(($1 + 0x20)) 32 0x200
+	local d=$(($1 + 0x20 * ${5:-0}))
+	devmem $((d + 0x20)) 32 0
+	devmem $((d + 0x10)) 32 $(($2 & 0xffffffff)); devmem $((d + 0x14)) 32 $(($2 >> 32))
+	devmem $((d + 0x18)) 32 $(($3 & 0xffffffff)); devmem $((d + 0x1c)) 32 $(($3 >> 32))
+	devmem $((d + 0x24)) 32 $4; devmem $((d + 0x28)) 32 0
+	devmem $((d + 0x20)) 32 0x200
 	devmem $(($1 + 4)) 32 2
 }
 "#;
@@ -492,6 +493,60 @@ pub fn overlap_check(outcome: &RunOutcome) -> Vec<String> {
     p
 }
 
+pub const BAD_INTERLEAVE: &str = "cxl-accel-bad-interleave";
+
+/// The guest commits host bridge decoder 0 over the window with
+/// Interleave Ways 0xf (reserved), then reads and writes the window where
+/// no device memory is mapped, so QEMU's window MMIO looks the target up
+/// in that decoder.
+const BAD_INTERLEAVE_SH: &str = r#"hbd=$(hdm_of $(cedt_u64 0 16)) || { echo "no host bridge HDM decoders"; exit 1; }
+W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
+hb_commit $hbd $W 0x10000000 0
+devmem $((hbd + 0x20)) 32 0
+devmem $((hbd + 0x20)) 32 0x2f0
+vfiocxl_fact hb.ctrl "$(devmem $((hbd + 0x20)) 32)"
+for o in 0 0x1000 0x100000 0x8000000; do
+	devmem $((W + o)) 64 >/dev/null
+	devmem $((W + o)) 64 0x5a5a
+done
+vfiocxl_fact survived 1
+"#;
+
+/// `cxl-accel-bad-interleave`: a host bridge decoder committed with
+/// reserved Interleave Ways, then window accesses: QEMU logs a guest
+/// error and runs on (it aborted in extract32() before).
+pub fn bad_interleave_spec() -> RunSpec {
+    let mut t = accel_topology(ACCEL_MIB, 4096);
+    if let Some(Endpoint::Accel { props, .. }) = &mut t.host_bridges[0].root_ports[0].endpoint {
+        props.push("precommit=off".into());
+    }
+    let payload = Payload::new(BAD_INTERLEAVE)
+        .cmdline_arg("iomem=relaxed")
+        .step(
+            "bad-interleave",
+            &format!("{FIND_SH}\n{ROUTE_SH}\n{BAD_INTERLEAVE_SH}"),
+        );
+    let mut spec = RunSpec::new(t, payload);
+    spec.extra_args = vec!["-d".into(), "guest_errors".into()];
+    spec
+}
+
+pub fn bad_interleave_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    // IW 0xf, IG 0, COMMIT | COMMITTED.
+    let ctrl = outcome.report.fact("hb.ctrl");
+    if ctrl != Some("0x000006F0") {
+        p.push(format!("hb.ctrl = {ctrl:?}, expected \"0x000006F0\""));
+    }
+    if outcome.report.fact("survived") != Some("1") {
+        p.push("the guest did not get past its window accesses".into());
+    }
+    if !outcome.stderr.contains("with Interleave Ways 15 decodes") {
+        p.push("QEMU logged no guest error for the reserved Interleave Ways".into());
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,6 +559,7 @@ mod tests {
             .into_iter()
             .chain(interleaved_spec().payload.steps)
             .chain(overlap_spec().payload.steps)
+            .chain(bad_interleave_spec().payload.steps)
         {
             crate::payload::assert_valid_sh(&step.name, &step.script);
         }

@@ -188,6 +188,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::vmm_guard::overlap_check,
         },
         VmTest {
+            name: crate::vmm_guard::BAD_INTERLEAVE,
+            about: "cxl-accel (precommit=off): the guest commits a host bridge decoder with reserved Interleave Ways (0xf) and touches the window: QEMU logs a guest error and runs on (it aborted in extract32 before; found by vfio-user-cxl-guest-fuzz)",
+            spec: crate::vmm_guard::bad_interleave_spec,
+            check: crate::vmm_guard::bad_interleave_check,
+        },
+        VmTest {
             name: crate::vmm_route::NAME,
             about: "cxl-accel (precommit=off): the guest sets up the whole decode path (host bridge decoder, HDM Decoder Enable at both ends, endpoint decoder, DVSEC Mem_Enable, Memory Space), then breaks one link at a time: the device's tag is not readable through the window and guest writes do not reach the backing file while a link is broken, and both come back when it is mended",
             spec: crate::vmm_route::spec,
