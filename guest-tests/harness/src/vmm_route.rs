@@ -32,6 +32,7 @@ use crate::vucxl::{self, ServerSetup};
 
 pub const NAME: &str = "cxl-accel-decode-path";
 pub const VFIO_USER_NAME: &str = "vfio-user-cxl-decode-path";
+pub const PASSTHROUGH: &str = "cxl-accel-passthrough-hb";
 
 /// Written with the whole path up at DPA [`ON_OFFSET`].
 const ON_TAG: u64 = 0x7a6f_0000_5eed_0010;
@@ -227,6 +228,69 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     p
 }
 
+/// Below a passthrough host bridge (one root port, no HDM decoders) the
+/// guest commits only the endpoint's decoder; Mem_Enable turns the memory
+/// off and on.
+const PASSTHROUGH_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r p <$d/device
+	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
+done
+[ -n "$dev" ] || { echo "no 1b36:0015 on PCI"; exit 1; }
+cfg=/sys/bus/pci/devices/$dev/config
+echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
+read -r start end flags </sys/bus/pci/devices/$dev/resource
+ep=$((start + 0x1100))
+W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
+devmem $((ep + 0x10)) 32 $((W & 0xffffffff)); devmem $((ep + 0x14)) 32 $((W >> 32))
+devmem $((ep + 0x18)) 32 0x10000000; devmem $((ep + 0x1c)) 32 0
+devmem $((ep + 0x20)) 32 0x200
+devmem $((ep + 4)) 32 2
+mem_enable $cfg 1
+vfiocxl_fact up.read "$(devmem $W 64)"
+mem_enable $cfg 0
+vfiocxl_fact mem_enable.off "$(devmem $((W + 4096)) 64)"
+mem_enable $cfg 1
+vfiocxl_fact mem_enable.on "$(devmem $((W + 4096)) 64)"
+"#;
+
+/// `cxl-accel-passthrough-hb`: the host bridge without HDM decoders
+/// (`hdm_for_passthrough=off`, one root port) routes its window to the
+/// device, so the rule maps the memory on the endpoint's commit alone.
+pub fn passthrough_spec() -> RunSpec {
+    let mut t = accel_topology(ACCEL_MIB, 4096);
+    t.host_bridges[0].hdm_for_passthrough = false;
+    if let Some(Endpoint::Accel { props, .. }) = &mut t.host_bridges[0].root_ports[0].endpoint {
+        props.push("precommit=off".into());
+    }
+    let payload = Payload::new(PASSTHROUGH).cmdline_arg("iomem=relaxed").step(
+        "passthrough",
+        &format!("{FIND_SH}\n{ROUTE_SH}\n{PASSTHROUGH_SH}"),
+    );
+    let mut spec = RunSpec::new(t, payload);
+    spec.before_boot =
+        Some(|dir| write_page_tags_to(&backing_file(dir, crate::hostdriver::ACCEL_ID)));
+    spec
+}
+
+pub fn passthrough_check(outcome: &RunOutcome) -> Vec<String> {
+    let r = &outcome.report;
+    let mut p = Vec::new();
+    let page1 = devmem64(PAGE_TAG | 4096);
+    for (k, want) in [
+        ("up.read", devmem64(PAGE_TAG)),
+        ("mem_enable.on", page1.clone()),
+    ] {
+        if r.fact(k) != Some(want.as_str()) {
+            p.push(format!("{k} = {:?}, expected {want}", r.fact(k)));
+        }
+    }
+    let off = r.fact("mem_enable.off");
+    if off.is_none() || off == Some(page1.as_str()) {
+        p.push(format!("with Mem_Enable off the window read {off:?}"));
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +302,7 @@ mod tests {
             .steps
             .into_iter()
             .chain(vfio_user_spec().payload.steps)
+            .chain(passthrough_spec().payload.steps)
         {
             crate::payload::assert_valid_sh(&step.name, &step.script);
         }

@@ -206,6 +206,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::vmm_route::check,
         },
         VmTest {
+            name: crate::vmm_route::PASSTHROUGH,
+            about: "cxl-accel (precommit=off) below a passthrough pxb-cxl (one root port, no HDM decoders): the endpoint's commit, HDM Decoder Enable and Mem_Enable map the memory (the host bridge routes its window to its only port); Mem_Enable off hides it",
+            spec: crate::vmm_route::passthrough_spec,
+            check: crate::vmm_route::passthrough_check,
+        },
+        VmTest {
             name: crate::vmm_fuzz::NAME,
             about: "guest-side fuzzer on cxl-accel (seeded, 60 s / 200 sequences; VFIO_CXL_FUZZ_SEED replays): random decoder, host bridge, DVSEC writes and cxl_bus resets; QEMU stays up, pages read through the committed range hold the host's tags, no probe written outside it reaches device memory",
             spec: crate::vmm_fuzz::spec,

@@ -282,6 +282,25 @@ void cxl_firmware_release_map(MemoryRegion *mr)
     }
 }
 
+/* Whether a window that targets only @hb holds [@base, @base + @size). */
+static bool cxl_firmware_window_targets(uint64_t base, uint64_t size,
+                                        PXBCXLDev *hb)
+{
+    g_autoptr(GSList) windows = cxl_fmws_get_all_sorted();
+    GSList *it;
+
+    for (it = windows; it; it = it->next) {
+        CXLFixedWindow *fw = CXL_FMW(it->data);
+
+        if (fw->num_targets == 1 && cxl_firmware_targets(fw, 0, hb) &&
+            base >= fw->base && size <= fw->size &&
+            base - fw->base <= fw->size - size) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /*
  * Whether a committed decoder of @hb's HDM capability decodes all of
  * [@base, @base + @size) to @port alone.  An interleaving decoder does not
@@ -332,9 +351,14 @@ bool cxl_firmware_routes(PCIDevice *ep, uint64_t base, uint64_t size,
         return false;
     }
     hb = cxl_firmware_path(ep, &port, NULL);
-    return hb && hb->hdm_for_passthrough &&
-        !hb->cxl_host_bridge->passthrough &&
-        cxl_firmware_hb_routes(hb, port, base, size);
+    if (!hb) {
+        return false;
+    }
+    if (hb->cxl_host_bridge->passthrough) {
+        /* No HDM decoders: its windows go to its only root port. */
+        return cxl_firmware_window_targets(base, size, hb);
+    }
+    return cxl_firmware_hb_routes(hb, port, base, size);
 }
 
 /* Who re-evaluates cxl_firmware_routes() when a decoder changes. */

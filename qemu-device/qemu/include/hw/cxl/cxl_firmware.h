@@ -124,8 +124,10 @@ bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
  * hold: PCI Memory Space of @ep is on, @hdm_enabled, @mem_enabled, and
  * the host bridge has HDM decoding enabled and a committed,
  * non-interleaving decoder that covers the range and targets @ep's root
- * port.  Re-evaluate whenever one of them may have changed; for the host
- * bridge, cxl_firmware_watch_routes() says when.
+ * port (a passthrough host bridge, without HDM decoders, routes the
+ * windows that target only it to its one root port).  Re-evaluate
+ * whenever one of them may have changed; for the host bridge,
+ * cxl_firmware_watch_routes() says when.
  */
 bool cxl_firmware_routes(PCIDevice *ep, uint64_t base, uint64_t size,
                          bool hdm_enabled, bool mem_enabled);
