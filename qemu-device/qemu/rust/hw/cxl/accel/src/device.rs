@@ -362,7 +362,9 @@ impl CxlAccelState {
     /// changed: re-evaluate our route.
     unsafe extern "C" fn routes_changed(opaque: *mut c_void) {
         // SAFETY: `opaque` is the device that registered the watch
-        // (realize) and dropped it at exit, and the BQL is held.
+        // (realize) and dropped it at exit, and the BQL is held. `regs`
+        // is not borrowed meanwhile: the device never writes another
+        // component's HDM decoder registers, the only caller.
         let this = unsafe { &*opaque.cast::<CxlAccelState>() };
         this.reroute();
     }
@@ -370,7 +372,7 @@ impl CxlAccelState {
     /// Enables the mapping only while the whole decode path routes the
     /// committed range to this device (cxl_firmware_routes: host bridge
     /// decoder, HDM Decoder Enable, DVSEC Mem_Enable, Memory Space);
-    /// meanwhile the window's own MMIO answers (all-ones, writes dropped).
+    /// meanwhile the window's own MMIO answers (reads 0, writes dropped).
     fn reroute(&self) {
         if let Some(regs) = self.regs.borrow().as_ref() {
             Self::route(self.pci_ptr(), &self.hdm_alias, regs);

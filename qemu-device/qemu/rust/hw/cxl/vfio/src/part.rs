@@ -153,7 +153,7 @@ impl CxlPart {
     /// Enables the mapping only while the whole decode path routes the
     /// committed range to this device (cxl_firmware_routes: host bridge
     /// decoder, HDM Decoder Enable, DVSEC Mem_Enable, Memory Space);
-    /// meanwhile the window's own MMIO answers (all-ones, writes dropped).
+    /// meanwhile the window's own MMIO answers (reads 0, writes dropped).
     fn route(&self) {
         let Some(m) = self.mapping else { return };
         let hdm_enabled = self
@@ -340,7 +340,9 @@ impl CxlPart {
     unsafe extern "C" fn routes_changed(opaque: *mut c_void) {
         // SAFETY: `opaque` is the part that registered the watch (in
         // vfio_cxl_part_new) and dropped it in vfio_cxl_part_free; the
-        // BQL is held.
+        // BQL is held, and no other reference to the part is live (the
+        // part never writes a component's HDM decoder registers, so this
+        // never runs inside one of its own calls).
         unsafe { (*opaque.cast::<CxlPart>()).route() };
     }
 }
