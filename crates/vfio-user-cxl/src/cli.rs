@@ -28,6 +28,9 @@ bytes of FILE (shared: a client's mapping and the file are the same memory).
                    each client that follows another (default: clear, by
                    punching holes in FILE). UNSAFE between tenants: a
                    client sees what the previous one left in the memory
+  --decoders N     HDM decoders of the device (1 by default; 2, 4, 6, 8,
+                   10, 12, 14, 16, 20, 24, 28, 32): firmware commits
+                   decoder 0, the others stay idle
   --broken KIND    present a device that breaks the uAPI in one way, for
                    testing a VMM's refusal: not-committed (host decoder
                    not firmware-committed), no-cxl-cap (no device-info CXL
@@ -58,6 +61,7 @@ pub struct Options {
     pub keep_memory: bool,
     pub verbose: bool,
     pub broken: Option<Broken>,
+    pub decoders: u32,
 }
 
 /// An error with the exit status it maps to.
@@ -111,6 +115,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     let (mut create, mut persist, mut verbose) = (false, false, false);
     let mut keep_memory = false;
     let mut broken = None;
+    let mut decoders = 1;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -133,6 +138,16 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
                 broken = Some(Broken::parse(&v).ok_or_else(|| {
                     CliError::usage(format!("--broken {v:?}: one of {}", Broken::names()))
                 })?);
+            }
+            "--decoders" => {
+                let v = value("--decoders")?;
+                decoders = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| cxl_regs::hdm::decoder_count_encode(n).is_some())
+                    .ok_or_else(|| {
+                        CliError::usage(format!("--decoders {v:?}: not an HDM decoder count"))
+                    })?;
             }
             "--create" => create = true,
             "--persist" => persist = true,
@@ -159,6 +174,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
         keep_memory,
         verbose,
         broken,
+        decoders,
     }))
 }
 
@@ -258,7 +274,8 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
         )));
     }
     let file = open_memory(&opts.memory, opts.size, opts.create)?;
-    let mut device = CxlDevice::new(file, opts.size).map_err(|e| CliError::usage(e.to_string()))?;
+    let mut device = CxlDevice::with_decoders(file, opts.size, opts.decoders)
+        .map_err(|e| CliError::usage(e.to_string()))?;
     device.set_broken(opts.broken);
     if !opts.keep_memory {
         // Before the socket exists: whatever the file held (an earlier
@@ -376,6 +393,11 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(o.broken, Some(Broken::NoCxlMem));
+        assert_eq!(o.decoders, 1);
+        let o = parse(&args("--socket s --memory m --size 256M --decoders 4"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.decoders, 4);
         assert!(parse(&args("--help")).unwrap().is_none());
         for bad in [
             "--socket s --memory m",
@@ -385,6 +407,8 @@ mod tests {
             "--socket s --memory m --size 256M --bogus",
             "--socket s --memory m --size 256M --broken nope",
             "--socket s --memory m --size 256M --broken",
+            "--socket s --memory m --size 256M --decoders 3",
+            "--socket s --memory m --size 256M --decoders 0",
             "--socket",
         ] {
             let e = parse(&args(bad)).unwrap_err();

@@ -97,7 +97,19 @@ impl CxlDevice {
     /// file opened read-write and at least that long; `mem_size` is a
     /// non-zero multiple of 256 MiB (the CLI checks both).
     pub fn new(mem: File, mem_size: u64) -> io::Result<Self> {
+        Self::with_decoders(mem, mem_size, 1)
+    }
+
+    /// As [`Self::new`], with `decoders` HDM decoders (an encodable
+    /// Decoder Count): firmware commits decoder 0, the others stay idle,
+    /// so the host's decoder block is larger than a VMM's one-decoder model.
+    pub fn with_decoders(mem: File, mem_size: u64, decoders: u32) -> io::Result<Self> {
         let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidInput, m);
+        if hdm::decoder_count_encode(decoders).is_none() {
+            return Err(invalid(format!(
+                "{decoders} HDM decoders: not an encodable count"
+            )));
+        }
         if mem_size == 0 || mem_size % cxl_regs::window::HDM_ALIGN != 0 {
             return Err(invalid(format!(
                 "memory size {mem_size:#x} is not a non-zero multiple of 256 MiB"
@@ -110,8 +122,9 @@ impl CxlDevice {
             )));
         }
         let range = HpaRange::new(HOST_HPA_BASE, mem_size);
-        let mut component =
-            ComponentRegisters::new(HdmConfig::single_device_decoder(range, mem_size));
+        let mut config = HdmConfig::single_device_decoder(range, mem_size);
+        config.decoder_count = decoders;
+        let mut component = ComponentRegisters::new(config);
         component
             .hdm_mut()
             .firmware_commit(
@@ -706,6 +719,18 @@ mod tests {
         assert!(CxlDevice::new(f.try_clone().unwrap(), 512 << 20).is_err());
         assert!(CxlDevice::new(f.try_clone().unwrap(), 4096).is_err());
         assert!(CxlDevice::new(f, 0).is_err());
+    }
+
+    #[test]
+    fn more_decoders_make_a_larger_block_with_decoder_0_committed() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(256 << 20).unwrap();
+        let d = CxlDevice::with_decoders(f.try_clone().unwrap(), 256 << 20, 4).unwrap();
+        let (lo, hi) = d.decoder_block();
+        assert_eq!(hi - lo, u64::from(hdm::block_len(4)));
+        assert!(d.component.hdm().decoder(0).unwrap().committed());
+        assert!(!d.component.hdm().decoder(1).unwrap().committed());
+        assert!(CxlDevice::with_decoders(f, 256 << 20, 3).is_err());
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::hostdriver::{self, write_pattern, ACCEL_MIB};
 use crate::payload::Payload;
 use crate::qemu::{backing_file, Endpoint, HostBridge, RootPort, Topology, Window};
 use crate::runner::{HostFacts, RunOutcome};
+use crate::vmm_guard::{FIND_SH, ROUTE_SH};
 
 pub const NAME: &str = "cxl-accel-cxl-reset";
 
@@ -161,6 +162,11 @@ while read -r l; do case "$l" in *"CXL Window 3"*) W=0x${l%%-*} ;; esac; done </
 echo 1 >/sys/bus/pci/devices/$d/enable || exit 1
 read -r start end flags </sys/bus/pci/devices/$d/resource
 hdm=$((start + 0x1100)); ctl=$((hdm + 0x20)); base=$W; size_lo=0x10000000; size_hi=0
+# What an OS does above a device firmware did not commit: the host
+# bridge's decoder routes the window to its root port, CXL.mem enabled.
+hbd=$(hdm_of $(chbs_of $((0x@D@)))) || { echo "no HDM decoders on D's host bridge"; exit 1; }
+hb_commit $hbd $W 0x10000000 0
+mem_enable /sys/bus/pci/devices/$d/config 1
 vfiocxl_fact d.cap "$(cfg16 $d 0x10a)"
 vfiocxl_fact d.before.ctl "$(devmem $ctl 32)"
 commit_dec d commit
@@ -186,7 +192,10 @@ pub fn spec() -> RunSpec {
     let payload = Payload::new(NAME)
         .module("cxl_acpi")
         .cmdline_arg("iomem=relaxed")
-        .step("cxl-reset", &format!("{LIB_SH}\n{steps}"));
+        .step(
+            "cxl-reset",
+            &format!("{FIND_SH}\n{ROUTE_SH}\n{LIB_SH}\n{steps}"),
+        );
     let mut spec = RunSpec::new(topology(), payload);
     spec.extra_args = vec![
         "-object".into(),

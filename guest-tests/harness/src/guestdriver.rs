@@ -244,7 +244,7 @@ fn stop_server_and_check(dir: &Path) -> Vec<(String, String)> {
 }
 
 /// The CXL modules, the guest helper library and the driver module.
-fn base_payload(name: &str) -> Payload {
+pub(crate) fn base_payload(name: &str) -> Payload {
     let mut p = Payload::new(name);
     for m in CXL_MODULES {
         p = p.module(m);

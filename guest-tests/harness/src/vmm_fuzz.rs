@@ -37,16 +37,17 @@ use crate::hostdriver::{accel_topology, ACCEL_ID, ACCEL_MIB};
 use crate::payload::Payload;
 use crate::qemu::{backing_file, Endpoint, HostBridge, RootPort, Topology, Window};
 use crate::runner::{HostFacts, RunOutcome};
-use crate::vmm_guard::FIND_SH;
+use crate::vmm_guard::{FIND_SH, ROUTE_SH};
 use crate::vucxl::{self, ServerSetup};
+use crate::{guestdriver, vmm_fuzz_replug};
 
 pub const NAME: &str = "cxl-accel-guest-fuzz";
 pub const VFIO_USER_NAME: &str = "vfio-user-cxl-guest-fuzz";
 
 /// The host's tag at every 4 KiB device offset `o`: `PAGE_TAG | o`.
-const PAGE_TAG: u64 = 0x7a6e_0000_0000_0000;
+pub(crate) const PAGE_TAG: u64 = 0x7a6e_0000_0000_0000;
 /// The top 16 bits of every probe the guest writes outside the range.
-const PROBE_MARK: u64 = 0x3e5c;
+pub(crate) const PROBE_MARK: u64 = 0x3e5c;
 const PAGE: u64 = 4096;
 
 const SEED_ENV: &str = "VFIO_CXL_FUZZ_SEED";
@@ -56,6 +57,12 @@ const SEQUENCES_ENV: &str = "VFIO_CXL_FUZZ_SEQUENCES";
 /// The bounds CI runs with.
 const DEFAULT_SECONDS: u64 = 60;
 const DEFAULT_SEQUENCES: u64 = 200;
+
+/// At most this many unbind/rebinds of the guest driver, and (on
+/// vfio-user-cxl) hot-unplug/replugs, per run: each costs seconds (the
+/// CXL core's teardown, pciehp's 5 s attention-button delay).
+const MAX_REBINDS: u32 = 12;
+const MAX_REPLUGS: u32 = 3;
 
 const FUZZ_SH: &str = r#"seed=@SEED@; budget=@SECONDS@; seqs=@SEQUENCES@; ops=6
 vfiocxl_fact fuzz.seed $seed
@@ -76,6 +83,39 @@ hbd=$(hdm_of $hb) || { echo "no host bridge HDM decoders"; exit 1; }
 W=$(cedt_u64 1 8) || { echo "no CFMWS"; exit 1; }
 WS=$(cedt_u64 1 16)
 M=0x10000000
+dv=$(dvsec_of $cfg) || { echo "no CXL Device DVSEC"; exit 1; }
+# route: the rest of the decode path as an OS sets it up, on the first
+# host bridge decoder not committed and locked (by firmware or the fuzzer).
+route() {
+	local d=0
+	while [ $d -lt 4 ]; do
+		[ $(($(devmem $((hbd + 0x20 + d * 0x20)) 32) & 0x500)) -ne $((0x500)) ] && break
+		d=$((d + 1))
+	done
+	[ $d -lt 4 ] && hb_commit $hbd $W $WS 0 $d
+	bit16 $cfg 4 1 1
+	devmem $((ep + 4)) 32 2
+	mem_enable $cfg 1
+}
+# routed BASE SIZE: whether the whole decode path routes BASE+SIZE to the
+# device (QEMU's rule, cxl_firmware_routes), read back from the registers.
+routed() {
+	local i=0 c lo hs
+	[ $(($(devmem $((ep + 4)) 32) & 2)) -ne 0 ] || return 1
+	[ $(($(cfg_rd $cfg $((dv + 12)) 2) & 4)) -ne 0 ] || return 1
+	[ $(($(devmem $((hbd + 4)) 32) & 2)) -ne 0 ] || return 1
+	while [ $i -lt 4 ]; do
+		c=$(devmem $((hbd + 0x20 + i * 0x20)) 32)
+		if [ $((c & 0x400)) -ne 0 ] && [ $(((c >> 4) & 0xf)) -eq 0 ] &&
+			[ $(($(devmem $((hbd + 0x24 + i * 0x20)) 32) & 0xff)) -eq 0 ]; then
+			lo=$(($(dec64 $((hbd + 0x10 + i * 0x20))) & ~0xfffffff))
+			hs=$(($(dec64 $((hbd + 0x18 + i * 0x20))) & ~0xfffffff))
+			[ $1 -ge $lo ] && [ $(($1 + $2)) -le $((lo + hs)) ] && return 0
+		fi
+		i=$((i + 1))
+	done
+	return 1
+}
 ep_commit() {
 	rnd 16; local b=$((W + R * M)); rnd 2; local sz=$(((R + 1) * M)); rnd 2; local skip=$((R * M)); rnd 2
 	devmem $((ep + 0x20)) 32 0
@@ -101,14 +141,48 @@ hb_move() {
 dvsec_ctl() {
 	rnd 65536
 	printf "\\$(printf %03o $((R & 0xff)))\\$(printf %03o $((R >> 8)))" |
-		dd of=$cfg bs=2 seek=$((0x10c / 2)) count=1 conv=notrunc 2>/dev/null
+		dd of=$cfg bs=2 seek=$(((dv + 12) / 2)) count=1 conv=notrunc 2>/dev/null
 }
 reset_dev() {
 	echo cxl_bus >/sys/bus/pci/devices/$dev/reset_method && echo 1 >/sys/bus/pci/devices/$dev/reset
 	resets=$((resets + 1))
 }
+# unbind_driver: the guest driver lets go of the device. The checks run
+# unbound: the driver maps the region write-back, and /dev/mem then
+# refuses devmem's uncached mapping of it.
+unbind_driver() {
+	[ -e $DRV/$dev ] || return 0
+	echo $dev >$DRV/unbind
+	# The CXL core detaches the old memdev from a workqueue.
+	sleep 0.5
+}
+# rebind: the guest driver probes the device (it may refuse what the
+# fuzzer left; that is fine) and lets go of it again.
+rebind() {
+	[ $rebinds -lt @MAX_REBINDS@ ] || return 0
+	rebinds=$((rebinds + 1))
+	echo $dev >/sys/bus/pci/drivers_probe 2>/dev/null
+	[ -e $DRV/$dev ] && binds=$((binds + 1))
+	unbind_driver
+}
+# replug: the host unplugs the device over QMP and plugs it in again.
+present() { [ -e /sys/bus/pci/devices/$dev/config ]; }
+replug() {
+	[ $replugs -lt @MAX_REPLUGS@ ] || return 0
+	replugs=$((replugs + 1))
+	vfiocxl_fact @REPLUG_REQ@ $replugs
+	read -r word </dev/ttyS2 || { echo "nothing from the host on ttyS2"; exit 1; }
+	[ "$word" = go ] || { vfiocxl_fact fuzz.replug.error "$word"; exit 1; }
+	wait_for 150 present || { echo "$dev did not come back after the replug"; exit 1; }
+	# The guest driver may have bound it again.
+	sleep 0.5
+	unbind_driver
+	echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
+	read -r start end flags </sys/bus/pci/devices/$dev/resource
+	ep=$((start + 0x1100))
+}
 op() {
-	rnd 16
+	rnd 18
 	case $R in
 	0 | 1 | 2 | 3) ep_commit ;;
 	4 | 5) devmem $((ep + 0x20)) 32 0 ;;
@@ -118,16 +192,25 @@ op() {
 	10) rnd 4; devmem $((ep + 4)) 32 $R ;;
 	11) dvsec_ctl ;;
 	12) reset_dev ;;
+	13) rnd 2; bit16 $cfg 4 1 $R ;;
+	14) route ;;
+	15) rebind ;;
+	16) replug ;;
 	*) ep_commit ;;
 	esac
 	ops_run=$((ops_run + 1))
 }
 check() {
-	local ctrl b=0 sz=0 skip o v want i g
-	ctrl=$(devmem $((ep + 0x20)) 32)
+	local ctrl=0 b=0 sz=0 skip o v want i g
+	# The endpoint's registers answer only with Memory Space on.
+	[ $(($(cfg_rd $cfg 4 2) & 2)) -ne 0 ] && ctrl=$(devmem $((ep + 0x20)) 32)
 	if [ $((ctrl & 0x400)) -ne 0 ]; then
 		b=$(dec64 $((ep + 0x10))); sz=$(dec64 $((ep + 0x18))); skip=$(dec64 $((ep + 0x24)))
-		committed=$((committed + 1)); i=0
+		committed=$((committed + 1))
+		routed $b $sz || { b=0; sz=0; }
+	fi
+	if [ $sz -ne 0 ]; then
+		routes=$((routes + 1)); i=0
 		while [ $i -lt 8 ]; do
 			rnd $((sz >> 12)); o=$((R << 12))
 			v=$(devmem $((b + o)) 64); want=$((@PAGE_TAG@ | (skip + o)))
@@ -142,13 +225,21 @@ check() {
 	while [ $i -lt 8 ]; do
 		rnd $((WS >> 12)); g=$((W + (R << 12)))
 		if [ $g -lt $b ] || [ $g -ge $((b + sz)) ]; then
+			v=$(devmem $g 64)
+			if [ $((v >> 48)) -eq $((@PAGE_TAG@ >> 48)) ]; then
+				bad=$((bad + 1))
+				[ $bad -le 5 ] && vfiocxl_fact fuzz.bad "sequence $1: $(hex $g) outside the routed range $(hex $b)+$(hex $sz) reads the device's $v"
+			fi
 			devmem $g 64 $((@PROBE_MARK@ << 48 | $1 << 20 | R)); probes=$((probes + 1))
 		fi
 		i=$((i + 1))
 	done
 }
 read -r t0 rest </proc/uptime; t0=${t0%.*}
-s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 resets=0
+[ @MAX_REPLUGS@ -gt 0 ] && stty -F /dev/ttyS2 -echo 2>/dev/null
+insmod $GD/cxl-type2-ref.ko || exit 1
+unbind_driver
+s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 routes=0 resets=0 rebinds=0 binds=0 replugs=0
 while [ $s -lt $seqs ]; do
 	read -r now rest </proc/uptime
 	[ $((${now%.*} - t0)) -ge $budget ] && break
@@ -157,7 +248,7 @@ while [ $s -lt $seqs ]; do
 	check $s
 	s=$((s + 1))
 done
-for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed resets:resets; do
+for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed routes:routed resets:resets rebinds:rebinds binds:binds replugs:replugs; do
 	eval vfiocxl_fact fuzz.${k#*:} \$${k%%:*}
 done
 "#;
@@ -178,23 +269,34 @@ fn settings() -> (u64, u64, u64) {
     )
 }
 
-/// The fuzzer's payload for test `name`, with this run's settings.
-fn payload(name: &str, seed: u64, seconds: u64, sequences: u64) -> Payload {
+/// The fuzzer's payload for test `name`, with this run's settings; the
+/// guest driver (cxl-type2-ref, with the CXL modules) for its rebinds;
+/// `replugs` hot-unplug/replugs at most (the host must answer them).
+fn payload(name: &str, seed: u64, seconds: u64, sequences: u64, replugs: u32) -> Payload {
     let script = FUZZ_SH
+        .replace("@MAX_REBINDS@", &MAX_REBINDS.to_string())
+        .replace("@MAX_REPLUGS@", &replugs.to_string())
+        .replace("@REPLUG_REQ@", vmm_fuzz_replug::REQUEST)
         .replace("@SEED@", &seed.to_string())
         .replace("@SEED_ENV@", SEED_ENV)
         .replace("@SECONDS@", &seconds.to_string())
         .replace("@SEQUENCES@", &sequences.to_string())
         .replace("@PAGE_TAG@", &format!("{PAGE_TAG:#x}"))
         .replace("@PROBE_MARK@", &format!("{PROBE_MARK:#x}"));
-    Payload::new(name)
+    guestdriver::base_payload(name)
         .cmdline_arg("iomem=relaxed")
-        .step("fuzz", &format!("{FIND_SH}\n{script}"))
+        .step(
+            "fuzz",
+            &format!(
+                ". {}/lib.sh\n{FIND_SH}\n{ROUTE_SH}\n{script}",
+                guestdriver::GUEST_DIR
+            ),
+        )
 }
 
 pub fn spec() -> RunSpec {
     let (seed, seconds, sequences) = settings();
-    let payload = payload(NAME, seed, seconds, sequences);
+    let payload = payload(NAME, seed, seconds, sequences, 0);
     let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), payload);
     spec.extra_args = vec!["-d".into(), "guest_errors".into()];
     // Odd seeds fuzz a device the guest commits itself (reset clears it),
@@ -225,7 +327,7 @@ pub fn vfio_user_spec() -> RunSpec {
                 chassis: 0,
                 slot: 2,
                 endpoint: Some(Endpoint::Device {
-                    args: vucxl::device_json(0, "vuc0", seed & 1 == 0),
+                    args: vucxl::device_json(0, "vuc0", precommit(seed)),
                 }),
             }],
         }],
@@ -238,22 +340,38 @@ pub fn vfio_user_spec() -> RunSpec {
     };
     let mut spec = vucxl::server_run_spec(
         topology,
-        payload(VFIO_USER_NAME, seed, seconds, sequences),
+        payload(VFIO_USER_NAME, seed, seconds, sequences, MAX_REPLUGS),
         start_server,
         stop_server,
         seconds + 180,
     );
     spec.extra_args.extend(["-d".into(), "guest_errors".into()]);
+    spec.extra_args.extend(vmm_fuzz_replug::qemu_args());
     spec
 }
 
+/// Even seeds: firmware's pre-commit; odd ones: the guest's own commits.
+fn precommit(seed: u64) -> bool {
+    seed & 1 == 0
+}
+
+/// The server keeps serving across replugs, with the guest's memory.
 fn start_server(dir: &Path) -> crate::error::Result<()> {
-    vucxl::start_servers(dir, &[ServerSetup::plain(0)])?;
-    write_page_tags_to(&dir.join(vucxl::memory_at(0)))
+    vucxl::start_servers(
+        dir,
+        &[ServerSetup {
+            args: &["--persist", "--keep-memory"],
+            ..ServerSetup::plain(0)
+        }],
+    )?;
+    write_page_tags_to(&dir.join(vucxl::memory_at(0)))?;
+    vmm_fuzz_replug::start(dir, precommit(settings().0));
+    Ok(())
 }
 
 fn stop_server(dir: &Path) -> HostFacts {
-    let mut f = vucxl::stop_servers(dir);
+    let mut f = vmm_fuzz_replug::stop();
+    f.extend(vucxl::stop_servers(dir));
     f.extend(scan_file(&dir.join(vucxl::memory_at(0))));
     f
 }
@@ -265,7 +383,7 @@ fn write_page_tags(dir: &Path) -> crate::error::Result<()> {
 
 /// The page tags into `path` (rewritten in place: a server may have it
 /// open already).
-fn write_page_tags_to(path: &Path) -> crate::error::Result<()> {
+pub(crate) fn write_page_tags_to(path: &Path) -> crate::error::Result<()> {
     let io = |e| crate::error::Error::io(format!("cannot write {}", path.display()), e);
     let size = ACCEL_MIB << 20;
     let mut data = vec![0u8; size as usize];
@@ -287,7 +405,7 @@ fn scan(dir: &Path) -> HostFacts {
 
 /// Escapes (probe tags in the device's memory) and misplaced data (page
 /// tags that are not where the host wrote them), as host facts.
-fn scan_file(path: &Path) -> HostFacts {
+pub(crate) fn scan_file(path: &Path) -> HostFacts {
     let mut data = Vec::new();
     if let Err(e) = fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data)) {
         return vec![("scan.error".into(), e.to_string())];
@@ -320,8 +438,26 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     if num("fuzz.sequences").unwrap_or(0) == 0 {
         p.push("the fuzzer ran no sequence".into());
     }
+    if num("fuzz.rebinds").unwrap_or(0) == 0 {
+        p.push("the fuzzer never unbound and rebound the guest driver".into());
+    }
+    // vfio-user-cxl: every replug the guest asked for was carried out.
+    if let Some(done) = outcome.host_fact("replug.done") {
+        if num("fuzz.replugs").unwrap_or(0) == 0 {
+            p.push("the fuzzer never hot-unplugged and replugged the device".into());
+        }
+        if Some(done) != r.fact("fuzz.replugs") {
+            p.push(format!(
+                "the host replugged {done} times, the guest asked {:?}",
+                r.fact("fuzz.replugs")
+            ));
+        }
+    }
+    if let Some(e) = outcome.host_fact("replug.error") {
+        p.push(format!("a replug failed: {e}"));
+    }
     if num("fuzz.checked").unwrap_or(0) == 0 {
-        p.push("the fuzzer never found decoder 0 committed to check data".into());
+        p.push("the fuzzer never found decoder 0 committed and routed to check data".into());
     }
     if num("fuzz.bad") != Some(0) {
         p.push(format!(

@@ -81,6 +81,71 @@ dec64() { echo $(($(devmem $1 32) + ($(devmem $(($1 + 4)) 32) << 32))); }
 hex() { printf '0x%x' $1; }
 "#;
 
+/// Shell helpers for the decode path a device's memory needs besides its
+/// own committed decoder (QEMU maps it only while all of it routes there:
+/// docs/devices/vfio-cxl.md): the host bridge's decoder, HDM Decoder
+/// Enable at both ends, the DVSEC's Mem_Enable and Memory Space. Sourced
+/// after [`FIND_SH`].
+pub(crate) const ROUTE_SH: &str = r#"# chbs_of BUS: the component registers of the host bridge with UID BUS
+# (QEMU's CHBS UID is the pxb-cxl's bus number).
+chbs_of() {
+	local t=/sys/firmware/acpi/tables/CEDT off=36 len sl
+	len=$(wc -c <$t)
+	while [ $off -lt $len ]; do
+		set -- $1 $(od -A n -t u1 -j $off -N 4 $t)
+		sl=$(($4 + 256 * $5))
+		if [ $2 -eq 0 ] && [ $(od -A n -t u4 -j $((off + 4)) -N 4 $t) -eq $1 ]; then
+			set -- $(od -A n -t u4 -j $((off + 16)) -N 8 $t)
+			echo $(($1 + ($2 << 32)))
+			return 0
+		fi
+		[ $sl -gt 0 ] || return 1
+		off=$((off + sl))
+	done
+	return 1
+}
+# cfg_rd CFG OFF BYTES: a config-space register (sysfs file CFG).
+cfg_rd() { set -- $(od -A n -t u$3 -j $2 -N $3 $1); echo $1; }
+# cfg_wr16 CFG OFF VALUE: writes a config-space word.
+cfg_wr16() {
+	printf "\\$(printf %03o $(($3 & 0xff)))\\$(printf %03o $((($3 >> 8) & 0xff)))" |
+		dd of=$1 bs=2 seek=$(($2 / 2)) count=1 conv=notrunc 2>/dev/null
+}
+# bit16 CFG OFF BIT ON: sets (ON=1) or clears (ON=0) a bit of a config word.
+bit16() {
+	local v=$(cfg_rd $1 $2 2)
+	cfg_wr16 $1 $2 $(($4 ? v | (1 << $3) : v & ~(1 << $3)))
+}
+# dvsec_of CFG: the config offset of the CXL Device DVSEC (0x1e98, ID 0).
+dvsec_of() {
+	local p=256 h n=0
+	while [ $p -ge 256 ] && [ $n -lt 64 ]; do
+		h=$(cfg_rd $1 $p 4)
+		if [ $((h & 0xffff)) -eq 35 ] && [ $(cfg_rd $1 $((p + 4)) 2) -eq 7832 ] &&
+			[ $(cfg_rd $1 $((p + 8)) 2) -eq 0 ]; then
+			echo $p
+			return 0
+		fi
+		p=$((h >> 20)); n=$((n + 1))
+	done
+	return 1
+}
+# mem_enable CFG ON: the CXL Device DVSEC's Mem_Enable (Control bit 2).
+mem_enable() { bit16 $1 $(($(dvsec_of $1) + 12)) 2 $2; }
+# hb_commit HBD BASE SIZE PORT [N]: host bridge decoder N (0; HDM block
+# HBD) decodes BASE+SIZE to root port PORT alone, HDM decoding enabled:
+# what the OS does above a device firmware did not commit.
+hb_commit() {
+	local d=$(($1 + 0x20 * ${5:-0}))
+	devmem $((d + 0x20)) 32 0
+	devmem $((d + 0x10)) 32 $(($2 & 0xffffffff)); devmem $((d + 0x14)) 32 $(($2 >> 32))
+	devmem $((d + 0x18)) 32 $(($3 & 0xffffffff)); devmem $((d + 0x1c)) 32 $(($3 >> 32))
+	devmem $((d + 0x24)) 32 $4; devmem $((d + 0x28)) 32 0
+	devmem $((d + 0x20)) 32 0x200
+	devmem $(($1 + 4)) 32 2
+}
+"#;
+
 /// Finds the cxl-accel, enables it: `$dev`, its HDM decoder block `$ep`.
 const ACCEL_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
 	read -r v <$d/vendor; read -r p <$d/device
@@ -334,11 +399,17 @@ done
 [ $# -eq 2 ] || { echo "expected two cxl-accel, found $#"; exit 1; }
 W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
 vfiocxl_fact window "$(hex $W)"
+# The host bridge routes the window's first 256 MiB to the first device's
+# root port (port 0, enumerated first).
+hbd=$(hdm_of $(cedt_u64 0 16)) || { echo "no host bridge HDM decoders"; exit 1; }
+hb_commit $hbd $W 0x10000000 0
 n=0
 for dev in "$@"; do
 	echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
+	mem_enable /sys/bus/pci/devices/$dev/config 1
 	read -r start end flags </sys/bus/pci/devices/$dev/resource
 	ep=$((start + 0x1100))
+	devmem $((ep + 4)) 32 2
 	devmem $((ep + 0x10)) 32 $((W & 0xffffffff))
 	devmem $((ep + 0x14)) 32 $((W >> 32))
 	devmem $((ep + 0x18)) 32 0x10000000
@@ -374,7 +445,7 @@ pub fn overlap_spec() -> RunSpec {
         .replace("@TAG1@", &format!("{TAG_AFTER:#x}"));
     let payload = Payload::new(OVERLAP)
         .cmdline_arg("iomem=relaxed")
-        .step("commit-both", &format!("{FIND_SH}\n{script}"));
+        .step("commit-both", &format!("{FIND_SH}\n{ROUTE_SH}\n{script}"));
     let mut spec = RunSpec::new(t, payload);
     spec.extra_args = vec![
         "-global".into(),
@@ -422,6 +493,60 @@ pub fn overlap_check(outcome: &RunOutcome) -> Vec<String> {
     p
 }
 
+pub const BAD_INTERLEAVE: &str = "cxl-accel-bad-interleave";
+
+/// The guest commits host bridge decoder 0 over the window with
+/// Interleave Ways 0xf (reserved), then reads and writes the window where
+/// no device memory is mapped, so QEMU's window MMIO looks the target up
+/// in that decoder.
+const BAD_INTERLEAVE_SH: &str = r#"hbd=$(hdm_of $(cedt_u64 0 16)) || { echo "no host bridge HDM decoders"; exit 1; }
+W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
+hb_commit $hbd $W 0x10000000 0
+devmem $((hbd + 0x20)) 32 0
+devmem $((hbd + 0x20)) 32 0x2f0
+vfiocxl_fact hb.ctrl "$(devmem $((hbd + 0x20)) 32)"
+for o in 0 0x1000 0x100000 0x8000000; do
+	devmem $((W + o)) 64 >/dev/null
+	devmem $((W + o)) 64 0x5a5a
+done
+vfiocxl_fact survived 1
+"#;
+
+/// `cxl-accel-bad-interleave`: a host bridge decoder committed with
+/// reserved Interleave Ways, then window accesses: QEMU logs a guest
+/// error and runs on (it aborted in extract32() before).
+pub fn bad_interleave_spec() -> RunSpec {
+    let mut t = accel_topology(ACCEL_MIB, 4096);
+    if let Some(Endpoint::Accel { props, .. }) = &mut t.host_bridges[0].root_ports[0].endpoint {
+        props.push("precommit=off".into());
+    }
+    let payload = Payload::new(BAD_INTERLEAVE)
+        .cmdline_arg("iomem=relaxed")
+        .step(
+            "bad-interleave",
+            &format!("{FIND_SH}\n{ROUTE_SH}\n{BAD_INTERLEAVE_SH}"),
+        );
+    let mut spec = RunSpec::new(t, payload);
+    spec.extra_args = vec!["-d".into(), "guest_errors".into()];
+    spec
+}
+
+pub fn bad_interleave_check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    // IW 0xf, IG 0, COMMIT | COMMITTED.
+    let ctrl = outcome.report.fact("hb.ctrl");
+    if ctrl != Some("0x000006F0") {
+        p.push(format!("hb.ctrl = {ctrl:?}, expected \"0x000006F0\""));
+    }
+    if outcome.report.fact("survived") != Some("1") {
+        p.push("the guest did not get past its window accesses".into());
+    }
+    if !outcome.stderr.contains("with Interleave Ways 15 decodes") {
+        p.push("QEMU logged no guest error for the reserved Interleave Ways".into());
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +559,7 @@ mod tests {
             .into_iter()
             .chain(interleaved_spec().payload.steps)
             .chain(overlap_spec().payload.steps)
+            .chain(bad_interleave_spec().payload.steps)
         {
             crate::payload::assert_valid_sh(&step.name, &step.script);
         }

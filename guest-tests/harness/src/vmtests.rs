@@ -178,6 +178,30 @@ pub fn all() -> Vec<VmTest> {
             check: crate::vmm_guard::overlap_check,
         },
         VmTest {
+            name: crate::vmm_guard::BAD_INTERLEAVE,
+            about: "cxl-accel (precommit=off): the guest commits a host bridge decoder with reserved Interleave Ways (0xf) and touches the window: QEMU logs a guest error and runs on (it aborted in extract32 before; found by vfio-user-cxl-guest-fuzz)",
+            spec: crate::vmm_guard::bad_interleave_spec,
+            check: crate::vmm_guard::bad_interleave_check,
+        },
+        VmTest {
+            name: crate::vmm_route::NAME,
+            about: "cxl-accel (precommit=off): the guest sets up the whole decode path (host bridge decoder, HDM Decoder Enable at both ends, endpoint decoder, DVSEC Mem_Enable, Memory Space), then breaks one link at a time: the device's tag is not readable through the window and guest writes do not reach the backing file while a link is broken, and both come back when it is mended",
+            spec: crate::vmm_route::spec,
+            check: crate::vmm_route::check,
+        },
+        VmTest {
+            name: crate::vmm_route::VFIO_USER_NAME,
+            about: "cxl-accel-decode-path against -device vfio-user-cxl (precommit=off) and the software Type-2 server, the tags in the server's memory file",
+            spec: crate::vmm_route::vfio_user_spec,
+            check: crate::vmm_route::check,
+        },
+        VmTest {
+            name: crate::vmm_route::PASSTHROUGH,
+            about: "cxl-accel (precommit=off) below a passthrough pxb-cxl (one root port, no HDM decoders): the endpoint's commit, HDM Decoder Enable and Mem_Enable map the memory (the host bridge routes its window to its only port); Mem_Enable off hides it",
+            spec: crate::vmm_route::passthrough_spec,
+            check: crate::vmm_route::passthrough_check,
+        },
+        VmTest {
             name: crate::vmm_fuzz::NAME,
             about: "guest-side fuzzer on cxl-accel (seeded, 60 s / 200 sequences; VFIO_CXL_FUZZ_SEED replays): random decoder, host bridge, DVSEC writes and cxl_bus resets; QEMU stays up, pages read through the committed range hold the host's tags, no probe written outside it reaches device memory",
             spec: crate::vmm_fuzz::spec,

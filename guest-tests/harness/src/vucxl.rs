@@ -26,6 +26,7 @@ use crate::hostdriver::{
 use crate::payload::Payload;
 use crate::qemu::{Endpoint, Topology};
 use crate::runner::{HostFacts, RunOutcome};
+use crate::vmm_guard::{FIND_SH, ROUTE_SH};
 
 /// Overrides where the `vfio-user-cxl` server binary is taken from.
 pub const SERVER_ENV: &str = "VFIO_USER_CXL_SERVER";
@@ -334,6 +335,10 @@ hdm=$((start + 0x1100)); ctl=$((hdm + 0x20))
 vfiocxl_fact window "$W"
 vfiocxl_fact cap "$(devmem $hdm 32)"
 vfiocxl_fact before.ctl "$(devmem $ctl 32)"
+# The rest of the decode path, as an OS sets it up.
+hbd=$(hdm_of $(cedt_u64 0 16)) || { echo "no host bridge HDM decoders"; exit 1; }
+hb_commit $hbd $W 0x10000000 0
+mem_enable $dev/config 1
 devmem $((hdm + 4)) 32 2
 devmem $((hdm + 0x10)) 32 $((W & 0xffffffff))
 devmem $((hdm + 0x14)) 32 $((W >> 32))
@@ -350,7 +355,17 @@ devmem $((hdm + 0x10)) 32 0
 devmem $((hdm + 0x14)) 32 1
 devmem $ctl 32 0x200
 vfiocxl_fact outside.ctl "$(devmem $ctl 32)"
+# The server has @DECODERS@ decoders: past the emulated one, the host's
+# block must read as the overlay's zeroes, not reach the host (all-ones).
+i=48; past=
+while [ $i -lt @BLOCK_LEN@ ]; do past="$past $(devmem $((hdm + i)) 32)"; i=$((i + 4)); done
+vfiocxl_fact past "${past# }"
 "#;
+
+/// HDM decoders of the guest-commit test's server: its decoder block is
+/// larger than the emulated one-decoder block QEMU overlays on it.
+const HOST_DECODERS: u32 = 4;
+const HOST_DECODERS_ARGS: [&str; 2] = ["--decoders", "4"];
 
 /// The guest's word at file offset 8 (written through the mapping).
 const GUEST_WORD: u64 = 0x1122_3344_5566_7788;
@@ -359,8 +374,28 @@ pub fn guest_commit_spec() -> RunSpec {
     let payload = Payload::new("vfio-user-cxl-guest-commit")
         .module("cxl_acpi")
         .cmdline_arg("iomem=relaxed")
-        .step("guest-commit", GUEST_COMMIT_SH);
+        .step(
+            "guest-commit",
+            &format!(
+                "{FIND_SH}\n{ROUTE_SH}\n{}",
+                GUEST_COMMIT_SH
+                    .replace("@DECODERS@", &HOST_DECODERS.to_string())
+                    .replace(
+                        "@BLOCK_LEN@",
+                        &cxl_regs::hdm::block_len(HOST_DECODERS).to_string()
+                    )
+            ),
+        );
     let mut spec = vucxl_spec(payload, false);
+    spec.before_boot = Some(|dir| {
+        start_servers(
+            dir,
+            &[ServerSetup {
+                args: &HOST_DECODERS_ARGS,
+                ..ServerSetup::plain(OUTSIDE_SEED)
+            }],
+        )
+    });
     spec.after_exit = Some(stop_server_word8);
     spec.machine.iommu = false;
     spec.extra_args
@@ -388,6 +423,15 @@ pub fn guest_commit_check(outcome: &RunOutcome) -> Vec<String> {
             p.push(format!("{k} = {:?}, expected {v}", r.fact(k)));
         }
     }
+    // Decoders 1..3 of the host's block, through the overlay.
+    let zeroes =
+        vec!["0x00000000"; (cxl_regs::hdm::block_len(HOST_DECODERS) as usize - 48) / 4].join(" ");
+    if r.fact("past") != Some(zeroes.as_str()) {
+        p.push(format!(
+            "past the emulated decoder, the host's block read {:?}, expected the overlay's zeroes",
+            r.fact("past")
+        ));
+    }
     let want8 = format!("{GUEST_WORD:#x}");
     if outcome.host_fact("word8") != Some(want8.as_str()) {
         p.push(format!(
@@ -411,4 +455,15 @@ fn stop_server_word8(dir: &Path) -> HostFacts {
         Err(e) => f.push(("word8.error".into(), e.to_string())),
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guest_commit_server_has_the_decoders_its_check_reads() {
+        assert_eq!(HOST_DECODERS_ARGS[1], HOST_DECODERS.to_string());
+        assert!(cxl_regs::hdm::block_len(HOST_DECODERS) > cxl_regs::hdm::block_len(1));
+    }
 }

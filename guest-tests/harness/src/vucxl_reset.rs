@@ -28,6 +28,7 @@ use crate::hostdriver::dmesg_sh;
 use crate::hostdriver::{self, ACCEL_MIB, OUTSIDE_SEED};
 use crate::qemu::{Endpoint, HostBridge, RootPort, Topology, Window};
 use crate::runner::{HostFacts, RunOutcome};
+use crate::vmm_guard::{self, ROUTE_SH};
 use crate::vucxl::{self, ServerSetup};
 use crate::vucxl_multi::{uapi_run_problems, LIB};
 
@@ -136,7 +137,13 @@ while read -r l; do case "$l" in *"CXL Window 1"*) W=0x${l%%-*} ;; esac; done </
 [ -n "$W" ] || { echo "no CXL Window 1 in /proc/iomem"; exit 1; }
 hdm=$((start + 0x1100)); ctl=$((hdm + 0x20))
 vfiocxl_fact b.window "$W"
+# The rest of the decode path, as an OS sets it up: the host bridge routes
+# both places the decoder goes to B's root port.
+hbd=$(hdm_of $(chbs_of $((0x@B_BUS@)))) || { echo "no HDM decoders on B's host bridge"; exit 1; }
+hb_commit $hbd $W 0x20000000 0
+# A reset clears Mem_Enable: each commit enables CXL.mem again.
 commit_at() {
+	mem_enable /sys/bus/pci/devices/$b/config 1
 	devmem $((hdm + 4)) 32 2
 	devmem $((hdm + 0x10)) 32 $(($1 & 0xffffffff))
 	devmem $((hdm + 0x14)) 32 $(($1 >> 32))
@@ -178,8 +185,10 @@ pub fn spec() -> RunSpec {
         .replace("@A_BUS@", &bus(0))
         .replace("@B_BUS@", &bus(1));
     let b = DECODER_B_SH
+        .replace("@B_BUS@", &bus(1))
         .replace("@OFF@", &format!("{B_OFFSET:#x}"))
         .replace("@WORD@", &format!("{B_WORD:#x}"));
+    let b = format!("{}\n{ROUTE_SH}\n{b}", vmm_guard::FIND_SH);
     let mut payload = hostdriver::base_payload(NAME).cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
     payload.steps.retain(|s| s.name == "load-host-driver");
     let payload = payload

@@ -12,6 +12,7 @@
 #include "qapi/error.h"
 #include "hw/pci/pci.h"
 #include "hw/cxl/cxl.h"
+#include "hw/cxl/cxl_firmware.h"
 
 /* CXL r3.1 Section 8.2.4.20.1 CXL HDM Decoder Capability Register */
 int cxl_decoder_count_enc(int count)
@@ -161,14 +162,16 @@ static void cxl_cache_mem_write_reg(void *opaque, hwaddr offset, uint64_t value,
         }
         if (cregs->special_ops && cregs->special_ops->write) {
             cregs->special_ops->write(cxl_cstate, offset, value, size);
-            return;
-        }
-
-        if (offset >= A_CXL_HDM_DECODER_CAPABILITY &&
-            offset <= A_CXL_HDM_DECODER3_TARGET_LIST_HI) {
+        } else if (offset >= A_CXL_HDM_DECODER_CAPABILITY &&
+                   offset <= A_CXL_HDM_DECODER3_TARGET_LIST_HI) {
             dumb_hdm_handler(cxl_cstate, offset, value);
         } else {
             cregs->cache_mem_registers[offset / 4] = value;
+        }
+        if (offset >= A_CXL_HDM_DECODER_CAPABILITY &&
+            offset <= A_CXL_HDM_DECODER3_TARGET_LIST_HI) {
+            /* Endpoints below map memory only where decoders route it. */
+            cxl_firmware_routes_changed();
         }
         return;
     }

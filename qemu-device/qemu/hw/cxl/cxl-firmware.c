@@ -282,6 +282,127 @@ void cxl_firmware_release_map(MemoryRegion *mr)
     }
 }
 
+/* Whether a window that targets only @hb holds [@base, @base + @size). */
+static bool cxl_firmware_window_targets(uint64_t base, uint64_t size,
+                                        PXBCXLDev *hb)
+{
+    g_autoptr(GSList) windows = cxl_fmws_get_all_sorted();
+    GSList *it;
+
+    for (it = windows; it; it = it->next) {
+        CXLFixedWindow *fw = CXL_FMW(it->data);
+
+        if (fw->num_targets == 1 && cxl_firmware_targets(fw, 0, hb) &&
+            base >= fw->base && size <= fw->size &&
+            base - fw->base <= fw->size - size) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * Whether a committed decoder of @hb's HDM capability decodes all of
+ * [@base, @base + @size) to @port alone.  An interleaving decoder does not
+ * count: the endpoint's memory is mapped contiguously.
+ */
+static bool cxl_firmware_hb_routes(PXBCXLDev *hb, PCIEPort *port,
+                                   uint64_t base, uint64_t size)
+{
+    const uint32_t *cm =
+        hb->cxl_host_bridge->cxl_cstate.crb.cache_mem_registers;
+    const int stride = (A_CXL_HDM_DECODER1_BASE_LO -
+                        A_CXL_HDM_DECODER0_BASE_LO) / 4;
+    int i;
+
+    if (!ARRAY_FIELD_EX32(cm, CXL_HDM_DECODER_GLOBAL_CONTROL,
+                          HDM_DECODER_ENABLE)) {
+        return false;
+    }
+    for (i = 0; i < CXL_HDM_DECODER_COUNT; i++) {
+        const uint32_t *d = cm + i * stride;
+        uint32_t ctrl = d[R_CXL_HDM_DECODER0_CTRL];
+        uint64_t dbase, dsize;
+
+        if (!FIELD_EX32(ctrl, CXL_HDM_DECODER0_CTRL, COMMITTED) ||
+            FIELD_EX32(ctrl, CXL_HDM_DECODER0_CTRL, IW) ||
+            (d[R_CXL_HDM_DECODER0_TARGET_LIST_LO] & 0xff) != port->port) {
+            continue;
+        }
+        dbase = (d[R_CXL_HDM_DECODER0_BASE_LO] & 0xf0000000) |
+            (uint64_t)d[R_CXL_HDM_DECODER0_BASE_HI] << 32;
+        dsize = (d[R_CXL_HDM_DECODER0_SIZE_LO] & 0xf0000000) |
+            (uint64_t)d[R_CXL_HDM_DECODER0_SIZE_HI] << 32;
+        if (base >= dbase && size <= dsize && base - dbase <= dsize - size) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool cxl_firmware_routes(PCIDevice *ep, uint64_t base, uint64_t size,
+                         bool hdm_enabled, bool mem_enabled)
+{
+    PCIEPort *port;
+    PXBCXLDev *hb;
+
+    if (!hdm_enabled || !mem_enabled || !size ||
+        !(pci_get_word(ep->config + PCI_COMMAND) & PCI_COMMAND_MEMORY)) {
+        return false;
+    }
+    hb = cxl_firmware_path(ep, &port, NULL);
+    if (!hb) {
+        return false;
+    }
+    if (hb->cxl_host_bridge->passthrough) {
+        /* No HDM decoders: its windows go to its only root port. */
+        return cxl_firmware_window_targets(base, size, hb);
+    }
+    return cxl_firmware_hb_routes(hb, port, base, size);
+}
+
+/* Who re-evaluates cxl_firmware_routes() when a decoder changes. */
+typedef struct CXLFirmwareWatch {
+    CXLFirmwareRouteFn fn;
+    void *opaque;
+} CXLFirmwareWatch;
+static GSList *cxl_firmware_watches;
+
+void cxl_firmware_watch_routes(CXLFirmwareRouteFn fn, void *opaque)
+{
+    CXLFirmwareWatch *w = g_new(CXLFirmwareWatch, 1);
+
+    w->fn = fn;
+    w->opaque = opaque;
+    cxl_firmware_watches = g_slist_prepend(cxl_firmware_watches, w);
+}
+
+void cxl_firmware_unwatch_routes(void *opaque)
+{
+    GSList *it = cxl_firmware_watches;
+
+    while (it) {
+        CXLFirmwareWatch *w = it->data;
+
+        it = it->next;
+        if (w->opaque == opaque) {
+            cxl_firmware_watches = g_slist_remove(cxl_firmware_watches, w);
+            g_free(w);
+        }
+    }
+}
+
+void cxl_firmware_routes_changed(void)
+{
+    GSList *it;
+
+    for (it = cxl_firmware_watches; it; it = it->next) {
+        CXLFirmwareWatch *w = it->data;
+
+        w->fn(w->opaque);
+    }
+}
+
 bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
                                     uint64_t size, uint8_t enc_granularity,
                                     Error **errp)

@@ -71,10 +71,20 @@ static void vfio_user_cxl_reset_hold(Object *obj, ResetType type)
 
 static void vfio_user_cxl_reset_exit(Object *obj, ResetType type)
 {
+    VFIOUserCXLDevice *d = VFIO_USER_CXL(obj);
+
     if (vfio_user_cxl_parent_phases.exit) {
         vfio_user_cxl_parent_phases.exit(obj, type);
     }
-    vfio_cxl_reset_exit(&VFIO_USER_CXL(obj)->cxl);
+    vfio_cxl_reset_exit(&d->parent_obj.parent_obj, &d->cxl);
+}
+
+static void vfio_user_cxl_write_config(PCIDevice *pdev, uint32_t addr,
+                                       uint32_t val, int len)
+{
+    VFIOUserCXLDevice *d = VFIO_USER_CXL(pdev);
+
+    vfio_cxl_config_write(&d->parent_obj.parent_obj, &d->cxl, addr, val, len);
 }
 
 static const Property vfio_user_cxl_properties[] = {
@@ -97,6 +107,7 @@ static void vfio_user_cxl_class_init(ObjectClass *klass, const void *data)
     pdc->realize = vfio_user_cxl_realize;
     vfio_user_cxl_parent_exit = pdc->exit;
     pdc->exit = vfio_user_cxl_exit;
+    pdc->config_write = vfio_user_cxl_write_config;
     resettable_class_set_parent_phases(rc, NULL, vfio_user_cxl_reset_hold,
                                        vfio_user_cxl_reset_exit,
                                        &vfio_user_cxl_parent_phases);

@@ -166,6 +166,42 @@ static bool vfio_cxl_check_info(VFIOPCIDevice *vdev, VFIOCXLGetInfo get_info,
     return true;
 }
 
+/* The CXL Device DVSEC (CXL r3.1 8.1.3) in @pdev's config space, or 0. */
+static uint16_t vfio_cxl_find_dvsec(PCIDevice *pdev)
+{
+    uint16_t pos = PCI_CONFIG_SPACE_SIZE;
+    int n;
+
+    /* A chain of more than the space's dwords loops. */
+    for (n = 0; pos >= PCI_CONFIG_SPACE_SIZE &&
+         pos <= PCIE_CONFIG_SPACE_SIZE - VFIO_CXL_DVSEC_CONTROL - 2 &&
+         n < PCIE_CONFIG_SPACE_SIZE / 4; n++) {
+        uint32_t hdr = pci_get_long(pdev->config + pos);
+
+        if (PCI_EXT_CAP_ID(hdr) == PCI_EXT_CAP_ID_DVSEC &&
+            pci_get_word(pdev->config + pos + PCI_DVSEC_HEADER1) ==
+            VFIO_CXL_DVSEC_VENDOR &&
+            pci_get_word(pdev->config + pos + PCI_DVSEC_HEADER2) ==
+            VFIO_CXL_DVSEC_DEVICE) {
+            return pos;
+        }
+        pos = PCI_EXT_CAP_NEXT(hdr);
+    }
+    return 0;
+}
+
+/* Mem_Enable as the device (host driver or server) reports it. */
+static void vfio_cxl_sync_mem_enable(VFIOPCIDevice *vdev, VFIOCXL *cxl)
+{
+    uint32_t ctrl = vfio_pci_read_config(&vdev->parent_obj,
+                                         cxl->dvsec + VFIO_CXL_DVSEC_CONTROL,
+                                         2);
+    bool on = ctrl & VFIO_CXL_DVSEC_MEM_ENABLE;
+
+    trace_vfio_cxl_mem_enable(vdev->vbasedev.name, on);
+    vfio_cxl_part_set_mem_enabled(cxl->part, on);
+}
+
 void vfio_cxl_error_prepend(VFIOPCIDevice *vdev, Error **errp)
 {
     DeviceState *dev = DEVICE(vdev);
@@ -257,12 +293,18 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
         goto fail;
     }
 
+    cxl->dvsec = vfio_cxl_find_dvsec(&vdev->parent_obj);
+    if (!cxl->dvsec) {
+        error_setg(errp, "no CXL Device DVSEC in config space");
+        goto fail;
+    }
     cxl->part = vfio_cxl_part_new(&vdev->parent_obj, vbasedev->name,
                                   &cxl->mem_alias, mem_size, cxl->precommit,
                                   errp);
     if (!cxl->part) {
         goto fail;
     }
+    vfio_cxl_sync_mem_enable(vdev, cxl);
 
     /*
      * Guest accesses to the host's whole decoder block never reach the
@@ -334,10 +376,55 @@ void vfio_cxl_reset_hold(VFIOCXL *cxl)
     }
 }
 
-void vfio_cxl_reset_exit(VFIOCXL *cxl)
+/*
+ * Firmware's part of reset: the pre-commit, then CXL.mem enabled in the
+ * DVSEC for what it committed, as platform firmware leaves it for the OS.
+ */
+void vfio_cxl_reset_exit(VFIOPCIDevice *vdev, VFIOCXL *cxl)
 {
-    if (cxl->part) {
-        vfio_cxl_part_reset_exit(cxl->part);
+    PCIDevice *pdev = &vdev->parent_obj;
+    uint32_t addr = cxl->dvsec + VFIO_CXL_DVSEC_CONTROL;
+
+    if (!cxl->part) {
+        return;
+    }
+    if (vfio_cxl_part_reset_exit(cxl->part)) {
+        vfio_pci_write_config(pdev, addr,
+                              vfio_pci_read_config(pdev, addr, 2) |
+                              VFIO_CXL_DVSEC_MEM_ENABLE, 2);
+    }
+    vfio_cxl_sync_mem_enable(vdev, cxl);
+}
+
+/*
+ * Config writes that can change the route: PCI Command (Memory Space) and
+ * the DVSEC's Control (Mem_Enable, read back from the device, which owns
+ * the register and may ignore the write, e.g. under CONFIG_LOCK).
+ *
+ * The host driver fails accesses to the CXL memory while the function's
+ * Memory Space is off (some devices fault the host then: docs/uapi.md of
+ * vfio-cxl), so the guest's window must not reach the mmap'd region
+ * meanwhile, or a guest touching its window while it sizes BARs would get
+ * this process killed by SIGBUS: the alias is disabled before a write
+ * that turns Memory Space off reaches the host, and re-evaluated after.
+ */
+void vfio_cxl_config_write(VFIOPCIDevice *vdev, VFIOCXL *cxl, uint32_t addr,
+                           uint32_t val, int len)
+{
+    PCIDevice *pdev = &vdev->parent_obj;
+    bool command = cxl->part && ranges_overlap(addr, len, PCI_COMMAND, 1);
+    bool dvsec = cxl->part &&
+        ranges_overlap(addr, len, cxl->dvsec + VFIO_CXL_DVSEC_CONTROL, 2);
+
+    if (command && !((val >> (8 * (PCI_COMMAND - addr))) &
+                     PCI_COMMAND_MEMORY)) {
+        memory_region_set_enabled(&cxl->mem_alias, false);
+    }
+    vfio_pci_write_config(pdev, addr, val, len);
+    if (dvsec) {
+        vfio_cxl_sync_mem_enable(vdev, cxl);
+    } else if (command) {
+        vfio_cxl_part_route(cxl->part);
     }
 }
 
@@ -353,8 +440,6 @@ struct VFIOCXLDevice {
 
 static void (*vfio_cxl_parent_realize)(PCIDevice *pdev, Error **errp);
 static void (*vfio_cxl_parent_exit)(PCIDevice *pdev);
-static void (*vfio_cxl_parent_write_config)(PCIDevice *pdev, uint32_t addr,
-                                            uint32_t val, int len);
 static ResettablePhases vfio_cxl_parent_phases;
 
 static bool vfio_cxl_kernel_get_info(VFIOPCIDevice *vdev,
@@ -391,32 +476,12 @@ static void vfio_cxl_pci_exit(PCIDevice *pdev)
     vfio_cxl_parent_exit(pdev);
 }
 
-/*
- * The host driver fails accesses to the CXL memory while the function's
- * Memory Space is off (some devices fault the host then: docs/uapi.md of
- * vfio-cxl), so the guest's window must not reach the mmap'd region
- * meanwhile, or a guest touching its window while it sizes BARs would get
- * this process killed by SIGBUS.  The alias is disabled before a write
- * that turns Memory Space off reaches the host, and enabled after one
- * that turns it on; while disabled, the window's own MMIO answers
- * (all-ones, writes dropped).
- */
 static void vfio_cxl_pci_write_config(PCIDevice *pdev, uint32_t addr,
                                       uint32_t val, int len)
 {
     VFIOCXLDevice *d = VFIO_CXL(pdev);
-    bool touches = d->cxl.part && ranges_overlap(addr, len, PCI_COMMAND, 1);
 
-    if (touches && !((val >> (8 * (PCI_COMMAND - addr))) &
-                     PCI_COMMAND_MEMORY)) {
-        memory_region_set_enabled(&d->cxl.mem_alias, false);
-    }
-    vfio_cxl_parent_write_config(pdev, addr, val, len);
-    if (touches) {
-        memory_region_set_enabled(&d->cxl.mem_alias,
-                                  pci_get_word(pdev->config + PCI_COMMAND) &
-                                  PCI_COMMAND_MEMORY);
-    }
+    vfio_cxl_config_write(&d->parent_obj, &d->cxl, addr, val, len);
 }
 
 static void vfio_cxl_pci_reset_hold(Object *obj, ResetType type)
@@ -427,14 +492,6 @@ static void vfio_cxl_pci_reset_hold(Object *obj, ResetType type)
         vfio_cxl_parent_phases.hold(obj, type);
     }
     vfio_cxl_reset_hold(&d->cxl);
-    /* Reset leaves Memory Space off until firmware or the OS enables it. */
-    if (!d->cxl.part) {
-        return;
-    }
-    memory_region_set_enabled(&d->cxl.mem_alias,
-                              pci_get_word(PCI_DEVICE(d)->config +
-                                           PCI_COMMAND) &
-                              PCI_COMMAND_MEMORY);
 }
 
 static void vfio_cxl_pci_reset_exit(Object *obj, ResetType type)
@@ -442,7 +499,7 @@ static void vfio_cxl_pci_reset_exit(Object *obj, ResetType type)
     if (vfio_cxl_parent_phases.exit) {
         vfio_cxl_parent_phases.exit(obj, type);
     }
-    vfio_cxl_reset_exit(&VFIO_CXL(obj)->cxl);
+    vfio_cxl_reset_exit(&VFIO_CXL(obj)->parent_obj, &VFIO_CXL(obj)->cxl);
 }
 
 static void vfio_cxl_pci_finalize(Object *obj)
@@ -470,7 +527,6 @@ static void vfio_cxl_class_init(ObjectClass *klass, const void *data)
     pdc->realize = vfio_cxl_pci_realize;
     vfio_cxl_parent_exit = pdc->exit;
     pdc->exit = vfio_cxl_pci_exit;
-    vfio_cxl_parent_write_config = pdc->config_write;
     pdc->config_write = vfio_cxl_pci_write_config;
     resettable_class_set_parent_phases(rc, NULL, vfio_cxl_pci_reset_hold,
                                        vfio_cxl_pci_reset_exit,

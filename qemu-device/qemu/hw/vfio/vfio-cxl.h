@@ -26,6 +26,12 @@
 #define VFIO_CXL_REGION_SUBTYPE_CXL_COMP_REGS   2
 #define VFIO_CXL_REGION_INFO_CAP_CXL_COMP_REGS  0x1e98
 
+/* The CXL Device DVSEC (CXL r3.1 8.1.3): ID, Control, Mem_Enable. */
+#define VFIO_CXL_DVSEC_VENDOR                   0x1e98
+#define VFIO_CXL_DVSEC_DEVICE                   0
+#define VFIO_CXL_DVSEC_CONTROL                  0x0c
+#define VFIO_CXL_DVSEC_MEM_ENABLE               (1 << 2)
+
 struct vfio_cxl_device_info_cap_cxl {
     struct vfio_info_cap_header header;
     uint32_t flags;
@@ -51,7 +57,9 @@ uint64_t vfio_cxl_part_hdm_read(const CxlPart *part, uint64_t offset,
 void vfio_cxl_part_hdm_write(CxlPart *part, uint64_t offset, uint64_t value,
                              uint32_t size);
 void vfio_cxl_part_reset_hold(CxlPart *part);
-void vfio_cxl_part_reset_exit(CxlPart *part);
+bool vfio_cxl_part_reset_exit(CxlPart *part);
+void vfio_cxl_part_set_mem_enabled(CxlPart *part, bool on);
+void vfio_cxl_part_route(const CxlPart *part);
 void vfio_cxl_part_free(CxlPart *part);
 
 /* Fetches VFIO_DEVICE_GET_INFO with the caller's argsz (and cap chain). */
@@ -67,6 +75,7 @@ typedef struct VFIOCXL {
     uint32_t comp_bar;
     uint64_t comp_offset;
     uint64_t comp_size;         /* the host's decoder block, overlaid */
+    uint16_t dvsec;             /* the CXL Device DVSEC in config space */
     CxlPart *part;
     Error *migration_blocker;
 } VFIOCXL;
@@ -78,6 +87,8 @@ bool vfio_cxl_realize(VFIOPCIDevice *vdev, VFIOCXL *cxl,
 void vfio_cxl_exit(VFIOCXL *cxl);
 void vfio_cxl_finalize(VFIOCXL *cxl);
 void vfio_cxl_reset_hold(VFIOCXL *cxl);
-void vfio_cxl_reset_exit(VFIOCXL *cxl);
+void vfio_cxl_reset_exit(VFIOPCIDevice *vdev, VFIOCXL *cxl);
+void vfio_cxl_config_write(VFIOPCIDevice *vdev, VFIOCXL *cxl, uint32_t addr,
+                           uint32_t val, int len);
 
 #endif

@@ -113,4 +113,41 @@ bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
                                     uint64_t size, uint8_t enc_granularity,
                                     Error **errp);
 
+/**
+ * cxl_firmware_routes: whether the decode path routes a range to @ep
+ * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
+ * @base, @size: the range @ep's committed HDM decoder decodes
+ * @hdm_enabled: HDM Decoder Enable of @ep's HDM Decoder Capability
+ * @mem_enabled: Mem_Enable of @ep's CXL Device DVSEC
+ *
+ * An endpoint maps its memory into the window only while all of these
+ * hold: PCI Memory Space of @ep is on, @hdm_enabled, @mem_enabled, and
+ * the host bridge has HDM decoding enabled and a committed,
+ * non-interleaving decoder that covers the range and targets @ep's root
+ * port (a passthrough host bridge, without HDM decoders, routes the
+ * windows that target only it to its one root port).  Re-evaluate
+ * whenever one of them may have changed; for the host bridge,
+ * cxl_firmware_watch_routes() says when.
+ */
+bool cxl_firmware_routes(PCIDevice *ep, uint64_t base, uint64_t size,
+                         bool hdm_enabled, bool mem_enabled);
+
+typedef void (*CXLFirmwareRouteFn)(void *opaque);
+
+/**
+ * cxl_firmware_watch_routes: call @fn(@opaque) after every guest write to
+ * the HDM decoder registers of a CXL component (host bridges included)
+ */
+void cxl_firmware_watch_routes(CXLFirmwareRouteFn fn, void *opaque);
+
+/**
+ * cxl_firmware_unwatch_routes: drop every watch of @opaque
+ */
+void cxl_firmware_unwatch_routes(void *opaque);
+
+/**
+ * cxl_firmware_routes_changed: a decoder of some component changed
+ */
+void cxl_firmware_routes_changed(void);
+
 #endif

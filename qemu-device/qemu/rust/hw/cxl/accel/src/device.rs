@@ -4,14 +4,17 @@
 //! BAR, reset-time firmware commit and the direct mapping of device memory
 //! into the CXL Fixed Memory Window while HDM decoder 0 is committed.
 
-use std::{ffi::CStr, ptr::addr_of};
+use std::{
+    ffi::{c_void, CStr},
+    ptr::addr_of,
+};
 
 use bql::BqlRefCell;
 use common::{uninit_field_mut, Zeroable};
 use cxl_regs::{
     component::{self, ComponentRegisters},
-    dvsec::{CxlDeviceDvsec, DvsecEvent, DVSEC_LENGTH, RANGE_ALIGN},
-    hdm::{FirmwareDecoder, HdmConfig, HdmEvent},
+    dvsec::{self, Control, CxlDeviceDvsec, DvsecEvent, DVSEC_LENGTH, RANGE_ALIGN},
+    hdm::{FirmwareDecoder, GlobalControl, HdmConfig, HdmEvent},
     window::HpaRange,
 };
 use hwcore::{
@@ -344,10 +347,60 @@ impl CxlAccelState {
         *self.window.borrow_mut() = window;
         *self.regs.borrow_mut() = Some(regs);
         self.sync_dvsec();
+        // SAFETY: the device outlives the watch, which exit() drops; the
+        // callback runs under the BQL, as every device callback does.
+        unsafe {
+            bindings::cxl_firmware_watch_routes(
+                Some(Self::routes_changed),
+                std::ptr::from_ref(self).cast_mut().cast(),
+            );
+        }
         Ok(())
     }
 
+    /// A decoder of some CXL component (our host bridge's, perhaps)
+    /// changed: re-evaluate our route.
+    unsafe extern "C" fn routes_changed(opaque: *mut c_void) {
+        // SAFETY: `opaque` is the device that registered the watch
+        // (realize) and dropped it at exit, and the BQL is held. `regs`
+        // is not borrowed meanwhile: the device never writes another
+        // component's HDM decoder registers, the only caller.
+        let this = unsafe { &*opaque.cast::<CxlAccelState>() };
+        this.reroute();
+    }
+
+    /// Enables the mapping only while the whole decode path routes the
+    /// committed range to this device (cxl_firmware_routes: host bridge
+    /// decoder, HDM Decoder Enable, DVSEC Mem_Enable, Memory Space);
+    /// meanwhile the window's own MMIO answers (reads 0, writes dropped).
+    fn reroute(&self) {
+        if let Some(regs) = self.regs.borrow().as_ref() {
+            Self::route(self.pci_ptr(), &self.hdm_alias, regs);
+        }
+    }
+
+    fn route(pci: *mut pci::bindings::PCIDevice, alias: &MemoryRegion, regs: &AccelRegs) {
+        let Some(m) = regs.mapping else { return };
+        let hdm_enabled = regs
+            .component
+            .hdm()
+            .global_control()
+            .is_set(GlobalControl::HDM_DECODER_ENABLE);
+        let mem_enabled = regs.dvsec.control().is_set(Control::MEM_ENABLE);
+        // SAFETY: the device is realized; a lookup of its decode path.
+        let routed = unsafe {
+            bindings::cxl_firmware_routes(pci, m.hpa.base, m.hpa.size, hdm_enabled, mem_enabled)
+        };
+        // SAFETY: the alias was initialized at realize.
+        unsafe { system::bindings::memory_region_set_enabled(alias.as_mut_ptr(), routed) };
+        trace::trace_cxl_accel_route(m.hpa.base, m.hpa.size, routed);
+    }
+
     fn exit(&self) {
+        // SAFETY: drops the watch realize registered (none if it failed).
+        unsafe {
+            bindings::cxl_firmware_unwatch_routes(std::ptr::from_ref(self).cast_mut().cast())
+        };
         if let Some(regs) = self.regs.borrow_mut().as_mut() {
             Self::unmap(&self.hdm_alias, regs);
         }
@@ -375,6 +428,8 @@ impl CxlAccelState {
     fn config_write(&self, addr: u32, val: u32, len: u32) {
         self.default_config_write(addr, val, len);
         let Some((offset, size, value)) = config::dvsec_part(addr, len, val) else {
+            // Memory Space may have changed.
+            self.reroute();
             return;
         };
         trace::trace_cxl_accel_dvsec_write(offset.into(), size.into(), value);
@@ -390,6 +445,7 @@ impl CxlAccelState {
                 DvsecEvent::CxlResetRequested { clear_memory } => self.cxl_reset(clear_memory),
             }
         }
+        self.reroute();
     }
 
     /// CXL Reset (CXL r3.1 9.7; docs/devices/cxl-accel.md): the memory
@@ -436,12 +492,19 @@ impl CxlAccelState {
         let mut regs = self.regs.borrow_mut();
         let Some(regs) = regs.as_mut() else { return };
         if let Some(event) = regs.component.write(offset, size, value) {
-            Self::hdm_event(&self.hdm_alias, regs, event);
+            Self::hdm_event(self.pci_ptr(), &self.hdm_alias, regs, event);
         }
+        // HDM Decoder Enable may have changed.
+        Self::route(self.pci_ptr(), &self.hdm_alias, regs);
     }
 
     /// Carries out what an HDM decoder change means for the memory map.
-    fn hdm_event(alias: &MemoryRegion, regs: &mut AccelRegs, event: HdmEvent) {
+    fn hdm_event(
+        pci: *mut pci::bindings::PCIDevice,
+        alias: &MemoryRegion,
+        regs: &mut AccelRegs,
+        event: HdmEvent,
+    ) {
         match event {
             HdmEvent::Committed {
                 decoder,
@@ -451,7 +514,7 @@ impl CxlAccelState {
                 ..
             } => {
                 let mapped = match ways {
-                    1 => Self::map(alias, regs, hpa, dpa_base),
+                    1 => Self::map(pci, alias, regs, hpa, dpa_base),
                     _ => Err(format!("{ways}-way interleave is not mapped")),
                 };
                 if let Err(why) = mapped {
@@ -484,6 +547,7 @@ impl CxlAccelState {
     /// Why not, when no such window holds `hpa` or another device's
     /// memory is mapped there.
     fn map(
+        pci: *mut pci::bindings::PCIDevice,
         alias: &MemoryRegion,
         regs: &mut AccelRegs,
         hpa: HpaRange,
@@ -510,6 +574,9 @@ impl CxlAccelState {
         }
         .map_err(|e| e.to_string())?;
         let window: *mut system::bindings::MemoryRegion = fw.mr.cast();
+        regs.mapping = Some(Mapping { window, hpa });
+        // Enabled only if routed, before it appears in the window.
+        Self::route(pci, alias, regs);
         // SAFETY: the alias was initialized at realize and is not mapped
         // (unmap above); the window region lives as long as the machine.
         unsafe {
@@ -522,7 +589,6 @@ impl CxlAccelState {
             );
         }
         trace::trace_cxl_accel_map(hpa.base, hpa.size, dpa_base);
-        regs.mapping = Some(Mapping { window, hpa });
         Ok(())
     }
 
@@ -573,6 +639,12 @@ impl CxlAccelState {
                 )
             })
         };
+        self.firmware_commit(range, window, hb);
+        self.sync_dvsec();
+    }
+
+    /// Decoder 0 committed as the host bridge's commit (`hb`) allows.
+    fn firmware_commit(&self, range: HpaRange, window: Window, hb: Result<bool>) {
         let mut regs = self.regs.borrow_mut();
         let Some(regs) = regs.as_mut() else { return };
         let program = FirmwareDecoder {
@@ -594,7 +666,10 @@ impl CxlAccelState {
         match regs.component.hdm_mut().firmware_commit(0, program) {
             Ok(event) => {
                 trace::trace_cxl_accel_precommit(range.base, range.size, window.index);
-                Self::hdm_event(&self.hdm_alias, regs, event);
+                // Firmware enables CXL.mem of what it committed.
+                let on = regs.dvsec.control().with(Control::MEM_ENABLE, 1);
+                regs.dvsec.write(dvsec::CONTROL, 2, u32::from(on.0));
+                Self::hdm_event(self.pci_ptr(), &self.hdm_alias, regs, event);
             }
             Err(e) => log_mask_ln!(
                 Log::GuestError,
@@ -603,4 +678,3 @@ impl CxlAccelState {
         }
     }
 }
-

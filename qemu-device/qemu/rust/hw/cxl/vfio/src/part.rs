@@ -11,10 +11,10 @@
 //! mapped into the CFMW's MemoryRegion at the committed base, so guest
 //! accesses go straight to the mapping.
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 
 use cxl_regs::{
-    hdm::{FirmwareDecoder, HdmConfig, HdmDecoderBlock, HdmEvent},
+    hdm::{FirmwareDecoder, GlobalControl, HdmConfig, HdmDecoderBlock, HdmEvent},
     window::HpaRange,
 };
 use pci::bindings::PCIDevice;
@@ -58,6 +58,9 @@ pub struct CxlPart {
     window: Option<Window>,
     hdm: HdmDecoderBlock,
     mapping: Option<Mapping>,
+    /// DVSEC Mem_Enable as the device (host driver or server) last
+    /// reported it; the C side tracks config space.
+    mem_enabled: bool,
 }
 
 impl CxlPart {
@@ -115,6 +118,7 @@ impl CxlPart {
             window,
             hdm: HdmDecoderBlock::new(HdmConfig::single_device_decoder(hdm_window, mem_size)),
             mapping: None,
+            mem_enabled: false,
         })
     }
 
@@ -142,6 +146,33 @@ impl CxlPart {
         for event in events.into_iter().flatten() {
             self.hdm_event(event);
         }
+        // HDM Decoder Enable may have changed.
+        self.route();
+    }
+
+    /// Enables the mapping only while the whole decode path routes the
+    /// committed range to this device (cxl_firmware_routes: host bridge
+    /// decoder, HDM Decoder Enable, DVSEC Mem_Enable, Memory Space);
+    /// meanwhile the window's own MMIO answers (reads 0, writes dropped).
+    fn route(&self) {
+        let Some(m) = self.mapping else { return };
+        let hdm_enabled = self
+            .hdm
+            .global_control()
+            .is_set(GlobalControl::HDM_DECODER_ENABLE);
+        // SAFETY: the device is realized; a lookup of its decode path.
+        let routed = unsafe {
+            bindings::cxl_firmware_routes(
+                self.pci,
+                m.hpa.base,
+                m.hpa.size,
+                hdm_enabled,
+                self.mem_enabled,
+            )
+        };
+        // SAFETY: the alias is initialized (the caller's promise at new).
+        unsafe { system::bindings::memory_region_set_enabled(self.mem, routed) };
+        trace::trace_vfio_cxl_route(&self.name, m.hpa.base, m.hpa.size, routed);
     }
 
     /// Carries out what a decoder change means for the memory map.
@@ -210,6 +241,9 @@ impl CxlPart {
         }
         .map_err(|e| e.to_string())?;
         let window: *mut MemoryRegion = fw.mr.cast();
+        self.mapping = Some(Mapping { window, hpa });
+        // Enabled only if routed, before it appears in the window.
+        self.route();
         // SAFETY: the alias is initialized and not mapped (unmap above);
         // the window region lives as long as the machine.
         unsafe {
@@ -218,7 +252,6 @@ impl CxlPart {
             system::bindings::memory_region_add_subregion(window, hpa.base - fw.base, self.mem);
         }
         trace::trace_vfio_cxl_map(&self.name, hpa.base, hpa.size, dpa_base);
-        self.mapping = Some(Mapping { window, hpa });
         Ok(())
     }
 
@@ -245,12 +278,14 @@ impl CxlPart {
     /// make this fail (it owns the host bridge's registers), so a failure
     /// is the guest's error: decoder 0 stays uncommitted with Error Not
     /// Committed, the device has no memory, and the VM runs on.
-    fn reset_exit(&mut self) {
+    /// Whether decoder 0 is committed afterwards (firmware then enables
+    /// CXL.mem in the DVSEC, which the C side owns).
+    fn reset_exit(&mut self) -> bool {
         if !self.precommit {
-            return;
+            return false;
         }
         let Some(window) = self.window else {
-            return;
+            return false;
         };
         let range = window.range.precommit_range(self.mem_size);
         let program = FirmwareDecoder {
@@ -281,19 +316,34 @@ impl CxlPart {
                 self.name.to_string_lossy()
             );
             self.hdm.firmware_not_committed(0, program);
-            return;
+            return false;
         }
         match self.hdm.firmware_commit(0, program) {
             Ok(event) => {
                 trace::trace_vfio_cxl_precommit(&self.name, range.base, range.size, window.index);
                 self.hdm_event(event);
+                self.mapping.is_some()
             }
-            Err(e) => log_mask_ln!(
-                Log::GuestError,
-                "vfio-cxl {}: firmware commit of decoder 0 failed: {e}",
-                self.name.to_string_lossy()
-            ),
+            Err(e) => {
+                log_mask_ln!(
+                    Log::GuestError,
+                    "vfio-cxl {}: firmware commit of decoder 0 failed: {e}",
+                    self.name.to_string_lossy()
+                );
+                false
+            }
         }
+    }
+
+    /// A decoder of some CXL component (our host bridge's, perhaps)
+    /// changed: re-evaluate the route.
+    unsafe extern "C" fn routes_changed(opaque: *mut c_void) {
+        // SAFETY: `opaque` is the part that registered the watch (in
+        // vfio_cxl_part_new) and dropped it in vfio_cxl_part_free; the
+        // BQL is held, and no other reference to the part is live (the
+        // part never writes a component's HDM decoder registers, so this
+        // never runs inside one of its own calls).
+        unsafe { (*opaque.cast::<CxlPart>()).route() };
     }
 }
 
@@ -322,7 +372,15 @@ pub unsafe extern "C" fn vfio_cxl_part_new(
     let part = CxlPart::new(pci, name, mem, mem_size, precommit);
     // SAFETY: errp comes from C.
     match unsafe { Error::ok_or_propagate(part, errp) } {
-        Some(part) => Box::into_raw(Box::new(part)),
+        Some(part) => {
+            let part = Box::into_raw(Box::new(part));
+            // SAFETY: the part lives until vfio_cxl_part_free, which
+            // drops the watch first.
+            unsafe {
+                bindings::cxl_firmware_watch_routes(Some(CxlPart::routes_changed), part.cast())
+            };
+            part
+        }
         None => std::ptr::null_mut(),
     }
 }
@@ -381,15 +439,41 @@ pub unsafe extern "C" fn vfio_cxl_part_reset_hold(part: *mut CxlPart) {
 }
 
 /// Reset, exit phase: the firmware pre-commit (precommit=on). Never
-/// fails: what the guest broke leaves the device without memory.
+/// fails: what the guest broke leaves the device without memory. Returns
+/// whether decoder 0 is committed and mapped (firmware then sets the
+/// DVSEC's Mem_Enable).
 ///
 /// # Safety
 ///
 /// `part` comes from [`vfio_cxl_part_new`]; BQL held.
 #[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_reset_exit(part: *mut CxlPart) {
+pub unsafe extern "C" fn vfio_cxl_part_reset_exit(part: *mut CxlPart) -> bool {
     // SAFETY: see above.
     unsafe { (*part).reset_exit() }
+}
+
+/// The device's DVSEC Mem_Enable is now `on`: re-evaluates the route.
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_set_mem_enabled(part: *mut CxlPart, on: bool) {
+    // SAFETY: see above.
+    let part = unsafe { &mut *part };
+    part.mem_enabled = on;
+    part.route();
+}
+
+/// Re-evaluates the route (e.g. after a PCI Command write).
+///
+/// # Safety
+///
+/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
+#[no_mangle]
+pub unsafe extern "C" fn vfio_cxl_part_route(part: *const CxlPart) {
+    // SAFETY: see above.
+    unsafe { (*part).route() }
 }
 
 /// Unmaps the memory and frees the part.
@@ -403,6 +487,8 @@ pub unsafe extern "C" fn vfio_cxl_part_free(part: *mut CxlPart) {
     if part.is_null() {
         return;
     }
+    // SAFETY: the watch vfio_cxl_part_new registered goes first.
+    unsafe { bindings::cxl_firmware_unwatch_routes(part.cast()) };
     // SAFETY: see above.
     let mut part = unsafe { Box::from_raw(part) };
     part.unmap();
