@@ -198,8 +198,9 @@ impl fmt::Display for MissingVersion {
         if self.available.is_empty() {
             writeln!(
                 f,
-                "  apt sees no version of {} at all: run `sudo tools/setup-apt` (adds the deb/deb-src lines and runs apt-get update)",
-                self.package
+                "  apt sees no version of {} at all: run `{}` (adds the deb/deb-src lines and runs apt-get update)",
+                self.package,
+                crate::prereqs::as_this_user("tools/setup-apt")
             )?;
         } else {
             let list: Vec<String> = self
@@ -210,8 +211,9 @@ impl fmt::Display for MissingVersion {
             writeln!(f, "  versions apt can see: {}", list.join(", "))?;
             writeln!(
                 f,
-                "  (from `apt-cache madison {}`; details: `{query}`; stale lists: `sudo apt-get update`)",
-                self.package
+                "  (from `apt-cache madison {}`; details: `{query}`; stale lists: `{}`)",
+                self.package,
+                crate::prereqs::as_this_user("apt-get update")
             )?;
         }
         write!(

@@ -183,12 +183,7 @@ fn run_setup_apt() -> Result<()> {
     let script = pins::default_path()
         .with_file_name("tools")
         .join("setup-apt");
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let mut cmd = if is_root {
+    let mut cmd = if crate::prereqs::is_root() {
         Command::new(&script)
     } else {
         println!("--setup-apt: running sudo {}", script.display());
@@ -206,8 +201,9 @@ fn require_suite(suite: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::msg(format!(
-            "apt has no {suite} sources: the apt sources are not set up; run `sudo tools/setup-apt` once \
-             (or pass --setup-apt to let fetch run it)"
+            "apt has no {suite} sources: the apt sources are not set up; run `{}` once \
+             (or pass --setup-apt to let fetch run it)",
+            crate::prereqs::as_this_user("tools/setup-apt")
         )))
     }
 }

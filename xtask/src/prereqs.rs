@@ -21,6 +21,32 @@ pub fn parse_packages(text: &str) -> Vec<&str> {
         .collect()
 }
 
+/// Whether this process runs as root (`id -u` says 0).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `command` as the user must type it: bare for root, behind `sudo`
+/// otherwise. Machines of the project's kind run everything as root and
+/// have no sudo, so a message saying `sudo ...` there names a command
+/// that does not exist.
+pub fn for_user(command: &str, root: bool) -> String {
+    if root {
+        command.to_owned()
+    } else {
+        format!("sudo {command}")
+    }
+}
+
+/// `command` as this process's user must type it ([`for_user`]).
+pub fn as_this_user(command: &str) -> String {
+    for_user(command, is_root())
+}
+
 /// Stops with one line when a package of `tools/packages.txt` is missing.
 pub fn require_packages() -> Result<()> {
     let path = crate::test::repo_root().join(PACKAGES_FILE);
@@ -43,8 +69,9 @@ pub fn require_packages() -> Result<()> {
         return Ok(());
     }
     Err(Error::msg(format!(
-        "missing Debian package(s) {}: install them with `sudo tools/setup-apt` ({PACKAGES_FILE})",
-        missing.join(" ")
+        "missing Debian package(s) {}: install them with `{}` ({PACKAGES_FILE})",
+        missing.join(" "),
+        as_this_user("tools/setup-apt")
     )))
 }
 
@@ -137,6 +164,12 @@ mod tests {
             assert!(listed.contains(p), "{p} is not in {PACKAGES_FILE}");
         }
         assert!(!listed.iter().any(|p| p.contains(' ') || p.starts_with('#')));
+    }
+
+    #[test]
+    fn root_is_told_the_bare_command_others_get_sudo() {
+        assert_eq!(for_user("tools/setup-apt", true), "tools/setup-apt");
+        assert_eq!(for_user("tools/setup-apt", false), "sudo tools/setup-apt");
     }
 
     #[test]

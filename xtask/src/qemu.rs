@@ -1495,16 +1495,15 @@ fn check_deps(install: bool) -> Result<()> {
         return Ok(());
     }
     let line = apt_line(&missing);
+    let is_root = crate::prereqs::is_root();
     if !install {
         return Err(Error::msg(format!(
-            "missing Debian packages: {}\n  install them with:  sudo {line}\n  \
+            "missing Debian packages: {}\n  install them with:  {}\n  \
              (or rerun with --install-deps)",
-            missing.join(" ")
+            missing.join(" "),
+            crate::prereqs::for_user(&line, is_root)
         )));
     }
-    let is_root = run_output(Command::new("id").arg("-u"), "id -u")
-        .map(|o| o.trim() == "0")
-        .unwrap_or(false);
     let mut cmd = if is_root {
         Command::new("apt-get")
     } else {
@@ -1512,7 +1511,7 @@ fn check_deps(install: bool) -> Result<()> {
         c.arg("apt-get");
         c
     };
-    println!("    {}{line}", if is_root { "" } else { "sudo " });
+    println!("    {}", crate::prereqs::for_user(&line, is_root));
     cmd.args(["install", "-y", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive");
@@ -1997,7 +1996,7 @@ patch_directory = proc-macro2-1-rs
                 FIRMWARE_DIRS
                     .iter()
                     .any(|d| Path::new(d).join(file).is_file()),
-                "{file} is in none of {FIRMWARE_DIRS:?}: sudo tools/setup-apt"
+                "{file} is in none of {FIRMWARE_DIRS:?}: tools/setup-apt (as root) installs it"
             );
         }
     }

@@ -324,7 +324,7 @@ mod tests {
     }
 
     /// The system's cpio reads back what we wrote. A missing cpio fails
-    /// (tools/packages.txt lists it; `sudo tools/setup-apt` installs it):
+    /// (tools/packages.txt lists it; `tools/setup-apt`, as root, installs it):
     /// a cross-check that skips proves nothing.
     #[test]
     fn gnu_cpio_lists_the_archive() {
@@ -334,7 +334,7 @@ mod tests {
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot run cpio ({e}): install it with `sudo tools/setup-apt`")
+                panic!("cannot run cpio ({e}): install it with `tools/setup-apt` (as root)")
             });
         use std::io::Write;
         let bytes = sample(&[0, 1, 2, 3, 4]).to_bytes();

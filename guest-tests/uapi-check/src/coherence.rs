@@ -619,7 +619,7 @@ mod tests {
             .arg(&bin)
             .arg(&src)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run cc ({e}): sudo tools/setup-apt"));
+            .unwrap_or_else(|e| panic!("cannot run cc ({e}): tools/setup-apt (as root)"));
         assert!(
             cc.status.success(),
             "{}",
