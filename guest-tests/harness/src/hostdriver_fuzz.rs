@@ -157,6 +157,9 @@ fn spec_with_hang(hang: u64) -> RunSpec {
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("report-dmesg", &dmesg_sh());
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
+    // A PCI PM capability, so the fuzzer's D3hot operation runs (defect 4:
+    // the zap on D3hot) instead of counting no-PM-capability.
+    spec.topology.accel_prop("pm=on");
     spec.timeout = Duration::from_secs(240 + seconds + hang);
     // One vCPU, as host-driver-rebind: resets msleep() through many bus
     // and CXL Resets, and a 2-vCPU TCG guest loses an idle vCPU's timer
@@ -231,6 +234,15 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         p.push(format!(
             "operation kinds run: {:?}, expected all of the {KINDS} kinds (or of --only)",
             r.fact("fuzz.kinds")
+        ));
+    }
+    // cxl-accel has a PM capability here: D3hot must have been entered
+    // (the zap is checked), not counted as missing.
+    if r.fact("fuzz.ops.power_d3hot").is_some() && r.fact("fuzz.result.power_d3hot.ok").is_none() {
+        p.push(format!(
+            "power_d3hot never entered D3hot and back: no-PM-capability {:?}, error {:?}",
+            r.fact("fuzz.result.power_d3hot.no-PM-capability"),
+            r.fact("fuzz.result.power_d3hot.error")
         ));
     }
     if r.fact("fuzz.exit") != Some("0") && !p.is_empty() {

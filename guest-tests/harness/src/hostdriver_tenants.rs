@@ -14,7 +14,7 @@ use crate::env::RunSpec;
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ACCEL_ID, ACCEL_MIB,
 };
-use crate::qemu::{backing_file, Endpoint};
+use crate::qemu::backing_file;
 use crate::runner::{HostFacts, RunOutcome};
 use crate::sysfs;
 
@@ -44,13 +44,7 @@ pub fn spec() -> RunSpec {
 pub fn spec_host_clear() -> RunSpec {
     let mut spec = spec();
     spec.payload.name = NAME_HOST_CLEAR.into();
-    for hb in &mut spec.topology.host_bridges {
-        for rp in &mut hb.root_ports {
-            if let Some(Endpoint::Accel { props, .. }) = &mut rp.endpoint {
-                props.push("cxl-reset=off".into());
-            }
-        }
-    }
+    spec.topology.accel_prop("cxl-reset=off");
     spec
 }
 

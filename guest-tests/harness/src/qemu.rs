@@ -147,6 +147,20 @@ impl Topology {
         Self::default()
     }
 
+    /// Adds `prop` (e.g. `precommit=off`) to every `cxl-accel` of the
+    /// topology.
+    pub fn accel_prop(&mut self, prop: &str) {
+        for rp in self
+            .host_bridges
+            .iter_mut()
+            .flat_map(|hb| &mut hb.root_ports)
+        {
+            if let Some(Endpoint::Accel { props, .. }) = &mut rp.endpoint {
+                props.push(prop.into());
+            }
+        }
+    }
+
     /// One host bridge, one root port, one volatile type-3 device of
     /// `size_mib`, one 4 GiB window: the topology of research/environment.md.
     pub fn single_type3(size_mib: u64) -> Self {

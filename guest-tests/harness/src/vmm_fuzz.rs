@@ -7,8 +7,8 @@
 //! decoder anywhere in the window (sizes, DPA skips, Lock On Commit),
 //! decommits, random dwords into the endpoint's and the host bridge's
 //! decoder registers, the issue's move of the locked host bridge decoder,
-//! the HDM global control, random DVSEC CXL Control words, and `cxl_bus`
-//! resets. After each sequence the guest checks, through the window:
+//! the HDM global control, random DVSEC CXL Control words, `cxl_bus`
+//! resets and CXL Resets (without Mem_Clr). After each sequence the guest checks, through the window:
 //!
 //! - when endpoint decoder 0 is committed, 8 random 4 KiB pages of its
 //!   range hold the tag the host wrote at the matching device offset
@@ -30,6 +30,7 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::env::RunSpec;
@@ -143,6 +144,13 @@ dvsec_ctl() {
 	printf "\\$(printf %03o $((R & 0xff)))\\$(printf %03o $((R >> 8)))" |
 		dd of=$cfg bs=2 seek=$(((dv + 12) / 2)) count=1 conv=notrunc 2>/dev/null
 }
+# cxl_reset: Initiate CXL Reset (DVSEC Control2 bit 2), Mem_Clr_Enable
+# clear: a clear would erase the host's page tags. Ignored where the
+# device does not offer CXL Reset.
+cxl_reset() {
+	printf '\004' | dd of=$cfg bs=1 seek=$((dv + 0x10)) count=1 conv=notrunc 2>/dev/null
+	cxl_resets=$((cxl_resets + 1))
+}
 reset_dev() {
 	echo cxl_bus >/sys/bus/pci/devices/$dev/reset_method && echo 1 >/sys/bus/pci/devices/$dev/reset
 	resets=$((resets + 1))
@@ -196,7 +204,7 @@ op() {
 	14) route ;;
 	15) rebind ;;
 	16) replug ;;
-	*) ep_commit ;;
+	17) cxl_reset ;;
 	esac
 	ops_run=$((ops_run + 1))
 }
@@ -239,7 +247,7 @@ read -r t0 rest </proc/uptime; t0=${t0%.*}
 [ @MAX_REPLUGS@ -gt 0 ] && stty -F /dev/ttyS2 -echo 2>/dev/null
 insmod $GD/cxl-type2-ref.ko || exit 1
 unbind_driver
-s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 routes=0 resets=0 rebinds=0 binds=0 replugs=0
+s=0 ops_run=0 checked=0 bad=0 probes=0 committed=0 routes=0 resets=0 cxl_resets=0 rebinds=0 binds=0 replugs=0
 while [ $s -lt $seqs ]; do
 	read -r now rest </proc/uptime
 	[ $((${now%.*} - t0)) -ge $budget ] && break
@@ -248,19 +256,23 @@ while [ $s -lt $seqs ]; do
 	check $s
 	s=$((s + 1))
 done
-for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed routes:routed resets:resets rebinds:rebinds binds:binds replugs:replugs; do
+for k in s:sequences ops_run:ops checked:checked bad:bad probes:probes committed:committed routes:routed resets:resets cxl_resets:cxl_resets rebinds:rebinds binds:binds replugs:replugs; do
 	eval vfiocxl_fact fuzz.${k#*:} \$${k%%:*}
 done
 "#;
 
 /// The bounds and seed of this run: from the environment, else CI's
-/// bounds and a seed from the clock.
+/// bounds and a seed from the clock, read once per process: the server
+/// of a replug must start with the seed the guest printed.
 fn settings() -> (u64, u64, u64) {
+    static CLOCK_SEED: OnceLock<u64> = OnceLock::new();
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let seed = env(SEED_ENV).unwrap_or_else(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
+        *CLOCK_SEED.get_or_init(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
     }) & 0x7fff_ffff;
     (
         seed,

@@ -517,9 +517,7 @@ vfiocxl_fact survived 1
 /// error and runs on (it aborted in extract32() before).
 pub fn bad_interleave_spec() -> RunSpec {
     let mut t = accel_topology(ACCEL_MIB, 4096);
-    if let Some(Endpoint::Accel { props, .. }) = &mut t.host_bridges[0].root_ports[0].endpoint {
-        props.push("precommit=off".into());
-    }
+    t.accel_prop("precommit=off");
     let payload = Payload::new(BAD_INTERLEAVE)
         .cmdline_arg("iomem=relaxed")
         .step(

@@ -132,9 +132,7 @@ fn payload(name: &str) -> Payload {
 /// given here, on a file the host seeds).
 pub fn spec() -> RunSpec {
     let mut t = accel_topology(ACCEL_MIB, 4096);
-    if let Some(Endpoint::Accel { props, .. }) = &mut t.host_bridges[0].root_ports[0].endpoint {
-        props.push("precommit=off".into());
-    }
+    t.accel_prop("precommit=off");
     let mut spec = RunSpec::new(t, payload(NAME));
     spec.before_boot =
         Some(|dir| write_page_tags_to(&backing_file(dir, crate::hostdriver::ACCEL_ID)));
@@ -259,9 +257,7 @@ vfiocxl_fact mem_enable.on "$(devmem $((W + 4096)) 64)"
 pub fn passthrough_spec() -> RunSpec {
     let mut t = accel_topology(ACCEL_MIB, 4096);
     t.host_bridges[0].hdm_for_passthrough = false;
-    if let Some(Endpoint::Accel { props, .. }) = &mut t.host_bridges[0].root_ports[0].endpoint {
-        props.push("precommit=off".into());
-    }
+    t.accel_prop("precommit=off");
     let payload = Payload::new(PASSTHROUGH).cmdline_arg("iomem=relaxed").step(
         "passthrough",
         &format!("{FIND_SH}\n{ROUTE_SH}\n{PASSTHROUGH_SH}"),

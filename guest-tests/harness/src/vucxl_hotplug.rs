@@ -554,6 +554,14 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
                 "QEMU with a {kind} device at startup: {exit:?}, {stderr:?}; expected exit status 1 and an error naming vuc-broken with {want:?}"
             ));
         }
+        // The refusal is the one error line expected; anything else on
+        // its stderr (an assertion, a second error) is a problem.
+        p.extend(
+            crate::runner::stderr_problems(stderr)
+                .into_iter()
+                .filter(|l| !l.contains("vfio-user-cxl vuc-broken (vfio-user:"))
+                .map(|l| format!("QEMU with a {kind} device at startup: {l}")),
+        );
     }
     if outcome.host_fact("qmp.status") != Some("running") {
         p.push(format!(

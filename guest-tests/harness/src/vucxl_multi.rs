@@ -237,8 +237,8 @@ fn uapi_check_problems(outcome: &RunOutcome, i: usize, d: &Dev) -> Vec<String> {
 }
 
 /// The `i`th run of uapi-check (`uapi-check-{i}` in messages) ran every
-/// check once and passed them, seeing `outside_seed` and leaving
-/// `guest_seed`.
+/// check once and passed them, read `outside_seed` (its digest of the
+/// samples matches) and left `guest_seed`.
 pub(crate) fn uapi_run_problems(
     outcome: &RunOutcome,
     i: usize,
@@ -271,14 +271,18 @@ pub(crate) fn uapi_run_problems(
         .iter()
         .find(|(k, _)| *k == "mem_coherence")
         .map_or("", |(_, v)| *v);
-    for want in [
-        format!("outside pattern {outside_seed} seen"),
-        format!("pattern {guest_seed} left for the outside"),
-    ] {
-        if !coherence.contains(&want) {
-            p.push(format!("{step} mem_coherence {coherence:?} lacks {want:?}"));
-        }
+    let want = format!("pattern {guest_seed} left for the outside");
+    if !coherence.contains(&want) {
+        p.push(format!("{step} mem_coherence {coherence:?} lacks {want:?}"));
     }
+    // What the guest read of the outside pattern is checked here, against
+    // the pattern the host wrote, not taken from its words.
+    p.extend(crate::guestdriver::digest_problem(
+        &format!("{step} mem_coherence outside -> guest"),
+        hostdriver::outside_digest(coherence),
+        outside_seed,
+        pattern::sample_offsets(ACCEL_MIB << 20),
+    ));
     p
 }
 
@@ -319,6 +323,43 @@ mod tests {
         };
         assert!(args.contains(&vucxl::socket_at(1)), "{args}");
         assert_ne!(vucxl::socket_at(0), vucxl::socket_at(1));
+    }
+
+    /// A uapi-check whose words claim the outside pattern but whose digest
+    /// is of other data fails; the digest of the pattern passes.
+    #[test]
+    fn the_host_checks_the_digest_not_the_words() {
+        let (outside, guest) = (DEVS[0].outside_seed, DEVS[0].guest_seed);
+        let samples = || pattern::sample_offsets(ACCEL_MIB << 20);
+        let run = |digest: String| {
+            let results: String = checks::CHECKS
+                .iter()
+                .map(|(n, _)| *n)
+                .chain(["reopen"])
+                .map(|n| {
+                    let v = if n == "mem_coherence" {
+                        format!("pass: outside digest {digest}, outside pattern {outside} seen, pattern {guest} left for the outside")
+                    } else {
+                        "pass: ok".into()
+                    };
+                    format!(
+                        "VFIOCXL-RESULT {{\"kind\":\"fact\",\"step\":\"uapi-check\",\"key\":\"{n}\",\"value\":\"{v}\"}}\n"
+                    )
+                })
+                .collect();
+            uapi_run_problems(
+                &crate::nested::fixture::outcome(&results, "", &[]),
+                0,
+                outside,
+                guest,
+            )
+        };
+        let right = pattern::hex(pattern::pattern_digest(outside, samples()));
+        let other = pattern::hex(pattern::digest(samples().map(|_| 0)));
+        assert_eq!(run(right), Vec::<String>::new());
+        let p = run(other);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("the reader's digest"), "{p:?}");
     }
 
     #[test]

@@ -721,6 +721,24 @@ impl Worker<'_> {
         cmd
     }
 
+    /// Faults page 0 of `map` in before a disruption (the caller holds
+    /// `power`), with Memory Space turned and held on: a command write of
+    /// another thread could make this touch SIGBUS, and the anonymous page
+    /// the SIGBUS leaves in place would then answer every later touch, so a
+    /// mapping the driver did zap would look live. False if the touch did
+    /// not reach the device (a failure: nothing takes the memory away here).
+    fn fault_in(&self, ctx: &Ctx, map: &Mapping, kind: &'static str) -> bool {
+        let _cmd = self.memory_space_back(ctx);
+        let (_, hit) = sigbus::touch(self.slot, map, 0, None);
+        if hit {
+            self.fail(
+                kind,
+                "a mapping SIGBUS in D0 with Memory Space on, before the operation".into(),
+            );
+        }
+        !hit
+    }
+
     /// A fresh two-page mapping of the memory at a random page: page 0 is
     /// faulted in before a disruption, page 1 first touched after it (a
     /// SIGBUS puts an anonymous page in place, so one page cannot show both).
@@ -753,7 +771,9 @@ impl Worker<'_> {
         self.note(&format!(" linger={linger_us}us"));
         let _power = self.target.power.lock().unwrap();
         let _op = self.target.power_op();
-        sigbus::touch(self.slot, &map, 0, None);
+        if !self.fault_in(ctx, &map, "power_d3hot") {
+            return;
+        }
         let result = (|| -> Result<(), String> {
             let old = ctx
                 .config_read(pmcsr, 2)
@@ -828,7 +848,9 @@ impl Worker<'_> {
         });
         let _power = self.target.power.lock().unwrap();
         let _op = self.target.power_op();
-        sigbus::touch(self.slot, &map, 0, None);
+        if !self.fault_in(ctx, &map, "reset") {
+            return;
+        }
         let r = if via_flr {
             let d = layout.devctl.unwrap();
             ctx.config_read(d, 2)

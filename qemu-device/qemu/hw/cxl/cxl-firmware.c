@@ -350,6 +350,12 @@ bool cxl_firmware_routes(PCIDevice *ep, uint64_t base, uint64_t size,
         !(pci_get_word(ep->config + PCI_COMMAND) & PCI_COMMAND_MEMORY)) {
         return false;
     }
+    /* Outside D0 a function decodes no memory, HDM included. */
+    if ((ep->cap_present & QEMU_PCI_CAP_PM) &&
+        (pci_get_word(ep->config + ep->pm_cap + PCI_PM_CTRL) &
+         PCI_PM_CTRL_STATE_MASK)) {
+        return false;
+    }
     hb = cxl_firmware_path(ep, &port, NULL);
     if (!hb) {
         return false;

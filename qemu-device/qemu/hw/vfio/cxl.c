@@ -397,16 +397,18 @@ void vfio_cxl_reset_exit(VFIOPCIDevice *vdev, VFIOCXL *cxl)
 }
 
 /*
- * Config writes that can change the route: PCI Command (Memory Space) and
- * the DVSEC's Control (Mem_Enable, read back from the device, which owns
- * the register and may ignore the write, e.g. under CONFIG_LOCK).
+ * Config writes that can change the route: PCI Command (Memory Space),
+ * PMCSR (the power state) and the DVSEC's Control (Mem_Enable, read back
+ * from the device, which owns the register and may ignore the write, e.g.
+ * under CONFIG_LOCK).
  *
  * The host driver fails accesses to the CXL memory while the function's
- * Memory Space is off (some devices fault the host then: docs/uapi.md of
- * vfio-cxl), so the guest's window must not reach the mmap'd region
- * meanwhile, or a guest touching its window while it sizes BARs would get
- * this process killed by SIGBUS: the alias is disabled before a write
- * that turns Memory Space off reaches the host, and re-evaluated after.
+ * Memory Space is off or it is out of D0 (some devices fault the host
+ * then: docs/uapi.md of vfio-cxl), so the guest's window must not reach
+ * the mmap'd region meanwhile, or a guest touching its window while it
+ * sizes BARs or after it entered D3hot would get this process killed by
+ * SIGBUS: the alias is disabled before a write that turns Memory Space off
+ * or leaves D0 reaches the host, and re-evaluated after.
  */
 void vfio_cxl_config_write(VFIOPCIDevice *vdev, VFIOCXL *cxl, uint32_t addr,
                            uint32_t val, int len)
@@ -415,15 +417,19 @@ void vfio_cxl_config_write(VFIOPCIDevice *vdev, VFIOCXL *cxl, uint32_t addr,
     bool command = cxl->part && ranges_overlap(addr, len, PCI_COMMAND, 1);
     bool dvsec = cxl->part &&
         ranges_overlap(addr, len, cxl->dvsec + VFIO_CXL_DVSEC_CONTROL, 2);
+    uint32_t pmcsr = pdev->pm_cap + PCI_PM_CTRL;
+    bool power = cxl->part && (pdev->cap_present & QEMU_PCI_CAP_PM) &&
+        ranges_overlap(addr, len, pmcsr, 1);
 
-    if (command && !((val >> (8 * (PCI_COMMAND - addr))) &
-                     PCI_COMMAND_MEMORY)) {
+    if ((command && !((val >> (8 * (PCI_COMMAND - addr))) &
+                      PCI_COMMAND_MEMORY)) ||
+        (power && ((val >> (8 * (pmcsr - addr))) & PCI_PM_CTRL_STATE_MASK))) {
         memory_region_set_enabled(&cxl->mem_alias, false);
     }
     vfio_pci_write_config(pdev, addr, val, len);
     if (dvsec) {
         vfio_cxl_sync_mem_enable(vdev, cxl);
-    } else if (command) {
+    } else if (command || power) {
         vfio_cxl_part_route(cxl->part);
     }
 }

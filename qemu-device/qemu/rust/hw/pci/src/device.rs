@@ -232,6 +232,39 @@ where
         Ok(())
     }
 
+    /// Adds a PCI Power Management capability at `offset` (`pci_pm_init`):
+    /// version 1.1, D0 and D3hot only, PowerState writable, and
+    /// No_Soft_Reset set because QEMU keeps the device's state in D3hot.
+    /// Outside D0 the PCI core stops the BARs decoding.
+    fn pm_init(&self, offset: u8) -> Result<()> {
+        assert!(bql::is_locked());
+        // SAFETY: valid device, called from realize under the BQL; `errp`
+        // is set exactly when the capability could not be added.
+        let cap = unsafe {
+            Error::with_errp(|errp| bindings::pci_pm_init(self.as_pci_ptr(), offset, errp))
+        }?;
+        let cap = usize::try_from(cap).map_err(|_| Error::msg("cannot add the PM capability"))?;
+        let pmc = (bindings::PCI_PM_CAP_VER_1_1 as u16).to_le_bytes();
+        let pmcsr = (bindings::PCI_PM_CTRL_NO_SOFT_RESET as u16).to_le_bytes();
+        let state = (bindings::PCI_PM_CTRL_STATE_MASK as u16).to_le_bytes();
+        let (pmc_at, pmcsr_at) = (
+            cap + bindings::PCI_PM_PMC as usize,
+            cap + bindings::PCI_PM_CTRL as usize,
+        );
+        // SAFETY: pci_add_capability placed PCI_PM_SIZEOF bytes at `cap`
+        // inside config space; config and wmask are only accessed under
+        // the BQL.
+        unsafe {
+            let dev = self.as_pci_ptr();
+            let config = (*dev).config;
+            let wmask = (*dev).wmask;
+            std::ptr::copy_nonoverlapping(pmc.as_ptr(), config.add(pmc_at), 2);
+            std::ptr::copy_nonoverlapping(pmcsr.as_ptr(), config.add(pmcsr_at), 2);
+            std::ptr::copy_nonoverlapping(state.as_ptr(), wmask.add(pmcsr_at), 2);
+        }
+        Ok(())
+    }
+
     /// Links an extended capability header at `offset` (`pcie_add_capability`).
     fn pcie_add_capability(&self, cap_id: u16, version: u8, offset: u16, size: u16) {
         // SAFETY: valid device, called from realize under the BQL; the PCI

@@ -17,6 +17,9 @@ pub use cxl_regs::type2::{
 
 /// PCI Express capability (endpoint), as QEMU's capability API takes it.
 pub const PCIE_CAP_OFFSET: u8 = type2::PCIE_CAP_OFFSET as u8;
+/// PCI Power Management capability (property `pm`), before the PCI
+/// Express capability in the capability list.
+pub const PM_CAP_OFFSET: u8 = 0x40;
 /// DVSEC extended capability version.
 pub const DVSEC_CAP_VERSION: u8 = 1;
 

@@ -76,6 +76,8 @@ pub struct CxlAccelState {
     precommit: bool,
     /// Property `cxl-reset`: CXL Reset and Mem_Clr capable.
     cxl_reset_capable: bool,
+    /// Property `pm`: a PCI Power Management capability (D0, D3hot).
+    pm_capable: bool,
     mem_size: BqlRefCell<u64>,
     window: BqlRefCell<Option<Window>>,
     regs: BqlRefCell<Option<AccelRegs>>,
@@ -145,6 +147,14 @@ unsafe impl DevicePropertiesImpl for CxlAccelState {
             defval: Property__bindgen_ty_1 { u: 1 },
             ..Zeroable::ZERO
         },
+        Property {
+            name: c"pm".as_ptr(),
+            info: addr_of!(qdev_prop_bool),
+            offset: std::mem::offset_of!(CxlAccelState, pm_capable) as isize,
+            set_default: true,
+            defval: Property__bindgen_ty_1 { u: 0 },
+            ..Zeroable::ZERO
+        },
     ];
 }
 
@@ -173,7 +183,7 @@ impl PCIDeviceImpl for CxlAccelState {
 }
 
 /// Help text of the properties (`-device cxl-accel,help`).
-const PROPERTY_HELP: [(&CStr, &CStr); 3] = [
+const PROPERTY_HELP: [(&CStr, &CStr); 4] = [
     (
         c"memdev",
         c"memory backend holding the device memory (HDM), a non-zero multiple of 256 MiB",
@@ -188,6 +198,11 @@ const PROPERTY_HELP: [(&CStr, &CStr); 3] = [
         c"cxl-reset",
         c"advertise CXL Reset and its Mem_Clr (the memory backend's pages are \
           discarded) in the CXL Device DVSEC",
+    ),
+    (
+        c"pm",
+        c"offer a PCI Power Management capability: in D3hot the BAR and the \
+          device memory do not decode",
     ),
 ];
 
@@ -281,6 +296,9 @@ impl CxlAccelState {
             Err(_) => None,
         };
         self.pcie_endpoint_cap_init(config::PCIE_CAP_OFFSET)?;
+        if self.pm_capable {
+            self.pm_init(config::PM_CAP_OFFSET)?;
+        }
         // Last of the fallible steps: exit() (which releases the claim)
         // does not run when realize fails.
         if let Some(w) = window.filter(|_| self.precommit) {
