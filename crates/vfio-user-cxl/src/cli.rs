@@ -31,6 +31,9 @@ bytes of FILE (shared: a client's mapping and the file are the same memory).
   --decoders N     HDM decoders of the device (1 by default; 2, 4, 6, 8,
                    10, 12, 14, 16, 20, 24, 28, 32): firmware commits
                    decoder 0, the others stay idle
+  --info-pad N     N device-info capabilities of an unknown id before the
+                   CXL one (0 by default, at most 4096): a well-formed
+                   device with a long device-info reply
   --broken KIND    present a device that breaks the uAPI in one way, for
                    testing a VMM's refusal: not-committed (host decoder
                    not firmware-committed), no-cxl-cap (no device-info CXL
@@ -44,6 +47,9 @@ Exit status: 0 after the client disconnects, 1 on a runtime failure, 2 on
 bad arguments or input, 128+N on signal N (SIGINT, SIGTERM, SIGHUP), which
 also removes the socket.
 ";
+
+/// `--info-pad` bound: 32 KiB of capabilities.
+const MAX_INFO_PAD: u32 = 4096;
 
 /// Exit status for bad arguments or input files.
 pub const EXIT_USAGE: u8 = 2;
@@ -62,6 +68,7 @@ pub struct Options {
     pub verbose: bool,
     pub broken: Option<Broken>,
     pub decoders: u32,
+    pub info_pad: u32,
 }
 
 /// An error with the exit status it maps to.
@@ -116,6 +123,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     let mut keep_memory = false;
     let mut broken = None;
     let mut decoders = 1;
+    let mut info_pad = 0;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| {
@@ -149,6 +157,18 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
                         CliError::usage(format!("--decoders {v:?}: not an HDM decoder count"))
                     })?;
             }
+            "--info-pad" => {
+                let v = value("--info-pad")?;
+                info_pad = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|&n| n <= MAX_INFO_PAD)
+                    .ok_or_else(|| {
+                        CliError::usage(format!(
+                            "--info-pad {v:?}: a capability count up to {MAX_INFO_PAD}"
+                        ))
+                    })?;
+            }
             "--create" => create = true,
             "--persist" => persist = true,
             "--keep-memory" => keep_memory = true,
@@ -175,6 +195,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
         verbose,
         broken,
         decoders,
+        info_pad,
     }))
 }
 
@@ -277,6 +298,7 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     let mut device = CxlDevice::with_decoders(file, opts.size, opts.decoders)
         .map_err(|e| CliError::usage(e.to_string()))?;
     device.set_broken(opts.broken);
+    device.set_info_pad(opts.info_pad);
     if !opts.keep_memory {
         // Before the socket exists: whatever the file held (an earlier
         // server's client) is gone before anyone can connect.

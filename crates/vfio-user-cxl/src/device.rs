@@ -87,10 +87,13 @@ pub struct CxlDevice {
     page_size: u64,
     /// `--broken`: the contract violation presented, if any.
     broken: Option<Broken>,
+    /// `--info-pad`: capabilities of an unknown id before the CXL one.
+    info_pad: u32,
 }
 
-/// The capability `--broken cap-loop` puts first (an id no client knows).
-const LOOP_CAP_ID: u16 = 0x7ff0;
+/// A device-info capability id no client knows: what `--broken cap-loop`
+/// puts first, and `--info-pad` before the CXL capability.
+const UNKNOWN_CAP_ID: u16 = 0x7ff0;
 
 impl CxlDevice {
     /// A device whose memory is the first `mem_size` bytes of `mem`, a
@@ -151,6 +154,7 @@ impl CxlDevice {
             mem_size,
             page_size: u64::try_from(page_size).unwrap_or(4096).max(4096),
             broken: None,
+            info_pad: 0,
         })
     }
 
@@ -158,6 +162,13 @@ impl CxlDevice {
     /// of a VMM's refusal), or well-formed with `None`.
     pub fn set_broken(&mut self, broken: Option<Broken>) {
         self.broken = broken;
+    }
+
+    /// Puts `caps` capabilities of an unknown id (8 bytes each) before
+    /// the CXL one: a well-formed device whose device-info reply is long,
+    /// for a client that must ask again with the argsz the reply names.
+    pub fn set_info_pad(&mut self, caps: u32) {
+        self.info_pad = caps;
     }
 
     pub fn mem_size(&self) -> u64 {
@@ -285,14 +296,17 @@ impl CxlDevice {
             return einval();
         }
         let fixed = vfio::DEVICE_INFO_LEN;
-        let mut chain = vec![0u8; 64];
+        let mut chain = vec![0u8; 64 + 8 * self.info_pad as usize];
         let mut w = ChainWriter::new(&mut chain, fixed);
+        for _ in 0..self.info_pad {
+            w.push(UNKNOWN_CAP_ID, 1, &[]).ok_or(libc::EINVAL)?;
+        }
         let cap_flags = match self.broken {
             Some(Broken::NotCommitted) => 0,
             _ => VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED,
         };
         let looped = if self.broken == Some(Broken::CapLoop) {
-            Some(w.push(LOOP_CAP_ID, 1, &[]).ok_or(libc::EINVAL)?)
+            Some(w.push(UNKNOWN_CAP_ID, 1, &[]).ok_or(libc::EINVAL)?)
         } else {
             None
         };
@@ -710,6 +724,31 @@ mod tests {
         .unwrap();
         let geo = caps::cxl_comp_regs(&r, cap).unwrap();
         assert!(geo.offset + geo.size > BAR0_SIZE, "bad-geometry: {geo:?}");
+    }
+
+    /// `--info-pad`: the reply to the usual 256 bytes names a larger
+    /// argsz and carries no chain; asked again with it, the CXL
+    /// capability is found past the padding.
+    #[test]
+    fn a_padded_info_reply_needs_a_second_ask() {
+        let mut d = dev();
+        d.set_info_pad(40);
+        let short = d.device_info(256).unwrap();
+        let needed = u32::from_ne_bytes(short[0..4].try_into().unwrap());
+        assert!(needed > 256, "argsz {needed}");
+        assert_eq!(u32::from_ne_bytes(short[16..20].try_into().unwrap()), 0);
+        let full = d.device_info(needed).unwrap();
+        assert_eq!(full.len(), needed as usize);
+        let first = u32::from_ne_bytes(full[16..20].try_into().unwrap());
+        let cap = caps::find(
+            &full,
+            vfio::DEVICE_INFO_LEN,
+            first,
+            VFIO_DEVICE_INFO_CAP_CXL,
+        )
+        .unwrap()
+        .expect("the CXL capability after the padding");
+        assert!(cap.offset > 256, "{cap:?}");
     }
 
     #[test]
