@@ -240,8 +240,9 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     // (the zap is checked), not counted as missing.
     if r.fact("fuzz.ops.power_d3hot").is_some() && r.fact("fuzz.result.power_d3hot.ok").is_none() {
         p.push(format!(
-            "power_d3hot never entered D3hot and back: no-PM-capability {:?}, error {:?}",
+            "power_d3hot never entered D3hot and back: no-PM-capability {:?}, not-entered {:?}, error {:?}",
             r.fact("fuzz.result.power_d3hot.no-PM-capability"),
+            r.fact("fuzz.result.power_d3hot.not-entered"),
             r.fact("fuzz.result.power_d3hot.error")
         ));
     }

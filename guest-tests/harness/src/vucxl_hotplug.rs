@@ -556,10 +556,18 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         }
         // The refusal is the one error line expected; anything else on
         // its stderr (an assertion, a second error) is a problem.
+        let (refusals, others): (Vec<String>, Vec<String>) = crate::runner::stderr_problems(stderr)
+            .into_iter()
+            .partition(|l| l.contains("vfio-user-cxl vuc-broken (vfio-user:"));
+        if refusals.len() > 1 {
+            p.push(format!(
+                "QEMU with a {kind} device at startup refused it {} times: {refusals:?}",
+                refusals.len()
+            ));
+        }
         p.extend(
-            crate::runner::stderr_problems(stderr)
+            others
                 .into_iter()
-                .filter(|l| !l.contains("vfio-user-cxl vuc-broken (vfio-user:"))
                 .map(|l| format!("QEMU with a {kind} device at startup: {l}")),
         );
     }

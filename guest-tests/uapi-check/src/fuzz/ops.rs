@@ -725,18 +725,26 @@ impl Worker<'_> {
     /// `power`), with Memory Space turned and held on: a command write of
     /// another thread could make this touch SIGBUS, and the anonymous page
     /// the SIGBUS leaves in place would then answer every later touch, so a
-    /// mapping the driver did zap would look live. False if the touch did
-    /// not reach the device (a failure: nothing takes the memory away here).
-    fn fault_in(&self, ctx: &Ctx, map: &Mapping, kind: &'static str) -> bool {
-        let _cmd = self.memory_space_back(ctx);
+    /// mapping the driver did zap would look live. Returns the guard that
+    /// keeps Memory Space on (drop it before [`Self::memory_space_back`]),
+    /// or None if the touch did not reach the device (a failure: nothing
+    /// takes the memory away here).
+    fn fault_in(
+        &self,
+        ctx: &Ctx,
+        map: &Mapping,
+        kind: &'static str,
+    ) -> Option<std::sync::MutexGuard<'_, ()>> {
+        let cmd = self.memory_space_back(ctx);
         let (_, hit) = sigbus::touch(self.slot, map, 0, None);
         if hit {
             self.fail(
                 kind,
                 "a mapping SIGBUS in D0 with Memory Space on, before the operation".into(),
             );
+            return None;
         }
-        !hit
+        Some(cmd)
     }
 
     /// A fresh two-page mapping of the memory at a random page: page 0 is
@@ -771,10 +779,13 @@ impl Worker<'_> {
         self.note(&format!(" linger={linger_us}us"));
         let _power = self.target.power.lock().unwrap();
         let _op = self.target.power_op();
-        if !self.fault_in(ctx, &map, "power_d3hot") {
+        // Memory Space stays on until back in D0: a SIGBUS in D3hot is then
+        // the D3hot zap's, not a command write's.
+        let Some(cmd) = self.fault_in(ctx, &map, "power_d3hot") else {
             return;
-        }
-        let result = (|| -> Result<(), String> {
+        };
+        // Ok(whether D3hot was entered).
+        let result = (|| -> Result<bool, String> {
             let old = ctx
                 .config_read(pmcsr, 2)
                 .map_err(|e| format!("read PMCSR: {e}"))? as u16;
@@ -784,7 +795,8 @@ impl Worker<'_> {
                 .config_read(pmcsr, 2)
                 .map_err(|e| format!("read PMCSR: {e}"))? as u16
                 & PMCSR_STATE;
-            if state == D3HOT {
+            let entered = state == D3HOT;
+            if entered {
                 let (_, hit) = sigbus::touch(self.slot, &map, 8, None);
                 if !hit {
                     self.fail(
@@ -811,13 +823,24 @@ impl Worker<'_> {
             if state != 0 {
                 return Err(format!("PMCSR state {state} after writing D0"));
             }
-            Ok(())
+            Ok(entered)
         })();
-        self.stats
-            .count("power_d3hot", if result.is_ok() { "ok" } else { "error" });
+        // "ok" only where D3hot was entered and checked: the test fails on
+        // a run that never got there.
+        let outcome = match &result {
+            Ok(true) => "ok",
+            Ok(false) => "not-entered",
+            Err(_) => "error",
+        };
+        self.stats.count("power_d3hot", outcome);
         if let Err(e) = result {
             self.fail("power_d3hot", e);
+            // Best effort back to D0, or every later operation fails too.
+            let _ = ctx
+                .config_read(pmcsr, 2)
+                .and_then(|v| ctx.config_write(pmcsr, 2, v & !u32::from(PMCSR_STATE)));
         }
+        drop(cmd);
         let _cmd = self.memory_space_back(ctx);
         let (_, hit) = sigbus::touch(self.slot, &map, PAGE as usize, None);
         if hit {
@@ -848,7 +871,9 @@ impl Worker<'_> {
         });
         let _power = self.target.power.lock().unwrap();
         let _op = self.target.power_op();
-        if !self.fault_in(ctx, &map, "reset") {
+        // The reset is checked by refaulting after it, with Memory Space
+        // turned on again: no need to hold it on across the reset.
+        if self.fault_in(ctx, &map, "reset").is_none() {
             return;
         }
         let r = if via_flr {

@@ -233,18 +233,31 @@ where
     }
 
     /// Adds a PCI Power Management capability at `offset` (`pci_pm_init`):
-    /// version 1.1, D0 and D3hot only, PowerState writable, and
-    /// No_Soft_Reset set because QEMU keeps the device's state in D3hot.
-    /// Outside D0 the PCI core stops the BARs decoding.
+    /// version 1.2 (what PCI Express functions report), D0 and D3hot only,
+    /// PowerState writable, and No_Soft_Reset set because QEMU keeps the
+    /// device's state in D3hot. Outside D0 the PCI core stops the BARs
+    /// decoding.
+    ///
+    /// # Panics
+    /// If `offset` is not a dword in the capability area of the standard
+    /// config space (0x40..=0xf8) with room for the capability.
     fn pm_init(&self, offset: u8) -> Result<()> {
         assert!(bql::is_locked());
-        // SAFETY: valid device, called from realize under the BQL; `errp`
-        // is set exactly when the capability could not be added.
+        let size = bindings::PCI_PM_SIZEOF as usize;
+        assert!(
+            offset >= 0x40
+                && offset % 4 == 0
+                && usize::from(offset) + size <= bindings::PCI_CONFIG_SPACE_SIZE as usize,
+            "PM capability offset {offset:#x} outside the capability area"
+        );
+        // SAFETY: valid device, called from realize under the BQL, with an
+        // explicit offset (no search); `errp` is set exactly when the
+        // capability could not be added (it overlaps another).
         let cap = unsafe {
             Error::with_errp(|errp| bindings::pci_pm_init(self.as_pci_ptr(), offset, errp))
         }?;
         let cap = usize::try_from(cap).map_err(|_| Error::msg("cannot add the PM capability"))?;
-        let pmc = (bindings::PCI_PM_CAP_VER_1_1 as u16).to_le_bytes();
+        let pmc = (bindings::PCI_PM_CAP_VER_1_2 as u16).to_le_bytes();
         let pmcsr = (bindings::PCI_PM_CTRL_NO_SOFT_RESET as u16).to_le_bytes();
         let state = (bindings::PCI_PM_CTRL_STATE_MASK as u16).to_le_bytes();
         let (pmc_at, pmcsr_at) = (
@@ -252,8 +265,9 @@ where
             cap + bindings::PCI_PM_CTRL as usize,
         );
         // SAFETY: pci_add_capability placed PCI_PM_SIZEOF bytes at `cap`
-        // inside config space; config and wmask are only accessed under
-        // the BQL.
+        // (= `offset`, checked above to lie inside the standard config
+        // space, which config and wmask always hold); both are only
+        // accessed under the BQL.
         unsafe {
             let dev = self.as_pci_ptr();
             let config = (*dev).config;
