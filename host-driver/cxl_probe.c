@@ -413,6 +413,9 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 	rc = devm_add_action_or_reset(&pdev->dev, vfio_cxl_release_hpa, cxl);
 	if (rc)
 		return rc;
+	rc = vfio_cxl_pages_init(cxl);
+	if (rc)
+		return rc;
 
 	/* Decoder validation and restore need the registers at any time. */
 	cxl->comp_io = pci_iomap(pdev, cxl->comp_bar, 0);
@@ -459,6 +462,9 @@ int vfio_cxl_probe_cxl(struct vfio_cxl_core_device *cdev)
 	cxl->dvsec = dvsec;
 	cxl->mem_index = -1;
 	rc = devm_mutex_init(&pdev->dev, &cxl->cfg_lock);
+	if (rc)
+		return rc;
+	rc = devm_mutex_init(&pdev->dev, &cxl->mf_lock);
 	if (rc)
 		return rc;
 

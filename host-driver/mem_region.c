@@ -4,7 +4,9 @@
  *
  * The device memory behind the firmware-committed HDM decoder, exposed as a
  * device-specific vfio region. mmap() inserts write-back PFN mappings on
- * fault (PMD/PUD where aligned) under the vfio-pci memory_lock.
+ * fault (PMD/PUD where aligned) under the vfio-pci memory_lock. The pages
+ * have struct pages (pages.c); pages a memory error withdrew are never
+ * mapped, read or written.
  *
  * Memory Space: by default the memory follows the Memory Space Enable bit
  * of the command register like a BAR: faults and read()/write() fail while
@@ -133,7 +135,11 @@ static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
 
 	if (!vfio_cxl_mem_get(cxl))
 		return VM_FAULT_SIGBUS;
-	ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
+	/* Under memory_lock: ordered against vfio_cxl_memory_failure(). */
+	if (vfio_cxl_poisoned(cxl, pgoff, 1UL << order))
+		ret = order ? VM_FAULT_FALLBACK : VM_FAULT_HWPOISON;
+	else
+		ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
 	vfio_cxl_mem_put(cxl);
 	return ret;
 }
@@ -215,6 +221,8 @@ static ssize_t vfio_cxl_mem_rw(struct vfio_pci_core_device *vdev,
 	while (done < count) {
 		size_t n = min_t(size_t, count - done, VFIO_CXL_RW_CHUNK);
 		void *kva = cxl->mem_kva + pos + done;
+		unsigned long first = (pos + done) >> PAGE_SHIFT;
+		unsigned long nr = ((pos + done + n - 1) >> PAGE_SHIFT) - first + 1;
 
 		if (iswrite && copy_from_user(bounce, buf + done, n)) {
 			ret = -EFAULT;
@@ -224,7 +232,9 @@ static ssize_t vfio_cxl_mem_rw(struct vfio_pci_core_device *vdev,
 			ret = -EIO;
 			break;
 		}
-		if (iswrite)
+		if (vfio_cxl_poisoned(cxl, first, nr))
+			ret = -EIO;	/* withdrawn by a memory error */
+		else if (iswrite)
 			memcpy(kva, bounce, n);
 		else if (copy_mc_to_kernel(bounce, kva, n))
 			ret = -EIO;	/* poisoned line: no machine check */
@@ -250,13 +260,9 @@ static void vfio_cxl_mem_release(struct vfio_pci_core_device *vdev,
 {
 	struct vfio_cxl *cxl = region->data;
 
-	if (cxl->pfn_space_registered) {
-		unregister_pfn_address_space(&cxl->pfn_space);
-		cxl->pfn_space_registered = false;
-	}
-	memunmap(cxl->mem_kva);
-	cxl->mem_kva = NULL;
+	mutex_lock(&cxl->mf_lock);
 	cxl->mem_index = -1;
+	mutex_unlock(&cxl->mf_lock);
 }
 
 static const struct vfio_pci_regops vfio_cxl_mem_regops = {
@@ -265,30 +271,12 @@ static const struct vfio_pci_regops vfio_cxl_mem_regops = {
 	.release = vfio_cxl_mem_release,
 };
 
-/* memory_failure(): where in @vma the poisoned @pfn is mapped. */
-static int vfio_cxl_pfn_to_vma_pgoff(struct vm_area_struct *vma,
-				     unsigned long pfn, pgoff_t *pgoff)
-{
-	struct vfio_cxl *cxl;
-	unsigned long first;
-
-	/* Every VMA of the device inode comes here, BARs included. */
-	if (vma->vm_ops != &vfio_cxl_mem_vm_ops)
-		return -EFAULT;
-	cxl = vma->vm_private_data;
-	first = PHYS_PFN(cxl->hpa.start) + (vma->vm_pgoff & VFIO_CXL_PGOFF_MASK);
-	if (pfn < first || pfn - first >= vma_pages(vma))
-		return -EFAULT;
-	*pgoff = vma->vm_pgoff + (pfn - first);
-	return 0;
-}
-
 /**
  * vfio_cxl_mem_register() - register the memory region for this open
  * @cxl: device state
  *
  * Called between vfio_pci_core_enable() and vfio_pci_core_finish_enable();
- * vfio_pci_core_disable() releases the region (and the kernel mapping).
+ * vfio_pci_core_disable() releases the region.
  *
  * Return: 0 or a negative errno.
  */
@@ -298,13 +286,6 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
 	int index = VFIO_PCI_NUM_REGIONS + vdev->num_regions;
 	int ret;
 
-	cxl->mem_kva = memremap(cxl->hpa.start, range_len(&cxl->hpa),
-				MEMREMAP_WB);
-	if (!cxl->mem_kva) {
-		pci_err(vdev->pdev, "cannot map %pra write-back\n", &cxl->hpa);
-		return -ENOMEM;
-	}
-
 	ret = vfio_pci_core_register_dev_region(vdev, VFIO_REGION_TYPE_CXL,
 						VFIO_REGION_SUBTYPE_CXL_MEM,
 						&vfio_cxl_mem_regops,
@@ -313,25 +294,14 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
 						VFIO_REGION_INFO_FLAG_WRITE |
 						VFIO_REGION_INFO_FLAG_MMAP,
 						cxl);
-	if (ret) {
-		memunmap(cxl->mem_kva);
-		cxl->mem_kva = NULL;
+	if (ret)
 		return ret;
-	}
 
+	mutex_lock(&cxl->mf_lock);
 	cxl->mem_index = index;
+	mutex_unlock(&cxl->mf_lock);
 	WRITE_ONCE(cxl->hdm_lost, false);
 	WRITE_ONCE(cxl->recheck, true);
-
-	/* memory_failure() on these PFNs then reaches the mapping's users. */
-	cxl->pfn_space.node.start = PHYS_PFN(cxl->hpa.start);
-	cxl->pfn_space.node.last = PHYS_PFN(cxl->hpa.end);
-	cxl->pfn_space.mapping = vdev->vdev.inode->i_mapping;
-	cxl->pfn_space.pfn_to_vma_pgoff = vfio_cxl_pfn_to_vma_pgoff;
-	ret = register_pfn_address_space(&cxl->pfn_space);
-	if (ret && ret != -EOPNOTSUPP)
-		return ret;	/* vfio_pci_core_disable() releases the region */
-	cxl->pfn_space_registered = !ret;
 	return 0;
 }
 

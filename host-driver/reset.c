@@ -401,29 +401,38 @@ int vfio_cxl_guest_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
 	return rc;
 }
 
-/* Zero the memory through a temporary write-back mapping, then flush it. */
-static int vfio_cxl_host_clear(struct vfio_cxl *cxl)
+/*
+ * Zero @len bytes at @kva, write the zeros back to the device, then drop
+ * the lines (arm64's and riscv's invalidate alone would discard them).
+ */
+static void vfio_cxl_zero_flush(void *kva, size_t len)
 {
-	u64 len = range_len(&cxl->hpa), off;
-	void *kva;
+	memset(kva, 0, len);
+	arch_wb_cache_pmem(kva, len);
+	arch_invalidate_pmem(kva, len);
+}
 
-	kva = memremap(cxl->hpa.start, len, MEMREMAP_WB);
-	if (!kva)
-		return -ENOMEM;
+/*
+ * Zero the memory through the kernel's write-back mapping. Pages a memory
+ * error withdrew are skipped: they are never handed out again.
+ */
+static void vfio_cxl_host_clear(struct vfio_cxl *cxl)
+{
+	u64 len = range_len(&cxl->hpa), off, page;
+
 	for (off = 0; off < len; off += VFIO_CXL_CLEAR_CHUNK) {
 		size_t n = min_t(u64, VFIO_CXL_CLEAR_CHUNK, len - off);
 
-		memset(kva + off, 0, n);
-		/*
-		 * Write the zeros back to the device, then drop the lines
-		 * (arm64's and riscv's invalidate alone would discard them).
-		 */
-		arch_wb_cache_pmem(kva + off, n);
-		arch_invalidate_pmem(kva + off, n);
+		if (!vfio_cxl_poisoned(cxl, off >> PAGE_SHIFT, n >> PAGE_SHIFT)) {
+			vfio_cxl_zero_flush(cxl->mem_kva + off, n);
+		} else {
+			for (page = off; page < off + n; page += PAGE_SIZE)
+				if (!vfio_cxl_poisoned(cxl, page >> PAGE_SHIFT, 1))
+					vfio_cxl_zero_flush(cxl->mem_kva + page,
+							    PAGE_SIZE);
+		}
 		cond_resched();
 	}
-	memunmap(kva);
-	return 0;
 }
 
 /**
@@ -476,7 +485,7 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 			if (!rc)
 				rc = vfio_cxl_wait_mem_active(pdev, cxl->dvsec);
 			if (!rc)
-				rc = vfio_cxl_host_clear(cxl);
+				vfio_cxl_host_clear(cxl);
 			vfio_cxl_decode_restore(cxl, cmd);
 		}
 	}

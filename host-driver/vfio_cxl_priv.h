@@ -7,11 +7,12 @@
 #define __VFIO_CXL_PRIV_H
 
 #include <linux/bits.h>
-#include <linux/memory-failure.h>
+#include <linux/memremap.h>
 #include <linux/mutex.h>
 #include <linux/range.h>
 #include <linux/sizes.h>
 #include <linux/vfio_cxl_core.h>
+#include <linux/xarray.h>
 #include <cxl/cxl.h>
 
 /*
@@ -151,13 +152,13 @@ struct vfio_cxl_ro_range {
  * @dvsec_cap: the device's DVSEC CXL Capability, read at bind
  * @cfg_lock: protects @dvsec_shadow; never held across a user copy
  * @dvsec_shadow: per-open guest view of the DVSEC
- * @mem_kva: write-back kernel mapping of @hpa (read()/write() and the host
- *	side clear; on x86 it also holds the PAT memory type of @hpa at
- *	write-back)
+ * @mem_kva: write-back kernel mapping of @hpa, from memremap_pages()
+ *	(read()/write() and the host side clear)
  * @comp_io: uncached mapping of @comp_bar (the core may not own that BAR)
- * @mem_index: vfio region index of the memory region, -1 when not open
- * @pfn_space: the memory's PFNs for memory_failure() (registered per open)
- * @pfn_space_registered: @pfn_space is registered
+ * @mem_index: vfio region index of the memory region, -1 when not open;
+ *	changed under @mf_lock
+ * @mf_lock: held by memory_failure() while it zaps, so that the region
+ *	stays open meanwhile
  * @mem_blockers: paths that currently forbid access to the memory (power
  *	or Memory Space changes, errors, removal); memory_lock protects it
  * @resetting: a function reset runs (reset_prepare to reset_done)
@@ -170,6 +171,10 @@ struct vfio_cxl_ro_range {
  *	access (after any reset or power transition)
  * @hdm_lost: the decoder could not be validated or restored: accesses fail
  *	until the next successful validation
+ * @poison: pages (index from the start of @hpa) that memory_failure()
+ *	reported; never mapped, read or written again while bound
+ * @pgmap: the ZONE_DEVICE pages of @hpa (pages.c); last: it ends in a
+ *	flexible array
  */
 struct vfio_cxl {
 	struct cxl_dev_state cxlds;
@@ -196,8 +201,7 @@ struct vfio_cxl {
 	void *mem_kva;
 	void __iomem *comp_io;
 	int mem_index;
-	struct pfn_address_space pfn_space;
-	bool pfn_space_registered;
+	struct mutex mf_lock;		/* see @mf_lock */
 
 	unsigned int mem_blockers;
 	bool resetting;
@@ -205,6 +209,9 @@ struct vfio_cxl {
 	bool needs_clear;
 	bool recheck;
 	bool hdm_lost;
+
+	struct xarray poison;
+	struct dev_pagemap pgmap;
 };
 
 static inline struct vfio_cxl *vdev_to_cxl(struct vfio_device *core_vdev)
@@ -231,6 +238,11 @@ void vfio_cxl_validate(struct vfio_cxl *cxl);
 int vfio_cxl_cache_wbi(struct vfio_cxl *cxl);
 int vfio_cxl_guest_cxl_reset(struct vfio_cxl *cxl, bool mem_clr);
 int vfio_cxl_clear_memory(struct vfio_cxl *cxl);
+
+/* pages.c */
+int vfio_cxl_pages_init(struct vfio_cxl *cxl);
+bool vfio_cxl_poisoned(struct vfio_cxl *cxl, unsigned long first,
+		       unsigned long nr);
 
 /* mem_region.c */
 int vfio_cxl_mem_register(struct vfio_cxl *cxl);

@@ -168,6 +168,24 @@ unbind() {
 	# guest driver's tests found 0.5 s enough (docs/guest-driver.md).
 	wait_for 50 cxl_gone && sleep 0.5
 }
+# The host range vfio-cxl-pci claimed, START-END in hex (/proc/iomem;
+# IFS= keeps the indentation that nests it).
+vfio_cxl_range() {
+	local l
+	while IFS= read -r l; do
+		case "$l" in *" : vfio-cxl") l=${l#"${l%%[! ]*}"}; echo "${l%% *}"; return 0 ;; esac
+	done </proc/iomem
+	return 1
+}
+mount_debugfs() {
+	have /sys/kernel/debug/x86 || mount -t debugfs none /sys/kernel/debug
+}
+# dmesg_facts TEXT KEY: what follows TEXT in each kernel log line, as fact KEY.
+dmesg_facts() {
+	dmesg | while IFS= read -r l; do
+		case "$l" in *"$1"*) vfiocxl_fact "$2" "${l#*"$1"}" ;; esac
+	done
+}
 "#;
 
 const LOAD_SH: &str = r#"echo 1 >/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts || exit 1

@@ -70,6 +70,24 @@ pub fn all() -> Vec<VmTest> {
             check: crate::hostdriver_tenants::check,
         },
         VmTest {
+            name: crate::ept_memtype::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: the EPT memory type KVM on Intel VT-x would give sampled PFNs of the region (first, last, every 1 GiB, middle), from the facts __kvm_is_mmio_pfn() reads; every one must be WB",
+            spec: crate::ept_memtype::spec,
+            check: crate::ept_memtype::check,
+        },
+        VmTest {
+            name: crate::memory_failure::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: a memory error injected into one mapped page (hwpoison_inject) is handled by the driver's pagemap; the page SIGBUSes with BUS_MCEERR_AR, read/write EIO, its neighbours keep their data, and it stays withdrawn after a reopen",
+            spec: crate::memory_failure::spec,
+            check: crate::memory_failure::check,
+        },
+        VmTest {
+            name: "host-driver-memory-failure@debug",
+            about: "host-driver-memory-failure on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::memory_failure::spec_debug,
+            check: crate::memory_failure::check,
+        },
+        VmTest {
             name: "host-driver-tenants@debug",
             about: "host-driver-tenants on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
             spec: crate::hostdriver_tenants::spec_debug,

@@ -268,7 +268,9 @@ pub fn mem_follows_memory_space(c: &Ctx) -> Outcome {
 }
 
 /// Maps the whole memory region of a freshly opened device.
-fn open_whole(bdf: &str) -> Result<(Device, crate::vfio::Mapping, u64), String> {
+pub(crate) fn open_whole(
+    bdf: &str,
+) -> Result<(Device, crate::vfio::Mapping, crate::vfio::RegionInfo), String> {
     let dev = Device::open(bdf).map_err(|e| e.to_string())?;
     let info = dev.info().map_err(|e| e.to_string())?;
     let mem = (0..info.num_regions)
@@ -289,13 +291,14 @@ fn open_whole(bdf: &str) -> Result<(Device, crate::vfio::Mapping, u64), String> 
             libc::MAP_SHARED,
         )
         .map_err(|e| format!("mmap of {} bytes: {e}", mem.size))?;
-    Ok((dev, map, mem.size))
+    Ok((dev, map, mem))
 }
 
 /// User A: fills the whole memory with pattern `seed` and reads it back;
 /// the device is closed when the process ends.
 pub fn tenant_write(bdf: &str, seed: u64) -> Outcome {
-    let (_dev, map, size) = open_whole(bdf)?;
+    let (_dev, map, mem) = open_whole(bdf)?;
+    let size = mem.size;
     let mut sum = Checksum::default();
     for o in (0..size).step_by(8) {
         map.write_u64(o as usize, pattern::word(seed, o));
@@ -319,7 +322,8 @@ pub fn tenant_write(bdf: &str, seed: u64) -> Outcome {
 
 /// User B, right after A: every byte of the memory reads 0.
 pub fn tenant_read(bdf: &str) -> Outcome {
-    let (_dev, map, size) = open_whole(bdf)?;
+    let (_dev, map, mem) = open_whole(bdf)?;
+    let size = mem.size;
     let nonzero = (0..size)
         .step_by(8)
         .filter(|&o| map.read_u64(o as usize) != 0)

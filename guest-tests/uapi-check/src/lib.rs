@@ -11,5 +11,6 @@ pub mod coherence;
 pub mod facts;
 pub mod fuzz;
 pub mod isolation;
+pub mod memory_failure;
 pub mod pattern;
 pub mod vfio;

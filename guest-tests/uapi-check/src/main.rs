@@ -16,6 +16,10 @@
 //! exits (closing the device); `--tenant-read` then checks that a new
 //! user reads only zeros (isolation.rs; the VM test host-driver-tenants).
 //!
+//! `--memory-failure FIRST_PFN` injects a memory error into one page of
+//! the region (whose first page frame is FIRST_PFN) and checks that it is
+//! contained (memory_failure.rs; the VM test host-driver-memory-failure).
+//!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
@@ -31,8 +35,10 @@ use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::facts::fact;
 use vfio_cxl_uapi_check::isolation;
+use vfio_cxl_uapi_check::memory_failure;
 
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N] [--reopen-only] [--bench-fault]
+       vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read | --memory-failure FIRST_PFN
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
        vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
@@ -50,6 +56,8 @@ enum Mode {
     TenantWrite(u64),
     /// Check, as the next user, that the memory reads 0.
     TenantRead,
+    /// Inject a memory error; the region starts at this page frame.
+    MemoryFailure(u64),
 }
 
 fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
@@ -79,8 +87,12 @@ fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
                 mode = Mode::TenantWrite(num("--tenant-write")?)
             }
             "--tenant-read" if mode == Mode::Checks => mode = Mode::TenantRead,
-            "--reopen-only" | "--bench-fault" | "--tenant-write" | "--tenant-read" => return Err(
-                "--reopen-only, --bench-fault, --tenant-write and --tenant-read exclude each other"
+            "--memory-failure" if mode == Mode::Checks => {
+                mode = Mode::MemoryFailure(num("--memory-failure")?)
+            }
+            "--reopen-only" | "--bench-fault" | "--tenant-write" | "--tenant-read"
+            | "--memory-failure" => return Err(
+                "--reopen-only, --bench-fault, --tenant-write, --tenant-read and --memory-failure exclude each other"
                     .into(),
             ),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -251,6 +263,11 @@ fn main() -> ExitCode {
         let outcome = isolation::tenant_write(&bdf, seed);
         report("tenant_write", &outcome);
         return summary(&[("tenant_write", outcome)]);
+    }
+    if let Mode::MemoryFailure(first_pfn) = mode {
+        let outcome = memory_failure::run(&bdf, first_pfn);
+        report("memory_failure", &outcome);
+        return summary(&[("memory_failure", outcome)]);
     }
     if mode == Mode::TenantRead {
         let outcome = isolation::tenant_read(&bdf);

@@ -1,0 +1,79 @@
+//! VM test `host-driver-memory-failure`: a memory error in the device
+//! memory reaches vfio-cxl-core and stays contained (issue 10). The
+//! device is bound to vfio-cxl-pci; `vfio-cxl-uapi-check --memory-failure`
+//! maps the region, injects an error into one page through the kernel's
+//! injector (`hwpoison_inject`, debugfs `hwpoison/corrupt-pfn`, which calls
+//! memory_failure() as a machine check would) and checks what a user then
+//! sees (uapi-check's memory_failure.rs). The host checks the kernel's
+//! verdict on the page ("recovery action for dax page: Recovered": the
+//! driver's pagemap handled it) and the driver's own line naming the
+//! address.
+
+use crate::env::RunSpec;
+use crate::hostdriver::{base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib};
+use crate::runner::RunOutcome;
+use crate::sysfs;
+use vfio_cxl_uapi_check::memory_failure::POISONED;
+
+pub const NAME: &str = "host-driver-memory-failure";
+
+const MF_SH: &str = r#"mount_debugfs || exit 1
+range=$(vfio_cxl_range) || { echo "no vfio-cxl range in /proc/iomem"; exit 1; }
+vfiocxl_fact mf.first_pfn $((0x${range%-*} >> 12))
+$VC/vfio-cxl-uapi-check "$dev" --memory-failure $((0x${range%-*} >> 12)) >&3
+rc=$?
+dmesg_facts "Memory failure: " mf.kernel
+exit $rc
+"#;
+
+pub fn spec() -> RunSpec {
+    let payload = base_payload(NAME)
+        .module("hwpoison_inject")
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step("memory-failure", &with_lib(MF_SH))
+        .step("report-dmesg", &dmesg_sh());
+    base_spec(payload, crate::hostdriver::ACCEL_MIB, 4096)
+}
+
+/// [`spec`] on the debug test kernel.
+pub fn spec_debug() -> RunSpec {
+    spec().on_debug_kernel()
+}
+
+pub fn check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    common_checks(outcome, 1..=1, &mut p);
+    // The two SIGBUSes the test provokes (after the injection, after the
+    // reopen) are logged at error level by the fault path: expected.
+    let killed = "error-level kernel message: MCE: Killing vfio-cxl-uapi-c";
+    let kills = p.iter().filter(|l| l.starts_with(killed)).count();
+    p.retain(|l| !l.starts_with(killed));
+    if kills != 2 {
+        p.push(format!(
+            "{kills} 'MCE: Killing' lines, expected 2 (one per SIGBUS)"
+        ));
+    }
+    let r = &outcome.report;
+    match r.fact("memory_failure") {
+        Some(v) if v.starts_with("pass: ") => {}
+        v => p.push(format!("memory_failure: {v:?}")),
+    }
+    let Some(pfn) = r
+        .fact("mf.first_pfn")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|first| first + POISONED)
+    else {
+        p.push(format!("mf.first_pfn: {:?}", r.fact("mf.first_pfn")));
+        return p;
+    };
+    let verdict = format!("{pfn:#x}: recovery action for dax page: Recovered");
+    let kernel = r.facts("mf.kernel");
+    if !kernel.iter().any(|l| *l == verdict) {
+        p.push(format!("kernel log has {kernel:?}, expected {verdict:?}"));
+    }
+    let driver = format!("memory error at {:#x}: 1 page(s) withdrawn", pfn << 12);
+    if !dmesg(outcome).iter().any(|l| l.text.contains(&driver)) {
+        p.push(format!("no driver line {driver:?}"));
+    }
+    p
+}
