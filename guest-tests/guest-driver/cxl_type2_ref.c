@@ -13,6 +13,7 @@
 #include <linux/bitfield.h>
 #include <linux/cleanup.h>
 #include <linux/delay.h>
+#include <linux/atomic.h>
 #include <linux/fs.h>
 #include <linux/idr.h>
 #include <linux/io.h>
@@ -40,7 +41,9 @@ static DEFINE_IDA(t2ref_ida);
 /*
  * What the character device needs. It outlives the PCI binding while files
  * are open: after remove, @live is false, every user mapping is zapped and
- * new mmaps and ioctls fail.
+ * new mmaps and ioctls fail. @inserted counts the mappings the fault
+ * handlers inserted, by size (sysfs inserted_pte/_pmd/_pud: how the tests
+ * see that huge mappings are used).
  */
 struct t2ref_mem {
 	struct kref ref;
@@ -52,7 +55,10 @@ struct t2ref_mem {
 	int id;
 	char name[32];
 	struct miscdevice misc;
+	atomic64_t inserted[3];		/* T2REF_PTE, _PMD, _PUD */
 };
+
+enum { T2REF_PTE, T2REF_PMD, T2REF_PUD };
 
 struct t2ref_file {
 	struct list_head node;
@@ -122,8 +128,10 @@ static int t2ref_release(struct inode *inode, struct file *file)
  * User mappings are populated on fault, under @lock, and only while the
  * device is bound: an unbind zaps what was inserted, and a later fault
  * gets SIGBUS, even for a VMA that mmap() created concurrently with the
- * unbind. A fault inserts the whole 2 MiB-aligned window around the
- * address (within the VMA) to keep the number of faults low. The PTEs
+ * unbind. Where the virtual and physical addresses are aligned, a fault
+ * inserts one PUD (1 GiB) or PMD (2 MiB) mapping: fewer faults, and under
+ * KVM fewer TLB misses. Elsewhere it inserts the 4 KiB PTEs of the whole
+ * 2 MiB-aligned window around the address (within the VMA). The mappings
  * are write-back: the range is memremap()ed WB while bound, which records
  * WB as its PAT type on x86.
  */
@@ -149,12 +157,50 @@ static vm_fault_t t2ref_fault(struct vm_fault *vmf)
 		ret = vmf_insert_pfn(vma, addr, PHYS_PFN(base + addr));
 		if (ret & VM_FAULT_ERROR)
 			break;
+		atomic64_inc(&mem->inserted[T2REF_PTE]);
 	}
 	return ret;
 }
 
+#ifdef CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP
+static vm_fault_t t2ref_huge_fault(struct vm_fault *vmf, unsigned int order)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct t2ref_mem *mem = vma->vm_private_data;
+	unsigned long size = PAGE_SIZE << order;
+	unsigned long addr = ALIGN_DOWN(vmf->address, size);
+	unsigned long pfn;
+	vm_fault_t ret;
+
+	if (addr < vma->vm_start || addr + size > vma->vm_end)
+		return VM_FAULT_FALLBACK;
+	pfn = PHYS_PFN(mem->start) + vma->vm_pgoff +
+	      ((addr - vma->vm_start) >> PAGE_SHIFT);
+	if (!IS_ALIGNED(pfn, 1UL << order))
+		return VM_FAULT_FALLBACK;
+
+	guard(mutex)(&mem->lock);
+	if (!mem->live)
+		return VM_FAULT_SIGBUS;
+	if (IS_ENABLED(CONFIG_ARCH_SUPPORTS_PMD_PFNMAP) && order == PMD_ORDER)
+		ret = vmf_insert_pfn_pmd(vmf, pfn, false);
+	else if (IS_ENABLED(CONFIG_ARCH_SUPPORTS_PUD_PFNMAP) &&
+		 order == PUD_ORDER)
+		ret = vmf_insert_pfn_pud(vmf, pfn, false);
+	else
+		return VM_FAULT_FALLBACK;
+	if (ret == VM_FAULT_NOPAGE)
+		atomic64_inc(&mem->inserted[order == PMD_ORDER ? T2REF_PMD :
+							      T2REF_PUD]);
+	return ret;
+}
+#endif
+
 static const struct vm_operations_struct t2ref_vm_ops = {
 	.fault = t2ref_fault,
+#ifdef CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP
+	.huge_fault = t2ref_huge_fault,
+#endif
 };
 
 static int t2ref_mmap(struct file *file, struct vm_area_struct *vma)
@@ -206,6 +252,8 @@ static const struct file_operations t2ref_fops = {
 	.open = t2ref_open,
 	.release = t2ref_release,
 	.mmap = t2ref_mmap,
+	/* 2 MiB-aligned addresses, so that PMD mappings fit. */
+	.get_unmapped_area = thp_get_unmapped_area,
 	.unlocked_ioctl = t2ref_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,
@@ -221,8 +269,31 @@ static ssize_t size_show(struct device *dev, struct device_attribute *attr,
 }
 static DEVICE_ATTR_RO(size);
 
+static struct t2ref_mem *t2ref_mem_of_dev(struct device *dev)
+{
+	struct miscdevice *misc = dev_get_drvdata(dev);
+
+	return container_of(misc, struct t2ref_mem, misc);
+}
+
+#define T2REF_INSERTED_ATTR(name, which)				\
+static ssize_t name##_show(struct device *dev,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	return sysfs_emit(buf, "%lld\n",				\
+			  atomic64_read(&t2ref_mem_of_dev(dev)->inserted[which])); \
+}									\
+static DEVICE_ATTR_RO(name)
+
+T2REF_INSERTED_ATTR(inserted_pte, T2REF_PTE);
+T2REF_INSERTED_ATTR(inserted_pmd, T2REF_PMD);
+T2REF_INSERTED_ATTR(inserted_pud, T2REF_PUD);
+
 static struct attribute *t2ref_attrs[] = {
 	&dev_attr_size.attr,
+	&dev_attr_inserted_pte.attr,
+	&dev_attr_inserted_pmd.attr,
+	&dev_attr_inserted_pud.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(t2ref);

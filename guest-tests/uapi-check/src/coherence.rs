@@ -136,9 +136,10 @@ pub fn read_when_left(f: &File, offsets: &[u64], stop: &AtomicBool) -> Result<Ve
 
 /// The checks, in order (fact keys `coherence.<name>`); `ping_pong` only
 /// with `--ping-pong N`.
-pub const CHECKS: [&str; 6] = [
+pub const CHECKS: [&str; 7] = [
     "info",
     "outside_pattern",
+    "mappings",
     "guest_pattern",
     "atomics",
     "ping_pong",
@@ -240,6 +241,69 @@ fn info(f: &File, dev: &str) -> Result<u64, String> {
         return Err(format!("size {:#x} flags {:#x}", i.size, i.flags));
     }
     Ok(i.size)
+}
+
+/// Mappings the driver inserted so far: 4 KiB, 2 MiB, 1 GiB (its sysfs
+/// `inserted_pte`, `_pmd`, `_pud`).
+fn inserted(dev: &str) -> Result<[u64; 3], String> {
+    let name = dev.rsplit('/').next().unwrap_or(dev);
+    let mut n = [0; 3];
+    for (v, which) in n.iter_mut().zip(["pte", "pmd", "pud"]) {
+        let path = format!("/sys/class/misc/{name}/inserted_{which}");
+        let s = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+        *v = s.trim().parse().map_err(|_| format!("{path} says {s:?}"))?;
+    }
+    Ok(n)
+}
+
+/// This process's minor faults so far.
+fn minor_faults() -> u64 {
+    // SAFETY: getrusage fills the rusage it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    ru.ru_minflt as u64
+}
+
+/// Fault-count proof that the first pass over a fresh mapping got huge
+/// mappings: what the driver inserted covers the region exactly once,
+/// with no 4 KiB page where the mapping is 2 MiB-aligned (CXL regions are
+/// 256 MiB-aligned), in about one fault per mapping.
+fn mappings(
+    m: &Map,
+    before: ([u64; 3], u64),
+    after: ([u64; 3], u64),
+    fact: &mut dyn FnMut(&str, &str),
+) -> Outcome {
+    let [pte, pmd, pud] = [0, 1, 2].map(|i| after.0[i] - before.0[i]);
+    let faults = after.1 - before.1;
+    let aligned = m.addr.as_ptr() as usize % (2 << 20) == 0;
+    fact(
+        "coherence.mappings_inserted",
+        &format!("pte {pte} pmd {pmd} pud {pud} faults {faults}"),
+    );
+    let covered = (pte << 12) + (pmd << 21) + (pud << 30);
+    if covered != m.size as u64 {
+        return Err(format!(
+            "inserted pte {pte} pmd {pmd} pud {pud}: {covered:#x} bytes, the region has {:#x}",
+            m.size
+        ));
+    }
+    if aligned && pte != 0 {
+        return Err(format!(
+            "{pte} 4 KiB mappings in a 2 MiB-aligned mapping (pmd {pmd}, pud {pud})"
+        ));
+    }
+    let want = pud + pmd + pte.div_ceil(512);
+    if faults > want + 16 {
+        return Err(format!(
+            "{faults} minor faults for {want} mappings (pte {pte} pmd {pmd} pud {pud})"
+        ));
+    }
+    Ok(format!(
+        "{} MiB in pud {pud} pmd {pmd} pte {pte}, {faults} minor faults",
+        m.size >> 20
+    ))
 }
 
 fn ms(t: Instant) -> u128 {
@@ -511,9 +575,17 @@ pub fn run(
             return out;
         }
     };
+    let before = inserted(dev).map(|n| (n, minor_faults()));
     done(
         "outside_pattern",
         outside_pattern(&m, o.expect_seed, fact),
+        &mut out,
+    );
+    let after = inserted(dev).map(|n| (n, minor_faults()));
+    let r = before.and_then(|b| after.map(|a| (b, a)));
+    done(
+        "mappings",
+        r.and_then(|(b, a)| mappings(&m, b, a, fact)),
         &mut out,
     );
     done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
