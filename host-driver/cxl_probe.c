@@ -467,6 +467,7 @@ int vfio_cxl_probe_cxl(struct vfio_cxl_core_device *cdev)
 	rc = devm_mutex_init(&pdev->dev, &cxl->mf_lock);
 	if (rc)
 		return rc;
+	INIT_LIST_HEAD(&cxl->vmas);
 
 	/* The registers are read through a BAR nobody has enabled yet. */
 	rc = pci_enable_device_mem(pdev);

@@ -5,8 +5,8 @@
  * The device memory behind the firmware-committed HDM decoder, exposed as a
  * device-specific vfio region. mmap() inserts write-back PFN mappings on
  * fault (PMD/PUD where aligned) under the vfio-pci memory_lock. The pages
- * have struct pages (pages.c); pages a memory error withdrew are never
- * mapped, read or written.
+ * have struct pages (pages.c). The mappings are tracked (@vmas) so that
+ * memory_failure() can signal their owners.
  *
  * Memory Space: by default the memory follows the Memory Space Enable bit
  * of the command register like a BAR: faults and read()/write() fail while
@@ -135,13 +135,64 @@ static vm_fault_t vfio_cxl_mem_huge_fault(struct vm_fault *vmf,
 
 	if (!vfio_cxl_mem_get(cxl))
 		return VM_FAULT_SIGBUS;
-	/* Under memory_lock: ordered against vfio_cxl_memory_failure(). */
-	if (vfio_cxl_poisoned(cxl, pgoff, 1UL << order))
-		ret = order ? VM_FAULT_FALLBACK : VM_FAULT_HWPOISON;
-	else
-		ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
+	ret = vfio_cxl_mem_insert_pfn(vmf, pfn, order);
 	vfio_cxl_mem_put(cxl);
 	return ret;
+}
+
+/**
+ * vfio_cxl_vma_addr() - where a mapping maps a page of the region
+ * @vma: a mapping of the memory region
+ * @page: page index from the start of the region
+ * @addr: the user address, on success
+ *
+ * Return: 0, or -EFAULT if @vma does not map @page.
+ */
+int vfio_cxl_vma_addr(struct vm_area_struct *vma, unsigned long page,
+		      unsigned long *addr)
+{
+	unsigned long first = vma->vm_pgoff & VFIO_CXL_PGOFF_MASK;
+
+	if (page < first || page - first >= vma_pages(vma))
+		return -EFAULT;
+	*addr = vma->vm_start + ((page - first) << PAGE_SHIFT);
+	return 0;
+}
+
+static int vfio_cxl_vma_track(struct vfio_cxl *cxl, struct vm_area_struct *vma)
+{
+	struct vfio_cxl_vma *v = kmalloc_obj(*v);
+
+	if (!v)
+		return -ENOMEM;
+	v->vma = vma;
+	mutex_lock(&cxl->mf_lock);
+	list_add(&v->node, &cxl->vmas);
+	mutex_unlock(&cxl->mf_lock);
+	return 0;
+}
+
+/* A split or fork made a copy of a mapping: track it too. */
+static void vfio_cxl_mem_vm_open(struct vm_area_struct *vma)
+{
+	if (vfio_cxl_vma_track(vma->vm_private_data, vma))
+		pr_warn_ratelimited("vfio-cxl: no memory to track a mapping: memory errors in it will not be signalled\n");
+}
+
+static void vfio_cxl_mem_vm_close(struct vm_area_struct *vma)
+{
+	struct vfio_cxl *cxl = vma->vm_private_data;
+	struct vfio_cxl_vma *v;
+
+	mutex_lock(&cxl->mf_lock);
+	list_for_each_entry(v, &cxl->vmas, node) {
+		if (v->vma == vma) {
+			list_del(&v->node);
+			kfree(v);
+			break;
+		}
+	}
+	mutex_unlock(&cxl->mf_lock);
 }
 
 static vm_fault_t vfio_cxl_mem_fault(struct vm_fault *vmf)
@@ -150,6 +201,8 @@ static vm_fault_t vfio_cxl_mem_fault(struct vm_fault *vmf)
 }
 
 static const struct vm_operations_struct vfio_cxl_mem_vm_ops = {
+	.open = vfio_cxl_mem_vm_open,
+	.close = vfio_cxl_mem_vm_close,
 	.fault = vfio_cxl_mem_fault,
 #ifdef CONFIG_ARCH_SUPPORTS_HUGE_PFNMAP
 	.huge_fault = vfio_cxl_mem_huge_fault,
@@ -163,6 +216,7 @@ static int vfio_cxl_mem_mmap(struct vfio_pci_core_device *vdev,
 	struct vfio_cxl *cxl = region->data;
 	u64 pgoff = vma->vm_pgoff & VFIO_CXL_PGOFF_MASK;
 	u64 start, len, end;
+	int ret;
 
 	if (!(vma->vm_flags & VM_SHARED))
 		return -EINVAL;
@@ -176,6 +230,9 @@ static int vfio_cxl_mem_mmap(struct vfio_pci_core_device *vdev,
 	    check_shl_overflow(pgoff, PAGE_SHIFT, &start) ||
 	    check_add_overflow(start, len, &end) || end > region->size)
 		return -EINVAL;
+	ret = vfio_cxl_vma_track(cxl, vma);
+	if (ret)
+		return ret;
 
 	/*
 	 * Write-back: the memory is coherent, a non-cached mapping would
@@ -186,6 +243,19 @@ static int vfio_cxl_mem_mmap(struct vfio_pci_core_device *vdev,
 	vma->vm_private_data = cxl;
 	vma->vm_ops = &vfio_cxl_mem_vm_ops;
 	return 0;
+}
+
+/* How many of the @len bytes at @pos come before a page memory_failure() reported. */
+static size_t vfio_cxl_healthy_len(struct vfio_cxl *cxl, u64 pos, size_t len)
+{
+	unsigned long first = pos >> PAGE_SHIFT;
+	unsigned long bad;
+
+	bad = vfio_cxl_first_poisoned(cxl, first,
+				      ((pos + len - 1) >> PAGE_SHIFT) - first + 1);
+	if (bad == ULONG_MAX)
+		return len;
+	return bad == first ? 0 : ((u64)bad << PAGE_SHIFT) - pos;
 }
 
 /*
@@ -219,11 +289,15 @@ static ssize_t vfio_cxl_mem_rw(struct vfio_pci_core_device *vdev,
 		return -ENOMEM;
 
 	while (done < count) {
-		size_t n = min_t(size_t, count - done, VFIO_CXL_RW_CHUNK);
+		size_t n = vfio_cxl_healthy_len(cxl, pos + done,
+						min_t(size_t, count - done,
+						      VFIO_CXL_RW_CHUNK));
 		void *kva = cxl->mem_kva + pos + done;
-		unsigned long first = (pos + done) >> PAGE_SHIFT;
-		unsigned long nr = ((pos + done + n - 1) >> PAGE_SHIFT) - first + 1;
 
+		if (!n) {
+			ret = -EIO;	/* a memory error was reported here */
+			break;
+		}
 		if (iswrite && copy_from_user(bounce, buf + done, n)) {
 			ret = -EFAULT;
 			break;
@@ -232,9 +306,7 @@ static ssize_t vfio_cxl_mem_rw(struct vfio_pci_core_device *vdev,
 			ret = -EIO;
 			break;
 		}
-		if (vfio_cxl_poisoned(cxl, first, nr))
-			ret = -EIO;	/* withdrawn by a memory error */
-		else if (iswrite)
+		if (iswrite)
 			memcpy(kva, bounce, n);
 		else if (copy_mc_to_kernel(bounce, kva, n))
 			ret = -EIO;	/* poisoned line: no machine check */

@@ -13,20 +13,18 @@
  *   window is mapped WB.
  * - memory_failure(). For a PFN with a struct page it calls the pagemap's
  *   ->memory_failure() (pfn_address_space users are only asked for PFNs
- *   without one). vfio_cxl_memory_failure() records the page and zaps its
- *   mappings: a later access faults and gets SIGBUS (BUS_MCEERR_AR), which
- *   a VMM turns into a machine check for its guest; read() and write()
- *   return -EIO; the host-side clear skips it. The record lasts until the
- *   driver is unbound.
+ *   without one). vfio_cxl_memory_failure() signals the processes that map
+ *   the page, as memory_failure_pfn() would, and records it: read() and
+ *   write() return -EIO and the host-side clear skips it until the driver
+ *   is unbound.
  *
  * The memmap costs little: compound pages of 1 GiB (or 2 MiB) share their
- * tail struct pages (Documentation/mm/vmemmap_dedup.rst), 8 KiB of memmap
- * per compound page instead of 1/64 of the memory, and memremap_pages()
- * initializes only the struct pages that are not shared.
+ * tail struct pages (Documentation/mm/vmemmap_dedup.rst, on x86), and
+ * memremap_pages() initializes only the struct pages that are not shared.
  */
 #include <linux/memremap.h>
 #include <linux/mm.h>
-#include <linux/pagemap.h>
+#include <linux/sched/signal.h>
 #include <linux/xarray.h>
 
 #include "vfio_cxl_priv.h"
@@ -50,59 +48,83 @@ static unsigned int vfio_cxl_folio_order(const struct range *range)
 }
 
 /**
- * vfio_cxl_poisoned() - whether pages of the region are poisoned
+ * vfio_cxl_first_poisoned() - the first poisoned page of a range
  * @cxl: device state
  * @first: first page, counted from the start of the region
  * @nr: number of pages
  *
- * Return: true if any of the @nr pages from @first is poisoned.
+ * Return: the index of the first poisoned page among the @nr pages from
+ * @first, or ULONG_MAX if none is.
  */
-bool vfio_cxl_poisoned(struct vfio_cxl *cxl, unsigned long first,
-		       unsigned long nr)
+unsigned long vfio_cxl_first_poisoned(struct vfio_cxl *cxl,
+				      unsigned long first, unsigned long nr)
 {
 	unsigned long index = first;
 
-	return nr && xa_find(&cxl->poison, &index, first + nr - 1, XA_PRESENT);
+	if (nr && xa_find(&cxl->poison, &index, first + nr - 1, XA_PRESENT))
+		return index;
+	return ULONG_MAX;
 }
 
+/* Every process whose address space is @mm: BUS_MCEERR_AO at @addr. */
+static void vfio_cxl_signal_mm(struct mm_struct *mm, unsigned long addr)
+{
+	struct task_struct *p;
+
+	rcu_read_lock();
+	for_each_process(p)
+		if (READ_ONCE(p->mm) == mm)
+			send_sig_mceerr(BUS_MCEERR_AO, (void __user *)addr,
+					PAGE_SHIFT, p);
+	rcu_read_unlock();
+}
+
+/*
+ * What memory_failure_pfn() does for PFNs without struct pages, which
+ * nvgrace-gpu relies on: the task that consumed the poison gets
+ * BUS_MCEERR_AR at its address, every other process mapping the page
+ * BUS_MCEERR_AO. Mappings stay: a VMM injects a machine check into its
+ * guest and the guest retires the page (a fault refused with
+ * VM_FAULT_HWPOISON would reach KVM as -EFAULT and stop the VM). The
+ * page is recorded so that the host itself (read(), write(), the clear)
+ * never touches it again while bound.
+ */
 static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 				   unsigned long pfn, unsigned long nr_pages,
 				   int mf_flags)
 {
 	struct vfio_cxl *cxl = container_of(pgmap, struct vfio_cxl, pgmap);
 	unsigned long first = pfn - PHYS_PFN(cxl->hpa.start);
-	struct vfio_pci_core_device *vdev;
-	unsigned long i;
+	bool consumer_told = false;
+	struct vfio_cxl_vma *v;
+	unsigned long addr;
 	int rc;
 
-	for (i = 0; i < nr_pages; i++) {
-		rc = xa_err(xa_store(&cxl->poison, first + i, xa_mk_value(1),
-				     GFP_KERNEL));
-		if (rc)
-			return rc;
-	}
+	rc = xa_err(xa_store_range(&cxl->poison, first, first + nr_pages - 1,
+				   xa_mk_value(1), GFP_KERNEL));
+	if (rc)
+		return rc;
 
-	/*
-	 * A fault that looked before the store may still be inserting the
-	 * page: memory_lock for write waits for it, then the zap removes it.
-	 * @mf_lock keeps the region (and the vfio device) open meanwhile.
-	 */
 	mutex_lock(&cxl->mf_lock);
-	if (cxl->mem_index >= 0) {
-		vdev = &cxl->cdev->pci_core;
-		down_write(&vdev->memory_lock);
-		unmap_mapping_range(vdev->vdev.inode->i_mapping,
-				    VFIO_PCI_INDEX_TO_OFFSET(cxl->mem_index) +
-				    ((u64)first << PAGE_SHIFT),
-				    (u64)nr_pages << PAGE_SHIFT, true);
-		up_write(&vdev->memory_lock);
+	list_for_each_entry(v, &cxl->vmas, node) {
+		if (vfio_cxl_vma_addr(v->vma, first, &addr))
+			continue;
+		if ((mf_flags & MF_ACTION_REQUIRED) &&
+		    v->vma->vm_mm == current->mm) {
+			send_sig_mceerr(BUS_MCEERR_AR, (void __user *)addr,
+					PAGE_SHIFT, current);
+			consumer_told = true;
+		} else {
+			vfio_cxl_signal_mm(v->vma->vm_mm, addr);
+		}
 	}
 	mutex_unlock(&cxl->mf_lock);
 
 	dev_warn(cxl->cxlds.dev,
-		 "memory error at %#llx: %lu page(s) withdrawn until the driver is unbound\n",
+		 "memory error at %#llx: users of %lu page(s) signalled; the host will not touch them until the driver is unbound\n",
 		 PFN_PHYS(pfn), nr_pages);
-	return 0;
+	/* A consumer that does not map it: kill_me_maybe() kills it. */
+	return (mf_flags & MF_ACTION_REQUIRED) && !consumer_told ? -EFAULT : 0;
 }
 
 static const struct dev_pagemap_ops vfio_cxl_pgmap_ops = {

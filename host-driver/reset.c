@@ -423,11 +423,13 @@ static void vfio_cxl_host_clear(struct vfio_cxl *cxl)
 	for (off = 0; off < len; off += VFIO_CXL_CLEAR_CHUNK) {
 		size_t n = min_t(u64, VFIO_CXL_CLEAR_CHUNK, len - off);
 
-		if (!vfio_cxl_poisoned(cxl, off >> PAGE_SHIFT, n >> PAGE_SHIFT)) {
+		if (vfio_cxl_first_poisoned(cxl, off >> PAGE_SHIFT,
+					    n >> PAGE_SHIFT) == ULONG_MAX) {
 			vfio_cxl_zero_flush(cxl->mem_kva + off, n);
 		} else {
 			for (page = off; page < off + n; page += PAGE_SIZE)
-				if (!vfio_cxl_poisoned(cxl, page >> PAGE_SHIFT, 1))
+				if (vfio_cxl_first_poisoned(cxl, page >> PAGE_SHIFT,
+							    1) == ULONG_MAX)
 					vfio_cxl_zero_flush(cxl->mem_kva + page,
 							    PAGE_SIZE);
 		}

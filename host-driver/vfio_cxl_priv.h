@@ -157,8 +157,9 @@ struct vfio_cxl_ro_range {
  * @comp_io: uncached mapping of @comp_bar (the core may not own that BAR)
  * @mem_index: vfio region index of the memory region, -1 when not open;
  *	changed under @mf_lock
- * @mf_lock: held by memory_failure() while it zaps, so that the region
- *	stays open meanwhile
+ * @mf_lock: protects @vmas (and the writes of @mem_index)
+ * @vmas: the user mappings of the memory region (&struct vfio_cxl_vma), for
+ *	memory_failure()
  * @mem_blockers: paths that currently forbid access to the memory (power
  *	or Memory Space changes, errors, removal); memory_lock protects it
  * @resetting: a function reset runs (reset_prepare to reset_done)
@@ -172,7 +173,8 @@ struct vfio_cxl_ro_range {
  * @hdm_lost: the decoder could not be validated or restored: accesses fail
  *	until the next successful validation
  * @poison: pages (index from the start of @hpa) that memory_failure()
- *	reported; never mapped, read or written again while bound
+ *	reported; the host never reads, writes or clears them again while
+ *	bound
  * @pgmap: the ZONE_DEVICE pages of @hpa (pages.c); last: it ends in a
  *	flexible array
  */
@@ -202,6 +204,7 @@ struct vfio_cxl {
 	void __iomem *comp_io;
 	int mem_index;
 	struct mutex mf_lock;		/* see @mf_lock */
+	struct list_head vmas;
 
 	unsigned int mem_blockers;
 	bool resetting;
@@ -212,6 +215,16 @@ struct vfio_cxl {
 
 	struct xarray poison;
 	struct dev_pagemap pgmap;
+};
+
+/**
+ * struct vfio_cxl_vma - a user mapping of the memory region
+ * @node: in &vfio_cxl.vmas
+ * @vma: the mapping
+ */
+struct vfio_cxl_vma {
+	struct list_head node;
+	struct vm_area_struct *vma;
 };
 
 static inline struct vfio_cxl *vdev_to_cxl(struct vfio_device *core_vdev)
@@ -241,8 +254,8 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl);
 
 /* pages.c */
 int vfio_cxl_pages_init(struct vfio_cxl *cxl);
-bool vfio_cxl_poisoned(struct vfio_cxl *cxl, unsigned long first,
-		       unsigned long nr);
+unsigned long vfio_cxl_first_poisoned(struct vfio_cxl *cxl,
+				      unsigned long first, unsigned long nr);
 
 /* mem_region.c */
 int vfio_cxl_mem_register(struct vfio_cxl *cxl);
@@ -250,6 +263,8 @@ void vfio_cxl_mem_zap(struct vfio_cxl *cxl);
 void vfio_cxl_mem_block(struct vfio_cxl *cxl);
 void vfio_cxl_mem_unblock(struct vfio_cxl *cxl);
 void vfio_cxl_mem_follow_command(struct vfio_cxl *cxl);
+int vfio_cxl_vma_addr(struct vm_area_struct *vma, unsigned long page,
+		      unsigned long *addr);
 
 /* comp_regs.c */
 int vfio_cxl_comp_register(struct vfio_cxl *cxl);

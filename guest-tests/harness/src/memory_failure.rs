@@ -1,13 +1,14 @@
 //! VM test `host-driver-memory-failure`: a memory error in the device
-//! memory reaches vfio-cxl-core and stays contained (issue 10). The
-//! device is bound to vfio-cxl-pci; `vfio-cxl-uapi-check --memory-failure`
-//! maps the region, injects an error into one page through the kernel's
-//! injector (`hwpoison_inject`, debugfs `hwpoison/corrupt-pfn`, which calls
-//! memory_failure() as a machine check would) and checks what a user then
-//! sees (uapi-check's memory_failure.rs). The host checks the kernel's
-//! verdict on the page ("recovery action for dax page: Recovered": the
-//! driver's pagemap handled it) and the driver's own line naming the
-//! address.
+//! memory reaches vfio-cxl-core and the process that maps the page (issue
+//! 10). The device is bound to vfio-cxl-pci; `vfio-cxl-uapi-check
+//! --memory-failure` maps the region, injects an error into one page
+//! through the kernel's injector (`hwpoison_inject`, debugfs
+//! `hwpoison/corrupt-pfn`, which calls memory_failure() as a machine check
+//! handler would, without "action required") and checks what it then sees
+//! (uapi-check's memory_failure.rs). The host checks the kernel's verdict on
+//! the page ("recovery action for dax page: Recovered": the driver's
+//! pagemap handled it), the driver's line naming the address, and that no
+//! process was killed.
 
 use crate::env::RunSpec;
 use crate::hostdriver::{base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib};
@@ -43,16 +44,6 @@ pub fn spec_debug() -> RunSpec {
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     common_checks(outcome, 1..=1, &mut p);
-    // The two SIGBUSes the test provokes (after the injection, after the
-    // reopen) are logged at error level by the fault path: expected.
-    let killed = "error-level kernel message: MCE: Killing vfio-cxl-uapi-c";
-    let kills = p.iter().filter(|l| l.starts_with(killed)).count();
-    p.retain(|l| !l.starts_with(killed));
-    if kills != 2 {
-        p.push(format!(
-            "{kills} 'MCE: Killing' lines, expected 2 (one per SIGBUS)"
-        ));
-    }
     let r = &outcome.report;
     match r.fact("memory_failure") {
         Some(v) if v.starts_with("pass: ") => {}
@@ -71,7 +62,10 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     if !kernel.iter().any(|l| *l == verdict) {
         p.push(format!("kernel log has {kernel:?}, expected {verdict:?}"));
     }
-    let driver = format!("memory error at {:#x}: 1 page(s) withdrawn", pfn << 12);
+    let driver = format!(
+        "memory error at {:#x}: users of 1 page(s) signalled",
+        pfn << 12
+    );
     if !dmesg(outcome).iter().any(|l| l.text.contains(&driver)) {
         p.push(format!("no driver line {driver:?}"));
     }
