@@ -438,6 +438,38 @@ impl Figures {
     }
 }
 
+/// Two runs' ratios side by side (TCG, then KVM inside a TCG L1):
+/// a header and one line per ratio and direction.
+pub fn side_by_side(tcg: &Figures, kvm: &Figures) -> Vec<String> {
+    let mut out = vec![format!(
+        "{:<12} {:>10} {:>16}",
+        "ratio", "TCG (L1)", "KVM in TCG L1"
+    )];
+    for (name, t) in [("b/a", DIRECT), ("c/a", TYPE3)] {
+        for d in Dir::ALL {
+            let r = |f: &Figures| f.ratio(t, RAM, d).unwrap_or(f64::NAN);
+            out.push(format!(
+                "{:<12} {:>10.3} {:>16.3}",
+                format!("{name} {}", d.name()),
+                r(tcg),
+                r(kvm)
+            ));
+        }
+    }
+    for (label, t) in [("(a) MB/s", RAM), ("(b) MB/s", DIRECT), ("(c) MB/s", TYPE3)] {
+        for d in Dir::ALL {
+            let h = |f: &Figures| f.headline(t, d).unwrap_or(f64::NAN);
+            out.push(format!(
+                "{:<12} {:>10.1} {:>16.1}",
+                format!("{label} {}", &d.name()[..1]),
+                h(tcg),
+                h(kvm)
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

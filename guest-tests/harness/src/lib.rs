@@ -39,6 +39,7 @@ pub mod hw;
 pub mod kernel;
 pub mod modules;
 pub mod nested;
+pub mod nested_run;
 pub mod payload;
 pub mod qemu;
 pub mod qmp;
