@@ -551,7 +551,7 @@ fn bench_bw(cli: &Cli) -> Result<bool> {
     }
     println!("bench-bw: boot to exit {}", secs(outcome.wall));
     let mut doc = f.to_json();
-    let mut ok = f.direct_ratio_met();
+    let ok = f.direct_ratio_met();
     if cli.kvm {
         println!(
             "bench-bw --kvm: booting L1 (TCG, kvm_amd) to run the same boot as L2 under KVM ..."
@@ -585,7 +585,10 @@ fn bench_bw(cli: &Cli) -> Result<bool> {
         for l in bench_bw::side_by_side(&f, &k) {
             println!("bench-bw {l}");
         }
-        ok &= k.direct_ratio_met();
+        // Issue 5's b/a >= 0.9 is the TCG run's: under KVM inside a TCG
+        // L1 both copies are TCG's emulation of SVM guest mode, so the
+        // ratio is reported, not required (docs/benchmarks.md).
+        println!("bench-bw --kvm: the KVM ratios are reported, not required (docs/benchmarks.md)");
         doc = serde_json::json!({"tcg": doc, "kvm_in_tcg_l1": k.to_json()});
     }
     if let Some(path) = &cli.json_out {
