@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask bench-bw [--no-build] [--sizes MIB,MIB...] [--repeats N] [--thp] [--json-out FILE]
+usage: cargo xtask bench-bw [--no-build] [--sizes MIB,MIB...] [--repeats N] [--thp] [--kvm [--l2-cpu CPU]] [--json-out FILE]
 
 The bandwidth benchmark (docs/benchmarks.md): one boot with the vfio-user
 software Type-2 device behind -device vfio-user-cxl (reference guest
@@ -22,6 +22,11 @@ options:
   --repeats N      copies per size and target (default 7)
   --thp            let guest RAM use transparent huge pages (default: 4 KiB
                    pages, as the window's mapping)
+  --kvm            then run the same boot as L2 under KVM inside a TCG L1
+                   guest (kvm_amd on TCG's nested SVM) and print both runs'
+                   ratios side by side; the JSON then has both
+  --l2-cpu CPU     with --kvm: L2's -cpu instead of max,-hypervisor (e.g.
+                   host, host,-hypervisor; docs/install.md)
   --json-out FILE  write the figures as JSON
 ";
 
@@ -32,8 +37,8 @@ pub fn run_bw(args: &[String]) -> Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--no-build" => build = false,
-            "--thp" => pass.push(arg.clone()),
-            "--sizes" | "--repeats" | "--json-out" => {
+            "--thp" | "--kvm" => pass.push(arg.clone()),
+            "--sizes" | "--repeats" | "--json-out" | "--l2-cpu" => {
                 let v = it.next().ok_or_else(|| {
                     Error::usage(format!("bench-bw: {arg} needs a value\n{USAGE}"))
                 })?;
@@ -52,6 +57,9 @@ pub fn run_bw(args: &[String]) -> Result<()> {
         }
     }
     let mut cmd = crate::vmtest::prepared_harness(build, "bench-bw")?;
+    if pass.iter().any(|a| a == "--kvm") {
+        crate::vmtest::build_static_harness()?;
+    }
     cmd.args(&pass);
     println!("==> bandwidth benchmark (guest-harness bench-bw)");
     let st = cmd

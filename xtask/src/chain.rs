@@ -50,8 +50,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     crate::prereqs::require_packages()?;
     let mut cmd = crate::vmtest::prepared_harness(build, "chain")?;
-    println!("==> build guest-harness (static; hw-test runs in L1)");
-    crate::vmtest::build_static("guest-harness")?;
+    crate::vmtest::build_static_harness()?;
     cmd.args(&passthrough);
     println!("==> nested chain (guest-harness chain)");
     let st = cmd

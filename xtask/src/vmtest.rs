@@ -22,7 +22,9 @@ usage: cargo xtask vm-test [--list] [--no-build] [--keep] [-v] [NAME...]
 
 Boots the pinned Debian kernel under the project's QEMU (TCG) and runs the
 VM tests of guest-tests/harness (all, or the named ones); the tests named
-NAME@debug boot the debug test kernel instead. Fetches the pinned Linux
+NAME@debug boot the debug test kernel instead, the tests named NAME-kvm
+run their guest as L2 under KVM inside a TCG L1 guest (a static
+guest-harness is built for L1). Fetches the pinned Linux
 packages and busybox and builds QEMU first when needed, then the host
 driver (build-driver), a static vfio-cxl-uapi-check (target/guest) and,
 for NAME@debug tests, the debug kernel and the host driver for it
@@ -117,6 +119,11 @@ pub fn run(args: &[String]) -> Result<()> {
     let names: Vec<&String> = passthrough.iter().filter(|a| !a.starts_with('-')).collect();
     let debug_kernel = names.is_empty() || names.iter().any(|n| n.ends_with("@debug"));
     let mut cmd = prepared_harness_with(build, "vm-test", debug_kernel)?;
+    // The tests named NAME-kvm run their guest as L2 under KVM in an L1
+    // guest, where this harness (static) boots it.
+    if names.is_empty() || names.iter().any(|n| n.ends_with("-kvm")) {
+        build_static_harness()?;
+    }
     cmd.args(&passthrough);
     println!("==> VM tests (guest-harness vm-test)");
     let st = status_of(cmd, "guest-harness vm-test")?;
@@ -185,6 +192,14 @@ fn build_selftest() -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The static `guest-harness`: the L1 side of the nested runs (the
+/// chain's hw-test, the -kvm tests' nested-run), whose initramfs has no C
+/// library.
+pub(crate) fn build_static_harness() -> Result<()> {
+    println!("==> build guest-harness (static, {GUEST_TARGET_DIR}; runs in L1 guests)");
+    build_static("guest-harness")
 }
 
 /// The static guest build of vfio-cxl-uapi-check.

@@ -110,6 +110,8 @@ pub struct Params {
     /// Let anonymous memory use transparent huge pages (off: 4 KiB pages
     /// like the window's mapping; see uapi-check's bandwidth.rs).
     pub thp: bool,
+    /// The C library's memcpy without AVX ([`NO_AVX_TUNABLES`]).
+    pub no_avx: bool,
 }
 
 impl Default for Params {
@@ -118,15 +120,29 @@ impl Default for Params {
             sizes_mib: DEFAULT_SIZES_MIB.to_vec(),
             repeats: DEFAULT_REPEATS,
             thp: false,
+            no_avx: false,
         }
     }
 }
 
+/// glibc's tunables that keep its memcpy off AVX (SSE2 moves and `rep
+/// movsb` instead): under KVM the cxl-type3 window is MMIO, every access
+/// goes through KVM's instruction emulator, which has no VEX-encoded
+/// moves (an AVX `vmovdqu` from the window stopped the guest with "KVM
+/// internal error. Suberror: 3"; docs/benchmarks.md).
+pub const NO_AVX_TUNABLES: &str =
+    "glibc.cpu.hwcaps=-AVX,-AVX2,-AVX512F,-AVX512VL,-AVX_Fast_Unaligned_Load";
+
 /// The step that runs the benchmark on the three targets.
 pub fn bench_step(p: &Params) -> String {
     let sizes: Vec<String> = p.sizes_mib.iter().map(u64::to_string).collect();
+    let env = if p.no_avx {
+        format!("GLIBC_TUNABLES={NO_AVX_TUNABLES} ")
+    } else {
+        String::new()
+    };
     with_lib(&format!(
-        "read -r t3 </tmp/t3dax\n$GD/vfio-cxl-uapi-check --bench-bw --sizes {} --repeats {}{} {RAM} {DIRECT}={CHAR_DEV} {TYPE3}=$t3 >&3\n",
+        "read -r t3 </tmp/t3dax\n{env}$GD/vfio-cxl-uapi-check --bench-bw --sizes {} --repeats {}{} {RAM} {DIRECT}={CHAR_DEV} {TYPE3}=$t3 >&3\n",
         sizes.join(","),
         p.repeats,
         if p.thp { " --thp" } else { "" }
@@ -438,6 +454,38 @@ impl Figures {
     }
 }
 
+/// Two runs' ratios side by side (TCG, then KVM inside a TCG L1):
+/// a header and one line per ratio and direction.
+pub fn side_by_side(tcg: &Figures, kvm: &Figures) -> Vec<String> {
+    let mut out = vec![format!(
+        "{:<12} {:>10} {:>16}",
+        "ratio", "TCG (L1)", "KVM in TCG L1"
+    )];
+    for (name, t) in [("b/a", DIRECT), ("c/a", TYPE3)] {
+        for d in Dir::ALL {
+            let r = |f: &Figures| f.ratio(t, RAM, d).unwrap_or(f64::NAN);
+            out.push(format!(
+                "{:<12} {:>10.3} {:>16.3}",
+                format!("{name} {}", d.name()),
+                r(tcg),
+                r(kvm)
+            ));
+        }
+    }
+    for (label, t) in [("(a) MB/s", RAM), ("(b) MB/s", DIRECT), ("(c) MB/s", TYPE3)] {
+        for d in Dir::ALL {
+            let h = |f: &Figures| f.headline(t, d).unwrap_or(f64::NAN);
+            out.push(format!(
+                "{:<12} {:>10.1} {:>16.1}",
+                format!("{label} {}", &d.name()[..1]),
+                h(tcg),
+                h(kvm)
+            ));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,6 +567,13 @@ mod tests {
             ..Params::default()
         };
         assert!(bench_step(&thp).contains(" --thp "));
+        assert!(!bench_step(&thp).contains("GLIBC_TUNABLES"));
+        let sse = Params {
+            no_avx: true,
+            ..Params::default()
+        };
+        assert!(bench_step(&sse).contains("\nGLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,"));
+        crate::payload::assert_valid_sh("bench-bw step", &bench_step(&sse));
         for s in [with_lib(TYPE3_REGION_SH), bench_step(&thp)] {
             crate::payload::assert_valid_sh("bench-bw step", &s);
         }

@@ -187,6 +187,11 @@ pub struct RunSpec {
     /// Runs on the host after QEMU exited, before the run directory goes:
     /// returns host facts ([`RunOutcome::host_facts`]).
     pub after_exit: Option<fn(&Path) -> runner::HostFacts>,
+    /// Runs on the host before the initramfs is built, with the
+    /// environment: adds what needs it to the spec (the nested tests put
+    /// QEMU, its libraries and firmware, and an L2 guest's kernel and
+    /// initramfs, built from the same kernel tree, into L1's payload).
+    pub prepare: Option<fn(&Env, &mut RunSpec) -> Result<()>>,
     /// Progress lines printed while the guest runs (long runs: the chain).
     pub milestones: &'static [runner::Milestone],
     /// The kernel it boots.
@@ -203,6 +208,7 @@ impl RunSpec {
             extra_args: Vec::new(),
             before_boot: None,
             after_exit: None,
+            prepare: None,
             milestones: &[],
             kernel: GuestKernel::Debian,
         }
@@ -315,63 +321,123 @@ impl Env {
         spec: &RunSpec,
         check: impl FnOnce(&RunOutcome) -> Vec<String>,
     ) -> Result<(RunOutcome, Vec<String>)> {
-        spec.topology.validate()?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("vfiocxl-{}-", spec.payload.name))
-            .tempdir()
-            .map_err(|e| Error::io("cannot create a run directory", e))?;
+        let mut prepared;
+        let spec = match spec.prepare {
+            Some(prepare) => {
+                prepared = spec.clone();
+                prepare(self, &mut prepared).map_err(|e| e.context("preparing the run"))?;
+                &prepared
+            }
+            None => spec,
+        };
         let kernel = self.kernel_tree(spec.kernel)?;
         let ir = build_initramfs(&spec.payload, kernel, &self.busybox)?;
-        let initrd = dir.path().join("initrd.cpio");
-        fs::write(&initrd, ir.archive.to_bytes())
-            .map_err(|e| Error::io(format!("cannot write {}", initrd.display()), e))?;
-        let vm = Vm {
-            qemu: self.qemu.clone(),
-            firmware_dirs: self.firmware_dirs.clone(),
-            machine: spec.machine.clone(),
-            topology: spec.topology.clone(),
-            kernel: kernel.vmlinuz(),
-            initrd,
-            cmdline: spec.payload.cmdline.clone(),
-            extra_args: spec.extra_args.clone(),
-        };
-        let args = vm.args(
-            &runner::console_path(dir.path()),
-            &runner::results_path(dir.path()),
-            dir.path(),
-        );
-        fs::write(
-            dir.path().join("qemu-args.txt"),
-            format!("{}\n{}\n", self.qemu.display(), args.join("\n")),
+        boot(
+            &Boot {
+                qemu: &self.qemu,
+                firmware_dirs: &self.firmware_dirs,
+                keep: self.keep,
+                vmlinuz: &kernel.vmlinuz(),
+                initrd: Initrd::Bytes(ir.archive.to_bytes()),
+            },
+            spec,
+            check,
         )
-        .map_err(|e| Error::io("cannot write qemu-args.txt", e))?;
-        if let Some(before) = spec.before_boot {
-            before(dir.path()).map_err(|e| e.context("before the boot"))?;
-        }
-        let mut cmd = Command::new(&self.qemu);
-        cmd.args(&args);
-        let mut outcome = runner::run_command_with(
-            cmd,
-            dir.path(),
-            spec.timeout,
-            runner::DONE_GRACE,
-            spec.milestones,
-        )?;
-        if let Some(after) = spec.after_exit {
-            outcome.host_facts = after(dir.path());
-        }
-        let problems = check(&outcome);
-        if self.keep || !problems.is_empty() || !outcome.problems().is_empty() {
-            // Keep the evidence; the memory backends are large and useless.
-            for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
-                if entry.path().extension().is_some_and(|e| e == "raw") {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-            let _ = dir.keep();
-        }
-        Ok((outcome, problems))
     }
+}
+
+/// Where a boot's initramfs comes from.
+#[derive(Debug)]
+pub enum Initrd<'a> {
+    /// Built for this run (written into the run directory).
+    Bytes(Vec<u8>),
+    /// Built before, elsewhere (a nested guest's, made by the level
+    /// below, which has the kernel tree).
+    File(&'a Path),
+}
+
+/// What a boot needs besides the spec: no kernel tree, no busybox, so an
+/// L1 guest can boot an L2 from files the level below built
+/// ([`crate::nested`]).
+#[derive(Debug)]
+pub struct Boot<'a> {
+    pub qemu: &'a Path,
+    pub firmware_dirs: &'a [PathBuf],
+    pub keep: bool,
+    pub vmlinuz: &'a Path,
+    pub initrd: Initrd<'a>,
+}
+
+/// Boots `spec` (its payload's kernel command line; its steps are in the
+/// initramfs already), waits, collects, runs `check`. The run directory
+/// (console.log, results.log, stderr.log, initrd.cpio, memory backend
+/// files) is removed afterwards unless the run had problems or `keep` is
+/// set.
+pub fn boot(
+    b: &Boot,
+    spec: &RunSpec,
+    check: impl FnOnce(&RunOutcome) -> Vec<String>,
+) -> Result<(RunOutcome, Vec<String>)> {
+    spec.topology.validate()?;
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("vfiocxl-{}-", spec.payload.name))
+        .tempdir()
+        .map_err(|e| Error::io("cannot create a run directory", e))?;
+    let initrd = match &b.initrd {
+        Initrd::Bytes(bytes) => {
+            let path = dir.path().join("initrd.cpio");
+            fs::write(&path, bytes)
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            path
+        }
+        Initrd::File(path) => path.to_path_buf(),
+    };
+    let vm = Vm {
+        qemu: b.qemu.to_path_buf(),
+        firmware_dirs: b.firmware_dirs.to_vec(),
+        machine: spec.machine.clone(),
+        topology: spec.topology.clone(),
+        kernel: b.vmlinuz.to_path_buf(),
+        initrd,
+        cmdline: spec.payload.cmdline.clone(),
+        extra_args: spec.extra_args.clone(),
+    };
+    let args = vm.args(
+        &runner::console_path(dir.path()),
+        &runner::results_path(dir.path()),
+        dir.path(),
+    );
+    fs::write(
+        dir.path().join("qemu-args.txt"),
+        format!("{}\n{}\n", b.qemu.display(), args.join("\n")),
+    )
+    .map_err(|e| Error::io("cannot write qemu-args.txt", e))?;
+    if let Some(before) = spec.before_boot {
+        before(dir.path()).map_err(|e| e.context("before the boot"))?;
+    }
+    let mut cmd = Command::new(b.qemu);
+    cmd.args(&args);
+    let mut outcome = runner::run_command_with(
+        cmd,
+        dir.path(),
+        spec.timeout,
+        runner::DONE_GRACE,
+        spec.milestones,
+    )?;
+    if let Some(after) = spec.after_exit {
+        outcome.host_facts = after(dir.path());
+    }
+    let problems = check(&outcome);
+    if b.keep || !problems.is_empty() || !outcome.problems().is_empty() {
+        // Keep the evidence; the memory backends are large and useless.
+        for entry in fs::read_dir(dir.path()).into_iter().flatten().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "raw") {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        let _ = dir.keep();
+    }
+    Ok((outcome, problems))
 }
 
 #[cfg(test)]

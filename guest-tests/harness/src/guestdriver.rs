@@ -182,19 +182,7 @@ pub fn vfio_user_spec() -> RunSpec {
 static SERVER: Mutex<Option<std::process::Child>> = Mutex::new(None);
 
 fn start_server_and_answer(dir: &Path) -> Result<()> {
-    if std::env::var_os(vucxl::SERVER_ENV).is_none() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = std::process::Command::new(cargo)
-            .current_dir(repo_root())
-            .args(["build", "--release", "-q", "-p", "vfio-user-cxl"])
-            .status()
-            .map_err(|e| Error::io("cannot run cargo build -p vfio-user-cxl", e))?;
-        if !st.success() {
-            return Err(Error::msg(format!(
-                "cargo build --release -p vfio-user-cxl failed ({st})"
-            )));
-        }
-    }
+    let bin = vucxl::build_server()?;
     let mem = dir.join(VUC_MEMORY);
     fs::File::create(&mem)
         .and_then(|f| f.set_len(ACCEL_MIB << 20))
@@ -203,7 +191,6 @@ fn start_server_and_answer(dir: &Path) -> Result<()> {
     let _ = fs::remove_file(&sock);
     let log = fs::File::create(dir.join("t2ref-vucxl-server.log"))
         .map_err(|e| Error::io("cannot create the server log", e))?;
-    let bin = vucxl::server_binary();
     let child = std::process::Command::new(&bin)
         .args(["--socket", sock.as_str(), "--memory"])
         .arg(&mem)

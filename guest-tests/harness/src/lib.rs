@@ -41,6 +41,7 @@ pub mod kernel;
 pub mod memory_failure;
 pub mod modules;
 pub mod nested;
+pub mod nested_run;
 pub mod payload;
 pub mod qemu;
 pub mod qmp;

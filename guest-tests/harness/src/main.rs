@@ -24,6 +24,9 @@ commands:
                                 T is none, single-type3, a VM test name or a TOML file
                                 (default: the test's topology, else none)
   initramfs --payload P -o FILE build the initramfs only
+  nested-run coherence|bench-bw --vmlinuz K --initrd I [--l2-accel kvm|tcg] [--l2-cpu CPU] [bench-bw options]
+                                (inside an L1 guest) boot L2 from prebuilt files under KVM
+                                (default) and forward its results as fact lines (nested_run.rs)
   chain [--l2-accel kvm|tcg]    the nested chain: L1 runs hw-test with -device vfio-cxl
                                 on cxl-accel, L2 the coherence checks under KVM in L1
                                 (default) or TCG (docs/nested-chain.md)
@@ -32,9 +35,11 @@ commands:
   bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
                                 (default 256,4096), mmap + first touch per 2 MiB and per
                                 4 KiB; prints the figures and the ratio of the last to the first
-  bench-bw [--sizes MIB,..] [--repeats N] [--thp] [--json-out FILE]
+  bench-bw [--sizes MIB,..] [--repeats N] [--thp] [--kvm [--l2-cpu CPU]] [--json-out FILE]
                                 the bandwidth benchmark: one boot, memcpy to guest RAM, the
-                                vfio-user-cxl window and a cxl-type3 window; medians, b/a, c/a
+                                vfio-user-cxl window and a cxl-type3 window; medians, b/a, c/a;
+                                --kvm: then the same boot as L2 under KVM in a TCG L1, side by side
+                                (--l2-cpu: L2's -cpu instead of max,-hypervisor; docs/install.md)
   demo [--report FILE] [--json-out FILE] [bench-bw options]
                                 the main job's boot: topology, coherence suite, bandwidth;
                                 prints (or writes) the report; exit 1 when something failed
@@ -87,6 +92,10 @@ struct Cli {
     report: Option<PathBuf>,
     l2_accel: Option<guest_harness::hw::AccelChoice>,
     kernel: Option<GuestKernel>,
+    kvm: bool,
+    l2_cpu: Option<String>,
+    vmlinuz: Option<PathBuf>,
+    initrd: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Cli> {
@@ -137,6 +146,10 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--json-out" => cli.json_out = Some(value()?.into()),
             "--thp" => cli.thp = true,
             "--report" => cli.report = Some(value()?.into()),
+            "--kvm" => cli.kvm = true,
+            "--l2-cpu" => cli.l2_cpu = Some(value()?),
+            "--vmlinuz" => cli.vmlinuz = Some(value()?.into()),
+            "--initrd" => cli.initrd = Some(value()?.into()),
             "--l2-accel" => {
                 cli.l2_accel = Some(match value()?.as_str() {
                     "kvm" => guest_harness::hw::AccelChoice::Kvm,
@@ -519,6 +532,7 @@ fn demo(cli: &Cli) -> Result<bool> {
 
 fn bench_bw(cli: &Cli) -> Result<bool> {
     use guest_harness::bench_bw;
+    use guest_harness::nested_run;
     let params = bench_params(cli)?;
     let env = Env::prepare(&cli.env)?;
     println!(
@@ -535,13 +549,82 @@ fn bench_bw(cli: &Cli) -> Result<bool> {
     for l in f.describe() {
         println!("bench-bw {l}");
     }
-    let doc = f.to_json();
+    println!("bench-bw: boot to exit {}", secs(outcome.wall));
+    let mut doc = f.to_json();
+    let ok = f.direct_ratio_met();
+    if cli.kvm {
+        println!(
+            "bench-bw --kvm: booting L1 (TCG, kvm_amd) to run the same boot as L2 under KVM ..."
+        );
+        let spec = nested_run::bench_spec(&env, &params, cli.l2_cpu.as_deref())?;
+        let l1 = env.run(&spec)?;
+        let run = nested_run::L2Run::BenchBw(params.clone());
+        let mut problems = l1.problems();
+        problems.extend(nested_run::check(
+            &l1,
+            &run,
+            guest_harness::hw::AccelChoice::Kvm,
+        ));
+        if !problems.is_empty() {
+            print_outcome("bench-bw --kvm (L1)", &l1, &problems, cli.verbose);
+            for l in l1.report.facts("l2.console") {
+                println!("  L2 | {l}");
+            }
+            return Ok(false);
+        }
+        let l2 = nested_run::l2_outcome(&l1);
+        let k = bench_bw::Figures::from_report(&l2.report)?;
+        for l in k.describe() {
+            println!("bench-bw kvm {l}");
+        }
+        println!(
+            "bench-bw --kvm: L1 boot to exit {}, L2 under KVM in L1 {}",
+            secs(l1.wall),
+            secs(l2.wall)
+        );
+        for l in bench_bw::side_by_side(&f, &k) {
+            println!("bench-bw {l}");
+        }
+        // Issue 5's b/a >= 0.9 is the TCG run's: under KVM inside a TCG
+        // L1 both copies are TCG's emulation of SVM guest mode, so the
+        // ratio is reported, not required (docs/benchmarks.md).
+        println!("bench-bw --kvm: the KVM ratios are reported, not required (docs/benchmarks.md)");
+        doc = serde_json::json!({"tcg": doc, "kvm_in_tcg_l1": k.to_json()});
+    }
     if let Some(path) = &cli.json_out {
         write_file(path, &format!("{doc:#}\n"))?;
     }
     println!("bench-bw json: {doc}");
-    println!("bench-bw: boot to exit {}", secs(outcome.wall));
-    Ok(f.direct_ratio_met())
+    Ok(ok)
+}
+
+/// `nested-run`: L1's side of [`guest_harness::nested_run`].
+fn nested_run(cli: &Cli) -> Result<bool> {
+    use guest_harness::nested_run::{l1_main, L2Run};
+    let name = match cli.names.as_slice() {
+        [n] => n,
+        _ => {
+            return Err(Error::msg(
+                "nested-run takes one name: coherence or bench-bw",
+            ))
+        }
+    };
+    let run = L2Run::parse(name, &bench_params(cli)?)?;
+    let need = |v: &Option<PathBuf>, flag: &str| {
+        v.clone()
+            .ok_or_else(|| Error::msg(format!("nested-run needs {flag}")))
+    };
+    let qemu = need(&cli.env.qemu, "--qemu")?;
+    let firmware = cli.env.firmware_dirs.clone().unwrap_or_default();
+    l1_main(
+        &run,
+        cli.l2_accel.unwrap_or(guest_harness::hw::AccelChoice::Kvm),
+        cli.l2_cpu.as_deref(),
+        &qemu,
+        &firmware,
+        &need(&cli.vmlinuz, "--vmlinuz")?,
+        &need(&cli.initrd, "--initrd")?,
+    )
 }
 
 fn main() -> ExitCode {
@@ -562,6 +645,7 @@ fn main() -> ExitCode {
         "initramfs" => initramfs(&cli),
         "bench-fault" => bench_fault(&cli),
         "bench-bw" => bench_bw(&cli),
+        "nested-run" => nested_run(&cli),
         "demo" => demo(&cli),
         "chain" => Env::prepare(&cli.env).and_then(|env| {
             let accel = cli

@@ -64,7 +64,7 @@ pub const L2_TIMEOUT_S: u64 = 1500;
 /// How long the whole chain may take.
 pub const CHAIN_TIMEOUT: Duration = Duration::from_secs(1800);
 
-const NESTED_DIR: &str = "/opt/nested";
+pub const NESTED_DIR: &str = "/opt/nested";
 
 /// `$VFIO_CXL_STATIC_HARNESS`, else the static build in `target/guest`.
 pub fn static_harness_binary() -> PathBuf {
@@ -202,11 +202,13 @@ pub struct Bundle {
     pub l2_kernel: PathBuf,
     pub l2_initrd: PathBuf,
     pub harness: PathBuf,
+    /// More binaries for L1: (name in `/opt/nested`, path on the host).
+    pub binaries: Vec<(String, PathBuf)>,
 }
 
-/// Strips QEMU, finds its libraries and firmware, builds L2's initramfs,
-/// all into `<cache>/nested`.
-pub fn bundle(env: &Env) -> Result<Bundle> {
+/// Strips QEMU, finds its libraries and firmware, builds L2's initramfs
+/// from `l2` (`<cache>/nested/l2-<name>.cpio`), all into `<cache>/nested`.
+pub fn bundle(env: &Env, l2: &Payload) -> Result<Bundle> {
     let work = env.cache.join("nested");
     fs::create_dir_all(&work)
         .map_err(|e| Error::io(format!("cannot create {}", work.display()), e))?;
@@ -230,8 +232,8 @@ pub fn bundle(env: &Env) -> Result<Bundle> {
             env.firmware_dirs
         )));
     }
-    let ir = build_initramfs(&hw::guest_payload(), &env.kernel, &env.busybox)?;
-    let l2_initrd = work.join("l2-initrd.cpio");
+    let ir = build_initramfs(l2, &env.kernel, &env.busybox)?;
+    let l2_initrd = work.join(format!("l2-{}.cpio", l2.name));
     write_atomic(&l2_initrd, &ir.archive.to_bytes())?;
     let harness = static_harness_binary();
     if !harness.is_file() {
@@ -255,7 +257,74 @@ pub fn bundle(env: &Env) -> Result<Bundle> {
         l2_kernel,
         l2_initrd,
         harness,
+        binaries: Vec::new(),
     })
+}
+
+impl Bundle {
+    /// Adds a dynamically linked host binary as `/opt/nested/<name>` in
+    /// L1, with the libraries it needs that QEMU's do not cover.
+    pub fn with_binary(mut self, name: &str, path: &Path) -> Result<Self> {
+        let ldd = crate::tools::run(
+            Command::new("ldd").arg(path),
+            &format!("ldd on {}", path.display()),
+        )?;
+        for lib in parse_ldd(&String::from_utf8_lossy(&ldd.stdout))? {
+            if !self.libs.iter().any(|(n, _)| *n == lib.0) {
+                self.libs.push(lib);
+            }
+        }
+        self.binaries.push((name.to_string(), path.to_path_buf()));
+        Ok(self)
+    }
+
+    /// `p` with the bundle's files: QEMU, its libraries (the loader at
+    /// its own path, the rest in `/opt/nested/lib`), its firmware, L2's
+    /// kernel (`/opt/nested/vmlinuz`, whichever form it has: QEMU boots
+    /// an ELF vmlinux through PVH, a bzImage as usual) and initramfs
+    /// (`/opt/nested/l2-initrd.cpio`), the static harness, the binaries.
+    pub fn add_to(&self, mut p: Payload) -> Payload {
+        let path = |src: &Path| Source::Path {
+            src: src.to_path_buf(),
+        };
+        p = p
+            .file(
+                &format!("{NESTED_DIR}/qemu-system-x86_64"),
+                0o755,
+                path(&self.qemu),
+            )
+            .file(
+                &format!("{NESTED_DIR}/guest-harness"),
+                0o755,
+                path(&self.harness),
+            )
+            .file(
+                &format!("{NESTED_DIR}/vmlinuz"),
+                0o644,
+                path(&self.l2_kernel),
+            )
+            .file(
+                &format!("{NESTED_DIR}/l2-initrd.cpio"),
+                0o644,
+                path(&self.l2_initrd),
+            );
+        for (name, src) in &self.binaries {
+            p = p.file(&format!("{NESTED_DIR}/{name}"), 0o755, path(src));
+        }
+        for (name, src) in &self.libs {
+            let dest = if name.starts_with('/') {
+                // The loader, at the path the binary's PT_INTERP names.
+                name.clone()
+            } else {
+                format!("{NESTED_DIR}/lib/{name}")
+            };
+            p = p.file(&dest, 0o755, path(src));
+        }
+        for (name, src) in &self.firmware {
+            p = p.file(&format!("{NESTED_DIR}/firmware/{name}"), 0o644, path(src));
+        }
+        p
+    }
 }
 
 /// The name `--accel` takes for `accel` (Auto is never asked of L1:
@@ -314,39 +383,7 @@ pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("hw-test", &hw_test_step(accel))
         .step("report-dmesg", &l1_dmesg_sh());
-    let path = |src: &Path| Source::Path {
-        src: src.to_path_buf(),
-    };
-    p = p
-        .file(
-            &format!("{NESTED_DIR}/qemu-system-x86_64"),
-            0o755,
-            path(&b.qemu),
-        )
-        .file(
-            &format!("{NESTED_DIR}/guest-harness"),
-            0o755,
-            path(&b.harness),
-        )
-        .file(&format!("{NESTED_DIR}/vmlinuz"), 0o644, path(&b.l2_kernel))
-        .file(
-            &format!("{NESTED_DIR}/l2-initrd.cpio"),
-            0o644,
-            path(&b.l2_initrd),
-        );
-    for (name, src) in &b.libs {
-        let dest = if name.starts_with('/') {
-            // The loader, at the path the binary's PT_INTERP names.
-            name.clone()
-        } else {
-            format!("{NESTED_DIR}/lib/{name}")
-        };
-        p = p.file(&dest, 0o755, path(src));
-    }
-    for (name, src) in &b.firmware {
-        p = p.file(&format!("{NESTED_DIR}/firmware/{name}"), 0o644, path(src));
-    }
-    p
+    b.add_to(p)
 }
 
 /// L1's kernel lines about VFIO, CXL, the IOMMU and `kvm_amd` (its
@@ -557,7 +594,7 @@ pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec
 pub fn run(env: &Env, accel: AccelChoice) -> Result<bool> {
     let t0 = SystemTime::now();
     println!("chain: bundling QEMU, its libraries, firmware and L2's boot files");
-    let b = bundle(env)?;
+    let b = bundle(env, &hw::guest_payload())?;
     let spec = chain_spec(&b, accel);
     let bundled: u64 = spec
         .payload

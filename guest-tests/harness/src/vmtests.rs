@@ -148,6 +148,12 @@ pub fn all() -> Vec<VmTest> {
             check: guestdriver::coherence_check,
         },
         VmTest {
+            name: crate::nested_run::COHERENCE_NAME,
+            about: "guest-driver-vfio-user-cxl with the guest as L2 under KVM: an L1 guest (TCG, kvm_amd on TCG's nested SVM) runs the vfio-user-cxl server and QEMU -accel kvm; L2's CPUID 0x40000000 must say KVMKVMKVM, the server's memory file is checked in L1 and the verdict again in L0",
+            spec: crate::nested_run::coherence_spec,
+            check: crate::nested_run::coherence_check,
+        },
+        VmTest {
             name: "vfio-user-cxl-coherence",
             about: "the vfio-user-cxl server (host) behind QEMU's -device vfio-user-cxl, bound to vfio-cxl-pci in the guest: region from QEMU's pre-commit, every uapi-check passes, patterns cross server file<->guest",
             spec: crate::vucxl::coherence_spec,

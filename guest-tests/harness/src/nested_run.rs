@@ -1,0 +1,612 @@
+//! Guests under KVM: a one-level test or benchmark run as L2 under KVM
+//! inside an L1 guest (TCG, `-cpu max,-hypervisor`: TCG offers AMD SVM
+//! with nested paging, so L1's `kvm_amd` loads), the machinery of the
+//! nested chain ([`crate::nested`]) reused:
+//!
+//! ```text
+//! L0  this QEMU (TCG): L1 with kvm_amd, no devices; the initramfs carries QEMU + its
+//!     libraries + firmware, the vfio-user-cxl server + its libraries, the static
+//!     guest-harness, L2's kernel and L2's initramfs (built here from the L2 spec's payload)
+//! L1  `guest-harness nested-run NAME`: the same RunSpec a TCG run uses (server started, memory
+//!     file filled, ping answerer, after-exit scan), booted with `-accel kvm`
+//! L2  Debian 7.3.4 under KVM: cxl-type2-ref behind -device vfio-user-cxl, the suite
+//! ```
+//!
+//! L1 runs the L2 spec's host side (`before_boot`, `after_exit`, the
+//! test's check) and forwards everything to L0 as facts: L2's result
+//! lines (`l2.results`), the host facts (`l2.host.KEY`), its verdict and
+//! problems. L0 rebuilds L2's outcome from them ([`l2_outcome`]) and runs
+//! the test's check again on it, so a silent or truncated L1 fails. L2
+//! reports the CPUID hypervisor leaf 0x40000000, whose signature names
+//! the accelerator that answered it (QEMU's KVM: `KVMKVMKVM`, TCG:
+//! `TCGTCGTCGTCG`; present with `-hypervisor` too): a run that asked for
+//! KVM and ran TCG fails on it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::bench_bw;
+use crate::console::{parse_results, Record, BEGIN, DONE, RESULT};
+use crate::env::{Env, RunSpec};
+use crate::error::{Error, Result};
+use crate::guestdriver;
+use crate::hw::AccelChoice;
+use crate::nested::{self, accel_name, NESTED_DIR};
+use crate::payload::{Payload, Step};
+use crate::qemu::Topology;
+use crate::runner::{Exit, RunOutcome};
+use crate::vucxl;
+
+/// The VM test: `guest-driver-vfio-user-cxl` with L2 under KVM.
+pub const COHERENCE_NAME: &str = "guest-driver-coherence-kvm";
+/// The L1 payload of `bench-bw --kvm`.
+pub const BENCH_NAME: &str = "bench-bw-kvm";
+/// The fact L2's CPUID step reports: leaf 0x40000000 as 16 bytes of hex.
+pub const CPUID_FACT: &str = "cpuid.40000000";
+/// How long L1 may take (L0's clock): boot, L2's run, the scans.
+pub const L1_TIMEOUT: Duration = Duration::from_secs(1000);
+/// How long L2 may take (L1's clock) at least.
+pub const L2_MIN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long L2's benchmark may take (L1's clock).
+pub const BENCH_L2_TIMEOUT: Duration = Duration::from_secs(800);
+
+/// What L1 runs as L2, by the name `guest-harness nested-run` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum L2Run {
+    /// `guest-driver-vfio-user-cxl`'s spec and check.
+    Coherence,
+    /// `bench-bw`'s boot.
+    BenchBw(bench_bw::Params),
+}
+
+impl L2Run {
+    /// `nested-run`'s arguments naming this run.
+    pub fn args(&self) -> Vec<String> {
+        match self {
+            L2Run::Coherence => vec!["coherence".into()],
+            L2Run::BenchBw(p) => {
+                let sizes: Vec<String> = p.sizes_mib.iter().map(u64::to_string).collect();
+                let mut v = vec![
+                    "bench-bw".into(),
+                    "--sizes".into(),
+                    sizes.join(","),
+                    "--repeats".into(),
+                    p.repeats.to_string(),
+                ];
+                if p.thp {
+                    v.push("--thp".into());
+                }
+                v
+            }
+        }
+    }
+
+    /// The run `nested-run NAME` names (`params`: bench-bw's options).
+    pub fn parse(name: &str, params: &bench_bw::Params) -> Result<Self> {
+        match name {
+            "coherence" => Ok(L2Run::Coherence),
+            "bench-bw" => Ok(L2Run::BenchBw(params.clone())),
+            other => Err(Error::msg(format!(
+                "nested-run: unknown L2 run {other:?}: coherence or bench-bw"
+            ))),
+        }
+    }
+
+    /// The one-level spec, moved under `accel` with the CPUID report;
+    /// `cpu` replaces `-cpu max,-hypervisor` (docs/install.md: what
+    /// `-cpu host` changes).
+    pub fn spec(&self, accel: AccelChoice, cpu: Option<&str>) -> RunSpec {
+        let mut spec = match self {
+            L2Run::Coherence => guestdriver::vfio_user_spec(),
+            // Under KVM the C library's memcpy must not use AVX on the
+            // type-3 window ([`bench_bw::NO_AVX_TUNABLES`]).
+            L2Run::BenchBw(p) => {
+                let mut spec = bench_bw::spec(&bench_bw::Params {
+                    no_avx: p.no_avx || accel == AccelChoice::Kvm,
+                    ..p.clone()
+                });
+                // The type-3 window at ~0.05 MB/s (every access an exit):
+                // `--sizes 1 --repeats 3` took 298 s.
+                spec.timeout = BENCH_L2_TIMEOUT;
+                spec
+            }
+        };
+        if let Some(cpu) = cpu {
+            spec.machine.cpu = cpu.to_string();
+        }
+        under(spec, accel)
+    }
+
+    /// The test's own check of L2's outcome (the benchmark has none: its
+    /// figures are read by the caller).
+    pub fn check(&self) -> fn(&RunOutcome) -> Vec<String> {
+        match self {
+            L2Run::Coherence => guestdriver::coherence_check,
+            L2Run::BenchBw(_) => |_| Vec::new(),
+        }
+    }
+}
+
+/// Reads CPUID leaf 0x40000000 through the `cpuid` driver (offset = leaf):
+/// eax, ebx, ecx, edx as 16 bytes of hex.
+const CPUID_SH: &str = r#"x=$(dd if=/dev/cpu/0/cpuid bs=16 skip=67108864 count=1 2>/dev/null | od -An -tx1) || exit 1
+vfiocxl_fact cpuid.40000000 "$(echo $x)"
+"#;
+
+/// `spec` under `accel` (`-cpu max,-hypervisor` as ever: Linux's CXL
+/// region code needs the bit hidden under KVM too) with the chain's one
+/// vCPU ([`nested::L2_SMP`]; with two, one L2 of nine reset itself during
+/// its boot, docs/guest-harness.md), with the `cpuid` module and a first
+/// step reporting the hypervisor leaf.
+pub fn under(mut spec: RunSpec, accel: AccelChoice) -> RunSpec {
+    spec.machine.accel = accel_name(accel).into();
+    spec.machine.smp = nested::L2_SMP;
+    spec.payload = spec.payload.module("cpuid");
+    spec.payload.steps.insert(
+        0,
+        Step {
+            name: "report-accel".into(),
+            script: CPUID_SH.into(),
+        },
+    );
+    spec.timeout = spec.timeout.max(L2_MIN_TIMEOUT);
+    spec
+}
+
+/// The signature of CPUID leaf 0x40000000 (ebx, ecx, edx as text, NULs
+/// dropped) from [`CPUID_FACT`]'s hex bytes.
+pub fn cpuid_signature(hex: &str) -> Option<String> {
+    let bytes: Vec<u8> = hex
+        .split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).ok())
+        .collect::<Option<_>>()?;
+    if bytes.len() != 16 {
+        return None;
+    }
+    Some(
+        bytes[4..]
+            .iter()
+            .filter(|&&b| b != 0)
+            .map(|&b| char::from(b))
+            .collect(),
+    )
+}
+
+/// What the hypervisor leaf says under `accel` (QEMU's).
+pub fn expected_signature(accel: AccelChoice) -> &'static str {
+    match accel {
+        AccelChoice::Kvm => "KVMKVMKVM",
+        AccelChoice::Tcg | AccelChoice::Auto => "TCGTCGTCGTCG",
+    }
+}
+
+/// L1's step: `nested-run` with the bundle, its stdout on the results
+/// channel. The server and QEMU find their libraries in
+/// `/opt/nested/lib`; the L2 spec's host side finds the server through
+/// `$VFIO_USER_CXL_SERVER`.
+pub fn l1_step(run: &L2Run, accel: AccelChoice, cpu: Option<&str>) -> String {
+    format!(
+        "export LD_LIBRARY_PATH={d}/lib {server_env}={d}/vfio-user-cxl
+{d}/guest-harness nested-run {args} --l2-accel {accel}{cpu} --qemu {d}/qemu-system-x86_64 \\
+	--firmware-dir {d}/firmware --vmlinuz {d}/vmlinuz --initrd {d}/l2-initrd.cpio >&3
+",
+        d = NESTED_DIR,
+        server_env = vucxl::SERVER_ENV,
+        args = run.args().join(" "),
+        accel = accel_name(accel),
+        cpu = cpu
+            .map(|c| format!(" --l2-cpu {}", crate::payload::sh_quote(c)))
+            .unwrap_or_default(),
+    )
+}
+
+/// L1's payload without the bundle: `kvm_amd`, the step, L1's kernel
+/// lines about KVM.
+pub fn l1_payload(name: &str, run: &L2Run, accel: AccelChoice, cpu: Option<&str>) -> Payload {
+    Payload::new(name)
+        .module("kvm_amd")
+        .step("nested-run", &l1_step(run, accel, cpu))
+        .step("report-dmesg", &crate::payload::report_dmesg_sh(&["kvm"]))
+}
+
+/// L1's spec: no devices, the chain's memory, the bundle added by
+/// `prepare` (it needs the environment).
+pub fn l1_spec(name: &str, run: &L2Run, accel: AccelChoice, cpu: Option<&str>) -> RunSpec {
+    let mut spec = RunSpec::new(Topology::none(), l1_payload(name, run, accel, cpu));
+    spec.machine.cxl = false;
+    spec.machine.memory_mib = nested::L1_MEMORY_MIB;
+    spec.timeout = L1_TIMEOUT;
+    spec
+}
+
+/// Adds the bundle for `run` under `accel` to `spec`'s payload.
+pub fn add_bundle(env: &Env, spec: &mut RunSpec, run: &L2Run, accel: AccelChoice) -> Result<()> {
+    // The initramfs does not depend on the CPU model.
+    let l2 = run.spec(accel, None);
+    let server = vucxl::build_server()?;
+    let b = nested::bundle(env, &l2.payload)?.with_binary("vfio-user-cxl", &server)?;
+    spec.payload = b.add_to(std::mem::take(&mut spec.payload));
+    Ok(())
+}
+
+/// The VM test `guest-driver-coherence-kvm`.
+pub fn coherence_spec() -> RunSpec {
+    let mut spec = l1_spec(COHERENCE_NAME, &L2Run::Coherence, AccelChoice::Kvm, None);
+    spec.prepare = Some(|env, spec| add_bundle(env, spec, &L2Run::Coherence, AccelChoice::Kvm));
+    spec
+}
+
+pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
+    check(outcome, &L2Run::Coherence, AccelChoice::Kvm)
+}
+
+/// `bench-bw --kvm`'s L1 spec, ready to boot; `cpu` replaces L2's
+/// `-cpu max,-hypervisor` (`--l2-cpu`).
+pub fn bench_spec(env: &Env, params: &bench_bw::Params, cpu: Option<&str>) -> Result<RunSpec> {
+    let run = L2Run::BenchBw(params.clone());
+    let mut spec = l1_spec(BENCH_NAME, &run, AccelChoice::Kvm, cpu);
+    add_bundle(env, &mut spec, &run, AccelChoice::Kvm)?;
+    Ok(spec)
+}
+
+/// A fact line on stdout (step `nested-run`).
+fn fact(key: &str, value: &str) {
+    println!(
+        "{RESULT}{}",
+        serde_json::json!({"kind": "fact", "step": "nested-run", "key": key, "value": value})
+    );
+}
+
+/// L1's side: boots `run` under `accel` from the bundle's files, runs
+/// its host side and check, forwards it all as facts. True when L2
+/// passed.
+pub fn l1_main(
+    run: &L2Run,
+    accel: AccelChoice,
+    cpu: Option<&str>,
+    qemu: &Path,
+    firmware_dirs: &[std::path::PathBuf],
+    vmlinuz: &Path,
+    initrd: &Path,
+) -> Result<bool> {
+    let spec = run.spec(accel, cpu);
+    let test_check = run.check();
+    eprintln!(
+        "nested-run: booting L2 ({}, -cpu {}, {} MiB, {} vCPUs, timeout {} s)",
+        spec.machine.accel,
+        spec.machine.cpu,
+        spec.machine.memory_mib,
+        spec.machine.smp,
+        spec.timeout.as_secs()
+    );
+    let (outcome, problems) = crate::env::boot(
+        &crate::env::Boot {
+            qemu,
+            firmware_dirs,
+            keep: false,
+            vmlinuz,
+            initrd: crate::env::Initrd::File(initrd),
+        },
+        &spec,
+        |o| {
+            let mut p = o.problems();
+            if o.report.done.is_some() {
+                p.extend(test_check(o));
+            }
+            p
+        },
+    )?;
+    eprintln!(
+        "nested-run: L2 ran {:.1} s, {} problem(s)",
+        outcome.wall.as_secs_f64(),
+        problems.len()
+    );
+    forward(&spec, &outcome, &problems);
+    Ok(problems.is_empty())
+}
+
+/// Prints L2's outcome as facts (see the module's documentation).
+fn forward(spec: &RunSpec, outcome: &RunOutcome, problems: &[String]) {
+    fact("l2.accel", &spec.machine.accel);
+    fact("l2.cpu", &spec.machine.cpu);
+    fact("l2.wall_s", &format!("{:.1}", outcome.wall.as_secs_f64()));
+    if let Some(t) = outcome.to_init {
+        fact("l2.to_init_s", &format!("{:.1}", t.as_secs_f64()));
+    }
+    for line in result_lines(outcome) {
+        fact("l2.results", &line);
+    }
+    for (k, v) in &outcome.host_facts {
+        fact(&format!("l2.host.{k}"), v);
+    }
+    for l in outcome.stderr.lines().take(40) {
+        fact("l2.stderr", l);
+    }
+    for p in problems {
+        fact("l2.problem", p);
+    }
+    if !problems.is_empty() {
+        for l in outcome.console_tail(40) {
+            fact("l2.console", l);
+        }
+    }
+    let verdict = if problems.is_empty() {
+        "pass".to_string()
+    } else {
+        format!("FAIL: {} problem(s)", problems.len())
+    };
+    fact("l2.verdict", &verdict);
+}
+
+/// The report as the result lines it was read from.
+fn result_lines(outcome: &RunOutcome) -> Vec<String> {
+    let r = &outcome.report;
+    let json = |v: serde_json::Result<String>| v.unwrap_or_default();
+    let mut v = Vec::new();
+    if let Some(b) = &r.begin {
+        v.push(format!("{BEGIN}{}", json(serde_json::to_string(b))));
+    }
+    v.extend(
+        r.records
+            .iter()
+            .map(|rec: &Record| format!("{RESULT}{}", json(serde_json::to_string(rec)))),
+    );
+    if let Some(d) = &r.done {
+        v.push(format!("{DONE}{}", json(serde_json::to_string(d))));
+    }
+    v
+}
+
+/// L2's outcome as L1 forwarded it: its report, its host facts and
+/// times (no console: L1 checked it, its problems are `l2.problem`).
+pub fn l2_outcome(l1: &RunOutcome) -> RunOutcome {
+    let r = &l1.report;
+    let results: String = r
+        .facts("l2.results")
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let secs = |k: &str| {
+        r.fact(k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(Duration::from_secs_f64)
+    };
+    RunOutcome {
+        exit: Exit::Exited(std::os::unix::process::ExitStatusExt::from_raw(0)),
+        report: parse_results(&results),
+        console: String::new(),
+        stderr: r.facts("l2.stderr").join("\n"),
+        kernel_problems: Vec::new(),
+        to_init: secs("l2.to_init_s"),
+        wall: secs("l2.wall_s").unwrap_or_default(),
+        dir: l1.dir.clone(),
+        silence: None,
+        host_facts: r
+            .all_facts()
+            .filter_map(|(k, v)| Some((k.strip_prefix("l2.host.")?.to_string(), v.to_string())))
+            .collect(),
+    }
+}
+
+/// L0's verdict on L2 (L1's own problems are the outcome's): L1's verdict
+/// and problems, the accelerator asked for and the one L2's CPUID names,
+/// and the test's check again on the forwarded outcome.
+pub fn check(l1: &RunOutcome, run: &L2Run, accel: AccelChoice) -> Vec<String> {
+    let r = &l1.report;
+    let mut p: Vec<String> = r
+        .facts("l2.problem")
+        .iter()
+        .map(|x| format!("L2: {x}"))
+        .collect();
+    match r.fact("l2.verdict") {
+        Some("pass") => {}
+        v => p.push(format!("L1's verdict on L2: {v:?}")),
+    }
+    let wanted = accel_name(accel);
+    if r.fact("l2.accel") != Some(wanted) {
+        p.push(format!(
+            "L1 booted L2 with -accel {:?}, the test asked for {wanted}",
+            r.fact("l2.accel")
+        ));
+    }
+    let l2 = l2_outcome(l1);
+    let sig = l2.report.fact(CPUID_FACT).and_then(cpuid_signature);
+    if sig.as_deref() != Some(expected_signature(accel)) {
+        p.push(format!(
+            "L2's CPUID 0x40000000 signature is {sig:?} ({:?}), expected {:?}: L2 did not run under {wanted}",
+            l2.report.fact(CPUID_FACT),
+            expected_signature(accel)
+        ));
+    }
+    if l2.report.done.is_none() {
+        p.push("L2 never said DONE (nothing forwarded?)".into());
+    }
+    for x in run.check()(&l2) {
+        let x = format!("L2, checked in L0: {x}");
+        if !p.contains(&x) {
+            p.push(x);
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_decoded() {
+        let kvm = "01 00 00 40 4b 56 4d 4b 56 4d 4b 56 4d 00 00 00";
+        assert_eq!(cpuid_signature(kvm).as_deref(), Some("KVMKVMKVM"));
+        let tcg = "01 00 00 40 54 43 47 54 43 47 54 43 47 54 43 47";
+        assert_eq!(cpuid_signature(tcg).as_deref(), Some("TCGTCGTCGTCG"));
+        assert_eq!(cpuid_signature("01 02"), None);
+        assert_eq!(cpuid_signature(""), None);
+        assert_eq!(expected_signature(AccelChoice::Kvm), "KVMKVMKVM");
+    }
+
+    #[test]
+    fn runs_round_trip_through_their_arguments() {
+        let p = bench_bw::Params {
+            sizes_mib: vec![1, 4],
+            repeats: 3,
+            thp: true,
+            no_avx: false,
+        };
+        for run in [L2Run::Coherence, L2Run::BenchBw(p.clone())] {
+            let args = run.args();
+            assert_eq!(L2Run::parse(&args[0], &p).unwrap(), run);
+            let step = l1_step(&run, AccelChoice::Kvm, None);
+            crate::payload::assert_valid_sh("nested-run step", &step);
+            assert!(step.contains("--l2-accel kvm"), "{step}");
+            assert!(step.contains(&args.join(" ")), "{step}");
+        }
+        assert!(L2Run::parse("nope", &p).is_err());
+        let host = l1_step(
+            &L2Run::Coherence,
+            AccelChoice::Kvm,
+            Some("host,-hypervisor"),
+        );
+        assert!(host.contains(" --l2-cpu 'host,-hypervisor' "), "{host}");
+        crate::payload::assert_valid_sh("cpuid step", CPUID_SH);
+    }
+
+    #[test]
+    fn the_l2_spec_runs_under_the_accelerator_and_reports_it() {
+        let s = L2Run::Coherence.spec(AccelChoice::Kvm, None);
+        assert_eq!(s.machine.accel, "kvm");
+        assert_eq!(s.machine.cpu, "max,-hypervisor");
+        assert_eq!(s.payload.steps[0].name, "report-accel");
+        assert!(s.payload.modules.iter().any(|m| m == "cpuid"));
+        assert_eq!(s.payload.name, "guest-driver-vfio-user-cxl");
+        let t = L2Run::Coherence.spec(AccelChoice::Tcg, Some("host"));
+        assert_eq!(
+            (t.machine.accel.as_str(), t.machine.cpu.as_str()),
+            ("tcg", "host")
+        );
+    }
+}
+
+/// L0's verdict over a real run's L1 results (testdata/, a passing
+/// `guest-driver-coherence-kvm` of 2026-12-05), as recorded and with
+/// one fault planted at a time.
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+    use crate::nested::fixture::outcome;
+
+    const L1_RESULTS: &str = include_str!("../testdata/coherence-kvm-l1-results.log");
+
+    fn verdict(results: &str) -> Vec<String> {
+        coherence_check(&outcome(results, "", &[]))
+    }
+
+    /// The fact line `key` = `value` of L1's step.
+    fn line(key: &str, value: &str) -> String {
+        format!("VFIOCXL-RESULT {{\"key\":\"{key}\",\"kind\":\"fact\",\"step\":\"nested-run\",\"value\":\"{value}\"}}")
+    }
+
+    #[test]
+    fn the_recorded_run_passes() {
+        assert_eq!(verdict(L1_RESULTS), Vec::<String>::new());
+        let l2 = l2_outcome(&outcome(L1_RESULTS, "", &[]));
+        assert_eq!(l2.report.steps_run(), 7);
+        assert_eq!(l2.host_fact("file.counter"), Some("1200000"));
+    }
+
+    /// L2 under TCG while L1 says kvm (a silent fallback): its CPUID
+    /// names TCG.
+    #[test]
+    fn an_l2_that_ran_tcg_fails_by_its_cpuid() {
+        let kvm = "01 00 00 40 4b 56 4d 4b 56 4d 4b 56 4d 00 00 00";
+        assert!(L1_RESULTS.contains(kvm));
+        let tcg = L1_RESULTS.replace(kvm, "01 00 00 40 54 43 47 54 43 47 54 43 47 54 43 47");
+        assert_eq!(
+            verdict(&tcg),
+            ["L2's CPUID 0x40000000 signature is Some(\"TCGTCGTCGTCG\") (Some(\"01 00 00 40 54 43 47 54 43 47 54 43 47 54 43 47\")), expected \"KVMKVMKVM\": L2 did not run under kvm"]
+        );
+        // No CPUID report at all fails too.
+        let none: String = L1_RESULTS
+            .lines()
+            .filter(|l| !l.contains("cpuid.40000000"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(verdict(&none)[0].contains("signature is None"));
+        // And L1's own word for another accelerator.
+        let asked = L1_RESULTS.replace(&line("l2.accel", "kvm"), &line("l2.accel", "tcg"));
+        assert_eq!(
+            verdict(&asked),
+            ["L1 booted L2 with -accel Some(\"tcg\"), the test asked for kvm"]
+        );
+    }
+
+    /// What L1 found in the server's memory file after L2 (a word that
+    /// lost the guest's pattern, a counter short) fails in L0, whatever
+    /// L1's verdict said.
+    #[test]
+    fn a_corrupt_server_file_fails_in_l0() {
+        let bad = L1_RESULTS
+            .replace(
+                &line("l2.host.file.bad", "0"),
+                &line("l2.host.file.bad", "1"),
+            )
+            .replace(
+                &line("l2.host.file.checksum", "0x214ad9f33384e74b"),
+                &line("l2.host.file.checksum", "0x214ad9f33384e74c"),
+            );
+        let p = verdict(&bad);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("accel0.raw: Some(\"1\") words lack the writer's pattern")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.contains(
+                "checksum: guest Some(\"0x214ad9f33384e74b\"), host Some(\"0x214ad9f33384e74c\")"
+            )),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().all(|m| m.starts_with("L2, checked in L0: ")),
+            "{p:?}"
+        );
+    }
+
+    /// L1 died before forwarding anything: no verdict, no report.
+    #[test]
+    fn a_silent_l1_fails() {
+        let p = verdict("");
+        assert!(p.contains(&"L1's verdict on L2: None".to_string()), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("never said DONE")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.contains("coherence checks ran []")),
+            "{p:?}"
+        );
+        // L1's own problems and verdict are L0's.
+        let failed = format!(
+            "{}{}\n",
+            L1_RESULTS.replace(
+                &line("l2.verdict", "pass"),
+                &line("l2.verdict", "FAIL: 1 problem(s)")
+            ),
+            line("l2.problem", "step \\\"coherence\\\" failed")
+        );
+        let p = verdict(&failed);
+        assert_eq!(
+            p,
+            [
+                "L2: step \"coherence\" failed",
+                "L1's verdict on L2: Some(\"FAIL: 1 problem(s)\")"
+            ]
+        );
+    }
+
+    /// The forwarded result lines are the report L2 gave.
+    #[test]
+    fn results_round_trip_through_the_forwarding() {
+        let l2 = l2_outcome(&outcome(L1_RESULTS, "", &[]));
+        let again: String = result_lines(&l2).iter().map(|l| format!("{l}\n")).collect();
+        assert_eq!(parse_results(&again), l2.report);
+    }
+}
