@@ -770,7 +770,7 @@ mod tests {
 }
 
 /// Checks over a real chain run's L1 results (testdata/, from a passing
-/// run on 2026-12-04, L2 under KVM), so the verdicts are tested on real data.
+/// run on 2026-12-05, L2 under KVM), so the verdicts are tested on real data.
 #[cfg(test)]
 pub(crate) mod fixture {
     use std::os::unix::process::ExitStatusExt;
