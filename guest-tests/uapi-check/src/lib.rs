@@ -14,3 +14,4 @@ pub mod isolation;
 pub mod memory_failure;
 pub mod pattern;
 pub mod vfio;
+pub mod window_tags;

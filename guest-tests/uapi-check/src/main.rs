@@ -25,6 +25,10 @@
 //! benchmark of `bench.rs` and reports its figures as facts (step
 //! `bench-fault`).
 //!
+//! `vfio-cxl-uapi-check --window-tags W WS BASE SIZE SKIP TAG MARK SEQ`
+//! checks every page of a CXL window through /dev/mem for the guest-side
+//! fuzzers (window_tags.rs).
+//!
 //! `vfio-cxl-uapi-check --bench-bw [--sizes MIB,...] [--repeats N]
 //! ram|NAME=PATH...` measures memcpy bandwidth (`bandwidth.rs`).
 
@@ -36,11 +40,13 @@ use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::facts::fact;
 use vfio_cxl_uapi_check::isolation;
 use vfio_cxl_uapi_check::memory_failure;
+use vfio_cxl_uapi_check::window_tags;
 
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N] [--reopen-only] [--bench-fault]
        vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read | --memory-failure FIRST_PFN
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
+       vfio-cxl-uapi-check --window-tags W WS BASE SIZE SKIP TAG MARK SEQ
        vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
 
 /// What to run.
@@ -247,6 +253,9 @@ fn main() -> ExitCode {
     if args.iter().any(|a| a == "--coherence-dev") {
         return coherence_main(&args);
     }
+    if args.first().map(String::as_str) == Some("--window-tags") {
+        return window_tags_main(&args[1..]);
+    }
     let (bdf, options, mode) = match parse(&args) {
         Ok(v) => v,
         Err(e) => {
@@ -301,6 +310,23 @@ fn main() -> ExitCode {
         }
     }
     summary(&outcomes)
+}
+
+/// `--window-tags`: plain lines for the fuzzer's shell (see window_tags.rs).
+fn window_tags_main(args: &[String]) -> ExitCode {
+    match window_tags::Args::parse(args).and_then(|a| window_tags::run(&a)) {
+        Ok(f) => {
+            println!("checked {}\nprobes {}\nbad {}", f.checked, f.probes, f.bad);
+            for w in &f.what {
+                println!("what {w}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("vfio-cxl-uapi-check: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn summary(outcomes: &[(&str, Outcome)]) -> ExitCode {
