@@ -15,14 +15,13 @@
 //! - E820 RAM (`e820__mapped_raw_any()`, the firmware table):
 //!   `/sys/firmware/memmap`.
 //!
-//! Samples: the first and last page, every 1 GiB boundary inside, and the
-//! middle page. Every one must come out write-back.
+//! Samples, on a 2 GiB device: the first and last page, every 1 GiB
+//! boundary inside, and the middle page. Every one must come out
+//! write-back.
 
 use crate::env::RunSpec;
 use crate::guestdriver::guest_driver_dir;
-use crate::hostdriver::{
-    base_payload, base_spec, common_checks, dmesg_sh, with_lib, ACCEL_MIB, GUEST_DIR,
-};
+use crate::hostdriver::{base_payload, base_spec, common_checks_of, dmesg_sh, with_lib, GUEST_DIR};
 use crate::payload::Source;
 use crate::runner::RunOutcome;
 use crate::sysfs::{self, parse_u64};
@@ -31,6 +30,10 @@ pub const NAME: &str = "host-driver-ept-memtype";
 const MODULE: &str = "kvm-memtype-facts";
 const PAGE_SHIFT: u32 = 12;
 const GIB: u64 = 1 << 30;
+/// 2 GiB: samples at a 1 GiB boundary, and 1 GiB compound pages (the
+/// region is 1 GiB-aligned in the window). Only bound, never opened: no
+/// clear, and the memory-backend file stays sparse.
+const MIB: u64 = 2048;
 
 /// Samples the driver's range, reports the facts (see the module doc).
 const FACTS_SH: &str = r#"range=$(vfio_cxl_range) || { echo "no vfio-cxl range in /proc/iomem"; exit 1; }
@@ -72,7 +75,7 @@ pub fn spec() -> RunSpec {
             &with_lib(&FACTS_SH.replace("@MODULE@", MODULE)),
         )
         .step("report-dmesg", &dmesg_sh());
-    base_spec(payload, ACCEL_MIB, 4096)
+    base_spec(payload, MIB, 4096)
 }
 
 /// x86 page cache modes, as `pat_memtype_list` names them (`cattr_name()`).
@@ -287,7 +290,7 @@ pub fn samples(start: u64, end: u64) -> Vec<u64> {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1..=1, &mut p);
+    common_checks_of(outcome, 1..=1, MIB, &mut p);
     let r = &outcome.report;
     let Some((start, end)) = r.fact("memtype.range").and_then(iomem_span) else {
         p.push(format!("no vfio-cxl range: {:?}", r.fact("memtype.range")));

@@ -681,6 +681,16 @@ pub(crate) fn common_checks(
     binds: std::ops::RangeInclusive<usize>,
     p: &mut Vec<String>,
 ) {
+    common_checks_of(outcome, binds, ACCEL_MIB, p);
+}
+
+/// [`common_checks`] for an accelerator of `mib` MiB.
+pub(crate) fn common_checks_of(
+    outcome: &RunOutcome,
+    binds: std::ops::RangeInclusive<usize>,
+    mib: u64,
+    p: &mut Vec<String>,
+) {
     let r = &outcome.report;
     let bdf = r.fact("accel.bdf").unwrap_or("?");
     if r.fact("accel.driver") != Some("vfio-cxl-pci") {
@@ -712,8 +722,8 @@ pub(crate) fn common_checks(
         let want = ProbeLine {
             bdf: bdf.to_string(),
             start: first.start,
-            end: first.start + (ACCEL_MIB << 20) - 1,
-            mib: ACCEL_MIB,
+            end: first.start + (mib << 20) - 1,
+            mib,
             decoder: 0,
             bar: 0,
             offset: 0x1100,
@@ -737,8 +747,8 @@ pub(crate) fn common_checks(
                     "resource is not the probed range's start",
                 ),
                 (
-                    s.attr_u64(region, "size") == Some(ACCEL_MIB << 20),
-                    "size is not 256 MiB",
+                    s.attr_u64(region, "size") == Some(mib << 20),
+                    "size is not the accelerator's",
                 ),
                 (
                     s.attr(target, "devtype") == Some("cxl_decoder_endpoint")
