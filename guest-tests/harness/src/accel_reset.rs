@@ -94,14 +94,7 @@ fn topology() -> Topology {
 }
 
 /// Finds the device below a host bridge; config-space and decoder helpers.
-const LIB_SH: &str = r#"below() {
-	for d in /sys/devices/pci0000:$1/0000:$1:*/0000:*; do
-		[ -r $d/vendor ] || continue
-		read -r v <$d/vendor; read -r p <$d/device
-		[ "$v:$p" = 0x1b36:0x0015 ] && { echo ${d##*/}; return 0; }
-	done
-	return 1
-}
+const LIB_SH: &str = r#"below() { find_accels $1 && echo $dev; }
 # cfg16 DEV OFFSET: a config-space word, 4 hex digits.
 cfg16() {
 	local w

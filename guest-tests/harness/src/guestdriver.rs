@@ -70,11 +70,7 @@ fail() { echo "$1"; dmesg | tail -n 25; ls /dev/cxl* $DRV 2>&1; return 1; }
 /// Waits for the port decoders, finds 1b36:0015, loads the module (its
 /// ID table binds the device) and reports the binding and the char device.
 const BIND_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
-for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 echo $dev >/tmp/bdf
 vfiocxl_fact accel.bdf "$dev"
 insmod $GD/cxl-type2-ref.ko || exit 1
@@ -281,11 +277,7 @@ fn coherence_payload(name: &str) -> Payload {
 /// A device without a committed decoder: the driver loads, its probe
 /// fails cleanly, nothing is bound or created, the module unloads.
 const NO_REGION_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
-for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 vfiocxl_fact accel.bdf "$dev"
 insmod $GD/cxl-type2-ref.ko || exit 1
 echo $dev >/sys/bus/pci/drivers_probe

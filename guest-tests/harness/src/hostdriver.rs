@@ -200,11 +200,7 @@ insmod $VC/vfio-cxl-pci.ko
 "#;
 
 const FIND_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
-for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 echo $dev >/tmp/bdf
 vfiocxl_fact accel.bdf "$dev"
 "#;

@@ -226,6 +226,22 @@ vfiocxl_fact() {{
 	vfiocxl_esc "$2"
 	printf 'VFIOCXL-RESULT {{"kind":"fact","step":"%s","key":"%s","value":"%s"}}\n' "$vfiocxl_s" "$vfiocxl_k" "$vfiocxl_r" >&3
 }}
+# find_accels [BUS]: the functions with the PCI IDs of cxl-accel and
+# vfio-user-cxl (1b36:0015), all or those below the root ports of host
+# bridge pci0000:BUS: $accels (their addresses), $naccels, $dev (the
+# last one). False if there is none. No fork.
+find_accels() {{
+	accels= naccels=0 dev=
+	set -- ${{1:+/sys/devices/pci0000:$1/0000:$1:*/0000:*}}
+	[ $# -gt 0 ] || set -- /sys/bus/pci/devices/*
+	for vfiocxl_d; do
+		[ -r $vfiocxl_d/vendor ] || continue
+		read -r vfiocxl_v <$vfiocxl_d/vendor; read -r vfiocxl_p <$vfiocxl_d/device
+		[ "$vfiocxl_v:$vfiocxl_p" = 0x1b36:0x0015 ] || continue
+		dev=${{vfiocxl_d##*/}}; accels="$accels $dev"; naccels=$((naccels + 1))
+	done
+	[ -n "$dev" ]
+}}
 vfiocxl_record() {{
 	if [ "$3" -eq 0 ]; then vfiocxl_ok=true; else vfiocxl_ok=false; fi
 	vfiocxl_up

@@ -76,11 +76,7 @@ vfiocxl_fact fuzz.seed $seed
 echo "vfiocxl fuzz: seed $seed (@SEED_ENV@=$seed replays it)"
 # rnd N: R = the next number below N (31-bit LCG, no fork).
 rnd() { seed=$(((seed * 1103515245 + 12345) & 0x7fffffff)); R=$(((seed >> 4) % $1)); }
-for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no cxl-accel"; exit 1; }
+find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 cfg=/sys/bus/pci/devices/$dev/config
 echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
 read -r start end flags </sys/bus/pci/devices/$dev/resource

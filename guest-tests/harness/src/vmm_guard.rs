@@ -147,11 +147,7 @@ hb_commit() {
 "#;
 
 /// Finds the cxl-accel, enables it: `$dev`, its HDM decoder block `$ep`.
-const ACCEL_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no cxl-accel"; exit 1; }
+const ACCEL_SH: &str = r#"find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
 read -r start end flags </sys/bus/pci/devices/$dev/resource
 ep=$((start + 0x1100))
@@ -391,11 +387,7 @@ pub fn interleaved_check(outcome: &RunOutcome) -> Vec<String> {
 /// Two cxl-accel (precommit=off) below one host bridge, one window: the
 /// guest commits the first at the window base and writes a tag there,
 /// then commits the second at the same base and writes another tag.
-const OVERLAP_SH: &str = r#"set --
-for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && set -- "$@" ${d##*/}
-done
+const OVERLAP_SH: &str = r#"find_accels; set -- $accels
 [ $# -eq 2 ] || { echo "expected two cxl-accel, found $#"; exit 1; }
 W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
 vfiocxl_fact window "$(hex $W)"

@@ -71,11 +71,7 @@ const LINKS: [(&str, &str, &str); 7] = [
     ("memory_space", "bit16 $cfg 4 1 0", "bit16 $cfg 4 1 1"),
 ];
 
-const PATH_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no 1b36:0015 on PCI"; exit 1; }
+const PATH_SH: &str = r#"find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 cfg=/sys/bus/pci/devices/$dev/config
 echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
 read -r start end flags </sys/bus/pci/devices/$dev/resource
@@ -229,11 +225,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
 /// Below a passthrough host bridge (one root port, no HDM decoders) the
 /// guest commits only the endpoint's decoder; Mem_Enable turns the memory
 /// off and on.
-const PASSTHROUGH_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-done
-[ -n "$dev" ] || { echo "no 1b36:0015 on PCI"; exit 1; }
+const PASSTHROUGH_SH: &str = r#"find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
 cfg=/sys/bus/pci/devices/$dev/config
 echo 1 >/sys/bus/pci/devices/$dev/enable || exit 1
 read -r start end flags </sys/bus/pci/devices/$dev/resource

@@ -331,11 +331,8 @@ fn stop_server(dir: &Path) -> HostFacts {
 /// driver, `devmem` on BAR 0 + 0x1100): commit maps the server's memory at
 /// the window base, decommit unmaps it, a range outside the window is
 /// refused (Error Not Committed).
-const GUEST_COMMIT_SH: &str = r#"for d in /sys/bus/pci/devices/*; do
-	read -r v <$d/vendor; read -r p <$d/device
-	[ "$v:$p" = 0x1b36:0x0015 ] && dev=$d
-done
-[ -n "$dev" ] || { echo "no 1b36:0015 on PCI"; exit 1; }
+const GUEST_COMMIT_SH: &str = r#"find_accels || { echo "no cxl-accel (1b36:0015) on PCI"; exit 1; }
+dev=/sys/bus/pci/devices/$dev
 echo 1 >$dev/enable || exit 1
 read -r start end flags <$dev/resource
 while read -r l; do case "$l" in *"CXL Window 0"*) W=0x${l%%-*} ;; esac; done </proc/iomem

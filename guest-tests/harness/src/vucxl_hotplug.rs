@@ -193,11 +193,7 @@ read -r v <$region/resource; vfiocxl_fact replug.resource "$v"
 /// 1b36:0015 functions (the refused ones must not be there), binds it and
 /// waits for the region the CXL core assembles.
 const BIND_SH: &str = r#"count() {
-	n=0
-	for d in /sys/bus/pci/devices/*; do
-		read -r v <$d/vendor; read -r p <$d/device
-		[ "$v:$p" = 0x1b36:0x0015 ] && { n=$((n + 1)); dev=${d##*/}; }
-	done
+	find_accels; n=$naccels
 	[ $n -gt 0 ]
 }
 wait_for 100 count || { echo "the hot-plugged device did not appear on PCI"; exit 1; }

@@ -50,13 +50,7 @@ pub(crate) const LIB: &str = ". /opt/vfio-cxl/lib.sh";
 const BIND_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
 i=0
 for hb in @HB_BUSES@; do
-	dev=
-	for d in /sys/devices/pci0000:$hb/0000:$hb:*/0000:*; do
-		[ -r $d/vendor ] || continue
-		read -r v <$d/vendor; read -r p <$d/device
-		[ "$v:$p" = 0x1b36:0x0015 ] && dev=${d##*/}
-	done
-	[ -n "$dev" ] || { echo "no 1b36:0015 below host bridge pci0000:$hb"; exit 1; }
+	find_accels $hb || { echo "no 1b36:0015 below host bridge pci0000:$hb"; exit 1; }
 	bind || { echo "$dev did not bind to vfio-cxl-pci"; exit 1; }
 	echo $dev >/tmp/dev$i
 	vfiocxl_fact dev$i.bdf "$dev"

@@ -75,14 +75,7 @@ fn topology() -> Topology {
 
 /// Finds A and B by host bridge; helpers the later steps source.
 const FIND_SH: &str = r#"wait_for 600 port_decoders || { echo "no CXL port decoders"; exit 1; }
-below() {
-	for d in /sys/devices/pci0000:$1/0000:$1:*/0000:*; do
-		[ -r $d/vendor ] || continue
-		read -r v <$d/vendor; read -r p <$d/device
-		[ "$v:$p" = 0x1b36:0x0015 ] && { echo ${d##*/}; return 0; }
-	done
-	return 1
-}
+below() { find_accels $1 && echo $dev; }
 a=$(below @A_BUS@) || { echo "no device below pci0000:@A_BUS@"; exit 1; }
 b=$(below @B_BUS@) || { echo "no device below pci0000:@B_BUS@"; exit 1; }
 echo $a >/tmp/bdf
