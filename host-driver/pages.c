@@ -24,6 +24,7 @@
  */
 #include <linux/memremap.h>
 #include <linux/mm.h>
+#include <linux/fs.h>
 #include <linux/sched/signal.h>
 #include <linux/xarray.h>
 
@@ -66,28 +67,64 @@ unsigned long vfio_cxl_first_poisoned(struct vfio_cxl *cxl,
 	return ULONG_MAX;
 }
 
-/* Every process whose address space is @mm: BUS_MCEERR_AO at @addr. */
+/*
+ * BUS_MCEERR_AO at @addr to the processes whose address space is @mm, as
+ * memory_failure()'s task_early_kill(tsk, true) picks them: the current
+ * thread in the current process, elsewhere a thread that asked for early
+ * kills (PR_MCE_KILL_EARLY, as QEMU's main thread does).
+ */
 static void vfio_cxl_signal_mm(struct mm_struct *mm, unsigned long addr)
 {
-	struct task_struct *p;
+	const unsigned int early = PF_MCE_PROCESS | PF_MCE_EARLY;
+	struct task_struct *p, *t, *to;
 
 	rcu_read_lock();
-	for_each_process(p)
-		if (READ_ONCE(p->mm) == mm)
+	for_each_process(p) {
+		if (READ_ONCE(p->mm) != mm)
+			continue;
+		to = NULL;
+		if (mm == current->mm) {
+			to = current;
+		} else {
+			for_each_thread(p, t) {
+				if ((READ_ONCE(t->flags) & early) == early) {
+					to = t;
+					break;
+				}
+			}
+		}
+		if (to)
 			send_sig_mceerr(BUS_MCEERR_AO, (void __user *)addr,
-					PAGE_SHIFT, p);
+					PAGE_SHIFT, to);
+	}
 	rcu_read_unlock();
 }
 
 /*
+ * The current thread blocks SIGBUS (QEMU's threads other than its vCPUs
+ * read it through a signalfd): an AR would wait while the load that
+ * consumed the poison runs again. Only the thread itself changes its mask.
+ */
+static bool vfio_cxl_sigbus_blocked(void)
+{
+	return sigismember(&current->blocked, SIGBUS);
+}
+
+/*
  * What memory_failure_pfn() does for PFNs without struct pages, which
- * nvgrace-gpu relies on: the task that consumed the poison gets
- * BUS_MCEERR_AR at its address, every other process mapping the page
- * BUS_MCEERR_AO. Mappings stay: a VMM injects a machine check into its
- * guest and the guest retires the page (a fault refused with
- * VM_FAULT_HWPOISON would reach KVM as -EFAULT and stop the VM). The
- * page is recorded so that the host itself (read(), write(), the clear)
- * never touches it again while bound.
+ * nvgrace-gpu relies on: the thread that consumed the poison gets
+ * BUS_MCEERR_AR at its address, the other processes mapping the page
+ * BUS_MCEERR_AO (see vfio_cxl_signal_mm()). Mappings stay: a VMM injects a
+ * machine check into its guest and the guest retires the page (a fault
+ * refused with VM_FAULT_HWPOISON would reach KVM as -EFAULT and stop the
+ * VM). The page is recorded so that the host itself (read(), write(), the
+ * clear) never touches it again while bound.
+ *
+ * Return: 0, or for a consumption (MF_ACTION_REQUIRED) -EHWPOISON once the
+ * consumer is told, so that kill_me_maybe() leaves the page in the direct
+ * map that KVM's kmap() of guest pages uses, or -EFAULT when it cannot be
+ * told (it does not map the page, or blocks SIGBUS): the machine-check
+ * code then kills it.
  */
 static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 				   unsigned long pfn, unsigned long nr_pages,
@@ -95,9 +132,11 @@ static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 {
 	struct vfio_cxl *cxl = container_of(pgmap, struct vfio_cxl, pgmap);
 	unsigned long first = pfn - PHYS_PFN(cxl->hpa.start);
+	bool required = mf_flags & MF_ACTION_REQUIRED;
+	struct address_space *mapping = NULL;
 	bool consumer_told = false;
 	struct vfio_cxl_vma *v;
-	unsigned long addr;
+	unsigned long addr, i;
 	int rc;
 
 	rc = xa_err(xa_store_range(&cxl->poison, first, first + nr_pages - 1,
@@ -106,25 +145,38 @@ static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 		return rc;
 
 	mutex_lock(&cxl->mf_lock);
+	/* A split changes vm_start and vm_pgoff under i_mmap_rwsem. */
+	v = list_first_entry_or_null(&cxl->vmas, struct vfio_cxl_vma, node);
+	if (v) {
+		mapping = v->vma->vm_file->f_mapping;
+		i_mmap_lock_read(mapping);
+	}
 	list_for_each_entry(v, &cxl->vmas, node) {
-		if (vfio_cxl_vma_addr(v->vma, first, &addr))
-			continue;
-		if ((mf_flags & MF_ACTION_REQUIRED) &&
-		    v->vma->vm_mm == current->mm) {
-			send_sig_mceerr(BUS_MCEERR_AR, (void __user *)addr,
-					PAGE_SHIFT, current);
-			consumer_told = true;
-		} else {
-			vfio_cxl_signal_mm(v->vma->vm_mm, addr);
+		for (i = 0; i < nr_pages; i++) {
+			if (vfio_cxl_vma_addr(v->vma, first + i, &addr))
+				continue;
+			if (required && v->vma->vm_mm == current->mm) {
+				if (vfio_cxl_sigbus_blocked())
+					continue;
+				send_sig_mceerr(BUS_MCEERR_AR,
+						(void __user *)addr, PAGE_SHIFT,
+						current);
+				consumer_told = true;
+			} else {
+				vfio_cxl_signal_mm(v->vma->vm_mm, addr);
+			}
 		}
 	}
+	if (mapping)
+		i_mmap_unlock_read(mapping);
 	mutex_unlock(&cxl->mf_lock);
 
 	dev_warn(cxl->cxlds.dev,
 		 "memory error at %#llx: users of %lu page(s) signalled; the host will not touch them until the driver is unbound\n",
 		 PFN_PHYS(pfn), nr_pages);
-	/* A consumer that does not map it: kill_me_maybe() kills it. */
-	return (mf_flags & MF_ACTION_REQUIRED) && !consumer_told ? -EFAULT : 0;
+	if (!required)
+		return 0;
+	return consumer_told ? -EHWPOISON : -EFAULT;
 }
 
 static const struct dev_pagemap_ops vfio_cxl_pgmap_ops = {
