@@ -135,13 +135,26 @@ vfiocxl_fact cpuid.40000000 "$(echo $x)"
 "#;
 
 /// `spec` under `accel` (`-cpu max,-hypervisor` as ever: Linux's CXL
-/// region code needs the bit hidden under KVM too) with the chain's one
-/// vCPU ([`nested::L2_SMP`]; with two, one L2 of nine reset itself during
+/// region code needs the bit hidden under KVM too) with the chain's 512
+/// MiB and one vCPU ([`nested::L2_SMP`]; with two, one L2 of nine reset itself during
 /// its boot, docs/guest-harness.md), with the `cpuid` module and a first
 /// step reporting the hypervisor leaf.
 pub fn under(mut spec: RunSpec, accel: AccelChoice) -> RunSpec {
     spec.machine.accel = accel_name(accel).into();
     spec.machine.smp = nested::L2_SMP;
+    // The chain's L2 memory, and the shared RAM backend of the vfio-user
+    // specs with it: 2 GiB of L2 RAM in a 3 GiB L1 was behind an L2 that
+    // stopped during its boot (2026-12-05).
+    let (from, to) = (
+        format!("size={}M,", spec.machine.memory_mib),
+        format!("size={}M,", nested::L2_MEMORY_MIB),
+    );
+    for a in spec.extra_args.iter_mut() {
+        if a.starts_with("memory-backend-") {
+            *a = a.replace(&from, &to);
+        }
+    }
+    spec.machine.memory_mib = nested::L2_MEMORY_MIB;
     spec.payload = spec.payload.module("cpuid");
     spec.payload.steps.insert(
         0,

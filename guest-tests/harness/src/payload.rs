@@ -236,7 +236,7 @@ find_accels() {{
 	[ $# -gt 0 ] || set -- /sys/bus/pci/devices/*
 	for vfiocxl_d; do
 		[ -r $vfiocxl_d/vendor ] || continue
-		read -r vfiocxl_v <$vfiocxl_d/vendor; read -r vfiocxl_p <$vfiocxl_d/device
+		read -r vfiocxl_v <$vfiocxl_d/vendor && read -r vfiocxl_p <$vfiocxl_d/device || continue
 		[ "$vfiocxl_v:$vfiocxl_p" = 0x1b36:0x0015 ] || continue
 		dev=${{vfiocxl_d##*/}}; accels="$accels $dev"; naccels=$((naccels + 1))
 	done

@@ -64,8 +64,13 @@ impl Args {
         let aligned = [window, window_size, base, size]
             .iter()
             .all(|x| x % PAGE == 0);
-        let fits = window.checked_add(window_size).is_some() && base.checked_add(size).is_some();
-        if !aligned || !fits || window_size == 0 {
+        let fits = window.checked_add(window_size).is_some()
+            && base.checked_add(size).is_some()
+            && skip.checked_add(size).is_some()
+            && i64::try_from(window).is_ok();
+        // A probe must never look like a tag, and SEQ fits its 28 bits.
+        let probes_distinct = mark <= 0xffff && mark != tag >> 48 && seq < 1 << 28;
+        if !aligned || !fits || !probes_distinct || window_size == 0 {
             return Err(format!("--window-tags: bad geometry {a:?}"));
         }
         Ok(a)
@@ -100,7 +105,7 @@ pub fn check(a: &Args, read: impl Fn(u64) -> u64, write: impl Fn(u64, u64)) -> F
     for off in (0..a.window_size).step_by(PAGE as usize) {
         let v = read(off);
         if a.size != 0 && routed.contains(&off) {
-            let want = a.tag | (a.skip + a.window + off - a.base);
+            let want = a.tag | (a.skip + (a.window + off - a.base));
             if v != want {
                 f.bad(|| {
                     format!(
@@ -279,6 +284,29 @@ mod tests {
     fn bad_geometry_is_refused() {
         assert!(args(&["0", "0x1001", "0", "0", "0", "1", "1", "1"]).is_err());
         assert!(args(&["0", "0x1000"]).is_err());
+        // A probe mark equal to the tag's top bits, or past 16 bits.
+        assert!(args(&[
+            "0",
+            "0x1000",
+            "0",
+            "0",
+            "0",
+            "0x7a6e000000000000",
+            "0x7a6e",
+            "1"
+        ])
+        .is_err());
+        assert!(args(&[
+            "0",
+            "0x1000",
+            "0",
+            "0",
+            "0",
+            "0x7a6e000000000000",
+            "0x10000",
+            "1"
+        ])
+        .is_err());
         assert!(args(&["0", "0x1000", "0", "0", "0", "1", "1", "x"]).is_err());
     }
 }
