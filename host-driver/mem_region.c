@@ -332,9 +332,7 @@ static void vfio_cxl_mem_release(struct vfio_pci_core_device *vdev,
 {
 	struct vfio_cxl *cxl = region->data;
 
-	mutex_lock(&cxl->mf_lock);
 	cxl->mem_index = -1;
-	mutex_unlock(&cxl->mf_lock);
 }
 
 static const struct vfio_pci_regops vfio_cxl_mem_regops = {
@@ -369,9 +367,7 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
 	if (ret)
 		return ret;
 
-	mutex_lock(&cxl->mf_lock);
 	cxl->mem_index = index;
-	mutex_unlock(&cxl->mf_lock);
 	WRITE_ONCE(cxl->hdm_lost, false);
 	WRITE_ONCE(cxl->recheck, true);
 	return 0;

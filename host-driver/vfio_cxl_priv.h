@@ -155,9 +155,8 @@ struct vfio_cxl_ro_range {
  * @mem_kva: write-back kernel mapping of @hpa, from memremap_pages()
  *	(read()/write() and the host side clear)
  * @comp_io: uncached mapping of @comp_bar (the core may not own that BAR)
- * @mem_index: vfio region index of the memory region, -1 when not open;
- *	changed under @mf_lock
- * @mf_lock: protects @vmas (and the writes of @mem_index)
+ * @mem_index: vfio region index of the memory region, -1 when not open
+ * @mf_lock: protects @vmas
  * @vmas: the user mappings of the memory region (&struct vfio_cxl_vma), for
  *	memory_failure()
  * @mem_blockers: paths that currently forbid access to the memory (power

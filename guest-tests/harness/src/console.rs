@@ -357,25 +357,27 @@ const NESTED_SVM_FAULT: &str = "corrupted stack end detected inside scheduler";
 
 /// The console line of a [`NESTED_SVM_FAULT`], if any.
 pub fn nested_svm_fault(console: &str) -> Option<KernelProblem> {
-    console.lines().enumerate().find_map(|(i, raw)| {
-        let line = raw.trim_end_matches('\r');
-        line.contains(NESTED_SVM_FAULT).then(|| KernelProblem {
-            line_no: i + 1,
-            what: "L1 kernel stack corrupted under emulated nested SVM",
-            line: line.to_string(),
-        })
-    })
+    first_line_with(
+        console,
+        NESTED_SVM_FAULT,
+        "L1 kernel stack corrupted under emulated nested SVM",
+    )
 }
 
 /// The console line where the kernel says a timer was lost (see
 /// [`LOST_TIMER`]), if it does: the run says nothing about the code under
 /// test, neither pass nor fail.
 pub fn lost_timer(console: &str) -> Option<KernelProblem> {
+    first_line_with(console, LOST_TIMER, "timer lost by the emulator")
+}
+
+/// The first console line containing `needle`, as problem `what`.
+fn first_line_with(console: &str, needle: &str, what: &'static str) -> Option<KernelProblem> {
     console.lines().enumerate().find_map(|(i, raw)| {
         let line = raw.trim_end_matches('\r');
-        line.contains(LOST_TIMER).then(|| KernelProblem {
+        line.contains(needle).then(|| KernelProblem {
             line_no: i + 1,
-            what: "timer lost by the emulator",
+            what,
             line: line.to_string(),
         })
     })

@@ -285,28 +285,19 @@ mod tests {
         assert!(args(&["0", "0x1001", "0", "0", "0", "1", "1", "1"]).is_err());
         assert!(args(&["0", "0x1000"]).is_err());
         // A probe mark equal to the tag's top bits, or past 16 bits.
-        assert!(args(&[
-            "0",
-            "0x1000",
-            "0",
-            "0",
-            "0",
-            "0x7a6e000000000000",
-            "0x7a6e",
-            "1"
-        ])
-        .is_err());
-        assert!(args(&[
-            "0",
-            "0x1000",
-            "0",
-            "0",
-            "0",
-            "0x7a6e000000000000",
-            "0x10000",
-            "1"
-        ])
-        .is_err());
+        for mark in ["0x7a6e", "0x10000"] {
+            let v = [
+                "0",
+                "0x1000",
+                "0",
+                "0",
+                "0",
+                "0x7a6e000000000000",
+                mark,
+                "1",
+            ];
+            assert!(args(&v).is_err(), "{mark}");
+        }
         assert!(args(&["0", "0x1000", "0", "0", "0", "1", "1", "x"]).is_err());
     }
 }
