@@ -101,13 +101,21 @@ static void vfio_cxl_signal_mm(struct mm_struct *mm, unsigned long addr)
 }
 
 /*
- * The current thread blocks SIGBUS (QEMU's threads other than its vCPUs
- * read it through a signalfd): an AR would wait while the load that
- * consumed the poison runs again. Only the thread itself changes its mask.
+ * The current thread blocks or ignores SIGBUS (QEMU's threads other than
+ * its vCPUs read it through a signalfd): an AR sent without force (the
+ * forcing helper is not exported) would wait or vanish while the load that
+ * consumed the poison runs again.
  */
-static bool vfio_cxl_sigbus_blocked(void)
+static bool vfio_cxl_sigbus_unwanted(void)
 {
-	return sigismember(&current->blocked, SIGBUS);
+	struct sighand_struct *sighand = rcu_dereference_protected(current->sighand, true);
+	bool unwanted;
+
+	spin_lock_irq(&sighand->siglock);
+	unwanted = sigismember(&current->blocked, SIGBUS) ||
+		   sighand->action[SIGBUS - 1].sa.sa_handler == SIG_IGN;
+	spin_unlock_irq(&sighand->siglock);
+	return unwanted;
 }
 
 /*
@@ -120,11 +128,13 @@ static bool vfio_cxl_sigbus_blocked(void)
  * VM). The page is recorded so that the host itself (read(), write(), the
  * clear) never touches it again while bound.
  *
- * Return: 0, or for a consumption (MF_ACTION_REQUIRED) -EHWPOISON once the
- * consumer is told, so that kill_me_maybe() leaves the page in the direct
- * map that KVM's kmap() of guest pages uses, or -EFAULT when it cannot be
- * told (it does not map the page, or blocks SIGBUS): the machine-check
- * code then kills it.
+ * Return: -EFAULT for a consumption (MF_ACTION_REQUIRED) whose consumer
+ * cannot be told (it does not map the page, or blocks or ignores SIGBUS):
+ * the machine-check code then kills it. Otherwise -EHWPOISON: on 0,
+ * kill_me_maybe(), kill_me_never() and uc_decode_notifier() take the page
+ * out of the direct map (set_mce_nospec()), through which KVM kmap()s
+ * guest pages, so a guest using it as, say, its kvmclock page would oops
+ * the host. 0 only for the software injector, which does not do that.
  */
 static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 				   unsigned long pfn, unsigned long nr_pages,
@@ -156,7 +166,7 @@ static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 			if (vfio_cxl_vma_addr(v->vma, first + i, &addr))
 				continue;
 			if (required && v->vma->vm_mm == current->mm) {
-				if (vfio_cxl_sigbus_blocked())
+				if (vfio_cxl_sigbus_unwanted())
 					continue;
 				send_sig_mceerr(BUS_MCEERR_AR,
 						(void __user *)addr, PAGE_SHIFT,
@@ -174,9 +184,9 @@ static int vfio_cxl_memory_failure(struct dev_pagemap *pgmap,
 	dev_warn(cxl->cxlds.dev,
 		 "memory error at %#llx: users of %lu page(s) signalled; the host will not touch them until the driver is unbound\n",
 		 PFN_PHYS(pfn), nr_pages);
-	if (!required)
-		return 0;
-	return consumer_told ? -EHWPOISON : -EFAULT;
+	if (required && !consumer_told)
+		return -EFAULT;
+	return mf_flags & MF_SW_SIMULATED ? 0 : -EHWPOISON;
 }
 
 static const struct dev_pagemap_ops vfio_cxl_pgmap_ops = {
