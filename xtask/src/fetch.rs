@@ -208,36 +208,7 @@ fn require_suite(suite: &str) -> Result<()> {
     }
 }
 
-/// sha256 of a file, by coreutils' `sha256sum` (always there on Debian, and
-/// several times faster than hashing in an unoptimized debug build of xtask).
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let out = Command::new("sha256sum")
-        .arg("--")
-        .arg(path)
-        .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| Error::io("cannot run sha256sum", e))?;
-    if !out.status.success() {
-        return Err(Error::msg(format!(
-            "sha256sum {} failed: {}",
-            path.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    parse_sha256sum(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
-        Error::msg(format!(
-            "unexpected sha256sum output for {}",
-            path.display()
-        ))
-    })
-}
-
-/// The digest at the start of a `sha256sum` output line.
-fn parse_sha256sum(line: &str) -> Option<String> {
-    let digest = line.split_whitespace().next()?;
-    (digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()))
-        .then(|| digest.to_ascii_lowercase())
-}
+pub use crate::digest::sha256_file;
 
 /// State of one cached file before downloading.
 #[derive(Debug, PartialEq, Eq)]
@@ -677,20 +648,6 @@ mod tests {
         }
         let err = parse_args(&args(&["--pin"])).unwrap_err();
         assert_eq!(err.to_string(), "--pin needs a value");
-    }
-
-    #[test]
-    fn sha256sum_output() {
-        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(
-            parse_sha256sum(&format!("{sha}  /tmp/a b.deb\n")),
-            Some(sha.to_string())
-        );
-        assert_eq!(
-            parse_sha256sum("sha256sum: /x: No such file or directory"),
-            None
-        );
-        assert_eq!(parse_sha256sum(""), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod bench;
 mod cache;
 mod chain;
 mod demo;
+mod digest;
 mod driver;
 mod error;
 mod fetch;

@@ -18,7 +18,6 @@
 //! the one prepare-tree makes for Debian's ABI.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -85,30 +84,6 @@ pub fn dropped_options(fragment: &str, config: &str) -> Vec<String> {
         .collect()
 }
 
-/// sha256 of `text`, by coreutils' sha256sum (as fetch hashes files).
-fn sha256_text(text: &str) -> Result<String> {
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::io("cannot run sha256sum", e))?;
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(text.as_bytes())
-        .map_err(|e| Error::io("sha256sum stdin", e))?;
-    let out = child
-        .wait_with_output()
-        .map_err(|e| Error::io("sha256sum", e))?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .filter(|d| out.status.success() && d.len() == 64)
-        .map(str::to_owned)
-        .ok_or_else(|| Error::msg("sha256sum gave no digest"))
-}
-
 fn gcc_version() -> Result<String> {
     let out = Command::new("gcc")
         .arg("-dumpfullversion")
@@ -156,7 +131,7 @@ impl TestKernel {
             deb.version,
             gcc_version()?
         );
-        let key = sha256_text(&key_text)?;
+        let key = crate::digest::sha256_hex(key_text.as_bytes());
         let base = cache.root().join("linux").join(upstream).join("debug");
         Ok(Self {
             dir: base.join(&key[..16]),
