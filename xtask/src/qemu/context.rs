@@ -9,6 +9,7 @@ use crate::cache::{self, Cache, STAMP_FILE};
 use crate::error::{Error, Result};
 use crate::pins::{self, Overrides, Pins, SourceArtifact};
 
+use super::changes::{self, Source};
 use super::series::{generate, SeriesConfig};
 use super::util::{compare_dirs, list_files, read, write, TempDir};
 use super::BINARY;
@@ -90,9 +91,10 @@ impl Context {
     pub(super) fn generate_series(&self, out: &Path) -> Result<()> {
         let config = self.load_series_config()?;
         let root = self.device_dir().join("qemu");
-        let files = list_files(&root)?;
-        let mut sources: BTreeMap<String, PathBuf> =
-            files.iter().map(|f| (f.clone(), root.join(f))).collect();
+        let pristine = self.pristine()?;
+        let upstream = |p: &str| pristine.join(p).is_file();
+        let mut sources = changes::classify(&root, &list_files(&root)?, upstream)?;
+        let files: Vec<String> = sources.keys().cloned().collect();
         let mut plan = config.assign(&files)?;
         for (spec, patch_files) in plan.iter_mut() {
             for inc in &spec.includes {
@@ -104,7 +106,16 @@ impl Context {
                 }
                 for f in included {
                     let target = format!("{}{f}", inc.to);
-                    if sources.insert(target.clone(), from.join(&f)).is_some() {
+                    if upstream(&target) {
+                        return Err(Error::msg(format!(
+                            "{}{f} is included as {target}, which QEMU already has",
+                            inc.from
+                        )));
+                    }
+                    if sources
+                        .insert(target.clone(), Source::New(from.join(&f)))
+                        .is_some()
+                    {
                         return Err(Error::msg(format!(
                             "{target} is both in qemu-device/qemu/ and included from {}",
                             inc.from
@@ -115,7 +126,6 @@ impl Context {
             }
             patch_files.sort();
         }
-        let pristine = self.pristine()?;
         generate(&config, &plan, &sources, &pristine, out)
     }
 

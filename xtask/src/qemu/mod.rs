@@ -17,6 +17,7 @@
 //! not change gets its old mtime back, so ninja rebuilds only what changed.
 //! See docs/qemu-build.md.
 
+mod changes;
 mod context;
 mod crates;
 mod deps;
@@ -37,7 +38,7 @@ use crates::seed_crates;
 use deps::check_deps;
 use meson::{configure, configure_identity, ensure_meson};
 use series::{series_files, series_hash, short};
-use util::{compare_dirs, remove_dir, run_status, TempDir};
+use util::{compare_dirs, git, remove_dir, run_output, run_status, write, TempDir};
 use worktree::{apply_series, create_work_tree, sync_packagefiles};
 
 pub use deps::missing_packages;
@@ -112,6 +113,18 @@ options:
   -j N             ninja jobs (default: number of CPUs)
 ";
 
+const DIFF_USAGE: &str = "\
+usage: cargo xtask qemu-diff PATH...
+
+How to change a file QEMU already has: edit PATH (relative to the QEMU
+tree) in the build's work tree, <cache>/qemu/<version>/src, then run this.
+It writes the difference between the pristine source and your edit to
+qemu-device/qemu/PATH.diff (removed when there is none), and puts the work
+tree's PATH back as the series has it, so the next build-qemu, which
+applies the new diff, finds no local change. Add PATH to a [[patch]] of
+qemu-device/series.toml if no patch claims it yet.
+";
+
 const PATH_USAGE: &str = "\
 usage: cargo xtask qemu-path [--firmware-args]
 
@@ -161,6 +174,79 @@ pub fn run_check(args: &[String]) -> Result<()> {
         "patches/qemu/ is stale ({}): run `cargo xtask gen-qemu-patches` and commit the result",
         diffs.join(", ")
     )))
+}
+
+pub fn run_diff(args: &[String]) -> Result<()> {
+    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
+        print!("{DIFF_USAGE}");
+        return if args.is_empty() {
+            Err(Error::usage("qemu-diff: no PATH given"))
+        } else {
+            Ok(())
+        };
+    }
+    let ctx = Context::load()?;
+    let src = ctx.layout().src;
+    if !src.join(".git").is_dir() {
+        return Err(Error::msg(format!(
+            "there is no work tree at {}: run `cargo xtask build-qemu` first",
+            src.display()
+        )));
+    }
+    for path in args {
+        let out = ctx
+            .device_dir()
+            .join("qemu")
+            .join(format!("{path}{}", changes::DIFF_SUFFIX));
+        let blob = format!("{BASE_TAG}:{path}");
+        if run_output(
+            git(&src, None).args(["cat-file", "-e", &blob]),
+            "git cat-file",
+        )
+        .is_err()
+        {
+            return Err(Error::msg(format!(
+                "{path} is not a file of the pinned QEMU source: add new files whole under \
+                 qemu-device/qemu/"
+            )));
+        }
+        let diff = run_output(
+            git(&src, None).args([
+                "diff",
+                "--no-color",
+                "--no-ext-diff",
+                "--src-prefix=a/",
+                "--dst-prefix=b/",
+                BASE_TAG,
+                "--",
+                path,
+            ]),
+            "git diff",
+        )?;
+        if diff.trim().is_empty() {
+            if out.is_file() {
+                fs::remove_file(&out)
+                    .map_err(|e| Error::io(format!("cannot remove {}", out.display()), e))?;
+                println!(
+                    "{path}: equals the pristine source; removed {}",
+                    out.display()
+                );
+            } else {
+                println!("{path}: equals the pristine source; nothing to keep");
+            }
+        } else {
+            let diff = changes::normalize(&diff);
+            changes::check_names(&diff, path)?;
+            write(&out, diff.as_bytes())?;
+            println!("{path}: wrote {}", out.display());
+        }
+        run_output(
+            git(&src, None).args(["checkout", "-q", "HEAD", "--", path]),
+            "git checkout (the series' version back)",
+        )?;
+    }
+    println!("next: cargo xtask build-qemu (regenerates patches/qemu/ and rebuilds)");
+    Ok(())
 }
 
 pub fn run_path(args: &[String]) -> Result<()> {

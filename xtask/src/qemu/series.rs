@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+use super::changes::{self, Source};
 use super::util::{copy_file, git, list_files, read, run_output, sha256_hex, write, TempDir};
 use super::BASE_TAG;
 
@@ -168,7 +169,7 @@ pub(super) fn path_matches(pat: &str, file: &str) -> bool {
 pub(super) fn generate(
     config: &SeriesConfig,
     plan: &[(PatchSpec, Vec<String>)],
-    sources: &BTreeMap<String, PathBuf>,
+    sources: &BTreeMap<String, Source>,
     pristine: &Path,
     out: &Path,
 ) -> Result<()> {
@@ -193,10 +194,11 @@ pub(super) fn generate(
     run_output(git(&repo, author).args(["tag", BASE_TAG]), "git tag")?;
     for (i, (spec, files)) in plan.iter().enumerate() {
         for f in files {
-            let from = sources
-                .get(f)
-                .ok_or_else(|| Error::msg(format!("no source for {f}")))?;
-            copy_file(from, &repo.join(f))?;
+            match sources.get(f) {
+                Some(Source::New(from)) => copy_file(from, &repo.join(f))?,
+                Some(Source::Change(diff)) => changes::apply(&repo, author, f, diff)?,
+                None => return Err(Error::msg(format!("no source for {f}"))),
+            }
         }
         let mut add = git(&repo, author);
         add.args(["add", "-f", "--"]).args(files);
