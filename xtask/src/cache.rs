@@ -1,13 +1,8 @@
 //! Where downloaded and unpacked artifacts live.
 //!
-//! The cache sits outside the checkout so that `git clean`, new worktrees
-//! and CI clones all share one copy of the large downloads. Resolution:
-//!
-//! 1. `$VFIO_CXL_CACHE` when set and non-empty (a relative value is taken
-//!    relative to the current directory);
-//! 2. `$XDG_CACHE_HOME/vfio-cxl` when `XDG_CACHE_HOME` is set to an absolute
-//!    path (the XDG spec says to ignore relative values);
-//! 3. `$HOME/.cache/vfio-cxl`.
+//! The directory itself comes from crates/vfio-cxl-cache, the one rule the
+//! guest harness also follows (`$VFIO_CXL_CACHE`, `$XDG_CACHE_HOME/vfio-cxl`,
+//! `~/.cache/vfio-cxl`).
 //!
 //! Layout (see docs/sources.md):
 //!
@@ -17,44 +12,13 @@
 //! <cache>/src/qemu-<upstream version>/                 `dpkg-source -x` of the QEMU package
 //! ```
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-pub const CACHE_ENV: &str = "VFIO_CXL_CACHE";
-
 /// Name of the file written into an unpacked source tree that records which
 /// Debian version it was unpacked from.
 pub const STAMP_FILE: &str = ".vfio-cxl-version";
-
-/// Resolve the cache directory from environment lookups (`get`) and the
-/// current directory. Pure, so the rules can be tested without touching the
-/// process environment.
-pub fn resolve_cache_dir(get: impl Fn(&str) -> Option<OsString>, cwd: &Path) -> Result<PathBuf> {
-    let non_empty = |name: &str| get(name).filter(|v| !v.is_empty());
-
-    if let Some(dir) = non_empty(CACHE_ENV) {
-        let dir = PathBuf::from(dir);
-        return Ok(if dir.is_absolute() {
-            dir
-        } else {
-            cwd.join(dir)
-        });
-    }
-    if let Some(xdg) = non_empty("XDG_CACHE_HOME") {
-        let xdg = PathBuf::from(xdg);
-        if xdg.is_absolute() {
-            return Ok(xdg.join("vfio-cxl"));
-        }
-    }
-    if let Some(home) = non_empty("HOME") {
-        return Ok(PathBuf::from(home).join(".cache").join("vfio-cxl"));
-    }
-    Err(Error::msg(format!(
-        "cannot choose a cache directory: none of {CACHE_ENV}, XDG_CACHE_HOME or HOME is set"
-    )))
-}
 
 /// A Debian version as a directory name: the epoch colon becomes `_`
 /// (`1:10.2.2+ds-1` -> `1_10.2.2+ds-1`). `_` never occurs in a Debian
@@ -76,9 +40,9 @@ impl Cache {
 
     /// The cache of this process: from its environment and current directory.
     pub fn from_env() -> Result<Self> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::io("cannot read the current directory", e))?;
-        resolve_cache_dir(|name| std::env::var_os(name), &cwd).map(Self::new)
+        vfio_cxl_cache::from_env()
+            .map(Self::new)
+            .map_err(|e| Error::msg(e.to_string()))
     }
 
     pub fn root(&self) -> &Path {
@@ -107,68 +71,6 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
-        let map: HashMap<String, OsString> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    const CWD: &str = "/work/checkout";
-
-    fn resolve(pairs: &[(&str, &str)]) -> Result<PathBuf> {
-        resolve_cache_dir(env(pairs), Path::new(CWD))
-    }
-
-    #[test]
-    fn explicit_variable_wins_over_everything() {
-        let got = resolve(&[
-            ("VFIO_CXL_CACHE", "/srv/cache"),
-            ("XDG_CACHE_HOME", "/x"),
-            ("HOME", "/home/u"),
-        ]);
-        assert_eq!(got, Ok(PathBuf::from("/srv/cache")));
-    }
-
-    #[test]
-    fn relative_explicit_variable_is_taken_from_cwd() {
-        let got = resolve(&[("VFIO_CXL_CACHE", "cache"), ("HOME", "/home/u")]);
-        assert_eq!(got, Ok(PathBuf::from("/work/checkout/cache")));
-    }
-
-    #[test]
-    fn empty_explicit_variable_is_ignored() {
-        let got = resolve(&[("VFIO_CXL_CACHE", ""), ("XDG_CACHE_HOME", "/x")]);
-        assert_eq!(got, Ok(PathBuf::from("/x/vfio-cxl")));
-    }
-
-    #[test]
-    fn xdg_cache_home_is_used_before_home() {
-        let got = resolve(&[("XDG_CACHE_HOME", "/x/cache"), ("HOME", "/home/u")]);
-        assert_eq!(got, Ok(PathBuf::from("/x/cache/vfio-cxl")));
-    }
-
-    #[test]
-    fn relative_xdg_cache_home_is_ignored() {
-        let got = resolve(&[("XDG_CACHE_HOME", "rel/cache"), ("HOME", "/home/u")]);
-        assert_eq!(got, Ok(PathBuf::from("/home/u/.cache/vfio-cxl")));
-    }
-
-    #[test]
-    fn home_is_the_fallback() {
-        let got = resolve(&[("HOME", "/root")]);
-        assert_eq!(got, Ok(PathBuf::from("/root/.cache/vfio-cxl")));
-    }
-
-    #[test]
-    fn nothing_set_is_a_clear_error() {
-        let err = resolve(&[]).unwrap_err();
-        assert!(err.to_string().contains("VFIO_CXL_CACHE"), "{err}");
-        assert!(!err.is_usage());
-    }
 
     #[test]
     fn layout_uses_sanitized_versions() {

@@ -37,28 +37,9 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// The cache directory, by xtask's rules (docs/sources.md).
+/// The cache directory (crates/vfio-cxl-cache, the rule xtask follows).
 pub fn default_cache() -> Result<PathBuf> {
-    let get = |n: &str| {
-        std::env::var_os(n)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dir) = get("VFIO_CXL_CACHE") {
-        return Ok(if dir.is_absolute() {
-            dir
-        } else {
-            std::env::current_dir()
-                .map_err(|e| Error::io("current directory", e))?
-                .join(dir)
-        });
-    }
-    if let Some(xdg) = get("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
-        return Ok(xdg.join("vfio-cxl"));
-    }
-    get("HOME")
-        .map(|h| h.join(".cache/vfio-cxl"))
-        .ok_or_else(|| Error::msg("none of VFIO_CXL_CACHE, XDG_CACHE_HOME, HOME is set"))
+    vfio_cxl_cache::from_env().map_err(|e| Error::msg(e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
