@@ -16,9 +16,6 @@
 //!   [`ras`] (§8.2.4.17) and [`hdm`] (§8.2.4.20) in it.
 //! - [`window`]: HPA ranges, fixed memory windows, interleave encodings,
 //!   HPA/DPA translation.
-//! - `scenario` (feature `scenario`, test code only): byte-driven sessions
-//!   with invariant checks for the property tests and the fuzzer. It is not
-//!   part of the model and is not copied into QEMU.
 //! - [`type2`]: the layout the project's emulated Type-2 devices share.
 
 pub mod bits;
@@ -27,7 +24,5 @@ pub mod dvsec;
 pub mod hdm;
 pub mod ras;
 pub mod reg_locator;
-#[cfg(feature = "scenario")]
-pub mod scenario;
 pub mod type2;
 pub mod window;

@@ -2,7 +2,7 @@
 //! test run checks the inputs the fuzzer found interesting, with or without
 //! cargo-fuzz installed.
 
-use cxl_regs::scenario::run_hdm;
+use cxl_regs_scenario::run_hdm;
 
 #[test]
 fn fuzz_corpus_holds_the_decoder_rules() {

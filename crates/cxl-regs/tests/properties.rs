@@ -2,11 +2,11 @@
 //!
 //! The central property: no sequence of register writes yields a committed
 //! HDM decoder whose HPA range lies outside the window it was given (plus
-//! the other rules `scenario::check_hdm` states). The fuzz target in
+//! the other rules `cxl_regs_scenario::check_hdm` states). The fuzz target in
 //! `fuzz/` drives the same sessions with coverage guidance.
 
 use cxl_regs::dvsec::{self, Capability, CxlDeviceDvsec, DvsecConfig, RangeInfo};
-use cxl_regs::scenario::{run_hdm, Stats};
+use cxl_regs_scenario::{run_hdm, Stats};
 use proptest::prelude::*;
 
 proptest! {

@@ -101,18 +101,6 @@ impl Context {
                 let from = self.repo.join(&inc.from);
                 let included = list_files(&from)
                     .map_err(|e| Error::msg(format!("include {}: {e}", inc.from)))?;
-                for name in &inc.exclude {
-                    if !included.contains(name) {
-                        return Err(Error::msg(format!(
-                            "include {}: excluded file {name} does not exist",
-                            inc.from
-                        )));
-                    }
-                }
-                let included: Vec<String> = included
-                    .into_iter()
-                    .filter(|f| !inc.exclude.contains(f))
-                    .collect();
                 if included.is_empty() {
                     return Err(Error::msg(format!("include {} has no files", inc.from)));
                 }

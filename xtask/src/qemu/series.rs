@@ -50,16 +50,12 @@ pub(super) struct PatchSpec {
 /// `[[patch.include]]`: every file under `from` (a directory of the
 /// vfio-cxl checkout, ending in `/`) becomes the file under `to` (a QEMU
 /// path, ending in `/`) in this patch. The series stays self-contained,
-/// and check-qemu-patches fails when the copy is stale. `exclude` names
-/// files under `from` (relative to it) that stay out, such as test code;
-/// each must exist, so a stale name fails gen.
+/// and check-qemu-patches fails when the copy is stale.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Include {
     pub(super) from: String,
     pub(super) to: String,
-    #[serde(default)]
-    pub(super) exclude: Vec<String>,
 }
 
 impl SeriesConfig {
@@ -410,16 +406,6 @@ paths = ["rust/hw/cxl/", "rust/hw/meson.build"]
         let last = c.patches.last().unwrap();
         assert_eq!(last.includes.len(), 1);
         assert_eq!(last.includes[0].to, "rust/hw/cxl/regs/src/");
-        assert!(last.includes[0].exclude.is_empty());
-        let excl = with.replace(
-            "to = \"rust/hw/cxl/regs/src/\"\n",
-            "to = \"rust/hw/cxl/regs/src/\"\nexclude = [\"scenario.rs\"]\n",
-        );
-        let c = SeriesConfig::parse(&excl).unwrap();
-        assert_eq!(
-            c.patches.last().unwrap().includes[0].exclude,
-            ["scenario.rs"]
-        );
         // A patch with only includes claims no qemu-device/ file and is not empty.
         assert!(c
             .assign(&files(&["subprojects/packagefiles/x", "rust/hw/cxl/a"]))

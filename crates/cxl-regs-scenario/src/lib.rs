@@ -9,8 +9,8 @@
 //! Lock On Commit bits), and resets. After every operation the invariants
 //! of [`check_hdm`] must hold.
 
-use crate::hdm::{self, DecoderControl, DecoderKind, HdmConfig, HdmDecoderBlock, HdmEvent};
-use crate::window::{HpaRange, HDM_ALIGN};
+use cxl_regs::hdm::{self, DecoderControl, DecoderKind, HdmConfig, HdmDecoderBlock, HdmEvent};
+use cxl_regs::window::{HpaRange, HDM_ALIGN};
 
 /// What a session did, for tests that check the space was explored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub fn check_hdm(block: &HdmDecoderBlock) -> Result<(), String> {
         }
         if let DecoderKind::Device { dpa_capacity } = config.kind {
             let ways =
-                crate::window::eiw_to_ways(d.control.get(DecoderControl::IW) as u8).unwrap_or(0);
+                cxl_regs::window::eiw_to_ways(d.control.get(DecoderControl::IW) as u8).unwrap_or(0);
             let end = d.dpa_base + d.size / u64::from(ways.max(1));
             if ways == 0 || end > dpa_capacity {
                 return Err(format!(
