@@ -41,6 +41,7 @@ commands:
   qemu-path [--firmware-args]        print the built qemu-system-x86_64 (or its -L options)
   gen-qemu-patches                   regenerate patches/qemu/ from qemu-device/
   check-qemu-patches                 fail if patches/qemu/ is stale (CI)
+  check-qemu-kconfig                 QEMU's Kconfig leaves vfio-cxl's devices out where they cannot link
   qemu-diff PATH...                  keep work-tree edits of QEMU files as qemu-device/qemu/PATH.diff
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
   bench-fault [--sizes MIB,MIB]      fault benchmark of the host driver's memory region (VMs)
@@ -71,6 +72,7 @@ fn run(args: &[String]) -> Result<()> {
         "gen-qemu-patches" => qemu::run_gen(rest),
         "check-qemu-patches" => qemu::run_check(rest),
         "qemu-diff" => qemu::run_diff(rest),
+        "check-qemu-kconfig" => qemu::run_check_kconfig(rest),
         "vm-test" => vmtest::run(rest),
         "bench-fault" => vmtest::run_bench(rest),
         "bench-bw" => bench::run_bw(rest),

@@ -240,7 +240,14 @@ fn qemu() -> Result<()> {
     qemu_checkpatch()?;
     step_with("build QEMU 10.2.2 with the series", || {
         crate::qemu::run_build(&[])
-    })
+    })?;
+    step_with("QEMU's Kconfig and vfio-cxl's devices", || {
+        crate::qemu::run_check_kconfig(&[])
+    })?;
+    step_with(
+        "QEMU's Rust doctests of the patched crates",
+        crate::qemu::run_doctests,
+    )
 }
 
 /// Every patch of patches/qemu passes QEMU's own scripts/checkpatch.pl

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use crate::error::{Error, Result};
 
 use super::context::Layout;
-use super::util::{remove_dir, run_output, write};
+use super::util::{remove_dir, run_output, run_status, write};
 use super::{CONFIGURE_ARGS, MESON_VERSION};
 
 /// `<cache>/tools/meson-<version>/bin/python3`, a venv with meson from PyPI
@@ -101,4 +101,26 @@ pub(super) fn configure(layout: &Layout, python: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// QEMU's Rust doctests whose crates the series changes, run by meson in
+/// the build directory (`meson test --suite doc`): the qom crate's include
+/// the `compile_fail` proofs that safe code cannot build an unterminated
+/// interface list.
+pub(super) const DOCTESTS: &[&str] = &["rust-qom-rs-doctests"];
+
+/// Runs [`DOCTESTS`] in a configured build (output shown, with the logs of
+/// failures).
+pub(super) fn doctests(cache_root: &Path, layout: &Layout) -> Result<()> {
+    let python = ensure_meson(cache_root)?;
+    let meson = python.with_file_name("meson");
+    run_status(
+        Command::new(meson)
+            .arg("test")
+            .arg("-C")
+            .arg(&layout.build)
+            .args(["--suite", "doc", "--print-errorlogs"])
+            .args(DOCTESTS),
+        "meson test (Rust doctests)",
+    )
 }

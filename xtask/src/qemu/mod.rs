@@ -21,6 +21,7 @@ mod changes;
 mod context;
 mod crates;
 mod deps;
+mod kconfig;
 mod meson;
 mod series;
 mod util;
@@ -42,6 +43,7 @@ use util::{compare_dirs, git, remove_dir, run_output, run_status, write, TempDir
 use worktree::{apply_series, create_work_tree, sync_packagefiles};
 
 pub use deps::missing_packages;
+pub use kconfig::run as run_check_kconfig;
 
 /// meson installed (with pip) into a venv under the cache; QEMU 10.2 needs
 /// >= 1.9.0 for Rust and Debian bookworm ships 1.0.1.
@@ -174,6 +176,18 @@ pub fn run_check(args: &[String]) -> Result<()> {
         "patches/qemu/ is stale ({}): run `cargo xtask gen-qemu-patches` and commit the result",
         diffs.join(", ")
     )))
+}
+
+/// QEMU's Rust doctests of the crates the series changes (a built tree).
+pub fn run_doctests() -> Result<()> {
+    let ctx = Context::load()?;
+    let layout = ctx.layout();
+    if !layout.build.join("build.ninja").is_file() {
+        return Err(Error::msg(
+            "QEMU is not configured: run `cargo xtask build-qemu`",
+        ));
+    }
+    meson::doctests(ctx.cache.root(), &layout)
 }
 
 pub fn run_diff(args: &[String]) -> Result<()> {
