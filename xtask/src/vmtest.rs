@@ -256,6 +256,10 @@ pub(crate) fn prepared_harness_with(
     crate::guest_driver::build(false)?;
     println!("==> build vfio-cxl-uapi-check (static, {GUEST_TARGET_DIR})");
     build_uapi_check()?;
+    println!(
+        "==> build vfio-cxl-cmdline (static, {GUEST_TARGET_DIR}; the nested chain's L1 runs it)"
+    );
+    build_static("vfio-cxl-cmdline")?;
     println!("==> build the kselftest vfio_cxl_region_test (static, patches/linux)");
     build_selftest()?;
     let debug = if debug_kernel {

@@ -9,10 +9,18 @@
 //! the crate has no dependencies (QEMU's meson build links it as is).
 //!
 //! The semantics behind the numbers are in `docs/uapi.md`.
+//!
+//! With the `vfio` feature, [`vfio`] opens a device through kernel VFIO
+//! (std, libc): the one opener uapi-check and vfio-cxl-cmdline share.
 
 #![no_std]
 
+#[cfg(feature = "vfio")]
+extern crate std;
+
 pub mod caps;
+#[cfg(feature = "vfio")]
+pub mod vfio;
 
 /// `vfio_device_info.flags` bit: a CXL Type-2 device with the regions below.
 pub const VFIO_DEVICE_FLAGS_CXL: u32 = 1 << 9;

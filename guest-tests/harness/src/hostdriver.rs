@@ -29,6 +29,8 @@ use crate::vmtests::CXL_MODULES;
 
 /// Overrides where the static `vfio-cxl-uapi-check` is taken from.
 pub const UAPI_CHECK_ENV: &str = "VFIO_CXL_UAPI_CHECK";
+/// Overrides the static `vfio-cxl-cmdline` the nested chain's L1 runs.
+pub const CMDLINE_ENV: &str = "VFIO_CXL_CMDLINE";
 /// Overrides where the static kselftest `vfio_cxl_region_test` is taken
 /// from (default: [`selftest_binary`]).
 pub const SELFTEST_ENV: &str = "VFIO_CXL_SELFTEST";
@@ -77,6 +79,18 @@ pub fn uapi_check_binary() -> PathBuf {
             .join(GUEST_TARGET_DIR)
             .join(GUEST_TRIPLE)
             .join("release/vfio-cxl-uapi-check")
+    })
+}
+
+/// `$VFIO_CXL_CMDLINE`, else
+/// `target/guest/x86_64-unknown-linux-gnu/release/vfio-cxl-cmdline`
+/// (built static like uapi-check, for the nested chain's L1).
+pub fn cmdline_binary() -> PathBuf {
+    env_path(CMDLINE_ENV).unwrap_or_else(|| {
+        repo_root()
+            .join(GUEST_TARGET_DIR)
+            .join(GUEST_TRIPLE)
+            .join("release/vfio-cxl-cmdline")
     })
 }
 

@@ -336,27 +336,82 @@ pub fn accel_name(accel: AccelChoice) -> &'static str {
     }
 }
 
+/// Where L1 keeps the options vfio-cxl-cmdline printed for L2.
+pub const CXL_ARGS: &str = "/tmp/cxl-args";
+
+/// What L1 runs vfio-cxl-cmdline on to see it refuse: (fact name, shell
+/// arguments, what its one stderr line must say). `$dev` is the
+/// accelerator, `$rp` the root port above it (bound to pcieport).
+pub const CMDLINE_ERRORS: &[(&str, &str, &str)] = &[
+    (
+        "no-device",
+        "0000:ff:1f.7",
+        "0000:ff:1f.7: no such PCI device",
+    ),
+    (
+        "wrong-driver",
+        "\"$rp\"",
+        "is bound to pcieport, not vfio-cxl-pci",
+    ),
+    (
+        "small-window",
+        "--window-size 512M \"$dev\"",
+        "window size 512M is too small for 256 MiB of CXL memory: at least 1G",
+    ),
+];
+
+/// L1's step that runs vfio-cxl-cmdline: on [`CMDLINE_ERRORS`] (exit
+/// status, stderr lines and the last one as a fact each), then on the
+/// accelerator, whose options go to [`CXL_ARGS`] for L2 and, line by
+/// line, into `cmdline.out` facts. The host driver runs with
+/// `clear_memory=0` from here on: the chain hands the data from one VFIO
+/// owner to the next on purpose (hw-test writes and closes, QEMU opens
+/// for L2; L2's data is read back after QEMU closed), which the clearing
+/// between users would wipe (host-driver-tenants checks the clearing).
+/// L0's first write still comes after hw-test's open (`--handshake`).
+pub fn cmdline_step() -> String {
+    let mut s = String::from(
+        r#". /opt/vfio-cxl/lib.sh
+echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
+p=$(readlink -f /sys/bus/pci/devices/$dev); p=${p%/*}; rp=${p##*/}
+refused() {
+	local name=$1 rc n=0 last= l; shift
+	$VC/vfio-cxl-cmdline "$@" >/tmp/cmdline.out 2>/tmp/cmdline.err
+	rc=$?
+	while IFS= read -r l; do n=$((n + 1)); last=$l; done </tmp/cmdline.err
+	vfiocxl_fact "cmdline.$name" "status $rc, $n stderr line(s): $last"
+}
+"#,
+    );
+    for (name, args, _) in CMDLINE_ERRORS {
+        s.push_str(&format!("refused {name} {args}\n"));
+    }
+    s.push_str(&format!(
+        r#"$VC/vfio-cxl-cmdline --verbose "$dev" >{CXL_ARGS} || exit 1
+while IFS= read -r l; do vfiocxl_fact cmdline.out "$l"; done <{CXL_ARGS}
+"#
+    ));
+    s
+}
+
 /// L1's step that runs the L1 side: hw-test on the accelerator, with the
 /// bundled QEMU, its libraries and L2's boot files, L2 under `accel`
 /// (hw-test's `--accel kvm` fails its preflight when /dev/kvm is not
-/// usable, and QEMU's `-accel kvm` has no fallback: no silent TCG).
-/// The host driver runs with `clear_memory=0`: the chain hands the data
-/// from one VFIO owner to the next on purpose (hw-test writes and closes,
-/// QEMU opens for L2; L2's data is read back after QEMU closed), which the
-/// clearing between users would wipe (host-driver-tenants checks the
-/// clearing). L0's first write still comes after hw-test's open
-/// (`--handshake`).
+/// usable, and QEMU's `-accel kvm` has no fallback: no silent TCG), and
+/// L2's CXL options as vfio-cxl-cmdline printed them ([`cmdline_step`]),
+/// read back into words by the shell as a user's script would.
 pub fn hw_test_step(accel: AccelChoice) -> String {
     // L2's kernel goes in as /opt/nested/vmlinuz, whichever form it has
     // (QEMU boots an ELF vmlinux through PVH, a bzImage as usual).
     format!(
         r#". /opt/vfio-cxl/lib.sh
-echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
 export LD_LIBRARY_PATH={d}/lib
+read -r _ <{CXL_ARGS} || exit 1
+eval "set -- $(cat {CXL_ARGS})"
 {d}/guest-harness hw-test --bdf "$dev" --qemu {d}/qemu-system-x86_64 --firmware-dir {d}/firmware \
 	--kernel {d}/vmlinuz --initrd {d}/l2-initrd.cpio --accel {accel} --memory {mem} --smp {smp} \
 	--tb-size {tb} --timeout {timeout} --expect-seed {l0} --handshake --write-seed {l1} --guest-seed {l2} \
-	--ping-pong {pp} --follow --facts >&3
+	--ping-pong {pp} --follow --facts -- "$@" >&3
 "#,
         d = NESTED_DIR,
         accel = accel_name(accel),
@@ -380,7 +435,15 @@ pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
         p = p.module("kvm_amd");
     }
     p = p
+        .file(
+            &format!("{}/vfio-cxl-cmdline", hostdriver::GUEST_DIR),
+            0o755,
+            Source::Path {
+                src: hostdriver::cmdline_binary(),
+            },
+        )
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step("cmdline", &cmdline_step())
         .step("hw-test", &hw_test_step(accel))
         .step("report-dmesg", &l1_dmesg_sh());
     b.add_to(p)
@@ -406,6 +469,10 @@ pub const MILESTONES: &[crate::runner::Milestone] = &[
     (
         "vfiocxl: step report-cxl-sysfs",
         "L1: vfio-cxl-pci bound to the accelerator",
+    ),
+    (
+        "vfiocxl: step hw-test",
+        "L1: vfio-cxl-cmdline printed L2's CXL options",
     ),
     (
         "hw-test: booting the guest",
@@ -540,12 +607,36 @@ pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec
         }
     }
 
+    // L1 ran vfio-cxl-cmdline: each refusal is one line and status 1.
+    for (name, _, want) in CMDLINE_ERRORS {
+        let v = r.fact(&format!("cmdline.{name}"));
+        if !v.is_some_and(|v| {
+            v.starts_with("status 1, 1 stderr line(s): vfio-cxl-cmdline: ") && v.contains(want)
+        }) {
+            l1.push(format!(
+                "L1: vfio-cxl-cmdline {name}: {v:?}, expected status 1 and one line saying {want:?}"
+            ));
+        }
+    }
+
     // L2: what hw-test found (it checks the guest), and the guest's own view.
     let mut l2: Vec<String> = r
         .facts("hw.guest.problem")
         .into_iter()
         .map(|p| format!("L2: {p}"))
         .collect();
+    // L2's CXL options are the ones vfio-cxl-cmdline printed in L1.
+    let printed: Vec<&str> = r
+        .facts("cmdline.out")
+        .into_iter()
+        .map(|l| l.trim_end_matches(" \\"))
+        .collect();
+    if printed.is_empty() || r.fact("hw.cxl_args") != Some(printed.join(" ").as_str()) {
+        l2.push(format!(
+            "L2's CXL options {:?} are not what vfio-cxl-cmdline printed in L1 ({printed:?})",
+            r.fact("hw.cxl_args")
+        ));
+    }
     if r.fact("l2.accel.driver").is_none() {
         l2.push("L2: no report from the guest (did QEMU in L1 start?)".into());
     }
@@ -756,7 +847,7 @@ mod tests {
     }
 
     #[test]
-    fn l1_step_is_valid_sh_and_passes_the_seeds() {
+    fn l1_steps_are_valid_sh_and_pass_the_seeds() {
         let s = hw_test_step(AccelChoice::Kvm);
         crate::payload::assert_valid_sh("L1 hw-test step", &s);
         assert!(s.contains("--accel kvm"), "{s}");
@@ -764,13 +855,19 @@ mod tests {
         for seed in [L0_SEED, L1_SEED, L2_SEED] {
             assert!(s.contains(&seed.to_string()));
         }
-        assert!(s.contains("--facts >&3"));
-        assert!(s.contains("clear_memory"));
+        assert!(s.contains("--facts -- \"$@\" >&3"));
+        let c = cmdline_step();
+        crate::payload::assert_valid_sh("L1 cmdline step", &c);
+        assert!(c.contains("clear_memory"));
+        for (name, args, _) in CMDLINE_ERRORS {
+            assert!(c.contains(&format!("refused {name} {args}\n")), "{c}");
+        }
     }
 }
 
 /// Checks over a real chain run's L1 results (testdata/, from a passing
-/// run on 2026-12-05, L2 under KVM), so the verdicts are tested on real data.
+/// run on 2026-12-05, L2 under KVM, its CXL options from vfio-cxl-cmdline),
+/// so the verdicts are tested on real data.
 #[cfg(test)]
 pub(crate) mod fixture {
     use std::os::unix::process::ExitStatusExt;
@@ -810,13 +907,26 @@ pub(crate) mod fixture {
         ("l0.checksum", "0x5afde13b442e3844"),
         (
             "l0.outside_written",
-            "after the guest opened the device (16.3 s after the boot began)",
+            "after the guest opened the device (10.3 s after the boot began)",
         ),
         (
             "l0.atomics",
             "200000 increments, 0 of them with the guest's in between",
         ),
     ];
+
+    /// What L2 was given: the CXL options vfio-cxl-cmdline printed in
+    /// L1, as hw-test reported them.
+    pub fn l2_cxl() -> crate::hw::GuestCxl {
+        let l1 = parse_results(L1_RESULTS);
+        let args: Vec<String> = l1
+            .fact("hw.cxl_args")
+            .expect("the recorded run has hw.cxl_args")
+            .split(' ')
+            .map(str::to_string)
+            .collect();
+        crate::hw::GuestCxl::from_args(&args, "0000:0d:00.0").expect("the recorded options")
+    }
 
     /// L2's own report, as hw-test forwarded it (`l2.` facts, QEMU's
     /// stderr lines), turned back into L2's results and stderr.
@@ -976,6 +1086,43 @@ mod check_tests {
             l1.iter()
                 .any(|p| p.contains("error-level kernel message: DMAR")),
             "{l1:?}"
+        );
+    }
+
+    /// vfio-cxl-cmdline accepted what it must refuse, or said it in two
+    /// lines; and L2 got other options than the tool printed.
+    #[test]
+    fn cmdline_refusals_and_l2_options_are_checked() {
+        let two_lines = L1_RESULTS.replace(
+            "status 1, 1 stderr line(s): vfio-cxl-cmdline: 0000:ff:1f.7",
+            "status 1, 2 stderr line(s): vfio-cxl-cmdline: 0000:ff:1f.7",
+        );
+        let accepted = two_lines.replace(
+            "status 1, 1 stderr line(s): vfio-cxl-cmdline: 0000:0d:00.0: window size 512M",
+            "status 0, 1 stderr line(s): vfio-cxl-cmdline: 0000:0d:00.0: window size 512M",
+        );
+        let other_window = accepted.replace(
+            "\"key\":\"hw.cxl_args\",\"value\":\"-M cxl=on,cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=1G",
+            "\"key\":\"hw.cxl_args\",\"value\":\"-M cxl=on,cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G",
+        );
+        assert_ne!(other_window, accepted, "the recorded run has hw.cxl_args");
+        let o = outcome(&other_window, "", L0_FACTS);
+        let v = levels(&o);
+        let l1 = &v[0].1;
+        assert_eq!(l1.len(), 2, "{l1:?}");
+        assert!(
+            l1[0].starts_with("L1: vfio-cxl-cmdline no-device"),
+            "{l1:?}"
+        );
+        assert!(
+            l1[1].starts_with("L1: vfio-cxl-cmdline small-window"),
+            "{l1:?}"
+        );
+        assert!(
+            v[1].1
+                .iter()
+                .any(|p| p.contains("are not what vfio-cxl-cmdline printed in L1")),
+            "{v:?}"
         );
     }
 

@@ -13,8 +13,7 @@ use vfio_cxl_uapi::{caps, VfioRegionInfoCapCxlCompRegs};
 use vfio_cxl_uapi::{
     VFIO_CXL_CAP_HOST_FIRMWARE_COMMITTED, VFIO_DEVICE_FLAGS_CXL, VFIO_DEVICE_INFO_CAP_CXL,
     VFIO_REGION_INFO_CAP_CXL_COMP_REGS, VFIO_REGION_INFO_CAP_SPARSE_MMAP,
-    VFIO_REGION_INFO_CAP_TYPE, VFIO_REGION_SUBTYPE_CXL_COMP_REGS, VFIO_REGION_SUBTYPE_CXL_MEM,
-    VFIO_REGION_TYPE_CXL,
+    VFIO_REGION_SUBTYPE_CXL_COMP_REGS, VFIO_REGION_SUBTYPE_CXL_MEM, VFIO_REGION_TYPE_CXL,
 };
 
 use crate::isolation;
@@ -79,19 +78,6 @@ pub(crate) fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), St
     }
 }
 
-pub(crate) fn region_type(r: &RegionInfo) -> Option<(u32, u32)> {
-    let cap = caps::find(
-        &r.raw,
-        REGION_INFO_LEN,
-        r.cap_offset,
-        VFIO_REGION_INFO_CAP_TYPE,
-    )
-    .ok()??;
-    caps::region_type(&r.raw, cap)
-        .ok()
-        .map(|t| (t.type_, t.subtype))
-}
-
 impl Ctx {
     /// Opens the device and finds both CXL regions (docs/uapi.md, Discovery).
     pub fn open(bdf: &str, options: Options) -> Result<Self, VfioError> {
@@ -101,7 +87,7 @@ impl Ctx {
         let (mut mem, mut comp) = (None, None);
         for index in VFIO_PCI_NUM_REGIONS..info.num_regions {
             let r = dev.region_info(index)?;
-            match region_type(&r) {
+            match r.region_type() {
                 Some((VFIO_REGION_TYPE_CXL, VFIO_REGION_SUBTYPE_CXL_MEM)) => mem = Some(r),
                 Some((VFIO_REGION_TYPE_CXL, VFIO_REGION_SUBTYPE_CXL_COMP_REGS)) => comp = Some(r),
                 _ => {}

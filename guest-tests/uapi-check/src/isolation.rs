@@ -276,7 +276,7 @@ pub(crate) fn open_whole(
     let mem = (0..info.num_regions)
         .filter_map(|i| dev.region_info(i).ok())
         .find(|r| {
-            crate::checks::region_type(r)
+            r.region_type()
                 == Some((
                     vfio_cxl_uapi::VFIO_REGION_TYPE_CXL,
                     vfio_cxl_uapi::VFIO_REGION_SUBTYPE_CXL_MEM,

@@ -133,13 +133,74 @@ pub fn guest_topology(bdf: &str, region_size: u64) -> Topology {
     }
 }
 
+/// What the guest must show of the CXL topology QEMU was given: its
+/// first window's size and the bus number of its host bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestCxl {
+    pub window_bytes: u64,
+    pub bus_nr: u32,
+}
+
+impl GuestCxl {
+    /// From the built-in topology.
+    pub fn of_topology(t: &Topology) -> Option<Self> {
+        Some(Self {
+            window_bytes: t.windows.first()?.size_mib << 20,
+            bus_nr: t.host_bridges.first()?.bus_nr,
+        })
+    }
+
+    /// From options as `vfio-cxl-cmdline` prints them for one device:
+    /// `cxl-fmw.0.size` of the `-M`, the `pxb-cxl`'s `bus_nr`, and a
+    /// `vfio-cxl` whose `host` is `bdf` (else the guest would test
+    /// another device).
+    pub fn from_args(args: &[String], bdf: &str) -> Result<Self, String> {
+        let values = |opt: &str| -> Vec<&str> {
+            args.windows(2)
+                .filter(|w| w[0] == opt)
+                .map(|w| w[1].as_str())
+                .collect()
+        };
+        let key = |list: &str, k: &str| -> Option<String> {
+            list.split(',')
+                .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        let window = values("-M")
+            .iter()
+            .find_map(|m| key(m, "cxl-fmw.0.size"))
+            .ok_or("no -M cxl-fmw.0.size in the CXL options")?;
+        let window_bytes = vfio_cxl_cmdline::size::parse(&window)?;
+        let devices = values("-device");
+        let bus_nr = devices
+            .iter()
+            .filter(|d| d.starts_with("pxb-cxl,"))
+            .find_map(|d| key(d, "bus_nr")?.parse().ok())
+            .ok_or("no -device pxb-cxl,bus_nr=N in the CXL options")?;
+        let hosts: Vec<String> = devices
+            .iter()
+            .filter(|d| d.starts_with("vfio-cxl,"))
+            .filter_map(|d| key(d, "host"))
+            .collect();
+        if hosts != [bdf] {
+            return Err(format!(
+                "the CXL options pass {hosts:?} through, not {bdf} alone"
+            ));
+        }
+        Ok(Self {
+            window_bytes,
+            bus_nr,
+        })
+    }
+}
+
 /// The guest's results checked: bound, the region the guest's CXL core
-/// assembled inside its window, every coherence check passed.
-/// `topology` is what QEMU was given: the guest must report that window
-/// (size) and host bridge (the root decoder's target).
+/// assembled inside its window and 1 GiB-aligned there, every coherence
+/// check passed. `cxl` is what QEMU was given: the guest must report
+/// that window (size) and host bridge (the root decoder's target).
 pub fn check_guest(
     outcome: &RunOutcome,
-    topology: &Topology,
+    cxl: &GuestCxl,
     region_size: u64,
     ping_pong: u64,
     written_seed: u64,
@@ -217,18 +278,27 @@ pub fn check_guest(
                     "QEMU: no vfio_cxl_map trace line '{mapped}' (the direct mapping of the region)"
                 ));
             }
-            // The topology QEMU built: the window's size, its host bridge.
-            let want_size = topology.windows.first().map(|w| w.size_mib << 20);
-            if window.map(|w| w.size()) != want_size {
+            // Firmware's pre-commit found 1 GiB-aligned room in the window
+            // (what the window is sized for), so QEMU can map the memory
+            // with 1 GiB pages.
+            if probe.1 % (1 << 30) != 0 {
                 p.push(format!(
-                    "guest: CXL Window 0 is {:?} bytes, QEMU was given {want_size:?}",
-                    window.map(|w| w.size())
+                    "guest: the region at {:#x} is not 1 GiB-aligned (the window had no 1 GiB-aligned room for it)",
+                    probe.1
                 ));
             }
-            let bus = topology.host_bridges.first().map(|h| h.bus_nr.to_string());
+            // The topology QEMU built: the window's size, its host bridge.
+            if window.map(|w| w.size()) != Some(cxl.window_bytes) {
+                p.push(format!(
+                    "guest: CXL Window 0 is {:?} bytes, QEMU was given {}",
+                    window.map(|w| w.size()),
+                    cxl.window_bytes
+                ));
+            }
+            let bus = cxl.bus_nr.to_string();
             if !roots
                 .iter()
-                .any(|d| s.attr(d, "target_list") == bus.as_deref())
+                .any(|d| s.attr(d, "target_list") == Some(bus.as_str()))
             {
                 p.push(format!(
                     "guest: no root decoder targets host bridge {bus:?} (pxb-cxl bus_nr)"
@@ -310,7 +380,7 @@ mod tests {
 #[cfg(test)]
 mod guest_check_tests {
     use super::*;
-    use crate::nested::fixture::{l2, outcome};
+    use crate::nested::fixture::{l2, l2_cxl, outcome};
     use crate::nested::L1_SEED;
 
     const BDF: &str = "0000:0d:00.0";
@@ -320,7 +390,7 @@ mod guest_check_tests {
     fn the_recorded_guest_passes() {
         let (results, stderr) = l2();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
+        let p = check_guest(&o, &l2_cxl(), SIZE, 1000, L1_SEED);
         assert!(p.is_empty(), "{p:?}");
     }
 
@@ -330,7 +400,7 @@ mod guest_check_tests {
     fn a_guest_that_read_other_data_fails_by_its_digest() {
         let (results, stderr) = l2();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED + 1);
+        let p = check_guest(&o, &l2_cxl(), SIZE, 1000, L1_SEED + 1);
         assert!(
             p.iter()
                 .any(|m| m.contains("guest: outside -> guest: the reader's digest")),
@@ -347,9 +417,10 @@ mod guest_check_tests {
     fn a_different_topology_is_named() {
         let (results, stderr) = l2();
         let o = outcome(&results, &stderr, &[]);
-        let mut t = guest_topology(BDF, SIZE);
-        t.windows[0].size_mib = 8192;
-        t.host_bridges[0].bus_nr = 52;
+        let t = GuestCxl {
+            window_bytes: 8 << 30,
+            bus_nr: 52,
+        };
         let p = check_guest(&o, &t, SIZE, 1000, L1_SEED);
         assert!(p.iter().any(|m| m.contains("CXL Window 0 is")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("targets host bridge")), "{p:?}");
@@ -363,7 +434,7 @@ mod guest_check_tests {
             .filter(|l| !l.contains("vfio_cxl_map"))
             .collect();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
+        let p = check_guest(&o, &l2_cxl(), SIZE, 1000, L1_SEED);
         assert!(p.iter().any(|m| m.contains("vfio_cxl_map")), "{p:?}");
     }
 
@@ -380,7 +451,7 @@ mod guest_check_tests {
             .map(|l| format!("{l}\n"))
             .collect::<String>();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
+        let p = check_guest(&o, &l2_cxl(), SIZE, 1000, L1_SEED);
         assert!(
             p.iter().any(|m| m.contains("coherence.atomics: FAIL")),
             "{p:?}"
@@ -397,7 +468,7 @@ mod guest_check_tests {
         let (mut results, stderr) = l2();
         results.push_str("VFIOCXL-RESULT {\"kind\":\"fact\",\"step\":\"report-dmesg\",\"key\":\"dmesg\",\"value\":\"<3>[  9.1] cxl_port port1: failed to load HDM decoders\"}\n");
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, SIZE), SIZE, 1000, L1_SEED);
+        let p = check_guest(&o, &l2_cxl(), SIZE, 1000, L1_SEED);
         assert!(
             p.iter()
                 .any(|m| m.contains("error-level kernel message: cxl_port")),
@@ -405,11 +476,63 @@ mod guest_check_tests {
         );
     }
 
+    /// The recorded run's region moved 256 MiB up: no longer 1 GiB-aligned.
+    #[test]
+    fn a_region_that_is_not_1g_aligned_is_named() {
+        let (results, stderr) = l2();
+        let o = outcome(&results, &stderr, &[]);
+        let base = crate::guestdriver::parse_probe(
+            o.report
+                .facts("dmesg")
+                .into_iter()
+                .find(|l| parse_probe(l).is_some())
+                .expect("the recorded guest's probe line"),
+        )
+        .unwrap()
+        .1;
+        assert_eq!(base % (1 << 30), 0, "the recorded region is aligned");
+        let (from, to) = (format!("{base:x}"), format!("{:x}", base + (256 << 20)));
+        let o = outcome(
+            &results.replace(&from, &to),
+            &stderr.replace(&from, &to),
+            &[],
+        );
+        let p = check_guest(&o, &l2_cxl(), SIZE, 1000, L1_SEED);
+        assert!(
+            p.iter().any(|m| m.contains("is not 1 GiB-aligned")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn cxl_options_are_read_as_vfio_cxl_cmdline_prints_them() {
+        let args: Vec<String> = "-M cxl=on,cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=1G \
+             -device pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1,hdm_for_passthrough=on \
+             -device cxl-rp,port=0,bus=cxl.1,id=rp0,chassis=0,slot=2 \
+             -device vfio-cxl,host=0000:0d:00.0,bus=rp0,id=vcxl0"
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            GuestCxl::from_args(&args, BDF),
+            Ok(GuestCxl {
+                window_bytes: 1 << 30,
+                bus_nr: 12
+            })
+        );
+        let e = GuestCxl::from_args(&args, "0000:0e:00.0").unwrap_err();
+        assert!(e.contains("not 0000:0e:00.0 alone"), "{e}");
+        let e = GuestCxl::from_args(&args[2..], BDF).unwrap_err();
+        assert!(e.contains("no -M cxl-fmw.0.size"), "{e}");
+        let e = GuestCxl::from_args(&args[..2], BDF).unwrap_err();
+        assert!(e.contains("no -device pxb-cxl"), "{e}");
+    }
+
     #[test]
     fn a_region_of_another_size_is_named() {
         let (results, stderr) = l2();
         let o = outcome(&results, &stderr, &[]);
-        let p = check_guest(&o, &guest_topology(BDF, 2 * SIZE), 2 * SIZE, 1000, L1_SEED);
+        let p = check_guest(&o, &l2_cxl(), 2 * SIZE, 1000, L1_SEED);
         assert!(p.iter().any(|m| m.contains("size")), "{p:?}");
     }
 }

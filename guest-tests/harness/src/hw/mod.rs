@@ -19,7 +19,7 @@ mod options;
 mod preflight;
 mod run;
 
-pub use guest::{check_guest, guest_cmdline, guest_payload, guest_topology};
+pub use guest::{check_guest, guest_cmdline, guest_payload, guest_topology, GuestCxl};
 pub use memory::{scan_words, uapi_probe};
 pub use options::{normalize_bdf, parse_args, AccelChoice, HwOptions, USAGE};
 pub use preflight::{preflight, Finding, Preflight};

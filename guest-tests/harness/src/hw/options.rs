@@ -45,6 +45,9 @@ options:
   --facts              also print the results as harness fact lines on stdout
   --follow             copy the guest's console to stderr while it runs (prefix \"guest <seconds> | \")
   --keep               keep the guest's run directory
+  -- ARG...            the guest's CXL options as vfio-cxl-cmdline prints them for this one
+                       device (-M cxl-fmw..., pxb-cxl, cxl-rp, -device vfio-cxl,host=BDF),
+                       instead of the built-in ones (the nested chain)
 ";
 
 /// Which accelerator the guest runs with.
@@ -80,6 +83,8 @@ pub struct HwOptions {
     pub follow: bool,
     /// Extra words for the guest's kernel command line.
     pub guest_cmdline: Vec<String>,
+    /// The guest's CXL options (after `--`); empty: the built-in topology.
+    pub cxl_args: Vec<String>,
 }
 
 impl Default for HwOptions {
@@ -104,6 +109,7 @@ impl Default for HwOptions {
             facts: false,
             follow: false,
             guest_cmdline: Vec::new(),
+            cxl_args: Vec::new(),
         }
     }
 }
@@ -196,6 +202,12 @@ pub fn parse_args(args: &[String]) -> Result<HwOptions> {
             "--follow" => o.follow = true,
             "--guest-cmdline" => o.guest_cmdline.push(value()?),
             "--keep" => o.env.keep = true,
+            "--" => {
+                o.cxl_args = it.by_ref().cloned().collect();
+                if o.cxl_args.is_empty() {
+                    return Err(Error::msg("-- needs the guest's CXL options after it"));
+                }
+            }
             other => return Err(Error::msg(format!("hw-test: unknown argument {other}"))),
         }
     }
@@ -258,6 +270,10 @@ mod tests {
         assert_eq!((o.write_seed, o.guest_seed, o.ping_pong), (5, 6, 100));
         assert!(o.facts && o.env.keep && o.preflight_only);
         assert_eq!(o.guest_cmdline, ["a=1", "b"]);
+        assert!(o.cxl_args.is_empty());
+        let o = parse_args(&args("--bdf 3b:00.0 --facts -- -M cxl=on -device x,y")).unwrap();
+        assert_eq!(o.cxl_args, ["-M", "cxl=on", "-device", "x,y"]);
+        assert!(o.facts);
 
         for (a, want) in [
             ("", "needs --bdf"),
@@ -269,6 +285,7 @@ mod tests {
             ("--bdf 3b:00.0 --write-seed 1 --guest-seed 1", "must differ"),
             ("--bdf 3b:00.0 --bogus", "unknown argument --bogus"),
             ("--bdf 3b:0.0", "not a PCI address"),
+            ("--bdf 3b:00.0 --", "-- needs the guest's CXL options"),
         ] {
             let e = parse_args(&args(a)).unwrap_err().to_string();
             assert!(e.contains(want), "{a:?}: {e}");

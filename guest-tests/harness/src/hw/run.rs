@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::pattern;
 
-use super::guest::{check_guest, guest_cmdline, guest_payload, guest_topology};
+use super::guest::{check_guest, guest_cmdline, guest_payload, guest_topology, GuestCxl};
 use super::memory::{scan_words, uapi_probe, with_memory};
 use super::options::HwOptions;
 use super::preflight::{preflight, report_preflight};
@@ -18,7 +18,7 @@ use super::{secs, Out, EXIT_PREFLIGHT};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::payload::build_initramfs;
-use crate::qemu::{Machine, Vm};
+use crate::qemu::{Machine, Topology, Vm};
 use crate::runner;
 
 /// The resolved boot files: given paths, or the pinned kernel and a
@@ -176,6 +176,18 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
         }
     }
 
+    // The guest's CXL options: given (vfio-cxl-cmdline's), or built in.
+    let (topology, cxl_args, cxl) = if o.cxl_args.is_empty() {
+        let t = guest_topology(&o.bdf, size);
+        let cxl = GuestCxl::of_topology(&t).expect("the built-in topology has a window");
+        (t, Vec::new(), cxl)
+    } else {
+        let cxl = GuestCxl::from_args(&o.cxl_args, &o.bdf)
+            .map_err(|e| Error::msg(format!("the CXL options after --: {e}")))?;
+        out.fact("hw.cxl_args", &o.cxl_args.join(" "));
+        (Topology::default(), o.cxl_args.clone(), cxl)
+    };
+
     // The guest.
     let machine = Machine {
         accel: if pf.kvm { "kvm".into() } else { "tcg".into() },
@@ -201,22 +213,27 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
             },
             ..machine
         },
-        topology: guest_topology(&o.bdf, size),
+        topology,
         kernel: boot.kernel.clone(),
         initrd: boot.initrd.clone(),
         cmdline,
-        // The device's own events (not the per-access hdm_read/write).
-        extra_args: [
-            "realize",
-            "precommit",
-            "commit_failed",
-            "map",
-            "unmap",
-            "no_window",
-        ]
-        .iter()
-        .flat_map(|e| ["-trace".to_string(), format!("vfio_cxl_{e}")])
-        .collect(),
+        // The given CXL options, then the device's own events (not the
+        // per-access hdm_read/write).
+        extra_args: cxl_args
+            .into_iter()
+            .chain(
+                [
+                    "realize",
+                    "precommit",
+                    "commit_failed",
+                    "map",
+                    "unmap",
+                    "no_window",
+                ]
+                .iter()
+                .flat_map(|e| ["-trace".to_string(), format!("vfio_cxl_{e}")]),
+            )
+            .collect(),
     };
     let dir = tempfile::Builder::new()
         .prefix("hw-test-")
@@ -261,7 +278,7 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     for (k, v) in outcome.report.all_facts() {
         out.fact(&format!("l2.{k}"), v);
     }
-    let guest_problems = check_guest(&outcome, &vm.topology, size, o.ping_pong, write);
+    let guest_problems = check_guest(&outcome, &cxl, size, o.ping_pong, write);
     out.say(&format!(
         "guest ran {} s (init after {}), {} problem(s)",
         secs(outcome.wall),

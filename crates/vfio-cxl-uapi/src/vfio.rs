@@ -1,8 +1,14 @@
-//! Thin, safe wrappers over the VFIO ioctls this checker needs (type1
-//! container and group, device fd, info queries, region I/O and mmap).
-//! Struct layouts come from rust-vmm's `vfio-bindings`; the CXL additions
-//! from `vfio-cxl-uapi`. The ioctl numbers are `_IO(';', 100 + n)` as in
-//! `<linux/vfio.h>` (tests/ioctl_numbers.rs compares them with the C header).
+//! Thin, safe wrappers over the kernel VFIO ioctls the user-space tools
+//! need (type1 container and group, device fd, info queries, region I/O
+//! and mmap): uapi-check's contract checks and vfio-cxl-cmdline's reading
+//! of a device. Struct layouts come from rust-vmm's `vfio-bindings`; the
+//! CXL additions from this crate. The ioctl numbers are `_IO(';', 100 + n)`
+//! as in `<linux/vfio.h>` (tests/ioctl_numbers.rs compares them with the
+//! C header).
+
+// The crate is no_std without this module: bring std's prelude and macros.
+use std::prelude::rust_2021::*;
+use std::{format, vec};
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -127,9 +133,26 @@ pub struct RegionInfo {
     pub raw: Vec<u8>,
 }
 
+/// `sizeof(struct vfio_region_info)`: where its capability chain may start.
+pub const REGION_INFO_LEN: usize = size_of::<vfio_region_info>();
+
 impl RegionInfo {
     pub fn has_flag(&self, flag: u32) -> bool {
         self.flags & flag != 0
+    }
+
+    /// (type, sub-type) of its `VFIO_REGION_INFO_CAP_TYPE`, if it has one.
+    pub fn region_type(&self) -> Option<(u32, u32)> {
+        let cap = crate::caps::find(
+            &self.raw,
+            REGION_INFO_LEN,
+            self.cap_offset,
+            crate::VFIO_REGION_INFO_CAP_TYPE,
+        )
+        .ok()??;
+        crate::caps::region_type(&self.raw, cap)
+            .ok()
+            .map(|t| (t.type_, t.subtype))
     }
 }
 
@@ -225,6 +248,19 @@ impl Device {
             offset: u64_at(&raw, 24),
             raw,
         })
+    }
+
+    /// The first device-specific region (index `>= VFIO_PCI_NUM_REGIONS`)
+    /// of type [`crate::VFIO_REGION_TYPE_CXL`] and `subtype`: indices are
+    /// not part of the contract (docs/uapi.md, Discovery).
+    pub fn find_cxl_region(&self, info: &DeviceInfo, subtype: u32) -> Result<Option<RegionInfo>> {
+        for index in vfio_bindings::bindings::vfio::VFIO_PCI_NUM_REGIONS..info.num_regions {
+            let r = self.region_info(index)?;
+            if r.region_type() == Some((crate::VFIO_REGION_TYPE_CXL, subtype)) {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
     }
 
     /// `VFIO_DEVICE_GET_INFO` into a buffer of `argsz` bytes pre-filled

@@ -1,9 +1,9 @@
-//! The ioctl numbers of src/vfio.rs are the ones `<linux/vfio.h>` defines:
+//! The ioctl numbers of src/vfio.rs (feature `vfio`) are the ones `<linux/vfio.h>` defines:
 //! compiles a C probe against the system header and compares.
 
 use std::process::Command;
 
-use vfio_cxl_uapi_check::vfio::*;
+use vfio_cxl_uapi::vfio::*;
 
 #[test]
 fn ioctl_numbers_match_linux_vfio_h() {
