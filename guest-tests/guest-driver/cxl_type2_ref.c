@@ -23,9 +23,11 @@
 #include <linux/list.h>
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
+#include <linux/mman.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
+#include <linux/sched/mm.h>
 #include <linux/sizes.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -247,13 +249,41 @@ static long t2ref_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	return 0;
 }
 
+/*
+ * A mapping of 1 GiB or more gets an address whose offset within 1 GiB is
+ * the memory's (CXL regions are 256 MiB-aligned, and firmware's pre-commit
+ * puts them on a 1 GiB boundary), so the first touch of each GiB inserts
+ * one PUD. thp_get_unmapped_area() aligns for PMDs only; it serves the
+ * rest.
+ */
+static unsigned long t2ref_get_unmapped_area(struct file *file,
+					     unsigned long addr,
+					     unsigned long len,
+					     unsigned long pgoff,
+					     unsigned long flags)
+{
+	struct t2ref_file *tf = file->private_data;
+	phys_addr_t phys;
+	unsigned long ret;
+
+	if (!IS_ENABLED(CONFIG_ARCH_SUPPORTS_PUD_PFNMAP) || len < PUD_SIZE ||
+	    addr || (flags & MAP_FIXED) || len + PUD_SIZE < len)
+		return thp_get_unmapped_area(file, addr, len, pgoff, flags);
+	/* @start never changes while a file holds a reference. */
+	phys = tf->mem->start + ((phys_addr_t)pgoff << PAGE_SHIFT);
+	ret = mm_get_unmapped_area(file, 0, len + PUD_SIZE, pgoff, flags);
+	if (IS_ERR_VALUE(ret))
+		return thp_get_unmapped_area(file, addr, len, pgoff, flags);
+	return ret + ((phys - ret) & (PUD_SIZE - 1));
+}
+
 static const struct file_operations t2ref_fops = {
 	.owner = THIS_MODULE,
 	.open = t2ref_open,
 	.release = t2ref_release,
 	.mmap = t2ref_mmap,
-	/* 2 MiB-aligned addresses, so that PMD mappings fit. */
-	.get_unmapped_area = thp_get_unmapped_area,
+	/* Addresses aligned as the memory is, so that huge mappings fit. */
+	.get_unmapped_area = t2ref_get_unmapped_area,
 	.unlocked_ioctl = t2ref_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.llseek = noop_llseek,

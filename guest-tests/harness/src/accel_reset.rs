@@ -375,7 +375,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             "QEMU traced {clears:?}, expected two successful {whole}"
         ));
     }
-    let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
+    let total = pattern::sample_offsets(ACCEL_MIB << 20).len().to_string();
     if host("b.pattern.found") != Some(total.as_str()) {
         p.push(format!(
             "B's pattern after CXL Reset without Mem_Clr: {:?} of {total} words",

@@ -8,12 +8,13 @@
 
 use std::fs;
 use std::io::{BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use vfio_cxl_uapi_check::coherence;
+use vfio_cxl_uapi_check::coherence::{self, Coverage};
 use vfio_cxl_uapi_check::pattern::{self, Checksum};
 
 use crate::env::{repo_root, RunSpec};
@@ -151,14 +152,23 @@ fn vuc_socket() -> String {
 /// software Type-2 server (crates/vfio-user-cxl) owns the memory file the
 /// host fills, answers pings on and checks.
 pub fn vfio_user_spec() -> RunSpec {
-    let mut topology = accel_topology(ACCEL_MIB, 4096);
+    let mut spec = vfio_user_spec_sized("guest-driver-vfio-user-cxl", ACCEL_MIB, 4096);
+    spec.before_boot = Some(start_server_and_answer);
+    spec
+}
+
+/// The vfio-user-cxl coherence run for a device of `mib` MiB in a window
+/// of `window_mib`; the caller sets `before_boot` to start the server with
+/// that size ([`start_server_and_answer_sized`]).
+pub fn vfio_user_spec_sized(name: &str, mib: u64, window_mib: u64) -> RunSpec {
+    let mut topology = accel_topology(mib, window_mib);
     topology.host_bridges[0].root_ports[0].endpoint = Some(Endpoint::Device {
         args: format!(
             r#"{{"driver":"vfio-user-cxl","bus":"{{bus}}","id":"vuc0","precommit":true,"socket":{{"type":"unix","path":"{}"}}}}"#,
             vuc_socket()
         ),
     });
-    let mut spec = RunSpec::new(topology, coherence_payload("guest-driver-vfio-user-cxl"));
+    let mut spec = RunSpec::new(topology, coherence_payload(name));
     // vfio-user hands guest RAM to the server as fds: share it.
     spec.extra_args = vec![
         "-object".into(),
@@ -170,7 +180,6 @@ pub fn vfio_user_spec() -> RunSpec {
         "memory-backend=t2ref-ram".into(),
     ];
     spec.timeout = Duration::from_secs(240);
-    spec.before_boot = Some(start_server_and_answer);
     spec.after_exit = Some(stop_server_and_check);
     spec
 }
@@ -178,10 +187,16 @@ pub fn vfio_user_spec() -> RunSpec {
 static SERVER: Mutex<Option<std::process::Child>> = Mutex::new(None);
 
 fn start_server_and_answer(dir: &Path) -> Result<()> {
+    start_server_and_answer_sized(dir, ACCEL_MIB)
+}
+
+/// Starts the vfio-user-cxl server on a new sparse file of `mib` MiB,
+/// seeds the outside pattern and starts the ping answerer.
+pub fn start_server_and_answer_sized(dir: &Path, mib: u64) -> Result<()> {
     let bin = vucxl::build_server()?;
     let mem = dir.join(VUC_MEMORY);
     fs::File::create(&mem)
-        .and_then(|f| f.set_len(ACCEL_MIB << 20))
+        .and_then(|f| f.set_len(mib << 20))
         .map_err(|e| Error::io(format!("cannot create {}", mem.display()), e))?;
     let sock = vuc_socket();
     let _ = fs::remove_file(&sock);
@@ -190,7 +205,7 @@ fn start_server_and_answer(dir: &Path) -> Result<()> {
     let child = std::process::Command::new(&bin)
         .args(["--socket", sock.as_str(), "--memory"])
         .arg(&mem)
-        .args(["--size", &format!("{ACCEL_MIB}M")])
+        .args(["--size", &format!("{mib}M")])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)
@@ -206,7 +221,7 @@ fn start_server_and_answer(dir: &Path) -> Result<()> {
     }
     // The server cleared the memory before its socket appeared: seed it
     // now, before QEMU connects.
-    fill(&mem, ACCEL_MIB << 20, OUTSIDE_SEED)?;
+    fill(&mem, mib << 20, OUTSIDE_SEED)?;
     start_answerer(&mem, PING_PONG_ROUNDS)
 }
 
@@ -356,15 +371,30 @@ pub fn digest_problem(
     })
 }
 
-/// Writes pattern `seed` into every word of a new file of `size` bytes.
+/// Writes pattern `seed` into the words the coherence suite covers
+/// ([`Coverage`]) of a new file of `size` bytes: every word, or in a
+/// device-sized region the samples, leaving the rest a hole.
 pub fn fill(path: &Path, size: u64, seed: u64) -> Result<()> {
     let io = |e| Error::io(format!("cannot write {}", path.display()), e);
-    let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(path).map_err(io)?);
-    for o in (0..size).step_by(8) {
-        w.write_all(&pattern::word(seed, o).to_le_bytes())
-            .map_err(io)?;
+    let f = fs::File::create(path).map_err(io)?;
+    match Coverage::of(size) {
+        Coverage::Every { .. } => {
+            let mut w = BufWriter::with_capacity(1 << 20, f);
+            for o in (0..size).step_by(8) {
+                w.write_all(&pattern::word(seed, o).to_le_bytes())
+                    .map_err(io)?;
+            }
+            w.flush().map_err(io)
+        }
+        Coverage::Sampled(offsets) => {
+            f.set_len(size).map_err(io)?;
+            for o in offsets {
+                f.write_all_at(&pattern::word(seed, o).to_le_bytes(), o)
+                    .map_err(io)?;
+            }
+            Ok(())
+        }
     }
-    w.flush().map_err(io)
 }
 
 /// What a read of the whole region finds after the coherence suite (the
@@ -424,7 +454,7 @@ impl RegionScanner {
             pong_at,
             sum: Checksum::default(),
             out: RegionScan {
-                words: size / 8,
+                words: Coverage::of(size).words(),
                 bad: 0,
                 first_bad: None,
                 counter: 0,
@@ -500,13 +530,22 @@ pub fn read_back_problems<'a>(
     p
 }
 
-/// Reads the whole file through a [`RegionScanner`].
+/// Reads the covered words of the file ([`Coverage`]) through a
+/// [`RegionScanner`].
 pub fn scan(path: &Path, seed: u64) -> Result<RegionScan> {
     let io = |e| Error::io(format!("cannot read {}", path.display()), e);
     let f = fs::File::open(path).map_err(io)?;
     let size = f.metadata().map_err(io)?.len();
-    let mut r = BufReader::with_capacity(1 << 20, f);
     let mut scanner = RegionScanner::new(size, seed);
+    if let Coverage::Sampled(offsets) = Coverage::of(size) {
+        let mut w = [0u8; 8];
+        for o in offsets {
+            f.read_exact_at(&mut w, o).map_err(io)?;
+            scanner.word(o, u64::from_le_bytes(w));
+        }
+        return Ok(scanner.finish());
+    }
+    let mut r = BufReader::with_capacity(1 << 20, f);
     let mut buf = vec![0u8; 1 << 20];
     let mut o = 0u64;
     while o < size {
@@ -618,6 +657,11 @@ fn first_start(probes: &[(String, u64, u64, u64, String)]) -> Option<u64> {
 }
 
 pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
+    coherence_check_sized(outcome, ACCEL_MIB)
+}
+
+/// [`coherence_check`] for a device of `mib` MiB.
+pub fn coherence_check_sized(outcome: &RunOutcome, mib: u64) -> Vec<String> {
     let mut p = Vec::new();
     let r = &outcome.report;
     let bdf = r.fact("accel.bdf").unwrap_or("?");
@@ -630,7 +674,7 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
     if r.fact("t2.chardev") != Some(CHAR_DEV) {
         p.push(format!("no char device {CHAR_DEV}"));
     }
-    let size = ACCEL_MIB << 20;
+    let size = mib << 20;
     if r.fact("t2.size") != Some(&size.to_string()) {
         p.push(format!(
             "size attribute {:?}, expected {size}",
@@ -653,7 +697,7 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
         if probes.iter().any(|x| x != first)
             || first.0 != bdf
             || first.2 != first.1 + size - 1
-            || first.3 != ACCEL_MIB
+            || first.3 != mib
             || first.4 != CHAR_DEV
         {
             p.push(format!("probe messages {probes:?}"));
@@ -673,7 +717,7 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
                     ),
                     (
                         s.attr_u64(region, "size") == Some(size),
-                        "size is not 256 MiB",
+                        "size is not the device's",
                     ),
                     (
                         s.attr(target, "devtype") == Some("cxl_decoder_endpoint")
@@ -690,7 +734,7 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
         }
     }
 
-    p.extend(coherence_results_check(outcome));
+    p.extend(coherence_results_check_sized(outcome, mib));
 
     match r.fact("coherence.unbind_while_mapped") {
         Some(v) if v.starts_with("pass: ") => {}
@@ -720,6 +764,11 @@ pub fn coherence_check(outcome: &RunOutcome) -> Vec<String> {
 /// in order and passed, and the host found the guest's pattern, counter,
 /// ping-pong words and checksum in the device's memory file.
 pub fn coherence_results_check(outcome: &RunOutcome) -> Vec<String> {
+    coherence_results_check_sized(outcome, ACCEL_MIB)
+}
+
+/// [`coherence_results_check`] for a device of `mib` MiB.
+pub fn coherence_results_check_sized(outcome: &RunOutcome, mib: u64) -> Vec<String> {
     let mut p = Vec::new();
     let r = &outcome.report;
     // What the guest read of the host's pattern, by its digest.
@@ -727,7 +776,7 @@ pub fn coherence_results_check(outcome: &RunOutcome) -> Vec<String> {
         "outside -> guest",
         r.fact("coherence.outside_digest"),
         OUTSIDE_SEED,
-        pattern::all_offsets(ACCEL_MIB << 20),
+        Coverage::of(mib << 20).offsets(),
     ));
     // The guest's checks: all ran, in order, and passed.
     let ran: Vec<(&str, &str)> = r

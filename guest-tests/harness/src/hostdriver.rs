@@ -533,7 +533,7 @@ pub fn start_outside_writer_at(
     let t = std::thread::spawn(move || {
         let waited = coherence::write_when_ready(&f, seed, &flag)?;
         let back = read_back.map(|seed| {
-            let offsets: Vec<u64> = pattern::sample_offsets(size).collect();
+            let offsets: Vec<u64> = pattern::sample_offsets(size);
             let words = coherence::read_when_left(&f, &offsets, &flag);
             ReadBack {
                 seed,
@@ -548,7 +548,7 @@ pub fn start_outside_writer_at(
 }
 
 /// Stops the writer: when it wrote, and what it read back.
-fn stop_outside_writer_after_run(_dir: &Path) -> Vec<(String, String)> {
+pub(crate) fn stop_outside_writer_after_run(_dir: &Path) -> Vec<(String, String)> {
     stop_outside_writer("outside.written")
 }
 
@@ -779,8 +779,13 @@ pub(crate) fn common_checks_of(
 }
 
 pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
+    uapi_check_sized(outcome, ACCEL_MIB)
+}
+
+/// [`uapi_check`] for an accelerator of `mib` MiB.
+pub fn uapi_check_sized(outcome: &RunOutcome, mib: u64) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1..=1, &mut p);
+    common_checks_of(outcome, 1..=1, mib, &mut p);
     let r = &outcome.report;
     // Every check ran, once, and passed.
     let expected: Vec<&str> = checks::CHECKS
@@ -818,9 +823,9 @@ pub fn uapi_check(outcome: &RunOutcome) -> Vec<String> {
         "mem_coherence outside -> guest",
         outside_digest(coherence),
         OUTSIDE_SEED,
-        pattern::sample_offsets(ACCEL_MIB << 20),
+        pattern::sample_offsets(mib << 20),
     ));
-    let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
+    let total = pattern::sample_offsets(mib << 20).len().to_string();
     match (
         outcome.host_fact("pattern.found"),
         outcome.host_fact("pattern.total"),
@@ -880,7 +885,7 @@ mod tests {
         let size = ACCEL_MIB << 20;
         let samples = || pattern::sample_offsets(size);
         let right = pattern::hex(pattern::pattern_digest(OUTSIDE_SEED, samples()));
-        let other = pattern::hex(pattern::digest(samples().map(|_| 0)));
+        let other = pattern::hex(pattern::digest(samples().into_iter().map(|_| 0)));
         let detail = |d: &str| {
             format!("pass: 384 samples, outside digest {d}, outside pattern {OUTSIDE_SEED} seen")
         };

@@ -29,6 +29,7 @@ pub mod busybox;
 pub mod console;
 pub mod cpio;
 pub mod demo;
+pub mod device_sized;
 pub mod env;
 pub mod ept_memtype;
 pub mod error;

@@ -148,6 +148,18 @@ pub fn all() -> Vec<VmTest> {
             check: guestdriver::coherence_check,
         },
         VmTest {
+            name: crate::device_sized::VFIO_USER_NAME,
+            about: "guest-driver-vfio-user-cxl with a 128 GiB device on a sparse file: the coherence suite over its samples (first and last 2 MiB, both sides of every 1 GiB boundary, 1024 seeded offsets), each checked in the server's file; the first pass maps every GiB with one PUD",
+            spec: crate::device_sized::vfio_user_spec,
+            check: crate::device_sized::vfio_user_check,
+        },
+        VmTest {
+            name: crate::device_sized::HOST_DRIVER_NAME,
+            about: "host-driver-uapi with a 128 GiB cxl-accel on a sparse file: every uapi-check through vfio-cxl-pci over the sampled words, each checked in the backing file; clearing by Mem_Clr (hole punching)",
+            spec: crate::device_sized::host_driver_spec,
+            check: crate::device_sized::host_driver_check,
+        },
+        VmTest {
             name: crate::nested_run::COHERENCE_NAME,
             about: "guest-driver-vfio-user-cxl with the guest as L2 under KVM: an L1 guest (TCG, kvm_amd on TCG's nested SVM) runs the vfio-user-cxl server and QEMU -accel kvm; L2's CPUID 0x40000000 must say KVMKVMKVM, the server's memory file is checked in L1 and the verdict again in L0",
             spec: crate::nested_run::coherence_spec,

@@ -631,7 +631,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         ));
     }
     p.extend(uapi_run_problems(outcome, 1, GUEST_SEED, REPLUG_SEED));
-    let total = pattern::sample_offsets(ACCEL_MIB << 20).count().to_string();
+    let total = pattern::sample_offsets(ACCEL_MIB << 20).len().to_string();
     if outcome.host_fact("pattern.found") != Some(total.as_str()) {
         p.push(format!(
             "the guest's last pattern in vuc0's server file: {:?} of {total} words",

@@ -144,7 +144,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let r = &outcome.report;
     let s = CxlSysfs::from_report(r);
     let mut p = Vec::new();
-    let total = pattern::sample_offsets(ACCEL_MIB << 20).count();
+    let total = pattern::sample_offsets(ACCEL_MIB << 20).len();
     let probes: Vec<ProbeLine> = dmesg(outcome)
         .iter()
         .filter_map(|l| ProbeLine::parse(&l.text))
@@ -349,7 +349,7 @@ mod tests {
             )
         };
         let right = pattern::hex(pattern::pattern_digest(outside, samples()));
-        let other = pattern::hex(pattern::digest(samples().map(|_| 0)));
+        let other = pattern::hex(pattern::digest(samples().into_iter().map(|_| 0)));
         assert_eq!(run(right), Vec::<String>::new());
         let p = run(other);
         assert_eq!(p.len(), 1, "{p:?}");

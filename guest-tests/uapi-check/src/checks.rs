@@ -493,7 +493,7 @@ fn mem_coherence(c: &Ctx) -> Outcome {
     let map = c
         .map_mem(c.mem.size as usize)
         .map_err(|e| format!("mmap: {e}"))?;
-    let samples: Vec<u64> = pattern::sample_offsets(c.mem.size).collect();
+    let samples: Vec<u64> = pattern::sample_offsets(c.mem.size);
     if c.options.handshake {
         let (ready, go) = crate::coherence::handshake_offsets(c.mem.size);
         map.write_u64(ready as usize, crate::coherence::READY);

@@ -61,6 +61,55 @@ pub fn ping_pong_offsets(size: u64) -> (u64, u64) {
     (size - 8192, size - 8192 + 64)
 }
 
+/// The words the suite writes, reads and checksums, on both sides: every
+/// word of a region up to [`pattern::DENSE_SAMPLING_MAX`], and of a larger
+/// one (a real device's 48-192 GiB, which TCG cannot sweep) the
+/// [`pattern::sample_offsets`] plus the words the suite itself uses
+/// (counter, atomics flag, ping, pong).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Coverage {
+    Every { size: u64 },
+    Sampled(Vec<u64>),
+}
+
+impl Coverage {
+    pub fn of(size: u64) -> Self {
+        if size <= pattern::DENSE_SAMPLING_MAX {
+            return Self::Every { size };
+        }
+        let (ping, pong) = ping_pong_offsets(size);
+        let mut v = pattern::sample_offsets(size);
+        v.extend([counter_offset(size), atomics_flag_offset(size), ping, pong]);
+        v.sort_unstable();
+        v.dedup();
+        Self::Sampled(v)
+    }
+
+    /// How many words.
+    pub fn words(&self) -> u64 {
+        match self {
+            Self::Every { size } => size / 8,
+            Self::Sampled(v) => v.len() as u64,
+        }
+    }
+
+    /// Part `k` of `n` disjoint parts, in ascending order; part 0 of 1 is
+    /// every covered word.
+    pub fn part(&self, k: u64, n: u64) -> Box<dyn Iterator<Item = u64> + Send + '_> {
+        let per = self.words().div_ceil(n);
+        let (from, to) = (k * per, ((k + 1) * per).min(self.words()));
+        match self {
+            Self::Every { .. } => Box::new((from..to).map(|i| i * 8)),
+            Self::Sampled(v) => Box::new(v[from as usize..to as usize].iter().copied()),
+        }
+    }
+
+    /// Every covered word's offset, ascending.
+    pub fn offsets(&self) -> Box<dyn Iterator<Item = u64> + Send + '_> {
+        self.part(0, 1)
+    }
+}
+
 /// The words of the outside-write handshake, in the second-to-last 4 KiB
 /// after the ping and pong lines: the reader, once it has the device open
 /// and mapped, writes [`READY`] into the first; the outside then writes
@@ -85,7 +134,8 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The outside side of the handshake, on the memory file `f` (the host's
 /// view of the device memory): waits for [`READY`], writes pattern `seed`
-/// into every word but the two handshake words, then [`GO`]. Returns how
+/// into every covered word ([`Coverage`]) but the two handshake words,
+/// then [`GO`]. Returns how
 /// long it waited for the reader.
 pub fn write_when_ready(f: &File, seed: u64, stop: &AtomicBool) -> Result<Duration, String> {
     let size = f.metadata().map_err(|e| e.to_string())?.len();
@@ -102,9 +152,12 @@ pub fn write_when_ready(f: &File, seed: u64, stop: &AtomicBool) -> Result<Durati
         std::thread::sleep(Duration::from_millis(5));
     }
     let waited = t.elapsed();
-    for i in (0..m.words()).filter(|&i| i as u64 * 8 != ready && i as u64 * 8 != go) {
-        m.word(i)
-            .store(pattern::word(seed, i as u64 * 8), Ordering::Relaxed);
+    for o in Coverage::of(size)
+        .offsets()
+        .filter(|&o| o != ready && o != go)
+    {
+        m.word(o as usize / 8)
+            .store(pattern::word(seed, o), Ordering::Relaxed);
     }
     m.word(go as usize / 8).store(GO, Ordering::SeqCst);
     Ok(waited)
@@ -313,14 +366,18 @@ fn ms(t: Instant) -> u128 {
 /// Every word holds pattern `seed`; reports the digest of every word read
 /// (fact `coherence.outside_digest`), which the side that wrote the
 /// pattern compares with its own ([`pattern::pattern_digest`]).
-fn outside_pattern(m: &Map, seed: u64, fact: &mut dyn FnMut(&str, &str)) -> Outcome {
+fn outside_pattern(
+    m: &Map,
+    cover: &Coverage,
+    seed: u64,
+    fact: &mut dyn FnMut(&str, &str),
+) -> Outcome {
     let t = Instant::now();
     let (mut bad, mut first) = (0u64, None);
     let mut read = Checksum::default();
-    for i in 0..m.words() {
-        let o = i as u64 * 8;
+    for o in cover.offsets() {
         let want = pattern::word(seed, o);
-        let got = m.word(i).load(Ordering::Relaxed);
+        let got = m.word(o as usize / 8).load(Ordering::Relaxed);
         read.add(got);
         if got != want {
             bad += 1;
@@ -330,27 +387,26 @@ fn outside_pattern(m: &Map, seed: u64, fact: &mut dyn FnMut(&str, &str)) -> Outc
     fact("coherence.outside_digest", &pattern::hex(read.0));
     match first {
         None => Ok(format!(
-            "outside pattern {seed} seen in all {} words ({} ms)",
-            m.words(),
+            "outside pattern {seed} seen in all {} words covered ({} ms)",
+            cover.words(),
             ms(t)
         )),
         Some((o, got, want)) => Err(format!(
             "{bad} of {} words differ from pattern {seed}; first at {o:#x}: {got:#x}, expected {want:#x}",
-            m.words()
+            cover.words()
         )),
     }
 }
 
 /// [`THREADS`] threads write pattern `seed` over disjoint parts at once.
-fn guest_pattern(m: &Map, seed: u64) -> Outcome {
+fn guest_pattern(m: &Map, cover: &Coverage, seed: u64) -> Outcome {
     let t = Instant::now();
-    let per = m.words().div_ceil(THREADS as usize);
     std::thread::scope(|s| {
-        for k in 0..THREADS as usize {
+        for k in 0..THREADS {
             s.spawn(move || {
-                for i in k * per..((k + 1) * per).min(m.words()) {
-                    m.word(i)
-                        .store(pattern::word(seed, i as u64 * 8), Ordering::Relaxed);
+                for o in cover.part(k, THREADS) {
+                    m.word(o as usize / 8)
+                        .store(pattern::word(seed, o), Ordering::Relaxed);
                 }
             });
         }
@@ -525,12 +581,12 @@ pub fn answer_pings(f: &File, rounds: u64, stop: &AtomicBool) -> Result<Answered
     })
 }
 
-/// The checksum of the whole region ([`Checksum`]), in hex.
-fn checksum(m: &Map) -> (u64, u128) {
+/// The [`Checksum`] of the covered words, in order.
+fn checksum(m: &Map, cover: &Coverage) -> (u64, u128) {
     let t = Instant::now();
     let mut c = Checksum::default();
-    for i in 0..m.words() {
-        c.add(m.word(i).load(Ordering::Relaxed));
+    for o in cover.offsets() {
+        c.add(m.word(o as usize / 8).load(Ordering::Relaxed));
     }
     (c.0, ms(t))
 }
@@ -575,10 +631,12 @@ pub fn run(
             return out;
         }
     };
+    let cover = Coverage::of(size);
+    fact("coherence.covered_words", &cover.words().to_string());
     let before = inserted(dev).map(|n| (n, minor_faults()));
     done(
         "outside_pattern",
-        outside_pattern(&m, o.expect_seed, fact),
+        outside_pattern(&m, &cover, o.expect_seed, fact),
         &mut out,
     );
     let after = inserted(dev).map(|n| (n, minor_faults()));
@@ -588,7 +646,11 @@ pub fn run(
         r.and_then(|(b, a)| mappings(&m, b, a, fact)),
         &mut out,
     );
-    done("guest_pattern", guest_pattern(&m, o.write_seed), &mut out);
+    done(
+        "guest_pattern",
+        guest_pattern(&m, &cover, o.write_seed),
+        &mut out,
+    );
     done(
         "atomics",
         atomics(&m, o.ping_pong > 0, o.write_seed),
@@ -597,11 +659,14 @@ pub fn run(
     if o.ping_pong > 0 {
         done("ping_pong", ping_pong(&m, o.ping_pong), &mut out);
     }
-    let (sum, took) = checksum(&m);
+    let (sum, took) = checksum(&m, &cover);
     fact("coherence.checksum_value", &format!("{sum:#018x}"));
     done(
         "checksum",
-        Ok(format!("{sum:#018x} over {} words ({took} ms)", m.words())),
+        Ok(format!(
+            "{sum:#018x} over {} words ({took} ms)",
+            cover.words()
+        )),
         &mut out,
     );
     out
@@ -665,6 +730,32 @@ pub fn unbind_while_mapped(dev: &str, bdf: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coverage_is_every_word_of_a_small_region_and_samples_of_a_large_one() {
+        let small = Coverage::of(256 << 20);
+        assert_eq!(small, Coverage::Every { size: 256 << 20 });
+        assert_eq!(small.words(), (256 << 20) / 8);
+        let parts: Vec<u64> = (0..THREADS).flat_map(|k| small.part(k, THREADS)).collect();
+        assert!(
+            parts.iter().copied().eq(small.offsets()),
+            "parts are disjoint, in order"
+        );
+        assert_eq!(parts.len() as u64, small.words());
+
+        let size = 128u64 << 30;
+        let large = Coverage::of(size);
+        let Coverage::Sampled(v) = &large else {
+            panic!("128 GiB must be sampled")
+        };
+        let (ping, pong) = ping_pong_offsets(size);
+        for o in [counter_offset(size), atomics_flag_offset(size), ping, pong] {
+            assert!(v.contains(&o), "{o:#x}: the suite's own words are covered");
+        }
+        assert!(v.windows(2).all(|w| w[0] < w[1]));
+        let parts: Vec<u64> = (0..THREADS).flat_map(|k| large.part(k, THREADS)).collect();
+        assert_eq!(&parts, v);
+    }
 
     /// The ioctl number and the struct agree with the C header the guest
     /// driver is built from (compiled here with the system's cc and the

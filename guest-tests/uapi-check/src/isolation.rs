@@ -154,6 +154,7 @@ pub fn cxl_reset_is_real(c: &Ctx) -> Outcome {
         .map_mem(c.mem.size as usize)
         .map_err(|e| format!("mmap of the whole memory: {e}"))?;
     let kept: Vec<(u64, u64)> = pattern::sample_offsets(c.mem.size)
+        .into_iter()
         .map(|o| (o, whole.read_u64(o as usize)))
         .collect();
     let marks = [

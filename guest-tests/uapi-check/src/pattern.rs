@@ -12,15 +12,44 @@ pub fn word(seed: u64, offset: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The offsets a check samples in a region of `size` bytes: the first and
-/// last word of every 2 MiB, and one word in the middle of each.
-pub fn sample_offsets(size: u64) -> impl Iterator<Item = u64> {
+/// Regions up to this size are sampled in every 2 MiB; larger ones (a real
+/// device's 48-192 GiB) sparsely, so neither the guest nor the host touches
+/// memory, or allocates backing-file blocks, in proportion to the size.
+pub const DENSE_SAMPLING_MAX: u64 = 4 << 30;
+
+/// Random offsets of [`sample_offsets`] in a sparsely sampled region.
+pub const SPARSE_RANDOM_SAMPLES: u64 = 1024;
+
+/// The offsets a check samples in a region of `size` bytes (8-aligned,
+/// ascending, distinct). Up to [`DENSE_SAMPLING_MAX`]: the first and last
+/// word of every 2 MiB, and one word in the middle of each. Above: one word
+/// in every 4 KiB of the first and the last 2 MiB, the words on both sides
+/// of every 1 GiB boundary, and [`SPARSE_RANDOM_SAMPLES`] words at offsets
+/// drawn from a generator seeded by `size`, so both sides draw the same.
+pub fn sample_offsets(size: u64) -> Vec<u64> {
     const STRIDE: u64 = 2 << 20;
-    (0..size.div_ceil(STRIDE)).flat_map(move |i| {
-        let start = i * STRIDE;
-        let end = (start + STRIDE).min(size);
-        [start, (start + (end - start) / 2) & !7, end - 8]
-    })
+    const GIB: u64 = 1 << 30;
+    let size = size & !7;
+    if size <= DENSE_SAMPLING_MAX {
+        let mut v: Vec<u64> = (0..size.div_ceil(STRIDE))
+            .flat_map(move |i| {
+                let start = i * STRIDE;
+                let end = (start + STRIDE).min(size);
+                [start, (start + (end - start) / 2) & !7, end - 8]
+            })
+            .collect();
+        v.dedup();
+        return v;
+    }
+    let mut v: Vec<u64> = (0..STRIDE)
+        .step_by(4096)
+        .flat_map(|o| [o, size - STRIDE + o])
+        .collect();
+    v.extend((1..size.div_ceil(GIB)).flat_map(|g| [g * GIB - 8, g * GIB]));
+    v.extend((0..SPARSE_RANDOM_SAMPLES).map(|i| (word(size, i) % size) & !7));
+    v.sort_unstable();
+    v.dedup();
+    v
 }
 
 /// The running checksum of a region, fed its 64-bit words in order
@@ -120,11 +149,39 @@ mod tests {
     #[test]
     fn samples_cover_every_2mib_and_stay_in_bounds() {
         let size = 256 << 20;
-        let s: Vec<_> = sample_offsets(size).collect();
+        let s = sample_offsets(size);
         assert_eq!(s.len(), 3 * 128);
         assert!(s.iter().all(|&o| o % 8 == 0 && o + 8 <= size));
         assert_eq!(s[..3], [0, 1 << 20, (2 << 20) - 8]);
-        let odd: Vec<_> = sample_offsets(3 << 20).collect();
+        let odd = sample_offsets(3 << 20);
         assert_eq!(odd.last(), Some(&((3 << 20) - 8)));
+        assert_eq!(sample_offsets(DENSE_SAMPLING_MAX).len(), 3 * 2048);
+    }
+
+    #[test]
+    fn a_device_sized_region_is_sampled_sparsely_at_its_edges_and_gib_boundaries() {
+        const GIB: u64 = 1 << 30;
+        let size = 128 * GIB;
+        let s = sample_offsets(size);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "ascending, distinct");
+        assert!(s.iter().all(|&o| o % 8 == 0 && o + 8 <= size));
+        // Edges: every 4 KiB page of the first and last 2 MiB.
+        assert_eq!(s.iter().filter(|&&o| o < 2 << 20).count(), 512);
+        assert!(s.contains(&0) && s.contains(&(size - 4096)));
+        // Both sides of every 1 GiB boundary, so every 1 GiB is touched.
+        for g in 1..128 {
+            assert!(s.contains(&(g * GIB - 8)) && s.contains(&(g * GIB)), "{g}");
+        }
+        // Seeded random offsets: the same on every call, in the middle too.
+        assert_eq!(s, sample_offsets(size));
+        let middle = s
+            .iter()
+            .filter(|&&o| o >= 2 << 20 && o < size - (2 << 20) && o % GIB > 8 && o % GIB < GIB - 8)
+            .count() as u64;
+        assert!(middle > SPARSE_RANDOM_SAMPLES * 9 / 10, "{middle}");
+        // Pages touched, hence backing-file blocks the host allocates.
+        let mut pages: Vec<u64> = s.iter().map(|o| o / 4096).collect();
+        pages.dedup();
+        assert!(pages.len() < 2600, "{}", pages.len());
     }
 }
