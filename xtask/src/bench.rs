@@ -73,3 +73,57 @@ pub fn run_bw(args: &[String]) -> Result<()> {
         )))
     }
 }
+
+const STARTUP_USAGE: &str = "\
+usage: cargo xtask bench-startup [--no-build] [--repeats N]
+
+The start-up benchmark (docs/benchmarks.md): QEMU's start to the guest's
+first instruction (-S, until QMP answers query-status) and QEMU's peak
+RSS, for -device vfio-user-cxl against QEMU's plain -device vfio-user-pci
+on the same software Type-2 server, at 256 MiB and 128 GiB (sparse
+files); N rounds (default 7), the four cases in turn in each. Prints the
+medians, vfio-user-cxl/vfio-user-pci at each size (goal <= 1.05) and
+128 GiB/256 MiB for each device. Builds like vm-test.
+";
+
+pub fn run_startup(args: &[String]) -> Result<()> {
+    let mut build = true;
+    let mut pass = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--no-build" => build = false,
+            "--repeats" => {
+                let v = it.next().ok_or_else(|| {
+                    Error::usage(format!(
+                        "bench-startup: --repeats needs a value\n{STARTUP_USAGE}"
+                    ))
+                })?;
+                pass.extend([arg.clone(), v.clone()]);
+            }
+            "-h" | "--help" => {
+                print!("{STARTUP_USAGE}");
+                return Ok(());
+            }
+            other => {
+                return Err(Error::usage(format!(
+                    "bench-startup: unexpected argument {other}\n{}",
+                    STARTUP_USAGE.trim_end()
+                )))
+            }
+        }
+    }
+    let mut cmd = crate::vmtest::prepared_harness(build, "bench-startup")?;
+    cmd.args(&pass);
+    println!("==> start-up benchmark (guest-harness bench-startup)");
+    let st = cmd
+        .status()
+        .map_err(|e| Error::msg(format!("cannot run guest-harness bench-startup: {e}")))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(Error::msg(format!(
+            "guest-harness bench-startup failed ({st})"
+        )))
+    }
+}

@@ -46,6 +46,7 @@ commands:
   vm-test [--list] [NAME...]         boot the pinned kernel under QEMU and run the VM tests
   bench-fault [--sizes MIB,MIB]      fault benchmark of the host driver's memory region (VMs)
   bench-bw [options]                 memcpy bandwidth: guest RAM vs vfio-user-cxl vs cxl-type3 window (VM)
+  bench-startup [--repeats N]        QEMU start-up and RSS: vfio-user-cxl vs vfio-user-pci, 256 MiB and 128 GiB
   chain [--no-build]                 the nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~6 min)
   hw-test --bdf BDF [options]        the coherence suite on a real device bound to vfio-cxl-pci (docs/real-hardware.md)
   vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
@@ -76,6 +77,7 @@ fn run(args: &[String]) -> Result<()> {
         "vm-test" => vmtest::run(rest),
         "bench-fault" => vmtest::run_bench(rest),
         "bench-bw" => bench::run_bw(rest),
+        "bench-startup" => bench::run_startup(rest),
         "chain" => chain::run(rest),
         "hw-test" => hw::run(rest),
         "vfio-user-smoke" => vfio_user::run(rest),

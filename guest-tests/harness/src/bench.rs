@@ -77,7 +77,7 @@ impl Figures {
     pub fn from_report(report: &GuestReport) -> Result<Self> {
         guest_error(report, "bench.error", "bench-fault")?;
         let num = |key: &str| number(report, &format!("bench.{key}"));
-        let passes = ["2m", "2m-warm", "4k"]
+        let passes = ["2m", "2m-warm", "4k", "1g-warm"]
             .iter()
             .map(|n| {
                 Ok(Pass {
@@ -175,6 +175,7 @@ mod tests {
             ("2m", "2097152", "128", "128"),
             ("2m-warm", "2097152", "128", "128"),
             ("4k", "4096", "65536", "128"),
+            ("1g-warm", "1073741824", "1", "1"),
         ] {
             fact(&format!("{n}.stride"), stride);
             fact(&format!("{n}.span"), "0x10000000");

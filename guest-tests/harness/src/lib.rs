@@ -25,6 +25,7 @@
 pub mod accel_reset;
 pub mod bench;
 pub mod bench_bw;
+pub mod bench_startup;
 pub mod busybox;
 pub mod console;
 pub mod cpio;

@@ -40,6 +40,9 @@ commands:
                                 vfio-user-cxl window and a cxl-type3 window; medians, b/a, c/a;
                                 --kvm: then the same boot as L2 under KVM in a TCG L1, side by side
                                 (--l2-cpu: L2's -cpu instead of max,-hypervisor; docs/install.md)
+  bench-startup [--repeats N]   the start-up benchmark: QEMU start to first instruction and peak
+                                RSS, vfio-user-cxl against vfio-user-pci on the same server, at
+                                256 MiB and 128 GiB (default 7 rounds); medians and ratios
   demo [--report FILE] [--json-out FILE] [bench-bw options]
                                 the main job's boot: topology, coherence suite, bandwidth;
                                 prints (or writes) the report; exit 1 when something failed
@@ -467,6 +470,10 @@ fn bench_fault(cli: &Cli) -> Result<bool> {
             for (pass, what) in [
                 ("2m", "mmap + first touch of every 2 MiB"),
                 ("2m-warm", "the same, memory already populated on the host"),
+                (
+                    "1g-warm",
+                    "mmap + first touch of every 1 GiB, populated; goal <= 2",
+                ),
             ] {
                 if let (Some(pa), Some(pb)) = (a.pass(pass), b.pass(pass)) {
                     let t = |p: &bench::Pass| (p.mmap_us + p.touch_us).max(1) as f64;
@@ -540,6 +547,20 @@ fn demo(cli: &Cli) -> Result<bool> {
         write_file(path, &format!("{doc:#}\n"))?;
     }
     Ok(problems.is_empty())
+}
+
+fn bench_startup(cli: &Cli) -> Result<bool> {
+    use guest_harness::bench_startup;
+    let rounds = match cli.repeats {
+        Some(0) => return Err(Error::msg("--repeats must be at least 1")),
+        Some(r) => r as usize,
+        None => bench_startup::DEFAULT_ROUNDS,
+    };
+    let env = Env::prepare(&cli.env)?;
+    for line in bench_startup::describe(&bench_startup::run(&env, rounds)?) {
+        println!("{line}");
+    }
+    Ok(true)
 }
 
 fn bench_bw(cli: &Cli) -> Result<bool> {
@@ -657,6 +678,7 @@ fn main() -> ExitCode {
         "initramfs" => initramfs(&cli),
         "bench-fault" => bench_fault(&cli),
         "bench-bw" => bench_bw(&cli),
+        "bench-startup" => bench_startup(&cli),
         "nested-run" => nested_run(&cli),
         "demo" => demo(&cli),
         "chain" => Env::prepare(&cli.env).and_then(|env| {

@@ -221,7 +221,7 @@ impl Topology {
         Ok(())
     }
 
-    fn args(&self, scratch: &Path, out: &mut Vec<String>, machine_opts: &mut Vec<String>) {
+    pub fn args(&self, scratch: &Path, out: &mut Vec<String>, machine_opts: &mut Vec<String>) {
         for hb in &self.host_bridges {
             let mut d = format!("pxb-cxl,bus_nr={},bus=pcie.0,id={}", hb.bus_nr, hb.id);
             if hb.hdm_for_passthrough {
