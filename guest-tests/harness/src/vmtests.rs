@@ -112,6 +112,12 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::selftest_check,
         },
         VmTest {
+            name: "host-driver-selftest@debug",
+            about: "host-driver-selftest on the debug test kernel, which has IOMMUFD and the VFIO cdev: every variant in all five IOMMU modes passes (iommufd, iommufd_compat_type1/type1v2, VFIO type1/type1v2), none skipped",
+            spec: hostdriver::selftest_spec_debug,
+            check: hostdriver::selftest_check_debug,
+        },
+        VmTest {
             name: crate::hostdriver_fuzz::NAME,
             about: "cxl-accel bound to vfio-cxl-pci: vfio-cxl-uapi-fuzz, 2 threads of seeded random uAPI operations for 60 s (VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED), every oracle holds, no operation hangs, no kernel report on the console",
             spec: crate::hostdriver_fuzz::spec,
