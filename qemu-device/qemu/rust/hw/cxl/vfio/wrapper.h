@@ -1,5 +1,7 @@
 /*
- * Input to bindgen for the CXL part of vfio-cxl and vfio-user-cxl.
+ * Input to bindgen for vfio-cxl and vfio-user-cxl: the VFIO device
+ * types they subclass (hw/vfio/pci.h, hw/vfio-user/pci.h), the VFIO
+ * calls they make, the uAPI (linux/vfio.h) and the CXL firmware helpers.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -19,4 +21,10 @@ typedef enum memory_order {
 
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
+#include "migration/blocker.h"
 #include "hw/cxl/cxl_firmware.h"
+#include "hw/vfio/pci.h"
+#include "hw/vfio/vfio-region.h"
+#include "hw/vfio/vfio-cxl.h"
+#include "hw/vfio-user/pci.h"
+#include "hw/vfio-user/device.h"

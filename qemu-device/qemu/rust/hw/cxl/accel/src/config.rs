@@ -4,15 +4,15 @@
 //! config-space accesses map onto the CXL Device DVSEC model.  No QEMU
 //! calls here: the device (device.rs) does the dispatch.
 
-use cxl_regs::dvsec::{
-    self, DvsecConfig, CAPABILITY, DVSEC_ID_CXL_DEVICE, DVSEC_LENGTH, DVSEC_REVISION,
-};
-use cxl_regs::reg_locator;
-use cxl_regs::type2::{self, OptionalCaps};
 // The layout both emulated Type-2 devices share (cxl-regs' type2).
 pub use cxl_regs::type2::{
     CLASS_PROCESSING_ACCELERATOR, COMPONENT_BAR, DEVICE_DVSEC_OFFSET, EXT_CAP_ID_DVSEC,
     REGISTER_BLOCKS, REG_LOCATOR_OFFSET,
+};
+use cxl_regs::{
+    dvsec::{self, DvsecConfig, CAPABILITY, DVSEC_ID_CXL_DEVICE, DVSEC_LENGTH, DVSEC_REVISION},
+    reg_locator,
+    type2::{self, OptionalCaps},
 };
 
 /// PCI Express capability (endpoint), as QEMU's capability API takes it.
@@ -72,7 +72,11 @@ pub fn dvsec_part(addr: u32, len: u32, val: u32) -> Option<(u16, u8, u32)> {
     }
     let shift = 8 * (start - addr);
     let size = end - start;
-    let mask = if size >= 4 { u32::MAX } else { (1 << (8 * size)) - 1 };
+    let mask = if size >= 4 {
+        u32::MAX
+    } else {
+        (1 << (8 * size)) - 1
+    };
     Some((
         (start - u32::from(DEVICE_DVSEC_OFFSET)) as u16,
         size as u8,

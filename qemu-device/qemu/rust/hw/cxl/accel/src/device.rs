@@ -23,8 +23,8 @@ use hwcore::{
 };
 use migration::{VMStateDescription, VMStateDescriptionBuilder};
 use pci::{
-    PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, BAR_MEM_TYPE_64, INTERFACE_CXL_DEVICE,
-    INTERFACE_PCIE_DEVICE,
+    PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, PciIds, BAR_MEM_TYPE_64,
+    INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE,
 };
 use qom::{prelude::*, InterfaceList, ObjectImpl, ParentField, ParentInit};
 use system::{bindings::hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
@@ -51,7 +51,6 @@ struct Window {
     enc_granularity: u8,
     index: i32,
 }
-
 
 /// Register state: everything the guest can change.
 #[derive(Debug)]
@@ -117,8 +116,7 @@ impl ObjectImpl for CxlAccelState {
 
     const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
     const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
-    const INTERFACES: InterfaceList =
-        qom::interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE];
+    const INTERFACES: InterfaceList = qom::interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE];
 }
 
 // SAFETY: the array describes fields of CxlAccelState with matching
@@ -178,9 +176,14 @@ impl PCIDeviceImpl for CxlAccelState {
     const PCI_REALIZE: Option<fn(&Self) -> Result<()>> = Some(Self::realize);
     const PCI_EXIT: Option<fn(&Self)> = Some(Self::exit);
     const CONFIG_WRITE: Option<fn(&Self, u32, u32, u32)> = Some(Self::config_write);
-    const VENDOR_ID: u16 = pci::bindings::PCI_VENDOR_ID_REDHAT as u16;
-    const DEVICE_ID: u16 = DEVICE_ID;
-    const CLASS_ID: u16 = config::CLASS_PROCESSING_ACCELERATOR;
+    const IDS: Option<PciIds> = Some(PciIds {
+        vendor_id: pci::bindings::PCI_VENDOR_ID_REDHAT as u16,
+        device_id: DEVICE_ID,
+        revision: 0,
+        class_id: config::CLASS_PROCESSING_ACCELERATOR,
+        subsystem_vendor_id: 0,
+        subsystem_id: 0,
+    });
 }
 
 /// Help text of the properties (`-device cxl-accel,help`).
@@ -555,7 +558,12 @@ impl CxlAccelState {
             }
         }
         if let HdmEvent::CommitFailed { decoder, .. } = event {
-            let d = regs.component.hdm().decoder(decoder).copied().unwrap_or_default();
+            let d = regs
+                .component
+                .hdm()
+                .decoder(decoder)
+                .copied()
+                .unwrap_or_default();
             trace::trace_cxl_accel_commit_failed(decoder, d.base, d.size);
         }
     }
@@ -642,7 +650,9 @@ impl CxlAccelState {
         if !self.precommit {
             return;
         }
-        let Some(window) = *self.window.borrow() else { return };
+        let Some(window) = *self.window.borrow() else {
+            return;
+        };
         let size = *self.mem_size.borrow();
         let range = window.range.precommit_range(size);
         // SAFETY: the device is realized and below a pxb-cxl host bridge
@@ -677,7 +687,8 @@ impl CxlAccelState {
         if let Err(e) = hb {
             log_mask_ln!(
                 Log::GuestError,
-                "cxl-accel: firmware commit of the host bridge failed, the device has no memory: {e}"
+                "cxl-accel: firmware commit of the host bridge failed, the device has no memory: \
+                 {e}"
             );
             regs.component.hdm_mut().firmware_not_committed(0, program);
             return;

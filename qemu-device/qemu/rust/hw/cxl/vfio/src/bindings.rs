@@ -19,13 +19,14 @@
     clippy::too_many_arguments
 )]
 
-//! `bindgen`-generated declarations: `hw/cxl/cxl_firmware.h` and error
-//! reporting.
+//! `bindgen`-generated declarations: the VFIO device types
+//! (`hw/vfio/pci.h`, `hw/vfio-user/pci.h`), the VFIO calls the devices
+//! make, `linux/vfio.h`, `hw/cxl/cxl_firmware.h` and migration blockers.
 
 use chardev::bindings::Chardev;
 use glib_sys::{
-    gboolean, guint, GArray, GByteArray, GHashTable, GHashTableIter, GIOCondition, GList,
-    GMainContext, GPollFD, GPtrArray, GSList, GSource, GSourceFunc, GString,
+    gboolean, gpointer, guint, GArray, GByteArray, GDestroyNotify, GHashTable, GHashTableIter,
+    GIOCondition, GList, GMainContext, GPollFD, GPtrArray, GSList, GSource, GSourceFunc, GString,
 };
 use hwcore::bindings::{DeviceClass, DeviceState};
 use migration::bindings::VMStateDescription;

@@ -1,14 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
-//! The CXL part of `-device vfio-cxl` and `-device vfio-user-cxl`.
+//! `-device vfio-cxl` and `-device vfio-user-cxl`: CXL Type-2 devices
+//! passed through with VFIO, as Rust QOM subclasses of the C types
+//! `vfio-pci` and `vfio-user-pci`.
 //!
-//! Both devices are vfio-pci devices (kernel VFIO or vfio-user) whose
-//! host exposes the CXL regions of docs/uapi.md. The C side (hw/vfio/cxl.c)
-//! finds and maps the regions; everything CXL about the guest's view is
-//! here: the emulated HDM decoder block the guest programs, the
-//! firmware-style pre-commit at reset and the direct mapping of the device
-//! memory into the CXL Fixed Memory Window while decoder 0 is committed.
-//! C calls it through the `extern "C"` functions of [`part`].
+//! The host (the `vfio-cxl-pci` driver, or a vfio-user server with the
+//! same uAPI) exposes the device memory and a view of its own HDM decoders
+//! as device-specific regions (docs/uapi.md of vfio-cxl). Both devices let
+//! the parent realize the PCI function, then check the device-info CXL
+//! capability ([`info`]), map the memory region and overlay an emulated
+//! HDM decoder block on the host's ([`device`]); the guest's decoders,
+//! the firmware-style pre-commit and the mapping of the memory into the
+//! CXL window are [`part`]. This crate defines `vfio-cxl`
+//! ([`vfio_cxl`]); `vfio-user-cxl` is the crate in `user/`, linked only
+//! with QEMU's vfio-user client.
+//!
+//! C is left only for what Rust cannot reach: hw/vfio/cxl.c.
 
-mod bindings;
-pub mod part;
+pub mod bindings;
+pub mod device;
+pub mod info;
+pub mod memory;
+mod part;
+pub mod vfio_cxl;
+
+::trace::include_trace!("hw_vfio");

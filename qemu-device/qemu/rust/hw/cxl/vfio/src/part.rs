@@ -1,30 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 
 //! [`CxlPart`]: the guest-visible CXL state of a passed-through Type-2
-//! device, behind a small `extern "C"` API (`include/hw/vfio/vfio-cxl.h`).
+//! device, shared by `vfio-cxl` and `vfio-user-cxl`.
 //!
 //! The host's decoder is committed and locked by its firmware and never
 //! reachable by the guest (docs/uapi.md). The guest programs an emulated
 //! decoder block instead ([`HdmDecoderBlock`] of `cxl_regs`), overlaid on
 //! the component register BAR where the host's block sits. When its
-//! decoder 0 commits, the device memory (the mmap'd CXL_MEM region) is
-//! mapped into the CFMW's MemoryRegion at the committed base, so guest
-//! accesses go straight to the mapping.
+//! decoder 0 commits, the device memory (an alias of the mmap'd CXL_MEM
+//! region, owned by the device) is mapped into the CFMW's MemoryRegion at
+//! the committed base, so guest accesses go straight to the mapping.
 
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::CString;
 
 use cxl_regs::{
     hdm::{FirmwareDecoder, GlobalControl, HdmConfig, HdmDecoderBlock, HdmEvent},
     window::HpaRange,
 };
-use pci::bindings::PCIDevice;
-use system::bindings::MemoryRegion;
+use system::MemoryRegion;
 use util::{log::Log, log_mask_ln, Error, Result};
 
-use crate::bindings;
-
-::trace::include_trace!("hw_vfio");
-
+use crate::{bindings, memory::MemoryRegionExt, trace};
 
 /// The CFMW firmware commits the device into (found at creation).
 #[derive(Clone, Copy, Debug)]
@@ -34,40 +30,48 @@ struct Window {
     index: i32,
 }
 
-
 /// Where device memory is mapped while decoder 0 is committed.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 struct Mapping {
-    window: *mut MemoryRegion,
+    /// The window's MemoryRegion, which lives as long as the machine.
+    window: &'static MemoryRegion,
     hpa: HpaRange,
 }
 
-/// The CXL part of one vfio-cxl / vfio-user-cxl device. Only used under
-/// the BQL (MMIO callbacks, reset, realize, unrealize).
-#[derive(Debug)]
+/// The CXL part of one vfio-cxl / vfio-user-cxl device, created at
+/// realize and dropped at exit (after [`CxlPart::release`]). Only used
+/// under the BQL. Methods that map or route take the device's alias of
+/// the CXL_MEM region, `mem`: the part maps nothing else.
 pub struct CxlPart {
-    /// The device, for the host bridge commit.
-    pci: *mut PCIDevice,
+    /// The device, for the host bridge commit and the route.
+    pci: *mut pci::bindings::PCIDevice,
     /// The VFIO device's name (host BDF or vfio-user socket), for traces.
     name: CString,
-    /// Alias of the CXL_MEM region (owned by the C side, not mapped
-    /// anywhere else); offset and size are set at each mapping.
-    mem: *mut MemoryRegion,
     mem_size: u64,
     precommit: bool,
     window: Option<Window>,
     hdm: HdmDecoderBlock,
     mapping: Option<Mapping>,
     /// DVSEC Mem_Enable as the device (host driver or server) last
-    /// reported it; the C side tracks config space.
+    /// reported it.
     mem_enabled: bool,
 }
 
+// SAFETY: `pci` is the realized device that owns the part, only passed to
+// C calls made under the BQL; `Mapping::window` is the machine's window
+// region. The part lives in a BqlRefCell, so it is only used under the
+// BQL.
+unsafe impl Send for CxlPart {}
+
 impl CxlPart {
-    fn new(
-        pci: *mut PCIDevice,
+    /// The part of realized device `pci`: finds its window and, with
+    /// `precommit`, claims HDM decoder 0 of its host bridge for it (here,
+    /// not at reset: reset cannot report an error, and at hot-plug a
+    /// failure there would end the running VM). The claim is released by
+    /// [`CxlPart::release`].
+    pub fn new(
+        pci: *mut pci::bindings::PCIDevice,
         name: CString,
-        mem: *mut MemoryRegion,
         mem_size: u64,
         precommit: bool,
     ) -> Result<Self> {
@@ -87,24 +91,21 @@ impl CxlPart {
             }),
             Ok(false) => None,
             Err(e) if precommit => {
-                return Err(Error::msg(format!(
+                return Err(Error::format(format_args!(
                     "precommit=on needs a CXL window for this device (or set precommit=off): {e}"
                 )));
             }
             Err(_) => None,
         };
         if let Some(w) = window.filter(|_| precommit) {
-            // Here, not at reset: reset cannot report an error, and at
-            // hot-plug a failure there would end the running VM.
             let range = w.range.precommit_range(mem_size);
-            // SAFETY: as for cxl_firmware_find_window above; released by
-            // vfio_cxl_part_free.
+            // SAFETY: as for cxl_firmware_find_window above.
             unsafe {
                 Error::with_errp(|errp| {
                     bindings::cxl_firmware_claim_hb(pci, range.base, range.size, errp)
                 })
             }
-            .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
+            .map_err(|e| Error::format(format_args!("precommit=on: {e}")))?;
         }
         // Without a window of our own, the guest may commit anywhere; the
         // mapping step looks the window up.
@@ -112,7 +113,6 @@ impl CxlPart {
         Ok(Self {
             pci,
             name,
-            mem,
             mem_size,
             precommit,
             window,
@@ -122,7 +122,26 @@ impl CxlPart {
         })
     }
 
-    fn read(&self, offset: u64, size: u32) -> u64 {
+    /// Unmaps the memory and releases the host bridge claim.
+    pub fn release(mut self, mem: &MemoryRegion) {
+        self.unmap(mem);
+        // SAFETY: the device is still realized; a no-op without a claim.
+        unsafe { bindings::cxl_firmware_release_hb(self.pci) };
+    }
+
+    /// Length in bytes of the emulated HDM Decoder Capability structure.
+    pub fn hdm_len(&self) -> u32 {
+        self.hdm.len()
+    }
+
+    /// The device's DVSEC Mem_Enable is now `on`: re-evaluates the route.
+    pub fn set_mem_enabled(&mut self, mem: &MemoryRegion, on: bool) {
+        self.mem_enabled = on;
+        self.route(mem);
+    }
+
+    /// Guest read of the emulated decoder block (`offset` from its start).
+    pub fn read(&self, offset: u64, size: u32) -> u64 {
         let Ok(off) = u32::try_from(offset) else {
             return 0;
         };
@@ -134,7 +153,8 @@ impl CxlPart {
         value
     }
 
-    fn write(&mut self, offset: u64, value: u64, size: u32) {
+    /// Guest write of the emulated decoder block; a commit maps the memory.
+    pub fn write(&mut self, mem: &MemoryRegion, offset: u64, value: u64, size: u32) {
         trace::trace_vfio_cxl_hdm_write(&self.name, offset, size, value);
         let Ok(off) = u32::try_from(offset) else {
             return;
@@ -144,17 +164,17 @@ impl CxlPart {
             events.push(self.hdm.write(off + 4, (value >> 32) as u32));
         }
         for event in events.into_iter().flatten() {
-            self.hdm_event(event);
+            self.hdm_event(mem, event);
         }
         // HDM Decoder Enable may have changed.
-        self.route();
+        self.route(mem);
     }
 
     /// Enables the mapping only while the whole decode path routes the
     /// committed range to this device (cxl_firmware_routes: host bridge
     /// decoder, HDM Decoder Enable, DVSEC Mem_Enable, Memory Space);
     /// meanwhile the window's own MMIO answers (reads 0, writes dropped).
-    fn route(&self) {
+    pub fn route(&self, mem: &MemoryRegion) {
         let Some(m) = self.mapping else { return };
         let hdm_enabled = self
             .hdm
@@ -170,13 +190,12 @@ impl CxlPart {
                 self.mem_enabled,
             )
         };
-        // SAFETY: the alias is initialized (the caller's promise at new).
-        unsafe { system::bindings::memory_region_set_enabled(self.mem, routed) };
+        mem.set_enabled(routed);
         trace::trace_vfio_cxl_route(&self.name, m.hpa.base, m.hpa.size, routed);
     }
 
     /// Carries out what a decoder change means for the memory map.
-    fn hdm_event(&mut self, event: HdmEvent) {
+    fn hdm_event(&mut self, mem: &MemoryRegion, event: HdmEvent) {
         match event {
             HdmEvent::Committed {
                 decoder,
@@ -186,7 +205,7 @@ impl CxlPart {
                 ..
             } => {
                 let mapped = match ways {
-                    1 => self.map(hpa, dpa_base),
+                    1 => self.map(mem, hpa, dpa_base),
                     _ => Err(format!("{ways}-way interleave is not mapped")),
                 };
                 if let Err(why) = mapped {
@@ -200,7 +219,7 @@ impl CxlPart {
                     self.hdm.revoke_commit(decoder);
                 }
             }
-            HdmEvent::Decommitted { .. } => self.unmap(),
+            HdmEvent::Decommitted { .. } => self.unmap(mem),
             HdmEvent::CommitFailed { decoder, error } => {
                 log_mask_ln!(
                     Log::GuestError,
@@ -217,8 +236,13 @@ impl CxlPart {
     /// MemoryRegion, so guest accesses reach the mmap'd region directly.
     /// Why not, when no such window holds `hpa`, the device is too small,
     /// or another device's memory is mapped there.
-    fn map(&mut self, hpa: HpaRange, dpa_base: u64) -> std::result::Result<(), String> {
-        self.unmap();
+    fn map(
+        &mut self,
+        mem: &MemoryRegion,
+        hpa: HpaRange,
+        dpa_base: u64,
+    ) -> std::result::Result<(), String> {
+        self.unmap(mem);
         let fits = dpa_base
             .checked_add(hpa.size)
             .is_some_and(|end| end <= self.mem_size);
@@ -236,39 +260,35 @@ impl CxlPart {
         // SAFETY: bookkeeping keyed by the alias, released by unmap.
         unsafe {
             Error::with_errp(|errp| {
-                bindings::cxl_firmware_claim_map(self.mem.cast(), hpa.base, hpa.size, errp)
+                bindings::cxl_firmware_claim_map(mem.as_mut_ptr().cast(), hpa.base, hpa.size, errp)
             })
         }
         .map_err(|e| e.to_string())?;
-        let window: *mut MemoryRegion = fw.mr.cast();
+        // SAFETY: the window's MemoryRegion, which lives as long as the
+        // machine.
+        let window = unsafe { MemoryRegion::from_raw(fw.mr.cast()) };
         self.mapping = Some(Mapping { window, hpa });
         // Enabled only if routed, before it appears in the window.
-        self.route();
-        // SAFETY: the alias is initialized and not mapped (unmap above);
-        // the window region lives as long as the machine.
-        unsafe {
-            system::bindings::memory_region_set_alias_offset(self.mem, dpa_base);
-            system::bindings::memory_region_set_size(self.mem, hpa.size);
-            system::bindings::memory_region_add_subregion(window, hpa.base - fw.base, self.mem);
-        }
+        self.route(mem);
+        mem.set_alias_offset(dpa_base);
+        mem.set_size(hpa.size);
+        window.add_subregion(hpa.base - fw.base, mem);
         trace::trace_vfio_cxl_map(&self.name, hpa.base, hpa.size, dpa_base);
         Ok(())
     }
 
-    fn unmap(&mut self) {
+    fn unmap(&mut self, mem: &MemoryRegion) {
         if let Some(m) = self.mapping.take() {
-            // SAFETY: the alias is a subregion of m.window (set by map);
-            // the claim is keyed by the alias.
-            unsafe {
-                system::bindings::memory_region_del_subregion(m.window, self.mem);
-                bindings::cxl_firmware_release_map(self.mem.cast());
-            }
+            m.window.del_subregion(mem);
+            // SAFETY: the claim map() made is keyed by the alias.
+            unsafe { bindings::cxl_firmware_release_map(mem.as_mut_ptr().cast()) };
             trace::trace_vfio_cxl_unmap(&self.name, m.hpa.base, m.hpa.size);
         }
     }
 
-    fn reset_hold(&mut self) {
-        self.unmap();
+    /// Reset, hold phase: unmap, decoders to their reset values.
+    pub fn reset_hold(&mut self, mem: &MemoryRegion) {
+        self.unmap(mem);
         self.hdm.reset();
     }
 
@@ -278,9 +298,9 @@ impl CxlPart {
     /// make this fail (it owns the host bridge's registers), so a failure
     /// is the guest's error: decoder 0 stays uncommitted with Error Not
     /// Committed, the device has no memory, and the VM runs on.
-    /// Whether decoder 0 is committed afterwards (firmware then enables
-    /// CXL.mem in the DVSEC, which the C side owns).
-    fn reset_exit(&mut self) -> bool {
+    /// Whether decoder 0 is committed and mapped afterwards (firmware then
+    /// enables CXL.mem in the DVSEC, which the device owns).
+    pub fn reset_exit(&mut self, mem: &MemoryRegion) -> bool {
         if !self.precommit {
             return false;
         }
@@ -312,7 +332,8 @@ impl CxlPart {
         if let Err(e) = hb {
             log_mask_ln!(
                 Log::GuestError,
-                "vfio-cxl {}: firmware commit of the host bridge failed, the device has no memory: {e}",
+                "vfio-cxl {}: firmware commit of the host bridge failed, the device has no \
+                 memory: {e}",
                 self.name.to_string_lossy()
             );
             self.hdm.firmware_not_committed(0, program);
@@ -321,7 +342,7 @@ impl CxlPart {
         match self.hdm.firmware_commit(0, program) {
             Ok(event) => {
                 trace::trace_vfio_cxl_precommit(&self.name, range.base, range.size, window.index);
-                self.hdm_event(event);
+                self.hdm_event(mem, event);
                 self.mapping.is_some()
             }
             Err(e) => {
@@ -334,164 +355,4 @@ impl CxlPart {
             }
         }
     }
-
-    /// A decoder of some CXL component (our host bridge's, perhaps)
-    /// changed: re-evaluate the route.
-    unsafe extern "C" fn routes_changed(opaque: *mut c_void) {
-        // SAFETY: `opaque` is the part that registered the watch (in
-        // vfio_cxl_part_new) and dropped it in vfio_cxl_part_free; the
-        // BQL is held, and no other reference to the part is live (the
-        // part never writes a component's HDM decoder registers, so this
-        // never runs inside one of its own calls).
-        unsafe { (*opaque.cast::<CxlPart>()).route() };
-    }
-}
-
-/// Creates the CXL part of a realized device.
-///
-/// `name` names the device in traces (copied). `mem` is an alias
-/// MemoryRegion of the mmap'd CXL_MEM region, `mem_size` bytes, owned by
-/// the caller and mapped only by this part. Returns NULL and sets `errp`
-/// on error.
-///
-/// # Safety
-///
-/// `pci` and `mem` must stay valid until [`vfio_cxl_part_free`]; `name` is
-/// a C string; `errp` is a valid `Error **`. Call with the BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_new(
-    pci: *mut PCIDevice,
-    name: *const c_char,
-    mem: *mut MemoryRegion,
-    mem_size: u64,
-    precommit: bool,
-    errp: *mut *mut util::bindings::Error,
-) -> *mut CxlPart {
-    // SAFETY: a C string from the caller, copied here.
-    let name = unsafe { CStr::from_ptr(name) }.to_owned();
-    let part = CxlPart::new(pci, name, mem, mem_size, precommit);
-    // SAFETY: errp comes from C.
-    match unsafe { Error::ok_or_propagate(part, errp) } {
-        Some(part) => {
-            let part = Box::into_raw(Box::new(part));
-            // SAFETY: the part lives until vfio_cxl_part_free, which
-            // drops the watch first.
-            unsafe {
-                bindings::cxl_firmware_watch_routes(Some(CxlPart::routes_changed), part.cast())
-            };
-            part
-        }
-        None => std::ptr::null_mut(),
-    }
-}
-
-/// Length in bytes of the emulated HDM Decoder Capability structure.
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`].
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_hdm_len(part: *const CxlPart) -> u32 {
-    // SAFETY: see above.
-    unsafe { (*part).hdm.len() }
-}
-
-/// Guest read of the emulated decoder block (`offset` from its start).
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_hdm_read(
-    part: *const CxlPart,
-    offset: u64,
-    size: u32,
-) -> u64 {
-    // SAFETY: see above.
-    unsafe { (*part).read(offset, size) }
-}
-
-/// Guest write of the emulated decoder block; a commit maps the memory.
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_hdm_write(
-    part: *mut CxlPart,
-    offset: u64,
-    value: u64,
-    size: u32,
-) {
-    // SAFETY: see above.
-    unsafe { (*part).write(offset, value, size) }
-}
-
-/// Reset, hold phase: unmap, decoders to their reset values.
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_reset_hold(part: *mut CxlPart) {
-    // SAFETY: see above.
-    unsafe { (*part).reset_hold() }
-}
-
-/// Reset, exit phase: the firmware pre-commit (precommit=on). Never
-/// fails: what the guest broke leaves the device without memory. Returns
-/// whether decoder 0 is committed and mapped (firmware then sets the
-/// DVSEC's Mem_Enable).
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_reset_exit(part: *mut CxlPart) -> bool {
-    // SAFETY: see above.
-    unsafe { (*part).reset_exit() }
-}
-
-/// The device's DVSEC Mem_Enable is now `on`: re-evaluates the route.
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_set_mem_enabled(part: *mut CxlPart, on: bool) {
-    // SAFETY: see above.
-    let part = unsafe { &mut *part };
-    part.mem_enabled = on;
-    part.route();
-}
-
-/// Re-evaluates the route (e.g. after a PCI Command write).
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`]; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_route(part: *const CxlPart) {
-    // SAFETY: see above.
-    unsafe { (*part).route() }
-}
-
-/// Unmaps the memory and frees the part.
-///
-/// # Safety
-///
-/// `part` comes from [`vfio_cxl_part_new`] (or is NULL) and is not used
-/// afterwards; BQL held.
-#[no_mangle]
-pub unsafe extern "C" fn vfio_cxl_part_free(part: *mut CxlPart) {
-    if part.is_null() {
-        return;
-    }
-    // SAFETY: the watch vfio_cxl_part_new registered goes first.
-    unsafe { bindings::cxl_firmware_unwatch_routes(part.cast()) };
-    // SAFETY: see above.
-    let mut part = unsafe { Box::from_raw(part) };
-    part.unmap();
-    // SAFETY: the device is still valid; a no-op without a claim.
-    unsafe { bindings::cxl_firmware_release_hb(part.pci) };
 }
