@@ -12,6 +12,7 @@
  */
 #include <linux/bitfield.h>
 #include <linux/cleanup.h>
+#include <linux/compat.h>
 #include <linux/delay.h>
 #include <linux/atomic.h>
 #include <linux/fs.h>
@@ -26,6 +27,7 @@
 #include <linux/mman.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/overflow.h>
 #include <linux/pci.h>
 #include <linux/sched/mm.h>
 #include <linux/sizes.h>
@@ -263,15 +265,17 @@ static unsigned long t2ref_get_unmapped_area(struct file *file,
 					     unsigned long flags)
 {
 	struct t2ref_file *tf = file->private_data;
+	unsigned long padded, ret;
 	phys_addr_t phys;
-	unsigned long ret;
 
+	/* As __thp_get_unmapped_area(): no padding for 32-bit callers. */
 	if (!IS_ENABLED(CONFIG_ARCH_SUPPORTS_PUD_PFNMAP) || len < PUD_SIZE ||
-	    addr || (flags & MAP_FIXED) || len + PUD_SIZE < len)
+	    addr || (flags & MAP_FIXED) || in_compat_syscall() ||
+	    check_add_overflow(len, PUD_SIZE, &padded))
 		return thp_get_unmapped_area(file, addr, len, pgoff, flags);
 	/* @start never changes while a file holds a reference. */
 	phys = tf->mem->start + ((phys_addr_t)pgoff << PAGE_SHIFT);
-	ret = mm_get_unmapped_area(file, 0, len + PUD_SIZE, pgoff, flags);
+	ret = mm_get_unmapped_area(file, 0, padded, pgoff, flags);
 	if (IS_ERR_VALUE(ret))
 		return thp_get_unmapped_area(file, addr, len, pgoff, flags);
 	return ret + ((phys - ret) & (PUD_SIZE - 1));

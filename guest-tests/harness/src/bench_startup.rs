@@ -6,9 +6,13 @@
 //! One sample: start the software Type-2 server on a new sparse file,
 //! start QEMU with `-S` and QMP, and time until `query-status` answers.
 //! By then QEMU has realized every device and reset the machine, which
-//! for vfio-user-cxl includes firmware's pre-commit of the HDM decoders
-//! and mapping the device memory into the window: everything before the
-//! guest's first instruction. QEMU's peak RSS (`VmHWM`) is read then too.
+//! for vfio-user-cxl includes mapping the device memory into QEMU (a RAM
+//! device region) and firmware's pre-commit of the HDM decoders:
+//! everything before the guest's first instruction. A vfio-user-cxl
+//! sample counts only if `info mtree` then shows that RAM device region.
+//! (The window's alias of it is enabled later, once the guest's firmware
+//! turns Memory Space on and the decode path routes the range.) QEMU's peak RSS
+//! (`VmHWM`) is read then too.
 //! The four cases run in turn within each round, so machine noise hits
 //! them alike; medians over the rounds are compared as ratios. A
 //! documented command, not a VM test: it asserts nothing about times.
@@ -185,6 +189,28 @@ fn sample(env: &Env, server: &Path, device: &str, mib: u64) -> Result<(Duration,
             )));
         }
         let rss = peak_rss_kib(qemu.id())?;
+        if device == "vfio-user-cxl" {
+            // The sample counts only if the device memory is mapped into
+            // QEMU (a RAM device region: the RAMBlock whose bookkeeping
+            // grows with the size). The window's alias of it appears only
+            // once the guest's firmware enables Memory Space.
+            let mtree = q
+                .execute(
+                    "human-monitor-command",
+                    json!({"command-line": "info mtree"}),
+                )?
+                .map_err(|e| Error::msg(format!("info mtree: {e}")))?;
+            let text = mtree.as_str().unwrap_or("");
+            let mapped = text
+                .lines()
+                .any(|l| l.contains("(prio 0, ramd)") && l.contains("cxl-mem mmaps[0]"));
+            if !mapped {
+                let cxl: Vec<&str> = text.lines().filter(|l| l.contains("cxl")).collect();
+                return Err(Error::msg(format!(
+                    "{device} {mib} MiB: the device memory is not mapped into QEMU: {cxl:?}"
+                )));
+            }
+        }
         let _ = q.execute("quit", json!({}));
         Ok((ready, rss))
     })();

@@ -97,7 +97,8 @@ impl Coverage {
     /// every covered word.
     pub fn part(&self, k: u64, n: u64) -> Box<dyn Iterator<Item = u64> + Send + '_> {
         let per = self.words().div_ceil(n);
-        let (from, to) = (k * per, ((k + 1) * per).min(self.words()));
+        let to = ((k + 1) * per).min(self.words());
+        let from = (k * per).min(to);
         match self {
             Self::Every { .. } => Box::new((from..to).map(|i| i * 8)),
             Self::Sampled(v) => Box::new(v[from as usize..to as usize].iter().copied()),

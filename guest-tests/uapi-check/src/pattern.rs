@@ -23,8 +23,8 @@ pub const SPARSE_RANDOM_SAMPLES: u64 = 1024;
 /// The offsets a check samples in a region of `size` bytes (8-aligned,
 /// ascending, distinct). Up to [`DENSE_SAMPLING_MAX`]: the first and last
 /// word of every 2 MiB, and one word in the middle of each. Above: one word
-/// in every 4 KiB of the first and the last 2 MiB, the words on both sides
-/// of every 1 GiB boundary, and [`SPARSE_RANDOM_SAMPLES`] words at offsets
+/// in every 4 KiB of the first and the last 2 MiB, the last word, the
+/// words on both sides of every 1 GiB boundary, and [`SPARSE_RANDOM_SAMPLES`] words at offsets
 /// drawn from a generator seeded by `size`, so both sides draw the same.
 pub fn sample_offsets(size: u64) -> Vec<u64> {
     const STRIDE: u64 = 2 << 20;
@@ -46,6 +46,7 @@ pub fn sample_offsets(size: u64) -> Vec<u64> {
         .flat_map(|o| [o, size - STRIDE + o])
         .collect();
     v.extend((1..size.div_ceil(GIB)).flat_map(|g| [g * GIB - 8, g * GIB]));
+    v.push(size - 8);
     v.extend((0..SPARSE_RANDOM_SAMPLES).map(|i| (word(size, i) % size) & !7));
     v.sort_unstable();
     v.dedup();
@@ -167,7 +168,7 @@ mod tests {
         assert!(s.iter().all(|&o| o % 8 == 0 && o + 8 <= size));
         // Edges: every 4 KiB page of the first and last 2 MiB.
         assert_eq!(s.iter().filter(|&&o| o < 2 << 20).count(), 512);
-        assert!(s.contains(&0) && s.contains(&(size - 4096)));
+        assert!(s.contains(&0) && s.contains(&(size - 4096)) && s.contains(&(size - 8)));
         // Both sides of every 1 GiB boundary, so every 1 GiB is touched.
         for g in 1..128 {
             assert!(s.contains(&(g * GIB - 8)) && s.contains(&(g * GIB)), "{g}");

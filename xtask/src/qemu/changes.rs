@@ -74,13 +74,30 @@ pub(super) fn check_names(diff: &str, target: &str) -> Result<()> {
     let mut old = Vec::new();
     let mut new = Vec::new();
     let mut hunks = 0;
+    // In a hunk, a removed line "-- x" or an added "++ x" looks like a
+    // header: count the hunk's lines and parse headers only outside.
+    let (mut old_left, mut new_left) = (0u64, 0u64);
     for line in diff.lines() {
+        if old_left > 0 || new_left > 0 {
+            match line.as_bytes().first() {
+                Some(b'-') => old_left = old_left.saturating_sub(1),
+                Some(b'+') => new_left = new_left.saturating_sub(1),
+                Some(b'\\') => {}
+                _ => {
+                    old_left = old_left.saturating_sub(1);
+                    new_left = new_left.saturating_sub(1);
+                }
+            }
+            continue;
+        }
         if let Some(p) = line.strip_prefix("--- ") {
             old.push(p.split('\t').next().unwrap_or(p).to_string());
         } else if let Some(p) = line.strip_prefix("+++ ") {
             new.push(p.split('\t').next().unwrap_or(p).to_string());
-        } else if line.starts_with("@@ ") {
+        } else if let Some(counts) = line.strip_prefix("@@ ") {
             hunks += 1;
+            (old_left, new_left) = hunk_counts(counts)
+                .ok_or_else(|| Error::msg(format!("{what}: malformed hunk header {line:?}")))?;
         } else if [
             "new file mode",
             "deleted file mode",
@@ -111,6 +128,20 @@ pub(super) fn check_names(diff: &str, target: &str) -> Result<()> {
     Ok(())
 }
 
+/// The old and new line counts of a hunk header's `-a,b +c,d @@` (a count
+/// left out is 1).
+fn hunk_counts(rest: &str) -> Option<(u64, u64)> {
+    let mut it = rest.split_whitespace();
+    let count = |r: &str, sign: char| -> Option<u64> {
+        let r = r.strip_prefix(sign)?;
+        match r.split_once(',') {
+            Some((_, n)) => n.parse().ok(),
+            None => r.parse::<u64>().ok().map(|_| 1),
+        }
+    };
+    Some((count(it.next()?, '-')?, count(it.next()?, '+')?))
+}
+
 /// Applies the change `diff` (checked with [`check_names`]) to `target` in
 /// the git repository `repo`, whose file holds the pristine content. git
 /// apply takes no fuzz: every context line must match, only its line
@@ -139,10 +170,10 @@ pub(super) fn apply(repo: &Path, author: Option<&Author>, target: &str, diff: &P
 /// change with every edit and with every QEMU version, and git apply does
 /// not need them.
 pub(super) fn normalize(git_diff: &str) -> String {
+    // split_inclusive keeps each line's own ending, \r\n included.
     git_diff
-        .lines()
+        .split_inclusive('\n')
         .filter(|l| !l.starts_with("index "))
-        .map(|l| format!("{l}\n"))
         .collect()
 }
 
@@ -212,6 +243,20 @@ diff --git a/hw/x.c b/hw/x.c
             .unwrap_err()
             .to_string()
             .contains("no hunk"));
+    }
+
+    #[test]
+    fn lines_inside_a_hunk_are_not_headers() {
+        let tricky = "diff --git a/hw/x.c b/hw/x.c\n--- a/hw/x.c\n+++ b/hw/x.c\n\
+                      @@ -1,2 +1,2 @@\n--- a removed SQL comment\n+++ an added line\n ctx\n";
+        check_names(tricky, "hw/x.c").unwrap();
+        assert!(check_names("--- a/hw/x.c\n+++ b/hw/x.c\n@@ bogus\n", "hw/x.c").is_err());
+    }
+
+    #[test]
+    fn normalize_keeps_crlf() {
+        let crlf = "--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\r\n+b\r\n";
+        assert_eq!(normalize(crlf), crlf);
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! CXL or without Rust must therefore leave them out (and so configure and
 //! link), and one that asks for them anyway must fail in minikconf with a
 //! message naming them, not at link time. This runs QEMU's own
-//! `scripts/minikconf.py` on the patched work tree with the arguments
-//! meson gave it (read back from meson-log.txt), varied per case.
+//! `scripts/minikconf.py` on the patched work tree with the host and
+//! target assignments meson gave it (read back from meson-log.txt),
+//! varied per case, always from the defaults (`--defconfig`).
 
 use std::process::Command;
 
@@ -105,6 +106,16 @@ const CASES: &[Case] = &[
     Case {
         what: "asking for cxl-accel without CXL is refused",
         set: &["CONFIG_CXL=n", "CONFIG_X_CXL_ACCEL_RUST=y"],
+        expect: Expect::Refused("X_CXL_ACCEL_RUST"),
+    },
+    Case {
+        what: "without vfio-pci there is no vfio-cxl",
+        set: &["CONFIG_VFIO_PCI=n"],
+        expect: Expect::Enabled(&["X_CXL_ACCEL_RUST"]),
+    },
+    Case {
+        what: "asking for cxl-accel without Rust is refused",
+        set: &["CONFIG_HAVE_RUST=n", "CONFIG_X_CXL_ACCEL_RUST=y"],
         expect: Expect::Refused("X_CXL_ACCEL_RUST"),
     },
     Case {

@@ -252,7 +252,10 @@ pub fn run_diff(args: &[String]) -> Result<()> {
             let diff = changes::normalize(&diff);
             changes::check_names(&diff, path)?;
             write(&out, diff.as_bytes())?;
-            println!("{path}: wrote {}", out.display());
+            println!(
+                "{path}: wrote {}; the work tree's {path} is back at the series' version",
+                out.display()
+            );
         }
         run_output(
             git(&src, None).args(["checkout", "-q", "HEAD", "--", path]),

@@ -40,7 +40,30 @@ const fn c_str(bytes: &'static [u8]) -> &'static CStr {
     }
 }
 
-/// The C type `vfio-pci` (`VFIOPCIDevice`, hw/vfio/pci.h).
+/// The abstract C type `vfio-pci-device` (`VFIOPCIDevice`, hw/vfio/pci.h),
+/// the QOM parent of both `vfio-pci` and `vfio-user-pci`: what the CXL
+/// part reaches the VFIO device through.
+#[repr(transparent)]
+#[derive(Debug, common::Wrapper)]
+pub struct VfioPciDeviceBase(Opaque<bindings::VFIOPCIDevice>);
+
+// SAFETY: the device is only accessed under the BQL, like every other.
+unsafe impl Send for VfioPciDeviceBase {}
+// SAFETY: see above.
+unsafe impl Sync for VfioPciDeviceBase {}
+
+// SAFETY: VfioPciDeviceBase wraps the instance struct of
+// TYPE_VFIO_PCI_DEVICE, which starts with its PCIDevice and has no class
+// struct of its own.
+unsafe impl ObjectType for VfioPciDeviceBase {
+    type Class = PCIDeviceClass;
+    const TYPE_NAME: &'static CStr = c_str(bindings::TYPE_VFIO_PCI_DEVICE);
+}
+
+qom_isa!(VfioPciDeviceBase: PCIDevice, DeviceState, Object);
+
+/// The C type `vfio-pci`, a `vfio-pci-device` with the same instance
+/// struct.
 #[repr(transparent)]
 #[derive(Debug, common::Wrapper)]
 pub struct VfioPciDevice(Opaque<bindings::VFIOPCIDevice>);
@@ -57,7 +80,7 @@ unsafe impl ObjectType for VfioPciDevice {
     const TYPE_NAME: &'static CStr = c_str(bindings::TYPE_VFIO_PCI);
 }
 
-qom_isa!(VfioPciDevice: PCIDevice, DeviceState, Object);
+qom_isa!(VfioPciDevice: VfioPciDeviceBase, PCIDevice, DeviceState, Object);
 
 /// The C type `vfio-user-pci` (`VFIOUserPCIDevice`, hw/vfio-user/pci.h).
 #[repr(transparent)]
@@ -69,14 +92,15 @@ unsafe impl Send for VfioUserPciDevice {}
 // SAFETY: as for VfioPciDevice.
 unsafe impl Sync for VfioUserPciDevice {}
 
-// SAFETY: VfioUserPciDevice wraps the C struct of TYPE_VFIO_USER_PCI,
-// which starts with its VFIOPCIDevice and has no class struct of its own.
+// SAFETY: VfioUserPciDevice wraps the C struct of TYPE_VFIO_USER_PCI, a
+// TYPE_VFIO_PCI_DEVICE (not a vfio-pci), which starts with its
+// VFIOPCIDevice and has no class struct of its own.
 unsafe impl ObjectType for VfioUserPciDevice {
     type Class = PCIDeviceClass;
     const TYPE_NAME: &'static CStr = c_str(bindings::TYPE_VFIO_USER_PCI);
 }
 
-qom_isa!(VfioUserPciDevice: VfioPciDevice, PCIDevice, DeviceState, Object);
+qom_isa!(VfioUserPciDevice: VfioPciDeviceBase, PCIDevice, DeviceState, Object);
 
 /// The parent class's methods, saved by [`class_init`] before it
 /// overrides them (the C functions are `static`: only the class has them).
@@ -89,7 +113,7 @@ pub struct ParentMethods {
 }
 
 /// A device type built on this module.
-pub trait CxlVfioImpl: PCIDeviceImpl + IsA<VfioPciDevice> {
+pub trait CxlVfioImpl: PCIDeviceImpl + IsA<VfioPciDeviceBase> {
     /// Where [`class_init`] saves the parent class's methods.
     fn parent_methods() -> &'static OnceLock<ParentMethods>;
     /// The CXL state in the device.
@@ -211,7 +235,7 @@ impl CxlVfio {
     /// Realize after the parent's: the CXL regions, the overlay, the part
     /// and the migration blocker. On error, everything is undone.
     fn realize<T: CxlVfioImpl>(&self, dev: &T) -> Result<()> {
-        let vdev = dev.upcast::<VfioPciDevice>().as_mut_ptr();
+        let vdev = dev.upcast::<VfioPciDeviceBase>().as_mut_ptr();
         info::get_device_info(|buf| dev.get_device_info(buf))?.check()?;
 
         // SAFETY: the parent realized the device: vbasedev is set up and
@@ -431,7 +455,7 @@ fn name_of(vdev: *mut bindings::VFIOPCIDevice) -> CString {
 
 /// "<type> <id> (<host device>): " before a realize error.
 fn prefixed<T: CxlVfioImpl>(dev: &T, e: &Error) -> Error {
-    let vdev = dev.upcast::<VfioPciDevice>().as_mut_ptr();
+    let vdev = dev.upcast::<VfioPciDeviceBase>().as_mut_ptr();
     let name = name_of(vdev);
     let name = name.to_string_lossy();
     // SAFETY: the device's id is NULL or a C string it owns.
@@ -486,7 +510,7 @@ fn parent_config_write<T: CxlVfioImpl>(dev: &T, addr: u32, val: u32, len: u32) {
 fn mem_enable<T: CxlVfioImpl>(dev: &T, dvsec: u16) -> bool {
     let ctrl = config_read(dev, u32::from(dvsec) + DVSEC_CONTROL, 2);
     let on = ctrl & DVSEC_MEM_ENABLE != 0;
-    trace::trace_vfio_cxl_mem_enable(&name_of(dev.upcast::<VfioPciDevice>().as_mut_ptr()), on);
+    trace::trace_vfio_cxl_mem_enable(&name_of(dev.upcast::<VfioPciDeviceBase>().as_mut_ptr()), on);
     on
 }
 
@@ -584,16 +608,20 @@ pub fn config_write<T: CxlVfioImpl>(dev: &T, addr: u32, val: u32, len: u32) {
     }
 }
 
-/// `ResettablePhasesImpl::HOLD`: the parent's reset, then the decoder
-/// model back to reset values and the memory unmapped.
+/// `ResettablePhasesImpl::HOLD`: the memory unmapped and the decoder
+/// model back to reset values, then the parent's reset. In that order:
+/// the parent's reset turns Memory Space off on the host (directly, not
+/// through [`config_write`]), after which a guest access through a
+/// still-mapped window would get QEMU a SIGBUS; a guest can start this
+/// reset (Secondary Bus Reset) while its other vCPUs run.
 pub fn reset_hold<T: CxlVfioImpl>(dev: &T, ty: ResetType) {
-    if let Some(hold) = parent::<T>().phases.hold {
-        // SAFETY: the parent's phase on a device of its type.
-        unsafe { hold(dev.upcast::<Object>().as_mut_ptr().cast(), ty) };
-    }
     let cxl = dev.cxl();
     if let Some(r) = cxl.state.borrow_mut().as_mut() {
         r.part.reset_hold(&cxl.mem_alias);
+    }
+    if let Some(hold) = parent::<T>().phases.hold {
+        // SAFETY: the parent's phase on a device of its type.
+        unsafe { hold(dev.upcast::<Object>().as_mut_ptr().cast(), ty) };
     }
 }
 

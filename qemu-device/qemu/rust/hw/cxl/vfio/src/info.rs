@@ -5,8 +5,12 @@
 //!
 //! Neither the host nor a vfio-user server is trusted: replies are read
 //! as bytes, every capability header must lie inside the reply after the
-//! fixed struct, and a chain must ascend, so a malformed reply can
-//! neither make QEMU read outside it nor loop.
+//! fixed struct, and a chain must ascend, so a malformed reply walked
+//! here can neither make QEMU read outside it nor loop. (Finding the
+//! regions by type goes through QEMU's own
+//! `vfio_device_get_region_info_type()`, whose `vfio_get_cap()` walk has
+//! neither check; that is QEMU's, for every VFIO device, and not fixed
+//! here.)
 
 use std::mem::size_of;
 

@@ -73,6 +73,7 @@ impl MemoryRegionExt for MemoryRegion {
 
     fn add_subregion(&self, offset: u64, sub: &MemoryRegion) {
         assert!(bql::is_locked());
+        assert_owned(sub);
         // SAFETY: both are regions of this wrapper, under the BQL; the
         // container takes a reference to `sub`'s owner, so `sub` stays
         // valid while it is mapped.
@@ -83,6 +84,7 @@ impl MemoryRegionExt for MemoryRegion {
 
     fn add_subregion_overlap(&self, offset: u64, sub: &MemoryRegion, priority: i32) {
         assert!(bql::is_locked());
+        assert_owned(sub);
         // SAFETY: both are regions of this wrapper, under the BQL; the
         // container takes a reference to `sub`'s owner, so `sub` stays
         // valid while it is mapped.
@@ -124,4 +126,12 @@ impl MemoryRegionExt for MemoryRegion {
             );
         }
     }
+}
+
+/// The mapping's safety rests on `sub` having an owner: the container
+/// references the owner, which keeps `sub` alive while it is mapped.
+fn assert_owned(sub: &MemoryRegion) {
+    // SAFETY: reads one field of an initialized region, under the BQL.
+    let owner = unsafe { (*sub.as_ptr()).owner };
+    assert!(!owner.is_null(), "a subregion without an owner");
 }

@@ -14,7 +14,7 @@ use util::{Error, Result};
 
 use crate::{
     bindings,
-    device::{self, CxlVfio, CxlVfioImpl, ParentMethods, VfioPciDevice},
+    device::{self, CxlVfio, CxlVfioImpl, ParentMethods, VfioPciDevice, VfioPciDeviceBase},
     info::DeviceInfoBuf,
 };
 
@@ -33,7 +33,7 @@ pub struct VfioCxlDevice {
     cxl: CxlVfio,
 }
 
-qom_isa!(VfioCxlDevice: VfioPciDevice, PCIDevice, DeviceState, Object);
+qom_isa!(VfioCxlDevice: VfioPciDevice, VfioPciDeviceBase, PCIDevice, DeviceState, Object);
 
 // SAFETY: the type is a vfio-pci subclass without its own class struct,
 // and its TYPE_NAME is unique.
@@ -88,7 +88,7 @@ impl CxlVfioImpl for VfioCxlDevice {
 
     /// An ioctl on the device fd (hw/vfio/cxl.c).
     fn get_device_info(&self, buf: &mut DeviceInfoBuf) -> Result<()> {
-        let vdev = self.upcast::<VfioPciDevice>().as_mut_ptr();
+        let vdev = self.upcast::<VfioPciDeviceBase>().as_mut_ptr();
         // SAFETY: the parent realized the device (its fd is open); `buf`
         // holds the argsz it says.
         unsafe {

@@ -16,7 +16,7 @@ use system::{MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
 use util::{Error, Result};
 use vfio_cxl::{
     bindings,
-    device::{self, CxlVfio, CxlVfioImpl, ParentMethods, VfioPciDevice, VfioUserPciDevice},
+    device::{self, CxlVfio, CxlVfioImpl, ParentMethods, VfioPciDeviceBase, VfioUserPciDevice},
     info::DeviceInfoBuf,
 };
 
@@ -35,7 +35,13 @@ pub struct VfioUserCxlDevice {
     cxl: CxlVfio,
 }
 
-qom_isa!(VfioUserCxlDevice: VfioUserPciDevice, VfioPciDevice, PCIDevice, DeviceState, Object);
+qom_isa!(
+    VfioUserCxlDevice: VfioUserPciDevice,
+    VfioPciDeviceBase,
+    PCIDevice,
+    DeviceState,
+    Object
+);
 
 // SAFETY: the type is a vfio-user-pci subclass without its own class
 // struct, and its TYPE_NAME is unique.
@@ -90,7 +96,7 @@ impl CxlVfioImpl for VfioUserCxlDevice {
 
     /// QEMU's generic vfio-user client, which honours the caller's argsz.
     fn get_device_info(&self, buf: &mut DeviceInfoBuf) -> Result<()> {
-        let vdev = self.upcast::<VfioPciDevice>().as_mut_ptr();
+        let vdev = self.upcast::<VfioPciDeviceBase>().as_mut_ptr();
         // SAFETY: the parent realized the device (connected to the
         // server); `buf` holds the argsz it says.
         unsafe {
