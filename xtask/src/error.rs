@@ -1,8 +1,7 @@
 //! One error type for every xtask command.
 //!
 //! Every failure ends up as one message printed by `main` plus a non-zero
-//! exit code: 2 for a wrong command line, 3 when a command cannot run yet
-//! because parts of the project are missing, 1 for everything else. Nothing in
+//! exit code: 2 for a wrong command line, 1 for everything else. Nothing in
 //! xtask is supposed to panic on bad input or a failing tool.
 
 use std::fmt;
@@ -12,7 +11,6 @@ use std::fmt;
 pub struct Error {
     message: String,
     usage: bool,
-    incomplete: bool,
 }
 
 impl Error {
@@ -21,16 +19,6 @@ impl Error {
         Self {
             message: message.into(),
             usage: false,
-            incomplete: false,
-        }
-    }
-
-    /// What was asked for cannot run yet: parts of the project are missing.
-    pub fn incomplete(message: impl Into<String>) -> Self {
-        Self {
-            message: message.into(),
-            usage: false,
-            incomplete: true,
         }
     }
 
@@ -39,7 +27,6 @@ impl Error {
         Self {
             message: message.into(),
             usage: true,
-            incomplete: false,
         }
     }
 
@@ -56,8 +43,6 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         if self.usage {
             2
-        } else if self.incomplete {
-            3
         } else {
             1
         }

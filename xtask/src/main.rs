@@ -20,7 +20,6 @@ mod qemu;
 mod sparse;
 mod test;
 mod test_kernel;
-mod vfio_user;
 mod vmtest;
 
 use std::process::ExitCode;
@@ -49,7 +48,6 @@ commands:
   bench-startup [--repeats N]        QEMU start-up and RSS: vfio-user-cxl vs vfio-user-pci, 256 MiB and 128 GiB
   chain [--no-build]                 the nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~6 min)
   hw-test --bdf BDF [options]        the coherence suite on a real device bound to vfio-cxl-pci (docs/real-hardware.md)
-  vfio-user-smoke [options]          the vfio-user software CXL device under QEMU's vfio-user-pci
   cache-dir                          print the cache directory
   help                               this text
 ";
@@ -80,7 +78,6 @@ fn run(args: &[String]) -> Result<()> {
         "bench-startup" => bench::run_startup(rest),
         "chain" => chain::run(rest),
         "hw-test" => hw::run(rest),
-        "vfio-user-smoke" => vfio_user::run(rest),
         "cache-dir" => {
             if let Some(extra) = rest.first() {
                 return Err(Error::usage(format!(

@@ -133,11 +133,7 @@ fn skipped(options: &Options) -> Vec<String> {
         "needs both tiers"
     };
     let vm_on = options.vm && options.driver && options.qemu;
-    skip(
-        !vm_on,
-        "the debug test kernel, the VM tests and the vfio-user smoke",
-        vm_why,
-    );
+    skip(!vm_on, "the debug test kernel and the VM tests", vm_why);
     let chain_why = if !options.chain { "--no-chain" } else { vm_why };
     skip(!(vm_on && options.chain), "the nested chain", chain_why);
     v
@@ -197,10 +193,6 @@ pub fn run(args: &[String]) -> Result<()> {
         })?;
         // Boots the pinned kernel under the QEMU just built (TCG).
         step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
-        // QEMU's vfio-user-pci against the software Type-2 device.
-        step_with("vfio-user smoke (cargo xtask vfio-user-smoke)", || {
-            crate::vfio_user::run(&["--require-guest".to_owned()])
-        })?;
         if options.chain {
             // The headline path: kernel VFIO -> -device vfio-cxl -> guest.
             let mut args = vec!["--no-build".to_owned()];
@@ -378,10 +370,7 @@ mod tests {
         let s = skipped(&parse(&args(&["--no-qemu"])).unwrap());
         assert!(s.contains(&"the QEMU tier (--no-qemu)".to_owned()), "{s:?}");
         assert!(
-            s.contains(
-                &"the debug test kernel, the VM tests and the vfio-user smoke (needs both tiers)"
-                    .to_owned()
-            ),
+            s.contains(&"the debug test kernel and the VM tests (needs both tiers)".to_owned()),
             "{s:?}"
         );
         assert!(

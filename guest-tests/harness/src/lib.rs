@@ -60,3 +60,4 @@ pub mod vucxl;
 pub mod vucxl_hotplug;
 pub mod vucxl_multi;
 pub mod vucxl_reset;
+pub mod vucxl_smoke;

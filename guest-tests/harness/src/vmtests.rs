@@ -172,6 +172,12 @@ pub fn all() -> Vec<VmTest> {
             check: crate::nested_run::coherence_check,
         },
         VmTest {
+            name: crate::vucxl_smoke::NAME,
+            about: "the vfio-user-cxl server behind QEMU's plain -device vfio-user-pci: QEMU's monitor (QMP) shows 1b36:0015 with a 64-bit BAR 0 and its sparse mmaps around the trapped decoder page; the guest reads the DVSECs and component registers, the decoder block hidden, the mmapped BAR area, the CXL Reset doorbell completed; the server's log agrees",
+            spec: crate::vucxl_smoke::spec,
+            check: crate::vucxl_smoke::check,
+        },
+        VmTest {
             name: "vfio-user-cxl-coherence",
             about: "the vfio-user-cxl server (host) behind QEMU's -device vfio-user-cxl, bound to vfio-cxl-pci in the guest: region from QEMU's pre-commit, every uapi-check passes, patterns cross server file<->guest",
             spec: crate::vucxl::coherence_spec,
