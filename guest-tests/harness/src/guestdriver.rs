@@ -55,13 +55,6 @@ GD=/opt/cxl-type2-ref
 DRV=/sys/bus/pci/drivers/cxl-type2-ref
 dev=
 [ -r /tmp/bdf ] && read -r dev </tmp/bdf
-have() { [ -e "$1" ]; }
-wait_for() {
-	local tenths=$1 waited=0; shift
-	while [ $waited -lt $tenths ]; do "$@" && return 0; sleep 0.1; waited=$((waited + 1)); done
-	"$@"
-}
-port_decoders() { have /sys/bus/cxl/devices/port*/decoder*; }
 bound() { have $DRV/$dev && have /dev/cxl-type2-ref0; }
 unbound() { ! have /sys/bus/pci/devices/$dev/driver && ! have /dev/cxl-type2-ref0; }
 # fail MSG: the message and the kernel's last lines on the console, status 1.

@@ -157,14 +157,6 @@ const LIB_SH: &str = r#"# Sourced by the host-driver steps (guest-tests/harness/
 VC=/opt/vfio-cxl
 dev=
 [ -r /tmp/bdf ] && read -r dev </tmp/bdf
-have() { [ -e "$1" ]; }
-# wait_for TENTHS CMD...: true once CMD is, polling every 0.1 s.
-wait_for() {
-	local tenths=$1 waited=0; shift
-	while [ $waited -lt $tenths ]; do "$@" && return 0; sleep 0.1; waited=$((waited + 1)); done
-	"$@"
-}
-port_decoders() { have /sys/bus/cxl/devices/port*/decoder*; }
 bound() { [ -e /sys/bus/pci/drivers/vfio-cxl-pci/$dev ]; }
 bind() {
 	echo vfio-cxl-pci >/sys/bus/pci/devices/$dev/driver_override || return 1

@@ -226,6 +226,16 @@ vfiocxl_fact() {{
 	vfiocxl_esc "$2"
 	printf 'VFIOCXL-RESULT {{"kind":"fact","step":"%s","key":"%s","value":"%s"}}\n' "$vfiocxl_s" "$vfiocxl_k" "$vfiocxl_r" >&3
 }}
+# have PATH: it exists. wait_for TENTHS CMD...: true once CMD is,
+# polling every 0.1 s (no fork: TCG makes every fork expensive).
+have() {{ [ -e "$1" ]; }}
+wait_for() {{
+	local tenths=$1 waited=0; shift
+	while [ $waited -lt $tenths ]; do "$@" && return 0; sleep 0.1; waited=$((waited + 1)); done
+	"$@"
+}}
+# port_decoders: the CXL core has enumerated port decoders.
+port_decoders() {{ have /sys/bus/cxl/devices/port*/decoder*; }}
 # find_accels [BUS]: the functions with the PCI IDs of cxl-accel and
 # vfio-user-cxl (1b36:0015), all or those below the root ports of host
 # bridge pci0000:BUS: $accels (their addresses), $naccels, $dev (the
