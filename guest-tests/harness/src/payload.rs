@@ -226,8 +226,8 @@ vfiocxl_fact() {{
 	vfiocxl_esc "$2"
 	printf 'VFIOCXL-RESULT {{"kind":"fact","step":"%s","key":"%s","value":"%s"}}\n' "$vfiocxl_s" "$vfiocxl_k" "$vfiocxl_r" >&3
 }}
-# have PATH: it exists. wait_for TENTHS CMD...: true once CMD is,
-# polling every 0.1 s (no fork: TCG makes every fork expensive).
+# have PATH: it exists (no fork). wait_for TENTHS CMD...: true once CMD
+# is, polling every 0.1 s (each poll forks sleep).
 have() {{ [ -e "$1" ]; }}
 wait_for() {{
 	local tenths=$1 waited=0; shift

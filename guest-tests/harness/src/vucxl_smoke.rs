@@ -225,6 +225,11 @@ fn start(dir: &Path) -> Result<()> {
     let t = Instant::now();
     while !Path::new(&sock).exists() {
         if t.elapsed() > Duration::from_secs(10) {
+            // after_exit will not run: end the server here.
+            if let Some(mut c) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
             return Err(Error::msg(format!("{sock} did not appear in 10 s")));
         }
         thread::sleep(Duration::from_millis(20));
@@ -276,13 +281,21 @@ fn stop(dir: &Path) -> HostFacts {
         None => vec![("monitor.error".into(), "no monitor thread".into())],
     };
     if let Some(mut c) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        // It exits by itself when QEMU disconnects; otherwise end it.
+        // It exits by itself, successfully, when QEMU disconnects.
         let t = Instant::now();
-        while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(5) {
+        while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(10) {
             thread::sleep(Duration::from_millis(50));
         }
-        let _ = c.kill();
-        let _ = c.wait();
+        let status = match c.try_wait() {
+            Ok(Some(st)) if st.success() => "ok".to_string(),
+            Ok(Some(st)) => st.to_string(),
+            _ => {
+                let _ = c.kill();
+                let _ = c.wait();
+                "killed (still running 10 s after QEMU)".into()
+            }
+        };
+        v.push(("server.exit".into(), status));
     }
     let _ = fs::remove_file(socket());
     let _ = fs::remove_file(qmp_socket());
@@ -309,6 +322,12 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         if !outcome.host_fact(key).unwrap_or("").contains(text) {
             p.push(format!("{what}: {text:?} not in {key}"));
         }
+    }
+    if outcome.host_fact("server.exit") != Some("ok") {
+        p.push(format!(
+            "the server's exit: {:?}, expected ok",
+            outcome.host_fact("server.exit")
+        ));
     }
     let log = outcome.host_fact("server.log").unwrap_or("");
     for (text, what) in SERVER_LOG {

@@ -122,6 +122,11 @@ pub(super) fn check_names(diff: &str, target: &str) -> Result<()> {
              `--- {want_old}` and `+++ {want_new}` (found --- {old:?}, +++ {new:?})"
         )));
     }
+    if old_left > 0 || new_left > 0 {
+        return Err(Error::msg(format!(
+            "{what}: the last hunk ends early ({old_left} old and {new_left} new lines missing)"
+        )));
+    }
     if hunks == 0 {
         return Err(Error::msg(format!("{what}: has no hunk")));
     }
@@ -135,11 +140,12 @@ fn hunk_counts(rest: &str) -> Option<(u64, u64)> {
     let count = |r: &str, sign: char| -> Option<u64> {
         let r = r.strip_prefix(sign)?;
         match r.split_once(',') {
-            Some((_, n)) => n.parse().ok(),
+            Some((start, n)) => start.parse::<u64>().ok().and(n.parse().ok()),
             None => r.parse::<u64>().ok().map(|_| 1),
         }
     };
-    Some((count(it.next()?, '-')?, count(it.next()?, '+')?))
+    let counts = (count(it.next()?, '-')?, count(it.next()?, '+')?);
+    (it.next()? == "@@").then_some(counts)
 }
 
 /// Applies the change `diff` (checked with [`check_names`]) to `target` in
@@ -251,6 +257,12 @@ diff --git a/hw/x.c b/hw/x.c
                       @@ -1,2 +1,2 @@\n--- a removed SQL comment\n+++ an added line\n ctx\n";
         check_names(tricky, "hw/x.c").unwrap();
         assert!(check_names("--- a/hw/x.c\n+++ b/hw/x.c\n@@ bogus\n", "hw/x.c").is_err());
+        assert!(check_names("--- a/hw/x.c\n+++ b/hw/x.c\n@@ -x,1 +1 @@\n a\n", "hw/x.c").is_err());
+        let short = DIFF.replace(" three\n", "");
+        assert!(check_names(&short, "hw/x.c")
+            .unwrap_err()
+            .to_string()
+            .contains("ends early"));
     }
 
     #[test]

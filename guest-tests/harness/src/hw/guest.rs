@@ -65,7 +65,6 @@ done
 "#;
 
 const GUEST_BIND_SH: &str = r#"read -r id </tmp/id
-have() { [ -e "$1" ]; }
 # The port decoders, not an endpoint: a Type-2 device's endpoint only
 # appears once its driver bound. Every poll forks `sleep`: slow when nested.
 i=0

@@ -613,7 +613,10 @@ pub fn config_write<T: CxlVfioImpl>(dev: &T, addr: u32, val: u32, len: u32) {
 /// the parent's reset turns Memory Space off on the host (directly, not
 /// through [`config_write`]), after which a guest access through a
 /// still-mapped window would get QEMU a SIGBUS; a guest can start this
-/// reset (Secondary Bus Reset) while its other vCPUs run.
+/// reset (Secondary Bus Reset) while its other vCPUs run. Under KVM the
+/// unmap is synchronous; under multi-threaded TCG other vCPUs flush their
+/// TLBs asynchronously and may still touch the old mapping briefly, as
+/// they may for any vfio-pci BAR mmap.
 pub fn reset_hold<T: CxlVfioImpl>(dev: &T, ty: ResetType) {
     let cxl = dev.cxl();
     if let Some(r) = cxl.state.borrow_mut().as_mut() {

@@ -74,9 +74,11 @@ impl MemoryRegionExt for MemoryRegion {
     fn add_subregion(&self, offset: u64, sub: &MemoryRegion) {
         assert!(bql::is_locked());
         assert_owned(sub);
-        // SAFETY: both are regions of this wrapper, under the BQL; the
-        // container takes a reference to `sub`'s owner, so `sub` stays
-        // valid while it is mapped.
+        // SAFETY: both are regions of this wrapper, under the BQL. `sub`
+        // stays valid while it is mapped: QEMU references its owner when
+        // the owners differ, and when they are the same `sub` lives as
+        // long as the container; the devices remove their subregions in
+        // exit, before their owner is finalized.
         unsafe {
             bindings::memory_region_add_subregion(self.as_mut_ptr(), offset, sub.as_mut_ptr());
         }
@@ -85,9 +87,11 @@ impl MemoryRegionExt for MemoryRegion {
     fn add_subregion_overlap(&self, offset: u64, sub: &MemoryRegion, priority: i32) {
         assert!(bql::is_locked());
         assert_owned(sub);
-        // SAFETY: both are regions of this wrapper, under the BQL; the
-        // container takes a reference to `sub`'s owner, so `sub` stays
-        // valid while it is mapped.
+        // SAFETY: both are regions of this wrapper, under the BQL. `sub`
+        // stays valid while it is mapped: QEMU references its owner when
+        // the owners differ, and when they are the same `sub` lives as
+        // long as the container; the devices remove their subregions in
+        // exit, before their owner is finalized.
         unsafe {
             bindings::memory_region_add_subregion_overlap(
                 self.as_mut_ptr(),
@@ -128,8 +132,9 @@ impl MemoryRegionExt for MemoryRegion {
     }
 }
 
-/// The mapping's safety rests on `sub` having an owner: the container
-/// references the owner, which keeps `sub` alive while it is mapped.
+/// The mapping's safety rests on `sub` having an owner that outlives the
+/// mapping (see add_subregion): a region without one could be freed while
+/// the container still maps it.
 fn assert_owned(sub: &MemoryRegion) {
     // SAFETY: reads one field of an initialized region, under the BQL.
     let owner = unsafe { (*sub.as_ptr()).owner };
