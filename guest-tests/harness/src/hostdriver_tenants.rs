@@ -27,7 +27,7 @@ const TENANT_SEED: u64 = 0x7e4a_4e75;
 const TENANTS_SH: &str = r#"$VC/vfio-cxl-uapi-check "$dev" --tenant-write @SEED@ >&3 || exit 1
 # Unused, vfio-pci lets runtime PM put the function in D3hot: user B's open
 # brings it back to D0 and the driver validates the decoder again.
-# Without CONFIG_PM there is no runtime PM: the function stays in D0.
+# Without CONFIG_PM (the debug test kernel) there is no runtime PM: D0.
 idle_d3() { read -r ps </sys/bus/pci/devices/$dev/power_state; [ "$ps" = D3hot ]; }
 if have /sys/bus/pci/devices/$dev/power/runtime_status; then
 	vfiocxl_fact idle.runtime_pm yes
