@@ -3,10 +3,8 @@
 //! uapi-check process) fills the whole memory with a pattern and exits; the
 //! driver clears the memory at close; user B opens the device and must read
 //! only zeros; and after B's close the host finds only zeros in the
-//! memory-backend file. Between the two the unused function sits in D3hot
-//! (vfio-pci's idle runtime suspend), so B's open also takes the driver's
-//! D3hot -> D0 path. The kernel log says how the driver cleared (CXL Reset
-//! with Mem_Clr, or from the host) and how long it took.
+//! memory-backend file. The kernel log says how the driver cleared (CXL
+//! Reset with Mem_Clr, or from the host) and how long it took.
 
 use std::fs::File;
 use std::io::Read;
@@ -25,18 +23,6 @@ pub const NAME_HOST_CLEAR: &str = "host-driver-tenants-host-clear";
 const TENANT_SEED: u64 = 0x7e4a_4e75;
 
 const TENANTS_SH: &str = r#"$VC/vfio-cxl-uapi-check "$dev" --tenant-write @SEED@ >&3 || exit 1
-# Unused, vfio-pci lets runtime PM put the function in D3hot: user B's open
-# brings it back to D0 and the driver validates the decoder again.
-# Without CONFIG_PM (the debug test kernel) there is no runtime PM: D0.
-idle_d3() { read -r ps </sys/bus/pci/devices/$dev/power_state; [ "$ps" = D3hot ]; }
-if have /sys/bus/pci/devices/$dev/power/runtime_status; then
-	vfiocxl_fact idle.runtime_pm yes
-	wait_for 30 idle_d3
-else
-	vfiocxl_fact idle.runtime_pm no
-	idle_d3
-fi
-vfiocxl_fact idle.power_state "$ps"
 $VC/vfio-cxl-uapi-check "$dev" --tenant-read >&3
 "#;
 
@@ -108,20 +94,6 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             Some(v) if v.starts_with("pass: ") => {}
             v => p.push(format!("{key}: {v:?}")),
         }
-    }
-    // cxl-accel has a PM capability (as every PCI Express function): with
-    // runtime PM the device sat in D3hot between the tenants, and B's open
-    // resumed it.
-    let want = match r.fact("idle.runtime_pm") {
-        Some("no") => "D0",
-        _ => "D3hot",
-    };
-    if r.fact("idle.power_state") != Some(want) {
-        p.push(format!(
-            "power state of the unused device between the tenants: {:?}, expected {want} (runtime PM: {:?}; vfio-pci suspends an unused function to D3hot)",
-            r.fact("idle.power_state"),
-            r.fact("idle.runtime_pm")
-        ));
     }
     // At bind (first open), after A, after B: three clears at least.
     let clears = clear_lines(outcome);

@@ -75,8 +75,7 @@ pub struct CxlAccelState {
     precommit: bool,
     /// Property `cxl-reset`: CXL Reset and Mem_Clr capable.
     cxl_reset_capable: bool,
-    /// Property `pm`: a PCI Power Management capability (D0, D3hot), on
-    /// by default as every PCI Express function has one.
+    /// Property `pm`: a PCI Power Management capability (D0, D3hot).
     pm_capable: bool,
     mem_size: BqlRefCell<u64>,
     window: BqlRefCell<Option<Window>>,
@@ -151,7 +150,7 @@ unsafe impl DevicePropertiesImpl for CxlAccelState {
             info: addr_of!(qdev_prop_bool),
             offset: std::mem::offset_of!(CxlAccelState, pm_capable) as isize,
             set_default: true,
-            defval: Property__bindgen_ty_1 { u: 1 },
+            defval: Property__bindgen_ty_1 { u: 0 },
             ..Zeroable::ZERO
         },
     ];
