@@ -31,45 +31,73 @@ options:
 ";
 
 pub fn run_bw(args: &[String]) -> Result<()> {
+    let flags = ["--thp", "--kvm"];
+    let valued = ["--sizes", "--repeats", "--json-out", "--l2-cpu"];
+    let Some((build, pass)) = parse("bench-bw", USAGE, &flags, &valued, args)? else {
+        return Ok(());
+    };
+    let mut cmd = crate::vmtest::prepared_harness(build, "bench-bw")?;
+    if pass.iter().any(|a| a == "--kvm") {
+        crate::vmtest::build_static_harness()?;
+    }
+    run(
+        cmd.args(&pass),
+        "bench-bw",
+        "bandwidth benchmark",
+        "failed or b/a < 0.9",
+    )
+}
+
+/// The options of a harness benchmark: `--no-build`, `-h`, `flags`
+/// passed on as they are and `valued` passed on with their value.
+/// `None` when the usage was printed.
+fn parse(
+    command: &str,
+    usage: &str,
+    flags: &[&str],
+    valued: &[&str],
+    args: &[String],
+) -> Result<Option<(bool, Vec<String>)>> {
     let mut build = true;
     let mut pass = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--no-build" => build = false,
-            "--thp" | "--kvm" => pass.push(arg.clone()),
-            "--sizes" | "--repeats" | "--json-out" | "--l2-cpu" => {
+            "-h" | "--help" => {
+                print!("{usage}");
+                return Ok(None);
+            }
+            a if flags.contains(&a) => pass.push(arg.clone()),
+            a if valued.contains(&a) => {
                 let v = it.next().ok_or_else(|| {
-                    Error::usage(format!("bench-bw: {arg} needs a value\n{USAGE}"))
+                    Error::usage(format!("{command}: {arg} needs a value\n{usage}"))
                 })?;
                 pass.extend([arg.clone(), v.clone()]);
             }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
             other => {
                 return Err(Error::usage(format!(
-                    "bench-bw: unexpected argument {other}\n{}",
-                    USAGE.trim_end()
+                    "{command}: unexpected argument {other}\n{}",
+                    usage.trim_end()
                 )))
             }
         }
     }
-    let mut cmd = crate::vmtest::prepared_harness(build, "bench-bw")?;
-    if pass.iter().any(|a| a == "--kvm") {
-        crate::vmtest::build_static_harness()?;
-    }
-    cmd.args(&pass);
-    println!("==> bandwidth benchmark (guest-harness bench-bw)");
+    Ok(Some((build, pass)))
+}
+
+/// Runs the prepared `guest-harness <command>`; `failed` says what a
+/// non-zero exit means.
+fn run(cmd: &mut std::process::Command, command: &str, what: &str, failed: &str) -> Result<()> {
+    println!("==> {what} (guest-harness {command})");
     let st = cmd
         .status()
-        .map_err(|e| Error::msg(format!("cannot run guest-harness bench-bw: {e}")))?;
+        .map_err(|e| Error::msg(format!("cannot run guest-harness {command}: {e}")))?;
     if st.success() {
         Ok(())
     } else {
         Err(Error::msg(format!(
-            "guest-harness bench-bw failed or b/a < 0.9 ({st})"
+            "guest-harness {command} {failed} ({st})"
         )))
     }
 }
@@ -87,43 +115,15 @@ medians, vfio-user-cxl/vfio-user-pci at each size (goal <= 1.05) and
 ";
 
 pub fn run_startup(args: &[String]) -> Result<()> {
-    let mut build = true;
-    let mut pass = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--no-build" => build = false,
-            "--repeats" => {
-                let v = it.next().ok_or_else(|| {
-                    Error::usage(format!(
-                        "bench-startup: --repeats needs a value\n{STARTUP_USAGE}"
-                    ))
-                })?;
-                pass.extend([arg.clone(), v.clone()]);
-            }
-            "-h" | "--help" => {
-                print!("{STARTUP_USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "bench-startup: unexpected argument {other}\n{}",
-                    STARTUP_USAGE.trim_end()
-                )))
-            }
-        }
-    }
+    let Some((build, pass)) = parse("bench-startup", STARTUP_USAGE, &[], &["--repeats"], args)?
+    else {
+        return Ok(());
+    };
     let mut cmd = crate::vmtest::prepared_harness(build, "bench-startup")?;
-    cmd.args(&pass);
-    println!("==> start-up benchmark (guest-harness bench-startup)");
-    let st = cmd
-        .status()
-        .map_err(|e| Error::msg(format!("cannot run guest-harness bench-startup: {e}")))?;
-    if st.success() {
-        Ok(())
-    } else {
-        Err(Error::msg(format!(
-            "guest-harness bench-startup failed ({st})"
-        )))
-    }
+    run(
+        cmd.args(&pass),
+        "bench-startup",
+        "start-up benchmark",
+        "failed",
+    )
 }
