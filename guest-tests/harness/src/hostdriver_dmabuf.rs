@@ -1,0 +1,126 @@
+//! VM test `host-driver-dmabuf@debug`: dma-buf export of the CXL memory
+//! region by vfio-cxl-pci, its import into an iommufd IOAS
+//! (`IOMMU_IOAS_MAP_FILE`) and its revocation, on the debug test kernel
+//! (IOMMUFD, the VFIO cdev, PCI_P2PDMA, INTEL_IOMMU_DEBUGFS, and the core
+//! patch that lets get_dmabuf_phys() export a device-specific region;
+//! Debian's kernel has none of these). `vfio-cxl-uapi-check --dmabuf`
+//! does the work and reads the guest IOMMU's page tables
+//! (uapi-check's dmabuf.rs). The host checks the address it reports
+//! against the driver's probe message and the guest's CXL region, and
+//! that it lies in the CXL window QEMU described in the CEDT, with the
+//! size and alignment this topology gives the window and the device.
+
+use crate::env::RunSpec;
+use crate::hostdriver::{
+    base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ProbeLine, ACCEL_MIB,
+};
+use crate::runner::RunOutcome;
+use crate::sysfs::{self, parse_u64, CxlSysfs};
+
+pub const NAME: &str = "host-driver-dmabuf";
+/// The CXL window of the topology.
+const WINDOW_MIB: u64 = 4096;
+
+const DMABUF_SH: &str = r#"mount_debugfs || exit 1
+range=$(vfio_cxl_range) || { echo "no vfio-cxl range in /proc/iomem"; exit 1; }
+vfiocxl_fact dmabuf.iomem "$range"
+W=$(cedt_u64 1 8) || { echo "no CFMWS in the CEDT"; exit 1; }
+vfiocxl_fact dmabuf.cfmws_base "$W"
+$VC/vfio-cxl-uapi-check "$dev" --dmabuf $((0x${range%-*})) >&3
+rc=$?
+dmesg_facts "CXL Reset refused: " dmabuf.kernel_refusal
+exit $rc
+"#;
+
+pub fn spec() -> RunSpec {
+    let script = format!("{}{DMABUF_SH}", crate::vmm_guard::FIND_SH);
+    let payload = base_payload(NAME)
+        .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step("dmabuf", &with_lib(&script))
+        .step("report-dmesg", &dmesg_sh());
+    base_spec(payload, ACCEL_MIB, WINDOW_MIB)
+}
+
+/// [`spec`] on the debug test kernel: the only kernel it can pass on.
+pub fn spec_debug() -> RunSpec {
+    spec().on_debug_kernel()
+}
+
+pub fn check(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    common_checks(outcome, 1..=1, &mut p);
+    let r = &outcome.report;
+    match r.fact("dmabuf") {
+        Some(v) if v.starts_with("pass: ") => {}
+        v => p.push(format!("dmabuf: {v:?}")),
+    }
+    for (what, want) in [
+        ("decoder_block", "EPERM"),
+        ("decoder_block_in_second_range", "EPERM"),
+        ("past_the_end", "EINVAL"),
+        ("comp_regs_region", "ENODEV"),
+        ("no_such_region", "ENODEV"),
+    ] {
+        let got = r.fact(&format!("dmabuf.refused.{what}"));
+        if got != Some(want) {
+            p.push(format!("dma-buf of {what}: {got:?}, expected {want}"));
+        }
+    }
+    let size = ACCEL_MIB << 20;
+    let hpa = r.fact("dmabuf.hpa").and_then(parse_u64);
+    let probe = dmesg(outcome)
+        .iter()
+        .find_map(|l| ProbeLine::parse(&l.text));
+    let sysfs = CxlSysfs::from_report(r);
+    let region = sysfs
+        .named("region")
+        .first()
+        .and_then(|name| sysfs.devices.get(*name))
+        .and_then(|attrs| attrs.get("resource"))
+        .and_then(|v| parse_u64(v));
+    let window = r.fact("dmabuf.cfmws_base").and_then(parse_u64);
+    match (hpa, probe, region, window) {
+        (Some(hpa), Some(probe), Some(region), Some(w)) => {
+            if hpa != probe.start || hpa != region {
+                p.push(format!(
+                    "the dma-buf's HPA {hpa:#x} is not the probed range {:#x} and the CXL region {region:#x}",
+                    probe.start
+                ));
+            }
+            if hpa < w || hpa + size > w + (WINDOW_MIB << 20) || hpa % (256 << 20) != 0 {
+                p.push(format!(
+                    "the dma-buf's HPA {hpa:#x} (+{size:#x}) is not a 256 MiB-aligned range of the {WINDOW_MIB} MiB CXL window at {w:#x} (CEDT)"
+                ));
+            }
+        }
+        t => p.push(format!(
+            "dmabuf.hpa, probe line, region resource, CFMWS base: {t:?}"
+        )),
+    }
+    if r.fact("dmabuf.size").and_then(parse_u64) != Some(size) {
+        p.push(format!(
+            "dmabuf.size {:?}, expected {size:#x}",
+            r.fact("dmabuf.size")
+        ));
+    }
+    for (key, want) in [
+        ("dmabuf.imported.whole.mapped", size),
+        ("dmabuf.imported.slice.mapped", 4 << 20),
+        ("dmabuf.after_cxl_reset.whole.mapped", size),
+        ("dmabuf.after_reset.whole.mapped", 0),
+        ("dmabuf.after_reset.slice.mapped", 0),
+        ("dmabuf.reimported.again.mapped", size),
+        ("dmabuf.after_close.whole.mapped", 0),
+        ("dmabuf.after_close.slice.mapped", 0),
+        ("dmabuf.after_close.again.mapped", 0),
+    ] {
+        let got = r.fact(key).and_then(parse_u64);
+        if got != Some(want) {
+            p.push(format!("{key}: {:?}, expected {want:#x}", r.fact(key)));
+        }
+    }
+    if r.facts("dmabuf.kernel_refusal").is_empty() {
+        p.push("no kernel line 'CXL Reset refused: ...'".into());
+    }
+    p
+}
