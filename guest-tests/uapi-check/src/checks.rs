@@ -238,6 +238,7 @@ pub const CHECKS: &[Check] = &[
         isolation::mem_follows_memory_space,
     ),
     ("reset_with_live_mapping", reset_with_live_mapping),
+    ("dmabuf_export", crate::dmabuf::export_by_kernel),
 ];
 
 fn device_info(c: &Ctx) -> Outcome {

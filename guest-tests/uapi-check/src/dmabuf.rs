@@ -400,6 +400,44 @@ fn expect_refused(
     })
 }
 
+/// Check `dmabuf_export` of every uapi-check run: a one-page dma-buf of
+/// the memory region and one of the decoder block's page, as the running
+/// kernel answers. The debug test kernel (release `*-vfio-cxl-debug`)
+/// carries patches/linux 0001: the memory is exported, the decoder page
+/// refused by the driver (EPERM). Debian's 7.3.4 refuses the memory in
+/// vfio-pci core before the driver is asked (ENODEV: it is no BAR), and
+/// the decoder page there too (ENODEV) when vfio-pci could not reserve
+/// the component BAR because the CXL core holds it, else in the driver.
+/// The dma-bufs are closed again at once (a live one refuses CXL Resets).
+pub fn export_by_kernel(c: &Ctx) -> Result<String, String> {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").map_err(|e| e.to_string())?;
+    let patched = release.trim().ends_with("-vfio-cxl-debug");
+    let dev = c.dev.raw_fd();
+    let answer = |index: u32, range: (u64, u64)| match get_dma_buf(dev, index, &[range]) {
+        Ok(_) => "success".to_string(),
+        Err(e) => errno_name(&e),
+    };
+    let mem = answer(c.mem.index, (0, PAGE));
+    let hdm = answer(c.geometry.bar, (c.geometry.offset & !(PAGE - 1), PAGE));
+    // Unpatched, vfio-pci core asks the driver about a BAR it reserved:
+    // the decoder page is then the driver's EPERM.
+    let (want_mem, want_hdm): (&str, &[&str]) = if patched {
+        ("success", &["EPERM"])
+    } else {
+        ("ENODEV", &["ENODEV", "EPERM"])
+    };
+    ensure(mem == want_mem && want_hdm.contains(&hdm.as_str()), || {
+        format!(
+            "kernel {}: dma-buf of the memory region {mem}, of the decoder page {hdm}; expected {want_mem} and one of {want_hdm:?}",
+            release.trim(),
+        )
+    })?;
+    Ok(format!(
+        "kernel {}: memory region {mem}, decoder page {hdm}",
+        release.trim()
+    ))
+}
+
 pub fn run(bdf: &str, hpa: u64) -> Result<String, String> {
     let iommufd = open_rw("/dev/iommu")?;
     let (cdev, ifd) = open_device(bdf, &iommufd, None)?;
