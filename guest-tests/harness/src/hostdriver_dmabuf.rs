@@ -32,17 +32,37 @@ dmesg_facts "CXL Reset refused: " dmabuf.kernel_refusal
 exit $rc
 "#;
 
+/// vfio-pci's own BAR export on the patched core: pci-testdev (1b36:0005)
+/// bound to vfio-pci, its 2 MiB RAM-backed BAR 2.
+const BAR_SH: &str = r#"tb=
+for d in /sys/bus/pci/devices/*; do
+	read -r v <$d/vendor; read -r i <$d/device
+	[ "$v" = 0x1b36 ] && [ "$i" = 0x0005 ] && tb=${d##*/}
+done
+[ -n "$tb" ] || { echo "no pci-testdev (1b36:0005)"; exit 1; }
+echo vfio-pci >/sys/bus/pci/devices/$tb/driver_override || exit 1
+echo $tb >/sys/bus/pci/drivers_probe
+have /sys/bus/pci/drivers/vfio-pci/$tb || { echo "$tb did not bind to vfio-pci"; exit 1; }
+set -- $(sed -n 3p /sys/bus/pci/devices/$tb/resource)
+vfiocxl_fact dmabuf_bar.resource "$1"
+$VC/vfio-cxl-uapi-check "$tb" --dmabuf-bar $(($1)) >&3
+"#;
+
 pub fn spec() -> RunSpec {
     let script = format!("{}{DMABUF_SH}", crate::vmm_guard::FIND_SH);
     let payload = base_payload(NAME)
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
         .step("dmabuf", &with_lib(&script))
+        .step("dmabuf-bar", &with_lib(BAR_SH))
         .step("report-dmesg", &dmesg_sh());
     let mut spec = base_spec(payload, ACCEL_MIB, WINDOW_MIB);
     // One vCPU, as host-driver-rebind: its resets and closes sleep in
     // pci_reset_secondary_bus(), where a second, idle vCPU can lose the
     // timer under TCG (docs/guest-harness.md, "Lost timers under TCG").
     spec.machine.smp = 1;
+    spec.topology
+        .devices
+        .push("pci-testdev,bus=pcie.0,membar=2M,membar-backed=on".into());
     spec
 }
 
@@ -118,6 +138,21 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         ("dmabuf.after_close.whole.mapped", 0),
         ("dmabuf.after_close.slice.mapped", 0),
         ("dmabuf.after_close.again.mapped", 0),
+    ] {
+        let got = r.fact(key).and_then(parse_u64);
+        if got != Some(want) {
+            p.push(format!("{key}: {:?}, expected {want:#x}", r.fact(key)));
+        }
+    }
+    match r.fact("dmabuf_bar") {
+        Some(v) if v.starts_with("pass: ") => {}
+        v => p.push(format!("dmabuf_bar (vfio-pci's BAR export): {v:?}")),
+    }
+    for (key, want) in [
+        ("dmabuf.bar_imported.bar.mapped", 2u64 << 20),
+        ("dmabuf.bar_imported.bar_page.mapped", 4096),
+        ("dmabuf.bar_after_close.bar.mapped", 0),
+        ("dmabuf.bar_after_close.bar_page.mapped", 0),
     ] {
         let got = r.fact(key).and_then(parse_u64);
         if got != Some(want) {

@@ -563,6 +563,67 @@ pub fn run(bdf: &str, hpa: u64) -> Result<String, String> {
     ))
 }
 
+/// The BAR `--dmabuf-bar` exports: pci-testdev's 64-bit memory BAR
+/// (`membar`).
+pub const TESTDEV_BAR: u32 = 2;
+
+/// `--dmabuf-bar PHYS`: vfio-pci's BAR export on a kernel with patch 0001
+/// (the check moved into vfio_pci_core_get_dmabuf_phys()): a device bound
+/// to plain vfio-pci, BAR [`TESTDEV_BAR`] starting at host physical
+/// `phys`. Its whole BAR and its second page imported through iommufd map
+/// to `phys` + offset; after the device's last close nothing is mapped and
+/// a new import fails (ENODEV).
+pub fn run_bar(bdf: &str, phys: u64) -> Result<String, String> {
+    let iommufd = open_rw("/dev/iommu")?;
+    let (cdev, ifd) = open_device(bdf, &iommufd, None)?;
+    let dev = Device::from_fd(cdev);
+    let size = dev
+        .region_info(TESTDEV_BAR)
+        .map_err(|e| e.to_string())?
+        .size;
+    fact("dmabuf", "dmabuf_bar.size", &format!("{size:#x}"));
+    ensure(size >= 2 * PAGE, || {
+        format!("BAR {TESTDEV_BAR}: {size:#x} bytes")
+    })?;
+    // Memory Space on: vfio-pci creates a dma-buf revoked otherwise.
+    let cfg = vfio_cxl_uapi::vfio::region_offset(
+        vfio_bindings::bindings::vfio::VFIO_PCI_CONFIG_REGION_INDEX,
+    );
+    let mut cmd = [0u8; 2];
+    dev.pread(&mut cmd, cfg + 4)
+        .map_err(|e| format!("config read: {e}"))?;
+    let on = (u16::from_le_bytes(cmd) | 0x2).to_le_bytes();
+    dev.pwrite(&on, cfg + 4)
+        .map_err(|e| format!("config write: {e}"))?;
+    let fd = dev.raw_fd();
+    let whole = get_dma_buf(fd, TESTDEV_BAR, &[(0, size)])
+        .map_err(|e| format!("dma-buf of BAR {TESTDEV_BAR}: {}", errno_name(&e)))?;
+    let page = get_dma_buf(fd, TESTDEV_BAR, &[(PAGE, PAGE)])
+        .map_err(|e| format!("dma-buf of a page of BAR {TESTDEV_BAR}: {}", errno_name(&e)))?;
+    ifd.map_file(&whole, size, IOVA_WHOLE)
+        .map_err(|e| format!("IOMMU_IOAS_MAP_FILE of the BAR: {e}"))?;
+    ifd.map_file(&page, PAGE, IOVA_SLICE)
+        .map_err(|e| format!("IOMMU_IOAS_MAP_FILE of a page of the BAR: {e}"))?;
+    let windows: [Window; 2] = [
+        ("bar", IOVA_WHOLE, size, phys),
+        ("bar_page", IOVA_SLICE, PAGE, phys + PAGE),
+    ];
+    expect_mapped(bdf, &windows, "bar_imported")?;
+    drop(dev);
+    let (_cdev, ifd2) = open_device(bdf, &iommufd, Some((ifd.ioas, ifd.hwpt)))?;
+    expect_unmapped(bdf, &windows, "bar_after_close")?;
+    let late = match ifd2.map_file(&whole, size, IOVA_AGAIN) {
+        Ok(()) => "success".to_string(),
+        Err(e) => errno_name(&e),
+    };
+    ensure(late == "ENODEV", || {
+        format!("IOMMU_IOAS_MAP_FILE of a BAR dma-buf of a closed device: {late}, expected ENODEV")
+    })?;
+    Ok(format!(
+        "BAR {TESTDEV_BAR} ({size:#x}) and its second page mapped at {phys:#x} + offset; nothing mapped after close"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
