@@ -6,14 +6,28 @@
 //! Debian's kernel has none of these). `vfio-cxl-uapi-check --dmabuf`
 //! does the work and reads the guest IOMMU's page tables
 //! (uapi-check's dmabuf.rs). The host checks the address it reports
-//! against the driver's probe message and the guest's CXL region, and
-//! that it lies in the CXL window QEMU described in the CEDT, with the
-//! size and alignment this topology gives the window and the device.
+//! against its own view of the guest's address space (QEMU's `info mtree
+//! -f` over QMP: the range must be cxl-accel's memory backend), the
+//! driver's probe message and the guest's CXL region, and that it lies in
+//! the CXL window QEMU described in the CEDT, with the size and alignment
+//! this topology gives the window and the device.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Mutex;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
 
 use crate::env::RunSpec;
+use crate::error::{Error, Result};
 use crate::hostdriver::{
-    base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ProbeLine, ACCEL_MIB,
+    base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ProbeLine, ACCEL_ID,
+    ACCEL_MIB,
 };
+use crate::qmp::{self, Qmp};
+use crate::runner::HostFacts;
 use crate::runner::RunOutcome;
 use crate::sysfs::{self, parse_u64, CxlSysfs};
 
@@ -63,7 +77,87 @@ pub fn spec() -> RunSpec {
     spec.topology
         .devices
         .push("pci-testdev,bus=pcie.0,membar=2M,membar-backed=on".into());
+    spec.extra_args.extend(qmp::qemu_args(&qmp_socket()));
+    spec.before_boot = Some(start_monitor);
+    spec.after_exit = Some(stop_monitor);
     spec
+}
+
+fn qmp_socket() -> String {
+    format!(
+        "/tmp/vfio-cxl-vm-test-dmabuf-{}-qmp.sock",
+        std::process::id()
+    )
+}
+
+static MONITOR: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
+
+fn start_monitor(_dir: &Path) -> Result<()> {
+    let _ = fs::remove_file(qmp_socket());
+    *MONITOR.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread::spawn(watch_monitor));
+    Ok(())
+}
+
+/// `info mtree -f` once cxl-accel's memory is mapped into the window
+/// (firmware's pre-commit at reset), as host fact `monitor.mtree`.
+fn watch_monitor() -> HostFacts {
+    let run = || -> Result<HostFacts> {
+        let t = Instant::now();
+        let mut q = loop {
+            match Qmp::connect(&qmp_socket()) {
+                Ok(q) => break q,
+                Err(_) if t.elapsed() < Duration::from_secs(30) => {
+                    thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        loop {
+            let mtree = q
+                .execute(
+                    "human-monitor-command",
+                    json!({ "command-line": "info mtree -f" }),
+                )?
+                .map(|v| v.as_str().unwrap_or("").to_string())
+                .map_err(|e| Error::msg(format!("info mtree -f: {e}")))?;
+            if mtree.contains(&format!("{ACCEL_ID}-mem")) || t.elapsed() > Duration::from_secs(120)
+            {
+                return Ok(vec![("monitor.mtree".into(), mtree)]);
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    };
+    run().unwrap_or_else(|e| vec![("monitor.error".into(), e.to_string())])
+}
+
+fn stop_monitor(_dir: &Path) -> HostFacts {
+    let v = match MONITOR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        Some(t) => t.join().unwrap_or_else(|_| {
+            vec![("monitor.error".into(), "the monitor thread panicked".into())]
+        }),
+        None => vec![("monitor.error".into(), "no monitor thread".into())],
+    };
+    let _ = fs::remove_file(qmp_socket());
+    v
+}
+
+/// The line of QEMU's flat view (`info mtree -f`) that maps exactly
+/// [hpa, hpa + size) of the guest's physical address space, if any.
+pub fn mtree_line(mtree: &str, hpa: u64, size: u64) -> Option<&str> {
+    let range = format!("{hpa:016x}-{:016x}", hpa + size - 1);
+    let mut in_system = false;
+    for line in mtree.lines() {
+        if line.starts_with("FlatView") {
+            in_system = false;
+        }
+        if line.trim_start().starts_with("AS \"memory\"") {
+            in_system = true;
+        }
+        if in_system && line.trim_start().starts_with(&range) {
+            return Some(line.trim());
+        }
+    }
+    None
 }
 
 /// [`spec`] on the debug test kernel: the only kernel it can pass on.
@@ -122,6 +216,18 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             "dmabuf.hpa, probe line, region resource, CFMWS base: {t:?}"
         )),
     }
+    // The host's own view: what QEMU maps at that guest physical range.
+    if let Some(e) = outcome.host_fact("monitor.error") {
+        p.push(format!("QEMU monitor: {e}"));
+    } else if let Some(hpa) = hpa {
+        let mtree = outcome.host_fact("monitor.mtree").unwrap_or("");
+        match mtree_line(mtree, hpa, size) {
+            Some(l) if l.contains(&format!("{ACCEL_ID}-mem")) => {}
+            l => p.push(format!(
+                "QEMU's flat view maps {l:?} at the dma-buf's HPA {hpa:#x}+{size:#x}, expected cxl-accel's backend {ACCEL_ID}-mem"
+            )),
+        }
+    }
     if r.fact("dmabuf.size").and_then(parse_u64) != Some(size) {
         p.push(format!(
             "dmabuf.size {:?}, expected {size:#x}",
@@ -163,4 +269,29 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         p.push("no kernel line 'CXL Reset refused: ...'".into());
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MTREE: &str = "FlatView #0
+ AS \"memory\", root: system
+ Root memory region: system
+  0000000000000000-000000007fffffff (prio 0, ram): pc.ram
+  00000004c0000000-00000004cfffffff (prio 0, ram): accel0-mem
+FlatView #1
+ AS \"I/O\", root: io
+  00000004c0000000-00000004cfffffff (prio 0, i/o): other
+";
+
+    #[test]
+    fn the_system_flat_view_line_of_a_range() {
+        assert_eq!(
+            mtree_line(MTREE, 0x0004_c000_0000, 256 << 20),
+            Some("00000004c0000000-00000004cfffffff (prio 0, ram): accel0-mem")
+        );
+        assert_eq!(mtree_line(MTREE, 0x0004_d000_0000, 256 << 20), None);
+        assert_eq!(mtree_line(MTREE, 0x0004_c000_0000, 128 << 20), None);
+    }
 }
