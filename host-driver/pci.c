@@ -32,6 +32,11 @@ static const struct vfio_device_ops vfio_cxl_pci_ops = {
 	.detach_ioas	= vfio_iommufd_physical_detach_ioas,
 };
 
+/* dma-buf export of the CXL memory region and the BARs (vfio-cxl-core). */
+static const struct vfio_pci_device_ops vfio_cxl_pci_dev_ops = {
+	.get_dmabuf_phys = vfio_cxl_core_get_dmabuf_phys,
+};
+
 static int vfio_cxl_pci_probe(struct pci_dev *pdev,
 			      const struct pci_device_id *id)
 {
@@ -47,6 +52,7 @@ static int vfio_cxl_pci_probe(struct pci_dev *pdev,
 	if (IS_ERR(cdev))
 		return PTR_ERR(cdev);
 
+	cdev->pci_core.pci_ops = &vfio_cxl_pci_dev_ops;
 	dev_set_drvdata(&pdev->dev, &cdev->pci_core);
 	ret = vfio_cxl_core_probe(cdev);
 	if (ret)

@@ -373,7 +373,16 @@ static int vfio_cxl_do_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
  *
  * Takes memory_lock for write: faults wait until the device is back.
  *
- * Return: 0 or a negative errno (-EOPNOTSUPP: the device cannot do it).
+ * Refused while a dma-buf of the device exists: a CXL Reset takes the
+ * memory away (and clears it with Mem_Clr), but only vfio-pci core can
+ * revoke its dma-bufs (on its own resets, Memory Space and power changes
+ * and close), and an importer such as an iommufd IOAS would keep DMA
+ * access to memory that is being reset. The user closes or unmaps its
+ * dma-bufs first, or resets the function with VFIO_DEVICE_RESET, which
+ * revokes them.
+ *
+ * Return: 0 or a negative errno (-EOPNOTSUPP: the device cannot do it;
+ * -EBUSY: a dma-buf exists).
  */
 int vfio_cxl_guest_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
 {
@@ -392,6 +401,10 @@ int vfio_cxl_guest_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
 	if (cxl->mem_blockers || vdev->pm_runtime_engaged ||
 	    vdev->pdev->current_state != PCI_D0) {
 		rc = -EIO;	/* powered down or blocked: not now */
+	} else if (!list_empty(&vdev->dmabufs)) {
+		/* vdev->dmabufs: vfio-pci core's, under memory_lock */
+		dev_warn_ratelimited(&vdev->pdev->dev, "CXL Reset refused: a dma-buf of the device exists (close it, or use VFIO_DEVICE_RESET)\n");
+		rc = -EBUSY;
 	} else {
 		vfio_cxl_mem_zap(cxl);
 		rc = vfio_cxl_do_cxl_reset(cxl, mem_clr);

@@ -5,6 +5,9 @@
 //! ```text
 //! <cache>/linux/<upstream>/debug/src/          pristine extraction of linux-source (shared by all keys)
 //! <cache>/linux/<upstream>/debug/src.stamp     the Debian version it came from
+//! <cache>/linux/<upstream>/debug/src-<p>/      the source with KERNEL_PATCHES applied (hard links
+//!                                              to src/ for the files they do not touch; <p>
+//!                                              hashes the version and the patches)
 //! <cache>/linux/<upstream>/debug/<key>/build/  the O= build
 //! <cache>/linux/<upstream>/debug/<key>/root/usr/lib/modules/<release>/{vmlinuz,modules.*}
 //! <cache>/linux/<upstream>/debug/<key>/stamp   written last: the kernel is complete
@@ -12,10 +15,11 @@
 //! ```
 //!
 //! The key hashes the fragment (guest-tests/kernel/debug.config), the
-//! pinned version, gcc's version and [`RECIPE`]: a changed fragment builds
-//! a new kernel, an unchanged one is a no-op. The source tree stays
-//! pristine: Kbuild refuses an O= build from a configured tree, such as
-//! the one prepare-tree makes for Debian's ABI.
+//! kernel patches ([`KERNEL_PATCHES`]), the pinned version, gcc's version
+//! and [`RECIPE`]: a changed fragment or patch builds a new kernel, an
+//! unchanged one is a no-op. The source tree is never configured: Kbuild
+//! refuses an O= build from a configured tree, such as the one
+//! prepare-tree makes for Debian's ABI.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,11 +35,12 @@ const USAGE: &str = "\
 usage: cargo xtask build-test-kernel [--print-dir] [--no-driver]
 
 Builds the debug test kernel: the pinned Linux source (linux-source deb,
-fetched if needed), `make tinyconfig` + guest-tests/kernel/debug.config
+fetched if needed) with the core patches of host-driver/kernel/ applied,
+`make tinyconfig` + guest-tests/kernel/debug.config
 (merge_config.sh -m) + olddefconfig, every line of the fragment checked
 in the final .config, then bzImage and modules, installed with
-modules.builtin into the cache. Cached by a hash of the fragment and the
-pinned version: a no-op when up to date. Then builds the host driver
+modules.builtin into the cache. Cached by a hash of the fragment, the
+patches and the pinned version: a no-op when up to date. Then builds the host driver
 against it into target/debug-kernel/host-driver (--no-driver: not).
 Prints the kernel's directory (what `guest-harness --debug-kernel` takes).
 
@@ -44,8 +49,13 @@ Prints the kernel's directory (what `guest-harness --debug-kernel` takes).
 
 /// The config fragment, relative to the repository.
 pub const FRAGMENT: &str = "guest-tests/kernel/debug.config";
+/// Patches to Linux itself (not the host driver) the debug kernel is built
+/// with, relative to the repository, applied in this order with `patch
+/// -p1`. The same diffs are the first patches of patches/linux
+/// (host-driver/scripts/gen-patches); Debian's kernel has none of them.
+pub const KERNEL_PATCHES: &[&str] = &["host-driver/kernel/vfio-pci-dmabuf-driver-regions.diff"];
 /// Bumped when the build steps below change what they produce.
-const RECIPE: &str = "debug-kernel recipe 1";
+const RECIPE: &str = "debug-kernel recipe 2";
 /// Where the host driver for the debug kernel goes (relative to the
 /// repository; the harness's `hostdriver::DEBUG_DRIVER_DIR`).
 pub const DRIVER_DIR: &str = "target/debug-kernel/host-driver";
@@ -104,6 +114,10 @@ pub struct TestKernel {
     version: String,
     /// What the key hashes (also the first lines of the stamp).
     key_text: String,
+    /// `<base>/src-<hash of the version and the patches>`.
+    patched: PathBuf,
+    /// The patches: (path relative to the repository, contents).
+    patches: Vec<(String, String)>,
 }
 
 impl TestKernel {
@@ -126,19 +140,31 @@ impl TestKernel {
         let cache = Cache::from_env()?;
         let fragment = fs::read_to_string(repo_root().join(FRAGMENT))
             .map_err(|e| Error::io(format!("cannot read {FRAGMENT}"), e))?;
+        let patches = KERNEL_PATCHES
+            .iter()
+            .map(|p| {
+                fs::read_to_string(repo_root().join(p))
+                    .map(|text| ((*p).to_owned(), text))
+                    .map_err(|e| Error::io(format!("cannot read {p}"), e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let patch_text = patches_key_text(&deb.version, &patches);
         let key_text = format!(
-            "{RECIPE}\n{source} {}\ngcc {}\n{fragment}",
+            "{RECIPE}\n{source} {}\ngcc {}\n{fragment}\n{patch_text}",
             deb.version,
             gcc_version()?
         );
         let key = crate::digest::sha256_hex(key_text.as_bytes());
+        let patched_key = crate::digest::sha256_hex(patch_text.as_bytes());
         let base = cache.root().join("linux").join(upstream).join("debug");
         Ok(Self {
             dir: base.join(&key[..16]),
+            patched: base.join(format!("src-{}", &patched_key[..16])),
             base,
             source_deb: cache.linux_debs_dir(upstream).join(deb.file_name()),
             version: deb.version.clone(),
             key_text,
+            patches,
         })
     }
 
@@ -162,7 +188,7 @@ impl TestKernel {
     fn make(&self) -> Command {
         let mut c = Command::new("make");
         c.arg("-C")
-            .arg(self.src())
+            .arg(&self.patched)
             .arg(format!("O={}", self.build().display()))
             .arg("-s");
         c
@@ -203,6 +229,61 @@ impl TestKernel {
             .map_err(|e| Error::io("cannot write src.stamp", e))
     }
 
+    /// The pristine source with [`KERNEL_PATCHES`] applied, in a tree of its
+    /// own: hard links to `src/` (`cp -al`), and `patch` writes each file
+    /// it changes anew (it renames a new file over the old name), so
+    /// `src/` stays pristine. Once per version and set of patches.
+    fn ensure_patched_source(&self) -> Result<()> {
+        let stamp = self.patched.join(".vfio-cxl-patched");
+        if fs::read_to_string(&stamp)
+            .is_ok_and(|s| s == patches_key_text(&self.version, &self.patches))
+        {
+            return Ok(());
+        }
+        let partial = self.base.join(".src-patched.partial");
+        for dir in [&partial, &self.patched] {
+            if dir.exists() {
+                fs::remove_dir_all(dir)
+                    .map_err(|e| Error::io(format!("cannot remove {}", dir.display()), e))?;
+            }
+        }
+        step(
+            "link the pristine source for patching (cp -al)",
+            Command::new("cp").arg("-al").arg(self.src()).arg(&partial),
+        )?;
+        for (path, _) in &self.patches {
+            step(
+                &format!("apply {path}"),
+                Command::new("patch")
+                    .args([
+                        "-p1",
+                        "--batch",
+                        "--forward",
+                        "--quiet",
+                        "--no-backup-if-mismatch",
+                        "-d",
+                    ])
+                    .arg(&partial)
+                    .arg("-i")
+                    .arg(repo_root().join(path)),
+            )?;
+        }
+        fs::write(
+            partial.join(".vfio-cxl-patched"),
+            patches_key_text(&self.version, &self.patches),
+        )
+        .map_err(|e| Error::io("cannot write the patched source's stamp", e))?;
+        fs::rename(&partial, &self.patched).map_err(|e| {
+            Error::io(
+                format!(
+                    "cannot move the patched source to {}",
+                    self.patched.display()
+                ),
+                e,
+            )
+        })
+    }
+
     /// tinyconfig + fragment + olddefconfig, then every fragment line checked.
     fn configure(&self) -> Result<()> {
         let fragment = repo_root().join(FRAGMENT);
@@ -212,8 +293,8 @@ impl TestKernel {
         let config = self.build().join(".config");
         step(
             "merge guest-tests/kernel/debug.config",
-            Command::new(self.src().join("scripts/kconfig/merge_config.sh"))
-                .current_dir(self.src())
+            Command::new(self.patched.join("scripts/kconfig/merge_config.sh"))
+                .current_dir(&self.patched)
                 .arg("-m")
                 .arg("-O")
                 .arg(self.build())
@@ -264,6 +345,19 @@ impl TestKernel {
     }
 }
 
+/// What identifies a patched source: the Debian version and each patch's
+/// path and contents.
+fn patches_key_text(version: &str, patches: &[(String, String)]) -> String {
+    let mut text = format!("linux-source {version}\n");
+    for (path, contents) in patches {
+        text.push_str(&format!(
+            "patch {path} {} bytes\n{contents}",
+            contents.len()
+        ));
+    }
+    text
+}
+
 /// Builds the kernel of the current fragment unless it is up to date;
 /// returns it.
 pub fn ensure() -> Result<TestKernel> {
@@ -280,6 +374,7 @@ pub fn ensure() -> Result<TestKernel> {
     crate::fetch::run(&["linux".to_owned()])?;
     println!("debug test kernel: building into {}", k.dir.display());
     k.ensure_source()?;
+    k.ensure_patched_source()?;
     k.configure()?;
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let build = Instant::now();
@@ -450,6 +545,18 @@ mod tests {
     }
 
     #[test]
+    fn the_key_covers_the_kernel_patches() {
+        let p = |text: &str| vec![("host-driver/kernel/x.diff".to_owned(), text.to_owned())];
+        let a = patches_key_text("7.3.4-1", &p("--- a/f\n+++ b/f\n"));
+        assert_ne!(a, patches_key_text("7.3.4-1", &p("--- a/f\n+++ b/g\n")));
+        assert_ne!(a, patches_key_text("7.3.4-2", &p("--- a/f\n+++ b/f\n")));
+        assert_ne!(a, patches_key_text("7.3.4-1", &[]));
+        for path in KERNEL_PATCHES {
+            assert!(repo_root().join(path).is_file(), "{path} is missing");
+        }
+    }
+
+    #[test]
     fn config_lines_parse() {
         assert_eq!(config_line("CONFIG_KASAN=y"), Some(("CONFIG_KASAN", "y")));
         assert_eq!(
@@ -499,6 +606,10 @@ mod tests {
             "CONFIG_VFIO_DEVICE_CDEV",
             "CONFIG_INTEL_IOMMU",
             "CONFIG_CXL_REGION",
+            "CONFIG_PCI_P2PDMA",
+            "CONFIG_VFIO_PCI_DMABUF",
+            "CONFIG_INTEL_IOMMU_DEBUGFS",
+            "CONFIG_KVM_AMD",
         ] {
             assert!(options.contains(&(must, "y")), "{FRAGMENT} lacks {must}=y");
         }

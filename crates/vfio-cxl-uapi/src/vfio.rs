@@ -104,11 +104,13 @@ fn u64_at(buf: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(buf[off..off + 8].try_into().expect("8 bytes"))
 }
 
-/// A type1 container with one group attached and a device fd.
+/// A device fd: opened through a type1 container with its group attached
+/// ([`Device::open`]), or through the VFIO cdev and bound to an iommufd by
+/// the caller ([`Device::from_fd`]).
 #[derive(Debug)]
 pub struct Device {
-    _container: File,
-    _group: File,
+    _container: Option<File>,
+    _group: Option<File>,
     fd: File,
 }
 
@@ -216,10 +218,25 @@ impl Device {
         // SAFETY: the kernel just returned this new fd, owned by nobody else.
         let fd = unsafe { File::from_raw_fd(fd) };
         Ok(Self {
-            _container: container,
-            _group: group,
+            _container: Some(container),
+            _group: Some(group),
             fd,
         })
+    }
+
+    /// A device fd opened another way: the VFIO cdev
+    /// (`/dev/vfio/devices/vfioN`) after `VFIO_DEVICE_BIND_IOMMUFD`.
+    pub fn from_fd(fd: File) -> Self {
+        Self {
+            _container: None,
+            _group: None,
+            fd,
+        }
+    }
+
+    /// The device fd, for ioctls this type does not wrap.
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 
     /// `VFIO_DEVICE_GET_INFO`, retried with the size the kernel asks for.

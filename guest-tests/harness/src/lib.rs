@@ -36,6 +36,7 @@ pub mod ept_memtype;
 pub mod error;
 pub mod guestdriver;
 pub mod hostdriver;
+pub mod hostdriver_dmabuf;
 pub mod hostdriver_fuzz;
 pub mod hostdriver_tenants;
 pub mod hw;

@@ -118,6 +118,12 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::selftest_check_debug,
         },
         VmTest {
+            name: "host-driver-dmabuf@debug",
+            about: "cxl-accel bound to vfio-cxl-pci on the debug test kernel (iommufd, cdev, core patch 0001): dma-bufs of the whole CXL region and of a slice imported into an iommufd IOAS map to the region's HPA in the guest IOMMU's page tables; a range over the HDM decoders is EPERM; a CXL Reset is refused while they exist; VFIO_DEVICE_RESET and the last close leave nothing mapped",
+            spec: crate::hostdriver_dmabuf::spec_debug,
+            check: crate::hostdriver_dmabuf::check,
+        },
+        VmTest {
             name: crate::hostdriver_fuzz::NAME,
             about: "cxl-accel bound to vfio-cxl-pci: vfio-cxl-uapi-fuzz, 2 threads of seeded random uAPI operations for 60 s (VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED), every oracle holds, no operation hangs, no kernel report on the console",
             spec: crate::hostdriver_fuzz::spec,

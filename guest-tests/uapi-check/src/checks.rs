@@ -81,8 +81,13 @@ pub(crate) fn ensure(cond: bool, what: impl FnOnce() -> String) -> Result<(), St
 impl Ctx {
     /// Opens the device and finds both CXL regions (docs/uapi.md, Discovery).
     pub fn open(bdf: &str, options: Options) -> Result<Self, VfioError> {
+        Self::from_device(bdf, Device::open(bdf)?, options)
+    }
+
+    /// As [`Ctx::open`], on a device fd opened another way (the VFIO cdev
+    /// bound to an iommufd: dmabuf.rs).
+    pub fn from_device(bdf: &str, dev: Device, options: Options) -> Result<Self, VfioError> {
         let protocol = |m: String| VfioError::Protocol(format!("{bdf}: {m}"));
-        let dev = Device::open(bdf)?;
         let info = dev.info()?;
         let (mut mem, mut comp) = (None, None);
         for index in VFIO_PCI_NUM_REGIONS..info.num_regions {
@@ -233,6 +238,7 @@ pub const CHECKS: &[Check] = &[
         isolation::mem_follows_memory_space,
     ),
     ("reset_with_live_mapping", reset_with_live_mapping),
+    ("dmabuf_export", crate::dmabuf::export_by_kernel),
 ];
 
 fn device_info(c: &Ctx) -> Outcome {

@@ -8,6 +8,7 @@ pub mod bandwidth;
 pub mod bench;
 pub mod checks;
 pub mod coherence;
+pub mod dmabuf;
 pub mod facts;
 pub mod fuzz;
 pub mod isolation;

@@ -20,6 +20,12 @@
 //! the region (whose first page frame is FIRST_PFN) and checks that it is
 //! contained (memory_failure.rs; the VM test host-driver-memory-failure).
 //!
+//! `--dmabuf HPA_START` exports dma-bufs of the memory region (whose host
+//! physical range starts at HPA_START), imports them into an iommufd IOAS
+//! and checks their revocation (dmabuf.rs; the VM test
+//! host-driver-dmabuf@debug). `--dmabuf-bar PHYS` does the same for BAR 2
+//! of a device bound to plain vfio-pci (pci-testdev's `membar`, at PHYS).
+//!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
@@ -37,13 +43,14 @@ use std::process::ExitCode;
 use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
+use vfio_cxl_uapi_check::dmabuf;
 use vfio_cxl_uapi_check::facts::fact;
 use vfio_cxl_uapi_check::isolation;
 use vfio_cxl_uapi_check::memory_failure;
 use vfio_cxl_uapi_check::window_tags;
 
 const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N] [--reopen-only] [--bench-fault]
-       vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read | --memory-failure FIRST_PFN
+       vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read | --memory-failure FIRST_PFN | --dmabuf HPA_START | --dmabuf-bar PHYS
        vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
        vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
        vfio-cxl-uapi-check --window-tags W WS BASE SIZE SKIP TAG MARK SEQ
@@ -64,6 +71,11 @@ enum Mode {
     TenantRead,
     /// Inject a memory error; the region starts at this page frame.
     MemoryFailure(u64),
+    /// dma-buf export, iommufd import and revocation; the region's host
+    /// physical address.
+    Dmabuf(u64),
+    /// dma-buf export of a plain vfio-pci device's BAR 2 at this address.
+    DmabufBar(u64),
 }
 
 fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
@@ -96,9 +108,13 @@ fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
             "--memory-failure" if mode == Mode::Checks => {
                 mode = Mode::MemoryFailure(num("--memory-failure")?)
             }
+            "--dmabuf" if mode == Mode::Checks => mode = Mode::Dmabuf(num("--dmabuf")?),
+            "--dmabuf-bar" if mode == Mode::Checks => {
+                mode = Mode::DmabufBar(num("--dmabuf-bar")?)
+            }
             "--reopen-only" | "--bench-fault" | "--tenant-write" | "--tenant-read"
-            | "--memory-failure" => return Err(
-                "--reopen-only, --bench-fault, --tenant-write, --tenant-read and --memory-failure exclude each other"
+            | "--memory-failure" | "--dmabuf" | "--dmabuf-bar" => return Err(
+                "--reopen-only, --bench-fault, --tenant-write, --tenant-read, --memory-failure, --dmabuf and --dmabuf-bar exclude each other"
                     .into(),
             ),
             s if s.starts_with('-') => return Err(format!("unknown option {s}")),
@@ -277,6 +293,16 @@ fn main() -> ExitCode {
         let outcome = memory_failure::run(&bdf, first_pfn);
         report("memory_failure", &outcome);
         return summary(&[("memory_failure", outcome)]);
+    }
+    if let Mode::Dmabuf(hpa) = mode {
+        let outcome = dmabuf::run(&bdf, hpa);
+        report("dmabuf", &outcome);
+        return summary(&[("dmabuf", outcome)]);
+    }
+    if let Mode::DmabufBar(phys) = mode {
+        let outcome = dmabuf::run_bar(&bdf, phys);
+        report("dmabuf_bar", &outcome);
+        return summary(&[("dmabuf_bar", outcome)]);
     }
     if mode == Mode::TenantRead {
         let outcome = isolation::tenant_read(&bdf);

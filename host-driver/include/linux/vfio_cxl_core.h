@@ -42,6 +42,12 @@ ssize_t vfio_cxl_core_write(struct vfio_device *core_vdev,
 			    const char __user *buf, size_t count, loff_t *ppos);
 int vfio_cxl_core_mmap(struct vfio_device *core_vdev,
 		       struct vm_area_struct *vma);
+int vfio_cxl_core_get_dmabuf_phys(struct vfio_pci_core_device *vdev,
+				  struct p2pdma_provider **provider,
+				  unsigned int region_index,
+				  struct phys_vec *phys_vec,
+				  struct vfio_region_dma_range *dma_ranges,
+				  size_t nr_ranges);
 
 extern const struct pci_error_handlers vfio_cxl_core_err_handlers;
 
