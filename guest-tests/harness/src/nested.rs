@@ -1041,6 +1041,27 @@ mod check_tests {
         assert!(check(&o, &KVM)[1].1.is_empty());
     }
 
+    /// The recorded run's QEMU held the container: right for the type1
+    /// chain, wrong for the iommufd one; and a run that reported no files
+    /// fails either.
+    #[test]
+    fn the_vfio_files_must_match_the_configuration() {
+        let o = outcome(L1_RESULTS, "", L0_FACTS);
+        let iommufd = ChainConfig {
+            iommu: Iommu::Iommufd,
+            ..KVM
+        };
+        let l1 = &check(&o, &iommufd)[0].1;
+        assert_eq!(l1.len(), 3, "{l1:?}");
+        assert!(l1[0].contains("no /dev/iommu"), "{l1:?}");
+        let none = L1_RESULTS.replace("hw.qemu.vfio_files", "hw.qemu.other");
+        let o = outcome(&none, "", L0_FACTS);
+        assert_eq!(
+            check(&o, &KVM)[0].1,
+            ["L1: hw-test reported no hw.qemu.vfio_files".to_string()]
+        );
+    }
+
     /// L1 (hw-test) says it found L0's pattern, but its digest is of
     /// other data; and L0 wrote before L1's open.
     #[test]
