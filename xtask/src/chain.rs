@@ -12,7 +12,7 @@
 use crate::error::{Error, Result};
 
 const USAGE: &str = "\
-usage: cargo xtask chain [--no-build] [--l2-tcg] [--keep]
+usage: cargo xtask chain [--no-build] [--l2-tcg] [--iommufd] [--keep]
 
 The nested chain: the patched QEMU boots L1 (Debian 7.3.4, vfio-cxl-pci
 bound to the emulated cxl-accel) which runs the same QEMU with
@@ -25,16 +25,23 @@ VFIO in L1 and in L2. Prints per-level results and timings; exit status
 options:
   --no-build   use the QEMU already built (cargo xtask qemu-path)
   --l2-tcg     run L2 under TCG inside L1 (slower: ~5x)
+  --iommufd    L1 on the debug test kernel (Debian's has no IOMMUFD), its
+               QEMU with -object iommufd and the device's VFIO cdev
   --keep       keep the L1 run directory
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
     let mut build = true;
+    let mut iommufd = false;
     let mut passthrough = Vec::new();
     for arg in args {
         match arg.as_str() {
             "--no-build" => build = false,
             "--keep" => passthrough.push(arg.clone()),
+            "--iommufd" => {
+                iommufd = true;
+                passthrough.push(arg.clone());
+            }
             "--l2-tcg" => passthrough.extend(["--l2-accel".to_owned(), "tcg".to_owned()]),
             "-h" | "--help" => {
                 print!("{USAGE}");
@@ -49,10 +56,14 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     crate::prereqs::require_packages()?;
-    let mut cmd = crate::vmtest::prepared_harness(build, "chain")?;
+    // iommufd runs L1 on the debug test kernel.
+    let mut cmd = crate::vmtest::prepared_harness_with(build, "chain", iommufd)?;
     crate::vmtest::build_static_harness()?;
     cmd.args(&passthrough);
-    println!("==> nested chain (guest-harness chain)");
+    println!(
+        "==> nested chain (guest-harness chain{})",
+        if iommufd { " --iommufd" } else { "" }
+    );
     let st = cmd
         .status()
         .map_err(|e| Error::msg(format!("cannot run guest-harness chain: {e}")))?;

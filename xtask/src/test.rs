@@ -24,7 +24,8 @@ cache), the debug test kernel (build-test-kernel, cached), the VM tests
 (the pinned kernel, and the debug kernel for NAME@debug, booted under that
 QEMU; they need both tiers), the nested chain (kernel VFIO -> QEMU
 -device vfio-cxl -> guest, L2 under KVM inside L1; --chain-l2-tcg: under
-TCG), and cargo nextest (unit, property and uAPI tests). Skipped parts
+TCG; then again with L1's QEMU on iommufd and the VFIO cdev, L1 on the
+debug kernel), and cargo nextest (unit, property and uAPI tests). Skipped parts
 are named at the start and the end. See docs/testing.md.";
 
 #[derive(Debug)]
@@ -203,6 +204,13 @@ pub fn run(args: &[String]) -> Result<()> {
                 "nested chain, L2 under KVM (cargo xtask chain)"
             };
             step_with(name, || crate::chain::run(&args))?;
+            // The same chain with L1's QEMU on iommufd and the VFIO cdev
+            // (L1 on the debug test kernel: Debian's has no IOMMUFD).
+            args.push("--iommufd".to_owned());
+            step_with(
+                "nested chain, L1's QEMU on iommufd (cargo xtask chain --iommufd)",
+                || crate::chain::run(&args),
+            )?;
         }
     }
     // Last, so that its summary closes the log.

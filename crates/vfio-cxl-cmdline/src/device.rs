@@ -88,6 +88,8 @@ pub enum DeviceError {
     MemoryNotUsable { bdf: String, size: u64, flags: u32 },
     NoGeometry { bdf: String },
     GeometryTooShort { bdf: String, len: u64 },
+    NoIommufd,
+    NoCdev { bdf: String },
 }
 
 impl std::fmt::Display for DeviceError {
@@ -140,6 +142,14 @@ impl std::fmt::Display for DeviceError {
                 f,
                 "{bdf}: the HDM decoder block is {len:#x} bytes, shorter than one decoder's ({:#x})",
                 hdm::block_len(1)
+            ),
+            Self::NoIommufd => write!(
+                f,
+                "--iommufd: there is no /dev/iommu (a kernel without CONFIG_IOMMUFD, or iommufd not loaded)"
+            ),
+            Self::NoCdev { bdf } => write!(
+                f,
+                "--iommufd: {bdf} has no VFIO device cdev (no /sys/bus/pci/devices/{bdf}/vfio-dev: a kernel without CONFIG_VFIO_DEVICE_CDEV)"
             ),
         }
     }

@@ -105,10 +105,22 @@ pub fn place(
     Ok(out)
 }
 
+/// How QEMU reaches the devices' IOMMU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Iommu {
+    /// The legacy VFIO group and container (`/dev/vfio/vfio`): QEMU's default.
+    Container,
+    /// One iommufd (`-object iommufd`) that every device's cdev binds to.
+    Iommufd,
+}
+
+/// The id of the `-object iommufd` that [`Iommu::Iommufd`] adds.
+pub const IOMMUFD_ID: &str = "iommufd0";
+
 /// The options, each as (option, value): one `-M` with every window
-/// (QEMU refuses `cxl-fmw.*` spread over several), then per device its
-/// host bridge, root port and `vfio-cxl`.
-pub fn qemu_options(placements: &[Placement]) -> Vec<(String, String)> {
+/// (QEMU refuses `cxl-fmw.*` spread over several), the iommufd object when
+/// asked for, then per device its host bridge, root port and `vfio-cxl`.
+pub fn qemu_options(placements: &[Placement], iommu: Iommu) -> Vec<(String, String)> {
     let mut machine = vec!["cxl=on".to_string()];
     for p in placements {
         machine.push(format!("cxl-fmw.{}.targets.0={}", p.index, p.host_bridge()));
@@ -119,6 +131,13 @@ pub fn qemu_options(placements: &[Placement]) -> Vec<(String, String)> {
         ));
     }
     let mut out = vec![("-M".to_string(), machine.join(","))];
+    let backend = match iommu {
+        Iommu::Container => String::new(),
+        Iommu::Iommufd => {
+            out.push(("-object".into(), format!("iommufd,id={IOMMUFD_ID}")));
+            format!(",iommufd={IOMMUFD_ID}")
+        }
+    };
     for p in placements {
         let hb = p.host_bridge();
         let rp = p.root_port();
@@ -139,7 +158,11 @@ pub fn qemu_options(placements: &[Placement]) -> Vec<(String, String)> {
         ));
         out.push((
             "-device".into(),
-            format!("vfio-cxl,host={},bus={rp},id={}", p.bdf, p.device_id()),
+            format!(
+                "vfio-cxl,host={},bus={rp},id={}{backend}",
+                p.bdf,
+                p.device_id()
+            ),
         ));
     }
     out
@@ -160,7 +183,7 @@ mod tests {
     #[test]
     fn one_device_gets_the_four_options_of_docs_install() {
         let p = place(&[input("0000:0d:00.0", 256 * MIB)], None, DEFAULT_FIRST_BUS).unwrap();
-        let opts = qemu_options(&p);
+        let opts = qemu_options(&p, Iommu::Container);
         let flat: Vec<String> = opts.iter().map(|(o, v)| format!("{o} {v}")).collect();
         assert_eq!(
             flat,
@@ -184,7 +207,7 @@ mod tests {
             DEFAULT_FIRST_BUS,
         )
         .unwrap();
-        let opts = qemu_options(&p);
+        let opts = qemu_options(&p, Iommu::Container);
         assert_eq!(opts.len(), 7);
         assert_eq!(
             opts[0].1,
@@ -199,10 +222,39 @@ mod tests {
     }
 
     #[test]
+    fn iommufd_adds_one_object_that_every_device_binds_to() {
+        let p = place(
+            &[
+                input("0000:0d:00.0", 256 * MIB),
+                input("0000:17:00.0", 256 * MIB),
+            ],
+            None,
+            DEFAULT_FIRST_BUS,
+        )
+        .unwrap();
+        let opts = qemu_options(&p, Iommu::Iommufd);
+        let objects: Vec<_> = opts.iter().filter(|(o, _)| o == "-object").collect();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].1, "iommufd,id=iommufd0");
+        let vfio: Vec<_> = opts
+            .iter()
+            .filter(|(_, v)| v.starts_with("vfio-cxl,"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            vfio,
+            [
+                "vfio-cxl,host=0000:0d:00.0,bus=rp0,id=vcxl0,iommufd=iommufd0",
+                "vfio-cxl,host=0000:17:00.0,bus=rp1,id=vcxl1,iommufd=iommufd0",
+            ]
+        );
+    }
+
+    #[test]
     fn a_forced_window_applies_to_every_device_and_is_checked_per_device() {
         let p = place(&[input("0000:0d:00.0", 256 * MIB)], Some(4 * GIB), 12).unwrap();
         assert_eq!(
-            qemu_options(&p)[0].1,
+            qemu_options(&p, Iommu::Container)[0].1,
             "cxl=on,cxl-fmw.0.targets.0=cxl.1,cxl-fmw.0.size=4G"
         );
         let e = place(

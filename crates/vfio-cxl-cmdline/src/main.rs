@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use vfio_cxl_cmdline::device::{self, CxlDevice};
-use vfio_cxl_cmdline::layout::{self, Input, Placement};
+use vfio_cxl_cmdline::layout::{self, Input, Iommu, Placement};
 use vfio_cxl_cmdline::{probe, render, size};
 
 const AFTER_HELP: &str = "\
@@ -19,6 +19,7 @@ Examples:
   eval \"set -- $(vfio-cxl-cmdline 0000:0d:00.0 0000:17:00.0)\"; qemu-system-x86_64 ... \"$@\"
   vfio-cxl-cmdline --libvirt 0000:0d:00.0 >cxl.xml     # into the <domain>, see docs/install.md
   vfio-cxl-cmdline --window-size 4G 0000:0d:00.0
+  vfio-cxl-cmdline --iommufd 0000:0d:00.0                # cdev + iommufd instead of the container
 
 Errors are one line on stderr and exit status 1. docs/install.md.";
 
@@ -47,6 +48,11 @@ struct Cli {
     /// other root ports and bridges use)
     #[arg(long, value_name = "N", default_value_t = layout::DEFAULT_FIRST_BUS)]
     bus_nr: u32,
+
+    /// Bind the devices to one iommufd (-object iommufd) through their VFIO
+    /// cdevs instead of QEMU's default VFIO container
+    #[arg(long)]
+    iommufd: bool,
 
     /// Also describe each device (memory size, decoder geometry, window) on stderr
     #[arg(short, long)]
@@ -78,6 +84,10 @@ fn run(cli: &Cli) -> Result<String, String> {
     for text in &cli.bdfs {
         let bdf = device::normalize_bdf(text).map_err(|e| e.to_string())?;
         probe::check_bound(Path::new("/sys"), &bdf).map_err(|e| e.to_string())?;
+        if cli.iommufd {
+            probe::check_iommufd(Path::new("/sys"), Path::new("/dev"), &bdf)
+                .map_err(|e| e.to_string())?;
+        }
         let facts = probe::read(&bdf).map_err(|e| e.to_string())?;
         devices.push(device::validate(facts).map_err(|e| e.to_string())?);
     }
@@ -107,7 +117,12 @@ fn run(cli: &Cli) -> Result<String, String> {
             sizing_default(p.mem_size)
         );
     }
-    let options = layout::qemu_options(&placed);
+    let iommu = if cli.iommufd {
+        Iommu::Iommufd
+    } else {
+        Iommu::Container
+    };
+    let options = layout::qemu_options(&placed, iommu);
     Ok(if cli.libvirt {
         render::libvirt(&options, &libvirt_notes(&notes))
     } else {

@@ -42,6 +42,29 @@ pub fn check_bound(sys: &Path, bdf: &str) -> Result<(), DeviceError> {
     }
 }
 
+/// Refuses `--iommufd` where QEMU could not use it: no `/dev/iommu`
+/// under `dev`, or `bdf` without a VFIO cdev under `sys`
+/// (`.../vfio-dev/vfioN`, which QEMU opens instead of the group).
+pub fn check_iommufd(sys: &Path, dev: &Path, bdf: &str) -> Result<(), DeviceError> {
+    if !dev.join("iommu").exists() {
+        return Err(DeviceError::NoIommufd);
+    }
+    let cdevs = sys.join("bus/pci/devices").join(bdf).join("vfio-dev");
+    let has_cdev = std::fs::read_dir(cdevs).is_ok_and(|mut d| {
+        d.any(|e| {
+            e.is_ok_and(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with("vfio"))
+            })
+        })
+    });
+    if !has_cdev {
+        return Err(DeviceError::NoCdev { bdf: bdf.into() });
+    }
+    Ok(())
+}
+
 /// Opens `bdf` through VFIO and reads what [`crate::device::validate`]
 /// checks.
 pub fn read(bdf: &str) -> Result<DeviceFacts, DeviceError> {
@@ -133,6 +156,34 @@ mod tests {
             symlink(&target, dev.join("driver")).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn iommufd_needs_dev_iommu_and_the_device_cdev() {
+        let bdf = "0000:0d:00.0";
+        let sys = sysfs(bdf, Some(HOST_DRIVER));
+        let dev = tempfile::tempdir().unwrap();
+        assert_eq!(
+            check_iommufd(sys.path(), dev.path(), bdf),
+            Err(DeviceError::NoIommufd)
+        );
+        std::fs::write(dev.path().join("iommu"), b"").unwrap();
+        assert_eq!(
+            check_iommufd(sys.path(), dev.path(), bdf),
+            Err(DeviceError::NoCdev { bdf: bdf.into() })
+        );
+        let cdev = sys
+            .path()
+            .join("bus/pci/devices")
+            .join(bdf)
+            .join("vfio-dev");
+        std::fs::create_dir_all(&cdev).unwrap();
+        assert_eq!(
+            check_iommufd(sys.path(), dev.path(), bdf),
+            Err(DeviceError::NoCdev { bdf: bdf.into() })
+        );
+        std::fs::create_dir(cdev.join("vfio0")).unwrap();
+        assert_eq!(check_iommufd(sys.path(), dev.path(), bdf), Ok(()));
     }
 
     #[test]

@@ -27,9 +27,11 @@ commands:
   nested-run coherence|bench-bw --vmlinuz K --initrd I [--l2-accel kvm|tcg] [--l2-cpu CPU] [bench-bw options]
                                 (inside an L1 guest) boot L2 from prebuilt files under KVM
                                 (default) and forward its results as fact lines (nested_run.rs)
-  chain [--l2-accel kvm|tcg]    the nested chain: L1 runs hw-test with -device vfio-cxl
+  chain [--l2-accel kvm|tcg] [--iommufd]
+                                the nested chain: L1 runs hw-test with -device vfio-cxl
                                 on cxl-accel, L2 the coherence checks under KVM in L1
-                                (default) or TCG (docs/nested-chain.md)
+                                (default) or TCG; --iommufd: L1 on the debug test kernel,
+                                its QEMU on iommufd and the VFIO cdev (docs/nested-chain.md)
   hw-test --bdf BDF [...]       the coherence suite on a real device bound to vfio-cxl-pci
                                 (`hw-test --help`, docs/real-hardware.md)
   bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
@@ -96,6 +98,7 @@ struct Cli {
     l2_accel: Option<guest_harness::hw::AccelChoice>,
     kernel: Option<GuestKernel>,
     kvm: bool,
+    iommufd: bool,
     l2_cpu: Option<String>,
     vmlinuz: Option<PathBuf>,
     initrd: Option<PathBuf>,
@@ -150,6 +153,7 @@ fn parse(args: &[String]) -> Result<Cli> {
             "--thp" => cli.thp = true,
             "--report" => cli.report = Some(value()?.into()),
             "--kvm" => cli.kvm = true,
+            "--iommufd" => cli.iommufd = true,
             "--l2-cpu" => cli.l2_cpu = Some(value()?),
             "--vmlinuz" => cli.vmlinuz = Some(value()?.into()),
             "--initrd" => cli.initrd = Some(value()?.into()),
@@ -682,10 +686,17 @@ fn main() -> ExitCode {
         "nested-run" => nested_run(&cli),
         "demo" => demo(&cli),
         "chain" => Env::prepare(&cli.env).and_then(|env| {
-            let accel = cli
-                .l2_accel
-                .unwrap_or(guest_harness::nested::L2_ACCEL_DEFAULT);
-            guest_harness::nested::run(&env, accel)
+            let cfg = guest_harness::nested::ChainConfig {
+                accel: cli
+                    .l2_accel
+                    .unwrap_or(guest_harness::nested::L2_ACCEL_DEFAULT),
+                iommu: if cli.iommufd {
+                    vfio_cxl_cmdline::layout::Iommu::Iommufd
+                } else {
+                    vfio_cxl_cmdline::layout::Iommu::Container
+                },
+            };
+            guest_harness::nested::run(&env, &cfg)
         }),
         "help" => {
             print!("{USAGE}");

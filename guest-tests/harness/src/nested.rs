@@ -31,6 +31,7 @@ use crate::payload::{build_initramfs, Payload, Source};
 use crate::qemu::backing_file;
 use crate::runner::{HostFacts, RunOutcome};
 use crate::sysfs::{self, CxlSysfs};
+use vfio_cxl_cmdline::layout::Iommu;
 
 /// Overrides the static `guest-harness` that runs hw-test in L1.
 pub const STATIC_HARNESS_ENV: &str = "VFIO_CXL_STATIC_HARNESS";
@@ -65,6 +66,26 @@ pub const L2_TIMEOUT_S: u64 = 1500;
 pub const CHAIN_TIMEOUT: Duration = Duration::from_secs(1800);
 
 pub const NESTED_DIR: &str = "/opt/nested";
+
+/// One configuration of the chain: what L2 runs under, and how L1's QEMU
+/// reaches the device. The legacy VFIO container runs on Debian's kernel,
+/// what users run; iommufd and the VFIO cdev need the debug test kernel in
+/// L1, because Debian's 7.3.4 has neither (docs/nested-chain.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainConfig {
+    pub accel: AccelChoice,
+    pub iommu: Iommu,
+}
+
+impl ChainConfig {
+    /// The name runs and messages use: `chain` or `chain-iommufd`.
+    pub fn name(&self) -> &'static str {
+        match self.iommu {
+            Iommu::Container => "chain",
+            Iommu::Iommufd => "chain-iommufd",
+        }
+    }
+}
 
 /// `$VFIO_CXL_STATIC_HARNESS`, else the static build in `target/guest`.
 pub fn static_harness_binary() -> PathBuf {
@@ -369,7 +390,7 @@ pub const CMDLINE_ERRORS: &[(&str, &str, &str)] = &[
 /// for L2; L2's data is read back after QEMU closed), which the clearing
 /// between users would wipe (host-driver-tenants checks the clearing).
 /// L0's first write still comes after hw-test's open (`--handshake`).
-pub fn cmdline_step() -> String {
+pub fn cmdline_step(iommu: Iommu) -> String {
     let mut s = String::from(
         r#". /opt/vfio-cxl/lib.sh
 echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
@@ -387,9 +408,13 @@ refused() {
         s.push_str(&format!("refused {name} {args}\n"));
     }
     s.push_str(&format!(
-        r#"$VC/vfio-cxl-cmdline --verbose "$dev" >{CXL_ARGS} || exit 1
+        r#"$VC/vfio-cxl-cmdline --verbose{iommufd} "$dev" >{CXL_ARGS} || exit 1
 while IFS= read -r l; do vfiocxl_fact cmdline.out "$l"; done <{CXL_ARGS}
-"#
+"#,
+        iommufd = match iommu {
+            Iommu::Container => "",
+            Iommu::Iommufd => " --iommufd",
+        }
     ));
     s
 }
@@ -429,9 +454,9 @@ eval "set -- $(cat {CXL_ARGS})"
 /// L1: the host-driver payload (CXL and VFIO modules, vfio-cxl-pci bound
 /// to the accelerator), `kvm_amd` for a KVM L2, its CXL sysfs, the
 /// bundle, hw-test.
-pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
+pub fn l1_payload(b: &Bundle, cfg: &ChainConfig) -> Payload {
     let mut p = hostdriver::base_payload("nested-l1");
-    if accel == AccelChoice::Kvm {
+    if cfg.accel == AccelChoice::Kvm {
         p = p.module("kvm_amd");
     }
     p = p
@@ -443,8 +468,8 @@ pub fn l1_payload(b: &Bundle, accel: AccelChoice) -> Payload {
             },
         )
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
-        .step("cmdline", &cmdline_step())
-        .step("hw-test", &hw_test_step(accel))
+        .step("cmdline", &cmdline_step(cfg.iommu))
+        .step("hw-test", &hw_test_step(cfg.accel))
         .step("report-dmesg", &l1_dmesg_sh());
     b.add_to(p)
 }
@@ -485,9 +510,14 @@ pub const MILESTONES: &[crate::runner::Milestone] = &[
 ];
 
 /// The L0 run: the host-driver machine with L1's RAM, the chain's
-/// timeout, the fill and the ping-pong thread around it.
-pub fn chain_spec(b: &Bundle, accel: AccelChoice) -> RunSpec {
-    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), l1_payload(b, accel));
+/// timeout, the fill and the ping-pong thread around it; L1 on the debug
+/// test kernel for iommufd (which also holds L1 to no lockdep, KASAN or
+/// UBSAN report).
+pub fn chain_spec(b: &Bundle, cfg: &ChainConfig) -> RunSpec {
+    let mut spec = RunSpec::new(accel_topology(ACCEL_MIB, 4096), l1_payload(b, cfg));
+    if cfg.iommu == Iommu::Iommufd {
+        spec = spec.on_debug_kernel();
+    }
     spec.milestones = MILESTONES;
     spec.machine.iommu = true;
     spec.machine.memory_mib = L1_MEMORY_MIB;
@@ -518,7 +548,7 @@ fn stop_and_scan(dir: &Path) -> HostFacts {
 
 /// Per-level verdicts of a chain run with L2 asked to run under `accel`:
 /// (level, problems).
-pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec<String>)> {
+pub fn check(outcome: &RunOutcome, cfg: &ChainConfig) -> Vec<(&'static str, Vec<String>)> {
     let r = &outcome.report;
     let hf = |k: &str| outcome.host_fact(k);
 
@@ -643,7 +673,16 @@ pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec
     if r.fact("hw.result") != Some("pass") {
         l2.push(format!("hw-test in L1: {:?}", r.fact("hw.result")));
     }
-    let wanted = accel_name(accel);
+    // How L1's QEMU reached the device, as L1's kernel saw its open files.
+    match r.fact("hw.qemu.vfio_files") {
+        Some(files) => l1.extend(
+            crate::hw::vfio_files::problems(files.split_whitespace(), cfg.iommu)
+                .into_iter()
+                .map(|p| format!("L1: {p}")),
+        ),
+        None => l1.push("L1: hw-test reported no hw.qemu.vfio_files".into()),
+    }
+    let wanted = accel_name(cfg.accel);
     if r.fact("hw.accel") != Some(wanted) {
         l2.push(format!(
             "L2 ran under {:?}, the chain asked for {wanted}",
@@ -682,11 +721,12 @@ pub fn check(outcome: &RunOutcome, accel: AccelChoice) -> Vec<(&'static str, Vec
 
 /// `guest-harness chain`: bundles, boots L1, prints per-level results
 /// and timings. True when every level passed.
-pub fn run(env: &Env, accel: AccelChoice) -> Result<bool> {
+pub fn run(env: &Env, cfg: &ChainConfig) -> Result<bool> {
+    let accel = cfg.accel;
     let t0 = SystemTime::now();
     println!("chain: bundling QEMU, its libraries, firmware and L2's boot files");
     let b = bundle(env, &hw::guest_payload())?;
-    let spec = chain_spec(&b, accel);
+    let spec = chain_spec(&b, cfg);
     let bundled: u64 = spec
         .payload
         .files
@@ -758,7 +798,7 @@ pub fn run(env: &Env, accel: AccelChoice) -> Result<bool> {
         println!("  {k}: {v}");
     }
     let mut ok = true;
-    for (level, problems) in check(&outcome, accel) {
+    for (level, problems) in check(&outcome, cfg) {
         if problems.is_empty() {
             println!("chain {level}: PASS");
         } else {
@@ -856,8 +896,15 @@ mod tests {
             assert!(s.contains(&seed.to_string()));
         }
         assert!(s.contains("--facts -- \"$@\" >&3"));
-        let c = cmdline_step();
+        let c = cmdline_step(Iommu::Container);
         crate::payload::assert_valid_sh("L1 cmdline step", &c);
+        assert!(c.contains("vfio-cxl-cmdline --verbose \"$dev\""), "{c}");
+        let i = cmdline_step(Iommu::Iommufd);
+        crate::payload::assert_valid_sh("L1 cmdline step (iommufd)", &i);
+        assert!(
+            i.contains("vfio-cxl-cmdline --verbose --iommufd \"$dev\""),
+            "{i}"
+        );
         assert!(c.contains("clear_memory"));
         for (name, args, _) in CMDLINE_ERRORS {
             assert!(c.contains(&format!("refused {name} {args}\n")), "{c}");
@@ -954,8 +1001,13 @@ mod check_tests {
     use super::fixture::{outcome, L0_FACTS, L1_RESULTS};
     use super::*;
 
+    const KVM: ChainConfig = ChainConfig {
+        accel: AccelChoice::Kvm,
+        iommu: Iommu::Container,
+    };
+
     fn levels(o: &RunOutcome) -> Vec<(&'static str, Vec<String>)> {
-        check(o, AccelChoice::Kvm)
+        check(o, &KVM)
     }
 
     #[test]
@@ -974,15 +1026,40 @@ mod check_tests {
             "\"key\":\"hw.accel\",\"value\":\"tcg\"",
         );
         let o = outcome(&tcg, "", L0_FACTS);
-        let l2 = &check(&o, AccelChoice::Kvm)[1].1;
+        let l2 = &check(&o, &KVM)[1].1;
         assert_eq!(
             l2,
             &["L2 ran under Some(\"tcg\"), the chain asked for kvm".to_string()]
         );
         // Asked for TCG, ran KVM: as wrong.
         let o = outcome(L1_RESULTS, "", L0_FACTS);
-        assert_eq!(check(&o, AccelChoice::Tcg)[1].1.len(), 1);
-        assert!(check(&o, AccelChoice::Kvm)[1].1.is_empty());
+        let tcg = ChainConfig {
+            accel: AccelChoice::Tcg,
+            ..KVM
+        };
+        assert_eq!(check(&o, &tcg)[1].1.len(), 1);
+        assert!(check(&o, &KVM)[1].1.is_empty());
+    }
+
+    /// The recorded run's QEMU held the container: right for the type1
+    /// chain, wrong for the iommufd one; and a run that reported no files
+    /// fails either.
+    #[test]
+    fn the_vfio_files_must_match_the_configuration() {
+        let o = outcome(L1_RESULTS, "", L0_FACTS);
+        let iommufd = ChainConfig {
+            iommu: Iommu::Iommufd,
+            ..KVM
+        };
+        let l1 = &check(&o, &iommufd)[0].1;
+        assert_eq!(l1.len(), 3, "{l1:?}");
+        assert!(l1[0].contains("no /dev/iommu"), "{l1:?}");
+        let none = L1_RESULTS.replace("hw.qemu.vfio_files", "hw.qemu.other");
+        let o = outcome(&none, "", L0_FACTS);
+        assert_eq!(
+            check(&o, &KVM)[0].1,
+            ["L1: hw-test reported no hw.qemu.vfio_files".to_string()]
+        );
     }
 
     /// L1 (hw-test) says it found L0's pattern, but its digest is of

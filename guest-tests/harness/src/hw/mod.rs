@@ -18,6 +18,7 @@ mod memory;
 mod options;
 mod preflight;
 mod run;
+pub mod vfio_files;
 
 pub use guest::{check_guest, guest_cmdline, guest_payload, guest_topology, GuestCxl};
 pub use memory::{scan_words, uapi_probe};

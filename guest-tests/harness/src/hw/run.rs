@@ -14,6 +14,7 @@ use super::guest::{check_guest, guest_cmdline, guest_payload, guest_topology, Gu
 use super::memory::{scan_words, uapi_probe, with_memory};
 use super::options::HwOptions;
 use super::preflight::{preflight, report_preflight};
+use super::vfio_files;
 use super::{secs, Out, EXIT_PREFLIGHT};
 use crate::env::Env;
 use crate::error::{Error, Result};
@@ -255,7 +256,13 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     let mut cmd = Command::new(&vm.qemu);
     cmd.args(&args);
     let follower = o.follow.then(|| follow(runner::console_path(dir.path())));
+    let files = vfio_files::Watch::start(&vm.qemu);
     let outcome = runner::run_command(cmd, dir.path(), o.timeout, runner::DONE_GRACE);
+    let files = files.finish();
+    out.fact(
+        "hw.qemu.vfio_files",
+        &files.into_iter().collect::<Vec<_>>().join(" "),
+    );
     if let Some((t, stop)) = follower {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = t.join();
