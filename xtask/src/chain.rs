@@ -11,45 +11,38 @@
 
 use crate::error::{Error, Result};
 
-const USAGE: &str = "\
-usage: cargo xtask chain [--no-build] [--l2-tcg] [--keep]
+/// The nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~6 min)
+///
+/// The patched QEMU boots L1 (Debian 7.3.4, vfio-cxl-pci bound to the
+/// emulated cxl-accel) which runs the same QEMU with -device
+/// vfio-cxl,host=BDF for L2 (cxl-type2-ref and the coherence checks) under
+/// KVM inside L1 (L1's kvm_amd on TCG's nested SVM); a chain that asked for
+/// KVM and ran L2 under TCG fails. Data is checked byte for byte in the L0
+/// backing file, through VFIO in L1 and in L2. Prints per-level results and
+/// timings; exit status 1 when a level failed. docs/nested-chain.md.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Use the QEMU already built (`cargo xtask qemu-path`)
+    #[arg(long)]
+    pub no_build: bool,
+    /// Run L2 under TCG inside L1 (slower: ~5x)
+    #[arg(long)]
+    pub l2_tcg: bool,
+    /// Keep the L1 run directory
+    #[arg(long)]
+    pub keep: bool,
+}
 
-The nested chain: the patched QEMU boots L1 (Debian 7.3.4, vfio-cxl-pci
-bound to the emulated cxl-accel) which runs the same QEMU with
--device vfio-cxl,host=BDF for L2 (cxl-type2-ref and the coherence
-checks) under KVM inside L1 (L1's kvm_amd on TCG's nested SVM); a
-chain that asked for KVM and ran L2 under TCG fails. Data is checked byte for byte in the L0 backing file, through
-VFIO in L1 and in L2. Prints per-level results and timings; exit status
-1 when a level failed. docs/nested-chain.md.
-
-options:
-  --no-build   use the QEMU already built (cargo xtask qemu-path)
-  --l2-tcg     run L2 under TCG inside L1 (slower: ~5x)
-  --keep       keep the L1 run directory
-";
-
-pub fn run(args: &[String]) -> Result<()> {
-    let mut build = true;
+pub fn run(args: &Args) -> Result<()> {
     let mut passthrough = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "--no-build" => build = false,
-            "--keep" => passthrough.push(arg.clone()),
-            "--l2-tcg" => passthrough.extend(["--l2-accel".to_owned(), "tcg".to_owned()]),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "chain: unexpected argument {other}\n{}",
-                    USAGE.trim_end()
-                )))
-            }
-        }
+    if args.keep {
+        passthrough.push("--keep");
+    }
+    if args.l2_tcg {
+        passthrough.extend(["--l2-accel", "tcg"]);
     }
     crate::prereqs::require_packages()?;
-    let mut cmd = crate::vmtest::prepared_harness(build, "chain")?;
+    let mut cmd = crate::vmtest::prepared_harness(!args.no_build, "chain")?;
     crate::vmtest::build_static_harness()?;
     cmd.args(&passthrough);
     println!("==> nested chain (guest-harness chain)");
