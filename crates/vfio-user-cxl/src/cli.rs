@@ -63,8 +63,8 @@ pub struct Options {
     /// VMM's refusal: not-committed (host decoder not firmware-committed),
     /// no-cxl-cap (no device-info CXL capability), no-cxl-mem (no CXL_MEM
     /// region), mem-unaligned (CXL_MEM not a multiple of 256 MiB),
-    /// bad-geometry (decoder block past the end of its BAR), cap-loop (a
-    /// capability chain that points back at itself)
+    /// bad-geometry (decoder block past the end of its BAR), cap-loop (the
+    /// device-info capability chain loops)
     #[arg(long, value_name = "KIND", value_parser = parse_broken)]
     pub broken: Option<Broken>,
     /// HDM decoders of the device (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28,
