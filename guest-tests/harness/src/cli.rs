@@ -495,9 +495,46 @@ mod tests {
         assert!(a.env.keep);
     }
 
+    /// The words of the `guest-harness` command in an L1 step (shell; its
+    /// single quotes dropped, as the shell would for these plain words).
+    fn harness_words(step: &str) -> String {
+        let joined = step.replace("\\\n", " ");
+        let line = joined
+            .lines()
+            .find(|l| l.contains("/guest-harness "))
+            .expect("a guest-harness line");
+        let start = line.find("/guest-harness ").unwrap() + "/guest-harness ".len();
+        line[start..].split(">&3").next().unwrap().replace('\'', "")
+    }
+
     #[test]
     fn nested_run_parses_as_l1_runs_it() {
-        // nested_run::l1_step.
+        use crate::nested_run::{l1_step, L2Run};
+        let params = bench_bw::Params {
+            sizes_mib: vec![1, 4],
+            repeats: 3,
+            thp: true,
+            no_avx: false,
+        };
+        for (run, accel, cpu) in [
+            (L2Run::Coherence, AccelChoice::Kvm, None),
+            (L2Run::BenchBw(params), AccelChoice::Tcg, Some("host")),
+        ] {
+            let line = harness_words(&l1_step(&run, accel, cpu));
+            let Command::NestedRun(a) = parse(&line).unwrap() else {
+                panic!("{line}: not nested-run")
+            };
+            assert_eq!(a.l2_run().unwrap(), run, "{line}");
+            assert_eq!(
+                (a.l2_accel, a.l2_cpu.as_deref()),
+                (Some(accel), cpu),
+                "{line}"
+            );
+            assert!(
+                a.qemu.qemu.is_some() && !a.qemu.firmware_dirs.is_empty(),
+                "{line}"
+            );
+        }
         let Command::NestedRun(a) = parse(
             "nested-run bench-bw --sizes 1 --repeats 3 --thp --l2-accel kvm --l2-cpu host \
              --qemu /opt/nested/qemu-system-x86_64 --firmware-dir /opt/nested/firmware \
