@@ -31,6 +31,10 @@
 //!
 //! `vfio-cxl-uapi-check --bench-bw [--sizes MIB,...] [--repeats N]
 //! ram|NAME=PATH...` measures memcpy bandwidth (`bandwidth.rs`).
+//!
+//! clap parses the command line (`--help`): `--coherence-dev`,
+//! `--window-tags` and `--bench-bw` are flag subcommands, so each mode
+//! takes only its own options.
 
 use std::process::ExitCode;
 
