@@ -11,58 +11,51 @@
 
 use crate::error::{Error, Result};
 
-const USAGE: &str = "\
-usage: cargo xtask chain [--no-build] [--l2-tcg] [--iommufd] [--keep]
+/// The nested chain: L1 runs -device vfio-cxl on cxl-accel, L2 the coherence checks (~6 min)
+///
+/// The patched QEMU boots L1 (Debian 7.3.4, vfio-cxl-pci bound to the
+/// emulated cxl-accel) which runs the same QEMU with -device
+/// vfio-cxl,host=BDF for L2 (cxl-type2-ref and the coherence checks) under
+/// KVM inside L1 (L1's kvm_amd on TCG's nested SVM); a chain that asked for
+/// KVM and ran L2 under TCG fails. Data is checked byte for byte in the L0
+/// backing file, through VFIO in L1 and in L2. Prints per-level results and
+/// timings; exit status 1 when a level failed. docs/nested-chain.md.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Use the QEMU already built (`cargo xtask qemu-path`)
+    #[arg(long)]
+    pub no_build: bool,
+    /// Run L2 under TCG inside L1 (slower: ~5x)
+    #[arg(long)]
+    pub l2_tcg: bool,
+    /// L1 on the debug test kernel (Debian's has no IOMMUFD), its QEMU with
+    /// -object iommufd and the device's VFIO cdev
+    #[arg(long)]
+    pub iommufd: bool,
+    /// Keep the L1 run directory
+    #[arg(long)]
+    pub keep: bool,
+}
 
-The nested chain: the patched QEMU boots L1 (Debian 7.3.4, vfio-cxl-pci
-bound to the emulated cxl-accel) which runs the same QEMU with
--device vfio-cxl,host=BDF for L2 (cxl-type2-ref and the coherence
-checks) under KVM inside L1 (L1's kvm_amd on TCG's nested SVM); a
-chain that asked for KVM and ran L2 under TCG fails. Data is checked byte for byte in the L0 backing file, through
-VFIO in L1 and in L2. Prints per-level results and timings; exit status
-1 when a level failed. docs/nested-chain.md.
-
-options:
-  --no-build   use the QEMU already built (cargo xtask qemu-path)
-  --l2-tcg     run L2 under TCG inside L1 (slower: ~5x)
-  --iommufd    L1 on the debug test kernel (Debian's has no IOMMUFD), its
-               QEMU with -object iommufd and the device's VFIO cdev
-  --keep       keep the L1 run directory
-";
-
-pub fn run(args: &[String]) -> Result<()> {
-    let mut build = true;
-    let mut iommufd = false;
+pub fn run(args: &Args) -> Result<()> {
     let mut passthrough = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "--no-build" => build = false,
-            "--keep" => passthrough.push(arg.clone()),
-            "--iommufd" => {
-                iommufd = true;
-                passthrough.push(arg.clone());
-            }
-            "--l2-tcg" => passthrough.extend(["--l2-accel".to_owned(), "tcg".to_owned()]),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "chain: unexpected argument {other}\n{}",
-                    USAGE.trim_end()
-                )))
-            }
-        }
+    if args.keep {
+        passthrough.push("--keep");
+    }
+    if args.l2_tcg {
+        passthrough.extend(["--l2-accel", "tcg"]);
+    }
+    if args.iommufd {
+        passthrough.push("--iommufd");
     }
     crate::prereqs::require_packages()?;
     // iommufd runs L1 on the debug test kernel.
-    let mut cmd = crate::vmtest::prepared_harness_with(build, "chain", iommufd)?;
+    let mut cmd = crate::vmtest::prepared_harness_with(!args.no_build, "chain", args.iommufd)?;
     crate::vmtest::build_static_harness()?;
     cmd.args(&passthrough);
     println!(
         "==> nested chain (guest-harness chain{})",
-        if iommufd { " --iommufd" } else { "" }
+        if args.iommufd { " --iommufd" } else { "" }
     );
     let st = cmd
         .status()

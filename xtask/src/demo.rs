@@ -22,58 +22,33 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::pins::{self, Overrides, Pins};
 
-const USAGE: &str = "\
-usage: cargo xtask demo [--no-build] [--chain] [--setup-apt]
-
-The main job: the end-to-end run on the emulated default device, one VM
-level, vfio-user. Fetches and verifies the pinned sources, builds QEMU
-10.2.2 with patches/qemu, the host driver, the reference guest driver, the
-test binaries and the vfio-user Type-2 server, then boots one guest that
-reports the topology its CXL core sees, runs the coherence suite
-(cxl-type2-ref over -device vfio-user-cxl, checked from the host) and the
-bandwidth benchmark. Ends with a report; exit status 0 only when every
-check passed. Logs and the report (report.txt, report.json) are in
-<cache>/demo/.
-
-options:
-  --no-build    use the QEMU already built (skips fetching its source and
-                build-qemu; drivers and binaries are still brought up to date)
-  --chain       afterwards, run the nested full chain (cargo xtask chain:
-                L1 host driver + -device vfio-cxl, L2 coherence; ~10+ min)
-  --setup-apt   run tools/setup-apt before fetching (see cargo xtask fetch)
-";
+/// The main job: end-to-end run on the emulated device, with its report
+///
+/// One VM level, vfio-user. Fetches and verifies the pinned sources, builds
+/// QEMU 10.2.2 with patches/qemu, the host driver, the reference guest
+/// driver, the test binaries and the vfio-user Type-2 server, then boots
+/// one guest that reports the topology its CXL core sees, runs the
+/// coherence suite (cxl-type2-ref over -device vfio-user-cxl, checked from
+/// the host) and the bandwidth benchmark. Ends with a report; exit status 0
+/// only when every check passed. Logs and the report (report.txt,
+/// report.json) are in <cache>/demo/.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Use the QEMU already built (skips fetching its source and
+    /// build-qemu; drivers and binaries are still brought up to date)
+    #[arg(long)]
+    pub no_build: bool,
+    /// Afterwards, run the nested full chain (cargo xtask chain: L1 host
+    /// driver + -device vfio-cxl, L2 coherence; ~10+ min)
+    #[arg(long)]
+    pub chain: bool,
+    /// Run tools/setup-apt before fetching (see cargo xtask fetch)
+    #[arg(long)]
+    pub setup_apt: bool,
+}
 
 /// How often the QEMU build's progress is shown.
 const PROGRESS_EVERY: Duration = Duration::from_secs(20);
-
-#[derive(Debug, Default)]
-struct Options {
-    build: bool,
-    chain: bool,
-    setup_apt: bool,
-}
-
-fn parse(args: &[String]) -> Result<Option<Options>> {
-    let mut o = Options {
-        build: true,
-        ..Options::default()
-    };
-    for a in args {
-        match a.as_str() {
-            "--no-build" => o.build = false,
-            "--chain" => o.chain = true,
-            "--setup-apt" => o.setup_apt = true,
-            "-h" | "--help" => return Ok(None),
-            other => {
-                return Err(Error::usage(format!(
-                    "demo: unexpected argument {other}\n{}",
-                    USAGE.trim_end()
-                )))
-            }
-        }
-    }
-    Ok(Some(o))
-}
 
 /// Numbered steps with their start, end and elapsed time.
 struct Steps {
@@ -252,11 +227,8 @@ fn built_lines(qemu: &Path) -> Result<Vec<String>> {
     ])
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let Some(o) = parse(args)? else {
-        print!("{USAGE}");
-        return Ok(());
-    };
+pub fn run(o: &Args) -> Result<()> {
+    let build = !o.no_build;
     crate::prereqs::require_packages()?;
     let started = Instant::now();
     let cache = Cache::from_env()?;
@@ -269,9 +241,9 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     let mut steps = Steps {
         n: 0,
-        total: if o.build { 5 } else { 3 } + usize::from(o.chain),
+        total: if build { 5 } else { 3 } + usize::from(o.chain),
     };
-    if o.build {
+    if build {
         steps.run("fetch and verify the pinned QEMU and Linux sources", || {
             let mut a = vec!["fetch", "all"];
             if o.setup_apt {
@@ -287,7 +259,7 @@ pub fn run(args: &[String]) -> Result<()> {
     steps.run(
         "build the host driver, the guest driver and the static test binary",
         || {
-            if !o.build {
+            if !build {
                 let mut a = vec!["fetch", "linux"];
                 if o.setup_apt {
                     a.push("--setup-apt");
@@ -332,7 +304,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let chain = if o.chain {
         let t = Instant::now();
         let r = steps.run("the nested full chain (cargo xtask chain)", || {
-            crate::chain::run(&["--no-build".to_string()])
+            crate::chain::run(&crate::chain::Args {
+                no_build: true,
+                ..Default::default()
+            })
         });
         Some((r.is_ok(), t.elapsed()))
     } else {
@@ -380,15 +355,5 @@ mod tests {
         );
         assert_eq!(ninja_progress("ninja: no work to do."), None);
         assert_eq!(ninja_progress("[a/b] x"), None);
-    }
-
-    #[test]
-    fn options_parse() {
-        let o = parse(&["--no-build".into(), "--chain".into()])
-            .unwrap()
-            .unwrap();
-        assert!(!o.build && o.chain && !o.setup_apt);
-        assert!(parse(&["--help".into()]).unwrap().is_none());
-        assert!(parse(&["--bogus".into()]).is_err());
     }
 }

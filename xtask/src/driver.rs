@@ -14,13 +14,18 @@ use crate::fetch;
 use crate::pins::{self, Pins};
 use crate::test::{repo_root, step};
 
-const USAGE: &str = "\
-usage: cargo xtask build-driver [--copy-to DIR]
-
-Fetches the pinned Linux packages (if needed), prepares the 7.3.4 tree in
-the cache (host-driver/scripts/prepare-tree, a no-op when up to date) and
-builds vfio-cxl-core.ko and vfio-cxl-pci.ko in host-driver/ (and copies
-them to DIR with --copy-to). Prints the modules' paths.";
+/// Build the host driver against the pinned 7.3.4 tree
+///
+/// Fetches the pinned Linux packages (if needed), prepares the 7.3.4 tree
+/// in the cache (host-driver/scripts/prepare-tree, a no-op when up to
+/// date) and builds vfio-cxl-core.ko and vfio-cxl-pci.ko in host-driver/.
+/// Prints the modules' paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Also copy the modules to DIR (meson's build directory)
+    #[arg(long, value_name = "DIR")]
+    pub copy_to: Option<PathBuf>,
+}
 
 pub const MODULES: [&str; 2] = ["vfio-cxl-core.ko", "vfio-cxl-pci.ko"];
 
@@ -62,7 +67,7 @@ fn make(paths: &Paths, target: Option<&str>) -> Command {
 /// when up to date); returns the tree, for other out-of-tree modules
 /// (`cargo xtask build-guest-driver`).
 pub fn prepared_tree() -> Result<PathBuf> {
-    fetch::run(&["linux".to_owned()])?;
+    fetch::run(&fetch::Args::of(fetch::Target::Linux))?;
     let paths = paths()?;
     step(
         "prepare the Linux 7.3.4 tree",
@@ -73,7 +78,7 @@ pub fn prepared_tree() -> Result<PathBuf> {
 
 /// Fetches, prepares the tree and builds the modules.
 fn build_modules() -> Result<Paths> {
-    fetch::run(&["linux".to_owned()])?;
+    fetch::run(&fetch::Args::of(fetch::Target::Linux))?;
     let paths = paths()?;
     step(
         "prepare the Linux 7.3.4 tree",
@@ -83,24 +88,12 @@ fn build_modules() -> Result<Paths> {
     Ok(paths)
 }
 
-pub fn run_build(args: &[String]) -> Result<()> {
-    let copy_to = match args {
-        [] => None,
-        [flag] if flag == "-h" || flag == "--help" => {
-            print!("{USAGE}");
-            return Ok(());
-        }
-        [flag, dir] if flag == "--copy-to" => Some(PathBuf::from(dir)),
-        _ => {
-            return Err(Error::usage(format!(
-                "build-driver: bad arguments {args:?}\n{USAGE}"
-            )))
-        }
-    };
+pub fn run_build(args: &Args) -> Result<()> {
+    let copy_to = &args.copy_to;
     build_modules()?;
     for module in MODULES {
         let built = repo_root().join("host-driver").join(module);
-        let shown = match &copy_to {
+        let shown = match copy_to {
             Some(dir) => {
                 let dest = dir.join(module);
                 std::fs::copy(&built, &dest).map_err(|e| {
@@ -149,6 +142,6 @@ pub fn test() -> Result<()> {
     )?;
     crate::test::step_with(
         "reference guest driver builds and passes make check",
-        || crate::guest_driver::run(&["--check".to_owned()]),
+        || crate::guest_driver::run(&crate::guest_driver::Args { check: true }),
     )
 }

@@ -18,104 +18,54 @@ use crate::cache::{Cache, STAMP_FILE};
 use crate::error::{Error, Result};
 use crate::pins::{self, DebArtifact, Effective, Overrides, Pins, SourceArtifact};
 
-pub const USAGE: &str = "\
-usage: cargo xtask fetch [qemu|sparse|linux|all] [options]
+/// Download and verify the pinned sources
+///
+/// Downloads the artifacts pinned in pins.toml through apt into the cache
+/// (see `cargo xtask cache-dir`), checks every file's sha256 and unpacks
+/// the QEMU and sparse sources. Needs the apt sources of tools/setup-apt.
+/// The environment variable VFIO_CXL_PINS takes the same NAME=VERSION
+/// items as --pin, separated by spaces or commas.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// What to fetch (default: all)
+    #[arg(value_enum)]
+    pub target: Option<Target>,
+    /// Fetch another Debian version of NAME (qemu, sparse, or one of the
+    /// linux packages), UNVERIFIED; repeatable
+    #[arg(long = "pin", value_name = "NAME=VERSION")]
+    pub pins: Vec<String>,
+    /// Run tools/setup-apt first (with sudo when not root)
+    #[arg(long)]
+    pub setup_apt: bool,
+    /// Print the effective pins and exit
+    #[arg(long, conflicts_with_all = ["target", "setup_apt", "print_path"])]
+    pub print_pins: bool,
+    /// Print a path and exit: cache, qemu-sources, qemu-src, sparse-src,
+    /// linux-debs or linux-deb:<package>
+    #[arg(long, value_name = "WHAT", conflicts_with_all = ["target", "setup_apt"])]
+    pub print_path: Option<String>,
+}
 
-Downloads the artifacts pinned in pins.toml through apt into the cache
-(see `cargo xtask cache-dir`), checks every file's sha256 and unpacks the
-QEMU and sparse sources. Needs the apt sources of tools/setup-apt.
-
-options:
-  --pin NAME=VERSION   fetch another Debian version of NAME (qemu, sparse, or
-                       one of the linux packages); fetched UNVERIFIED. Repeatable. The
-                       environment variable VFIO_CXL_PINS takes the same
-                       NAME=VERSION items separated by spaces or commas.
-  --setup-apt          run tools/setup-apt first (with sudo when not root)
-  --print-pins         print the effective pins and exit
-  --print-path WHAT    print a path and exit; WHAT is one of
-                       cache, qemu-sources, qemu-src, sparse-src,
-                       linux-debs,                        linux-deb:<package>
-";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Target {
     Qemu,
     Sparse,
     Linux,
     All,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Args {
-    target: Target,
-    pins: Vec<String>,
-    setup_apt: bool,
-    print_pins: bool,
-    print_path: Option<String>,
-    help: bool,
-}
-
-fn parse_args(args: &[String]) -> Result<Args> {
-    let mut out = Args {
-        target: Target::All,
-        pins: Vec::new(),
-        setup_apt: false,
-        print_pins: false,
-        print_path: None,
-        help: false,
-    };
-    let mut target = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| Error::usage(format!("{name} needs a value")))
-        };
-        match flag {
-            "--pin" => out.pins.push(value("--pin")?),
-            "--print-path" => out.print_path = Some(value("--print-path")?),
-            "--setup-apt" | "--print-pins" if inline.is_some() => {
-                return Err(Error::usage(format!("{flag} takes no value")));
-            }
-            "--setup-apt" => out.setup_apt = true,
-            "--print-pins" => out.print_pins = true,
-            "-h" | "--help" => out.help = true,
-            "qemu" | "sparse" | "linux" | "all" if target.is_none() => {
-                target = Some(match flag {
-                    "qemu" => Target::Qemu,
-                    "sparse" => Target::Sparse,
-                    "linux" => Target::Linux,
-                    _ => Target::All,
-                });
-            }
-            other if other.starts_with('-') => {
-                return Err(Error::usage(format!(
-                    "fetch: unknown option {other} (see cargo xtask fetch --help)"
-                )));
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "fetch: unexpected argument {other:?}: the target is one of qemu, sparse, linux, all"
-                )));
-            }
+impl Args {
+    /// Fetch `target` as pinned.
+    pub fn of(target: Target) -> Self {
+        Self {
+            target: Some(target),
+            ..Self::default()
         }
     }
-    out.target = target.unwrap_or(Target::All);
-    Ok(out)
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let args = parse_args(args)?;
-    if args.help {
-        print!("{USAGE}");
-        return Ok(());
-    }
+pub fn run(args: &Args) -> Result<()> {
+    let target = args.target.unwrap_or(Target::All);
     let env_pins = std::env::var(pins::PINS_ENV).ok();
     let overrides = Overrides::parse(&args.pins, env_pins.as_deref())?;
     let pins = Pins::load(&pins::default_path())?;
@@ -136,13 +86,13 @@ pub fn run(args: &[String]) -> Result<()> {
 
     let started = Instant::now();
     println!("cache: {}", cache.root().display());
-    if matches!(args.target, Target::Qemu | Target::All) {
+    if matches!(target, Target::Qemu | Target::All) {
         fetch_source(&cache, &eff.qemu)?;
     }
-    if matches!(args.target, Target::Sparse | Target::All) {
+    if matches!(target, Target::Sparse | Target::All) {
         fetch_source(&cache, &eff.sparse)?;
     }
-    if matches!(args.target, Target::Linux | Target::All) {
+    if matches!(target, Target::Linux | Target::All) {
         fetch_linux(&cache, &eff)?;
     }
     println!("fetch: done in {:.1} s", started.elapsed().as_secs_f64());
@@ -606,49 +556,6 @@ fn fetch_linux(cache: &Cache, eff: &Effective) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn target_defaults_to_all() {
-        let a = parse_args(&[]).unwrap();
-        assert_eq!(a.target, Target::All);
-        assert!(!a.setup_apt && !a.print_pins && a.pins.is_empty());
-    }
-
-    #[test]
-    fn options_parse_in_both_spellings() {
-        let a = parse_args(&args(&[
-            "qemu",
-            "--pin",
-            "qemu=1:99.0+ds-1",
-            "--pin=linux-source-7.3=7.3.4-2",
-            "--setup-apt",
-        ]))
-        .unwrap();
-        assert_eq!(a.target, Target::Qemu);
-        assert_eq!(a.pins, ["qemu=1:99.0+ds-1", "linux-source-7.3=7.3.4-2"]);
-        assert!(a.setup_apt);
-    }
-
-    #[test]
-    fn bad_command_lines_are_usage_errors() {
-        for bad in [
-            &["--pin"][..],
-            &["--frobnicate"],
-            &["qemu", "linux"],
-            &["kernel"],
-            &["--setup-apt=yes"],
-        ] {
-            let err = parse_args(&args(bad)).unwrap_err();
-            assert!(err.is_usage(), "{bad:?}: {err}");
-            assert_eq!(err.exit_code(), 2);
-        }
-        let err = parse_args(&args(&["--pin"])).unwrap_err();
-        assert_eq!(err.to_string(), "--pin needs a value");
-    }
 
     #[test]
     fn dsc_checksums() {

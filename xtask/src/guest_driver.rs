@@ -8,16 +8,21 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::driver;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::test::{repo_root, step};
 
-const USAGE: &str = "\
-usage: cargo xtask build-guest-driver [--check]
-
-Prepares the pinned 7.3.4 tree (as build-driver does) and builds
-guest-tests/guest-driver/cxl-type2-ref.ko against it; --check also runs
-the W=1 build, checkpatch --strict, kernel-doc and sparse (the
-pinned sparse, built into the cache). Prints the module's path.";
+/// Build the reference guest Type-2 driver (cxl-type2-ref.ko)
+///
+/// Prepares the pinned 7.3.4 tree (as build-driver does) and builds
+/// guest-tests/guest-driver/cxl-type2-ref.ko against it. Prints the
+/// module's path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Also run the W=1 build, checkpatch --strict, kernel-doc and sparse
+    /// (the pinned sparse, built into the cache)
+    #[arg(long)]
+    pub check: bool,
+}
 
 /// The module file, relative to the repository.
 pub const MODULE: &str = "guest-tests/guest-driver/cxl-type2-ref.ko";
@@ -48,20 +53,7 @@ pub fn build(check: bool) -> Result<PathBuf> {
     Ok(repo_root().join(MODULE))
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let check = match args {
-        [] => false,
-        [flag] if flag == "--check" => true,
-        [flag] if flag == "-h" || flag == "--help" => {
-            print!("{USAGE}");
-            return Ok(());
-        }
-        _ => {
-            return Err(Error::usage(format!(
-                "build-guest-driver: bad arguments {args:?}\n{USAGE}"
-            )))
-        }
-    };
-    println!("{}", build(check)?.display());
+pub fn run(args: &Args) -> Result<()> {
+    println!("{}", build(args.check)?.display());
     Ok(())
 }

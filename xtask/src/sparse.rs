@@ -17,7 +17,7 @@ use crate::test::step;
 /// Fetches the pinned sparse source (a no-op when cached) and returns the
 /// path of its `sparse` binary, building it first if the cache lacks it.
 pub fn binary() -> Result<PathBuf> {
-    fetch::run(&["sparse".to_owned()])?;
+    fetch::run(&fetch::Args::of(fetch::Target::Sparse))?;
     let env_pins = std::env::var(pins::PINS_ENV).ok();
     let overrides = Overrides::parse(&[], env_pins.as_deref())?;
     let art = Pins::load(&pins::default_path())?

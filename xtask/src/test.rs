@@ -10,71 +10,55 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 
-const USAGE: &str = "\
-usage: cargo xtask test [--fuzz-seconds N] [--no-fuzz] [--no-driver] [--no-qemu] [--no-vm]
-                        [--no-chain] [--chain-l2-tcg]
-
-Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
-run of the register model (default 30 s; needs cargo-fuzz), the host
-driver tier (fetch the pinned Linux packages, prepare the 7.3.4 tree, build
-the modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
-apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
-(patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
-cache), the debug test kernel (build-test-kernel, cached), the VM tests
-(the pinned kernel, and the debug kernel for NAME@debug, booted under that
-QEMU; they need both tiers), the nested chain (kernel VFIO -> QEMU
--device vfio-cxl -> guest, L2 under KVM inside L1; --chain-l2-tcg: under
-TCG; then again with L1's QEMU on iommufd and the VFIO cdev, L1 on the
-debug kernel), and cargo nextest (unit, property and uAPI tests). Skipped parts
-are named at the start and the end. See docs/testing.md.";
-
-#[derive(Debug)]
-struct Options {
+/// The test command: fmt, clippy, fuzzing, driver tier, tests
+///
+/// Runs, in order: rustfmt check, clippy -D warnings, a bounded cargo-fuzz
+/// run of the register model (needs cargo-fuzz), the host driver tier
+/// (fetch the pinned Linux packages, prepare the 7.3.4 tree, build the
+/// modules, W=1/checkpatch/kernel-doc/sparse, regenerate patches/linux and
+/// apply + build it in-tree; needs tools/setup-apt once), the QEMU tier
+/// (patches/qemu is current, QEMU 10.2.2 builds with it; incremental in the
+/// cache), the debug test kernel (build-test-kernel, cached), the VM tests
+/// (the pinned kernel, and the debug kernel for NAME@debug, booted under
+/// that QEMU; they need both tiers), the nested chain (kernel VFIO -> QEMU
+/// -device vfio-cxl -> guest, L2 under KVM inside L1; then again with L1's
+/// QEMU on iommufd and the VFIO cdev, L1 on the debug kernel), and cargo nextest
+/// (unit, property and uAPI tests). Skipped parts are named at the start
+/// and the end. See docs/testing.md.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct Options {
+    /// How long the register model is fuzzed
+    #[arg(long, value_name = "N", default_value_t = 30)]
     fuzz_seconds: u32,
-    driver: bool,
-    qemu: bool,
-    vm: bool,
-    chain: bool,
+    /// Skip the fuzz run
+    #[arg(long, conflicts_with = "fuzz_seconds")]
+    no_fuzz: bool,
+    /// Skip the host driver tier (and what needs it)
+    #[arg(long)]
+    no_driver: bool,
+    /// Skip the QEMU tier (and what needs it)
+    #[arg(long)]
+    no_qemu: bool,
+    /// Skip the debug test kernel, the VM tests and the nested chain
+    #[arg(long)]
+    no_vm: bool,
+    /// Skip the nested chain
+    #[arg(long)]
+    no_chain: bool,
+    /// Run the nested chain's L2 under TCG
+    #[arg(long, conflicts_with = "no_chain")]
     chain_l2_tcg: bool,
 }
 
-fn parse(args: &[String]) -> Result<Options> {
-    let mut options = Options {
-        fuzz_seconds: 30,
-        driver: true,
-        qemu: true,
-        vm: true,
-        chain: true,
-        chain_l2_tcg: false,
-    };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--no-fuzz" => options.fuzz_seconds = 0,
-            "--no-driver" => options.driver = false,
-            "--no-qemu" => options.qemu = false,
-            "--no-vm" => options.vm = false,
-            "--no-chain" => options.chain = false,
-            "--chain-l2-tcg" => options.chain_l2_tcg = true,
-            "--fuzz-seconds" => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| Error::usage("--fuzz-seconds needs a number"))?;
-                options.fuzz_seconds = value.parse().map_err(|_| {
-                    Error::usage(format!(
-                        "--fuzz-seconds: {value:?} is not a number of seconds"
-                    ))
-                })?;
-            }
-            "-h" | "--help" => return Err(Error::usage(USAGE)),
-            other => {
-                return Err(Error::usage(format!(
-                    "test: unknown argument {other:?}\n{USAGE}"
-                )))
-            }
+impl Options {
+    /// 0: no fuzz run.
+    fn fuzz_seconds(&self) -> u32 {
+        if self.no_fuzz {
+            0
+        } else {
+            self.fuzz_seconds
         }
     }
-    Ok(options)
 }
 
 /// The repository root (xtask lives one level below it).
@@ -120,23 +104,27 @@ fn skipped(options: &Options) -> Vec<String> {
             v.push(format!("{what} ({why})"));
         }
     };
-    skip(options.fuzz_seconds == 0, "the fuzz run", "--no-fuzz");
-    skip(!options.driver, "the host driver tier", "--no-driver");
-    skip(!options.qemu, "the QEMU tier", "--no-qemu");
+    skip(options.fuzz_seconds() == 0, "the fuzz run", "--no-fuzz");
+    skip(options.no_driver, "the host driver tier", "--no-driver");
+    skip(options.no_qemu, "the QEMU tier", "--no-qemu");
     skip(
-        !(options.driver && options.qemu),
+        options.no_driver || options.no_qemu,
         "the meson glue",
         "needs both tiers",
     );
-    let vm_why = if !options.vm {
+    let vm_why = if options.no_vm {
         "--no-vm"
     } else {
         "needs both tiers"
     };
-    let vm_on = options.vm && options.driver && options.qemu;
+    let vm_on = !(options.no_vm || options.no_driver || options.no_qemu);
     skip(!vm_on, "the debug test kernel and the VM tests", vm_why);
-    let chain_why = if !options.chain { "--no-chain" } else { vm_why };
-    skip(!(vm_on && options.chain), "the nested chain", chain_why);
+    let chain_why = if options.no_chain {
+        "--no-chain"
+    } else {
+        vm_why
+    };
+    skip(!vm_on || options.no_chain, "the nested chain", chain_why);
     v
 }
 
@@ -146,12 +134,11 @@ fn print_skipped(skipped: &[String]) {
     }
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let options = parse(args)?;
+pub fn run(options: &Options) -> Result<()> {
     let root = repo_root();
-    let skipped = skipped(&options);
+    let skipped = skipped(options);
     print_skipped(&skipped);
-    crate::prereqs::check_test_tools(options.fuzz_seconds > 0)?;
+    crate::prereqs::check_test_tools(options.fuzz_seconds() > 0)?;
     step(
         "rustfmt",
         &mut cargo(&root, &["fmt", "--all", "--", "--check"]),
@@ -174,31 +161,37 @@ pub fn run(args: &[String]) -> Result<()> {
         "fuzz target builds",
         &mut cargo(&root.join("crates/cxl-regs/fuzz"), &["check", "--quiet"]),
     )?;
-    if options.fuzz_seconds > 0 {
-        fuzz(&root, options.fuzz_seconds)?;
+    if options.fuzz_seconds() > 0 {
+        fuzz(&root, options.fuzz_seconds())?;
     }
-    if options.driver {
+    let (driver, qemu_tier) = (!options.no_driver, !options.no_qemu);
+    if driver {
         crate::driver::test()?;
     }
-    if options.qemu {
+    if qemu_tier {
         qemu()?;
     }
-    if options.driver && options.qemu {
+    if driver && qemu_tier {
         meson_glue(&root)?;
     }
-    if options.vm && options.driver && options.qemu {
+    if !options.no_vm && driver && qemu_tier {
         // The NAME@debug VM tests boot it (cached: a no-op unless the
         // fragment changed).
         step_with("debug test kernel (cargo xtask build-test-kernel)", || {
-            crate::test_kernel::run(&[])
+            crate::test_kernel::run(&crate::test_kernel::Args::default())
         })?;
         // Boots the pinned kernel under the QEMU just built (TCG).
-        step_with("VM tests (cargo xtask vm-test)", || crate::vmtest::run(&[]))?;
-        if options.chain {
+        step_with("VM tests (cargo xtask vm-test)", || {
+            crate::vmtest::run(&crate::vmtest::Args::default())
+        })?;
+        if !options.no_chain {
             // The headline path: kernel VFIO -> -device vfio-cxl -> guest.
-            let mut args = vec!["--no-build".to_owned()];
+            let args = crate::chain::Args {
+                no_build: true,
+                l2_tcg: options.chain_l2_tcg,
+                ..Default::default()
+            };
             let name = if options.chain_l2_tcg {
-                args.push("--l2-tcg".to_owned());
                 "nested chain, L2 under TCG (cargo xtask chain --l2-tcg)"
             } else {
                 "nested chain, L2 under KVM (cargo xtask chain)"
@@ -206,10 +199,13 @@ pub fn run(args: &[String]) -> Result<()> {
             step_with(name, || crate::chain::run(&args))?;
             // The same chain with L1's QEMU on iommufd and the VFIO cdev
             // (L1 on the debug test kernel: Debian's has no IOMMUFD).
-            args.push("--iommufd".to_owned());
+            let iommufd = crate::chain::Args {
+                iommufd: true,
+                ..args
+            };
             step_with(
                 "nested chain, L1's QEMU on iommufd (cargo xtask chain --iommufd)",
-                || crate::chain::run(&args),
+                || crate::chain::run(&iommufd),
             )?;
         }
     }
@@ -234,15 +230,15 @@ pub fn step_with(name: &str, work: impl FnOnce() -> Result<()>) -> Result<()> {
 /// The QEMU tier: the series is current, and QEMU builds with it.
 fn qemu() -> Result<()> {
     step_with("fetch the pinned QEMU source", || {
-        crate::fetch::run(&["qemu".to_owned()])
+        crate::fetch::run(&crate::fetch::Args::of(crate::fetch::Target::Qemu))
     })?;
-    step_with("patches/qemu is current", || crate::qemu::run_check(&[]))?;
+    step_with("patches/qemu is current", crate::qemu::run_check)?;
     qemu_checkpatch()?;
     step_with("build QEMU 10.2.2 with the series", || {
-        crate::qemu::run_build(&[])
+        crate::qemu::run_build(&crate::qemu::BuildArgs::default())
     })?;
     step_with("QEMU's Kconfig and vfio-cxl's devices", || {
-        crate::qemu::run_check_kconfig(&[])
+        crate::qemu::run_check_kconfig()
     })?;
     step_with(
         "QEMU's Rust doctests of the patched crates",
@@ -347,35 +343,22 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn options_parse_and_reject_bad_input() {
-        assert_eq!(parse(&args(&[])).unwrap().fuzz_seconds, 30);
-        assert_eq!(parse(&args(&["--no-fuzz"])).unwrap().fuzz_seconds, 0);
-        assert!(parse(&args(&[])).unwrap().driver);
-        assert!(!parse(&args(&["--no-driver"])).unwrap().driver);
-        assert!(!parse(&args(&["--no-qemu"])).unwrap().qemu);
-        assert!(!parse(&args(&["--no-vm"])).unwrap().vm);
-        assert!(!parse(&args(&["--no-chain"])).unwrap().chain);
-        assert!(parse(&args(&["--chain-l2-tcg"])).unwrap().chain_l2_tcg);
-        assert_eq!(
-            parse(&args(&["--fuzz-seconds", "5"])).unwrap().fuzz_seconds,
-            5
-        );
-        assert!(parse(&args(&["--fuzz-seconds"])).unwrap_err().is_usage());
-        assert!(parse(&args(&["--fuzz-seconds", "x"]))
-            .unwrap_err()
-            .is_usage());
-        assert!(parse(&args(&["--bogus"])).unwrap_err().is_usage());
+    fn options(line: &str) -> Options {
+        use clap::Parser;
+        #[derive(Debug, Parser)]
+        struct Test {
+            #[command(flatten)]
+            options: Options,
+        }
+        Test::try_parse_from(std::iter::once("test").chain(line.split_whitespace()))
+            .unwrap()
+            .options
     }
 
     #[test]
     fn skipped_parts_are_named_with_their_option() {
-        assert_eq!(skipped(&parse(&args(&[])).unwrap()), Vec::<String>::new());
-        let s = skipped(&parse(&args(&["--no-qemu"])).unwrap());
+        assert_eq!(skipped(&options("")), Vec::<String>::new());
+        let s = skipped(&options("--no-qemu"));
         assert!(s.contains(&"the QEMU tier (--no-qemu)".to_owned()), "{s:?}");
         assert!(
             s.contains(&"the debug test kernel and the VM tests (needs both tiers)".to_owned()),
@@ -385,11 +368,14 @@ mod tests {
             s.contains(&"the nested chain (needs both tiers)".to_owned()),
             "{s:?}"
         );
-        let s = skipped(&parse(&args(&["--no-chain", "--no-fuzz"])).unwrap());
+        let s = skipped(&options("--no-chain --no-fuzz"));
         assert_eq!(
             s,
             ["the fuzz run (--no-fuzz)", "the nested chain (--no-chain)"]
         );
+        assert_eq!(options("").fuzz_seconds(), 30);
+        assert_eq!(options("--fuzz-seconds 5").fuzz_seconds(), 5);
+        assert_eq!(options("--no-fuzz").fuzz_seconds(), 0);
     }
 
     #[test]

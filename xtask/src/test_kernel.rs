@@ -31,21 +31,27 @@ use crate::error::{Error, Result};
 use crate::pins::{self, Overrides, Pins};
 use crate::test::{repo_root, step};
 
-const USAGE: &str = "\
-usage: cargo xtask build-test-kernel [--print-dir] [--no-driver]
-
-Builds the debug test kernel: the pinned Linux source (linux-source deb,
-fetched if needed) with the core patches of host-driver/kernel/ applied,
-`make tinyconfig` + guest-tests/kernel/debug.config
-(merge_config.sh -m) + olddefconfig, every line of the fragment checked
-in the final .config, then bzImage and modules, installed with
-modules.builtin into the cache. Cached by a hash of the fragment, the
-patches and the pinned version: a no-op when up to date. Then builds the host driver
-against it into target/debug-kernel/host-driver (--no-driver: not).
-Prints the kernel's directory (what `guest-harness --debug-kernel` takes).
-
-  --print-dir   print the kernel's directory for the current fragment and
-                exit, building nothing";
+/// Build the debug test kernel (lockdep, KASAN, ...) and the host driver for it
+///
+/// The pinned Linux source (linux-source deb, fetched if needed) with the
+/// core patches of host-driver/kernel/ applied, `make tinyconfig` +
+/// guest-tests/kernel/debug.config (merge_config.sh -m) +
+/// olddefconfig, every line of the fragment checked in the final .config,
+/// then bzImage and modules, installed with modules.builtin into the cache.
+/// Cached by a hash of the fragment, the patches and the pinned version: a no-op when
+/// up to date. Then builds the host driver against it into
+/// target/debug-kernel/host-driver. Prints the kernel's directory (what
+/// `guest-harness --debug-kernel` takes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct Args {
+    /// Print the kernel's directory for the current fragment and exit,
+    /// building nothing
+    #[arg(long)]
+    pub print_dir: bool,
+    /// Build no host driver for it
+    #[arg(long, conflicts_with = "print_dir")]
+    pub no_driver: bool,
+}
 
 /// The config fragment, relative to the repository.
 pub const FRAGMENT: &str = "guest-tests/kernel/debug.config";
@@ -371,7 +377,7 @@ pub fn ensure() -> Result<TestKernel> {
         );
         return Ok(k);
     }
-    crate::fetch::run(&["linux".to_owned()])?;
+    crate::fetch::run(&crate::fetch::Args::of(crate::fetch::Target::Linux))?;
     println!("debug test kernel: building into {}", k.dir.display());
     k.ensure_source()?;
     k.ensure_patched_source()?;
@@ -480,28 +486,13 @@ pub fn build_host_driver(k: &TestKernel) -> Result<PathBuf> {
     Ok(out)
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let mut driver = true;
-    for arg in args {
-        match arg.as_str() {
-            "--print-dir" => {
-                println!("{}", TestKernel::current()?.dir.display());
-                return Ok(());
-            }
-            "--no-driver" => driver = false,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "build-test-kernel: unexpected argument {other:?}\n{USAGE}"
-                )))
-            }
-        }
+pub fn run(args: &Args) -> Result<()> {
+    if args.print_dir {
+        println!("{}", TestKernel::current()?.dir.display());
+        return Ok(());
     }
     let k = ensure()?;
-    if driver {
+    if !args.no_driver {
         let out = build_host_driver(&k)?;
         for m in crate::driver::MODULES {
             println!("{}", out.join(m).display());

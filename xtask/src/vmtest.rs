@@ -17,45 +17,62 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::pins::{self, Overrides, Pins};
 
-const USAGE: &str = "\
-usage: cargo xtask vm-test [--list] [--no-build] [--keep] [-v] [NAME...]
-
-Boots the pinned Debian kernel under the project's QEMU (TCG) and runs the
-VM tests of guest-tests/harness (all, or the named ones); the tests named
-NAME@debug boot the debug test kernel instead, the tests named NAME-kvm
-run their guest as L2 under KVM inside a TCG L1 guest (a static
-guest-harness is built for L1). Fetches the pinned Linux
-packages and busybox and builds QEMU first when needed, then the host
-driver (build-driver), a static vfio-cxl-uapi-check (target/guest) and,
-for NAME@debug tests, the debug kernel and the host driver for it
-(build-test-kernel; cached). Ends with `vm-tests: N passed, M failed`; exit status 1
-when a test failed.
-
-options:
-  --list       list the VM tests and exit
-  --no-build   use the QEMU already built (`cargo xtask qemu-path`) instead of
-               fetching the QEMU source and running build-qemu first (the
-               driver and uapi-check are still brought up to date)
-  --keep       keep every run directory (failed runs are always kept)
-  -v           print the whole guest console of every run
-
-environment:
+/// Boot the pinned kernel under QEMU and run the VM tests
+///
+/// Boots the pinned Debian kernel under the project's QEMU (TCG) and runs
+/// the VM tests of guest-tests/harness (all, or the named ones); the tests
+/// named NAME@debug boot the debug test kernel instead, the tests named
+/// NAME-kvm run their guest as L2 under KVM inside a TCG L1 guest (a static
+/// guest-harness is built for L1). Fetches the pinned Linux packages and
+/// busybox and builds QEMU first when needed, then the host driver
+/// (build-driver), a static vfio-cxl-uapi-check (target/guest) and, for
+/// NAME@debug tests, the debug kernel and the host driver for it
+/// (build-test-kernel; cached). Ends with `vm-tests: N passed, M failed`;
+/// exit status 1 when a test failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+#[command(after_help = "\
+Environment:
   VFIO_CXL_FUZZ_SECONDS, VFIO_CXL_FUZZ_SEED, VFIO_CXL_FUZZ_ONLY
-               how long host-driver-fuzz[@debug] fuzzes (default 60), with
-               which seed (default: a fresh one, printed on failure), and
-               only which operation kinds (default: all)
-";
+      how long host-driver-fuzz[@debug] fuzzes (default 60), with which
+      seed (default: a fresh one, printed on failure), and only which
+      operation kinds (default: all)")]
+pub struct Args {
+    /// The tests to run (default: all)
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// List the VM tests and exit
+    #[arg(long, conflicts_with_all = ["names", "no_build", "keep", "verbose"])]
+    pub list: bool,
+    /// Use the QEMU already built (`cargo xtask qemu-path`) instead of
+    /// fetching the QEMU source and running build-qemu first (the driver
+    /// and uapi-check are still brought up to date)
+    #[arg(long)]
+    pub no_build: bool,
+    /// Keep every run directory (failed runs are always kept)
+    #[arg(long)]
+    pub keep: bool,
+    /// Print the whole guest console of every run
+    #[arg(short, long)]
+    pub verbose: bool,
+}
 
-const BENCH_USAGE: &str = "\
-usage: cargo xtask bench-fault [--no-build] [--sizes MIB,MIB]
-
-The fault benchmark (docs/host-driver.md, Measurements): one boot per
-cxl-accel memory size (default 256,4096; sparse memory-backend files),
-vfio-cxl-pci bound, `vfio-cxl-uapi-check --bench-fault` times mmap + the
-first touch of every 2 MiB (twice: cold and warm) and of every 4 KiB of
-256 MiB, with the faults taken; prints the figures and the ratios.
-Builds like vm-test (--no-build: QEMU as built).
-";
+/// Fault benchmark of the host driver's memory region (VMs)
+///
+/// The fault benchmark (docs/host-driver.md, Measurements): one boot per
+/// cxl-accel memory size (sparse memory-backend files), vfio-cxl-pci bound,
+/// `vfio-cxl-uapi-check --bench-fault` times mmap + the first touch of
+/// every 2 MiB (twice: cold and warm) and of every 4 KiB of 256 MiB, with
+/// the faults taken; prints the figures and the ratios. Builds like
+/// vm-test.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct BenchArgs {
+    /// Use the QEMU already built (`cargo xtask qemu-path`)
+    #[arg(long)]
+    pub no_build: bool,
+    /// cxl-accel memory sizes in MiB (default 256,4096)
+    #[arg(long, value_name = "MIB,MIB", value_delimiter = ',', value_parser = crate::bench::positive)]
+    pub sizes: Vec<u64>,
+}
 
 /// Where `vfio-cxl-uapi-check` is built for the guests (relative to the
 /// repository; the harness's `hostdriver::GUEST_TARGET_DIR`).
@@ -82,29 +99,8 @@ fn status_of(mut cmd: Command, what: &str) -> Result<std::process::ExitStatus> {
         .map_err(|e| Error::msg(format!("{what}: cannot run {:?}: {e}", cmd.get_program())))
 }
 
-pub fn run(args: &[String]) -> Result<()> {
-    let mut list = false;
-    let mut build = true;
-    let mut passthrough = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "--list" => list = true,
-            "--no-build" => build = false,
-            "--keep" | "-v" | "--verbose" => passthrough.push(arg.clone()),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other if other.starts_with('-') => {
-                return Err(Error::usage(format!(
-                    "vm-test: unknown option {other}\n{}",
-                    USAGE.trim_end()
-                )))
-            }
-            name => passthrough.push(name.to_string()),
-        }
-    }
-    if list {
+pub fn run(args: &Args) -> Result<()> {
+    if args.list {
         let mut cmd = harness();
         cmd.arg("list");
         let st = status_of(cmd, "guest-harness list")?;
@@ -116,15 +112,21 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     // Tests named NAME@debug boot the debug test kernel.
-    let names: Vec<&String> = passthrough.iter().filter(|a| !a.starts_with('-')).collect();
+    let names = &args.names;
     let debug_kernel = names.is_empty() || names.iter().any(|n| n.ends_with("@debug"));
-    let mut cmd = prepared_harness_with(build, "vm-test", debug_kernel)?;
+    let mut cmd = prepared_harness_with(!args.no_build, "vm-test", debug_kernel)?;
     // The tests named NAME-kvm run their guest as L2 under KVM in an L1
     // guest, where this harness (static) boots it.
     if names.is_empty() || names.iter().any(|n| n.ends_with("-kvm")) {
         build_static_harness()?;
     }
-    cmd.args(&passthrough);
+    if args.keep {
+        cmd.arg("--keep");
+    }
+    if args.verbose {
+        cmd.arg("-v");
+    }
+    cmd.args(names);
     println!("==> VM tests (guest-harness vm-test)");
     let st = status_of(cmd, "guest-harness vm-test")?;
     if st.success() {
@@ -136,34 +138,9 @@ pub fn run(args: &[String]) -> Result<()> {
 }
 
 /// `cargo xtask bench-fault`.
-pub fn run_bench(args: &[String]) -> Result<()> {
-    let mut build = true;
-    let mut sizes = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--no-build" => build = false,
-            "--sizes" => {
-                sizes = Some(it.next().cloned().ok_or_else(|| {
-                    Error::usage(format!("bench-fault: --sizes needs a value\n{BENCH_USAGE}"))
-                })?)
-            }
-            "-h" | "--help" => {
-                print!("{BENCH_USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "bench-fault: unexpected argument {other}\n{}",
-                    BENCH_USAGE.trim_end()
-                )))
-            }
-        }
-    }
-    let mut cmd = prepared_harness(build, "bench-fault")?;
-    if let Some(s) = sizes {
-        cmd.arg("--sizes").arg(s);
-    }
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    let mut cmd = prepared_harness(!args.no_build, "bench-fault")?;
+    cmd.args(crate::bench::sizes_arg(&args.sizes));
     println!("==> fault benchmark (guest-harness bench-fault)");
     let st = status_of(cmd, "guest-harness bench-fault")?;
     if st.success() {
@@ -243,15 +220,15 @@ pub(crate) fn prepared_harness_with(
 ) -> Result<Command> {
     if build {
         println!("==> fetch the pinned sources");
-        crate::fetch::run(&["all".to_string()])?;
+        crate::fetch::run(&crate::fetch::Args::of(crate::fetch::Target::All))?;
         println!("==> build QEMU");
-        crate::qemu::run_build(&[])?;
+        crate::qemu::run_build(&crate::qemu::BuildArgs::default())?;
     } else {
         println!("==> fetch the pinned Linux packages");
-        crate::fetch::run(&["linux".to_string()])?;
+        crate::fetch::run(&crate::fetch::Args::of(crate::fetch::Target::Linux))?;
     }
     println!("==> build the host driver");
-    crate::driver::run_build(&[])?;
+    crate::driver::run_build(&crate::driver::Args::default())?;
     println!("==> build the guest driver (cxl-type2-ref)");
     crate::guest_driver::build(false)?;
     println!("==> build vfio-cxl-uapi-check (static, {GUEST_TARGET_DIR})");

@@ -7,67 +7,75 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::Parser;
+
 use crate::device::CxlDevice;
 use crate::fault::Broken;
 use crate::server::{ConnEnd, Server};
 
-pub const USAGE: &str = "\
-usage: vfio-user-cxl --socket PATH --memory FILE --size BYTES [options]
-
-Serves a software CXL Type-2 device over vfio-user on the UNIX socket PATH,
-with the vfio-cxl uAPI (docs/uapi.md); its device memory is the first BYTES
-bytes of FILE (shared: a client's mapping and the file are the same memory).
-
-  --socket PATH    socket to create (must not exist)
-  --memory FILE    backing file of the device memory, opened read-write
-  --size BYTES     memory size, a non-zero multiple of 256 MiB; accepts
-                   K, M, G, T suffixes (powers of 1024) and 0x hex
-  --create         create FILE if missing and extend it to BYTES if shorter
-  --persist        keep serving after a client disconnects (default: exit)
-  --keep-memory    do not clear the device memory at start-up and before
-                   each client that follows another (default: clear, by
-                   punching holes in FILE). UNSAFE between tenants: a
-                   client sees what the previous one left in the memory
-  --decoders N     HDM decoders of the device (1 by default; 2, 4, 6, 8,
-                   10, 12, 14, 16, 20, 24, 28, 32): firmware commits
-                   decoder 0, the others stay idle
-  --info-pad N     N device-info capabilities of an unknown id before the
-                   CXL one (0 by default, at most 4096): a well-formed
-                   device with a long device-info reply
-  --broken KIND    present a device that breaks the uAPI in one way, for
-                   testing a VMM's refusal: not-committed (host decoder
-                   not firmware-committed), no-cxl-cap (no device-info CXL
-                   capability), no-cxl-mem (no CXL_MEM region),
-                   mem-unaligned (CXL_MEM not a multiple of 256 MiB),
-                   bad-geometry (decoder block past the end of its BAR)
-  -v, --verbose    log every message to stderr
-  -h, --help       this text
-
+/// What the help text adds after the options.
+const AFTER_HELP: &str = "\
 Exit status: 0 after the client disconnects, 1 on a runtime failure, 2 on
 bad arguments or input, 128+N on signal N (SIGINT, SIGTERM, SIGHUP), which
-also removes the socket.
-";
+also removes the socket.";
 
 /// `--info-pad` bound: 32 KiB of capabilities.
 const MAX_INFO_PAD: u32 = 4096;
 
-/// Exit status for bad arguments or input files.
+/// Exit status for bad arguments or input files (clap's own as well).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status for failures at run time.
 pub const EXIT_FAILURE: u8 = 1;
 
-/// Parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Serves a software CXL Type-2 device over vfio-user on the UNIX socket
+/// PATH, with the vfio-cxl uAPI (docs/uapi.md); its device memory is the
+/// first BYTES bytes of FILE (shared: a client's mapping and the file are
+/// the same memory).
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(name = "vfio-user-cxl", after_help = AFTER_HELP)]
 pub struct Options {
+    /// Socket to create (must not exist)
+    #[arg(long, value_name = "PATH")]
     pub socket: PathBuf,
+    /// Backing file of the device memory, opened read-write
+    #[arg(long, value_name = "FILE")]
     pub memory: PathBuf,
+    /// Memory size, a non-zero multiple of 256 MiB; accepts K, M, G, T
+    /// suffixes (powers of 1024) and 0x hex
+    #[arg(long, value_name = "BYTES", value_parser = parse_memory_size)]
     pub size: u64,
+    /// Create FILE if missing and extend it to BYTES if shorter
+    #[arg(long)]
     pub create: bool,
+    /// Keep serving after a client disconnects (default: exit)
+    #[arg(long)]
     pub persist: bool,
+    /// Do not clear the device memory at start-up and before each client
+    /// that follows another (default: clear, by punching holes in FILE).
+    /// UNSAFE between tenants: a client sees what the previous one left
+    /// in the memory
+    #[arg(long)]
     pub keep_memory: bool,
+    /// Log every message to stderr
+    #[arg(short, long)]
     pub verbose: bool,
+    /// Present a device that breaks the uAPI in one way, for testing a
+    /// VMM's refusal: not-committed (host decoder not firmware-committed),
+    /// no-cxl-cap (no device-info CXL capability), no-cxl-mem (no CXL_MEM
+    /// region), mem-unaligned (CXL_MEM not a multiple of 256 MiB),
+    /// bad-geometry (decoder block past the end of its BAR), cap-loop (the
+    /// device-info capability chain loops)
+    #[arg(long, value_name = "KIND", value_parser = parse_broken)]
     pub broken: Option<Broken>,
+    /// HDM decoders of the device (2, 4, 6, 8, 10, 12, 14, 16, 20, 24, 28,
+    /// 32 besides the default): firmware commits decoder 0, the others stay
+    /// idle
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = parse_decoders)]
     pub decoders: u32,
+    /// N device-info capabilities of an unknown id before the CXL one (at
+    /// most 4096): a well-formed device with a long device-info reply
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_INFO_PAD)))]
     pub info_pad: u32,
 }
 
@@ -113,90 +121,26 @@ pub fn parse_size(s: &str) -> Option<u64> {
     n.checked_mul(1u64 << shift)
 }
 
-/// Parses the arguments (without the program name). `Ok(None)` means
-/// `--help` was asked for.
-pub fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
-    let mut socket = None;
-    let mut memory = None;
-    let mut size = None;
-    let (mut create, mut persist, mut verbose) = (false, false, false);
-    let mut keep_memory = false;
-    let mut broken = None;
-    let mut decoders = 1;
-    let mut info_pad = 0;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| CliError::usage(format!("{name} needs a value")))
-        };
-        match arg.as_str() {
-            "--socket" => socket = Some(PathBuf::from(value("--socket")?)),
-            "--memory" => memory = Some(PathBuf::from(value("--memory")?)),
-            "--size" => {
-                let v = value("--size")?;
-                size = Some(
-                    parse_size(&v)
-                        .ok_or_else(|| CliError::usage(format!("--size {v:?}: not a size")))?,
-                );
-            }
-            "--broken" => {
-                let v = value("--broken")?;
-                broken = Some(Broken::parse(&v).ok_or_else(|| {
-                    CliError::usage(format!("--broken {v:?}: one of {}", Broken::names()))
-                })?);
-            }
-            "--decoders" => {
-                let v = value("--decoders")?;
-                decoders = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| cxl_regs::hdm::decoder_count_encode(n).is_some())
-                    .ok_or_else(|| {
-                        CliError::usage(format!("--decoders {v:?}: not an HDM decoder count"))
-                    })?;
-            }
-            "--info-pad" => {
-                let v = value("--info-pad")?;
-                info_pad = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|&n| n <= MAX_INFO_PAD)
-                    .ok_or_else(|| {
-                        CliError::usage(format!(
-                            "--info-pad {v:?}: a capability count up to {MAX_INFO_PAD}"
-                        ))
-                    })?;
-            }
-            "--create" => create = true,
-            "--persist" => persist = true,
-            "--keep-memory" => keep_memory = true,
-            "-v" | "--verbose" => verbose = true,
-            "-h" | "--help" => return Ok(None),
-            other => return Err(CliError::usage(format!("unknown argument {other:?}"))),
-        }
-    }
-    let socket = socket.ok_or_else(|| CliError::usage("--socket is required"))?;
-    let memory = memory.ok_or_else(|| CliError::usage("--memory is required"))?;
-    let size = size.ok_or_else(|| CliError::usage("--size is required"))?;
+/// `--size`: a size the device memory can have.
+fn parse_memory_size(s: &str) -> Result<u64, String> {
+    let size = parse_size(s).ok_or("not a size")?;
     if size == 0 || size % cxl_regs::window::HDM_ALIGN != 0 {
-        return Err(CliError::usage(format!(
-            "--size {size:#x}: must be a non-zero multiple of 256 MiB (0x10000000)"
-        )));
+        return Err(format!(
+            "{size:#x} is not a non-zero multiple of 256 MiB (0x10000000)"
+        ));
     }
-    Ok(Some(Options {
-        socket,
-        memory,
-        size,
-        create,
-        persist,
-        keep_memory,
-        verbose,
-        broken,
-        decoders,
-        info_pad,
-    }))
+    Ok(size)
+}
+
+fn parse_broken(s: &str) -> Result<Broken, String> {
+    Broken::parse(s).ok_or_else(|| format!("one of {}", Broken::names()))
+}
+
+fn parse_decoders(s: &str) -> Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|&n| cxl_regs::hdm::decoder_count_encode(n).is_some())
+        .ok_or_else(|| "not an HDM decoder count".to_string())
 }
 
 /// Opens (or with `create`, creates and extends) the memory file.
@@ -355,17 +299,10 @@ pub fn run(opts: &Options) -> Result<(), CliError> {
     }
 }
 
-/// Entry point of the binary.
+/// Entry point of the binary: clap answers --help and bad arguments
+/// (exit status 2) itself.
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = parse(&args).and_then(|opts| match opts {
-        None => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        Some(opts) => run(&opts),
-    });
-    match result {
+    match run(&Options::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vfio-user-cxl: error: {}", e.message);
@@ -381,8 +318,14 @@ pub fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn parse(line: &str) -> Result<Options, clap::Error> {
+        Options::try_parse_from(std::iter::once("vfio-user-cxl").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        use clap::CommandFactory;
+        Options::command().debug_assert();
     }
 
     #[test]
@@ -397,44 +340,76 @@ mod tests {
     }
 
     #[test]
-    fn parses_and_validates() {
-        let o = parse(&args("--socket s --memory m --size 512M --persist"))
-            .unwrap()
-            .unwrap();
+    fn the_harness_command_lines_parse() {
+        // guest-tests/harness: vucxl.rs, vucxl_smoke.rs, vucxl_hotplug.rs,
+        // vmm_fuzz.rs, bench_startup.rs.
+        let o = parse("--socket /r/s.sock --memory /r/mem --size 256M --create -v").unwrap();
+        assert_eq!(
+            o,
+            Options {
+                socket: "/r/s.sock".into(),
+                memory: "/r/mem".into(),
+                size: 256 << 20,
+                create: true,
+                persist: false,
+                keep_memory: false,
+                verbose: true,
+                broken: None,
+                decoders: 1,
+                info_pad: 0,
+            }
+        );
+        let o = parse("--socket s --memory m --size 512M --persist --keep-memory").unwrap();
         assert_eq!(o.size, 512 << 20);
-        assert!(o.persist && !o.create);
-        assert!(!o.keep_memory, "clearing is the default");
-        let o = parse(&args("--socket s --memory m --size 256M --keep-memory"))
-            .unwrap()
-            .unwrap();
-        assert!(o.keep_memory);
-        assert_eq!(o.broken, None);
-        let o = parse(&args(
-            "--socket s --memory m --size 256M --broken no-cxl-mem",
-        ))
-        .unwrap()
-        .unwrap();
+        assert!(o.persist && o.keep_memory && !o.create);
+        let o = parse("--socket s --memory m --size 256M --broken no-cxl-mem").unwrap();
         assert_eq!(o.broken, Some(Broken::NoCxlMem));
-        assert_eq!(o.decoders, 1);
-        let o = parse(&args("--socket s --memory m --size 256M --decoders 4"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(o.decoders, 4);
-        assert!(parse(&args("--help")).unwrap().is_none());
-        for bad in [
-            "--socket s --memory m",
-            "--socket s --size 256M",
-            "--socket s --memory m --size 100M",
-            "--socket s --memory m --size 0",
-            "--socket s --memory m --size 256M --bogus",
-            "--socket s --memory m --size 256M --broken nope",
-            "--socket s --memory m --size 256M --broken",
-            "--socket s --memory m --size 256M --decoders 3",
-            "--socket s --memory m --size 256M --decoders 0",
-            "--socket",
+        assert_eq!(
+            parse("--socket s --memory m --size 256M --broken cap-loop")
+                .unwrap()
+                .broken,
+            Some(Broken::CapLoop)
+        );
+        let o = parse("--socket s --memory m --size 1G --decoders 4 --info-pad 40").unwrap();
+        assert_eq!((o.size, o.decoders, o.info_pad), (1 << 30, 4, 40));
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_exit_status_2() {
+        for (bad, want) in [
+            ("--socket s --memory m", "--size <BYTES>"),
+            ("--socket s --size 256M", "--memory <FILE>"),
+            ("--socket s --memory m --size 100M", "multiple of 256 MiB"),
+            ("--socket s --memory m --size 0", "multiple of 256 MiB"),
+            ("--socket s --memory m --size lots", "not a size"),
+            ("--socket s --memory m --size 256M --bogus", "--bogus"),
+            (
+                "--socket s --memory m --size 256M --broken nope",
+                "one of not-committed",
+            ),
+            (
+                "--socket s --memory m --size 256M --broken",
+                "--broken <KIND>",
+            ),
+            (
+                "--socket s --memory m --size 256M --decoders 3",
+                "not an HDM decoder count",
+            ),
+            (
+                "--socket s --memory m --size 256M --decoders 0",
+                "not an HDM decoder count",
+            ),
+            ("--socket s --memory m --size 256M --info-pad 4097", "4096"),
+            // The guest harness's options are not the server's.
+            ("--socket s --memory m --size 256M --keep", "--keep"),
+            ("--socket", "--socket <PATH>"),
         ] {
-            let e = parse(&args(bad)).unwrap_err();
-            assert_eq!(e.status, EXIT_USAGE, "{bad}");
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), i32::from(EXIT_USAGE), "{bad}");
+            assert!(e.to_string().contains(want), "{bad}: {e}");
         }
+        let help = parse("--help").unwrap_err();
+        assert_eq!(help.exit_code(), 0);
+        assert!(help.to_string().contains("--keep-memory"), "{help}");
     }
 }

@@ -53,8 +53,8 @@ fn bad_arguments_exit_2() {
     std::fs::write(mem, [0u8; 4096]).unwrap();
 
     let cases: &[(&[&str], &str)] = &[
-        (&[], "--socket is required"),
-        (&["--socket", sock, "--memory", mem], "--size is required"),
+        (&[], "--socket <PATH>"),
+        (&["--socket", sock, "--memory", mem], "--size <BYTES>"),
         (
             &["--socket", sock, "--memory", mem, "--size", "100M"],
             "multiple of 256 MiB",
@@ -78,7 +78,7 @@ fn bad_arguments_exit_2() {
             ],
             "use --create",
         ),
-        (&["--frobnicate"], "unknown argument"),
+        (&["--frobnicate"], "unexpected argument '--frobnicate'"),
     ];
     for (args, want) in cases {
         let o = run(args);
@@ -95,7 +95,7 @@ fn bad_arguments_exit_2() {
     assert!(Path::new(sock).exists());
     let o = run(&["--help"]);
     assert!(o.status.success());
-    assert!(String::from_utf8_lossy(&o.stdout).contains("--socket PATH"));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--socket <PATH>"));
 }
 
 #[test]

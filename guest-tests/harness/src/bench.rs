@@ -31,18 +31,6 @@ pub fn guest_error(report: &GuestReport, key: &str, what: &str) -> Result<()> {
     }
 }
 
-/// `256,4096` -> the numbers (of MiB), for `--sizes`.
-pub fn parse_sizes(s: &str) -> Result<Vec<u64>> {
-    s.split(',')
-        .map(|v| match v.trim().parse() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(Error::msg(format!(
-                "--sizes: {v:?} is not a positive number of MiB"
-            ))),
-        })
-        .collect()
-}
-
 /// One pass as the guest reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pass {
@@ -203,13 +191,6 @@ mod tests {
         four_k.faults = 1;
         assert!(mapping_kind(&four_k).starts_with("1 GiB"));
         assert!(Figures::from_report(&parse_results("")).is_err());
-    }
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_sizes("256, 4096").unwrap(), [256, 4096]);
-        assert!(parse_sizes("0").is_err());
-        assert!(parse_sizes("1,x").is_err());
     }
 
     #[test]

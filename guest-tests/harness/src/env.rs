@@ -103,7 +103,7 @@ pub struct EnvOptions {
 }
 
 /// Which kernel a run boots.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum GuestKernel {
     /// Debian's pinned kernel (the extracted .debs).
     #[default]
@@ -119,16 +119,6 @@ impl GuestKernel {
         match self {
             Self::Debian => "",
             Self::Debug => "@debug",
-        }
-    }
-
-    pub fn parse(name: &str) -> Result<Self> {
-        match name {
-            "debian" => Ok(Self::Debian),
-            "debug" => Ok(Self::Debug),
-            other => Err(Error::msg(format!(
-                "unknown kernel {other:?}: debian or debug"
-            ))),
         }
     }
 }

@@ -27,6 +27,7 @@ pub mod bench;
 pub mod bench_bw;
 pub mod bench_startup;
 pub mod busybox;
+pub mod cli;
 pub mod console;
 pub mod cpio;
 pub mod demo;

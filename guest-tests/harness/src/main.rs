@@ -4,175 +4,18 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use guest_harness::env::{Env, EnvOptions, GuestKernel, RunSpec};
+use clap::Parser;
+
+use guest_harness::cli::{
+    BenchBwCommand, BenchFaultArgs, BenchStartupArgs, ChainArgs, Cli, Command, DemoArgs,
+    InitramfsArgs, NestedRunArgs, RunArgs, VmTestArgs,
+};
+use guest_harness::env::{Env, GuestKernel, RunSpec};
 use guest_harness::error::{Error, Result};
 use guest_harness::payload::Payload;
 use guest_harness::qemu::Topology;
 use guest_harness::runner::{Exit, RunOutcome};
 use guest_harness::{tools, vmtests};
-
-const USAGE: &str = "\
-usage: guest-harness <command> [options]
-
-commands:
-  list                          list the VM tests
-  vm-test [NAME...]             run the VM tests (all, or the named ones);
-                                ends with `vm-tests: N passed, M failed`
-  run --payload P [--topology T] [run options]
-                                one boot with a payload and a topology:
-                                P is a VM test name (its payload) or a TOML file,
-                                T is none, single-type3, a VM test name or a TOML file
-                                (default: the test's topology, else none)
-  initramfs --payload P -o FILE build the initramfs only
-  nested-run coherence|bench-bw --vmlinuz K --initrd I [--l2-accel kvm|tcg] [--l2-cpu CPU] [bench-bw options]
-                                (inside an L1 guest) boot L2 from prebuilt files under KVM
-                                (default) and forward its results as fact lines (nested_run.rs)
-  chain [--l2-accel kvm|tcg] [--iommufd]
-                                the nested chain: L1 runs hw-test with -device vfio-cxl
-                                on cxl-accel, L2 the coherence checks under KVM in L1
-                                (default) or TCG; --iommufd: L1 on the debug test kernel,
-                                its QEMU on iommufd and the VFIO cdev (docs/nested-chain.md)
-  hw-test --bdf BDF [...]       the coherence suite on a real device bound to vfio-cxl-pci
-                                (`hw-test --help`, docs/real-hardware.md)
-  bench-fault [--sizes MIB,MIB]  the fault benchmark: one boot per cxl-accel memory size
-                                (default 256,4096), mmap + first touch per 2 MiB and per
-                                4 KiB; prints the figures and the ratio of the last to the first
-  bench-bw [--sizes MIB,..] [--repeats N] [--thp] [--kvm [--l2-cpu CPU]] [--json-out FILE]
-                                the bandwidth benchmark: one boot, memcpy to guest RAM, the
-                                vfio-user-cxl window and a cxl-type3 window; medians, b/a, c/a;
-                                --kvm: then the same boot as L2 under KVM in a TCG L1, side by side
-                                (--l2-cpu: L2's -cpu instead of max,-hypervisor; docs/install.md)
-  bench-startup [--repeats N]   the start-up benchmark: QEMU start to first instruction and peak
-                                RSS, vfio-user-cxl against vfio-user-pci on the same server, at
-                                256 MiB and 128 GiB (default 7 rounds); medians and ratios
-  demo [--report FILE] [--json-out FILE] [bench-bw options]
-                                the main job's boot: topology, coherence suite, bandwidth;
-                                prints (or writes) the report; exit 1 when something failed
-
-environment options (all commands that boot):
-  --qemu PATH          QEMU binary (default: $VFIO_CXL_QEMU, else `cargo xtask qemu-path`)
-  --firmware-dir DIR   a -L directory; repeatable (default: `cargo xtask qemu-path --firmware-args`)
-  --cache DIR          cache directory (default: as `cargo xtask cache-dir`)
-  --linux-debs DIR     the kernel .debs (default: <cache>/sources/linux/<upstream of pins.toml>)
-  --abi ABI            kernel ABI (default: linux.abi of pins.toml)
-  --kernel-deb FILE    use this linux-binary/-base/-modules .deb; repeatable (default: found in --linux-debs)
-  --debug-kernel DIR   the debug test kernel, for the tests named NAME@debug and `run --kernel debug`
-                       (`cargo xtask build-test-kernel --print-dir`; cargo xtask vm-test passes it)
-  --debug-host-driver DIR
-                       the host driver built for it (default: target/debug-kernel/host-driver)
-  --keep               keep every run directory (failed runs are always kept)
-  -v, --verbose        print the whole console of every run
-
-run options:
-  --timeout SECONDS    hard timeout (default 180)
-  --device ARGS        an extra -device; repeatable
-  --qemu-arg ARG       an extra QEMU argument; repeatable
-  --cmdline WORD       an extra kernel command line word; repeatable
-  --memory MIB, --smp N
-  --kernel debian|debug
-                       the kernel to boot (default: the test's, else debian)
-  --json               print the results as JSON
-";
-
-#[derive(Debug, Default)]
-struct Cli {
-    command: String,
-    names: Vec<String>,
-    env: EnvOptions,
-    verbose: bool,
-    payload: Option<String>,
-    topology: Option<String>,
-    output: Option<PathBuf>,
-    timeout: Option<u64>,
-    devices: Vec<String>,
-    qemu_args: Vec<String>,
-    cmdline: Vec<String>,
-    memory: Option<u64>,
-    smp: Option<u32>,
-    json: bool,
-    sizes: Option<String>,
-    repeats: Option<u32>,
-    json_out: Option<PathBuf>,
-    thp: bool,
-    report: Option<PathBuf>,
-    l2_accel: Option<guest_harness::hw::AccelChoice>,
-    kernel: Option<GuestKernel>,
-    kvm: bool,
-    iommufd: bool,
-    l2_cpu: Option<String>,
-    vmlinuz: Option<PathBuf>,
-    initrd: Option<PathBuf>,
-}
-
-fn parse(args: &[String]) -> Result<Cli> {
-    let mut cli = Cli::default();
-    let mut it = args.iter();
-    cli.command = it
-        .next()
-        .cloned()
-        .ok_or_else(|| Error::msg(format!("no command given\n{USAGE}")))?;
-    let num = |flag: &str, v: String| -> Result<u64> {
-        v.parse()
-            .map_err(|_| Error::msg(format!("{flag}: {v:?} is not a number")))
-    };
-    while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| Error::msg(format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--qemu" => cli.env.qemu = Some(value()?.into()),
-            "--firmware-dir" => cli
-                .env
-                .firmware_dirs
-                .get_or_insert_with(Vec::new)
-                .push(value()?.into()),
-            "--cache" => cli.env.cache = Some(value()?.into()),
-            "--linux-debs" => cli.env.linux_debs = Some(value()?.into()),
-            "--abi" => cli.env.abi = Some(value()?),
-            "--kernel-deb" => cli.env.kernel_debs.push(value()?.into()),
-            "--debug-kernel" => cli.env.debug_kernel = Some(value()?.into()),
-            "--debug-host-driver" => cli.env.debug_host_driver = Some(value()?.into()),
-            "--kernel" => cli.kernel = Some(GuestKernel::parse(&value()?)?),
-            "--keep" => cli.env.keep = true,
-            "-v" | "--verbose" => cli.verbose = true,
-            "--payload" => cli.payload = Some(value()?),
-            "--topology" => cli.topology = Some(value()?),
-            "-o" | "--output" => cli.output = Some(value()?.into()),
-            "--timeout" => cli.timeout = Some(num(arg, value()?)?),
-            "--device" => cli.devices.push(value()?),
-            "--qemu-arg" => cli.qemu_args.push(value()?),
-            "--cmdline" => cli.cmdline.push(value()?),
-            "--memory" => cli.memory = Some(num(arg, value()?)?),
-            "--smp" => cli.smp = Some(num(arg, value()?)? as u32),
-            "--json" => cli.json = true,
-            "--sizes" => cli.sizes = Some(value()?),
-            "--repeats" => cli.repeats = Some(num(arg, value()?)? as u32),
-            "--json-out" => cli.json_out = Some(value()?.into()),
-            "--thp" => cli.thp = true,
-            "--report" => cli.report = Some(value()?.into()),
-            "--kvm" => cli.kvm = true,
-            "--iommufd" => cli.iommufd = true,
-            "--l2-cpu" => cli.l2_cpu = Some(value()?),
-            "--vmlinuz" => cli.vmlinuz = Some(value()?.into()),
-            "--initrd" => cli.initrd = Some(value()?.into()),
-            "--l2-accel" => {
-                cli.l2_accel = Some(match value()?.as_str() {
-                    "kvm" => guest_harness::hw::AccelChoice::Kvm,
-                    "tcg" => guest_harness::hw::AccelChoice::Tcg,
-                    v => return Err(Error::msg(format!("--l2-accel {v:?}: kvm or tcg"))),
-                })
-            }
-            "-h" | "--help" => cli.command = "help".into(),
-            other if other.starts_with('-') => {
-                return Err(Error::msg(format!("unknown option {other}\n{USAGE}")))
-            }
-            name => cli.names.push(name.to_string()),
-        }
-    }
-    Ok(cli)
-}
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -219,7 +62,7 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
     }
 }
 
-fn vm_test(cli: &Cli) -> Result<bool> {
+fn vm_test(cli: &VmTestArgs) -> Result<bool> {
     let tests = if cli.names.is_empty() {
         vmtests::all()
     } else {
@@ -233,7 +76,7 @@ fn vm_test(cli: &Cli) -> Result<bool> {
             .collect::<Result<Vec<_>>>()?
     };
     let start = Instant::now();
-    let env = Env::prepare(&cli.env)?;
+    let env = Env::prepare(&cli.env.options_with(&cli.debug))?;
     let debug = env
         .debug_kernel
         .as_ref()
@@ -311,23 +154,19 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
     }
 }
 
-fn payload_of(cli: &Cli) -> Result<Payload> {
-    let p = cli
-        .payload
-        .as_deref()
-        .ok_or_else(|| Error::msg("--payload is required"))?;
+fn payload_of(p: &str) -> Result<Payload> {
     if let Some(t) = vmtests::find(p) {
         return Ok((t.spec)().payload);
     }
     Payload::from_toml(&tools::read_to_string(std::path::Path::new(p))?).map_err(|e| e.context(p))
 }
 
-fn topology_of(cli: &Cli) -> Result<Topology> {
-    let name = cli.topology.as_deref().or(cli.payload.as_deref());
+fn topology_of(cli: &RunArgs) -> Result<Topology> {
+    let name = cli.topology.as_deref().unwrap_or(&cli.payload);
     Ok(match name {
-        None | Some("none") => Topology::none(),
-        Some("single-type3") => Topology::single_type3(256),
-        Some(n) => match vmtests::find(n) {
+        "none" => Topology::none(),
+        "single-type3" => Topology::single_type3(256),
+        n => match vmtests::find(n) {
             Some(t) => (t.spec)().topology,
             None if cli.topology.is_none() => Topology::none(),
             None => Topology::from_toml(&tools::read_to_string(std::path::Path::new(n))?)
@@ -336,8 +175,8 @@ fn topology_of(cli: &Cli) -> Result<Topology> {
     })
 }
 
-fn run_one(cli: &Cli) -> Result<bool> {
-    let test = cli.payload.as_deref().and_then(vmtests::find);
+fn run_one(cli: &RunArgs) -> Result<bool> {
+    let test = vmtests::find(&cli.payload);
     let mut spec = match test {
         // A VM test's whole spec: machine (e.g. the IOMMU), timeout, host
         // hooks (e.g. memory patterns) as well.
@@ -348,7 +187,7 @@ fn run_one(cli: &Cli) -> Result<bool> {
             }
             spec
         }
-        None => RunSpec::new(topology_of(cli)?, payload_of(cli)?),
+        None => RunSpec::new(topology_of(cli)?, payload_of(&cli.payload)?),
     };
     match cli.kernel {
         Some(GuestKernel::Debug) if spec.kernel != GuestKernel::Debug => {
@@ -369,7 +208,7 @@ fn run_one(cli: &Cli) -> Result<bool> {
         spec.machine.smp = n;
     }
     spec.extra_args.extend(cli.qemu_args.iter().cloned());
-    let env = Env::prepare(&cli.env)?;
+    let env = Env::prepare(&cli.env.options_with(&cli.debug))?;
     let outcome = env.run(&spec)?;
     let problems = match test {
         Some(t) => t.problems(&outcome),
@@ -407,18 +246,20 @@ fn run_one(cli: &Cli) -> Result<bool> {
     Ok(problems.is_empty())
 }
 
-fn initramfs(cli: &Cli) -> Result<bool> {
-    let out = cli
-        .output
-        .as_ref()
-        .ok_or_else(|| Error::msg("initramfs needs -o FILE"))?;
-    let payload = payload_of(cli)?;
-    let mut opts = cli.env.clone();
-    // Building the archive needs no QEMU.
-    opts.qemu = Some(PathBuf::from("/bin/true"));
-    opts.firmware_dirs = Some(Vec::new());
+fn initramfs(cli: &InitramfsArgs) -> Result<bool> {
+    let out = &cli.output;
+    let payload = payload_of(&cli.payload)?;
+    let mut opts = guest_harness::env::EnvOptions {
+        // Building the archive needs no QEMU.
+        qemu: Some(PathBuf::from("/bin/true")),
+        firmware_dirs: Some(Vec::new()),
+        debug_kernel: cli.debug.debug_kernel.clone(),
+        debug_host_driver: cli.debug.debug_host_driver.clone(),
+        ..Default::default()
+    };
+    cli.kernel_source.apply(&mut opts);
     let env = Env::prepare(&opts)?;
-    let kernel = env.kernel_tree(cli.kernel.unwrap_or_default())?;
+    let kernel = env.kernel_tree(cli.kernel)?;
     let ir = guest_harness::payload::build_initramfs(&payload, kernel, &env.busybox)?;
     let bytes = ir.archive.to_bytes();
     std::fs::write(out, &bytes)
@@ -433,13 +274,13 @@ fn initramfs(cli: &Cli) -> Result<bool> {
     Ok(true)
 }
 
-fn bench_fault(cli: &Cli) -> Result<bool> {
+fn bench_fault(cli: &BenchFaultArgs) -> Result<bool> {
     use guest_harness::bench;
-    let sizes: Vec<u64> = match &cli.sizes {
-        None => bench::DEFAULT_SIZES_MIB.to_vec(),
-        Some(s) => bench::parse_sizes(s)?,
-    };
-    let env = Env::prepare(&cli.env)?;
+    let sizes = cli
+        .sizes
+        .clone()
+        .unwrap_or_else(|| bench::DEFAULT_SIZES_MIB.to_vec());
+    let env = Env::prepare(&cli.env.options())?;
     let mut all = Vec::new();
     for size in sizes {
         println!("bench-fault {size} MiB ...");
@@ -497,31 +338,15 @@ fn bench_fault(cli: &Cli) -> Result<bool> {
     Ok(true)
 }
 
-fn bench_params(cli: &Cli) -> Result<guest_harness::bench_bw::Params> {
-    let mut params = guest_harness::bench_bw::Params {
-        thp: cli.thp,
-        ..Default::default()
-    };
-    if let Some(s) = &cli.sizes {
-        params.sizes_mib = guest_harness::bench::parse_sizes(s)?;
-    }
-    match cli.repeats {
-        Some(0) => return Err(Error::msg("--repeats must be at least 1")),
-        Some(r) => params.repeats = r,
-        None => {}
-    }
-    Ok(params)
-}
-
 fn write_file(path: &std::path::Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
 }
 
-fn demo(cli: &Cli) -> Result<bool> {
+fn demo(cli: &DemoArgs) -> Result<bool> {
     use guest_harness::demo;
-    let params = bench_params(cli)?;
+    let params = cli.bench.params();
     let start = Instant::now();
-    let env = Env::prepare(&cli.env)?;
+    let env = Env::prepare(&cli.env.options())?;
     println!(
         "demo: kernel {} ready in {}; booting one guest under TCG (vfio-user-cxl server + cxl-type2-ref, cxl-type3): \
          bind, type-3 region, topology, coherence suite, bandwidth (about 30 s) ...",
@@ -553,25 +378,20 @@ fn demo(cli: &Cli) -> Result<bool> {
     Ok(problems.is_empty())
 }
 
-fn bench_startup(cli: &Cli) -> Result<bool> {
+fn bench_startup(cli: &BenchStartupArgs) -> Result<bool> {
     use guest_harness::bench_startup;
-    let rounds = match cli.repeats {
-        Some(0) => return Err(Error::msg("--repeats must be at least 1")),
-        Some(r) => r as usize,
-        None => bench_startup::DEFAULT_ROUNDS,
-    };
-    let env = Env::prepare(&cli.env)?;
-    for line in bench_startup::describe(&bench_startup::run(&env, rounds)?) {
+    let env = Env::prepare(&cli.env.options())?;
+    for line in bench_startup::describe(&bench_startup::run(&env, cli.repeats)?) {
         println!("{line}");
     }
     Ok(true)
 }
 
-fn bench_bw(cli: &Cli) -> Result<bool> {
+fn bench_bw(cli: &BenchBwCommand) -> Result<bool> {
     use guest_harness::bench_bw;
     use guest_harness::nested_run;
-    let params = bench_params(cli)?;
-    let env = Env::prepare(&cli.env)?;
+    let params = cli.bench.params();
+    let env = Env::prepare(&cli.env.options())?;
     println!(
         "bench-bw: booting (sizes {:?} MiB, {} repeats) ...",
         params.sizes_mib, params.repeats
@@ -636,74 +456,60 @@ fn bench_bw(cli: &Cli) -> Result<bool> {
 }
 
 /// `nested-run`: L1's side of [`guest_harness::nested_run`].
-fn nested_run(cli: &Cli) -> Result<bool> {
-    use guest_harness::nested_run::{l1_main, L2Run};
-    let name = match cli.names.as_slice() {
-        [n] => n,
-        _ => {
-            return Err(Error::msg(
-                "nested-run takes one name: coherence or bench-bw",
-            ))
-        }
-    };
-    let run = L2Run::parse(name, &bench_params(cli)?)?;
-    let need = |v: &Option<PathBuf>, flag: &str| {
-        v.clone()
-            .ok_or_else(|| Error::msg(format!("nested-run needs {flag}")))
-    };
-    let qemu = need(&cli.env.qemu, "--qemu")?;
-    let firmware = cli.env.firmware_dirs.clone().unwrap_or_default();
+fn nested_run(cli: &NestedRunArgs) -> Result<bool> {
+    use guest_harness::nested_run::l1_main;
+    let run = cli.l2_run()?;
+    let qemu = cli
+        .qemu
+        .qemu
+        .clone()
+        .ok_or_else(|| Error::msg("nested-run needs --qemu"))?;
     l1_main(
         &run,
         cli.l2_accel.unwrap_or(guest_harness::hw::AccelChoice::Kvm),
         cli.l2_cpu.as_deref(),
         &qemu,
-        &firmware,
-        &need(&cli.vmlinuz, "--vmlinuz")?,
-        &need(&cli.initrd, "--initrd")?,
+        &cli.qemu.firmware_dirs,
+        &cli.vmlinuz,
+        &cli.initrd,
     )
 }
 
+fn chain(cli: &ChainArgs) -> Result<bool> {
+    let env = Env::prepare(&cli.env.options())?;
+    let cfg = guest_harness::nested::ChainConfig {
+        accel: cli
+            .l2_accel
+            .unwrap_or(guest_harness::nested::L2_ACCEL_DEFAULT),
+        iommu: if cli.iommufd {
+            vfio_cxl_cmdline::layout::Iommu::Iommufd
+        } else {
+            vfio_cxl_cmdline::layout::Iommu::Container
+        },
+    };
+    guest_harness::nested::run(&env, &cfg)
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // hw-test has its own options (docs/real-hardware.md).
-    if args.first().map(String::as_str) == Some("hw-test") {
-        return ExitCode::from(guest_harness::hw::main(&args[1..]));
-    }
-    let result = parse(&args).and_then(|cli| match cli.command.as_str() {
-        "list" => {
+    // clap answers --help and bad usage (exit status 2) itself.
+    let result = match Cli::parse().command {
+        Command::List => {
             for t in vmtests::all() {
                 println!("{:<28} {}", t.name, t.about);
             }
             Ok(true)
         }
-        "vm-test" => vm_test(&cli),
-        "run" => run_one(&cli),
-        "initramfs" => initramfs(&cli),
-        "bench-fault" => bench_fault(&cli),
-        "bench-bw" => bench_bw(&cli),
-        "bench-startup" => bench_startup(&cli),
-        "nested-run" => nested_run(&cli),
-        "demo" => demo(&cli),
-        "chain" => Env::prepare(&cli.env).and_then(|env| {
-            let cfg = guest_harness::nested::ChainConfig {
-                accel: cli
-                    .l2_accel
-                    .unwrap_or(guest_harness::nested::L2_ACCEL_DEFAULT),
-                iommu: if cli.iommufd {
-                    vfio_cxl_cmdline::layout::Iommu::Iommufd
-                } else {
-                    vfio_cxl_cmdline::layout::Iommu::Container
-                },
-            };
-            guest_harness::nested::run(&env, &cfg)
-        }),
-        "help" => {
-            print!("{USAGE}");
-            Ok(true)
-        }
-        other => Err(Error::msg(format!("unknown command {other:?}\n{USAGE}"))),
-    });
+        Command::VmTest(a) => vm_test(&a),
+        Command::Run(a) => run_one(&a),
+        Command::Initramfs(a) => initramfs(&a),
+        Command::BenchFault(a) => bench_fault(&a),
+        Command::BenchBw(a) => bench_bw(&a),
+        Command::BenchStartup(a) => bench_startup(&a),
+        Command::NestedRun(a) => nested_run(&a),
+        Command::Demo(a) => demo(&a),
+        Command::Chain(a) => chain(&a),
+        Command::HwTest(a) => return ExitCode::from(guest_harness::hw::main(a)),
+    };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -47,11 +47,9 @@ const ALIGN: usize = 2 << 20;
 /// The untimed copy before each timed one (at most the copy's size).
 const WARM_UP: usize = 1 << 20;
 
-pub const DEFAULT_SIZES_MIB: &[u64] = &[1, 4, 16];
+/// The default of `--sizes`, in MiB.
+pub const DEFAULT_SIZES_MIB: &str = "1,4,16";
 pub const DEFAULT_REPEATS: u32 = 7;
-
-pub const USAGE: &str =
-    "usage: vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
 
 /// Whether anonymous mappings may use transparent huge pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,56 +158,55 @@ impl Target {
     }
 }
 
-/// What to measure.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to measure: the options after `--bench-bw`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct Options {
+    /// Copy sizes in MiB
+    #[arg(long, value_name = "MIB,MIB...", value_delimiter = ',',
+          default_value = DEFAULT_SIZES_MIB, value_parser = parse_mib)]
     pub sizes: Vec<u64>,
+    /// Timed copies per size, target and direction
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_REPEATS,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub repeats: u32,
-    pub thp: Thp,
+    /// Let anonymous memory use transparent huge pages (default: 4 KiB
+    /// pages, as the reference driver's mapping)
+    #[arg(long = "thp")]
+    pub thp_on: bool,
+    /// What to copy to and from: ram (anonymous memory, the baseline) or
+    /// NAME=PATH (a device mapped shared)
+    #[arg(required = true, value_name = "ram|NAME=PATH", value_parser = Target::parse)]
     pub targets: Vec<Target>,
 }
 
-pub fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        sizes: DEFAULT_SIZES_MIB.iter().map(|m| m * MIB).collect(),
-        repeats: DEFAULT_REPEATS,
-        thp: Thp::Off,
-        targets: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--sizes" => {
-                let v = it.next().ok_or("--sizes needs MIB,MIB...")?;
-                o.sizes = v
-                    .split(',')
-                    .map(|m| match m.trim().parse::<u64>() {
-                        Ok(n) if n > 0 => Ok(n * MIB),
-                        _ => Err(format!("--sizes: {m:?} is not a positive number of MiB")),
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
-            "--repeats" => {
-                let v = it.next().ok_or("--repeats needs a number")?;
-                o.repeats = match v.parse() {
-                    Ok(n) if n > 0 => n,
-                    _ => return Err(format!("--repeats: {v:?} is not a positive number")),
-                };
-            }
-            "--thp" => o.thp = Thp::On,
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s => o.targets.push(Target::parse(s)?),
+impl Options {
+    pub fn thp(&self) -> Thp {
+        if self.thp_on {
+            Thp::On
+        } else {
+            Thp::Off
         }
     }
-    if o.targets.is_empty() {
-        return Err("no targets given".into());
+
+    /// What clap cannot check: every target has its own name.
+    pub fn check(&self) -> Result<(), String> {
+        let mut names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|w| w[0] == w[1]) {
+            return Err(format!("target names repeat: {names:?}"));
+        }
+        Ok(())
     }
-    let mut names: Vec<&str> = o.targets.iter().map(|t| t.name.as_str()).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(format!("target names repeat: {names:?}"));
+}
+
+/// One `--sizes` item: a positive number of MiB, in bytes.
+fn parse_mib(m: &str) -> Result<u64, String> {
+    match m.trim().parse::<u64>() {
+        Ok(n) if n > 0 => n
+            .checked_mul(MIB)
+            .ok_or_else(|| format!("{m} MiB is too large")),
+        _ => Err("not a positive number of MiB".into()),
     }
-    Ok(o)
 }
 
 /// One target, mapped, with its copy times.
@@ -245,10 +242,10 @@ pub fn run(o: &Options) -> Result<(), String> {
 /// before it took out).
 fn measure(o: &Options) -> Result<Vec<(String, String)>, String> {
     let max = *o.sizes.iter().max().ok_or("no sizes")? as usize;
-    let buf = Target::parse("ram")?.map(max, o.thp)?;
+    let buf = Target::parse("ram")?.map(max, o.thp())?;
     let mut all = Vec::new();
     for t in &o.targets {
-        let map = t.map(max, o.thp)?;
+        let map = t.map(max, o.thp())?;
         // SAFETY: both mappings are `max` bytes long and distinct.
         unsafe {
             timed_copy(buf.as_ptr(), map.as_ptr(), max);
@@ -300,7 +297,7 @@ fn measure(o: &Options) -> Result<Vec<(String, String)>, String> {
         ("bw.repeats".into(), o.repeats.to_string()),
         (
             "bw.thp".into(),
-            if o.thp == Thp::On { "on" } else { "off" }.into(),
+            if o.thp() == Thp::On { "on" } else { "off" }.into(),
         ),
     ];
     for m in &all {
@@ -326,16 +323,9 @@ fn measure(o: &Options) -> Result<Vec<(String, String)>, String> {
     Ok(facts)
 }
 
-/// `vfio-cxl-uapi-check --bench-bw ...` (the arguments after the flag).
-pub fn main(args: &[String]) -> ExitCode {
-    let o = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("vfio-cxl-uapi-check: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&o) {
+/// `vfio-cxl-uapi-check --bench-bw ...`: the exit status.
+pub fn main(o: &Options) -> ExitCode {
+    match run(o) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             fact(STEP, "bw.error", &e);
@@ -349,13 +339,26 @@ pub fn main(args: &[String]) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
+    /// The options after `--bench-bw`, as the binary parses them.
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn parse(a: &[&str]) -> Result<Options, String> {
+        use clap::Parser;
+        let o = Cli::try_parse_from(std::iter::once("bench-bw").chain(a.iter().copied()))
+            .map_err(|e| e.to_string())?
+            .options;
+        o.check()?;
+        Ok(o)
     }
 
     #[test]
     fn options_parse_and_bad_ones_are_refused() {
-        let o = parse(&args(&[
+        // The harness's command line (guest-tests/harness/src/bench_bw.rs).
+        let o = parse(&[
             "--sizes",
             "2,8",
             "--repeats",
@@ -363,13 +366,17 @@ mod tests {
             "--thp",
             "ram",
             "t2=/dev/cxl-type2-ref0",
-        ]))
+            "t3=/dev/dax0.0",
+        ])
         .unwrap();
         assert_eq!(o.sizes, [2 * MIB, 8 * MIB]);
-        assert_eq!((o.repeats, o.thp), (3, Thp::On));
+        assert_eq!((o.repeats, o.thp()), (3, Thp::On));
         assert_eq!(o.targets[1].name, "t2");
         assert_eq!(o.targets[1].path(), "/dev/cxl-type2-ref0");
         assert_eq!(o.targets[0].backing, Backing::Ram);
+        let o = parse(&["ram"]).unwrap();
+        assert_eq!(o.sizes, [MIB, 4 * MIB, 16 * MIB]);
+        assert_eq!((o.repeats, o.thp()), (DEFAULT_REPEATS, Thp::Off));
         for bad in [
             &[][..],
             &["--sizes", "0", "ram"],
@@ -379,8 +386,10 @@ mod tests {
             &["x=relative"],
             &["a.b=/dev/x"],
             &["--bogus", "ram"],
+            // uapi-check's own options are not bench-bw's.
+            &["--reopen", "1", "ram"],
         ] {
-            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+            assert!(parse(bad).is_err(), "{bad:?}");
         }
     }
 
@@ -418,7 +427,7 @@ mod tests {
             .collect();
         std::fs::write(&file, &before).unwrap();
         let dev = format!("dev={}", file.display());
-        let o = parse(&args(&["--sizes", "2,4", "--repeats", "3", "ram", &dev])).unwrap();
+        let o = parse(&["--sizes", "2,4", "--repeats", "3", "ram", &dev]).unwrap();
         let facts = measure(&o).unwrap();
         let get = |k: &str| {
             facts

@@ -37,9 +37,16 @@
 //!
 //! `vfio-cxl-uapi-check --bench-bw [--sizes MIB,...] [--repeats N]
 //! ram|NAME=PATH...` measures memcpy bandwidth (`bandwidth.rs`).
+//!
+//! clap parses the command line (`--help`): `--coherence-dev`,
+//! `--window-tags` and `--bench-bw` are flag subcommands, so each mode
+//! takes only its own options.
 
 use std::process::ExitCode;
 
+use clap::{CommandFactory, Parser};
+
+use vfio_cxl_uapi_check::bandwidth;
 use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
 use vfio_cxl_uapi_check::coherence;
@@ -49,14 +56,127 @@ use vfio_cxl_uapi_check::isolation;
 use vfio_cxl_uapi_check::memory_failure;
 use vfio_cxl_uapi_check::window_tags;
 
-const USAGE: &str = "usage: vfio-cxl-uapi-check BDF [--expect-seed N] [--write-seed N] [--handshake] [--reopen N] [--reopen-only] [--bench-fault]
-       vfio-cxl-uapi-check BDF --tenant-write SEED | --tenant-read | --memory-failure FIRST_PFN | --dmabuf HPA_START | --dmabuf-bar PHYS
-       vfio-cxl-uapi-check --coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]
-       vfio-cxl-uapi-check --coherence-dev DEV --unbind-while-mapped BDF
-       vfio-cxl-uapi-check --window-tags W WS BASE SIZE SKIP TAG MARK SEQ
-       vfio-cxl-uapi-check --bench-bw [--sizes MIB,MIB...] [--repeats N] [--thp] ram|NAME=PATH...";
+/// Checks a device bound to vfio-cxl-pci against the uAPI contract
+/// (docs/uapi.md) and reports each check as a fact line; or, with one of
+/// the flags under Commands, something else a VM test needs.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vfio-cxl-uapi-check",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    disable_help_subcommand = true,
+    after_help = "Exit status: 0 when every check passed, 1 when one failed, 2 on bad usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    other: Option<Other>,
+    /// The device (e.g. 0000:0d:00.0)
+    #[arg(value_name = "BDF", required = true)]
+    bdf: Option<String>,
+    #[command(flatten)]
+    checks: CheckArgs,
+}
 
-/// What to run.
+/// The options of a run on BDF.
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("mode").multiple(false)))]
+struct CheckArgs {
+    /// The memory holds pattern N (written from outside before the boot)
+    #[arg(long, value_name = "N")]
+    expect_seed: Option<u64>,
+    /// Leave pattern N in the memory for the outside to verify
+    #[arg(long, value_name = "N")]
+    write_seed: Option<u64>,
+    /// The outside writes the --expect-seed pattern once the device is
+    /// open: say READY in the memory and wait for its GO word
+    #[arg(long)]
+    handshake: bool,
+    /// How many times to close and reopen the device
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    reopen: u32,
+    /// Run only the close/open cycles
+    #[arg(long, group = "mode", conflicts_with_all = SEEDS)]
+    reopen_only: bool,
+    /// Run no check but the fault benchmark (figures as facts)
+    #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    bench_fault: bool,
+    /// Fill the whole memory region with pattern SEED and exit (closing
+    /// the device)
+    #[arg(long, value_name = "SEED", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    tenant_write: Option<u64>,
+    /// Check, as the next user, that the memory reads only zeros
+    #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    tenant_read: bool,
+    /// Inject a memory error into one page of the region, whose first
+    /// page frame is FIRST_PFN, and check that it is contained
+    #[arg(long, value_name = "FIRST_PFN", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    memory_failure: Option<u64>,
+    /// Export dma-bufs of the memory region, whose host physical range
+    /// starts at HPA_START, import them into an iommufd IOAS and check
+    /// their revocation
+    #[arg(long, value_name = "HPA_START", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    dmabuf: Option<u64>,
+    /// The same for BAR 2 (at PHYS) of a device bound to plain vfio-pci
+    #[arg(long, value_name = "PHYS", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    dmabuf_bar: Option<u64>,
+}
+
+/// What only the full checks use.
+const SEEDS: [&str; 3] = ["expect_seed", "write_seed", "handshake"];
+const SEEDS_AND_REOPEN: [&str; 4] = ["expect_seed", "write_seed", "handshake", "reopen"];
+
+/// The runs on something else than a BDF, each selected by its flag.
+#[derive(Debug, clap::Subcommand)]
+enum Other {
+    /// The coherence checks on the reference guest driver's char device DEV
+    #[command(name = "coherence-dev", long_flag = "coherence-dev")]
+    Coherence(CoherenceArgs),
+    /// Check every page of a CXL window through /dev/mem (the guest-side
+    /// fuzzers; numbers decimal or 0x hex)
+    #[command(name = "window-tags", long_flag = "window-tags")]
+    WindowTags(WindowTagsArgs),
+    /// memcpy bandwidth between RAM and mapped memory targets
+    #[command(name = "bench-bw", long_flag = "bench-bw")]
+    BenchBw(bandwidth::Options),
+}
+
+#[derive(Debug, clap::Args)]
+struct CoherenceArgs {
+    /// The reference guest driver's char device (e.g. /dev/cxl-type2-ref0)
+    #[arg(value_name = "DEV")]
+    dev: String,
+    /// The memory holds pattern N (written from outside before the boot)
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "unbind_while_mapped"
+    )]
+    expect_seed: Option<u64>,
+    /// Leave pattern N in the memory for the outside to verify
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "unbind_while_mapped"
+    )]
+    write_seed: Option<u64>,
+    /// Play N ping-pong rounds with a process outside the guest
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    ping_pong: u64,
+    /// Instead: unbind the device BDF while DEV is mapped
+    #[arg(long, value_name = "BDF", conflicts_with_all = ["expect_seed", "write_seed", "ping_pong"])]
+    unbind_while_mapped: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+struct WindowTagsArgs {
+    /// The window, the routed range in it, the device offset it starts at,
+    /// the host's tag, the probe mark and the sequence number
+    #[arg(num_args = 8, required = true, allow_hyphen_values = true,
+          value_names = ["W", "WS", "BASE", "SIZE", "SKIP", "TAG", "MARK", "SEQ"])]
+    numbers: Vec<String>,
+}
+
+/// What to run on BDF.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Every check, then the reopen cycles.
@@ -78,51 +198,87 @@ enum Mode {
     DmabufBar(u64),
 }
 
-fn parse(args: &[String]) -> Result<(String, Options, Mode), String> {
-    let mut options = Options {
-        reopen: 20,
-        ..Options::default()
-    };
-    let mut mode = Mode::Checks;
-    let mut bdf = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut num = |name: &str| -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{name} needs a number"))?;
-            v.parse()
-                .map_err(|_| format!("{name}: {v:?} is not a number"))
-        };
-        match a.as_str() {
-            "--expect-seed" => options.expect_seed = Some(num("--expect-seed")?),
-            "--write-seed" => options.write_seed = Some(num("--write-seed")?),
-            "--handshake" => options.handshake = true,
-            "--reopen" => {
-                options.reopen = u32::try_from(num("--reopen")?).map_err(|e| e.to_string())?
-            }
-            "--reopen-only" if mode == Mode::Checks => mode = Mode::ReopenOnly,
-            "--bench-fault" if mode == Mode::Checks => mode = Mode::BenchFault,
-            "--tenant-write" if mode == Mode::Checks => {
-                mode = Mode::TenantWrite(num("--tenant-write")?)
-            }
-            "--tenant-read" if mode == Mode::Checks => mode = Mode::TenantRead,
-            "--memory-failure" if mode == Mode::Checks => {
-                mode = Mode::MemoryFailure(num("--memory-failure")?)
-            }
-            "--dmabuf" if mode == Mode::Checks => mode = Mode::Dmabuf(num("--dmabuf")?),
-            "--dmabuf-bar" if mode == Mode::Checks => {
-                mode = Mode::DmabufBar(num("--dmabuf-bar")?)
-            }
-            "--reopen-only" | "--bench-fault" | "--tenant-write" | "--tenant-read"
-            | "--memory-failure" | "--dmabuf" | "--dmabuf-bar" => return Err(
-                "--reopen-only, --bench-fault, --tenant-write, --tenant-read, --memory-failure, --dmabuf and --dmabuf-bar exclude each other"
-                    .into(),
-            ),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s if bdf.is_none() => bdf = Some(s.to_owned()),
-            s => return Err(format!("unexpected argument {s}")),
+/// A parsed and checked command line.
+#[derive(Debug)]
+enum Run {
+    Device {
+        bdf: String,
+        options: Options,
+        mode: Mode,
+    },
+    Coherence {
+        dev: String,
+        options: coherence::Options,
+    },
+    UnbindWhileMapped {
+        dev: String,
+        bdf: String,
+    },
+    WindowTags(window_tags::Args),
+    BenchBw(bandwidth::Options),
+}
+
+/// Parses `args` (the program name first); a clap error (exit status 2,
+/// or 0 for --help) when they are wrong.
+fn parse<I, T>(args: I) -> Result<Run, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::try_parse_from(args)?;
+    let invalid = |e: String| Cli::command().error(clap::error::ErrorKind::ValueValidation, e);
+    Ok(match cli.other {
+        Some(Other::Coherence(c)) => match c.unbind_while_mapped {
+            Some(bdf) => Run::UnbindWhileMapped { dev: c.dev, bdf },
+            None => Run::Coherence {
+                dev: c.dev,
+                options: coherence::Options {
+                    // clap requires both without --unbind-while-mapped.
+                    expect_seed: c.expect_seed.unwrap_or_default(),
+                    write_seed: c.write_seed.unwrap_or_default(),
+                    ping_pong: c.ping_pong,
+                },
+            },
+        },
+        Some(Other::WindowTags(w)) => {
+            Run::WindowTags(window_tags::Args::parse(&w.numbers).map_err(invalid)?)
         }
-    }
-    Ok((bdf.ok_or("no BDF given")?, options, mode))
+        Some(Other::BenchBw(o)) => {
+            o.check().map_err(invalid)?;
+            Run::BenchBw(o)
+        }
+        None => {
+            let c = cli.checks;
+            let mode = if c.reopen_only {
+                Mode::ReopenOnly
+            } else if c.bench_fault {
+                Mode::BenchFault
+            } else if let Some(seed) = c.tenant_write {
+                Mode::TenantWrite(seed)
+            } else if c.tenant_read {
+                Mode::TenantRead
+            } else if let Some(pfn) = c.memory_failure {
+                Mode::MemoryFailure(pfn)
+            } else if let Some(hpa) = c.dmabuf {
+                Mode::Dmabuf(hpa)
+            } else if let Some(phys) = c.dmabuf_bar {
+                Mode::DmabufBar(phys)
+            } else {
+                Mode::Checks
+            };
+            Run::Device {
+                // clap requires BDF without a command flag.
+                bdf: cli.bdf.unwrap_or_default(),
+                options: Options {
+                    expect_seed: c.expect_seed,
+                    write_seed: c.write_seed,
+                    handshake: c.handshake,
+                    reopen: c.reopen,
+                },
+                mode,
+            }
+        }
+    })
 }
 
 fn report(name: &str, outcome: &Outcome) {
@@ -188,56 +344,22 @@ fn bench_fault(bdf: &str, options: Options) -> ExitCode {
     }
 }
 
-/// `--coherence-dev DEV --expect-seed N --write-seed N`.
-fn parse_coherence(args: &[String]) -> Result<(String, coherence::Options), String> {
-    let (mut dev, mut expect, mut write, mut ping_pong) = (None, None, None, 0);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let v = it.next().ok_or(format!("{a} needs a value"))?;
-        let num = || {
-            v.parse::<u64>()
-                .map_err(|_| format!("{a}: {v:?} is not a number"))
-        };
-        match a.as_str() {
-            "--coherence-dev" => dev = Some(v.clone()),
-            "--expect-seed" => expect = Some(num()?),
-            "--write-seed" => write = Some(num()?),
-            "--ping-pong" => ping_pong = num()?,
-            s => return Err(format!("{s}: not an option of --coherence-dev")),
-        }
-    }
-    Ok((
-        dev.ok_or("no --coherence-dev")?,
-        coherence::Options {
-            expect_seed: expect.ok_or("--coherence-dev needs --expect-seed")?,
-            write_seed: write.ok_or("--coherence-dev needs --write-seed")?,
-            ping_pong,
-        },
-    ))
+/// `--coherence-dev DEV --unbind-while-mapped BDF`.
+fn unbind_while_mapped_main(dev: &str, bdf: &str) -> ExitCode {
+    let o = coherence::unbind_while_mapped(dev, bdf);
+    let (value, code) = match &o {
+        Ok(d) => (format!("pass: {d}"), ExitCode::SUCCESS),
+        Err(w) => (format!("FAIL: {w}"), ExitCode::FAILURE),
+    };
+    eprintln!("coherence unbind_while_mapped: {value}");
+    fact("coherence", "coherence.unbind_while_mapped", &value);
+    code
 }
 
-fn coherence_main(args: &[String]) -> ExitCode {
-    if let [flag, dev, mode, bdf] = args {
-        if flag == "--coherence-dev" && mode == "--unbind-while-mapped" {
-            let o = coherence::unbind_while_mapped(dev, bdf);
-            let (value, code) = match &o {
-                Ok(d) => (format!("pass: {d}"), ExitCode::SUCCESS),
-                Err(w) => (format!("FAIL: {w}"), ExitCode::FAILURE),
-            };
-            eprintln!("coherence unbind_while_mapped: {value}");
-            fact("coherence", "coherence.unbind_while_mapped", &value);
-            return code;
-        }
-    }
-    let (dev, options) = match parse_coherence(args) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("vfio-cxl-uapi-check: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+/// `--coherence-dev DEV --expect-seed N --write-seed N [--ping-pong N]`.
+fn coherence_main(dev: &str, options: coherence::Options) -> ExitCode {
     let outcomes = coherence::run(
-        &dev,
+        dev,
         options,
         &mut |name, o| {
             let value = match o {
@@ -262,22 +384,12 @@ fn coherence_main(args: &[String]) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--bench-bw") {
-        return vfio_cxl_uapi_check::bandwidth::main(&args[1..]);
-    }
-    if args.iter().any(|a| a == "--coherence-dev") {
-        return coherence_main(&args);
-    }
-    if args.first().map(String::as_str) == Some("--window-tags") {
-        return window_tags_main(&args[1..]);
-    }
-    let (bdf, options, mode) = match parse(&args) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("vfio-cxl-uapi-check: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let (bdf, options, mode) = match parse(std::env::args_os()).unwrap_or_else(|e| e.exit()) {
+        Run::Device { bdf, options, mode } => (bdf, options, mode),
+        Run::Coherence { dev, options } => return coherence_main(&dev, options),
+        Run::UnbindWhileMapped { dev, bdf } => return unbind_while_mapped_main(&dev, &bdf),
+        Run::WindowTags(a) => return window_tags_main(&a),
+        Run::BenchBw(o) => return vfio_cxl_uapi_check::bandwidth::main(&o),
     };
     let reopen = options.reopen;
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
@@ -339,8 +451,8 @@ fn main() -> ExitCode {
 }
 
 /// `--window-tags`: plain lines for the fuzzer's shell (see window_tags.rs).
-fn window_tags_main(args: &[String]) -> ExitCode {
-    match window_tags::Args::parse(args).and_then(|a| window_tags::run(&a)) {
+fn window_tags_main(a: &window_tags::Args) -> ExitCode {
+    match window_tags::run(a) {
         Ok(f) => {
             println!("checked {}\nprobes {}\nbad {}", f.checked, f.probes, f.bad);
             for w in &f.what {
@@ -372,56 +484,136 @@ fn summary(outcomes: &[(&str, Outcome)]) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
+    fn run(line: &str) -> Result<Run, clap::Error> {
+        parse(std::iter::once("vfio-cxl-uapi-check").chain(line.split_whitespace()))
+    }
+
+    fn refused(line: &str, want: &str) {
+        let e = run(line).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{line}: {e}");
+        assert!(e.to_string().contains(want), "{line}: {e}");
     }
 
     #[test]
-    fn coherence_arguments_parse() {
-        let (dev, o) = parse_coherence(&args(&[
-            "--coherence-dev",
-            "/dev/cxl-type2-ref0",
-            "--expect-seed",
-            "1",
-            "--write-seed",
-            "2",
-        ]))
-        .unwrap();
-        assert_eq!(
-            (dev.as_str(), o.expect_seed, o.write_seed),
-            ("/dev/cxl-type2-ref0", 1, 2)
-        );
-        assert!(parse_coherence(&args(&["--coherence-dev", "/dev/x"])).is_err());
-        assert!(parse_coherence(&args(&["--coherence-dev"])).is_err());
+    fn the_command_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn arguments_parse_and_bad_ones_are_refused() {
-        let (bdf, o, mode) = parse(&args(&[
-            "0000:0d:00.0",
-            "--expect-seed",
-            "7",
-            "--reopen",
-            "3",
-        ]))
-        .unwrap();
+    fn the_harness_device_runs_parse() {
+        // guest-tests/harness: hostdriver.rs, vucxl_multi.rs, vucxl_reset.rs.
+        let Run::Device { bdf, options, mode } =
+            run("0000:0d:00.0 --expect-seed 7 --write-seed 8 --handshake --reopen 3").unwrap()
+        else {
+            panic!("not a device run")
+        };
+        assert_eq!(bdf, "0000:0d:00.0");
         assert_eq!(
-            (bdf.as_str(), o.expect_seed, o.write_seed, o.reopen),
-            ("0000:0d:00.0", Some(7), None, 3)
+            (
+                options.expect_seed,
+                options.write_seed,
+                options.handshake,
+                options.reopen
+            ),
+            (Some(7), Some(8), true, 3)
         );
         assert_eq!(mode, Mode::Checks);
+        let mode_of = |line: &str| match run(line).unwrap() {
+            Run::Device { mode, options, .. } => (mode, options.reopen),
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(mode_of("x"), (Mode::Checks, 20));
+        assert_eq!(mode_of("x --reopen-only --reopen 1"), (Mode::ReopenOnly, 1));
+        assert_eq!(mode_of("x --bench-fault"), (Mode::BenchFault, 20));
+        assert_eq!(mode_of("x --tenant-write 5"), (Mode::TenantWrite(5), 20));
+        assert_eq!(mode_of("x --tenant-read"), (Mode::TenantRead, 20));
         assert_eq!(
-            parse(&args(&["x", "--reopen-only"])).unwrap().2,
-            Mode::ReopenOnly
+            mode_of("x --memory-failure 1048576"),
+            (Mode::MemoryFailure(1 << 20), 20)
+        );
+        // hostdriver_dmabuf.rs.
+        assert_eq!(
+            mode_of("x --dmabuf 20401094656"),
+            (Mode::Dmabuf(0x4c0000000), 20)
         );
         assert_eq!(
-            parse(&args(&["x", "--bench-fault"])).unwrap().2,
-            Mode::BenchFault
+            mode_of("x --dmabuf-bar 4263510016"),
+            (Mode::DmabufBar(0xfe200000), 20)
         );
-        assert!(parse(&args(&["x", "--bench-fault", "--reopen-only"])).is_err());
-        assert!(parse(&args(&[])).is_err());
-        assert!(parse(&args(&["x", "--bogus"])).is_err());
-        assert!(parse(&args(&["x", "--write-seed"])).is_err());
-        assert!(parse(&args(&["x", "--reopen", "-1"])).is_err());
+        assert!(run("x --dmabuf 1 --tenant-read").is_err());
+    }
+
+    #[test]
+    fn the_harness_coherence_window_and_bandwidth_runs_parse() {
+        // guestdriver.rs, hw/guest.rs.
+        let Run::Coherence { dev, options } = run(
+            "--coherence-dev /dev/cxl-type2-ref0 --expect-seed 1 --write-seed 2 --ping-pong 100",
+        )
+        .unwrap() else {
+            panic!("not a coherence run")
+        };
+        assert_eq!(
+            (
+                dev.as_str(),
+                options.expect_seed,
+                options.write_seed,
+                options.ping_pong
+            ),
+            ("/dev/cxl-type2-ref0", 1, 2, 100)
+        );
+        let Run::UnbindWhileMapped { dev, bdf } =
+            run("--coherence-dev /dev/cxl-type2-ref0 --unbind-while-mapped 0000:0d:00.0").unwrap()
+        else {
+            panic!("not an unbind run")
+        };
+        assert_eq!(
+            (dev.as_str(), bdf.as_str()),
+            ("/dev/cxl-type2-ref0", "0000:0d:00.0")
+        );
+        // vmm_fuzz.rs.
+        let Run::WindowTags(a) = run(
+            "--window-tags 0x100000 0x10000 0x104000 0x2000 0x3000 0x7a6e000000000000 0x3e5c 7",
+        )
+        .unwrap() else {
+            panic!("not a window-tags run")
+        };
+        assert_eq!((a.window, a.seq), (0x100000, 7));
+        // bench_bw.rs.
+        let Run::BenchBw(o) = run(
+            "--bench-bw --sizes 1,4 --repeats 3 --thp ram vfio-user-cxl=/dev/cxl-type2-ref0 cxl-type3=/dev/dax0.0",
+        )
+        .unwrap() else {
+            panic!("not a bench-bw run")
+        };
+        assert_eq!((o.sizes.len(), o.repeats, o.targets.len()), (2, 3, 3));
+    }
+
+    #[test]
+    fn options_of_another_run_and_bad_values_are_refused() {
+        refused("", "<BDF>");
+        refused("x --bogus", "--bogus");
+        refused("x --write-seed", "--write-seed <N>");
+        refused("x --reopen -1", "-1");
+        refused("x y", "'y'");
+        refused("x --bench-fault --reopen-only", "cannot be used with");
+        refused("x --tenant-read --expect-seed 1", "cannot be used with");
+        refused("x --reopen-only --write-seed 1", "cannot be used with");
+        // Another run's options.
+        refused("x --ping-pong 3", "--ping-pong");
+        refused("x --sizes 1 ram", "--sizes");
+        refused("--coherence-dev /dev/x", "--expect-seed <N>");
+        refused("--coherence-dev", "<DEV>");
+        refused(
+            "--coherence-dev /dev/x --expect-seed 1 --write-seed 2 --reopen 3",
+            "--reopen",
+        );
+        refused(
+            "--coherence-dev /dev/x --unbind-while-mapped b --ping-pong 1",
+            "cannot be used with",
+        );
+        refused("--window-tags 0 0x1000", "SEQ");
+        refused("--window-tags 0 0x1001 0 0 0 1 1 1", "bad geometry");
+        refused("--bench-bw ram ram", "target names repeat");
+        refused("--bench-bw ram --handshake", "--handshake");
     }
 }

@@ -98,47 +98,58 @@ pub const CONFIGURE_ARGS: &[&str] = &[
     "--disable-werror",
 ];
 
-const BUILD_USAGE: &str = "\
-usage: cargo xtask build-qemu [--install-deps] [--fresh] [-j N]
+/// Build qemu-system-x86_64 with the series
+///
+/// Builds qemu-system-x86_64 (x86_64-softmmu, --enable-rust) from the
+/// pinned QEMU source (`cargo xtask fetch qemu` first) with the patch
+/// series: regenerates patches/qemu/ from qemu-device/, applies it with git
+/// am in <cache>/qemu/<version>/src, seeds the Rust crates from crates.io
+/// through cargo, configures and runs ninja. A rerun only re-applies what
+/// changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct BuildArgs {
+    /// apt-get install the missing Debian build packages (with sudo when
+    /// not root); without it, missing ones are an error that prints the
+    /// apt-get line
+    #[arg(long)]
+    pub install_deps: bool,
+    /// Throw the work tree and build directory away first
+    #[arg(long)]
+    pub fresh: bool,
+    /// ninja jobs (default: number of CPUs)
+    #[arg(short = 'j', long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub jobs: Option<usize>,
+}
 
-Builds qemu-system-x86_64 (x86_64-softmmu, --enable-rust) from the pinned
-QEMU source (`cargo xtask fetch qemu` first) with the patch series:
-regenerates patches/qemu/ from qemu-device/, applies it with git am in
-<cache>/qemu/<version>/src, seeds the Rust crates from crates.io through
-cargo, configures and runs ninja. A rerun only re-applies what changed.
+/// Keep work-tree edits of QEMU files as qemu-device/qemu/PATH.diff
+///
+/// How to change a file QEMU already has: edit PATH (relative to the QEMU
+/// tree) in the build's work tree, <cache>/qemu/<version>/src, then run
+/// this. It writes the difference between the pristine source and your edit
+/// to qemu-device/qemu/PATH.diff (removed when there is none), and puts the
+/// work tree's PATH back as the series has it, so the next build-qemu,
+/// which applies the new diff, finds no local change. Add PATH to a
+/// [[patch]] of qemu-device/series.toml if no patch claims it yet.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct DiffArgs {
+    /// Files relative to the QEMU tree
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<String>,
+}
 
-options:
-  --install-deps   apt-get install the missing Debian build packages
-                   (with sudo when not root); without it, missing ones are
-                   an error that prints the apt-get line
-  --fresh          throw the work tree and build directory away first
-  -j N             ninja jobs (default: number of CPUs)
-";
-
-const DIFF_USAGE: &str = "\
-usage: cargo xtask qemu-diff PATH...
-
-How to change a file QEMU already has: edit PATH (relative to the QEMU
-tree) in the build's work tree, <cache>/qemu/<version>/src, then run this.
-It writes the difference between the pristine source and your edit to
-qemu-device/qemu/PATH.diff (removed when there is none), and puts the work
-tree's PATH back as the series has it, so the next build-qemu, which
-applies the new diff, finds no local change. Add PATH to a [[patch]] of
-qemu-device/series.toml if no patch claims it yet.
-";
-
-const PATH_USAGE: &str = "\
-usage: cargo xtask qemu-path [--firmware-args]
-
-Prints the path of the built qemu-system-x86_64 (cargo xtask build-qemu).
---firmware-args prints the -L options it needs at run time instead.
-";
+/// Print the built qemu-system-x86_64 (or its -L options)
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct PathArgs {
+    /// Print the -L options it needs at run time instead
+    #[arg(long)]
+    pub firmware_args: bool,
+}
 
 // ---------------------------------------------------------------------------
 // Commands
 
-pub fn run_gen(args: &[String]) -> Result<()> {
-    no_args("gen-qemu-patches", args)?;
+pub fn run_gen() -> Result<()> {
     let ctx = Context::load()?;
     let changed = ctx.regenerate_series()?;
     let dir = ctx.patches_dir();
@@ -150,8 +161,7 @@ pub fn run_gen(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn run_check(args: &[String]) -> Result<()> {
-    no_args("check-qemu-patches", args)?;
+pub fn run_check() -> Result<()> {
     let ctx = Context::load()?;
     let tmp = TempDir::new("check")?;
     let fresh = tmp.path().join("qemu");
@@ -190,15 +200,7 @@ pub fn run_doctests() -> Result<()> {
     meson::doctests(ctx.cache.root(), &layout)
 }
 
-pub fn run_diff(args: &[String]) -> Result<()> {
-    if args.is_empty() || args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{DIFF_USAGE}");
-        return if args.is_empty() {
-            Err(Error::usage("qemu-diff: no PATH given"))
-        } else {
-            Ok(())
-        };
-    }
+pub fn run_diff(args: &DiffArgs) -> Result<()> {
     let ctx = Context::load()?;
     let src = ctx.layout().src;
     if !src.join(".git").is_dir() {
@@ -207,7 +209,7 @@ pub fn run_diff(args: &[String]) -> Result<()> {
             src.display()
         )));
     }
-    for path in args {
+    for path in &args.paths {
         let out = ctx
             .device_dir()
             .join("qemu")
@@ -266,24 +268,8 @@ pub fn run_diff(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn run_path(args: &[String]) -> Result<()> {
-    let mut firmware = false;
-    for arg in args {
-        match arg.as_str() {
-            "--firmware-args" => firmware = true,
-            "-h" | "--help" => {
-                print!("{PATH_USAGE}");
-                return Ok(());
-            }
-            other => {
-                return Err(Error::usage(format!(
-                    "qemu-path: unexpected argument {other:?}\n{}",
-                    PATH_USAGE.trim_end()
-                )))
-            }
-        }
-    }
-    if firmware {
+pub fn run_path(args: &PathArgs) -> Result<()> {
+    if args.firmware_args {
         println!("{}", firmware_args().join(" "));
         return Ok(());
     }
@@ -318,63 +304,7 @@ pub fn firmware_args() -> Vec<String> {
         .collect()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct BuildArgs {
-    install_deps: bool,
-    fresh: bool,
-    jobs: Option<usize>,
-    help: bool,
-}
-
-fn parse_build_args(args: &[String]) -> Result<BuildArgs> {
-    let mut out = BuildArgs {
-        install_deps: false,
-        fresh: false,
-        jobs: None,
-        help: false,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--install-deps" => out.install_deps = true,
-            "--fresh" => out.fresh = true,
-            "-h" | "--help" => out.help = true,
-            "-j" | "--jobs" => {
-                let v = it
-                    .next()
-                    .ok_or_else(|| Error::usage(format!("{arg} needs a number")))?;
-                out.jobs = Some(parse_jobs(v)?);
-            }
-            other => {
-                if let Some(v) = other.strip_prefix("-j").filter(|v| !v.is_empty()) {
-                    out.jobs = Some(parse_jobs(v)?);
-                } else {
-                    return Err(Error::usage(format!(
-                        "build-qemu: unexpected argument {other:?}\n{}",
-                        BUILD_USAGE.trim_end()
-                    )));
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn parse_jobs(v: &str) -> Result<usize> {
-    match v.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(Error::usage(format!(
-            "-j: {v:?} is not a positive number of jobs"
-        ))),
-    }
-}
-
-pub fn run_build(args: &[String]) -> Result<()> {
-    let args = parse_build_args(args)?;
-    if args.help {
-        print!("{BUILD_USAGE}");
-        return Ok(());
-    }
+pub fn run_build(args: &BuildArgs) -> Result<()> {
     let started = Instant::now();
     let ctx = Context::load()?;
     let layout = ctx.layout();
@@ -475,18 +405,6 @@ pub fn run_build(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn no_args(command: &str, args: &[String]) -> Result<()> {
-    match args.first() {
-        None => Ok(()),
-        Some(a) if a == "-h" || a == "--help" => Err(Error::usage(format!(
-            "usage: cargo xtask {command} (no arguments; see docs/qemu-build.md)"
-        ))),
-        Some(a) => Err(Error::usage(format!(
-            "{command} takes no arguments (got {a:?})"
-        ))),
-    }
-}
-
 /// Runs a step with a header and its duration.
 fn timed<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     println!("==> {name}");
@@ -501,21 +419,6 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-
-    fn files(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn build_args() {
-        let a = |v: &[&str]| parse_build_args(&files(v));
-        assert_eq!(a(&["-j3"]).unwrap().jobs, Some(3));
-        assert_eq!(a(&["-j", "4", "--fresh"]).unwrap().jobs, Some(4));
-        assert!(a(&["--fresh"]).unwrap().fresh);
-        assert!(a(&["--install-deps"]).unwrap().install_deps);
-        assert!(a(&["-j0"]).unwrap_err().is_usage());
-        assert!(a(&["--frsh"]).unwrap_err().is_usage());
-    }
 
     #[test]
     fn firmware_args_name_every_directory_and_they_hold_the_boot_firmware() {

@@ -22,7 +22,9 @@ pub mod vfio_files;
 
 pub use guest::{check_guest, guest_cmdline, guest_payload, guest_topology, GuestCxl};
 pub use memory::{scan_words, uapi_probe};
-pub use options::{normalize_bdf, parse_args, AccelChoice, HwOptions, USAGE};
+#[cfg(test)]
+pub use options::parse_args;
+pub use options::{normalize_bdf, AccelChoice, HwArgs, HwOptions};
 pub use preflight::{preflight, Finding, Preflight};
 
 use std::time::Duration;
@@ -67,15 +69,11 @@ fn secs(d: Duration) -> String {
 
 /// `guest-harness hw-test ARGS`: the exit status (0 pass, 1 a check
 /// failed, 2 usage, 3 preflight).
-pub fn main(args: &[String]) -> u8 {
-    if args.iter().any(|a| a == "-h" || a == "--help") {
-        print!("{USAGE}");
-        return 0;
-    }
-    let o = match parse_args(args) {
+pub fn main(args: HwArgs) -> u8 {
+    let o = match args.options() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("hw-test: {e}\n\n{USAGE}");
+            eprintln!("hw-test: {e} (guest-harness hw-test --help)");
             return EXIT_USAGE;
         }
     };
@@ -100,8 +98,10 @@ mod tests {
     }
 
     #[test]
-    fn usage_errors_exit_2_and_help_exits_0() {
-        assert_eq!(main(&args("--bdf")), EXIT_USAGE);
-        assert_eq!(main(&args("--help")), 0);
+    fn checks_clap_cannot_make_exit_2() {
+        let a = parse_args(&args("--bdf 3b:00.0 --write-seed 1 --guest-seed 1")).unwrap();
+        assert_eq!(main(a), EXIT_USAGE);
+        assert_eq!(parse_args(&args("--help")).unwrap_err().exit_code(), 0);
+        assert_eq!(parse_args(&args("--bdf")).unwrap_err().exit_code(), 2);
     }
 }

@@ -5,53 +5,105 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{GUEST_SEED, OUTSIDE_SEED};
+use crate::cli::{KernelArgs, QemuArgs};
 use crate::env::EnvOptions;
 use crate::error::{Error, Result};
 
-pub const USAGE: &str = "\
-usage: guest-harness hw-test --bdf BDF [options]
+/// `hw-test`'s options, as clap parses them; [`HwArgs::options`] checks
+/// them into [`HwOptions`].
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 pass, 1 a check failed, 2 usage, 3 a preflight check failed."
+)]
+pub struct HwArgs {
+    /// The device (0000:3b:00.0 or 3b:00.0)
+    #[arg(long, value_name = "BDF")]
+    bdf: String,
+    /// Guest kernel (default: the pinned Debian kernel from the cache)
+    #[arg(long, value_name = "PATH")]
+    kernel: Option<PathBuf>,
+    /// Guest initramfs (default: built from the pinned kernel's modules,
+    /// cxl-type2-ref.ko and vfio-cxl-uapi-check)
+    #[arg(long, value_name = "PATH")]
+    initrd: Option<PathBuf>,
+    /// KVM when /dev/kvm creates a VM (auto), else TCG
+    #[arg(long, value_enum, default_value_t = AccelChoice::Auto)]
+    accel: AccelChoice,
+    /// Guest RAM
+    #[arg(long, value_name = "MIB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(256..))]
+    memory: u64,
+    /// Guest vCPUs
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    smp: u32,
+    /// Hard timeout of the guest run
+    #[arg(long, value_name = "SECONDS", default_value_t = 900, value_parser = number)]
+    timeout: u64,
+    /// TCG translation buffer (default: QEMU's)
+    #[arg(long, value_name = "MIB", value_parser = number)]
+    tb_size: Option<u64>,
+    /// The device memory holds pattern N (checked before writing)
+    #[arg(long, value_name = "N", value_parser = number)]
+    expect_seed: Option<u64>,
+    /// The outside writes the --expect-seed pattern only once the device is
+    /// open here: say READY in the memory and wait for its GO word (the
+    /// nested chain)
+    #[arg(long, requires = "expect_seed")]
+    handshake: bool,
+    /// The pattern written for the guest
+    #[arg(long, value_name = "N", default_value_t = OUTSIDE_SEED, value_parser = number)]
+    write_seed: u64,
+    /// The pattern the guest writes back
+    #[arg(long, value_name = "N", default_value_t = GUEST_SEED, value_parser = number)]
+    guest_seed: u64,
+    /// The guest plays N ping-pong rounds with a process outside (only when
+    /// something outside answers: the nested chain)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = number)]
+    ping_pong: u64,
+    /// An extra word for the guest kernel's command line (e.g.
+    /// cxl_core.dyndbg=+p); repeatable
+    #[arg(long, value_name = "WORD", allow_hyphen_values = true)]
+    guest_cmdline: Vec<String>,
+    /// Prefix for /sys and /dev in the preflight checks (tests)
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    sysfs_root: PathBuf,
+    /// Stop after the preflight checks
+    #[arg(long)]
+    preflight_only: bool,
+    /// Also print the results as harness fact lines on stdout
+    #[arg(long)]
+    facts: bool,
+    /// Copy the guest's console to stderr while it runs (prefix "guest
+    /// <seconds> | ")
+    #[arg(long)]
+    follow: bool,
+    /// Keep the guest's run directory
+    #[arg(long)]
+    keep: bool,
+    /// The guest's CXL options as vfio-cxl-cmdline prints them for this one
+    /// device (-M cxl-fmw..., pxb-cxl, cxl-rp, -device vfio-cxl,host=BDF),
+    /// instead of the built-in ones (the nested chain)
+    #[arg(last = true, value_name = "ARG")]
+    cxl_args: Vec<String>,
+    #[command(flatten)]
+    qemu: QemuArgs,
+    /// Where the default kernel comes from (as for vm-test)
+    #[command(flatten)]
+    kernel_source: KernelArgs,
+}
 
-Runs the coherence suite on a CXL Type-2 device bound to vfio-cxl-pci:
-preflight checks, an outside pattern written through VFIO, a guest booted
-with -device vfio-cxl,host=BDF running the reference guest driver
-cxl-type2-ref and the coherence checks, the guest's data read back
-through VFIO. docs/real-hardware.md.
-
-options:
-  --bdf BDF            the device (0000:3b:00.0 or 3b:00.0); required
-  --qemu PATH          QEMU with -device vfio-cxl (default: $VFIO_CXL_QEMU, else cargo xtask qemu-path)
-  --firmware-dir DIR   a -L directory for QEMU; repeatable (default: cargo xtask qemu-path --firmware-args)
-  --kernel PATH        guest kernel (default: the pinned Debian kernel from the cache)
-  --initrd PATH        guest initramfs (default: built from the pinned kernel's modules,
-                       cxl-type2-ref.ko and vfio-cxl-uapi-check)
-  --cache DIR, --linux-debs DIR, --abi ABI, --kernel-deb FILE
-                       where the default kernel comes from (as for vm-test)
-  --accel auto|kvm|tcg KVM when /dev/kvm creates a VM (auto, the default), else TCG
-  --memory MIB         guest RAM (default 1024)
-  --smp N              guest vCPUs (default 2)
-  --timeout SECONDS    hard timeout of the guest run (default 900)
-  --tb-size MIB        TCG translation buffer (default: QEMU's)
-  --expect-seed N      the device memory holds pattern N (checked before writing)
-  --handshake          the outside writes the --expect-seed pattern only once the device is
-                       open here: say READY in the memory and wait for its GO word (the nested chain)
-  --write-seed N       the pattern written for the guest (default 185401621)
-  --guest-seed N       the pattern the guest writes back (default 185429591)
-  --ping-pong N        the guest plays N ping-pong rounds with a process outside
-                       (only when something outside answers: the nested chain)
-  --guest-cmdline WORD an extra word for the guest kernel's command line (e.g.
-                       cxl_core.dyndbg=+p); repeatable
-  --sysfs-root DIR     prefix for /sys and /dev in the preflight checks (tests)
-  --preflight-only     stop after the preflight checks
-  --facts              also print the results as harness fact lines on stdout
-  --follow             copy the guest's console to stderr while it runs (prefix \"guest <seconds> | \")
-  --keep               keep the guest's run directory
-  -- ARG...            the guest's CXL options as vfio-cxl-cmdline prints them for this one
-                       device (-M cxl-fmw..., pxb-cxl, cxl-rp, -device vfio-cxl,host=BDF),
-                       instead of the built-in ones (the nested chain)
-";
+/// A number, decimal or 0x hex.
+fn number(v: &str) -> std::result::Result<u64, String> {
+    match v.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+    .ok_or_else(|| "not a number (decimal or 0x hex)".into())
+}
 
 /// Which accelerator the guest runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AccelChoice {
     Auto,
     Kvm,
@@ -87,33 +139,6 @@ pub struct HwOptions {
     pub cxl_args: Vec<String>,
 }
 
-impl Default for HwOptions {
-    fn default() -> Self {
-        Self {
-            bdf: String::new(),
-            env: EnvOptions::default(),
-            kernel: None,
-            initrd: None,
-            accel: AccelChoice::Auto,
-            memory_mib: 1024,
-            smp: 2,
-            timeout: Duration::from_secs(900),
-            tb_size_mib: None,
-            expect_seed: None,
-            handshake: false,
-            write_seed: OUTSIDE_SEED,
-            guest_seed: GUEST_SEED,
-            ping_pong: 0,
-            root: PathBuf::from("/"),
-            preflight_only: false,
-            facts: false,
-            follow: false,
-            guest_cmdline: Vec::new(),
-            cxl_args: Vec::new(),
-        }
-    }
-}
-
 /// `3b:00.0` -> `0000:3b:00.0`; anything else that is not
 /// `DDDD:BB:SS.F` (hex, function 0-7) is refused.
 pub fn normalize_bdf(s: &str) -> Result<String> {
@@ -142,85 +167,57 @@ pub fn normalize_bdf(s: &str) -> Result<String> {
     Ok(full.to_ascii_lowercase())
 }
 
-/// Parses `hw-test`'s arguments (without the command word).
-pub fn parse_args(args: &[String]) -> Result<HwOptions> {
-    let mut o = HwOptions::default();
-    let mut it = args.iter();
-    let num = |flag: &str, v: &str| -> Result<u64> {
-        let parsed = match v.strip_prefix("0x") {
-            Some(h) => u64::from_str_radix(h, 16).ok(),
-            None => v.parse().ok(),
-        };
-        parsed.ok_or_else(|| Error::msg(format!("{flag}: {v:?} is not a number")))
-    };
-    let mut bdf = None;
-    while let Some(arg) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| Error::msg(format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--bdf" => bdf = Some(value()?),
-            "--qemu" => o.env.qemu = Some(value()?.into()),
-            "--firmware-dir" => o
-                .env
-                .firmware_dirs
-                .get_or_insert_with(Vec::new)
-                .push(value()?.into()),
-            "--cache" => o.env.cache = Some(value()?.into()),
-            "--linux-debs" => o.env.linux_debs = Some(value()?.into()),
-            "--abi" => o.env.abi = Some(value()?),
-            "--kernel-deb" => o.env.kernel_debs.push(value()?.into()),
-            "--kernel" => o.kernel = Some(value()?.into()),
-            "--initrd" => o.initrd = Some(value()?.into()),
-            "--accel" => {
-                o.accel = match value()?.as_str() {
-                    "auto" => AccelChoice::Auto,
-                    "kvm" => AccelChoice::Kvm,
-                    "tcg" => AccelChoice::Tcg,
-                    v => return Err(Error::msg(format!("--accel {v:?}: auto, kvm or tcg"))),
-                }
-            }
-            "--memory" => o.memory_mib = num(arg, &value()?)?,
-            "--smp" => {
-                o.smp = u32::try_from(num(arg, &value()?)?)
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| Error::msg("--smp must be 1 or more"))?
-            }
-            "--timeout" => o.timeout = Duration::from_secs(num(arg, &value()?)?),
-            "--tb-size" => o.tb_size_mib = Some(num(arg, &value()?)?),
-            "--expect-seed" => o.expect_seed = Some(num(arg, &value()?)?),
-            "--handshake" => o.handshake = true,
-            "--write-seed" => o.write_seed = num(arg, &value()?)?,
-            "--guest-seed" => o.guest_seed = num(arg, &value()?)?,
-            "--ping-pong" => o.ping_pong = num(arg, &value()?)?,
-            "--sysfs-root" => o.root = value()?.into(),
-            "--preflight-only" => o.preflight_only = true,
-            "--facts" => o.facts = true,
-            "--follow" => o.follow = true,
-            "--guest-cmdline" => o.guest_cmdline.push(value()?),
-            "--keep" => o.env.keep = true,
-            "--" => {
-                o.cxl_args = it.by_ref().cloned().collect();
-                if o.cxl_args.is_empty() {
-                    return Err(Error::msg("-- needs the guest's CXL options after it"));
-                }
-            }
-            other => return Err(Error::msg(format!("hw-test: unknown argument {other}"))),
+impl HwArgs {
+    /// The options, checked where clap cannot.
+    pub fn options(self) -> Result<HwOptions> {
+        if self.write_seed == self.guest_seed {
+            return Err(Error::msg(
+                "--write-seed and --guest-seed must differ (the read-back could not tell them apart)",
+            ));
         }
+        let mut env = EnvOptions {
+            keep: self.keep,
+            ..EnvOptions::default()
+        };
+        self.qemu.apply(&mut env);
+        self.kernel_source.apply(&mut env);
+        Ok(HwOptions {
+            bdf: normalize_bdf(&self.bdf)?,
+            env,
+            kernel: self.kernel,
+            initrd: self.initrd,
+            accel: self.accel,
+            memory_mib: self.memory,
+            smp: self.smp,
+            timeout: Duration::from_secs(self.timeout),
+            tb_size_mib: self.tb_size,
+            expect_seed: self.expect_seed,
+            handshake: self.handshake,
+            write_seed: self.write_seed,
+            guest_seed: self.guest_seed,
+            ping_pong: self.ping_pong,
+            root: self.sysfs_root,
+            preflight_only: self.preflight_only,
+            facts: self.facts,
+            follow: self.follow,
+            guest_cmdline: self.guest_cmdline,
+            cxl_args: self.cxl_args,
+        })
     }
-    o.bdf = normalize_bdf(&bdf.ok_or_else(|| Error::msg("hw-test needs --bdf BDF"))?)?;
-    if o.write_seed == o.guest_seed {
-        return Err(Error::msg(
-            "--write-seed and --guest-seed must differ (the read-back could not tell them apart)",
-        ));
+}
+
+/// Parses `hw-test`'s arguments (without the command word), as
+/// `guest-harness hw-test` does: for tests.
+#[cfg(test)]
+pub fn parse_args(args: &[String]) -> std::result::Result<HwArgs, clap::Error> {
+    use clap::Parser;
+    #[derive(Debug, Parser)]
+    struct HwTest {
+        #[command(flatten)]
+        args: HwArgs,
     }
-    if o.memory_mib < 256 {
-        return Err(Error::msg("--memory: the guest needs at least 256 MiB"));
-    }
-    Ok(o)
+    HwTest::try_parse_from(std::iter::once("hw-test").chain(args.iter().map(String::as_str)))
+        .map(|c| c.args)
 }
 
 #[cfg(test)]
@@ -248,14 +245,20 @@ mod tests {
         }
     }
 
+    fn options(line: &str) -> Result<HwOptions> {
+        parse_args(&args(line))
+            .map_err(|e| Error::msg(e.to_string()))?
+            .options()
+    }
+
     #[test]
     fn arguments_are_parsed_and_checked() {
-        let o = parse_args(&args(
+        let o = options(
             "--bdf 3b:00.0 --qemu /q --firmware-dir /a --firmware-dir /b --kernel /k --initrd /i \
              --accel tcg --memory 512 --smp 1 --timeout 60 --tb-size 128 --expect-seed 0x10 \
              --write-seed 5 --guest-seed 6 --ping-pong 100 --facts --keep --preflight-only \
              --guest-cmdline a=1 --guest-cmdline b",
-        ))
+        )
         .unwrap();
         assert_eq!(o.bdf, BDF);
         assert_eq!(o.env.qemu, Some("/q".into()));
@@ -271,24 +274,58 @@ mod tests {
         assert!(o.facts && o.env.keep && o.preflight_only);
         assert_eq!(o.guest_cmdline, ["a=1", "b"]);
         assert!(o.cxl_args.is_empty());
-        let o = parse_args(&args("--bdf 3b:00.0 --facts -- -M cxl=on -device x,y")).unwrap();
+        let o = options("--bdf 3b:00.0 --facts -- -M cxl=on -device x,y").unwrap();
         assert_eq!(o.cxl_args, ["-M", "cxl=on", "-device", "x,y"]);
         assert!(o.facts);
+        let d = options("--bdf 3b:00.0").unwrap();
+        assert_eq!((d.memory_mib, d.smp, d.timeout.as_secs()), (1024, 2, 900));
+        assert_eq!((d.write_seed, d.guest_seed), (OUTSIDE_SEED, GUEST_SEED));
+        assert_eq!(
+            (d.accel, d.root.clone()),
+            (AccelChoice::Auto, PathBuf::from("/"))
+        );
+        assert!(d.env.firmware_dirs.is_none() && !d.env.keep);
 
         for (a, want) in [
-            ("", "needs --bdf"),
-            ("--bdf", "--bdf needs a value"),
-            ("--bdf 3b:00.0 --memory lots", "not a number"),
-            ("--bdf 3b:00.0 --accel hvf", "auto, kvm or tcg"),
+            ("", "--bdf <BDF>"),
+            ("--bdf", "--bdf <BDF>"),
+            ("--bdf 3b:00.0 --memory lots", "lots"),
+            ("--bdf 3b:00.0 --accel hvf", "hvf"),
             ("--bdf 3b:00.0 --smp 0", "--smp"),
-            ("--bdf 3b:00.0 --memory 64", "at least 256"),
+            ("--bdf 3b:00.0 --memory 64", "--memory"),
             ("--bdf 3b:00.0 --write-seed 1 --guest-seed 1", "must differ"),
-            ("--bdf 3b:00.0 --bogus", "unknown argument --bogus"),
+            ("--bdf 3b:00.0 --bogus", "--bogus"),
             ("--bdf 3b:0.0", "not a PCI address"),
-            ("--bdf 3b:00.0 --", "-- needs the guest's CXL options"),
+            ("--bdf 3b:00.0 --handshake", "--expect-seed"),
+            // vm-test's and run's options are not hw-test's.
+            ("--bdf 3b:00.0 -v", "-v"),
+            ("--bdf 3b:00.0 --debug-kernel /dk", "--debug-kernel"),
+            ("--bdf 3b:00.0 --json", "--json"),
         ] {
-            let e = parse_args(&args(a)).unwrap_err().to_string();
+            let e = options(a).unwrap_err().to_string();
             assert!(e.contains(want), "{a:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_nested_chains_command_line_parses() {
+        // nested::hw_test_step, with its shell variables filled in.
+        let line = crate::nested::hw_test_step(AccelChoice::Kvm);
+        let words: Vec<String> = line
+            .lines()
+            .skip_while(|l| !l.contains("guest-harness hw-test"))
+            .flat_map(|l| l.trim_end_matches('\\').split_whitespace())
+            .skip(2)
+            .take_while(|w| *w != ">&3")
+            .map(|w| match w {
+                "\"$dev\"" => BDF.to_string(),
+                "\"$@\"" => "-device".to_string(),
+                w => w.to_string(),
+            })
+            .collect();
+        let o = parse_args(&words).unwrap().options().unwrap();
+        assert_eq!((o.bdf.as_str(), o.accel), (BDF, AccelChoice::Kvm));
+        assert!(o.handshake && o.follow && o.facts && o.expect_seed.is_some());
+        assert_eq!(o.cxl_args, ["-device"]);
     }
 }

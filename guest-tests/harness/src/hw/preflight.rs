@@ -343,7 +343,10 @@ mod tests {
     }
 
     fn opts(root: &Path, extra: &str) -> HwOptions {
-        let mut o = parse_args(&args(&format!("--bdf {BDF} {extra}"))).unwrap();
+        let mut o = parse_args(&args(&format!("--bdf {BDF} {extra}")))
+            .unwrap()
+            .options()
+            .unwrap();
         o.root = root.to_path_buf();
         o
     }
@@ -488,10 +491,13 @@ mod tests {
     #[test]
     fn a_preflight_failure_exits_3_before_any_boot() {
         let t = fake_root(Some("nvidia"), true, true, false);
-        let code = main(&args(&format!(
-            "--bdf {BDF} --sysfs-root {} --qemu /nonexistent/qemu",
-            t.path().display()
-        )));
+        let code = main(
+            parse_args(&args(&format!(
+                "--bdf {BDF} --sysfs-root {} --qemu /nonexistent/qemu",
+                t.path().display()
+            )))
+            .unwrap(),
+        );
         assert_eq!(code, EXIT_PREFLIGHT);
     }
 }

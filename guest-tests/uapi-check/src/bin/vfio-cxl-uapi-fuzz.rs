@@ -12,11 +12,65 @@
 //! `--only` restricts the mix to some operation kinds (`fuzz::ops::KINDS`),
 //! for a minimal reproduction.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use clap::Parser;
 
 use vfio_cxl_uapi_check::fuzz::{self, sigbus::MAX_THREADS, Options};
 
-const USAGE: &str = "usage: vfio-cxl-uapi-fuzz BDF [--seed N] [--ops N] [--seconds N] [--threads N] [--hang-seconds N] [--end-file PATH] [--only KIND,KIND...]";
+/// Fuzzes the vfio-cxl-pci uAPI of the device at BDF with seeded random
+/// operations from several threads, checking oracles after each.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vfio-cxl-uapi-fuzz",
+    after_help = "Exit status: 0 when no oracle failed, 1 when one did, 2 on bad usage or when \
+                  the device cannot be opened, 3 when an operation hung."
+)]
+struct Cli {
+    /// The device (e.g. 0000:0d:00.0)
+    #[arg(value_name = "BDF")]
+    bdf: String,
+    /// The seed of the run (default: a random one, printed first)
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Stop after this many operations, all threads together
+    #[arg(long, value_name = "N", default_value_t = u64::MAX, hide_default_value = true)]
+    ops: u64,
+    /// ...or after this long, whichever comes first
+    #[arg(long, value_name = "N", default_value_t = 60)]
+    seconds: u64,
+    /// Threads issuing operations
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_THREADS as u64))]
+    threads: u64,
+    /// An operation running longer than this is a hang
+    #[arg(long, value_name = "N", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    hang_seconds: u64,
+    /// Write the exit status to this file when the run ends, even when a
+    /// hung thread keeps the process alive
+    #[arg(long, value_name = "PATH")]
+    end_file: Option<PathBuf>,
+    /// Only these operation kinds (a minimal reproduction)
+    #[arg(long, value_name = "KIND,KIND...", value_delimiter = ',')]
+    only: Option<Vec<String>>,
+}
+
+impl Cli {
+    fn options(self) -> (String, Options) {
+        let options = Options {
+            seed: self.seed.unwrap_or_else(random_seed),
+            ops: self.ops,
+            seconds: self.seconds,
+            threads: self.threads as usize,
+            hang_seconds: self.hang_seconds,
+            end_file: self.end_file,
+            only: self.only,
+        };
+        (self.bdf, options)
+    }
+}
 
 fn random_seed() -> u64 {
     let mut b = [0u8; 8];
@@ -31,53 +85,61 @@ fn random_seed() -> u64 {
     }
 }
 
-fn parse(args: &[String]) -> Result<(String, Options), String> {
-    let mut o = Options {
-        seed: random_seed(),
-        ops: u64::MAX,
-        seconds: 60,
-        threads: 2,
-        hang_seconds: 30,
-        end_file: None,
-        only: None,
-    };
-    let mut bdf = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut num = |name: &str| -> Result<u64, String> {
-            let v = it.next().ok_or(format!("{name} needs a number"))?;
-            v.parse()
-                .map_err(|_| format!("{name}: {v:?} is not a number"))
-        };
-        match a.as_str() {
-            "--seed" => o.seed = num("--seed")?,
-            "--ops" => o.ops = num("--ops")?,
-            "--seconds" => o.seconds = num("--seconds")?,
-            "--threads" => o.threads = num("--threads")? as usize,
-            "--hang-seconds" => o.hang_seconds = num("--hang-seconds")?.max(1),
-            "--only" => {
-                let v = it.next().ok_or("--only needs operation kinds")?;
-                o.only = Some(v.split(',').map(str::to_owned).collect());
-            }
-            "--end-file" => o.end_file = Some(it.next().ok_or("--end-file needs a path")?.into()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
-            s if bdf.is_none() => bdf = Some(s.to_owned()),
-            s => return Err(format!("unexpected argument {s}")),
-        }
-    }
-    if !(1..=MAX_THREADS).contains(&o.threads) {
-        return Err(format!("--threads must be 1..={MAX_THREADS}"));
-    }
-    Ok((bdf.ok_or("no BDF given")?, o))
+fn main() -> ExitCode {
+    let (bdf, options) = Cli::parse().options();
+    ExitCode::from(fuzz::run(&bdf, &options) as u8)
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match parse(&args) {
-        Ok((bdf, options)) => ExitCode::from(fuzz::run(&bdf, &options) as u8),
-        Err(e) => {
-            eprintln!("vfio-cxl-uapi-fuzz: {e}\n{USAGE}");
-            ExitCode::from(2)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(line: &str) -> Result<(String, Options), clap::Error> {
+        Cli::try_parse_from(std::iter::once("vfio-cxl-uapi-fuzz").chain(line.split_whitespace()))
+            .map(Cli::options)
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_harness_command_line_parses() {
+        // guest-tests/harness/src/hostdriver_fuzz.rs.
+        let (bdf, o) = parse(
+            "0000:0d:00.0 --seed 42 --seconds 60 --threads 2 --hang-seconds 30 \
+             --only region_info,mmap --end-file /tmp/fuzz.end",
+        )
+        .unwrap();
+        assert_eq!(bdf, "0000:0d:00.0");
+        assert_eq!(
+            (o.seed, o.ops, o.seconds, o.threads, o.hang_seconds),
+            (42, u64::MAX, 60, 2, 30)
+        );
+        assert_eq!(o.end_file, Some(PathBuf::from("/tmp/fuzz.end")));
+        assert_eq!(o.only, Some(vec!["region_info".into(), "mmap".into()]));
+        let (_, o) = parse("x --ops 5").unwrap();
+        assert_eq!((o.ops, o.seconds, o.only), (5, 60, None));
+    }
+
+    #[test]
+    fn bad_and_foreign_options_are_refused() {
+        for (bad, want) in [
+            ("", "<BDF>"),
+            ("x --threads 0", "--threads"),
+            ("x --threads 999", "--threads"),
+            ("x --hang-seconds 0", "--hang-seconds"),
+            ("x --seed", "--seed <N>"),
+            ("x --seconds soon", "soon"),
+            ("x y", "'y'"),
+            // uapi-check's options are not the fuzzer's.
+            ("x --reopen 3", "--reopen"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}: {e}");
+            assert!(e.to_string().contains(want), "{bad}: {e}");
         }
     }
 }
