@@ -4,10 +4,14 @@
  * of the BARs.
  *
  * vfio-pci core owns the exporter: it creates the dma-buf, hands it to the
- * importer and revokes it whenever the device's memory goes away under
- * vfio-pci's memory_lock (VFIO_DEVICE_RESET, hot reset, an FLR or a Memory
- * Space or PMCSR write through config space, low-power entry) and for good
- * at close. This file only says what a request stands for, through
+ * importer and revokes it on its own events under vfio-pci's memory_lock
+ * (VFIO_DEVICE_RESET, hot reset, an FLR or a Memory Space or PMCSR write
+ * through config space, low-power entry) and for good at close. It knows
+ * nothing of this driver's reasons to refuse the memory (a blocker from
+ * error handling or removal, a decoder lost or not yet re-validated after
+ * a reset): the memory region is exported only while a fault would be
+ * served, and an existing dma-buf is not revoked for those (see
+ * docs/host-driver.md, "dma-buf export"). This file only says what a request stands for, through
  * vfio_pci_device_ops.get_dmabuf_phys: the host physical range of the CXL
  * region for the memory region, vfio-pci core's answer for a BAR, and a
  * refusal for any range of the component-register BAR that covers the HDM
@@ -75,9 +79,13 @@ static bool vfio_cxl_ranges_hit_hdm(struct vfio_cxl *cxl,
  * claimed, vfio-pci core refuses that BAR anyway (-ENODEV: it could not
  * reserve it); the check does not rely on that.
  *
- * Return: 0, -EPERM for the decoder registers, -EINVAL or -EOVERFLOW for
- * ranges outside the region, or vfio-pci core's error for other regions
- * (-ENODEV for anything that is not a claimed BAR).
+ * The memory region is refused (-EIO) while a fault on it would be: see
+ * vfio_cxl_mem_usable().
+ *
+ * Return: 0, -EIO while the memory is not usable, -EPERM for the decoder
+ * registers, -EINVAL or -EOVERFLOW for ranges outside the region, or
+ * vfio-pci core's error for other regions (-ENODEV for anything that is
+ * not a claimed BAR).
  */
 int vfio_cxl_core_get_dmabuf_phys(struct vfio_pci_core_device *vdev,
 				  struct p2pdma_provider **provider,
@@ -90,6 +98,13 @@ int vfio_cxl_core_get_dmabuf_phys(struct vfio_pci_core_device *vdev,
 					    pci_core)->cxl;
 
 	if (cxl->mem_index >= 0 && region_index == cxl->mem_index) {
+		/*
+		 * What a fault would refuse is not exported either: vfio-pci
+		 * core revokes on its own events only, not on a blocker, a
+		 * lost decoder or a pending re-validation of ours.
+		 */
+		if (!vfio_cxl_mem_usable(cxl))
+			return -EIO;
 		*provider = pcim_p2pdma_provider(vdev->pdev, cxl->comp_bar);
 		if (!*provider)
 			return -EINVAL;

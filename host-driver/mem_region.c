@@ -374,6 +374,24 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
 }
 
 /**
+ * vfio_cxl_mem_usable() - whether the memory may be handed out now
+ * @cxl: device state
+ *
+ * The test a fault, read or write makes (power, Memory Space, blockers,
+ * reset, decoder validated and not lost), for paths that hand out the
+ * memory's address instead of accessing it: a dma-buf export.
+ *
+ * Return: true when the memory is usable at the time of the call.
+ */
+bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)
+{
+	if (!vfio_cxl_mem_get(cxl))
+		return false;
+	vfio_cxl_mem_put(cxl);
+	return true;
+}
+
+/**
  * vfio_cxl_mem_zap() - remove every user mapping of the memory region
  * @cxl: device state
  *

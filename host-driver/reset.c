@@ -377,9 +377,9 @@ static int vfio_cxl_do_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
  * memory away (and clears it with Mem_Clr), but only vfio-pci core can
  * revoke its dma-bufs (on its own resets, Memory Space and power changes
  * and close), and an importer such as an iommufd IOAS would keep DMA
- * access to memory that is being reset. The user closes or unmaps its
- * dma-bufs first, or resets the function with VFIO_DEVICE_RESET, which
- * revokes them.
+ * access to memory that is being reset. The user releases its dma-bufs
+ * first (every fd and every importer's reference), or resets the function
+ * with VFIO_DEVICE_RESET, which revokes them.
  *
  * Return: 0 or a negative errno (-EOPNOTSUPP: the device cannot do it;
  * -EBUSY: a dma-buf exists).

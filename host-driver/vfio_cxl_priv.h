@@ -258,6 +258,7 @@ unsigned long vfio_cxl_first_poisoned(struct vfio_cxl *cxl,
 
 /* mem_region.c */
 int vfio_cxl_mem_register(struct vfio_cxl *cxl);
+bool vfio_cxl_mem_usable(struct vfio_cxl *cxl);
 void vfio_cxl_mem_zap(struct vfio_cxl *cxl);
 void vfio_cxl_mem_block(struct vfio_cxl *cxl);
 void vfio_cxl_mem_unblock(struct vfio_cxl *cxl);

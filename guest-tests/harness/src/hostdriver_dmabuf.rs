@@ -179,6 +179,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         ("past_the_end", "EINVAL"),
         ("comp_regs_region", "ENODEV"),
         ("no_such_region", "ENODEV"),
+        ("in_low_power", "EIO"),
     ] {
         let got = r.fact(&format!("dmabuf.refused.{what}"));
         if got != Some(want) {

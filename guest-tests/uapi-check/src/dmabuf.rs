@@ -47,6 +47,9 @@ const IOMMU_HWPT_ALLOC: u64 = io_nr(0x89);
 const IOMMU_IOAS_MAP_FILE: u64 = io_nr(0x8f);
 const VFIO_DEVICE_FEATURE_GET: u32 = 1 << 16;
 const VFIO_DEVICE_FEATURE_DMA_BUF: u32 = 11;
+const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 17;
+const VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: u32 = 3;
+const VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: u32 = 5;
 const IOMMU_IOAS_MAP_FIXED_IOVA: u32 = 1 << 0;
 const IOMMU_IOAS_MAP_WRITEABLE: u32 = 1 << 1;
 const IOMMU_IOAS_MAP_READABLE: u32 = 1 << 2;
@@ -135,6 +138,7 @@ fn size32<T>() -> u32 {
 fn errno_name(e: &io::Error) -> String {
     match e.raw_os_error() {
         Some(libc::EPERM) => "EPERM".into(),
+        Some(libc::EIO) => "EIO".into(),
         Some(libc::ENODEV) => "ENODEV".into(),
         Some(libc::EINVAL) => "EINVAL".into(),
         Some(libc::EOPNOTSUPP) => "EOPNOTSUPP".into(),
@@ -254,6 +258,13 @@ pub fn get_dma_buf(dev: RawFd, index: u32, ranges: &[(u64, u64)]) -> io::Result<
     }
     // SAFETY: the kernel returned a new fd that nothing else owns.
     Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `VFIO_DEVICE_FEATURE` SET of a feature that takes no data (low-power
+/// entry and exit).
+fn set_feature(dev: RawFd, feature: u32) -> io::Result<()> {
+    let mut header: [u32; 2] = [8, VFIO_DEVICE_FEATURE_SET | feature];
+    ioctl(dev, VFIO_DEVICE_FEATURE, &mut header).map(|_| ())
 }
 
 impl Iommufd {
@@ -491,6 +502,16 @@ pub fn run(bdf: &str, hpa: u64) -> Result<String, String> {
         Err(e) => errno_name(&e),
     };
     fact("dmabuf", "dmabuf.comp_bar_outside_decoders", &other);
+
+    // In low power the driver refuses the memory as a fault would. vfio-pci
+    // core alone would export it un-revoked: it tests only Memory Space
+    // and D3 at export, and cxl-accel stays in D0 without a PM capability.
+    set_feature(dev, VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY)
+        .map_err(|e| format!("VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: {e}"))?;
+    let low_power = expect_refused(dev, "in_low_power", mem, &[(0, PAGE)], "EIO");
+    set_feature(dev, VFIO_DEVICE_FEATURE_LOW_POWER_EXIT)
+        .map_err(|e| format!("VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: {e}"))?;
+    low_power?;
 
     // Export and import.
     let whole = get_dma_buf(dev, mem, &[(0, size)])
