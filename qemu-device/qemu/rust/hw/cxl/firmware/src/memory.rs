@@ -13,6 +13,8 @@ use system::{bindings, MemoryRegion};
 pub trait MemoryRegionExt {
     /// `memory_region_set_enabled`.
     fn set_enabled(&self, enabled: bool);
+    /// `memory_region_size`.
+    fn size(&self) -> u64;
     /// `memory_region_set_size`.
     fn set_size(&self, size: u64);
     /// `memory_region_set_alias_offset`.
@@ -57,6 +59,11 @@ impl MemoryRegionExt for MemoryRegion {
         // SAFETY: a MemoryRegion of this wrapper, under the BQL; the call
         // only flags the region and schedules a memory transaction.
         unsafe { bindings::memory_region_set_enabled(self.as_mut_ptr(), enabled) }
+    }
+
+    fn size(&self) -> u64 {
+        // SAFETY: a MemoryRegion of this wrapper; reads its size.
+        unsafe { bindings::memory_region_size(self.as_mut_ptr()) }
     }
 
     fn set_size(&self, size: u64) {
