@@ -747,6 +747,10 @@ mod tests {
             .unwrap();
         // Moving one's own range is fine; the old place is free again.
         maps.claim(1, "accel0", HpaRange::new(5 * G, M256)).unwrap();
+        // Over its own range, too (a device's mapping never conflicts with
+        // itself).
+        maps.claim(1, "accel0", HpaRange::new(5 * G, 2 * M256))
+            .unwrap();
         maps.claim(3, "accel2", a).unwrap();
         maps.release(3);
         maps.release(3);

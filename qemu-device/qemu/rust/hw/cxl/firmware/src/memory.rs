@@ -94,11 +94,7 @@ impl MemoryRegionExt for MemoryRegion {
     fn add_subregion_overlap(&self, offset: u64, sub: &MemoryRegion, priority: i32) {
         assert!(bql::is_locked());
         assert_owned(sub);
-        // SAFETY: both are regions of this wrapper, under the BQL. `sub`
-        // stays valid while it is mapped: QEMU references its owner when
-        // the owners differ, and when they are the same `sub` lives as
-        // long as the container; the devices remove their subregions in
-        // exit, before their owner is finalized.
+        // SAFETY: as for add_subregion.
         unsafe {
             bindings::memory_region_add_subregion_overlap(
                 self.as_mut_ptr(),
