@@ -107,7 +107,7 @@ impl MemoryRegionExt for MemoryRegion {
 
     fn del_subregion(&self, sub: &MemoryRegion) {
         assert!(bql::is_locked());
-        // SAFETY: as for add_subregion_overlap; QEMU asserts that `sub`
+        // SAFETY: as for add_subregion; QEMU asserts that `sub`
         // is a subregion of `self`.
         unsafe { bindings::memory_region_del_subregion(self.as_mut_ptr(), sub.as_mut_ptr()) }
     }
