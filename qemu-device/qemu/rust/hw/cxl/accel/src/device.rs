@@ -103,12 +103,17 @@ impl BackendLink {
     /// The backend's memory.
     ///
     /// # Panics
-    /// If the property was not set (realize checks it first).
+    /// If the property was not set (realize checks it first), or the
+    /// backend has no memory region.
     fn memory(&self) -> &MemoryRegion {
         assert!(self.is_set());
-        // SAFETY: the link keeps a reference to the backend, whose region
-        // exists once the backend is complete and lives as long as it.
-        unsafe { MemoryRegion::from_raw(bindings::host_memory_backend_get_memory(self.0).cast()) }
+        // SAFETY: a backend kept by the link.
+        let mr = unsafe { bindings::host_memory_backend_get_memory(self.0) };
+        assert!(!mr.is_null(), "memory backend without a memory region");
+        // SAFETY: not null (checked above); the link keeps a reference to
+        // the backend, whose region exists once the backend is complete
+        // and lives as long as it.
+        unsafe { MemoryRegion::from_raw(mr.cast()) }
     }
 
     /// Whether a device maps the backend (`host_memory_backend_is_mapped`).
