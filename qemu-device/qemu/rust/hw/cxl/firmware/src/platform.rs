@@ -25,17 +25,18 @@ use util::{Error, Result};
 
 use pci::bindings;
 
-/// The name of a device in messages: its id, else its type name.
-pub fn device_name(dev: &DeviceState) -> String {
+/// A device's id, if it has one.
+pub fn device_id(dev: &DeviceState) -> Option<String> {
     // SAFETY: a device's id is NULL or a C string it owns, set before
     // realize; read under the BQL.
     let id = unsafe { (*dev.as_mut_ptr()).id };
-    if id.is_null() {
-        dev.typename().to_string()
-    } else {
-        // SAFETY: see above.
-        unsafe { CStr::from_ptr(id) }.to_string_lossy().into_owned()
-    }
+    // SAFETY: see above.
+    (!id.is_null()).then(|| unsafe { CStr::from_ptr(id) }.to_string_lossy().into_owned())
+}
+
+/// The name of a device in messages: its id, else its type name.
+pub fn device_name(dev: &DeviceState) -> String {
+    device_id(dev).unwrap_or_else(|| dev.typename().to_string())
 }
 
 /// A host bridge's HDM Decoder Capability Structure: QEMU's registers of

@@ -18,7 +18,7 @@ use std::{
 
 use bql::BqlRefCell;
 use common::Opaque;
-use cxl_firmware::{unwatch_routes, watch_routes, MemoryRegionExt, RoutesChanged};
+use cxl_firmware::{platform, unwatch_routes, watch_routes, MemoryRegionExt, RoutesChanged};
 use hwcore::{bindings::ResettablePhases, DeviceState, ResetType};
 use pci::{PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods};
 use qom::{prelude::*, InterfaceType};
@@ -453,40 +453,32 @@ fn prefixed<T: CxlVfioImpl>(dev: &T, e: &Error) -> Error {
     let vdev = dev.upcast::<VfioPciDeviceBase>().as_mut_ptr();
     let name = name_of(vdev);
     let name = name.to_string_lossy();
-    // SAFETY: the device's id is NULL or a C string it owns.
-    let id = unsafe { (*dev.upcast::<DeviceState>().as_mut_ptr()).id };
     let ty = dev.typename();
-    if id.is_null() {
-        Error::msg(format!("{ty} {name}: {e}"))
-    } else {
-        // SAFETY: see above.
-        let id = unsafe { CStr::from_ptr(id) }.to_string_lossy();
-        Error::msg(format!("{ty} {id} ({name}): {e}"))
+    match platform::device_id(dev.upcast::<DeviceState>()) {
+        None => Error::msg(format!("{ty} {name}: {e}")),
+        Some(id) => Error::msg(format!("{ty} {id} ({name}): {e}")),
     }
 }
 
 /// The CXL Device DVSEC (CXL r3.1 8.1.3) in the device's config space,
 /// or 0.
 fn find_dvsec<T: CxlVfioImpl>(dev: &T) -> u16 {
-    let size = dev.config_size() as usize;
-    // SAFETY: config holds config_size() bytes, written under the BQL.
-    let config = unsafe { std::slice::from_raw_parts((*dev.as_pci_ptr()).config, size) };
-    let word = |at: usize| u16::from_le_bytes([config[at], config[at + 1]]);
-    let base = pci::bindings::PCI_CONFIG_SPACE_SIZE as usize;
+    let size = dev.config_size();
+    let base = pci::bindings::PCI_CONFIG_SPACE_SIZE;
     let mut pos = base;
     // A chain of more than the space's dwords loops.
     for _ in 0..size / 4 {
-        if pos < base || pos + DVSEC_CONTROL as usize + 2 > size {
+        if pos < base || pos + DVSEC_CONTROL + 2 > size {
             break;
         }
-        let hdr = u32::from_le_bytes(config[pos..pos + 4].try_into().unwrap());
+        let hdr = u32::from(dev.config_word(pos)) | u32::from(dev.config_word(pos + 2)) << 16;
         if hdr & 0xffff == pci::bindings::PCI_EXT_CAP_ID_DVSEC
-            && word(pos + pci::bindings::PCI_DVSEC_HEADER1 as usize) == DVSEC_VENDOR
-            && word(pos + pci::bindings::PCI_DVSEC_HEADER2 as usize) == DVSEC_DEVICE
+            && dev.config_word(pos + pci::bindings::PCI_DVSEC_HEADER1) == DVSEC_VENDOR
+            && dev.config_word(pos + pci::bindings::PCI_DVSEC_HEADER2) == DVSEC_DEVICE
         {
             return pos as u16;
         }
-        pos = ((hdr >> 20) & 0xffc) as usize;
+        pos = (hdr >> 20) & 0xffc;
     }
     0
 }
