@@ -124,14 +124,10 @@ impl Path {
         })
     }
 
-    /// The host bridge in window messages: its id, else "(no id)".
+    /// The host bridge in messages: its id, else "(no id)" (as the C
+    /// helpers said before; a window's targets name host bridges by id).
     pub fn hb_id(&self) -> &str {
         self.hb_id.as_deref().unwrap_or("(no id)")
-    }
-
-    /// The host bridge in claim messages: its id, else its type.
-    pub fn hb_name(&self) -> &str {
-        self.hb_id.as_deref().unwrap_or("pxb-cxl")
     }
 
     /// The host bridge's HDM decoders, if it has them.
@@ -217,7 +213,7 @@ pub fn claim_hb(ep: &PCIDevice, name: &str, want: HpaRange) -> Result<()> {
     claims
         .claim(
             path.hb as usize,
-            path.hb_name(),
+            path.hb_id(),
             &path.regs,
             ep_key(ep),
             name,
