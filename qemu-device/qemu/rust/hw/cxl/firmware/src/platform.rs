@@ -9,9 +9,9 @@
 use std::{
     ffi::{c_void, CStr},
     ptr::NonNull,
-    sync::Mutex,
 };
 
+use bql::BqlRefCell;
 use cxl_regs::{
     firmware::{self, HbClaims, HdmRegisters, MapClaims, Window},
     hdm,
@@ -193,9 +193,11 @@ pub fn all_windows() -> Vec<MachineWindow> {
 }
 
 /// Endpoint -> host bridge decoder 0 it pre-commits (keys: addresses).
-static HB_CLAIMS: Mutex<HbClaims<usize, usize>> = Mutex::new(HbClaims::new());
-/// Mapped memory (key: the address of the mapped region).
-static MAP_CLAIMS: Mutex<MapClaims<usize>> = Mutex::new(MapClaims::new());
+/// Used only under the BQL (device realize, reset and exit).
+static HB_CLAIMS: BqlRefCell<HbClaims<usize, usize>> = BqlRefCell::new(HbClaims::new());
+/// Mapped memory (key: the address of the mapped region). Used only
+/// under the BQL (reset, guest register writes, exit).
+static MAP_CLAIMS: BqlRefCell<MapClaims<usize>> = BqlRefCell::new(MapClaims::new());
 
 fn ep_key(ep: &PCIDevice) -> usize {
     ep.as_pci_ptr() as usize
@@ -209,7 +211,7 @@ fn region_key(mr: &MemoryRegion) -> usize {
 /// whose reset will commit `want` there ([`firmware::HbClaims::claim`]).
 pub fn claim_hb(ep: &PCIDevice, name: &str, want: HpaRange) -> Result<()> {
     let path = Path::of(ep)?;
-    let mut claims = HB_CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut claims = HB_CLAIMS.borrow_mut();
     claims
         .claim(
             path.hb as usize,
@@ -225,20 +227,20 @@ pub fn claim_hb(ep: &PCIDevice, name: &str, want: HpaRange) -> Result<()> {
 
 /// Drops `ep`'s host bridge claim; a no-op without one.
 pub fn release_hb(ep: &PCIDevice) {
-    let mut claims = HB_CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut claims = HB_CLAIMS.borrow_mut();
     claims.release(ep_key(ep));
 }
 
 /// Reserves `range` for mapping `mr` (of the device named `owner`).
 pub fn claim_map(mr: &MemoryRegion, owner: &str, range: HpaRange) -> Result<()> {
-    let mut maps = MAP_CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut maps = MAP_CLAIMS.borrow_mut();
     maps.claim(region_key(mr), owner, range)
         .map_err(|e| Error::msg(e.to_string()))
 }
 
 /// Drops `mr`'s range; a no-op without one.
 pub fn release_map(mr: &MemoryRegion) {
-    let mut maps = MAP_CLAIMS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut maps = MAP_CLAIMS.borrow_mut();
     maps.release(region_key(mr));
 }
 
