@@ -15,7 +15,10 @@
 //! - [`commit_hb_decoder0`]: the host bridge decoder 0 as firmware leaves
 //!   it (programmed, committed, locked);
 //! - [`hb_routes`], [`passthrough_routes`]: whether the host bridge routes
-//!   a range to the endpoint's root port;
+//!   a range to the endpoint's root port, and [`routes`]: whether the
+//!   whole decode path above an endpoint ([`HostBridgePath`]) does;
+//! - [`hb_decoders`]: whether firmware uses the host bridge's HDM
+//!   decoders;
 //! - [`MapClaims`]: no two devices' memory mapped at overlapping addresses.
 
 use core::fmt;
@@ -310,6 +313,60 @@ pub fn hb_routes(regs: &impl HdmRegisters, port: u8, range: HpaRange) -> bool {
             && d.target0 == port
             && d.range.contains_range(&range)
     })
+}
+
+/// The host bridge and root port above an endpoint, as the emulator
+/// reads them from its machine ([`routes`], [`hb_decoders`]).
+pub trait HostBridgePath {
+    /// The host bridge's HDM Decoder Capability Structure.
+    type Regs: HdmRegisters;
+    /// A window as the emulator keeps it.
+    type Window: AsRef<Window>;
+    /// The host bridge was asked for HDM decoders even with one root port
+    /// (QEMU: `pxb-cxl,hdm_for_passthrough=on`).
+    fn hdm_for_passthrough(&self) -> bool;
+    /// One root port and no HDM decoders: the host bridge routes every
+    /// window that targets only it to that port.
+    fn passthrough(&self) -> bool;
+    /// The port number of the endpoint's root port.
+    fn port(&self) -> u8;
+    /// The host bridge's decoder registers.
+    fn regs(&self) -> &Self::Regs;
+    /// The same, to write them.
+    fn regs_mut(&mut self) -> &mut Self::Regs;
+    /// The machine's windows, `targets_hb` for this host bridge.
+    fn windows(&self) -> Vec<Self::Window>;
+}
+
+/// The host bridge's HDM decoders, when firmware uses them: with
+/// `hdm_for_passthrough` on and not a passthrough host bridge.
+pub fn hb_decoders<P: HostBridgePath>(path: &mut P) -> Option<&mut P::Regs> {
+    (path.hdm_for_passthrough() && !path.passthrough()).then(|| path.regs_mut())
+}
+
+/// Whether the decode path above an endpoint routes `range` to it: the
+/// range is not empty, the endpoint decodes memory (`decodes_memory`:
+/// Memory Space on, in D0), it sits below a CXL host bridge (`path`,
+/// asked only then; `None` when it does not), and the host bridge routes
+/// the range to its root port ([`passthrough_routes`] for a passthrough
+/// host bridge, else [`hb_routes`]). The endpoint's own links (HDM
+/// Decoder Enable, DVSEC Mem_Enable) are the caller's.
+pub fn routes<P: HostBridgePath>(
+    range: HpaRange,
+    decodes_memory: bool,
+    path: impl FnOnce() -> Option<P>,
+) -> bool {
+    if range.size == 0 || !decodes_memory {
+        return false;
+    }
+    let Some(path) = path() else {
+        return false;
+    };
+    if path.passthrough() {
+        passthrough_routes(path.windows().as_slice(), range)
+    } else {
+        hb_routes(path.regs(), path.port(), range)
+    }
 }
 
 /// A second endpoint wants a host bridge decoder 0 that another one
@@ -684,6 +741,110 @@ mod tests {
         let mut regs = ok();
         regs.write(hdm::base_low(2), 0x0fff_ffff);
         assert!(hb_routes(&regs, 5, range));
+    }
+
+    /// A host bridge path as an emulator reads it.
+    struct FakePath {
+        hdm_for_passthrough: bool,
+        passthrough: bool,
+        port: u8,
+        regs: Regs,
+        windows: Vec<Window>,
+    }
+
+    impl HostBridgePath for FakePath {
+        type Regs = Regs;
+        type Window = Window;
+        fn hdm_for_passthrough(&self) -> bool {
+            self.hdm_for_passthrough
+        }
+        fn passthrough(&self) -> bool {
+            self.passthrough
+        }
+        fn port(&self) -> u8 {
+            self.port
+        }
+        fn regs(&self) -> &Regs {
+            &self.regs
+        }
+        fn regs_mut(&mut self) -> &mut Regs {
+            &mut self.regs
+        }
+        fn windows(&self) -> Vec<Window> {
+            self.windows.clone()
+        }
+    }
+
+    /// A host bridge with decoders whose decoder 1 routes 4G..5G to port
+    /// 5, and (were it passthrough) a window 8G..12G of only it.
+    fn path() -> FakePath {
+        FakePath {
+            hdm_for_passthrough: true,
+            passthrough: false,
+            port: 5,
+            regs: Regs::new(2)
+                .decoder(1, HpaRange::new(4 * G, G), 5, committed())
+                .enabled(),
+            windows: vec![win(0, 8 * G, 4 * G, 1, true)],
+        }
+    }
+
+    #[test]
+    fn routes_asks_the_host_bridge_of_a_decoding_endpoint() {
+        let range = HpaRange::new(4 * G, M256);
+        assert!(routes(range, true, || Some(path())));
+        // Memory Space off or not in D0; an empty range; no host bridge.
+        assert!(!routes(range, false, || Some(path())));
+        assert!(!routes(HpaRange::new(4 * G, 0), true, || Some(path())));
+        assert!(!routes(range, true, || None::<FakePath>));
+        // The host bridge's decoders say no.
+        assert!(!routes(HpaRange::new(8 * G, M256), true, || Some(path())));
+        let other_port = || Some(FakePath { port: 4, ..path() });
+        assert!(!routes(range, true, other_port));
+    }
+
+    #[test]
+    fn routes_of_a_passthrough_host_bridge_are_its_windows() {
+        let passthrough = || {
+            Some(FakePath {
+                hdm_for_passthrough: false,
+                passthrough: true,
+                ..path()
+            })
+        };
+        // Its registers are not asked (they would route 4G).
+        assert!(!routes(HpaRange::new(4 * G, M256), true, passthrough));
+        assert!(routes(HpaRange::new(8 * G, M256), true, passthrough));
+        assert!(!routes(HpaRange::new(8 * G, 0), true, passthrough));
+        assert!(!routes(HpaRange::new(8 * G, M256), false, passthrough));
+    }
+
+    #[test]
+    fn routes_does_not_read_the_path_when_the_endpoint_decides() {
+        let range = HpaRange::new(4 * G, M256);
+        let unread = || -> Option<FakePath> { panic!("path read") };
+        assert!(!routes(range, false, unread));
+        assert!(!routes(HpaRange::new(4 * G, 0), true, unread));
+    }
+
+    #[test]
+    fn hb_decoders_only_with_hdm_for_passthrough_and_not_passthrough() {
+        assert!(hb_decoders(&mut path()).is_some());
+        let mut p = FakePath {
+            hdm_for_passthrough: false,
+            ..path()
+        };
+        assert!(hb_decoders(&mut p).is_none());
+        let mut p = FakePath {
+            passthrough: true,
+            ..path()
+        };
+        assert!(hb_decoders(&mut p).is_none());
+        // What commit_hb_decoder0 writes goes to the path's registers.
+        let mut p = path();
+        let range = HpaRange::new(8 * G, M256);
+        commit_hb_decoder0(hb_decoders(&mut p), "hb", range, 5, 0).unwrap();
+        assert_eq!(p.regs.read(hdm::control(0)) & 0x400, 0x400);
     }
 
     #[test]

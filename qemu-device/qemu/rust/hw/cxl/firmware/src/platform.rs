@@ -13,7 +13,7 @@ use std::{
 
 use bql::BqlRefCell;
 use cxl_regs::{
-    firmware::{self, HbClaims, HdmRegisters, MapClaims, Window},
+    firmware::{self, HbClaims, HdmRegisters, HostBridgePath, MapClaims, Window},
     hdm,
     window::HpaRange,
 };
@@ -130,14 +130,44 @@ impl Path {
         self.hb_id.as_deref().unwrap_or("(no id)")
     }
 
-    /// The host bridge's HDM decoders, if it has them.
+    /// The host bridge's HDM decoders, if firmware uses them
+    /// ([`firmware::hb_decoders`]).
     pub fn hdm(&mut self) -> Option<&mut HbRegisters> {
-        (self.hdm_for_passthrough && !self.passthrough).then_some(&mut self.regs)
+        firmware::hb_decoders(self)
     }
 
     /// The machine's windows, each saying whether it targets this host
     /// bridge.
     pub fn windows(&self) -> Vec<MachineWindow> {
+        windows(self.hb)
+    }
+}
+
+impl HostBridgePath for Path {
+    type Regs = HbRegisters;
+    type Window = MachineWindow;
+
+    fn hdm_for_passthrough(&self) -> bool {
+        self.hdm_for_passthrough
+    }
+
+    fn passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    fn port(&self) -> u8 {
+        self.port
+    }
+
+    fn regs(&self) -> &HbRegisters {
+        &self.regs
+    }
+
+    fn regs_mut(&mut self) -> &mut HbRegisters {
+        &mut self.regs
+    }
+
+    fn windows(&self) -> Vec<MachineWindow> {
         windows(self.hb)
     }
 }
@@ -253,23 +283,13 @@ pub fn commit_hb_decoder0(ep: &PCIDevice, range: HpaRange, eig: u8) -> Result<()
         .map_err(|e| Error::msg(e.to_string()))
 }
 
-/// Whether the decode path above `ep` routes `range` to it: `ep` decodes
-/// memory (Memory Space on, in D0), and its host bridge routes the range
-/// to its root port ([`firmware::hb_routes`], or for a passthrough host
-/// bridge [`firmware::passthrough_routes`]). The endpoint's own links
-/// (HDM Decoder Enable, DVSEC Mem_Enable) are the caller's.
+/// Whether the decode path above `ep` routes `range` to it
+/// ([`firmware::routes`]: `ep` decodes memory, Memory Space on and in D0,
+/// and its host bridge routes the range to its root port). The
+/// endpoint's own links (HDM Decoder Enable, DVSEC Mem_Enable) are the
+/// caller's.
 pub fn routes(ep: &PCIDevice, range: HpaRange) -> bool {
-    if range.size == 0 || !ep.decodes_memory() {
-        return false;
-    }
-    let Ok(path) = Path::of(ep) else {
-        return false;
-    };
-    if path.passthrough {
-        firmware::passthrough_routes(path.windows().as_slice(), range)
-    } else {
-        firmware::hb_routes(&path.regs, path.port, range)
-    }
+    firmware::routes(range, ep.decodes_memory(), || Path::of(ep).ok())
 }
 
 /// A device that re-evaluates its route when a decoder changes.
