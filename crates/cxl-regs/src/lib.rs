@@ -16,11 +16,14 @@
 //!   [`ras`] (§8.2.4.17) and [`hdm`] (§8.2.4.20) in it.
 //! - [`window`]: HPA ranges, fixed memory windows, interleave encodings,
 //!   HPA/DPA translation.
+//! - [`firmware`]: what platform firmware decides for an endpoint below a
+//!   host bridge (window, host bridge decoder 0, routes, mapping claims).
 //! - [`type2`]: the layout the project's emulated Type-2 devices share.
 
 pub mod bits;
 pub mod component;
 pub mod dvsec;
+pub mod firmware;
 pub mod hdm;
 pub mod ras;
 pub mod reg_locator;

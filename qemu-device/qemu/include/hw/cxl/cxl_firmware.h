@@ -3,10 +3,13 @@
  *
  * On real platforms, firmware programs and commits the HDM decoders of
  * devices whose memory must be usable before the OS binds a driver
- * (CXL r3.1 section 9.10; Type-2 accelerators rely on it).  These helpers
- * let an emulated endpoint below a CXL root port of a pxb-cxl host bridge
- * do the same at reset, and locate the CXL Fixed Memory Window (CFMW) that
- * decodes an address range.
+ * (CXL r3.1 section 9.10; Type-2 accelerators rely on it).  The Rust
+ * crate rust/hw/cxl/firmware does the same at reset for an emulated
+ * endpoint below a CXL root port of a pxb-cxl host bridge, maps its
+ * memory into the CXL Fixed Memory Window (CFMW) that decodes it, and
+ * decides (crate cxl_regs, module firmware) which window fits, whether
+ * the host bridge's decoders route a range, and which claims conflict.
+ * These are the C helpers it reads the machine through.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -17,7 +20,29 @@
 #include "hw/pci/pci_device.h"
 #include "system/memory.h"
 
-/* A CXL Fixed Memory Window as seen by an endpoint. */
+/* The host bridge above an endpoint, and the endpoint's root port. */
+typedef struct CXLFirmwarePath {
+    /* The pxb-cxl host bridge (identity only). */
+    Object *hb;
+    /* Its id, or NULL. */
+    const char *hb_id;
+    /* The root port's port number (what a target list names). */
+    uint8_t port;
+    /* pxb-cxl,hdm_for_passthrough=on. */
+    bool hdm_for_passthrough;
+    /* A host bridge with one root port and no HDM decoders. */
+    bool passthrough;
+    /*
+     * The host bridge's HDM Decoder Capability Structure: little-endian
+     * dwords in its cache-mem registers, at the offsets of CXL r3.1
+     * 8.2.4.20, with @hdm_count decoders.  Valid as long as the host
+     * bridge, which outlives the endpoint.
+     */
+    uint32_t *hdm;
+    uint32_t hdm_count;
+} CXLFirmwarePath;
+
+/* A CXL Fixed Memory Window. */
 typedef struct CXLFirmwareWindow {
     /* The window's MemoryRegion (a container for direct mappings). */
     MemoryRegion *mr;
@@ -26,111 +51,32 @@ typedef struct CXLFirmwareWindow {
     uint64_t size;
     /* Number of host bridges the window interleaves across. */
     uint8_t ways;
-    /* Encoded interleave granularity (CXL r3.1 8.2.4.20.7). */
+    /* Encoded interleave granularity (CXL r3.1 8.2.4.20.9). */
     uint8_t enc_granularity;
     /* Position of the window in -M cxl-fmw.N. */
     int index;
+    /* Whether one of its targets is the host bridge asked about. */
+    bool targets_hb;
 } CXLFirmwareWindow;
 
 /**
- * cxl_firmware_find_window: the window firmware maps an endpoint into
- * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
- * @size: bytes of device memory to map
+ * cxl_firmware_path: the host bridge and root port above @ep
+ * @ep: an endpoint, which must sit directly below a root port of a pxb-cxl
+ *      host bridge
  * @out: filled in on success
- * @errp: error why no window fits (topology, interleave, size)
+ * @errp: error naming what is wrong with the topology
+ */
+bool cxl_firmware_path(PCIDevice *ep, CXLFirmwarePath *out, Error **errp);
+
+/**
+ * cxl_firmware_windows: the machine's windows, in cxl-fmw order
+ * @hb: the host bridge for CXLFirmwareWindow.targets_hb, or NULL
+ * @out: room for @max windows
  *
- * Returns the first window (in cxl-fmw order) that targets only @ep's host
- * bridge and holds at least @size bytes.  The host bridge must have HDM
- * decoders (pxb-cxl,hdm_for_passthrough=on), since Linux assembles a
- * region only when a committed host bridge decoder has exactly the
- * endpoint decoder's range.
+ * Returns the number of windows, which may be more than @max (then only
+ * the first @max are filled in).
  */
-bool cxl_firmware_find_window(PCIDevice *ep, uint64_t size,
-                              CXLFirmwareWindow *out, Error **errp);
-
-/**
- * cxl_firmware_claim_hb: reserve @ep's host bridge decoder 0 for its pre-commit
- * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
- * @base, @size: the range reset will commit (cxl_firmware_commit_hb_decoder)
- * @errp: error naming the endpoint that already holds it, or the range the
- *        decoder already decodes
- *
- * Firmware commits one device per host bridge (its decoder 0 names one
- * root port).  Claiming at realize makes a second device fail there, with
- * an error, instead of at reset, where a failure cannot be reported (and
- * at hot-plug would end the running VM).  A decoder left committed (the
- * guest's, or firmware's for a device since unplugged) is accepted only if
- * it already decodes exactly @base/@size to @ep's root port, as reset will
- * require.  Claiming twice for @ep is fine.
- */
-bool cxl_firmware_claim_hb(PCIDevice *ep, uint64_t base, uint64_t size,
-                           Error **errp);
-
-/**
- * cxl_firmware_release_hb: drop @ep's claim (unrealize); no-op without one
- */
-void cxl_firmware_release_hb(PCIDevice *ep);
-
-/**
- * cxl_firmware_window_at: the window that contains [@base, @base + @size)
- *
- * Returns false if no window contains the whole range.
- */
-bool cxl_firmware_window_at(uint64_t base, uint64_t size,
-                            CXLFirmwareWindow *out);
-
-/**
- * cxl_firmware_claim_map: reserve [@base, @base + @size) for mapping @mr
- * @mr: the region a device maps there (its owner names the device)
- * @errp: error naming the device whose mapping overlaps
- *
- * Two devices committed at overlapping addresses must not both be mapped
- * (which one the guest reached would depend on QEMU's memory map): the
- * second commit is refused.  One range per region; claiming again moves
- * it.
- */
-bool cxl_firmware_claim_map(MemoryRegion *mr, uint64_t base, uint64_t size,
-                            Error **errp);
-
-/**
- * cxl_firmware_release_map: drop @mr's range; no-op without one
- */
-void cxl_firmware_release_map(MemoryRegion *mr);
-
-/**
- * cxl_firmware_commit_hb_decoder: commit HDM decoder 0 of @ep's host bridge
- * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
- * @base, @size: the HPA range, 256 MiB aligned, inside a window
- * @enc_granularity: encoded interleave granularity (the window's)
- * @errp: error if the host bridge has no HDM decoders, or its decoder 0
- *        already decodes another range
- *
- * Programs base, size, and a one-way target list naming @ep's root port,
- * then sets Lock On Commit and Committed and enables HDM decoding, the way
- * firmware leaves the decoder for the OS.
- */
-bool cxl_firmware_commit_hb_decoder(PCIDevice *ep, uint64_t base,
-                                    uint64_t size, uint8_t enc_granularity,
-                                    Error **errp);
-
-/**
- * cxl_firmware_routes: whether the decode path routes a range to @ep
- * @ep: an endpoint directly below a root port of a pxb-cxl host bridge
- * @base, @size: the range @ep's committed HDM decoder decodes
- * @hdm_enabled: HDM Decoder Enable of @ep's HDM Decoder Capability
- * @mem_enabled: Mem_Enable of @ep's CXL Device DVSEC
- *
- * An endpoint maps its memory into the window only while all of these
- * hold: PCI Memory Space of @ep is on, @hdm_enabled, @mem_enabled, and
- * the host bridge has HDM decoding enabled and a committed,
- * non-interleaving decoder that covers the range and targets @ep's root
- * port (a passthrough host bridge, without HDM decoders, routes the
- * windows that target only it to its one root port).  Re-evaluate
- * whenever one of them may have changed; for the host bridge,
- * cxl_firmware_watch_routes() says when.
- */
-bool cxl_firmware_routes(PCIDevice *ep, uint64_t base, uint64_t size,
-                         bool hdm_enabled, bool mem_enabled);
+size_t cxl_firmware_windows(Object *hb, CXLFirmwareWindow *out, size_t max);
 
 typedef void (*CXLFirmwareRouteFn)(void *opaque);
 

@@ -1,5 +1,6 @@
 /*
- * Input to bindgen for the PCI bindings of Rust devices.
+ * Input to bindgen for the PCI bindings of Rust devices, and the CXL
+ * firmware helpers endpoints use (hw/cxl/cxl-firmware.c).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -26,3 +27,4 @@ typedef enum memory_order {
 #include "hw/pci/pci_device.h"
 #include "hw/pci/pcie.h"
 #include "hw/cxl/cxl_pci.h"
+#include "hw/cxl/cxl_firmware.h"

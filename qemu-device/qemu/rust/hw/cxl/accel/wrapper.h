@@ -20,6 +20,5 @@ typedef enum memory_order {
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "qemu/log.h"
-#include "hw/cxl/cxl_firmware.h"
 #include "system/hostmem.h"
 #include "system/ramblock.h"

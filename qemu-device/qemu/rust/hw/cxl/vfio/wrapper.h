@@ -1,7 +1,7 @@
 /*
  * Input to bindgen for vfio-cxl and vfio-user-cxl: the VFIO device
  * types they subclass (hw/vfio/pci.h, hw/vfio-user/pci.h), the VFIO
- * calls they make, the uAPI (linux/vfio.h) and the CXL firmware helpers.
+ * calls they make and the uAPI (linux/vfio.h).
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -22,7 +22,6 @@ typedef enum memory_order {
 #include "qemu/osdep.h"
 #include "qemu/error-report.h"
 #include "migration/blocker.h"
-#include "hw/cxl/cxl_firmware.h"
 #include "hw/vfio/pci.h"
 #include "hw/vfio/vfio-region.h"
 #include "hw/vfio/vfio-cxl.h"

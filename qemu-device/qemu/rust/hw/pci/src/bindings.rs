@@ -19,7 +19,8 @@
     clippy::too_many_arguments
 )]
 
-//! `bindgen`-generated declarations of `hw/pci/pci_device.h` and friends.
+//! `bindgen`-generated declarations of `hw/pci/pci_device.h` and friends,
+//! and of the CXL firmware helpers (`hw/cxl/cxl_firmware.h`).
 
 use chardev::bindings::Chardev;
 use glib_sys::{

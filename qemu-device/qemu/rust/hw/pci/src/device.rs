@@ -198,6 +198,45 @@ where
         }
     }
 
+    /// The little-endian word of config space at `offset`.
+    ///
+    /// # Panics
+    /// If the word is outside config space.
+    fn config_word(&self, offset: u32) -> u16 {
+        assert!(bql::is_locked());
+        let at = offset as usize;
+        assert!(
+            at + 2 <= self.config_size() as usize,
+            "config read out of range"
+        );
+        // SAFETY: `config` has config_size() bytes (checked above) and is
+        // only written under the BQL.
+        unsafe {
+            let config = (*self.as_pci_ptr()).config;
+            u16::from_le_bytes([*config.add(at), *config.add(at + 1)])
+        }
+    }
+
+    /// Whether the function decodes memory: Memory Space is on in the
+    /// Command register and, if it has a PCI PM capability, it is in D0
+    /// (outside D0 a function decodes no memory).
+    fn decodes_memory(&self) -> bool {
+        let command = self.config_word(bindings::PCI_COMMAND);
+        if command & bindings::PCI_COMMAND_MEMORY as u16 == 0 {
+            return false;
+        }
+        // SAFETY: plain fields of the device, written only under the BQL.
+        let (cap_present, pm_cap) = unsafe {
+            let dev = self.as_pci_ptr();
+            ((*dev).cap_present, (*dev).pm_cap)
+        };
+        if cap_present & bindings::QEMU_PCI_CAP_PM as u32 == 0 {
+            return true;
+        }
+        let pmcsr = self.config_word(u32::from(pm_cap) + bindings::PCI_PM_CTRL);
+        pmcsr & bindings::PCI_PM_CTRL_STATE_MASK as u16 == 0
+    }
+
     /// Copies `bytes` into config space at `offset` and makes them
     /// read-only for `pci_default_write_config`.
     ///

@@ -19,8 +19,7 @@
     clippy::too_many_arguments
 )]
 
-//! `bindgen`-generated declarations: `hw/cxl/cxl_firmware.h`,
-//! `system/hostmem.h`, `system/ramblock.h` (discarding RAM), error
+//! `bindgen`-generated declarations: `system/hostmem.h`, `system/ramblock.h` (discarding RAM), error
 //! reporting.
 
 use chardev::bindings::Chardev;

@@ -4,23 +4,21 @@
 //! BAR, reset-time firmware commit and the direct mapping of device memory
 //! into the CXL Fixed Memory Window while HDM decoder 0 is committed.
 
-use std::{
-    ffi::{c_void, CStr},
-    ptr::addr_of,
-};
+use std::ffi::{c_char, CStr};
 
 use bql::BqlRefCell;
-use common::{uninit_field_mut, Zeroable};
+use common::uninit_field_mut;
+use cxl_firmware::{
+    platform::{unwatch_routes, watch_routes, RoutesChanged},
+    Endpoint, HdmMemory, MemoryRegionExt, MemoryTrace,
+};
 use cxl_regs::{
     component::{self, ComponentRegisters},
     dvsec::{self, Control, CxlDeviceDvsec, DvsecEvent, DVSEC_LENGTH, RANGE_ALIGN},
-    hdm::{FirmwareDecoder, GlobalControl, HdmConfig, HdmEvent},
+    hdm::HdmConfig,
     window::HpaRange,
 };
-use hwcore::{
-    bindings::{qdev_prop_bool, qdev_prop_link, Property, Property__bindgen_ty_1},
-    DeviceImpl, DevicePropertiesImpl, DeviceState, ResetType, ResettablePhasesImpl,
-};
+use hwcore::{DeviceImpl, DeviceState, QDevProp, ResetType, ResettablePhasesImpl};
 use migration::{VMStateDescription, VMStateDescriptionBuilder};
 use pci::{
     PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, PciIds, BAR_MEM_TYPE_64,
@@ -28,7 +26,7 @@ use pci::{
 };
 use qom::{prelude::*, InterfaceList, ObjectImpl, ParentField, ParentInit};
 use system::{bindings::hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder};
-use util::{ensure, log::Log, log_mask_ln, Error, Result};
+use util::{ensure, Result};
 
 use crate::{bindings, config, mem_clear};
 
@@ -37,32 +35,17 @@ use crate::{bindings, config, mem_clear};
 /// Device ID allocated in QEMU's PCI ID space (docs/specs/pci-ids.rst).
 const DEVICE_ID: u16 = pci::bindings::PCI_DEVICE_ID_REDHAT_CXL_ACCEL as u16;
 
-/// Where device memory is mapped while decoder 0 is committed.
-#[derive(Clone, Copy, Debug)]
-struct Mapping {
-    window: *mut system::bindings::MemoryRegion,
-    hpa: HpaRange,
-}
-
-/// The CFMW firmware commits the device into (found at realize).
-#[derive(Clone, Copy, Debug)]
-struct Window {
-    range: HpaRange,
-    enc_granularity: u8,
-    index: i32,
-}
-
-/// Register state: everything the guest can change.
-#[derive(Debug)]
+/// Register state: everything the guest can change, and the memory path
+/// that follows it.
 struct AccelRegs {
     dvsec: CxlDeviceDvsec,
     component: ComponentRegisters,
-    mapping: Option<Mapping>,
+    memory: HdmMemory,
 }
 
 /// State of a cxl-accel device.
 #[repr(C)]
-#[derive(qom::Object)]
+#[derive(qom::Object, hwcore::Device)]
 pub struct CxlAccelState {
     parent_obj: ParentField<PCIDevice>,
     /// BAR 0: the component register block.
@@ -70,15 +53,17 @@ pub struct CxlAccelState {
     /// Alias of the memory backend, mapped into a CFMW on commit.
     hdm_alias: MemoryRegion,
     /// Property `memdev`: link to the memory backend.
+    #[property(rename = "memdev")]
     memdev: BackendLink,
     /// Property `precommit`: firmware commits the decoders at reset.
+    #[property(default = true)]
     precommit: bool,
     /// Property `cxl-reset`: CXL Reset and Mem_Clr capable.
+    #[property(rename = "cxl-reset", default = true)]
     cxl_reset_capable: bool,
     /// Property `pm`: a PCI Power Management capability (D0, D3hot).
+    #[property(rename = "pm", default = false)]
     pm_capable: bool,
-    mem_size: BqlRefCell<u64>,
-    window: BqlRefCell<Option<Window>>,
     regs: BqlRefCell<Option<AccelRegs>>,
 }
 
@@ -99,9 +84,77 @@ struct BackendLink(*mut bindings::HostMemoryBackend);
 unsafe impl Sync for BackendLink {}
 // SAFETY: as for Sync; no thread-local state is attached to the pointer.
 unsafe impl Send for BackendLink {}
-// SAFETY: `window` is the machine's CFMW MemoryRegion, which lives as long
-// as QEMU; Mapping lives in a BqlRefCell, so it is only used under the BQL.
-unsafe impl Send for Mapping {}
+
+// SAFETY: BackendLink is a transparent `HostMemoryBackend *`, the storage
+// qdev_prop_link expects (an `Object *` of type LINK_TYPE, which a
+// HostMemoryBackend starts with).
+unsafe impl QDevProp for BackendLink {
+    const BASE_INFO: *const hwcore::bindings::PropertyInfo =
+        std::ptr::addr_of!(hwcore::bindings::qdev_prop_link);
+    const LINK_TYPE: *const c_char = c"memory-backend".as_ptr();
+}
+
+impl BackendLink {
+    /// Whether the property was set.
+    fn is_set(&self) -> bool {
+        !self.0.is_null()
+    }
+
+    /// The backend's memory.
+    ///
+    /// # Panics
+    /// If the property was not set (realize checks it first), or the
+    /// backend has no memory region.
+    fn memory(&self) -> &MemoryRegion {
+        assert!(self.is_set());
+        // SAFETY: a backend kept by the link.
+        let mr = unsafe { bindings::host_memory_backend_get_memory(self.0) };
+        assert!(!mr.is_null(), "memory backend without a memory region");
+        // SAFETY: not null (checked above); the link keeps a reference to
+        // the backend, whose region exists once the backend is complete
+        // and lives as long as it.
+        unsafe { MemoryRegion::from_raw(mr.cast()) }
+    }
+
+    /// Whether a device maps the backend (`host_memory_backend_is_mapped`).
+    fn is_mapped(&self) -> bool {
+        // SAFETY: a backend kept by the link (is_set checked by callers).
+        self.is_set() && unsafe { bindings::host_memory_backend_is_mapped(self.0) }
+    }
+
+    /// `host_memory_backend_set_mapped`: a mapped backend cannot be
+    /// deleted by object-del.
+    fn set_mapped(&self, mapped: bool) {
+        if self.is_set() {
+            // SAFETY: a backend kept by the link.
+            unsafe { bindings::host_memory_backend_set_mapped(self.0, mapped) };
+        }
+    }
+}
+
+/// cxl-accel's trace events for the shared memory path.
+struct AccelTrace;
+
+impl MemoryTrace for AccelTrace {
+    fn precommit(&self, _name: &CStr, range: HpaRange, window: i32) {
+        trace::trace_cxl_accel_precommit(range.base, range.size, window);
+    }
+    fn commit_failed(&self, _name: &CStr, decoder: u32, range: HpaRange) {
+        trace::trace_cxl_accel_commit_failed(decoder, range.base, range.size);
+    }
+    fn map(&self, _name: &CStr, hpa: HpaRange, dpa: u64) {
+        trace::trace_cxl_accel_map(hpa.base, hpa.size, dpa);
+    }
+    fn unmap(&self, _name: &CStr, hpa: HpaRange) {
+        trace::trace_cxl_accel_unmap(hpa.base, hpa.size);
+    }
+    fn route(&self, _name: &CStr, hpa: HpaRange, routed: bool) {
+        trace::trace_cxl_accel_route(hpa.base, hpa.size, routed);
+    }
+    fn no_window(&self, _name: &CStr, hpa: HpaRange) {
+        trace::trace_cxl_accel_no_window(hpa.base, hpa.size);
+    }
+}
 
 // SAFETY: the type is a PCIDevice subclass without its own class struct,
 // and its TYPE_NAME is unique.
@@ -116,44 +169,6 @@ impl ObjectImpl for CxlAccelState {
     const INSTANCE_INIT: Option<unsafe fn(ParentInit<Self>)> = Some(Self::init);
     const CLASS_INIT: fn(&mut Self::Class) = Self::class_init;
     const INTERFACES: InterfaceList = qom::interfaces![INTERFACE_CXL_DEVICE, INTERFACE_PCIE_DEVICE];
-}
-
-// SAFETY: the array describes fields of CxlAccelState with matching
-// property types: a HostMemoryBackend pointer for the link and bools.
-unsafe impl DevicePropertiesImpl for CxlAccelState {
-    const PROPERTIES: &'static [Property] = &[
-        Property {
-            name: c"memdev".as_ptr(),
-            info: addr_of!(qdev_prop_link),
-            offset: std::mem::offset_of!(CxlAccelState, memdev) as isize,
-            link_type: c"memory-backend".as_ptr(),
-            ..Zeroable::ZERO
-        },
-        Property {
-            name: c"precommit".as_ptr(),
-            info: addr_of!(qdev_prop_bool),
-            offset: std::mem::offset_of!(CxlAccelState, precommit) as isize,
-            set_default: true,
-            defval: Property__bindgen_ty_1 { u: 1 },
-            ..Zeroable::ZERO
-        },
-        Property {
-            name: c"cxl-reset".as_ptr(),
-            info: addr_of!(qdev_prop_bool),
-            offset: std::mem::offset_of!(CxlAccelState, cxl_reset_capable) as isize,
-            set_default: true,
-            defval: Property__bindgen_ty_1 { u: 1 },
-            ..Zeroable::ZERO
-        },
-        Property {
-            name: c"pm".as_ptr(),
-            info: addr_of!(qdev_prop_bool),
-            offset: std::mem::offset_of!(CxlAccelState, pm_capable) as isize,
-            set_default: true,
-            defval: Property__bindgen_ty_1 { u: 0 },
-            ..Zeroable::ZERO
-        },
-    ];
 }
 
 const VMSTATE_CXL_ACCEL: VMStateDescription<CxlAccelState> =
@@ -244,77 +259,50 @@ impl CxlAccelState {
             "cxl-accel-component",
             component::BLOCK_SIZE,
         );
-        uninit_field_mut!(*this, mem_size).write(BqlRefCell::new(0));
-        uninit_field_mut!(*this, window).write(BqlRefCell::new(None));
         uninit_field_mut!(*this, regs).write(BqlRefCell::new(None));
     }
 
-    fn pci_ptr(&self) -> *mut pci::bindings::PCIDevice {
-        self.as_pci_ptr()
-    }
-
-    fn backend_mr(&self) -> *mut system::bindings::MemoryRegion {
-        // SAFETY: realize checked that memdev is set; the link keeps a
-        // reference to the backend while the device exists.
-        unsafe { bindings::host_memory_backend_get_memory(self.memdev.0).cast() }
+    /// What the memory path borrows for a call: the device, the alias of
+    /// its memory and its DVSEC Mem_Enable.
+    fn endpoint<'a>(&'a self, dvsec: &CxlDeviceDvsec) -> Endpoint<'a> {
+        Endpoint {
+            pci: self.upcast::<PCIDevice>(),
+            alias: &self.hdm_alias,
+            mem_enabled: dvsec.control().is_set(Control::MEM_ENABLE),
+        }
     }
 
     fn realize(&self) -> Result<()> {
         ensure!(
-            !self.memdev.0.is_null(),
+            self.memdev.is_set(),
             "property 'memdev' is required, e.g. -object memory-backend-ram,id=accmem,size=256M \
              -device cxl-accel,memdev=accmem"
         );
-        // SAFETY: memdev is a valid backend (checked above, kept by the link).
-        let in_use = unsafe { bindings::host_memory_backend_is_mapped(self.memdev.0) };
-        ensure!(!in_use, "memdev is already in use by another device");
-        // SAFETY: the backend's region exists once the backend is complete.
-        let size = unsafe { system::bindings::memory_region_size(self.backend_mr()) };
+        ensure!(
+            !self.memdev.is_mapped(),
+            "memdev is already in use by another device"
+        );
+        let backend = self.memdev.memory();
+        let size = backend.size();
         ensure!(
             size > 0 && size % RANGE_ALIGN == 0,
             "memdev size {:#x} is not a non-zero multiple of 256 MiB",
             size
         );
-
-        let mut fw = bindings::CXLFirmwareWindow::default();
-        // SAFETY: the device is being realized below its bus; `fw` is
-        // written only on success.
-        let found = unsafe {
-            Error::with_errp(|errp| {
-                bindings::cxl_firmware_find_window(self.pci_ptr(), size, &mut fw, errp)
-            })
-        };
-        let window = match found {
-            Ok(true) => Some(Window {
-                range: HpaRange::new(fw.base, fw.size),
-                enc_granularity: fw.enc_granularity,
-                index: fw.index,
-            }),
-            Ok(false) => None,
-            Err(e) if self.precommit => {
-                return Err(Error::msg(format!(
-                    "precommit=on needs a CXL window for this device (or set precommit=off): {e}"
-                )));
-            }
-            Err(_) => None,
-        };
         self.pcie_endpoint_cap_init(config::PCIE_CAP_OFFSET)?;
         if self.pm_capable {
             self.pm_init(config::PM_CAP_OFFSET)?;
         }
-        // Last of the fallible steps: exit() (which releases the claim)
-        // does not run when realize fails.
-        if let Some(w) = window.filter(|_| self.precommit) {
-            // At realize, where an error can be reported (not at reset).
-            let range = w.range.precommit_range(size);
-            // SAFETY: as above; released in exit().
-            unsafe {
-                Error::with_errp(|errp| {
-                    bindings::cxl_firmware_claim_hb(self.pci_ptr(), range.base, range.size, errp)
-                })
-            }
-            .map_err(|e| Error::msg(format!("precommit=on: {e}")))?;
-        }
+        // Last of the fallible steps: exit() (which releases the host
+        // bridge claim) does not run when realize fails.
+        let memory = HdmMemory::new(
+            self.upcast::<PCIDevice>(),
+            c"cxl-accel".to_owned(),
+            "cxl-accel".to_owned(),
+            &AccelTrace,
+            size,
+            self.precommit,
+        )?;
 
         self.pcie_add_capability(
             config::EXT_CAP_ID_DVSEC,
@@ -339,98 +327,48 @@ impl CxlAccelState {
         self.register_bar(config::COMPONENT_BAR, BAR_MEM_TYPE_64, &self.component_bar);
 
         // SAFETY: hdm_alias is zeroed storage owned by this device and
-        // finalized with it. The alias takes no reference to the backend's
-        // region: the strong memdev link keeps the backend alive until the
-        // device is finalized, and a mapped backend (set_mapped below,
-        // cleared at exit) cannot be deleted by object-del.
+        // finalized with it (realize runs once per device). The alias takes
+        // no reference to the backend's region: the strong memdev link
+        // keeps the backend alive until the device is finalized, and a
+        // mapped backend (set_mapped below, cleared at exit) cannot be
+        // deleted by object-del.
         unsafe {
-            system::bindings::memory_region_init_alias(
-                self.hdm_alias.as_mut_ptr(),
-                self.as_object_mut_ptr().cast(),
-                c"cxl-accel-hdm".as_ptr(),
-                self.backend_mr(),
-                0,
-                size,
-            );
-            bindings::host_memory_backend_set_mapped(self.memdev.0, true);
-        }
+            self.hdm_alias
+                .init_alias(self, c"cxl-accel-hdm", backend, 0, size)
+        };
+        self.memdev.set_mapped(true);
 
-        // Linux commits decoders anywhere in a window that targets the
-        // host bridge; without one, use the whole address space and let
-        // the mapping step look the window up.
-        let hdm_window = window.map_or(HpaRange::new(0, u64::MAX), |w| w.range);
         let regs = AccelRegs {
             dvsec: CxlDeviceDvsec::new(config::dvsec_config(size, self.cxl_reset_capable)),
-            component: ComponentRegisters::new(HdmConfig::single_device_decoder(hdm_window, size)),
-            mapping: None,
+            component: ComponentRegisters::new(HdmConfig::single_device_decoder(
+                memory.decoder_window(),
+                size,
+            )),
+            memory,
         };
-        *self.mem_size.borrow_mut() = size;
-        *self.window.borrow_mut() = window;
         *self.regs.borrow_mut() = Some(regs);
         self.sync_dvsec();
-        // SAFETY: the device outlives the watch, which exit() drops; the
-        // callback runs under the BQL, as every device callback does.
-        unsafe {
-            bindings::cxl_firmware_watch_routes(
-                Some(Self::routes_changed),
-                std::ptr::from_ref(self).cast_mut().cast(),
-            );
-        }
+        // SAFETY: a QOM device does not move; exit() drops the watch.
+        unsafe { watch_routes(self) };
         Ok(())
     }
 
-    /// A decoder of some CXL component (our host bridge's, perhaps)
-    /// changed: re-evaluate our route.
-    unsafe extern "C" fn routes_changed(opaque: *mut c_void) {
-        // SAFETY: `opaque` is the device that registered the watch
-        // (realize) and dropped it at exit, and the BQL is held. `regs`
-        // is not borrowed meanwhile: the device never writes another
-        // component's HDM decoder registers, the only caller.
-        let this = unsafe { &*opaque.cast::<CxlAccelState>() };
-        this.reroute();
-    }
-
     /// Enables the mapping only while the whole decode path routes the
-    /// committed range to this device (cxl_firmware_routes: host bridge
-    /// decoder, HDM Decoder Enable, DVSEC Mem_Enable, Memory Space);
-    /// meanwhile the window's own MMIO answers (reads 0, writes dropped).
+    /// committed range to this device (HdmMemory::route).
     fn reroute(&self) {
         if let Some(regs) = self.regs.borrow().as_ref() {
-            Self::route(self.pci_ptr(), &self.hdm_alias, regs);
+            regs.memory
+                .route(&self.endpoint(&regs.dvsec), regs.component.hdm());
         }
-    }
-
-    fn route(pci: *mut pci::bindings::PCIDevice, alias: &MemoryRegion, regs: &AccelRegs) {
-        let Some(m) = regs.mapping else { return };
-        let hdm_enabled = regs
-            .component
-            .hdm()
-            .global_control()
-            .is_set(GlobalControl::HDM_DECODER_ENABLE);
-        let mem_enabled = regs.dvsec.control().is_set(Control::MEM_ENABLE);
-        // SAFETY: the device is realized; a lookup of its decode path.
-        let routed = unsafe {
-            bindings::cxl_firmware_routes(pci, m.hpa.base, m.hpa.size, hdm_enabled, mem_enabled)
-        };
-        // SAFETY: the alias was initialized at realize.
-        unsafe { system::bindings::memory_region_set_enabled(alias.as_mut_ptr(), routed) };
-        trace::trace_cxl_accel_route(m.hpa.base, m.hpa.size, routed);
     }
 
     fn exit(&self) {
-        // SAFETY: drops the watch realize registered (none if it failed).
-        unsafe {
-            bindings::cxl_firmware_unwatch_routes(std::ptr::from_ref(self).cast_mut().cast())
-        };
+        unwatch_routes(self);
         if let Some(regs) = self.regs.borrow_mut().as_mut() {
-            Self::unmap(&self.hdm_alias, regs);
+            let ep = self.endpoint(&regs.dvsec);
+            regs.memory.release(&ep);
         }
-        // SAFETY: the device is still realized; a no-op without a claim.
-        unsafe { bindings::cxl_firmware_release_hb(self.pci_ptr()) };
-        if !self.memdev.0.is_null() {
-            // SAFETY: the backend is still linked.
-            unsafe { bindings::host_memory_backend_set_mapped(self.memdev.0, false) };
-        }
+        self.memdev.set_mapped(false);
     }
 
     /// Copies the DVSEC model's registers into config space, where
@@ -449,7 +387,7 @@ impl CxlAccelState {
     fn config_write(&self, addr: u32, val: u32, len: u32) {
         self.default_config_write(addr, val, len);
         let Some((offset, size, value)) = config::dvsec_part(addr, len, val) else {
-            // Memory Space may have changed.
+            // Memory Space or the power state may have changed.
             self.reroute();
             return;
         };
@@ -475,21 +413,19 @@ impl CxlAccelState {
     fn cxl_reset(&self, clear_memory: bool) {
         trace::trace_cxl_accel_cxl_reset(clear_memory);
         if let Some(regs) = self.regs.borrow_mut().as_mut() {
-            Self::unmap(&self.hdm_alias, regs);
+            regs.memory.unmap(&self.hdm_alias);
             regs.component.cxl_reset();
-            let cleared = !clear_memory || Self::clear_memory(self.backend_mr());
+            let cleared = !clear_memory || Self::clear_memory(self.memdev.memory());
             regs.dvsec.cxl_reset_done(cleared);
         }
         self.sync_dvsec();
     }
 
-    fn clear_memory(mr: *mut system::bindings::MemoryRegion) -> bool {
+    fn clear_memory(mr: &MemoryRegion) -> bool {
         let start = std::time::Instant::now();
-        let result = mem_clear::discard_all(mr);
+        let result = mem_clear::discard_all(mr.as_mut_ptr());
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        // SAFETY: the backend's region, alive while the device is.
-        let size = unsafe { system::bindings::memory_region_size(mr) };
-        trace::trace_cxl_accel_mem_clear(size, ns, result.is_ok());
+        trace::trace_cxl_accel_mem_clear(mr.size(), ns, result.is_ok());
         if let Err(e) = &result {
             mem_clear::report_once(&format!(
                 "cxl-accel: CXL Reset Mem_Clr: {e}; reporting CXL_Reset_Error"
@@ -512,127 +448,17 @@ impl CxlAccelState {
         trace::trace_cxl_accel_component_write(offset, size, value);
         let mut regs = self.regs.borrow_mut();
         let Some(regs) = regs.as_mut() else { return };
+        let ep = self.endpoint(&regs.dvsec);
         if let Some(event) = regs.component.write(offset, size, value) {
-            Self::hdm_event(self.pci_ptr(), &self.hdm_alias, regs, event);
+            regs.memory.hdm_event(&ep, regs.component.hdm_mut(), event);
         }
         // HDM Decoder Enable may have changed.
-        Self::route(self.pci_ptr(), &self.hdm_alias, regs);
-    }
-
-    /// Carries out what an HDM decoder change means for the memory map.
-    fn hdm_event(
-        pci: *mut pci::bindings::PCIDevice,
-        alias: &MemoryRegion,
-        regs: &mut AccelRegs,
-        event: HdmEvent,
-    ) {
-        match event {
-            HdmEvent::Committed {
-                decoder,
-                hpa,
-                dpa_base,
-                ways,
-                ..
-            } => {
-                let mapped = match ways {
-                    1 => Self::map(pci, alias, regs, hpa, dpa_base),
-                    _ => Err(format!("{ways}-way interleave is not mapped")),
-                };
-                if let Err(why) = mapped {
-                    log_mask_ln!(
-                        Log::GuestError,
-                        "cxl-accel: HDM decoder {decoder} at {:#x}+{:#x} not committed: {why}",
-                        hpa.base,
-                        hpa.size
-                    );
-                    regs.component.hdm_mut().revoke_commit(decoder);
-                }
-            }
-            HdmEvent::Decommitted { .. } => Self::unmap(alias, regs),
-            HdmEvent::CommitFailed { decoder, error } => {
-                log_mask_ln!(
-                    Log::GuestError,
-                    "cxl-accel: HDM decoder {decoder} commit refused: {error}"
-                );
-            }
-        }
-        if let HdmEvent::CommitFailed { decoder, .. } = event {
-            let d = regs
-                .component
-                .hdm()
-                .decoder(decoder)
-                .copied()
-                .unwrap_or_default();
-            trace::trace_cxl_accel_commit_failed(decoder, d.base, d.size);
-        }
-    }
-
-    /// Maps `hpa` (inside a non-interleaved window) to device memory from
-    /// `dpa_base`: an alias of the backend becomes a subregion of the
-    /// window's MemoryRegion, so guest accesses are plain RAM accesses.
-    /// Why not, when no such window holds `hpa` or another device's
-    /// memory is mapped there.
-    fn map(
-        pci: *mut pci::bindings::PCIDevice,
-        alias: &MemoryRegion,
-        regs: &mut AccelRegs,
-        hpa: HpaRange,
-        dpa_base: u64,
-    ) -> std::result::Result<(), String> {
-        Self::unmap(alias, regs);
-        let mut fw = bindings::CXLFirmwareWindow::default();
-        // SAFETY: plain lookup in the machine's window list.
-        let found = unsafe { bindings::cxl_firmware_window_at(hpa.base, hpa.size, &mut fw) };
-        if !found || fw.ways != 1 {
-            trace::trace_cxl_accel_no_window(hpa.base, hpa.size);
-            return Err("it is in no non-interleaved CXL window".into());
-        }
-        // SAFETY: bookkeeping keyed by the alias, released by unmap.
-        unsafe {
-            Error::with_errp(|errp| {
-                bindings::cxl_firmware_claim_map(
-                    alias.as_mut_ptr().cast(),
-                    hpa.base,
-                    hpa.size,
-                    errp,
-                )
-            })
-        }
-        .map_err(|e| e.to_string())?;
-        let window: *mut system::bindings::MemoryRegion = fw.mr.cast();
-        regs.mapping = Some(Mapping { window, hpa });
-        // Enabled only if routed, before it appears in the window.
-        Self::route(pci, alias, regs);
-        // SAFETY: the alias was initialized at realize and is not mapped
-        // (unmap above); the window region lives as long as the machine.
-        unsafe {
-            system::bindings::memory_region_set_alias_offset(alias.as_mut_ptr(), dpa_base);
-            system::bindings::memory_region_set_size(alias.as_mut_ptr(), hpa.size);
-            system::bindings::memory_region_add_subregion(
-                window,
-                hpa.base - fw.base,
-                alias.as_mut_ptr(),
-            );
-        }
-        trace::trace_cxl_accel_map(hpa.base, hpa.size, dpa_base);
-        Ok(())
-    }
-
-    fn unmap(alias: &MemoryRegion, regs: &mut AccelRegs) {
-        if let Some(m) = regs.mapping.take() {
-            // SAFETY: the alias is a subregion of m.window (set by map);
-            // the claim is keyed by the alias.
-            unsafe {
-                system::bindings::memory_region_del_subregion(m.window, alias.as_mut_ptr());
-                bindings::cxl_firmware_release_map(alias.as_mut_ptr().cast());
-            }
-            trace::trace_cxl_accel_unmap(m.hpa.base, m.hpa.size);
-        }
+        regs.memory.route(&ep, regs.component.hdm());
     }
 
     fn reset_hold(&self, _type: ResetType) {
         if let Some(regs) = self.regs.borrow_mut().as_mut() {
-            Self::unmap(&self.hdm_alias, regs);
+            regs.memory.unmap(&self.hdm_alias);
             regs.dvsec.reset();
             regs.component.reset();
         }
@@ -640,70 +466,27 @@ impl CxlAccelState {
     }
 
     /// Firmware's part of reset, after every device (the host bridge
-    /// included) has reset its registers: commit the host bridge's and
-    /// our decoder 0 in the window (1 GiB-aligned when it fits). A guest
-    /// can make this fail (it owns the host bridge's registers), so a
-    /// failure is the guest's error: decoder 0 stays uncommitted with
-    /// Error Not Committed, the device has no memory, and the VM runs on.
+    /// included) has reset its registers (HdmMemory::precommit); then
+    /// firmware enables CXL.mem of what it committed.
     fn reset_exit(&self, _type: ResetType) {
-        if !self.precommit {
-            return;
-        }
-        let Some(window) = *self.window.borrow() else {
-            return;
-        };
-        let size = *self.mem_size.borrow();
-        let range = window.range.precommit_range(size);
-        // SAFETY: the device is realized and below a pxb-cxl host bridge
-        // (checked at realize).
-        let hb = unsafe {
-            Error::with_errp(|errp| {
-                bindings::cxl_firmware_commit_hb_decoder(
-                    self.pci_ptr(),
-                    range.base,
-                    range.size,
-                    window.enc_granularity,
-                    errp,
-                )
-            })
-        };
-        self.firmware_commit(range, window, hb);
-        self.sync_dvsec();
-    }
-
-    /// Decoder 0 committed as the host bridge's commit (`hb`) allows.
-    fn firmware_commit(&self, range: HpaRange, window: Window, hb: Result<bool>) {
-        let mut regs = self.regs.borrow_mut();
-        let Some(regs) = regs.as_mut() else { return };
-        let program = FirmwareDecoder {
-            range,
-            eiw: 0,
-            eig: window.enc_granularity,
-            target_or_skip: 0,
-            host_only: false,
-            lock: true,
-        };
-        if let Err(e) = hb {
-            log_mask_ln!(
-                Log::GuestError,
-                "cxl-accel: firmware commit of the host bridge failed, the device has no memory: \
-                 {e}"
-            );
-            regs.component.hdm_mut().firmware_not_committed(0, program);
-            return;
-        }
-        match regs.component.hdm_mut().firmware_commit(0, program) {
-            Ok(event) => {
-                trace::trace_cxl_accel_precommit(range.base, range.size, window.index);
-                // Firmware enables CXL.mem of what it committed.
+        if let Some(regs) = self.regs.borrow_mut().as_mut() {
+            let ep = self.endpoint(&regs.dvsec);
+            if regs.memory.precommit(&ep, regs.component.hdm_mut()) {
                 let on = regs.dvsec.control().with(Control::MEM_ENABLE, 1);
                 regs.dvsec.write(dvsec::CONTROL, 2, u32::from(on.0));
-                Self::hdm_event(self.pci_ptr(), &self.hdm_alias, regs, event);
+                regs.memory
+                    .route(&self.endpoint(&regs.dvsec), regs.component.hdm());
             }
-            Err(e) => log_mask_ln!(
-                Log::GuestError,
-                "cxl-accel: firmware commit of decoder 0 failed: {e}"
-            ),
         }
+        self.sync_dvsec();
+    }
+}
+
+impl RoutesChanged for CxlAccelState {
+    /// The device never writes another component's HDM decoder registers
+    /// through the guest path (the only caller), so `regs` is not
+    /// borrowed meanwhile.
+    fn routes_changed(&self) {
+        self.reroute();
     }
 }

@@ -21,7 +21,7 @@
 
 //! `bindgen`-generated declarations: the VFIO device types
 //! (`hw/vfio/pci.h`, `hw/vfio-user/pci.h`), the VFIO calls the devices
-//! make, `linux/vfio.h`, `hw/cxl/cxl_firmware.h` and migration blockers.
+//! make, `linux/vfio.h` and migration blockers.
 
 use chardev::bindings::Chardev;
 use glib_sys::{

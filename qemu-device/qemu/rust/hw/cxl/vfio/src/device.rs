@@ -12,12 +12,13 @@
 //! does.
 
 use std::{
-    ffi::{c_int, c_void, CStr, CString},
+    ffi::{c_int, CStr, CString},
     sync::OnceLock,
 };
 
 use bql::BqlRefCell;
 use common::Opaque;
+use cxl_firmware::{platform, unwatch_routes, watch_routes, MemoryRegionExt, RoutesChanged};
 use hwcore::{bindings::ResettablePhases, DeviceState, ResetType};
 use pci::{PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods};
 use qom::{prelude::*, InterfaceType};
@@ -27,7 +28,6 @@ use util::{ensure, Error, Result};
 use crate::{
     bindings,
     info::{self, DeviceInfoBuf, RegionInfo},
-    memory::MemoryRegionExt,
     part::CxlPart,
     trace,
 };
@@ -112,8 +112,9 @@ pub struct ParentMethods {
     phases: ResettablePhases,
 }
 
-/// A device type built on this module.
-pub trait CxlVfioImpl: PCIDeviceImpl + IsA<VfioPciDeviceBase> {
+/// A device type built on this module. Its `RoutesChanged` calls
+/// [`routes_changed`].
+pub trait CxlVfioImpl: PCIDeviceImpl + IsA<VfioPciDeviceBase> + RoutesChanged {
     /// Where [`class_init`] saves the parent class's methods.
     fn parent_methods() -> &'static OnceLock<ParentMethods>;
     /// The CXL state in the device.
@@ -350,14 +351,15 @@ impl CxlVfio {
 
         let dvsec = find_dvsec(dev);
         ensure!(dvsec != 0, "no CXL Device DVSEC in config space");
-        let mut part = CxlPart::new(dev.as_pci_ptr(), name.clone(), mem_size, dev.precommit())?;
-        part.set_mem_enabled(&self.mem_alias, mem_enable(dev, dvsec));
+        let pci = dev.upcast::<PCIDevice>();
+        let mut part = CxlPart::new(pci, name.clone(), mem_size, dev.precommit())?;
+        part.set_mem_enabled(pci, &self.mem_alias, mem_enable(dev, dvsec));
 
         // Guest accesses to the host's whole decoder block never reach the
         // host: the guest's block (one decoder) and, past it, zeroes.
         let hdm_len = part.hdm_len();
         if geo.size < u64::from(hdm_len) {
-            part.release(&self.mem_alias);
+            part.release(pci, &self.mem_alias);
             return Err(Error::msg(format!(
                 "the host's CXL decoder block (0x{:x} bytes) is smaller than one decoder block \
                  (0x{hdm_len:x})",
@@ -382,7 +384,7 @@ impl CxlVfio {
             unsafe { Error::with_errp(|errp| bindings::migrate_add_blocker(&mut blocker, errp)) };
         if let Err(e) = added {
             bar.del_subregion(dev.hdm());
-            part.release(&self.mem_alias);
+            part.release(pci, &self.mem_alias);
             return Err(e);
         }
         trace::trace_vfio_cxl_realize(
@@ -402,27 +404,20 @@ impl CxlVfio {
             dvsec,
             blocker,
         });
-        // SAFETY: the device outlives the watch, which exit drops; the
-        // callback runs under the BQL.
-        unsafe {
-            bindings::cxl_firmware_watch_routes(
-                Some(routes_changed::<T>),
-                std::ptr::from_ref(dev).cast_mut().cast(),
-            );
-        }
+        // SAFETY: a QOM device does not move; exit drops the watch.
+        unsafe { watch_routes(dev) };
         Ok(())
     }
 
     /// Unrealize before the parent's: nothing of realize is left.
     fn exit<T: CxlVfioImpl>(&self, dev: &T) {
-        // SAFETY: drops the watch realize registered (none if it failed).
-        unsafe { bindings::cxl_firmware_unwatch_routes(std::ptr::from_ref(dev).cast_mut().cast()) };
+        unwatch_routes(dev);
         let Some(mut realized) = self.state.borrow_mut().take() else {
             return;
         };
         // SAFETY: the blocker realize added.
         unsafe { bindings::migrate_del_blocker(&mut realized.blocker) };
-        realized.part.release(&self.mem_alias);
+        realized.part.release(dev.upcast(), &self.mem_alias);
         realized.bar.del_subregion(dev.hdm());
         // SAFETY: the region was set up by realize.
         unsafe { bindings::vfio_region_exit(self.mem.as_mut_ptr()) };
@@ -458,40 +453,32 @@ fn prefixed<T: CxlVfioImpl>(dev: &T, e: &Error) -> Error {
     let vdev = dev.upcast::<VfioPciDeviceBase>().as_mut_ptr();
     let name = name_of(vdev);
     let name = name.to_string_lossy();
-    // SAFETY: the device's id is NULL or a C string it owns.
-    let id = unsafe { (*dev.upcast::<DeviceState>().as_mut_ptr()).id };
     let ty = dev.typename();
-    if id.is_null() {
-        Error::msg(format!("{ty} {name}: {e}"))
-    } else {
-        // SAFETY: see above.
-        let id = unsafe { CStr::from_ptr(id) }.to_string_lossy();
-        Error::msg(format!("{ty} {id} ({name}): {e}"))
+    match platform::device_id(dev.upcast::<DeviceState>()) {
+        None => Error::msg(format!("{ty} {name}: {e}")),
+        Some(id) => Error::msg(format!("{ty} {id} ({name}): {e}")),
     }
 }
 
 /// The CXL Device DVSEC (CXL r3.1 8.1.3) in the device's config space,
 /// or 0.
 fn find_dvsec<T: CxlVfioImpl>(dev: &T) -> u16 {
-    let size = dev.config_size() as usize;
-    // SAFETY: config holds config_size() bytes, written under the BQL.
-    let config = unsafe { std::slice::from_raw_parts((*dev.as_pci_ptr()).config, size) };
-    let word = |at: usize| u16::from_le_bytes([config[at], config[at + 1]]);
-    let base = pci::bindings::PCI_CONFIG_SPACE_SIZE as usize;
+    let size = dev.config_size();
+    let base = pci::bindings::PCI_CONFIG_SPACE_SIZE;
     let mut pos = base;
     // A chain of more than the space's dwords loops.
     for _ in 0..size / 4 {
-        if pos < base || pos + DVSEC_CONTROL as usize + 2 > size {
+        if pos < base || pos + DVSEC_CONTROL + 2 > size {
             break;
         }
-        let hdr = u32::from_le_bytes(config[pos..pos + 4].try_into().unwrap());
+        let hdr = u32::from(dev.config_word(pos)) | u32::from(dev.config_word(pos + 2)) << 16;
         if hdr & 0xffff == pci::bindings::PCI_EXT_CAP_ID_DVSEC
-            && word(pos + pci::bindings::PCI_DVSEC_HEADER1 as usize) == DVSEC_VENDOR
-            && word(pos + pci::bindings::PCI_DVSEC_HEADER2 as usize) == DVSEC_DEVICE
+            && dev.config_word(pos + pci::bindings::PCI_DVSEC_HEADER1) == DVSEC_VENDOR
+            && dev.config_word(pos + pci::bindings::PCI_DVSEC_HEADER2) == DVSEC_DEVICE
         {
             return pos as u16;
         }
-        pos = ((hdr >> 20) & 0xffc) as usize;
+        pos = (hdr >> 20) & 0xffc;
     }
     0
 }
@@ -521,7 +508,7 @@ fn sync_mem_enable<T: CxlVfioImpl>(dev: &T) {
     };
     let on = mem_enable(dev, dvsec);
     if let Some(r) = cxl.state.borrow_mut().as_mut() {
-        r.part.set_mem_enabled(&cxl.mem_alias, on);
+        r.part.set_mem_enabled(dev.upcast(), &cxl.mem_alias, on);
     }
 }
 
@@ -603,7 +590,7 @@ pub fn config_write<T: CxlVfioImpl>(dev: &T, addr: u32, val: u32, len: u32) {
         sync_mem_enable(dev);
     } else if command || power {
         if let Some(r) = cxl.state.borrow().as_ref() {
-            r.part.route(&cxl.mem_alias);
+            r.part.route(dev.upcast(), &cxl.mem_alias);
         }
     }
 }
@@ -638,7 +625,10 @@ pub fn reset_exit<T: CxlVfioImpl>(dev: &T, ty: ResetType) {
     }
     let cxl = dev.cxl();
     let committed = match cxl.state.borrow_mut().as_mut() {
-        Some(r) => r.part.reset_exit(&cxl.mem_alias).then_some(r.dvsec),
+        Some(r) => r
+            .part
+            .reset_exit(dev.upcast(), &cxl.mem_alias)
+            .then_some(r.dvsec),
         None => return,
     };
     if let Some(dvsec) = committed {
@@ -662,22 +652,19 @@ pub fn hdm_read<T: CxlVfioImpl>(dev: &T, offset: hwaddr, size: u32) -> u64 {
 pub fn hdm_write<T: CxlVfioImpl>(dev: &T, offset: hwaddr, value: u64, size: u32) {
     let cxl = dev.cxl();
     if let Some(r) = cxl.state.borrow_mut().as_mut() {
-        r.part.write(&cxl.mem_alias, offset, value, size);
+        r.part
+            .write(dev.upcast(), &cxl.mem_alias, offset, value, size);
     }
 }
 
 /// A decoder of some CXL component (our host bridge's, perhaps) changed:
-/// re-evaluate the route.
-unsafe extern "C" fn routes_changed<T: CxlVfioImpl>(opaque: *mut c_void) {
-    // SAFETY: `opaque` is the device that registered the watch (realize)
-    // and dropped it at exit, and the BQL is held. `state` is not
-    // borrowed meanwhile: the only caller is a guest write to a CXL
-    // component's HDM decoder registers, which the device never makes
-    // (the firmware helpers it calls store to those registers directly,
-    // without notifying).
-    let dev = unsafe { &*opaque.cast::<T>() };
+/// re-evaluate the route. `state` is not borrowed meanwhile: the only
+/// caller is a guest write to a CXL component's HDM decoder registers,
+/// which the device never makes (firmware's commit stores to the host
+/// bridge's registers directly, without notifying).
+pub fn routes_changed<T: CxlVfioImpl>(dev: &T) {
     let cxl = dev.cxl();
     if let Some(r) = cxl.state.borrow().as_ref() {
-        r.part.route(&cxl.mem_alias);
+        r.part.route(dev.upcast(), &cxl.mem_alias);
     }
 }

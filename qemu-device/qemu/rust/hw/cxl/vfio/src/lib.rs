@@ -11,7 +11,8 @@
 //! capability ([`info`]), map the memory region and overlay an emulated
 //! HDM decoder block on the host's ([`device`]); the guest's decoders,
 //! the firmware-style pre-commit and the mapping of the memory into the
-//! CXL window are [`part`]. This crate defines `vfio-cxl`
+//! CXL window are [`part`], on the memory path it shares with `cxl-accel`
+//! (crate `cxl_firmware`). This crate defines `vfio-cxl`
 //! ([`vfio_cxl`]); `vfio-user-cxl` is the crate in `user/`, linked only
 //! with QEMU's vfio-user client.
 //!
@@ -20,7 +21,6 @@
 pub mod bindings;
 pub mod device;
 pub mod info;
-pub mod memory;
 mod part;
 pub mod vfio_cxl;
 

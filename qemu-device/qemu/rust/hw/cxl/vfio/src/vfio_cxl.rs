@@ -69,6 +69,12 @@ impl PCIDeviceImpl for VfioCxlDevice {
 
 static PARENT: OnceLock<ParentMethods> = OnceLock::new();
 
+impl cxl_firmware::RoutesChanged for VfioCxlDevice {
+    fn routes_changed(&self) {
+        device::routes_changed(self);
+    }
+}
+
 impl CxlVfioImpl for VfioCxlDevice {
     fn parent_methods() -> &'static OnceLock<ParentMethods> {
         &PARENT

@@ -77,6 +77,12 @@ impl PCIDeviceImpl for VfioUserCxlDevice {
 
 static PARENT: OnceLock<ParentMethods> = OnceLock::new();
 
+impl cxl_firmware::RoutesChanged for VfioUserCxlDevice {
+    fn routes_changed(&self) {
+        device::routes_changed(self);
+    }
+}
+
 impl CxlVfioImpl for VfioUserCxlDevice {
     fn parent_methods() -> &'static OnceLock<ParentMethods> {
         &PARENT

@@ -13,6 +13,8 @@ use system::{bindings, MemoryRegion};
 pub trait MemoryRegionExt {
     /// `memory_region_set_enabled`.
     fn set_enabled(&self, enabled: bool);
+    /// `memory_region_size`.
+    fn size(&self) -> u64;
     /// `memory_region_set_size`.
     fn set_size(&self, size: u64);
     /// `memory_region_set_alias_offset`.
@@ -59,6 +61,11 @@ impl MemoryRegionExt for MemoryRegion {
         unsafe { bindings::memory_region_set_enabled(self.as_mut_ptr(), enabled) }
     }
 
+    fn size(&self) -> u64 {
+        // SAFETY: a MemoryRegion of this wrapper; reads its size.
+        unsafe { bindings::memory_region_size(self.as_mut_ptr()) }
+    }
+
     fn set_size(&self, size: u64) {
         assert!(bql::is_locked());
         // SAFETY: as for set_enabled.
@@ -87,11 +94,7 @@ impl MemoryRegionExt for MemoryRegion {
     fn add_subregion_overlap(&self, offset: u64, sub: &MemoryRegion, priority: i32) {
         assert!(bql::is_locked());
         assert_owned(sub);
-        // SAFETY: both are regions of this wrapper, under the BQL. `sub`
-        // stays valid while it is mapped: QEMU references its owner when
-        // the owners differ, and when they are the same `sub` lives as
-        // long as the container; the devices remove their subregions in
-        // exit, before their owner is finalized.
+        // SAFETY: as for add_subregion.
         unsafe {
             bindings::memory_region_add_subregion_overlap(
                 self.as_mut_ptr(),
@@ -104,7 +107,7 @@ impl MemoryRegionExt for MemoryRegion {
 
     fn del_subregion(&self, sub: &MemoryRegion) {
         assert!(bql::is_locked());
-        // SAFETY: as for add_subregion_overlap; QEMU asserts that `sub`
+        // SAFETY: as for add_subregion; QEMU asserts that `sub`
         // is a subregion of `self`.
         unsafe { bindings::memory_region_del_subregion(self.as_mut_ptr(), sub.as_mut_ptr()) }
     }
