@@ -325,12 +325,15 @@ pub struct ChainArgs {
     /// L2 under KVM inside L1 (the default) or TCG
     #[arg(long, value_name = "kvm|tcg", value_parser = l2_accel)]
     pub l2_accel: Option<AccelChoice>,
-    /// L1 on the debug test kernel, its QEMU on iommufd and the VFIO cdev
-    /// (docs/nested-chain.md, "iommufd")
+    /// L1 on the debug test kernel (--debug-kernel), its QEMU on iommufd
+    /// and the VFIO cdev (docs/nested-chain.md, "iommufd")
     #[arg(long)]
     pub iommufd: bool,
     #[command(flatten)]
     pub env: EnvArgs,
+    /// L1's kernel with --iommufd (`cargo xtask chain --iommufd` passes it)
+    #[command(flatten)]
+    pub debug: DebugKernelArgs,
 }
 
 #[derive(Debug, Args)]
@@ -498,10 +501,17 @@ mod tests {
         assert_eq!(a.l2_accel, Some(AccelChoice::Tcg));
         assert!(a.env.keep);
         assert!(!a.iommufd);
-        let Command::Chain(a) = parse(&format!("chain {XTASK_ENV} --iommufd")).unwrap() else {
+        // xtask's prepared_harness_with(.., true) adds --debug-kernel.
+        let Command::Chain(a) =
+            parse(&format!("chain {XTASK_ENV} --debug-kernel /c/dk --iommufd")).unwrap()
+        else {
             panic!("not chain")
         };
         assert!(a.iommufd);
+        assert_eq!(
+            a.env.options_with(&a.debug).debug_kernel,
+            Some("/c/dk".into())
+        );
     }
 
     /// The words of the `guest-harness` command in an L1 step (shell; its
@@ -627,7 +637,7 @@ mod tests {
         refused("initramfs --payload x -o f --qemu /q", "--qemu");
         refused("chain -v", "-v");
         refused("chain --l2-accel hvf", "kvm or tcg");
-        refused("chain --debug-kernel /dk", "--debug-kernel");
+        refused("chain --payload x", "--payload");
         refused("bench-startup --sizes 1", "--sizes");
         refused("bench-startup --repeats 0", "--repeats");
         refused("bench-fault --repeats 3", "--repeats");

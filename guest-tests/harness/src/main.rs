@@ -476,7 +476,7 @@ fn nested_run(cli: &NestedRunArgs) -> Result<bool> {
 }
 
 fn chain(cli: &ChainArgs) -> Result<bool> {
-    let env = Env::prepare(&cli.env.options())?;
+    let env = Env::prepare(&cli.env.options_with(&cli.debug))?;
     let cfg = guest_harness::nested::ChainConfig {
         accel: cli
             .l2_accel
