@@ -18,7 +18,7 @@ use crate::bench::{guest_error, number};
 use crate::console::GuestReport;
 use crate::env::RunSpec;
 use crate::error::{Error, Result};
-use crate::guestdriver::{self, CHAR_DEV, GUEST_DIR};
+use crate::guestdriver::{self, CHAR_DEV};
 use crate::payload::Payload;
 use crate::qemu::{Endpoint, HostBridge, RootPort, Window};
 
@@ -98,10 +98,6 @@ vfiocxl_fact t3.dax "/dev/$dax"
 vfiocxl_fact t3.dax_driver "${l##*/}"
 "#;
 
-fn with_lib(script: &str) -> String {
-    format!(". {GUEST_DIR}/lib.sh\n{script}")
-}
-
 /// What to measure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params {
@@ -141,7 +137,7 @@ pub fn bench_step(p: &Params) -> String {
     } else {
         String::new()
     };
-    with_lib(&format!(
+    guestdriver::with_lib(&format!(
         "read -r t3 </tmp/t3dax\n{env}$GD/vfio-cxl-uapi-check --bench-bw --sizes {} --repeats {}{} {RAM} {DIRECT}={CHAR_DEV} {TYPE3}=$t3 >&3\n",
         sizes.join(","),
         p.repeats,
@@ -201,7 +197,7 @@ pub fn with_type3_region(mut p: Payload, after: &str) -> Payload {
     let tail = p.steps.split_off(at);
     p = p.step(
         "type3-region",
-        &with_lib(&TYPE3_REGION_SH.replace("@UID@", &T3_BUS_NR.to_string())),
+        &guestdriver::with_lib(&TYPE3_REGION_SH.replace("@UID@", &T3_BUS_NR.to_string())),
     );
     p.steps.extend(tail);
     p
@@ -574,7 +570,7 @@ mod tests {
         };
         assert!(bench_step(&sse).contains("\nGLIBC_TUNABLES=glibc.cpu.hwcaps=-AVX,"));
         crate::payload::assert_valid_sh("bench-bw step", &bench_step(&sse));
-        for s in [with_lib(TYPE3_REGION_SH), bench_step(&thp)] {
+        for s in [guestdriver::with_lib(TYPE3_REGION_SH), bench_step(&thp)] {
             crate::payload::assert_valid_sh("bench-bw step", &s);
         }
     }

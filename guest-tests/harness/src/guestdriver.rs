@@ -118,7 +118,8 @@ fn dmesg_sh() -> String {
     crate::payload::report_dmesg_sh(&["cxl", "CXL"])
 }
 
-fn with_lib(script: &str) -> String {
+/// `script` after sourcing this payload's lib.sh.
+pub(crate) fn with_lib(script: &str) -> String {
     format!(". {GUEST_DIR}/lib.sh\n{script}")
 }
 

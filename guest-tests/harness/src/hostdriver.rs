@@ -254,8 +254,12 @@ have /sys/bus/pci/devices/$dev/driver && vfiocxl_fact post_rmmod.driver bound
 true
 "#;
 
+/// The line that sources this payload's lib.sh (`GUEST_DIR`'s).
+pub(crate) const LIB: &str = ". /opt/vfio-cxl/lib.sh";
+
+/// `script` after sourcing this payload's lib.sh.
 pub(crate) fn with_lib(script: &str) -> String {
-    format!(". {GUEST_DIR}/lib.sh\n{script}")
+    format!("{LIB}\n{script}")
 }
 
 /// The payload both tests start with: CXL and VFIO modules, the host
@@ -903,6 +907,12 @@ pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lib_sources_the_payloads_lib_sh() {
+        assert_eq!(LIB, format!(". {GUEST_DIR}/lib.sh"));
+        assert!(with_lib("x").starts_with(LIB));
+    }
 
     /// uapi-check's words say it saw the pattern; only its digest of the
     /// samples tells whether it read what the host wrote.

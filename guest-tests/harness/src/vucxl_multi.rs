@@ -42,7 +42,7 @@ const DEVS: [Dev; 2] = [
 
 /// Where `hostdriver::base_payload` puts `lib.sh`, the host driver and
 /// uapi-check in the guest.
-pub(crate) const LIB: &str = ". /opt/vfio-cxl/lib.sh";
+pub(crate) use crate::hostdriver::LIB;
 
 /// Finds the device below each host bridge (by bus number, so device `i`
 /// is the one on server `i`), binds it to vfio-cxl-pci, records its BDF
