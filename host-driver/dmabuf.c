@@ -11,7 +11,8 @@
  * error handling or removal, a decoder lost or not yet re-validated after
  * a reset): the memory region is exported only while a fault would be
  * served, and an existing dma-buf is not revoked for those (see
- * docs/host-driver.md, "dma-buf export"). This file only says what a request stands for, through
+ * docs/host-driver.md, "dma-buf export"). This file only says what a
+ * request stands for, through
  * vfio_pci_device_ops.get_dmabuf_phys: the host physical range of the CXL
  * region for the memory region, vfio-pci core's answer for a BAR, and a
  * refusal for any range of the component-register BAR that covers the HDM
@@ -80,7 +81,16 @@ static bool vfio_cxl_ranges_hit_hdm(struct vfio_cxl *cxl,
  * reserve it); the check does not rely on that.
  *
  * The memory region is refused (-EIO) while a fault on it would be: see
- * vfio_cxl_mem_usable().
+ * vfio_cxl_mem_usable(). Unlike a BAR, whose export in D3 or with Memory
+ * Space off succeeds already revoked, the region is then not exported at
+ * all. The test is made before vfio-pci core lists the dma-buf under
+ * memory_lock, and holding memory_lock across it would deadlock with
+ * core's down_write: a low-power entry, reset or error in between leaves
+ * the new dma-buf un-revoked (vfio-pci core itself does not consult
+ * pm_runtime_engaged at export, for BARs either).
+ *
+ * Context: process context, may sleep (may validate the decoder with
+ * memory_lock held for write); memory_lock must not be held.
  *
  * Return: 0, -EIO while the memory is not usable, -EPERM for the decoder
  * registers, -EINVAL or -EOVERFLOW for ranges outside the region, or

@@ -381,6 +381,8 @@ int vfio_cxl_mem_register(struct vfio_cxl *cxl)
  * reset, decoder validated and not lost), for paths that hand out the
  * memory's address instead of accessing it: a dma-buf export.
  *
+ * Context: process context, may sleep; memory_lock must not be held.
+ *
  * Return: true when the memory is usable at the time of the call.
  */
 bool vfio_cxl_mem_usable(struct vfio_cxl *cxl)

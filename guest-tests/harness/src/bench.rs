@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::console::GuestReport;
 use crate::env::RunSpec;
 use crate::error::{Error, Result};
-use crate::hostdriver::{base_payload, base_spec};
+use crate::hostdriver::{base_payload, base_spec, with_lib};
 
 /// The sizes measured by default.
 pub const DEFAULT_SIZES_MIB: &[u64] = &[256, 4096];
@@ -96,7 +96,7 @@ impl Figures {
 pub fn spec(size_mib: u64) -> RunSpec {
     let payload = base_payload(&format!("bench-fault-{size_mib}")).step(
         "bench-fault",
-        ". /opt/vfio-cxl/lib.sh\n$VC/vfio-cxl-uapi-check \"$dev\" --bench-fault >&3\n",
+        &with_lib("$VC/vfio-cxl-uapi-check \"$dev\" --bench-fault >&3\n"),
     );
     let mut spec = base_spec(payload, size_mib, (2 * size_mib).max(8192));
     spec.timeout = Duration::from_secs(600);

@@ -391,9 +391,8 @@ pub const CMDLINE_ERRORS: &[(&str, &str, &str)] = &[
 /// between users would wipe (host-driver-tenants checks the clearing).
 /// L0's first write still comes after hw-test's open (`--handshake`).
 pub fn cmdline_step(iommu: Iommu) -> String {
-    let mut s = String::from(
-        r#". /opt/vfio-cxl/lib.sh
-echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
+    let mut s = hostdriver::with_lib(
+        r#"echo 0 >/sys/module/vfio_cxl_core/parameters/clear_memory || exit 1
 p=$(readlink -f /sys/bus/pci/devices/$dev); p=${p%/*}; rp=${p##*/}
 refused() {
 	local name=$1 rc n=0 last= l; shift
@@ -428,9 +427,8 @@ while IFS= read -r l; do vfiocxl_fact cmdline.out "$l"; done <{CXL_ARGS}
 pub fn hw_test_step(accel: AccelChoice) -> String {
     // L2's kernel goes in as /opt/nested/vmlinuz, whichever form it has
     // (QEMU boots an ELF vmlinux through PVH, a bzImage as usual).
-    format!(
-        r#". /opt/vfio-cxl/lib.sh
-export LD_LIBRARY_PATH={d}/lib
+    hostdriver::with_lib(&format!(
+        r#"export LD_LIBRARY_PATH={d}/lib
 read -r _ <{CXL_ARGS} || exit 1
 eval "set -- $(cat {CXL_ARGS})"
 {d}/guest-harness hw-test --bdf "$dev" --qemu {d}/qemu-system-x86_64 --firmware-dir {d}/firmware \
@@ -448,7 +446,7 @@ eval "set -- $(cat {CXL_ARGS})"
         l1 = L1_SEED,
         l2 = L2_SEED,
         pp = PING_PONG_ROUNDS,
-    )
+    ))
 }
 
 /// L1: the host-driver payload (CXL and VFIO modules, vfio-cxl-pci bound

@@ -297,10 +297,7 @@ fn payload(name: &str, seed: u64, seconds: u64, sequences: u64, replugs: u32) ->
         .cmdline_arg("iomem=relaxed")
         .step(
             "fuzz",
-            &format!(
-                ". {}/lib.sh\n{FIND_SH}\n{ROUTE_SH}\n{script}",
-                guestdriver::GUEST_DIR
-            ),
+            &guestdriver::with_lib(&format!("{FIND_SH}\n{ROUTE_SH}\n{script}")),
         )
 }
 
