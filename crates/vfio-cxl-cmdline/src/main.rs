@@ -80,6 +80,11 @@ fn run(cli: &Cli) -> Result<String, String> {
         .as_deref()
         .map(|s| size::parse(s).map_err(|e| format!("--window-size: {e}")))
         .transpose()?;
+    let iommu = if cli.iommufd {
+        Iommu::Iommufd
+    } else {
+        Iommu::Container
+    };
     let mut devices: Vec<CxlDevice> = Vec::new();
     for text in &cli.bdfs {
         let bdf = device::normalize_bdf(text).map_err(|e| e.to_string())?;
@@ -88,7 +93,7 @@ fn run(cli: &Cli) -> Result<String, String> {
             probe::check_iommufd(Path::new("/sys"), Path::new("/dev"), &bdf)
                 .map_err(|e| e.to_string())?;
         }
-        let facts = probe::read(&bdf).map_err(|e| e.to_string())?;
+        let facts = probe::read(&bdf, iommu).map_err(|e| e.to_string())?;
         devices.push(device::validate(facts).map_err(|e| e.to_string())?);
     }
     let inputs: Vec<Input> = devices
@@ -117,11 +122,6 @@ fn run(cli: &Cli) -> Result<String, String> {
             sizing_default(p.mem_size)
         );
     }
-    let iommu = if cli.iommufd {
-        Iommu::Iommufd
-    } else {
-        Iommu::Container
-    };
     let options = layout::qemu_options(&placed, iommu);
     Ok(if cli.libvirt {
         render::libvirt(&options, &libvirt_notes(&notes))

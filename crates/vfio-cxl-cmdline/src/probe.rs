@@ -12,6 +12,7 @@ use vfio_cxl_uapi::{
 };
 
 use crate::device::{DeviceError, DeviceFacts, HdmFacts};
+use crate::layout::Iommu;
 
 /// The host driver a device must be bound to.
 pub const HOST_DRIVER: &str = "vfio-cxl-pci";
@@ -65,14 +66,19 @@ pub fn check_iommufd(sys: &Path, dev: &Path, bdf: &str) -> Result<(), DeviceErro
     Ok(())
 }
 
-/// Opens `bdf` through VFIO and reads what [`crate::device::validate`]
-/// checks.
-pub fn read(bdf: &str) -> Result<DeviceFacts, DeviceError> {
+/// Opens `bdf` through VFIO the way QEMU will (`iommu`: the group and
+/// container, or the cdev and an iommufd) and reads what
+/// [`crate::device::validate`] checks.
+pub fn read(bdf: &str, iommu: Iommu) -> Result<DeviceFacts, DeviceError> {
     let vfio = |e: &dyn std::fmt::Display| DeviceError::Vfio {
         bdf: bdf.into(),
         error: e.to_string(),
     };
-    let dev = Device::open(bdf).map_err(|e| vfio(&e))?;
+    let dev = match iommu {
+        Iommu::Container => Device::open(bdf),
+        Iommu::Iommufd => Device::open_iommufd(bdf),
+    }
+    .map_err(|e| vfio(&e))?;
     let info = dev.info().map_err(|e| vfio(&e))?;
     let cxl_flags = caps::find(
         &info.raw,

@@ -38,6 +38,7 @@ pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
 pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
 pub const VFIO_DEVICE_IOEVENTFD: u64 = vfio_io(16);
+pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(18);
 
 /// `VFIO_PCI_INDEX_TO_OFFSET`: regions of a vfio-pci device sit at index << 40.
 pub const fn region_offset(index: u32) -> u64 {
@@ -105,12 +106,13 @@ fn u64_at(buf: &[u8], off: usize) -> u64 {
 }
 
 /// A device fd: opened through a type1 container with its group attached
-/// ([`Device::open`]), or through the VFIO cdev and bound to an iommufd by
-/// the caller ([`Device::from_fd`]).
+/// ([`Device::open`]), through the VFIO cdev bound to a new iommufd
+/// ([`Device::open_iommufd`]), or bound by the caller ([`Device::from_fd`]).
 #[derive(Debug)]
 pub struct Device {
-    _container: Option<File>,
-    _group: Option<File>,
+    /// What keeps the device's IOMMU context open: the container and the
+    /// group, or the iommufd the cdev is bound to (none for [`Device::from_fd`]).
+    _iommu: Vec<File>,
     fd: File,
 }
 
@@ -218,8 +220,42 @@ impl Device {
         // SAFETY: the kernel just returned this new fd, owned by nobody else.
         let fd = unsafe { File::from_raw_fd(fd) };
         Ok(Self {
-            _container: Some(container),
-            _group: Some(group),
+            _iommu: vec![container, group],
+            fd,
+        })
+    }
+
+    /// Opens the device at PCI address `bdf` through its VFIO cdev
+    /// (`/dev/vfio/devices/vfioN`, named under
+    /// `/sys/bus/pci/devices/BDF/vfio-dev`) bound to a new iommufd, the way
+    /// QEMU's `-object iommufd` does, without the legacy group and
+    /// container. Regions and config space can be read; nothing is
+    /// attached to an IOAS, so the device cannot DMA.
+    pub fn open_iommufd(bdf: &str) -> Result<Self> {
+        let dir = Path::new("/sys/bus/pci/devices").join(bdf).join("vfio-dev");
+        let cdev = std::fs::read_dir(&dir)
+            .map_err(sys(format!("{} (no VFIO cdev?)", dir.display())))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .find(|n| n.starts_with("vfio"))
+            .ok_or_else(|| VfioError::Protocol(format!("no vfioN under {}", dir.display())))?;
+        let rw = |p: &str| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .map_err(sys(format!("open {p}")))
+        };
+        let iommufd = rw("/dev/iommu")?;
+        let fd = rw(&format!("/dev/vfio/devices/{cdev}"))?;
+        // struct vfio_device_bind_iommufd: argsz, flags, iommufd, out_devid.
+        let mut bind = [0u8; 16];
+        bind[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        bind[8..12].copy_from_slice(&iommufd.as_raw_fd().to_ne_bytes());
+        ioctl_buf(&fd, VFIO_DEVICE_BIND_IOMMUFD, &mut bind)
+            .map_err(sys("VFIO_DEVICE_BIND_IOMMUFD"))?;
+        Ok(Self {
+            _iommu: vec![iommufd],
             fd,
         })
     }
@@ -228,8 +264,7 @@ impl Device {
     /// (`/dev/vfio/devices/vfioN`) after `VFIO_DEVICE_BIND_IOMMUFD`.
     pub fn from_fd(fd: File) -> Self {
         Self {
-            _container: None,
-            _group: None,
+            _iommu: Vec::new(),
             fd,
         }
     }
