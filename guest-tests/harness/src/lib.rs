@@ -47,6 +47,7 @@ pub mod modules;
 pub mod nested;
 pub mod nested_run;
 pub mod payload;
+pub mod procinfo;
 pub mod qemu;
 pub mod qmp;
 pub mod runner;

@@ -52,6 +52,12 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
         for l in outcome.console_tail(25) {
             println!("  | {l}");
         }
+        if let Some(k) = &outcome.killed {
+            println!("  qemu's threads when it was killed:");
+            for t in &k.threads {
+                println!("  | {t}");
+            }
+        }
         if !outcome.stderr.trim().is_empty() {
             println!("  qemu stderr:");
             for l in outcome.stderr.lines().take(20) {

@@ -961,6 +961,7 @@ pub(crate) mod fixture {
             wall: Duration::from_secs(664),
             dir: "/nonexistent".into(),
             silence: None,
+            killed: None,
             host_facts: host_facts
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

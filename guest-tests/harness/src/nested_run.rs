@@ -339,6 +339,9 @@ fn forward(spec: &RunSpec, outcome: &RunOutcome, problems: &[String]) {
     for p in problems {
         fact("l2.problem", p);
     }
+    for t in outcome.killed.iter().flat_map(|k| &k.threads) {
+        fact("l2.qemu_thread_at_kill", t);
+    }
     if !problems.is_empty() {
         for l in outcome.console_tail(40) {
             fact("l2.console", l);
@@ -395,6 +398,7 @@ pub fn l2_outcome(l1: &RunOutcome) -> RunOutcome {
         wall: secs("l2.wall_s").unwrap_or_default(),
         dir: l1.dir.clone(),
         silence: None,
+        killed: None,
         host_facts: r
             .all_facts()
             .filter_map(|(k, v)| Some((k.strip_prefix("l2.host.")?.to_string(), v.to_string())))
@@ -414,7 +418,20 @@ pub fn check(l1: &RunOutcome, run: &L2Run, accel: AccelChoice) -> Vec<String> {
         .collect();
     match r.fact("l2.verdict") {
         Some("pass") => {}
-        v => p.push(format!("L1's verdict on L2: {v:?}")),
+        v => {
+            // What L1 saw of L2, for the report: its console's last lines
+            // and where its QEMU's threads were if L1 had to kill it.
+            let mut problem = format!("L1's verdict on L2: {v:?}");
+            for (what, key) in [
+                ("L2 console", "l2.console"),
+                ("L2's QEMU when killed", "l2.qemu_thread_at_kill"),
+            ] {
+                for l in r.facts(key) {
+                    problem.push_str(&format!("\n      | {what}: {l}"));
+                }
+            }
+            p.push(problem);
+        }
     }
     let wanted = accel_name(accel);
     if r.fact("l2.accel") != Some(wanted) {
@@ -612,6 +629,30 @@ mod check_tests {
                 "L2: step \"coherence\" failed",
                 "L1's verdict on L2: Some(\"FAIL: 1 problem(s)\")"
             ]
+        );
+    }
+
+    /// A failed L2's console and its QEMU's threads reach L0's report.
+    #[test]
+    fn a_failed_l2_is_shown_with_its_console_and_threads() {
+        let failed = format!(
+            "{}{}\n{}\n{}\n",
+            L1_RESULTS.replace(&line("l2.verdict", "pass"), &line("l2.verdict", "FAIL")),
+            line("l2.console", "vfiocxl: step coherence"),
+            line(
+                "l2.qemu_thread_at_kill",
+                "thread 7 (CPU 0/KVM) state R on CPU 1"
+            ),
+            line("l2.problem", "timed out"),
+        );
+        let p = verdict(&failed);
+        assert!(
+            p.contains(
+                &"L1's verdict on L2: Some(\"FAIL\")\n      | L2 console: vfiocxl: step coherence\n      \
+                  | L2's QEMU when killed: thread 7 (CPU 0/KVM) state R on CPU 1"
+                    .to_string()
+            ),
+            "{p:?}"
         );
     }
 

@@ -7,7 +7,11 @@
 //! QEMU is still there [`DONE_GRACE`] later it is killed and the run fails
 //! (a teardown hang in the project's devices). If the timeout expires
 //! first, QEMU is killed (SIGKILL to the process the runner started) and
-//! the run fails. QEMU's stderr is scanned for errors ([`stderr_problems`]).
+//! the run fails. Before a kill the runner notes where QEMU's threads are
+//! ([`Killed`]); a QEMU still there [`KILL_GRACE`] after SIGKILL (a thread
+//! stuck in the kernel) is left unreaped and the run fails saying where it
+//! is stuck, rather than the runner waiting for ever. QEMU's stderr is
+//! scanned for errors ([`stderr_problems`]).
 
 use std::fs;
 use std::io::Read;
@@ -20,6 +24,8 @@ use crate::error::{Error, Result};
 
 /// How long QEMU may take to exit after the guest said DONE.
 pub const DONE_GRACE: Duration = Duration::from_secs(10);
+/// How long a SIGKILLed QEMU may take to be reaped.
+pub const KILL_GRACE: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 /// How the QEMU process ended.
@@ -54,6 +60,16 @@ pub const TIMERS_STOPPED_AFTER: Duration = Duration::from_secs(5 * console::HEAR
 /// were running (a lockup in the guest), not halted waiting for timers.
 pub const IDLE_CPU_SHARE: f64 = 0.25;
 
+/// Where QEMU's threads were when the runner killed it
+/// ([`crate::procinfo::threads`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Killed {
+    /// Just before SIGKILL.
+    pub threads: Vec<String>,
+    /// [`KILL_GRACE`] after SIGKILL, when it was still there.
+    pub survived: Option<Vec<String>>,
+}
+
 /// Facts the host found itself, as (key, value).
 pub type HostFacts = Vec<(String, String)>;
 
@@ -75,6 +91,8 @@ pub struct RunOutcome {
     /// QEMU was killed, and how busy QEMU was meanwhile (`None` without a
     /// timeout, or when no heartbeat ever came).
     pub silence: Option<Silence>,
+    /// Set when the runner killed QEMU (a timeout, a hang after DONE).
+    pub killed: Option<Killed>,
     /// What the host found after the run ([`crate::env::RunSpec::after_exit`]),
     /// e.g. patterns in a memory-backend file; checks compare on these as
     /// on the guest's facts.
@@ -154,6 +172,17 @@ impl RunOutcome {
                 DONE_GRACE.as_secs()
             )),
             _ => {}
+        }
+        if let Some(threads) = self.killed.as_ref().and_then(|k| k.survived.as_ref()) {
+            let mut problem = format!(
+                "QEMU was still there {} s after SIGKILL (a thread stuck in the kernel); left unreaped",
+                KILL_GRACE.as_secs()
+            );
+            for t in threads {
+                problem.push_str("\n      | ");
+                problem.push_str(t);
+            }
+            p.push(problem);
         }
         p.extend(stderr_problems(&self.stderr));
         for m in self.report.failed_modules() {
@@ -326,6 +355,7 @@ pub fn run_command_with(
     beat.milestones = milestones.to_vec();
     beat.start = start;
     let mut silence = None;
+    let mut killed = None;
     let exit = loop {
         if let Some(status) = child
             .try_wait()
@@ -343,13 +373,13 @@ pub fn run_command_with(
             }
         }
         if done_at.is_some_and(|d| d.elapsed() > done_grace) {
-            kill(&mut child)?;
+            killed = Some(kill(&mut child, KILL_GRACE)?);
             break Exit::KilledAfterDone;
         }
         beat.poll();
         if start.elapsed() > timeout {
             silence = beat.silence();
-            kill(&mut child)?;
+            killed = Some(kill(&mut child, KILL_GRACE)?);
             break Exit::TimedOut(timeout);
         }
         std::thread::sleep(POLL);
@@ -367,6 +397,7 @@ pub fn run_command_with(
         wall,
         dir: dir.to_path_buf(),
         silence,
+        killed,
         host_facts: Vec::new(),
     })
 }
@@ -464,11 +495,50 @@ fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(ticks as f64 / hz as f64))
 }
 
-fn kill(child: &mut Child) -> Result<()> {
-    // Only the process this runner started.
-    let _ = child.kill();
-    child.wait().map_err(|e| Error::io("reaping QEMU", e))?;
-    Ok(())
+/// A process the runner kills: QEMU, or a stand-in in tests.
+trait Killable {
+    fn pid(&self) -> u32;
+    fn send_kill(&mut self);
+    /// True once it exited and was reaped.
+    fn reaped(&mut self) -> Result<bool>;
+}
+
+impl Killable for Child {
+    fn pid(&self) -> u32 {
+        self.id()
+    }
+
+    fn send_kill(&mut self) {
+        // Only the process this runner started.
+        let _ = self.kill();
+    }
+
+    fn reaped(&mut self) -> Result<bool> {
+        Ok(self
+            .try_wait()
+            .map_err(|e| Error::io("reaping QEMU", e))?
+            .is_some())
+    }
+}
+
+/// SIGKILL, then reaps within `grace`; where its threads were before,
+/// and after `grace` if it is still there (then it is left unreaped: a
+/// wait could block for ever).
+fn kill(p: &mut impl Killable, grace: Duration) -> Result<Killed> {
+    let threads = crate::procinfo::threads(p.pid());
+    p.send_kill();
+    let t = Instant::now();
+    while !p.reaped()? {
+        if t.elapsed() >= grace {
+            let survived = Some(crate::procinfo::threads(p.pid()));
+            return Ok(Killed { threads, survived });
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(Killed {
+        threads,
+        survived: None,
+    })
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -741,8 +811,54 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
                 cpu_share,
                 last_line: 30,
             }),
+            killed: None,
             host_facts: Vec::new(),
         }
+    }
+
+    /// A process that ignores SIGKILL (what a thread stuck in the kernel
+    /// looks like from user space).
+    struct Unkillable(u32);
+
+    impl Killable for Unkillable {
+        fn pid(&self) -> u32 {
+            self.0
+        }
+        fn send_kill(&mut self) {}
+        fn reaped(&mut self) -> Result<bool> {
+            Ok(false)
+        }
+    }
+
+    #[test]
+    fn a_process_outliving_sigkill_is_left_and_described() {
+        let mut p = Unkillable(std::process::id());
+        let k = kill(&mut p, Duration::from_millis(200)).unwrap();
+        let survived = k.survived.clone().expect("still there");
+        assert!(survived[0].starts_with("thread "), "{survived:?}");
+        assert!(!k.threads.is_empty());
+        let mut o = timed_out(1, None);
+        o.killed = Some(k);
+        let p = o.problems_beyond_lost_timer();
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("QEMU was still there 30 s after SIGKILL")
+                    && x.contains("\n      | thread ")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_killed_process_is_reaped() {
+        let mut child = Command::new("sleep").arg("100").spawn().unwrap();
+        let pid = child.id();
+        let k = kill(&mut child, KILL_GRACE).unwrap();
+        assert_eq!(k.survived, None);
+        assert!(
+            k.threads[0].starts_with(&format!("thread {pid} (sleep)")),
+            "{k:?}"
+        );
+        assert!(timed_out(1, None).problems_beyond_lost_timer().is_empty());
     }
 
     #[test]
