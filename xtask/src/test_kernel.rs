@@ -59,7 +59,10 @@ pub const FRAGMENT: &str = "guest-tests/kernel/debug.config";
 /// with, relative to the repository, applied in this order with `patch
 /// -p1`. The same diffs are the first patches of patches/linux
 /// (host-driver/scripts/gen-patches); Debian's kernel has none of them.
-pub const KERNEL_PATCHES: &[&str] = &["host-driver/kernel/vfio-pci-dmabuf-driver-regions.diff"];
+pub const KERNEL_PATCHES: &[&str] = &[
+    "host-driver/kernel/vfio-pci-dmabuf-driver-regions.diff",
+    "host-driver/kernel/vfio-pci-quiet-busy-bar.diff",
+];
 /// Bumped when the build steps below change what they produce.
 const RECIPE: &str = "debug-kernel recipe 2";
 /// Where the host driver for the debug kernel goes (relative to the

@@ -290,7 +290,7 @@ pub fn samples(start: u64, end: u64) -> Vec<u64> {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks_of(outcome, 1..=1, MIB, &mut p);
+    common_checks_of(outcome, 1..=1, MIB, &[], &mut p);
     let r = &outcome.report;
     let Some((start, end)) = r.fact("memtype.range").and_then(iomem_span) else {
         p.push(format!("no vfio-cxl range: {:?}", r.fact("memtype.range")));

@@ -24,7 +24,7 @@ use crate::env::RunSpec;
 use crate::error::{Error, Result};
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ProbeLine, ACCEL_ID,
-    ACCEL_MIB,
+    ACCEL_MIB, UNSAFE_INTERRUPTS,
 };
 use crate::qmp::{self, Qmp};
 use crate::runner::HostFacts;
@@ -167,7 +167,15 @@ pub fn spec_debug() -> RunSpec {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1..=1, &mut p);
+    common_checks(
+        outcome,
+        1..=1,
+        &[
+            UNSAFE_INTERRUPTS,
+            "CXL Reset refused: a dma-buf of the device exists",
+        ],
+        &mut p,
+    );
     let r = &outcome.report;
     match r.fact("dmabuf") {
         Some(v) if v.starts_with("pass: ") => {}

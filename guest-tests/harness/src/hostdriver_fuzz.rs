@@ -177,7 +177,7 @@ pub fn spec_debug() -> RunSpec {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1..=1, &mut p);
+    common_checks(outcome, 1..=1, &[], &mut p);
     let r = &outcome.report;
     let seed = r.fact("fuzz.seed").unwrap_or("?");
     let test = match outcome.report.begin.as_ref() {

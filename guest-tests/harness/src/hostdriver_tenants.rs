@@ -87,7 +87,7 @@ pub fn clear_lines(outcome: &RunOutcome) -> Vec<String> {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1..=1, &mut p);
+    common_checks(outcome, 1..=1, &[], &mut p);
     let r = &outcome.report;
     for key in ["tenant_write", "tenant_read"] {
         match r.fact(key) {

@@ -43,7 +43,7 @@ pub fn spec_debug() -> RunSpec {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(outcome, 1..=1, &mut p);
+    common_checks(outcome, 1..=1, &["memory error at "], &mut p);
     let r = &outcome.report;
     match r.fact("memory_failure") {
         Some(v) if v.starts_with("pass: ") => {}
