@@ -15,7 +15,7 @@ use guest_harness::error::{Error, Result};
 use guest_harness::payload::Payload;
 use guest_harness::qemu::Topology;
 use guest_harness::runner::{Exit, RunOutcome};
-use guest_harness::{tools, vmtests};
+use guest_harness::{nested_run, tools, vmtests};
 
 fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -140,7 +140,10 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
             let nested = t
                 .name
                 .ends_with("-kvm")
-                .then(|| guest_harness::console::nested_svm_fault(&outcome.console))
+                .then(|| {
+                    guest_harness::console::nested_svm_fault(&outcome.console)
+                        .or_else(|| nested_run::emulator_fault_of_l2(&outcome))
+                })
                 .flatten();
             let beyond = match nested {
                 Some(_) => guest_harness::runner::stderr_problems(&outcome.stderr),
@@ -395,7 +398,7 @@ fn bench_startup(cli: &BenchStartupArgs) -> Result<bool> {
 
 fn bench_bw(cli: &BenchBwCommand) -> Result<bool> {
     use guest_harness::bench_bw;
-    use guest_harness::nested_run;
+
     let params = cli.bench.params();
     let env = Env::prepare(&cli.env.options())?;
     println!(

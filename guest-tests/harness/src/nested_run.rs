@@ -319,6 +319,55 @@ pub fn l1_main(
     Ok(problems.is_empty())
 }
 
+/// The fact naming an [`emulator_fault`] of L2's run.
+pub const EMULATOR_FAULT_FACT: &str = "l2.emulator_fault";
+
+/// Why L2's run says nothing about the code under test, if it does not:
+/// TCG lost a timer interrupt of L2's kernel, or L2 went away in a way only
+/// the emulated nested SVM explains. Seen in `guest-driver-coherence-kvm`
+/// (2026-12-06, 1 run in 10): L2 reset itself 3 s into its boot, before
+/// /init, its console ending on a PCI enumeration line with no kernel
+/// report (a triple fault: a guest kernel crash prints a panic first).
+/// Also a QEMU that outlives SIGKILL with a thread in KVM: a vCPU that
+/// never comes back from the emulated VMRUN. A reset with a kernel report,
+/// a QEMU error, or a failure after /init is the test's.
+pub fn emulator_fault(o: &RunOutcome) -> Option<String> {
+    if let Some(k) = o.lost_timer() {
+        return Some(format!("L2: {}: {}", k.what, k.line));
+    }
+    let quiet =
+        o.kernel_problems.is_empty() && crate::runner::stderr_problems(&o.stderr).is_empty();
+    let reset_before_init =
+        matches!(o.exit, Exit::Exited(st) if st.success()) && o.report.begin.is_none();
+    if reset_before_init && quiet {
+        return Some(
+            "L2 reset before /init, its console silent (no panic, oops or QEMU error)".into(),
+        );
+    }
+    let stuck_in_kvm = o
+        .killed
+        .as_ref()
+        .and_then(|k| k.survived.as_ref())
+        .is_some_and(|t| t.iter().any(|l| l.contains("kvm")));
+    stuck_in_kvm.then(|| "L2's QEMU outlived SIGKILL with a thread in KVM".into())
+}
+
+/// The [`emulator_fault`] L1 reported of L2, at the console line where L1
+/// said L2 ended (0 when it did not).
+pub fn emulator_fault_of_l2(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
+    let why = l1.report.fact(EMULATOR_FAULT_FACT)?;
+    let line_no = l1
+        .console
+        .lines()
+        .position(|l| l.contains("nested-run: L2 ran"))
+        .map_or(0, |i| i + 1);
+    Some(crate::console::KernelProblem {
+        line_no,
+        what: "L2 undone by the emulated nested SVM",
+        line: why.to_string(),
+    })
+}
+
 /// Prints L2's outcome as facts (see the module's documentation).
 fn forward(spec: &RunSpec, outcome: &RunOutcome, problems: &[String]) {
     fact("l2.accel", &spec.machine.accel);
@@ -341,6 +390,9 @@ fn forward(spec: &RunSpec, outcome: &RunOutcome, problems: &[String]) {
     }
     for t in outcome.killed.iter().flat_map(|k| &k.threads) {
         fact("l2.qemu_thread_at_kill", t);
+    }
+    if let Some(why) = emulator_fault(outcome) {
+        fact(EMULATOR_FAULT_FACT, &why);
     }
     if !problems.is_empty() {
         for l in outcome.console_tail(40) {
@@ -535,6 +587,77 @@ mod check_tests {
     /// The fact line `key` = `value` of L1's step.
     fn line(key: &str, value: &str) -> String {
         format!("VFIOCXL-RESULT {{\"key\":\"{key}\",\"kind\":\"fact\",\"step\":\"nested-run\",\"value\":\"{value}\"}}")
+    }
+
+    /// The end of L2's console when it reset itself before /init
+    /// (guest-driver-coherence-kvm, 2026-12-06).
+    const L2_RESET_CONSOLE: &str =
+        "Booting from ROM..[    0.064000] tsc: Unable to calibrate against PIT
+[    0.944000] Failed to access perfctr msr (MSR c0010007 is 0)
+[    2.824000] pci_bus 0000:00: Unknown NUMA node; performance will be reduced
+[    3.068000] pci_bus 0000:0c: Unknown NUMA node; performance will be reduced
+";
+
+    fn l2_with_console(console: &str) -> RunOutcome {
+        RunOutcome {
+            console: console.into(),
+            kernel_problems: crate::console::kernel_problems(console),
+            ..outcome("", "", &[])
+        }
+    }
+
+    #[test]
+    fn a_silent_reset_before_init_is_the_emulators() {
+        let why = emulator_fault(&l2_with_console(L2_RESET_CONSOLE)).expect("a fault");
+        assert!(why.starts_with("L2 reset before /init"), "{why}");
+        // A kernel report, a QEMU error, a failed exit or a reached /init:
+        // the test's.
+        let panic =
+            format!("{L2_RESET_CONSOLE}[    3.1] Kernel panic - not syncing: Fatal exception\n");
+        assert_eq!(emulator_fault(&l2_with_console(&panic)), None);
+        let mut o = l2_with_console(L2_RESET_CONSOLE);
+        o.stderr = "qemu-system-x86_64: vfio-user-cxl: something failed".into();
+        assert_eq!(emulator_fault(&o), None);
+        let mut o = l2_with_console(L2_RESET_CONSOLE);
+        o.exit = Exit::Exited(std::os::unix::process::ExitStatusExt::from_raw(256));
+        assert_eq!(emulator_fault(&o), None);
+        let begun = format!("{BEGIN}{{\"payload\":\"x\",\"uptime\":3.0}}\n");
+        let o = RunOutcome {
+            console: L2_RESET_CONSOLE.into(),
+            ..outcome(&begun, "", &[])
+        };
+        assert_eq!(emulator_fault(&o), None);
+    }
+
+    #[test]
+    fn a_qemu_stuck_in_kvm_after_sigkill_is_the_emulators() {
+        let begun = format!("{BEGIN}{{\"payload\":\"x\",\"uptime\":3.0}}\n");
+        let stuck = |thread: &str| RunOutcome {
+            exit: Exit::TimedOut(Duration::from_secs(300)),
+            killed: Some(crate::runner::Killed {
+                threads: Vec::new(),
+                survived: Some(vec![thread.into()]),
+            }),
+            ..outcome(&begun, "", &[])
+        };
+        let vcpu = "thread 9 (CPU 0/KVM) state R on CPU 1, kernel stack: svm_vcpu_run < kvm_arch_vcpu_ioctl_run";
+        assert!(emulator_fault(&stuck(vcpu)).is_some());
+        assert_eq!(
+            emulator_fault(&stuck("thread 8 (qemu) state D, waiting in vfio_wait")),
+            None
+        );
+        // L0 finds L1's verdict at the line where L1 said L2 ended.
+        let l1 = RunOutcome {
+            console: "vfiocxl: step nested-run\nnested-run: L2 ran 22.4 s, 2 problem(s)\n".into(),
+            ..outcome(
+                &format!("{}\n", line(EMULATOR_FAULT_FACT, "L2 reset")),
+                "",
+                &[],
+            )
+        };
+        let k = emulator_fault_of_l2(&l1).expect("reported");
+        assert_eq!((k.line_no, k.line.as_str()), (2, "L2 reset"));
+        assert_eq!(emulator_fault_of_l2(&outcome(L1_RESULTS, "", &[])), None);
     }
 
     #[test]
