@@ -21,6 +21,43 @@ use vfio_bindings::bindings::vfio::{
     vfio_device_info, vfio_device_ioeventfd, vfio_group_status, vfio_region_info,
 };
 
+/// Opens a VFIO or iommufd character device for reading and writing.
+pub fn open_rw(path: &str) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(sys(format!("open {path}")))
+}
+
+/// The VFIO cdev of the device at PCI address `bdf`,
+/// `/dev/vfio/devices/vfioN`, as named under `/sys/bus/pci/devices/BDF/vfio-dev`.
+pub fn cdev_path(bdf: &str) -> Result<String> {
+    let dir = Path::new("/sys/bus/pci/devices").join(bdf).join("vfio-dev");
+    let name = std::fs::read_dir(&dir)
+        .map_err(sys(format!(
+            "{} (no VFIO cdev: CONFIG_VFIO_DEVICE_CDEV?)",
+            dir.display()
+        )))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .find(|n| n.starts_with("vfio"))
+        .ok_or_else(|| VfioError::Protocol(format!("no vfioN under {}", dir.display())))?;
+    Ok(format!("/dev/vfio/devices/{name}"))
+}
+
+/// `VFIO_DEVICE_BIND_IOMMUFD` of an opened cdev to `iommufd`: the device's
+/// id in that iommufd.
+pub fn bind_iommufd(cdev: &File, iommufd: &File) -> Result<u32> {
+    // struct vfio_device_bind_iommufd: argsz, flags, iommufd, out_devid.
+    let mut bind = [0u8; 16];
+    bind[0..4].copy_from_slice(&16u32.to_ne_bytes());
+    bind[8..12].copy_from_slice(&iommufd.as_raw_fd().to_ne_bytes());
+    ioctl_buf(cdev, VFIO_DEVICE_BIND_IOMMUFD, &mut bind)
+        .map_err(sys("VFIO_DEVICE_BIND_IOMMUFD"))?;
+    Ok(u32::from_ne_bytes([bind[12], bind[13], bind[14], bind[15]]))
+}
+
 const VFIO_TYPE: u64 = b';' as u64;
 const VFIO_BASE: u64 = 100;
 
@@ -175,15 +212,8 @@ impl Device {
                 VfioError::Protocol(format!("bad iommu_group link {}", group_path.display()))
             })?
             .to_owned();
-        let rw = |p: &str| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(p)
-                .map_err(sys(format!("open {p}")))
-        };
-        let container = rw("/dev/vfio/vfio")?;
-        let group = rw(&format!("/dev/vfio/{group_id}"))?;
+        let container = open_rw("/dev/vfio/vfio")?;
+        let group = open_rw(&format!("/dev/vfio/{group_id}"))?;
 
         let version =
             ioctl_val(&container, VFIO_GET_API_VERSION, 0).map_err(sys("VFIO_GET_API_VERSION"))?;
@@ -232,28 +262,9 @@ impl Device {
     /// container. Regions and config space can be read; nothing is
     /// attached to an IOAS, so the device cannot DMA.
     pub fn open_iommufd(bdf: &str) -> Result<Self> {
-        let dir = Path::new("/sys/bus/pci/devices").join(bdf).join("vfio-dev");
-        let cdev = std::fs::read_dir(&dir)
-            .map_err(sys(format!("{} (no VFIO cdev?)", dir.display())))?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .find(|n| n.starts_with("vfio"))
-            .ok_or_else(|| VfioError::Protocol(format!("no vfioN under {}", dir.display())))?;
-        let rw = |p: &str| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(p)
-                .map_err(sys(format!("open {p}")))
-        };
-        let iommufd = rw("/dev/iommu")?;
-        let fd = rw(&format!("/dev/vfio/devices/{cdev}"))?;
-        // struct vfio_device_bind_iommufd: argsz, flags, iommufd, out_devid.
-        let mut bind = [0u8; 16];
-        bind[0..4].copy_from_slice(&16u32.to_ne_bytes());
-        bind[8..12].copy_from_slice(&iommufd.as_raw_fd().to_ne_bytes());
-        ioctl_buf(&fd, VFIO_DEVICE_BIND_IOMMUFD, &mut bind)
-            .map_err(sys("VFIO_DEVICE_BIND_IOMMUFD"))?;
+        let iommufd = open_rw("/dev/iommu")?;
+        let fd = open_rw(&cdev_path(bdf)?)?;
+        bind_iommufd(&fd, &iommufd)?;
         Ok(Self {
             _iommu: vec![iommufd],
             fd,

@@ -103,15 +103,7 @@ fn start_monitor(_dir: &Path) -> Result<()> {
 fn watch_monitor() -> HostFacts {
     let run = || -> Result<HostFacts> {
         let t = Instant::now();
-        let mut q = loop {
-            match Qmp::connect(&qmp_socket()) {
-                Ok(q) => break q,
-                Err(_) if t.elapsed() < Duration::from_secs(30) => {
-                    thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let mut q = Qmp::connect_within(&qmp_socket(), Duration::from_secs(30))?;
         loop {
             let mtree = q
                 .execute(

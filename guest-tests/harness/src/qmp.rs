@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -47,6 +47,18 @@ impl Qmp {
         q.execute("qmp_capabilities", json!({}))?
             .map_err(|e| Error::msg(format!("qmp_capabilities: {e}")))?;
         Ok(q)
+    }
+
+    /// [`Qmp::connect`], retried every 50 ms for up to `limit` while QEMU
+    /// starts listening.
+    pub fn connect_within(path: &str, limit: Duration) -> Result<Self> {
+        let t = Instant::now();
+        loop {
+            match Self::connect(path) {
+                Err(_) if t.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
+                r => return r,
+            }
+        }
     }
 
     /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`

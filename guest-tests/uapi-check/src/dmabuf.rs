@@ -24,12 +24,12 @@
 //!   the device opened again and attached to the same page table finds
 //!   nothing mapped, and a new import of the dma-buf fails (ENODEV).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 use vfio_bindings::bindings::vfio::VFIO_PCI_NUM_REGIONS;
-use vfio_cxl_uapi::vfio::Device;
+use vfio_cxl_uapi::vfio::{self, Device};
 
 use crate::checks::{ensure, Ctx, Options, PAGE};
 use crate::facts::fact;
@@ -40,7 +40,6 @@ const fn io_nr(nr: u64) -> u64 {
     (VFIO_TYPE << 8) | nr
 }
 const VFIO_DEVICE_FEATURE: u64 = io_nr(100 + 17);
-const VFIO_DEVICE_BIND_IOMMUFD: u64 = io_nr(100 + 18);
 const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = io_nr(100 + 19);
 const IOMMU_IOAS_ALLOC: u64 = io_nr(0x81);
 const IOMMU_HWPT_ALLOC: u64 = io_nr(0x89);
@@ -69,15 +68,6 @@ const CTRL2_CXL_RESET: u32 = 1 << 2;
 const CTRL2_RST_MEM_CLR_EN: u32 = 1 << 3;
 const STATUS2_RST_DONE: u32 = 1 << 1;
 const STATUS2_RST_ERR: u32 = 1 << 2;
-
-#[repr(C)]
-struct BindIommufd {
-    argsz: u32,
-    flags: u32,
-    iommufd: i32,
-    out_devid: u32,
-    token_uuid_ptr: u64,
-}
 
 #[repr(C)]
 struct AttachPt {
@@ -157,24 +147,8 @@ struct Iommufd {
     hwpt: u32,
 }
 
-/// `/dev/vfio/devices/vfioN` of `bdf`.
-fn cdev_path(bdf: &str) -> Result<String, String> {
-    let dir = format!("/sys/bus/pci/devices/{bdf}/vfio-dev");
-    let name = fs::read_dir(&dir)
-        .map_err(|e| format!("{dir}: {e} (no VFIO cdev: CONFIG_VFIO_DEVICE_CDEV?)"))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with("vfio"))
-        .ok_or(format!("{dir}: no vfioN entry"))?;
-    Ok(format!("/dev/vfio/devices/{name}"))
-}
-
 fn open_rw(path: &str) -> Result<File, String> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| format!("open {path}: {e}"))
+    vfio::open_rw(path).map_err(|e| e.to_string())
 }
 
 /// Opens the device's cdev, binds it to `iommufd` and attaches it to its
@@ -184,16 +158,8 @@ fn open_device(
     iommufd: &File,
     pt: Option<(u32, u32)>,
 ) -> Result<(File, Iommufd), String> {
-    let cdev = open_rw(&cdev_path(bdf)?)?;
-    let mut bind = BindIommufd {
-        argsz: 16,
-        flags: 0,
-        iommufd: iommufd.as_raw_fd(),
-        out_devid: 0,
-        token_uuid_ptr: 0,
-    };
-    ioctl(cdev.as_raw_fd(), VFIO_DEVICE_BIND_IOMMUFD, &mut bind)
-        .map_err(|e| format!("VFIO_DEVICE_BIND_IOMMUFD: {e}"))?;
+    let cdev = open_rw(&vfio::cdev_path(bdf).map_err(|e| e.to_string())?)?;
+    let dev_id = vfio::bind_iommufd(&cdev, iommufd).map_err(|e| e.to_string())?;
     let (ioas, hwpt) = match pt {
         Some(pt) => pt,
         None => {
@@ -207,7 +173,7 @@ fn open_device(
             let mut h = HwptAlloc {
                 size: size32::<HwptAlloc>(),
                 flags: 0,
-                dev_id: bind.out_devid,
+                dev_id,
                 pt_id: a.out_ioas_id,
                 out_hwpt_id: 0,
                 reserved: 0,
