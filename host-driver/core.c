@@ -524,8 +524,8 @@ void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
 	vfio_pci_core_unregister_device(&cdev->pci_core);
 
 	/*
-	 * The last close skipped the clear (blocked). A device still there
-	 * goes back to the host, or to another driver, cleared.
+	 * The last close could not clear (blocked, -EBUSY). A device still
+	 * there goes back to the host, or to another driver, cleared.
 	 */
 	vfio_cxl_mem_unblock(cxl);
 	if (vfio_cxl_clear_memory_param && cxl->needs_clear &&

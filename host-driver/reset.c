@@ -458,7 +458,9 @@ static void vfio_cxl_host_clear(struct vfio_cxl *cxl)
  * whatever its size), else a host-side clear. Clears @needs_clear on
  * success.
  *
- * Return: 0 or a negative errno; the memory must then not be handed out.
+ * Return: 0; -EBUSY while the memory is blocked (removal, AER: cleared
+ * later); or another negative errno. The memory must not be handed out
+ * unless 0.
  */
 int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 {
@@ -478,10 +480,13 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 	/*
 	 * vfio-pci core puts the function in D0 on open and on close. A
 	 * blocked device (removal, AER) is not touched: its memory may be
-	 * gone, and it gets no new user before it is unblocked.
+	 * gone, and it gets no new user before it is unblocked. Whoever
+	 * unblocks it clears it, or the next open does.
 	 */
-	if (pdev->current_state != PCI_D0 || cxl->mem_blockers ||
-	    pci_dev_is_disconnected(pdev)) {
+	if (cxl->mem_blockers) {
+		rc = -EBUSY;
+	} else if (pdev->current_state != PCI_D0 ||
+		   pci_dev_is_disconnected(pdev)) {
 		rc = -ENODEV;
 	} else {
 		if (cxl->dvsec_cap & VFIO_CXL_DVSEC_CAP_RESET_MEM_CLR) {
@@ -509,7 +514,9 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 	up_write(&vdev->memory_lock);
 	pm_runtime_put(&pdev->dev);
 
-	if (rc)
+	if (rc == -EBUSY)
+		pci_info(pdev, "CXL memory not cleared yet: blocked by removal or error recovery\n");
+	else if (rc)
 		pci_err(pdev, "could not clear the CXL memory: %d; it will not be handed to another user\n",
 			rc);
 	else

@@ -468,6 +468,10 @@ pub fn rebind_spec() -> RunSpec {
             &with_lib(&REBIND_SH.replace("@CYCLES@", &REBIND_CYCLES.to_string())),
         )
         .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
+        .step(
+            "remove-while-mapped",
+            &with_lib("$VC/vfio-cxl-uapi-check \"$dev\" --remove-while-mapped >&3\n"),
+        )
         .step("rmmod", &with_lib(RMMOD_SH))
         .step("report-dmesg", &dmesg_sh());
     let mut spec = base_spec(payload, ACCEL_MIB, 4096);
@@ -915,7 +919,15 @@ pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
         // Reported, not failed: the CXL core race of docs/guest-driver.md.
         println!("  host-driver-rebind: {retries} binding(s) undone by the CXL core and retried (cycles {:?})", r.facts("rebind.retry"));
     }
-    common_checks(outcome, cycles + 1..=cycles + 1 + retries, &[], &mut p);
+    // vfio-pci core's notice of a removal waiting for a user without a
+    // request eventfd (remove-while-mapped; QEMU registers one).
+    let provoked = ["No device request channel registered, blocked until released by user"];
+    common_checks(
+        outcome,
+        cycles + 1..=cycles + 1 + retries,
+        &provoked,
+        &mut p,
+    );
     if r.fact("rebind.cycles") != Some(&cycles.to_string()) {
         p.push(format!(
             "rebind cycles {:?}, expected {cycles}",
@@ -927,6 +939,10 @@ pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
         p.push(format!(
             "reopen after each bind: {reopens:?} (expected {cycles} passes)"
         ));
+    }
+    match r.fact("remove_while_mapped") {
+        Some(v) if v.starts_with("pass: ") => {}
+        v => p.push(format!("unbind with the memory mapped: {v:?}")),
     }
     if r.fact("rmmod") != Some("ok") {
         p.push("rmmod vfio-cxl-pci vfio-cxl-core did not succeed".into());

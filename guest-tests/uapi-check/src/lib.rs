@@ -14,6 +14,7 @@ pub mod fuzz;
 pub mod isolation;
 pub mod memory_failure;
 pub mod pattern;
+pub mod removal;
 /// The VFIO opener, shared with vfio-cxl-cmdline (crate `vfio-cxl-uapi`).
 pub use vfio_cxl_uapi::vfio;
 pub mod window_tags;

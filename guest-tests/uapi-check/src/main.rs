@@ -26,6 +26,10 @@
 //! host-driver-dmabuf@debug). `--dmabuf-bar PHYS` does the same for BAR 2
 //! of a device bound to plain vfio-pci (pci-testdev's `membar`, at PHYS).
 //!
+//! `--remove-while-mapped` unbinds the device from its driver with its
+//! memory mapped and checks the memory is gone before the unbind waits
+//! for the close (removal.rs; the VM test host-driver-rebind).
+//!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
@@ -54,6 +58,7 @@ use vfio_cxl_uapi_check::dmabuf;
 use vfio_cxl_uapi_check::facts::fact;
 use vfio_cxl_uapi_check::isolation;
 use vfio_cxl_uapi_check::memory_failure;
+use vfio_cxl_uapi_check::removal;
 use vfio_cxl_uapi_check::window_tags;
 
 /// Checks a device bound to vfio-cxl-pci against the uAPI contract
@@ -119,6 +124,10 @@ struct CheckArgs {
     /// The same for BAR 2 (at PHYS) of a device bound to plain vfio-pci
     #[arg(long, value_name = "PHYS", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
     dmabuf_bar: Option<u64>,
+    /// Unbind the device from its driver with its memory mapped: the
+    /// memory must be gone while the unbind waits for the close
+    #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    remove_while_mapped: bool,
 }
 
 /// What only the full checks use.
@@ -196,6 +205,8 @@ enum Mode {
     Dmabuf(u64),
     /// dma-buf export of a plain vfio-pci device's BAR 2 at this address.
     DmabufBar(u64),
+    /// Unbind with the memory mapped.
+    RemoveWhileMapped,
 }
 
 /// A parsed and checked command line.
@@ -263,6 +274,8 @@ where
                 Mode::Dmabuf(hpa)
             } else if let Some(phys) = c.dmabuf_bar {
                 Mode::DmabufBar(phys)
+            } else if c.remove_while_mapped {
+                Mode::RemoveWhileMapped
             } else {
                 Mode::Checks
             };
@@ -416,6 +429,11 @@ fn main() -> ExitCode {
         report("dmabuf_bar", &outcome);
         return summary(&[("dmabuf_bar", outcome)]);
     }
+    if mode == Mode::RemoveWhileMapped {
+        let outcome = removal::remove_while_mapped(&bdf);
+        report("remove_while_mapped", &outcome);
+        return summary(&[("remove_while_mapped", outcome)]);
+    }
     if mode == Mode::TenantRead {
         let outcome = isolation::tenant_read(&bdf);
         report("tenant_read", &outcome);
@@ -541,6 +559,12 @@ mod tests {
             (Mode::DmabufBar(0xfe200000), 20)
         );
         assert!(run("x --dmabuf 1 --tenant-read").is_err());
+        // hostdriver.rs (host-driver-rebind).
+        assert_eq!(
+            mode_of("x --remove-while-mapped"),
+            (Mode::RemoveWhileMapped, 20)
+        );
+        assert!(run("x --remove-while-mapped --reopen-only").is_err());
     }
 
     #[test]
