@@ -122,6 +122,8 @@ int vfio_cxl_core_open_device(struct vfio_device *core_vdev)
 	if (vfio_cxl_clear_memory_param && cxl->needs_clear) {
 		ret = vfio_cxl_clear_memory(cxl);
 		if (ret) {
+			if (ret == -EBUSY)
+				pci_warn(vdev->pdev, "open refused: the CXL memory is blocked by error recovery or removal and not cleared yet\n");
 			vfio_pci_core_disable(vdev);
 			return -EIO;
 		}
@@ -160,8 +162,10 @@ void vfio_cxl_core_close_device(struct vfio_device *core_vdev)
 	vfio_pci_core_close_device(core_vdev);
 
 	cxl->needs_clear = true;
-	if (vfio_cxl_clear_memory_param)
-		vfio_cxl_clear_memory(cxl);
+	if (vfio_cxl_clear_memory_param &&
+	    vfio_cxl_clear_memory(cxl) == -EBUSY)
+		pci_info(to_cxl_core(core_vdev)->pci_core.pdev,
+			 "CXL memory not cleared at close: blocked by error recovery or removal\n");
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_close_device, "VFIO_CXL");
 
@@ -520,17 +524,27 @@ void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
 {
 	struct vfio_cxl *cxl = cdev->cxl;
 
+	struct pci_dev *pdev = cdev->pci_core.pdev;
+
 	vfio_cxl_mem_block(cxl);
 	vfio_pci_core_unregister_device(&cdev->pci_core);
 
 	/*
-	 * The last close could not clear (blocked, -EBUSY). A device still
-	 * there goes back to the host, or to another driver, cleared.
+	 * An AER recovery the removal cut short never calls resume here:
+	 * its blocker goes with the driver. The last close could not clear
+	 * (blocked). A device still there goes back to the host, or to
+	 * another driver, cleared; a permanent failure's blocker stays, and
+	 * that is said.
 	 */
+	if (cxl->err_blocked) {
+		cxl->err_blocked = false;
+		vfio_cxl_mem_unblock(cxl);
+	}
 	vfio_cxl_mem_unblock(cxl);
 	if (vfio_cxl_clear_memory_param && cxl->needs_clear &&
-	    !pci_dev_is_disconnected(cdev->pci_core.pdev))
-		vfio_cxl_clear_memory(cxl);
+	    !pci_dev_is_disconnected(pdev) &&
+	    vfio_cxl_clear_memory(cxl) == -EBUSY)
+		pci_err(pdev, "the CXL memory leaves the driver uncleared: blocked by a permanent error\n");
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_unregister_device, "VFIO_CXL");
 

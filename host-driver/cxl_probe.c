@@ -130,6 +130,10 @@ static int vfio_cxl_locate_hdm(struct vfio_cxl *cxl)
 		cxl->hdm_bar_off = phys - start +
 				   map->component_map.hdm_decoder.offset;
 		cxl->hdm_size = map->component_map.hdm_decoder.size;
+#ifdef VFIO_CXL_HAVE_VARIANT_BARS
+		/* The CXL core holds part of it: vfio-pci core leaves it to us. */
+		cxl->cdev->pci_core.variant_bars |= BIT(bar);
+#endif /* VFIO_CXL_HAVE_VARIANT_BARS */
 		return 0;
 	}
 

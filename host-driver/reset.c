@@ -458,9 +458,9 @@ static void vfio_cxl_host_clear(struct vfio_cxl *cxl)
  * whatever its size), else a host-side clear. Clears @needs_clear on
  * success.
  *
- * Return: 0; -EBUSY while the memory is blocked (removal, AER: cleared
- * later); or another negative errno. The memory must not be handed out
- * unless 0.
+ * Return: 0; -EBUSY, not logged, while the memory is blocked (removal,
+ * AER): the caller says what follows; or another negative errno. The
+ * memory must not be handed out unless 0.
  */
 int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 {
@@ -480,14 +480,13 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 	/*
 	 * vfio-pci core puts the function in D0 on open and on close. A
 	 * blocked device (removal, AER) is not touched: its memory may be
-	 * gone, and it gets no new user before it is unblocked. Whoever
-	 * unblocks it clears it, or the next open does.
+	 * gone. It stays marked for clearing: the removal clears it once
+	 * it has dropped its blockers, an open clears it or refuses.
 	 */
-	if (cxl->mem_blockers) {
-		rc = -EBUSY;
-	} else if (pdev->current_state != PCI_D0 ||
-		   pci_dev_is_disconnected(pdev)) {
+	if (pdev->current_state != PCI_D0 || pci_dev_is_disconnected(pdev)) {
 		rc = -ENODEV;
+	} else if (cxl->mem_blockers) {
+		rc = -EBUSY;
 	} else {
 		if (cxl->dvsec_cap & VFIO_CXL_DVSEC_CAP_RESET_MEM_CLR) {
 			rc = vfio_cxl_do_cxl_reset(cxl, true);
@@ -514,12 +513,10 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 	up_write(&vdev->memory_lock);
 	pm_runtime_put(&pdev->dev);
 
-	if (rc == -EBUSY)
-		pci_info(pdev, "CXL memory not cleared yet: blocked by removal or error recovery\n");
-	else if (rc)
+	if (rc && rc != -EBUSY)
 		pci_err(pdev, "could not clear the CXL memory: %d; it will not be handed to another user\n",
 			rc);
-	else
+	else if (!rc)
 		pci_info(pdev, "cleared %llu MiB by %s in %u ms\n",
 			 range_len(&cxl->hpa) >> 20,
 			 by_reset ? "CXL Reset with Mem_Clr" : "the host",

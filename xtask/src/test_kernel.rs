@@ -61,7 +61,7 @@ pub const FRAGMENT: &str = "guest-tests/kernel/debug.config";
 /// (host-driver/scripts/gen-patches); Debian's kernel has none of them.
 pub const KERNEL_PATCHES: &[&str] = &[
     "host-driver/kernel/vfio-pci-dmabuf-driver-regions.diff",
-    "host-driver/kernel/vfio-pci-quiet-busy-bar.diff",
+    "host-driver/kernel/vfio-pci-variant-bars.diff",
 ];
 /// Bumped when the build steps below change what they produce.
 const RECIPE: &str = "debug-kernel recipe 2";

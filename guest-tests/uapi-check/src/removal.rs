@@ -6,7 +6,8 @@
 //! once the user closes.
 
 use std::fs;
-use std::sync::mpsc;
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::checks::{ensure, err, read_dies_of_sigbus, Ctx, Options, Outcome, PAGE};
@@ -37,18 +38,27 @@ pub fn remove_while_mapped(bdf: &str) -> Outcome {
         "the mapping SIGBUSes before the removal".into()
     })?;
 
-    let (done_tx, done) = mpsc::channel();
-    let target = bdf.to_string();
-    let unbinder = std::thread::spawn(move || {
-        let r = fs::write(&unbind, &target).map_err(|e| format!("write {unbind}: {e}"));
-        let _ = done_tx.send(Instant::now());
-        r
-    });
+    // The unbind runs in a process of its own: if it never finishes (the
+    // defect this looks for), this process can still report and exit.
+    let mut unbinder = Command::new("sh")
+        .arg("-c")
+        .arg(format!("echo {bdf} >{unbind}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the unbind: {e}"))?;
+    let still_waiting = |u: &mut Child| -> Result<(), String> {
+        match u.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(st)) => Err(format!(
+                "the unbind returned ({st}) while the device was open{}",
+                stderr_of(u)
+            )),
+            Err(e) => Err(format!("waiting for the unbind: {e}")),
+        }
+    };
     let start = Instant::now();
     let zapped_after = loop {
-        ensure(done.try_recv().is_err(), || {
-            "the unbind returned while the device was open".into()
-        })?;
+        still_waiting(&mut unbinder)?;
         if read_dies_of_sigbus(mem.addr())? {
             break start.elapsed();
         }
@@ -69,22 +79,30 @@ pub fn remove_while_mapped(bdf: &str) -> Outcome {
             ))
         }
     };
-    ensure(done.try_recv().is_err(), || {
-        "the unbind returned while the device was open".into()
-    })?;
+    still_waiting(&mut unbinder)?;
 
     let closed = Instant::now();
     drop(mem);
     drop(c);
-    let finished = done.recv_timeout(CLOSE_LIMIT).map_err(|_| {
-        format!(
-            "the unbind still waited {} s after the close",
-            CLOSE_LIMIT.as_secs()
-        )
+    let status = loop {
+        match unbinder.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if closed.elapsed() < CLOSE_LIMIT => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Ok(None) => {
+                return Err(format!(
+                    "the unbind still waited {} s after the close",
+                    CLOSE_LIMIT.as_secs()
+                ))
+            }
+            Err(e) => return Err(format!("waiting for the unbind: {e}")),
+        }
+    };
+    let finished = closed.elapsed();
+    ensure(status.success(), || {
+        format!("the unbind failed ({status}){}", stderr_of(&mut unbinder))
     })?;
-    unbinder
-        .join()
-        .map_err(|_| "the unbinding thread panicked".to_string())??;
     ensure(fs::read_link(format!("{dev_dir}/driver")).is_err(), || {
         "the device is still bound after the unbind".into()
     })?;
@@ -92,6 +110,18 @@ pub fn remove_while_mapped(bdf: &str) -> Outcome {
         "unbound from {} with the memory mapped: SIGBUS {} ms into the removal and {read} from read(), while the unbind waited; it finished {} ms after the close",
         driver.file_name().unwrap_or_default().to_string_lossy(),
         zapped_after.as_millis(),
-        finished.saturating_duration_since(closed).as_millis()
+        finished.as_millis()
     ))
+}
+
+/// What an exited unbind said on stderr, as a suffix for a message.
+fn stderr_of(u: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(e) = u.stderr.as_mut() {
+        let _ = e.read_to_string(&mut text);
+    }
+    match text.trim() {
+        "" => String::new(),
+        t => format!(": {t}"),
+    }
 }
