@@ -145,8 +145,20 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
                         .or_else(|| nested_run::emulator_fault_of_l2(&outcome))
                 })
                 .flatten();
+            // A rerun keeps L1's QEMU's errors and L2's own problems
+            // beyond the fault (forwarded by L1).
             let beyond = match nested {
-                Some(_) => guest_harness::runner::stderr_problems(&outcome.stderr),
+                Some(_) => {
+                    let mut b = guest_harness::runner::stderr_problems(&outcome.stderr);
+                    b.extend(
+                        outcome
+                            .report
+                            .facts(nested_run::BEYOND_FACT)
+                            .iter()
+                            .map(|p| format!("L2: {p}")),
+                    );
+                    b
+                }
                 None => outcome.problems_beyond_lost_timer(),
             };
             vmtests::RunVerdict {

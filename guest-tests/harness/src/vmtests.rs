@@ -118,6 +118,18 @@ pub fn all() -> Vec<VmTest> {
             check: hostdriver::selftest_check_debug,
         },
         VmTest {
+            name: crate::hostdriver_aer::NAME,
+            about: "cxl-accel (aer=on) bound to vfio-cxl-pci: with the memory mapped and the error eventfd registered, the host injects an uncorrectable non-fatal error (HMP pcie_aer_inject_error); the guest's AER recovery signals the eventfd and gives the mapping and its data back; the kernel reports the error and a successful recovery",
+            spec: crate::hostdriver_aer::spec,
+            check: crate::hostdriver_aer::check,
+        },
+        VmTest {
+            name: "host-driver-aer@debug",
+            about: "host-driver-aer on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::hostdriver_aer::spec_debug,
+            check: crate::hostdriver_aer::check,
+        },
+        VmTest {
             name: "host-driver-dmabuf@debug",
             about: "cxl-accel bound to vfio-cxl-pci on the debug test kernel (iommufd, cdev, core patch 0001): dma-bufs of the whole CXL region and of a slice imported into an iommufd IOAS map to the region's HPA in the guest IOMMU's page tables; a range over the HDM decoders is EPERM; a CXL Reset is refused while they exist; VFIO_DEVICE_RESET and the last close leave nothing mapped",
             spec: crate::hostdriver_dmabuf::spec_debug,
@@ -307,8 +319,8 @@ pub fn decide(
     );
     if let Some(again) = &second.lost_timer {
         second.problems.push(format!(
-            "the harness ran it twice and the guest's timer interrupt was lost both times (console line {} of the second): TCG on this host could not run the test",
-            again.line_no
+            "the harness ran it twice and both runs were undone by the emulator ({}, then {}: console line {} of the second): TCG on this host could not run the test",
+            lost.what, again.what, again.line_no
         ));
     }
     (second.problems, Some(lost))
@@ -481,7 +493,10 @@ mod tests {
         assert_eq!(p.len(), 2, "{p:?}");
         // main prints the problems that start with "the harness" itself.
         assert!(p[1].starts_with("the harness ran it twice"), "{p:?}");
-        assert!(p[1].contains("lost both times (console line 17"), "{p:?}");
+        assert!(
+            p[1].contains("undone by the emulator (timer lost by the emulator, then timer lost by the emulator: console line 17"),
+            "{p:?}"
+        );
     }
 
     #[test]
