@@ -32,6 +32,33 @@ impl Qmp {
     pub fn connect(path: &str) -> Result<Self> {
         let sock =
             UnixStream::connect(path).map_err(|e| Error::io(format!("QMP connect {path}"), e))?;
+        Self::handshake(sock)
+    }
+
+    /// [`Qmp::connect`], the connection retried every 50 ms for up to
+    /// `limit` while QEMU has not created or not yet listens on `path`;
+    /// any other failure is final.
+    pub fn connect_within(path: &str, limit: Duration) -> Result<Self> {
+        let t = Instant::now();
+        loop {
+            match UnixStream::connect(path) {
+                Ok(sock) => return Self::handshake(sock),
+                Err(e)
+                    if t.elapsed() < limit
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                        ) =>
+                {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(Error::io(format!("QMP connect {path}"), e)),
+            }
+        }
+    }
+
+    /// Reads the greeting and negotiates capabilities on a new connection.
+    fn handshake(sock: UnixStream) -> Result<Self> {
         sock.set_read_timeout(Some(REPLY_TIMEOUT))
             .map_err(|e| Error::io("QMP socket", e))?;
         let writer = sock.try_clone().map_err(|e| Error::io("QMP socket", e))?;
@@ -47,18 +74,6 @@ impl Qmp {
         q.execute("qmp_capabilities", json!({}))?
             .map_err(|e| Error::msg(format!("qmp_capabilities: {e}")))?;
         Ok(q)
-    }
-
-    /// [`Qmp::connect`], retried every 50 ms for up to `limit` while QEMU
-    /// starts listening.
-    pub fn connect_within(path: &str, limit: Duration) -> Result<Self> {
-        let t = Instant::now();
-        loop {
-            match Self::connect(path) {
-                Err(_) if t.elapsed() < limit => std::thread::sleep(Duration::from_millis(50)),
-                r => return r,
-            }
-        }
     }
 
     /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`
@@ -118,5 +133,32 @@ impl Qmp {
             return Err(Error::msg("QMP: QEMU closed the connection"));
         }
         serde_json::from_str(&line).map_err(|e| Error::msg(format!("QMP: {e}: {line}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn only_a_missing_listener_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qmp.sock");
+        let path = path.to_str().unwrap();
+        let t = Instant::now();
+        assert!(Qmp::connect_within(path, Duration::from_millis(300)).is_err());
+        assert!(t.elapsed() >= Duration::from_millis(300));
+        // A listener that answers something else than QMP: no retry.
+        let l = UnixListener::bind(path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            s.write_all(b"{\"not\": \"qmp\"}\n").unwrap();
+        });
+        let t = Instant::now();
+        let e = Qmp::connect_within(path, Duration::from_secs(30)).unwrap_err();
+        assert!(e.to_string().contains("QMP greeting expected"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        server.join().unwrap();
     }
 }
