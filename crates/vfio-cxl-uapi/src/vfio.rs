@@ -73,6 +73,7 @@ pub const VFIO_GROUP_SET_CONTAINER: u64 = vfio_io(4);
 pub const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(6);
 pub const VFIO_DEVICE_GET_INFO: u64 = vfio_io(7);
 pub const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(8);
+pub const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(10);
 pub const VFIO_DEVICE_RESET: u64 = vfio_io(11);
 pub const VFIO_DEVICE_IOEVENTFD: u64 = vfio_io(16);
 pub const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(18);
@@ -388,6 +389,30 @@ impl Device {
         } else {
             Ok(ret)
         }
+    }
+
+    /// `VFIO_DEVICE_SET_IRQS` of the one interrupt of `index` (e.g.
+    /// `VFIO_PCI_ERR_IRQ_INDEX`) to `eventfd`: the kernel signals it; -1
+    /// unregisters it.
+    pub fn set_irq_eventfd(&self, index: u32, eventfd: RawFd) -> io::Result<()> {
+        use vfio_bindings::bindings::vfio::{
+            VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD,
+        };
+        // struct vfio_irq_set (argsz, flags, index, start, count) and one
+        // s32 of data.
+        let mut arg = [0u8; 24];
+        let words = [
+            24u32,
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            index,
+            0,
+            1,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            arg[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        arg[20..24].copy_from_slice(&eventfd.to_ne_bytes());
+        ioctl_buf(&self.fd, VFIO_DEVICE_SET_IRQS, &mut arg).map(|_| ())
     }
 
     /// `VFIO_DEVICE_IOEVENTFD`: on a write of `data` (`size` bytes: 1, 2,

@@ -37,6 +37,7 @@ pub mod ept_memtype;
 pub mod error;
 pub mod guestdriver;
 pub mod hostdriver;
+pub mod hostdriver_aer;
 pub mod hostdriver_dmabuf;
 pub mod hostdriver_fuzz;
 pub mod hostdriver_tenants;

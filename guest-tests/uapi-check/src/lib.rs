@@ -4,6 +4,7 @@
 //! test VMs (guest-tests/harness); `pattern` is shared with the host side
 //! of the coherence checks.
 
+pub mod aer;
 pub mod bandwidth;
 pub mod bench;
 pub mod checks;

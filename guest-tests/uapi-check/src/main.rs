@@ -30,6 +30,10 @@
 //! memory mapped and checks the memory is gone before the unbind waits
 //! for the close (removal.rs; the VM test host-driver-rebind).
 //!
+//! `--aer-recovery` asks the host for an AER error with the memory mapped
+//! and checks the recovery gives it back (aer.rs; the VM test
+//! host-driver-aer).
+//!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
 //! benchmark of `bench.rs` and reports its figures as facts (step
@@ -50,6 +54,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
+use vfio_cxl_uapi_check::aer;
 use vfio_cxl_uapi_check::bandwidth;
 use vfio_cxl_uapi_check::bench;
 use vfio_cxl_uapi_check::checks::{self, Ctx, Options, Outcome};
@@ -128,6 +133,10 @@ struct CheckArgs {
     /// memory must be gone while the unbind waits for the close
     #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
     remove_while_mapped: bool,
+    /// With the memory mapped and the error eventfd registered, ask the
+    /// host for an AER error (fact aer.ready) and check the recovery
+    #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    aer_recovery: bool,
 }
 
 /// What only the full checks use.
@@ -207,6 +216,8 @@ enum Mode {
     DmabufBar(u64),
     /// Unbind with the memory mapped.
     RemoveWhileMapped,
+    /// An AER error with the memory mapped.
+    AerRecovery,
 }
 
 /// A parsed and checked command line.
@@ -276,6 +287,8 @@ where
                 Mode::DmabufBar(phys)
             } else if c.remove_while_mapped {
                 Mode::RemoveWhileMapped
+            } else if c.aer_recovery {
+                Mode::AerRecovery
             } else {
                 Mode::Checks
             };
@@ -434,6 +447,11 @@ fn main() -> ExitCode {
         report("remove_while_mapped", &outcome);
         return summary(&[("remove_while_mapped", outcome)]);
     }
+    if mode == Mode::AerRecovery {
+        let outcome = aer::recover_while_mapped(&bdf);
+        report("aer_recovery", &outcome);
+        return summary(&[("aer_recovery", outcome)]);
+    }
     if mode == Mode::TenantRead {
         let outcome = isolation::tenant_read(&bdf);
         report("tenant_read", &outcome);
@@ -565,6 +583,8 @@ mod tests {
             (Mode::RemoveWhileMapped, 20)
         );
         assert!(run("x --remove-while-mapped --reopen-only").is_err());
+        // hostdriver_aer.rs.
+        assert_eq!(mode_of("x --aer-recovery"), (Mode::AerRecovery, 20));
     }
 
     #[test]

@@ -332,6 +332,68 @@ where
         Ok(())
     }
 
+    /// Makes the error-reporting enables of the PCI Express Device Control
+    /// register writable (`pcie_cap_deverr_init`): without them the
+    /// function reports no error to the Root Complex.
+    fn pcie_cap_deverr_init(&self) {
+        assert!(bql::is_locked());
+        // SAFETY: valid device whose PCI Express capability was added,
+        // called from realize under the BQL.
+        unsafe { bindings::pcie_cap_deverr_init(self.as_pci_ptr()) }
+    }
+
+    /// Clears those enables, as a function reset does
+    /// (`pcie_cap_deverr_reset`).
+    fn pcie_cap_deverr_reset(&self) {
+        assert!(bql::is_locked());
+        // SAFETY: valid device whose PCI Express capability was added,
+        // under the BQL.
+        unsafe { bindings::pcie_cap_deverr_reset(self.as_pci_ptr()) }
+    }
+
+    /// Adds an Advanced Error Reporting capability at `offset`
+    /// (`pcie_aer_init`), linked after the extended capabilities already
+    /// added (so not the first one: the list starts at 0x100). Undone by
+    /// [`Self::pcie_aer_exit`] at unrealize.
+    fn pcie_aer_init(&self, offset: u16) -> Result<()> {
+        assert!(bql::is_locked());
+        // SAFETY: valid device, called from realize under the BQL, with an
+        // explicit offset; `errp` is set exactly when it fails (the
+        // capability overlaps another).
+        let ret = unsafe {
+            Error::with_errp(|errp| {
+                bindings::pcie_aer_init(
+                    self.as_pci_ptr(),
+                    bindings::PCI_ERR_VER as u8,
+                    offset,
+                    bindings::PCI_ERR_SIZEOF as u16,
+                    errp,
+                )
+            })
+        }?;
+        util::ensure!(ret >= 0, "cannot add the AER capability ({})", ret);
+        Ok(())
+    }
+
+    /// After a config write: the AER capability's own bookkeeping
+    /// (`pcie_aer_write_config`: the next logged error once the guest
+    /// clears the status of the first). Only on a device with
+    /// [`Self::pcie_aer_init`].
+    fn pcie_aer_write_config(&self, addr: u32, val: u32, len: u32) {
+        assert!(bql::is_locked());
+        // SAFETY: valid device with an AER capability (the caller's
+        // contract), under the BQL; it only touches that capability.
+        unsafe { bindings::pcie_aer_write_config(self.as_pci_ptr(), addr, val, len as i32) }
+    }
+
+    /// Frees what [`Self::pcie_aer_init`] allocated (the error log).
+    fn pcie_aer_exit(&self) {
+        assert!(bql::is_locked());
+        // SAFETY: valid device whose AER capability pcie_aer_init added;
+        // called once, from unrealize under the BQL.
+        unsafe { bindings::pcie_aer_exit(self.as_pci_ptr()) }
+    }
+
     /// Links an extended capability header at `offset` (`pcie_add_capability`).
     fn pcie_add_capability(&self, cap_id: u16, version: u8, offset: u16, size: u16) {
         // SAFETY: valid device, called from realize under the BQL; the PCI

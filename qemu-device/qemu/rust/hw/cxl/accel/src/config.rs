@@ -20,6 +20,9 @@ pub const PCIE_CAP_OFFSET: u8 = type2::PCIE_CAP_OFFSET as u8;
 /// PCI Power Management capability (property `pm`), before the PCI
 /// Express capability in the capability list.
 pub const PM_CAP_OFFSET: u8 = 0x40;
+/// Advanced Error Reporting (property `aer`), after the two DVSECs in
+/// the extended capability list.
+pub const AER_CAP_OFFSET: u16 = 0x200;
 /// DVSEC extended capability version.
 pub const DVSEC_CAP_VERSION: u8 = 1;
 

@@ -64,6 +64,11 @@ pub struct CxlAccelState {
     /// Property `pm`: a PCI Power Management capability (D0, D3hot).
     #[property(rename = "pm", default = false)]
     pm_capable: bool,
+    /// Property `aer`: an Advanced Error Reporting capability and
+    /// writable error-reporting enables, so that `pcie_aer_inject_error`
+    /// (HMP) reaches the guest's AER recovery.
+    #[property(default = false)]
+    aer: bool,
     regs: BqlRefCell<Option<AccelRegs>>,
 }
 
@@ -293,17 +298,6 @@ impl CxlAccelState {
         if self.pm_capable {
             self.pm_init(config::PM_CAP_OFFSET)?;
         }
-        // Last of the fallible steps: exit() (which releases the host
-        // bridge claim) does not run when realize fails.
-        let memory = HdmMemory::new(
-            self.upcast::<PCIDevice>(),
-            c"cxl-accel".to_owned(),
-            "cxl-accel".to_owned(),
-            &AccelTrace,
-            size,
-            self.precommit,
-        )?;
-
         self.pcie_add_capability(
             config::EXT_CAP_ID_DVSEC,
             config::DVSEC_CAP_VERSION,
@@ -324,6 +318,23 @@ impl CxlAccelState {
             u32::from(config::REG_LOCATOR_OFFSET) + 4,
             &config::reg_locator_bytes(),
         );
+        if self.aer {
+            // Error reporting the guest can enable, then AER after the
+            // DVSECs (the extended capability list starts at 0x100).
+            self.pcie_cap_deverr_init();
+            self.pcie_aer_init(config::AER_CAP_OFFSET)?;
+        }
+        // Last of the fallible steps: exit() (which releases the host
+        // bridge claim and the AER log) does not run when realize fails.
+        let memory = HdmMemory::new(
+            self.upcast::<PCIDevice>(),
+            c"cxl-accel".to_owned(),
+            "cxl-accel".to_owned(),
+            &AccelTrace,
+            size,
+            self.precommit,
+        )?;
+
         self.register_bar(config::COMPONENT_BAR, BAR_MEM_TYPE_64, &self.component_bar);
 
         // SAFETY: hdm_alias is zeroed storage owned by this device and
@@ -369,6 +380,9 @@ impl CxlAccelState {
             regs.memory.release(&ep);
         }
         self.memdev.set_mapped(false);
+        if self.aer {
+            self.pcie_aer_exit();
+        }
     }
 
     /// Copies the DVSEC model's registers into config space, where
@@ -386,6 +400,9 @@ impl CxlAccelState {
 
     fn config_write(&self, addr: u32, val: u32, len: u32) {
         self.default_config_write(addr, val, len);
+        if self.aer {
+            self.pcie_aer_write_config(addr, val, len);
+        }
         let Some((offset, size, value)) = config::dvsec_part(addr, len, val) else {
             // Memory Space or the power state may have changed.
             self.reroute();
@@ -463,6 +480,9 @@ impl CxlAccelState {
             regs.component.reset();
         }
         self.sync_dvsec();
+        if self.aer {
+            self.pcie_cap_deverr_reset();
+        }
     }
 
     /// Firmware's part of reset, after every device (the host bridge
