@@ -123,7 +123,7 @@ int vfio_cxl_core_open_device(struct vfio_device *core_vdev)
 		ret = vfio_cxl_clear_memory(cxl);
 		if (ret) {
 			if (ret == -EBUSY)
-				pci_warn(vdev->pdev, "open refused: the CXL memory is blocked by error recovery or removal and not cleared yet\n");
+				dev_warn_ratelimited(&vdev->pdev->dev, "open refused: the CXL memory is blocked by error recovery or removal and not cleared yet\n");
 			vfio_pci_core_disable(vdev);
 			return -EIO;
 		}
@@ -493,8 +493,13 @@ vfio_cxl_core_error_detected(struct pci_dev *pdev, pci_channel_state_t state)
 {
 	struct vfio_cxl *cxl = pdev_to_cxl(pdev);
 
-	if (cxl && !cxl->err_blocked) {
-		vfio_cxl_mem_block(cxl);
+	if (cxl) {
+		if (!cxl->err_blocked)
+			vfio_cxl_mem_block(cxl);
+		/*
+		 * A permanent failure, first or after a recovery that failed,
+		 * keeps the blocker for good: no resume will drop it.
+		 */
 		cxl->err_blocked = state != pci_channel_io_perm_failure;
 	}
 	return vfio_pci_core_aer_err_detected(pdev, state);
@@ -523,7 +528,6 @@ static void vfio_cxl_core_error_resume(struct pci_dev *pdev)
 void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
 {
 	struct vfio_cxl *cxl = cdev->cxl;
-
 	struct pci_dev *pdev = cdev->pci_core.pdev;
 
 	vfio_cxl_mem_block(cxl);
@@ -541,10 +545,10 @@ void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
 		vfio_cxl_mem_unblock(cxl);
 	}
 	vfio_cxl_mem_unblock(cxl);
-	if (vfio_cxl_clear_memory_param && cxl->needs_clear &&
-	    !pci_dev_is_disconnected(pdev) &&
-	    vfio_cxl_clear_memory(cxl) == -EBUSY)
-		pci_err(pdev, "the CXL memory leaves the driver uncleared: blocked by a permanent error\n");
+	if (!vfio_cxl_clear_memory_param || !cxl->needs_clear)
+		return;
+	if (pci_dev_is_disconnected(pdev) || vfio_cxl_clear_memory(cxl))
+		pci_err(pdev, "the CXL memory leaves the driver uncleared (device failed or gone)\n");
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_unregister_device, "VFIO_CXL");
 

@@ -11,6 +11,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -71,9 +72,12 @@ fn qmp_socket() -> String {
 }
 
 static INJECTOR: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
+/// Set once QEMU has exited: the injector stops waiting.
+static QEMU_GONE: AtomicBool = AtomicBool::new(false);
 
 fn start_injector(dir: &Path) -> Result<()> {
     let _ = fs::remove_file(qmp_socket());
+    QEMU_GONE.store(false, Ordering::SeqCst);
     let results = runner::results_path(dir);
     *INJECTOR.lock().unwrap_or_else(|e| e.into_inner()) =
         Some(thread::spawn(move || inject_when_ready(results)));
@@ -88,7 +92,7 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
         let t = Instant::now();
         let ready = format!("\"key\":\"{}\"", vfio_cxl_uapi_check::aer::READY_FACT);
         while !fs::read_to_string(&results).is_ok_and(|r| r.contains(&ready)) {
-            if t.elapsed() > READY_LIMIT {
+            if t.elapsed() > READY_LIMIT || QEMU_GONE.load(Ordering::SeqCst) {
                 return Ok(vec![(
                     "aer.inject".into(),
                     "the guest never said ready".into(),
@@ -107,6 +111,7 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
 }
 
 fn stop_injector(_dir: &Path) -> HostFacts {
+    QEMU_GONE.store(true, Ordering::SeqCst);
     let v = match INJECTOR.lock().unwrap_or_else(|e| e.into_inner()).take() {
         Some(t) => t
             .join()

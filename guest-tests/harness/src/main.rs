@@ -145,11 +145,17 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
                         .or_else(|| nested_run::emulator_fault_of_l2(&outcome))
                 })
                 .flatten();
-            // A rerun keeps L1's QEMU's errors and L2's own problems
-            // beyond the fault (forwarded by L1).
+            // A rerun keeps L1's QEMU's errors (after L1's own kernel
+            // fault), or all of L1's problems and L2's own beyond the
+            // fault (forwarded by L1).
+            let l1_fault = guest_harness::console::nested_svm_fault(&outcome.console).is_some();
             let beyond = match nested {
                 Some(_) => {
-                    let mut b = guest_harness::runner::stderr_problems(&outcome.stderr);
+                    let mut b = if l1_fault {
+                        guest_harness::runner::stderr_problems(&outcome.stderr)
+                    } else {
+                        outcome.problems_beyond_lost_timer()
+                    };
                     b.extend(
                         outcome
                             .report

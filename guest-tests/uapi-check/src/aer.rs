@@ -48,8 +48,14 @@ pub fn recover_while_mapped(bdf: &str) -> Outcome {
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd.
-    let n = unsafe { libc::poll(&mut pfd, 1, SIGNAL_LIMIT.as_millis() as i32) };
+    let n = loop {
+        let left = SIGNAL_LIMIT.saturating_sub(asked.elapsed()).as_millis() as i32;
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, left) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
     ensure(n == 1, || {
         format!(
             "the error eventfd was not signalled within {} s of asking the host for an error",
@@ -59,7 +65,13 @@ pub fn recover_while_mapped(bdf: &str) -> Outcome {
     let signalled = asked.elapsed();
     let mut count = [0u8; 8];
     // SAFETY: reads 8 bytes into `count` from the eventfd.
-    unsafe { libc::read(efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    let got = unsafe { libc::read(efd.as_raw_fd(), count.as_mut_ptr().cast(), 8) };
+    ensure(got == 8, || {
+        format!(
+            "read of the error eventfd: {}",
+            std::io::Error::last_os_error()
+        )
+    })?;
 
     let since = Instant::now();
     let mut blocked_reads = 0u32;
