@@ -335,38 +335,75 @@ where
     /// Makes the error-reporting enables of the PCI Express Device Control
     /// register writable (`pcie_cap_deverr_init`): without them the
     /// function reports no error to the Root Complex.
+    ///
+    /// # Panics
+    /// If the device has no PCI Express capability yet.
     fn pcie_cap_deverr_init(&self) {
         assert!(bql::is_locked());
-        // SAFETY: valid device whose PCI Express capability was added,
-        // called from realize under the BQL.
+        assert!(self.pcie_cap_offset() != 0, "no PCI Express capability");
+        // SAFETY: valid device with a PCI Express capability (checked),
+        // under the BQL; it only sets bits of that capability's masks.
         unsafe { bindings::pcie_cap_deverr_init(self.as_pci_ptr()) }
     }
 
     /// Clears those enables, as a function reset does
     /// (`pcie_cap_deverr_reset`).
+    ///
+    /// # Panics
+    /// If the device has no PCI Express capability.
     fn pcie_cap_deverr_reset(&self) {
         assert!(bql::is_locked());
-        // SAFETY: valid device whose PCI Express capability was added,
-        // under the BQL.
+        assert!(self.pcie_cap_offset() != 0, "no PCI Express capability");
+        // SAFETY: as for pcie_cap_deverr_init: it clears bits of that
+        // capability's Device Control register.
         unsafe { bindings::pcie_cap_deverr_reset(self.as_pci_ptr()) }
     }
 
+    /// The PCI Express capability's offset in config space, 0 if none.
+    fn pcie_cap_offset(&self) -> u8 {
+        // SAFETY: valid device; `exp` is plain data read under the BQL.
+        unsafe { (*self.as_pci_ptr()).exp.exp_cap }
+    }
+
+    /// The AER capability's offset in config space, 0 if none.
+    fn pcie_aer_cap_offset(&self) -> u16 {
+        // SAFETY: as for pcie_cap_offset.
+        unsafe { (*self.as_pci_ptr()).exp.aer_cap }
+    }
+
     /// Adds an Advanced Error Reporting capability at `offset`
-    /// (`pcie_aer_init`), linked after the extended capabilities already
-    /// added (so not the first one: the list starts at 0x100). Undone by
+    /// (`pcie_aer_init`) with no header log beyond the first error,
+    /// linked after the extended capabilities already added (so not the
+    /// first one: the list starts at 0x100). Undone by
     /// [`Self::pcie_aer_exit`] at unrealize.
+    ///
+    /// # Panics
+    /// If the device already has an AER capability or no PCI Express
+    /// capability, or `offset` is not a dword of the extended config space
+    /// after 0x100 with room for the capability.
     fn pcie_aer_init(&self, offset: u16) -> Result<()> {
         assert!(bql::is_locked());
-        // SAFETY: valid device, called from realize under the BQL, with an
-        // explicit offset; `errp` is set exactly when it fails (the
-        // capability overlaps another).
+        let size = bindings::PCI_ERR_SIZEOF as u16;
+        assert!(self.pcie_cap_offset() != 0, "no PCI Express capability");
+        assert!(self.pcie_aer_cap_offset() == 0, "AER capability added twice");
+        assert!(
+            offset > bindings::PCI_CONFIG_SPACE_SIZE as u16
+                && offset % 4 == 0
+                && u32::from(offset) + u32::from(size) <= bindings::PCIE_CONFIG_SPACE_SIZE,
+            "AER capability offset {offset:#x} outside the extended config space"
+        );
+        // SAFETY: valid device with a PCI Express capability and no AER
+        // capability yet (checked), called from realize under the BQL,
+        // with an offset inside the extended config space (checked; the
+        // PCI core asserts it does not start the list). `errp` is set
+        // only when the error log size is out of range (it is 0 here).
         let ret = unsafe {
             Error::with_errp(|errp| {
                 bindings::pcie_aer_init(
                     self.as_pci_ptr(),
                     bindings::PCI_ERR_VER as u8,
                     offset,
-                    bindings::PCI_ERR_SIZEOF as u16,
+                    size,
                     errp,
                 )
             })
@@ -377,21 +414,29 @@ where
 
     /// After a config write: the AER capability's own bookkeeping
     /// (`pcie_aer_write_config`: the next logged error once the guest
-    /// clears the status of the first). Only on a device with
-    /// [`Self::pcie_aer_init`].
+    /// clears the status of the first). Nothing on a device without one.
     fn pcie_aer_write_config(&self, addr: u32, val: u32, len: u32) {
         assert!(bql::is_locked());
-        // SAFETY: valid device with an AER capability (the caller's
-        // contract), under the BQL; it only touches that capability.
+        if self.pcie_aer_cap_offset() == 0 {
+            return;
+        }
+        // SAFETY: valid device with an AER capability (checked), under the
+        // BQL; it only touches that capability's registers and error log.
         unsafe { bindings::pcie_aer_write_config(self.as_pci_ptr(), addr, val, len as i32) }
     }
 
-    /// Frees what [`Self::pcie_aer_init`] allocated (the error log).
+    /// Frees the error log [`Self::pcie_aer_init`] allocated, and forgets
+    /// it, so that a second call frees nothing.
     fn pcie_aer_exit(&self) {
         assert!(bql::is_locked());
-        // SAFETY: valid device whose AER capability pcie_aer_init added;
-        // called once, from unrealize under the BQL.
-        unsafe { bindings::pcie_aer_exit(self.as_pci_ptr()) }
+        // SAFETY: valid device under the BQL. pcie_aer_exit only
+        // g_free()s the error log (NULL after a first call, below, or
+        // without pcie_aer_init); nothing else points to it.
+        unsafe {
+            let dev = self.as_pci_ptr();
+            bindings::pcie_aer_exit(dev);
+            (*dev).exp.aer_log.log = std::ptr::null_mut();
+        }
     }
 
     /// Links an extended capability header at `offset` (`pcie_add_capability`).

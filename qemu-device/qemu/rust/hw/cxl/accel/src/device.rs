@@ -325,7 +325,8 @@ impl CxlAccelState {
             self.pcie_aer_init(config::AER_CAP_OFFSET)?;
         }
         // Last of the fallible steps: exit() (which releases the host
-        // bridge claim and the AER log) does not run when realize fails.
+        // bridge claim and the AER log) does not run when realize fails,
+        // so the AER log is freed here then.
         let memory = HdmMemory::new(
             self.upcast::<PCIDevice>(),
             c"cxl-accel".to_owned(),
@@ -333,7 +334,8 @@ impl CxlAccelState {
             &AccelTrace,
             size,
             self.precommit,
-        )?;
+        )
+        .inspect_err(|_| self.pcie_aer_exit())?;
 
         self.register_bar(config::COMPONENT_BAR, BAR_MEM_TYPE_64, &self.component_bar);
 
@@ -380,9 +382,7 @@ impl CxlAccelState {
             regs.memory.release(&ep);
         }
         self.memdev.set_mapped(false);
-        if self.aer {
-            self.pcie_aer_exit();
-        }
+        self.pcie_aer_exit();
     }
 
     /// Copies the DVSEC model's registers into config space, where
@@ -400,9 +400,7 @@ impl CxlAccelState {
 
     fn config_write(&self, addr: u32, val: u32, len: u32) {
         self.default_config_write(addr, val, len);
-        if self.aer {
-            self.pcie_aer_write_config(addr, val, len);
-        }
+        self.pcie_aer_write_config(addr, val, len);
         let Some((offset, size, value)) = config::dvsec_part(addr, len, val) else {
             // Memory Space or the power state may have changed.
             self.reroute();
