@@ -33,6 +33,7 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
         Exit::Exited(s) => format!("{s}"),
         Exit::KilledAfterDone => "killed after DONE".into(),
         Exit::TimedOut(_) => "TIMEOUT".into(),
+        Exit::Silent(_) => "killed (heartbeat silent)".into(),
     };
     println!(
         "  {name}: init reached after {init} (guest uptime {guest_init}), whole run {}, qemu {exit}",
@@ -56,6 +57,12 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
             println!("  qemu's threads when it was killed:");
             for t in &k.threads {
                 println!("  | {t}");
+            }
+            if let Some(state) = &k.qemu_state {
+                println!(
+                    "  qemu's vCPUs then (info cpus, info registers -a): {}",
+                    state.display()
+                );
             }
         }
         if !outcome.stderr.trim().is_empty() {
@@ -143,6 +150,7 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
                 .then(|| {
                     guest_harness::console::nested_svm_fault(&outcome.console)
                         .or_else(|| nested_run::emulator_fault_of_l2(&outcome))
+                        .or_else(|| nested_run::l1_hung(&outcome))
                 })
                 .flatten();
             // A rerun keeps L1's QEMU's errors (after L1's own kernel

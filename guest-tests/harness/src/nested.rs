@@ -81,7 +81,7 @@ pub fn chain_timeout(accel: AccelChoice) -> Duration {
 /// stops now and then without any report (docs/nested-chain.md, "Notes");
 /// a check that fails, or a kernel report, fails the chain at once.
 pub fn hung(outcome: &RunOutcome) -> bool {
-    matches!(outcome.exit, crate::runner::Exit::TimedOut(_))
+    outcome.exit.hung()
 }
 
 pub const NESTED_DIR: &str = "/opt/nested";

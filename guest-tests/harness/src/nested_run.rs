@@ -354,6 +354,29 @@ pub fn emulator_fault(o: &RunOutcome) -> Option<String> {
     })
 }
 
+/// L1 itself hung: killed with its heartbeat silent and its QEMU busy (a
+/// vCPU spinning: seen 2026-12-06, L0's QEMU with one vCPU thread at 100%
+/// and the other halted, 40 s into the run, L2 booting; the idle case is
+/// a lost timer, [`RunOutcome::lost_timer`]). In these tests nothing of
+/// the project runs in L1's kernel: L1 runs Debian's kernel with
+/// `kvm_amd`, our QEMU and the vfio-user server in user space, which
+/// cannot stop a kernel's heartbeat; the emulated nested SVM is the
+/// suspect. The chain, whose L1 runs the host driver, has its own rule.
+pub fn l1_hung(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
+    let s = l1
+        .silence
+        .filter(|s| s.quiet >= crate::runner::TIMERS_STOPPED_AFTER)?;
+    l1.exit.hung().then(|| crate::console::KernelProblem {
+        line_no: s.last_line,
+        what: "L1 hung, suspected the emulated nested SVM",
+        line: format!(
+            "no heartbeat for {:.0} s, QEMU at {:.2} CPUs",
+            s.quiet.as_secs_f64(),
+            s.cpu_share.unwrap_or_default()
+        ),
+    })
+}
+
 /// The [`emulator_fault`] L1 reported of L2, at the console line where L1
 /// said L2 ended (0 when it did not).
 pub fn emulator_fault_of_l2(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
@@ -635,6 +658,27 @@ mod check_tests {
     }
 
     #[test]
+    fn an_l1_silent_while_busy_is_taken_for_the_emulators() {
+        let silent = |exit: Exit, quiet: u64| RunOutcome {
+            exit,
+            silence: Some(crate::runner::Silence {
+                quiet: Duration::from_secs(quiet),
+                cpu_share: Some(1.0),
+                last_line: 30,
+            }),
+            ..outcome("", "", &[])
+        };
+        let k = l1_hung(&silent(Exit::Silent(Duration::from_secs(190)), 150)).expect("hung");
+        assert_eq!(k.line_no, 30);
+        assert!(k.line.starts_with("no heartbeat for 150 s"), "{}", k.line);
+        assert!(l1_hung(&silent(Exit::TimedOut(Duration::from_secs(480)), 200)).is_some());
+        // Alive until the end, or not killed: not this.
+        assert!(l1_hung(&silent(Exit::TimedOut(Duration::from_secs(480)), 2)).is_none());
+        let exited = Exit::Exited(std::os::unix::process::ExitStatusExt::from_raw(0));
+        assert!(l1_hung(&silent(exited, 150)).is_none());
+    }
+
+    #[test]
     fn a_qemu_stuck_after_sigkill_is_the_tests() {
         let begun = format!("{BEGIN}{{\"payload\":\"x\",\"uptime\":3.0}}\n");
         let stuck = RunOutcome {
@@ -642,6 +686,7 @@ mod check_tests {
             killed: Some(crate::runner::Killed {
                 threads: Vec::new(),
                 survived: Some(vec!["thread 9 (CPU 0/KVM) state R on CPU 1".into()]),
+                qemu_state: None,
             }),
             ..outcome(&begun, "", &[])
         };

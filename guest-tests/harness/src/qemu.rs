@@ -369,6 +369,14 @@ impl Vm {
             out.extend(["-device".into(), "intel-iommu,intremap=off".into()]);
         }
         out.extend(devices);
+        // For the runner's look at a hung guest's vCPUs before it kills.
+        out.extend([
+            "-qmp".into(),
+            format!(
+                "unix:{},server=on,wait=off",
+                scratch.join(crate::runner::DIAG_QMP_SOCKET).display()
+            ),
+        ]);
         out.extend(self.extra_args.iter().cloned());
         out
     }
@@ -408,7 +416,8 @@ mod tests {
 -device pxb-cxl,bus_nr=12,bus=pcie.0,id=cxl.1 \
 -device cxl-rp,port=0,bus=cxl.1,id=root_port13,chassis=0,slot=2 \
 -object memory-backend-file,id=cxl-vmem0-mem,share=on,mem-path=/s/cxl-vmem0.raw,size=256M \
--device cxl-type3,bus=root_port13,volatile-memdev=cxl-vmem0-mem,id=cxl-vmem0 -d guest_errors";
+-device cxl-type3,bus=root_port13,volatile-memdev=cxl-vmem0-mem,id=cxl-vmem0 \
+-qmp unix:/s/qmp-diag.sock,server=on,wait=off -d guest_errors";
         assert_eq!(line, want);
         // -append is one argument.
         assert!(args.contains(
@@ -447,7 +456,9 @@ granularity = "8k"
         assert!(line.contains(
             "-M cxl-fmw.0.targets.0=hb0,cxl-fmw.0.size=1024M,cxl-fmw.0.interleave-granularity=8k"
         ));
-        assert!(line.ends_with("-device virtio-rng-pci -d guest_errors"));
+        assert!(line.ends_with(
+            "-device virtio-rng-pci -qmp unix:s/qmp-diag.sock,server=on,wait=off -d guest_errors"
+        ));
     }
 
     #[test]

@@ -76,6 +76,14 @@ impl Qmp {
         Ok(q)
     }
 
+    /// How long a reply may take from now on.
+    pub fn set_reply_timeout(&mut self, t: Duration) -> Result<()> {
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(t))
+            .map_err(|e| Error::io("QMP socket", e))
+    }
+
     /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`
     /// when QEMU refused it. Events in between are kept for
     /// [`Qmp::wait_event`].

@@ -26,6 +26,14 @@ use crate::error::{Error, Result};
 pub const DONE_GRACE: Duration = Duration::from_secs(10);
 /// How long a SIGKILLed QEMU may take to be reaped.
 pub const KILL_GRACE: Duration = Duration::from_secs(30);
+/// A guest whose heartbeat (every 2 s) has been silent this long is hung:
+/// killed without waiting for the timeout.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(150);
+/// The QMP socket every VM has in its run directory (`Vm::args`), which
+/// the runner asks for QEMU's view of the vCPUs before a kill.
+pub const DIAG_QMP_SOCKET: &str = "qmp-diag.sock";
+/// Where that view is written.
+pub const QEMU_STATE_FILE: &str = "qemu-state.txt";
 const POLL: Duration = Duration::from_millis(50);
 
 /// How the QEMU process ended.
@@ -38,6 +46,17 @@ pub enum Exit {
     KilledAfterDone,
     /// The hard timeout expired; it was killed.
     TimedOut(Duration),
+    /// The guest's heartbeat had been silent for [`SILENCE_LIMIT`]: the
+    /// guest hung; it was killed this long after the start.
+    Silent(Duration),
+}
+
+impl Exit {
+    /// Killed by the runner because the guest did not finish: the
+    /// timeout, or a heartbeat silent too long.
+    pub fn hung(&self) -> bool {
+        matches!(self, Exit::TimedOut(_) | Exit::Silent(_))
+    }
 }
 
 /// The guest's heartbeat ([`console::HEARTBEAT`]) gone quiet before a
@@ -68,6 +87,9 @@ pub struct Killed {
     pub threads: Vec<String>,
     /// [`KILL_GRACE`] after SIGKILL, when it was still there.
     pub survived: Option<Vec<String>>,
+    /// QEMU's own view just before (`info cpus`, `info registers -a`
+    /// over its diagnostic QMP socket), when it answered.
+    pub qemu_state: Option<PathBuf>,
 }
 
 /// Facts the host found itself, as (key, value).
@@ -105,11 +127,17 @@ impl RunOutcome {
     /// checks add their own problems to this list.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if let Exit::TimedOut(t) = &self.exit {
-            p.push(format!(
+        match &self.exit {
+            Exit::TimedOut(t) => p.push(format!(
                 "timed out after {} s; QEMU was killed",
                 t.as_secs()
-            ));
+            )),
+            Exit::Silent(t) => p.push(format!(
+                "the guest's heartbeat was silent for {} s ({} s into the run); QEMU was killed",
+                self.silence.map_or(0, |s| s.quiet.as_secs()),
+                t.as_secs()
+            )),
+            _ => {}
         }
         p.extend(self.problems_beyond_lost_timer());
         if self.report.begin.is_none() {
@@ -239,17 +267,15 @@ impl RunOutcome {
     pub fn timers_stopped(&self) -> Option<KernelProblem> {
         let s = self.silence?;
         let idle = s.cpu_share.is_some_and(|c| c < IDLE_CPU_SHARE);
-        (matches!(self.exit, Exit::TimedOut(_)) && s.quiet >= TIMERS_STOPPED_AFTER && idle).then(
-            || KernelProblem {
-                line_no: s.last_line,
-                what: "guest timers stopped",
-                line: format!(
-                    "no heartbeat for {:.0} s before the timeout, QEMU idle meanwhile ({:.2} CPUs)",
-                    s.quiet.as_secs_f64(),
-                    s.cpu_share.unwrap_or_default()
-                ),
-            },
-        )
+        (self.exit.hung() && s.quiet >= TIMERS_STOPPED_AFTER && idle).then(|| KernelProblem {
+            line_no: s.last_line,
+            what: "guest timers stopped",
+            line: format!(
+                "no heartbeat for {:.0} s before the timeout, QEMU idle meanwhile ({:.2} CPUs)",
+                s.quiet.as_secs_f64(),
+                s.cpu_share.unwrap_or_default()
+            ),
+        })
     }
 
     /// Where the guest lost a timer interrupt, if it did: RCU said so on
@@ -332,10 +358,22 @@ pub fn run_command(
 
 /// [`run_command`], printing each of `milestones` as the console reaches it.
 pub fn run_command_with(
+    cmd: Command,
+    dir: &Path,
+    timeout: Duration,
+    done_grace: Duration,
+    milestones: &[Milestone],
+) -> Result<RunOutcome> {
+    run_command_limits(cmd, dir, timeout, done_grace, SILENCE_LIMIT, milestones)
+}
+
+/// [`run_command_with`] with a hung guest's heartbeat silence limit.
+fn run_command_limits(
     mut cmd: Command,
     dir: &Path,
     timeout: Duration,
     done_grace: Duration,
+    silence_limit: Duration,
     milestones: &[Milestone],
 ) -> Result<RunOutcome> {
     let stderr_path = dir.join("stderr.log");
@@ -373,14 +411,19 @@ pub fn run_command_with(
             }
         }
         if done_at.is_some_and(|d| d.elapsed() > done_grace) {
-            killed = Some(kill(&mut child, KILL_GRACE)?);
+            killed = Some(kill(&mut child, dir, KILL_GRACE)?);
             break Exit::KilledAfterDone;
         }
         beat.poll();
         if start.elapsed() > timeout {
             silence = beat.silence();
-            killed = Some(kill(&mut child, KILL_GRACE)?);
+            killed = Some(kill(&mut child, dir, KILL_GRACE)?);
             break Exit::TimedOut(timeout);
+        }
+        if beat.silence().is_some_and(|s| s.quiet > silence_limit) {
+            silence = beat.silence();
+            killed = Some(kill(&mut child, dir, KILL_GRACE)?);
+            break Exit::Silent(start.elapsed());
         }
         std::thread::sleep(POLL);
     };
@@ -524,21 +567,56 @@ impl Killable for Child {
 /// SIGKILL, then reaps within `grace`; where its threads were before,
 /// and after `grace` if it is still there (then it is left unreaped: a
 /// wait could block for ever).
-fn kill(p: &mut impl Killable, grace: Duration) -> Result<Killed> {
+fn kill(p: &mut impl Killable, dir: &Path, grace: Duration) -> Result<Killed> {
     let threads = crate::procinfo::threads(p.pid());
+    let qemu_state = save_qemu_state(dir);
     p.send_kill();
     let t = Instant::now();
     while !p.reaped()? {
         if t.elapsed() >= grace {
             let survived = Some(crate::procinfo::threads(p.pid()));
-            return Ok(Killed { threads, survived });
+            return Ok(Killed {
+                threads,
+                survived,
+                qemu_state,
+            });
         }
         std::thread::sleep(POLL);
     }
     Ok(Killed {
         threads,
         survived: None,
+        qemu_state,
     })
+}
+
+/// Asks QEMU over the run's diagnostic QMP socket where its vCPUs are
+/// (`info cpus`, `info registers -a`) and writes the answers to
+/// [`QEMU_STATE_FILE`]; `None` when there is no socket or QEMU does not
+/// answer within a few seconds (its main loop is stuck too).
+fn save_qemu_state(dir: &Path) -> Option<PathBuf> {
+    let sock = dir.join(DIAG_QMP_SOCKET);
+    let sock = sock.to_str()?;
+    if !Path::new(sock).exists() {
+        return None;
+    }
+    let mut q = crate::qmp::Qmp::connect_within(sock, Duration::from_secs(2))
+        .and_then(|mut q| q.set_reply_timeout(Duration::from_secs(10)).map(|()| q))
+        .ok()?;
+    let mut text = String::new();
+    for cmd in ["info cpus", "info registers -a"] {
+        let out = q
+            .execute(
+                "human-monitor-command",
+                serde_json::json!({ "command-line": cmd }),
+            )
+            .ok()?
+            .ok()?;
+        text.push_str(&format!("(qemu) {cmd}\n{}\n", out.as_str().unwrap_or("")));
+    }
+    let path = dir.join(QEMU_STATE_FILE);
+    fs::write(&path, text).ok()?;
+    Some(path)
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -776,6 +854,35 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
     }
 
     #[test]
+    fn a_heartbeat_silent_too_long_is_killed_before_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let out = run_command_limits(
+            beating(dir.path(), "exec sleep 600"),
+            dir.path(),
+            Duration::from_secs(60),
+            DONE_GRACE,
+            Duration::from_millis(800),
+            &[],
+        )
+        .unwrap();
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        assert!(matches!(out.exit, Exit::Silent(_)), "{:?}", out.exit);
+        assert!(out.exit.hung());
+        assert!(out
+            .silence
+            .is_some_and(|s| s.quiet >= Duration::from_millis(800)));
+        let p = out.problems();
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("the guest's heartbeat was silent for")),
+            "{p:?}"
+        );
+        // Idle while silent: taken for stopped timers (rerun once).
+        assert!(out.timers_stopped().is_none(), "needs 10 s of silence");
+    }
+
+    #[test]
     fn a_silent_heartbeat_is_measured_with_qemus_cpu_use() {
         let idle = silence_of(|d| beating(d, "exec sleep 600"), 1500).expect("silence measured");
         assert_eq!(idle.last_line, 4);
@@ -833,7 +940,12 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
     #[test]
     fn a_process_outliving_sigkill_is_left_and_described() {
         let mut p = Unkillable(std::process::id());
-        let k = kill(&mut p, Duration::from_millis(200)).unwrap();
+        let k = kill(
+            &mut p,
+            Path::new("/nonexistent"),
+            Duration::from_millis(200),
+        )
+        .unwrap();
         let survived = k.survived.clone().expect("still there");
         assert!(survived[0].starts_with("thread "), "{survived:?}");
         assert!(!k.threads.is_empty());
@@ -852,7 +964,7 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
     fn a_killed_process_is_reaped() {
         let mut child = Command::new("sleep").arg("100").spawn().unwrap();
         let pid = child.id();
-        let k = kill(&mut child, KILL_GRACE).unwrap();
+        let k = kill(&mut child, Path::new("/nonexistent"), KILL_GRACE).unwrap();
         assert_eq!(k.survived, None);
         assert!(
             k.threads[0].starts_with(&format!("thread {pid} (sleep)")),
