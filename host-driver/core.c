@@ -547,8 +547,10 @@ void vfio_cxl_core_unregister_device(struct vfio_cxl_core_device *cdev)
 	vfio_cxl_mem_unblock(cxl);
 	if (!vfio_cxl_clear_memory_param || !cxl->needs_clear)
 		return;
-	if (pci_dev_is_disconnected(pdev) || vfio_cxl_clear_memory(cxl))
-		pci_err(pdev, "the CXL memory leaves the driver uncleared (device failed or gone)\n");
+	if (pci_dev_is_disconnected(pdev))
+		pci_err(pdev, "the CXL memory leaves the driver uncleared: the device failed or is gone\n");
+	else if (vfio_cxl_clear_memory(cxl))
+		pci_err(pdev, "the CXL memory leaves the driver uncleared\n");
 }
 EXPORT_SYMBOL_NS_GPL(vfio_cxl_core_unregister_device, "VFIO_CXL");
 

@@ -483,7 +483,9 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 	 * gone. It stays marked for clearing: the removal clears it once
 	 * it has dropped its blockers, an open clears it or refuses.
 	 */
-	if (pdev->current_state != PCI_D0 || pci_dev_is_disconnected(pdev)) {
+	if (pdev->current_state != PCI_D0 ||
+	    pdev->error_state != pci_channel_io_normal) {
+		/* Gone, failed, or frozen by an error recovery in progress. */
 		rc = -ENODEV;
 	} else if (cxl->mem_blockers) {
 		rc = -EBUSY;

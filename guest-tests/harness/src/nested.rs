@@ -76,12 +76,14 @@ pub fn chain_timeout(accel: AccelChoice) -> Duration {
     }
 }
 
-/// Whether a chain run hung: L0 killed L1 at the timeout. Only a hang is
-/// run once more ([`run`]): under TCG, L1 running L2 on TCG's nested SVM
+/// Whether a chain run hung: L0 killed L1 at the timeout or with its
+/// heartbeat silent, and nothing else went wrong (no kernel report, no
+/// QEMU error, a QEMU that answered its monitor). Only such a hang is run
+/// once more ([`run`]): under TCG, L1 running L2 on TCG's nested SVM
 /// stops now and then without any report (docs/nested-chain.md, "Notes");
 /// a check that fails, or a kernel report, fails the chain at once.
 pub fn hung(outcome: &RunOutcome) -> bool {
-    outcome.exit.hung()
+    outcome.exit.hung() && outcome.problems_beyond_lost_timer().is_empty()
 }
 
 pub const NESTED_DIR: &str = "/opt/nested";

@@ -32,17 +32,23 @@ impl Qmp {
     pub fn connect(path: &str) -> Result<Self> {
         let sock =
             UnixStream::connect(path).map_err(|e| Error::io(format!("QMP connect {path}"), e))?;
-        Self::handshake(sock)
+        Self::handshake(sock, REPLY_TIMEOUT)
     }
 
     /// [`Qmp::connect`], the connection retried every 50 ms for up to
     /// `limit` while QEMU has not created or not yet listens on `path`;
     /// any other failure is final.
     pub fn connect_within(path: &str, limit: Duration) -> Result<Self> {
+        Self::connect_within_replying(path, limit, REPLY_TIMEOUT)
+    }
+
+    /// [`Qmp::connect_within`], every reply (the greeting and the
+    /// capabilities' included) awaited at most `reply`.
+    pub fn connect_within_replying(path: &str, limit: Duration, reply: Duration) -> Result<Self> {
         let t = Instant::now();
         loop {
             match UnixStream::connect(path) {
-                Ok(sock) => return Self::handshake(sock),
+                Ok(sock) => return Self::handshake(sock, reply),
                 Err(e)
                     if t.elapsed() < limit
                         && matches!(
@@ -58,8 +64,8 @@ impl Qmp {
     }
 
     /// Reads the greeting and negotiates capabilities on a new connection.
-    fn handshake(sock: UnixStream) -> Result<Self> {
-        sock.set_read_timeout(Some(REPLY_TIMEOUT))
+    fn handshake(sock: UnixStream, reply: Duration) -> Result<Self> {
+        sock.set_read_timeout(Some(reply))
             .map_err(|e| Error::io("QMP socket", e))?;
         let writer = sock.try_clone().map_err(|e| Error::io("QMP socket", e))?;
         let mut q = Self {

@@ -90,6 +90,9 @@ pub struct Killed {
     /// QEMU's own view just before (`info cpus`, `info registers -a`
     /// over its diagnostic QMP socket), when it answered.
     pub qemu_state: Option<PathBuf>,
+    /// QEMU had the diagnostic socket and did not answer on it: its main
+    /// loop was stuck, so the guest's silence is QEMU's doing.
+    pub monitor_stuck: bool,
 }
 
 /// Facts the host found itself, as (key, value).
@@ -201,6 +204,11 @@ impl RunOutcome {
             )),
             _ => {}
         }
+        if self.killed.as_ref().is_some_and(|k| k.monitor_stuck) {
+            p.push(
+                "QEMU did not answer its monitor before the kill (its main loop was stuck)".into(),
+            );
+        }
         if let Some(threads) = self.killed.as_ref().and_then(|k| k.survived.as_ref()) {
             let mut problem = format!(
                 "QEMU was still there {} s after SIGKILL (a thread stuck in the kernel); left unreaped",
@@ -267,14 +275,19 @@ impl RunOutcome {
     pub fn timers_stopped(&self) -> Option<KernelProblem> {
         let s = self.silence?;
         let idle = s.cpu_share.is_some_and(|c| c < IDLE_CPU_SHARE);
-        (self.exit.hung() && s.quiet >= TIMERS_STOPPED_AFTER && idle).then(|| KernelProblem {
-            line_no: s.last_line,
-            what: "guest timers stopped",
-            line: format!(
-                "no heartbeat for {:.0} s before the timeout, QEMU idle meanwhile ({:.2} CPUs)",
-                s.quiet.as_secs_f64(),
-                s.cpu_share.unwrap_or_default()
-            ),
+        // A QEMU whose monitor did not answer was stuck itself: its guest
+        // did not lose a timer.
+        let monitor_stuck = self.killed.as_ref().is_some_and(|k| k.monitor_stuck);
+        (self.exit.hung() && s.quiet >= TIMERS_STOPPED_AFTER && idle && !monitor_stuck).then(|| {
+            KernelProblem {
+                line_no: s.last_line,
+                what: "guest timers stopped",
+                line: format!(
+                    "no heartbeat for {:.0} s before the timeout, QEMU idle meanwhile ({:.2} CPUs)",
+                    s.quiet.as_secs_f64(),
+                    s.cpu_share.unwrap_or_default()
+                ),
+            }
         })
     }
 
@@ -420,7 +433,7 @@ fn run_command_limits(
             killed = Some(kill(&mut child, dir, KILL_GRACE)?);
             break Exit::TimedOut(timeout);
         }
-        if beat.silence().is_some_and(|s| s.quiet > silence_limit) {
+        if done_at.is_none() && beat.silence().is_some_and(|s| s.quiet > silence_limit) {
             silence = beat.silence();
             killed = Some(kill(&mut child, dir, KILL_GRACE)?);
             break Exit::Silent(start.elapsed());
@@ -569,7 +582,11 @@ impl Killable for Child {
 /// wait could block for ever).
 fn kill(p: &mut impl Killable, dir: &Path, grace: Duration) -> Result<Killed> {
     let threads = crate::procinfo::threads(p.pid());
-    let qemu_state = save_qemu_state(dir);
+    let (qemu_state, monitor_stuck) = match save_qemu_state(dir) {
+        StateQuery::NoSocket => (None, false),
+        StateQuery::Answered(path) => (Some(path), false),
+        StateQuery::Stuck(path) => (path, true),
+    };
     p.send_kill();
     let t = Instant::now();
     while !p.reaped()? {
@@ -579,6 +596,7 @@ fn kill(p: &mut impl Killable, dir: &Path, grace: Duration) -> Result<Killed> {
                 threads,
                 survived,
                 qemu_state,
+                monitor_stuck,
             });
         }
         std::thread::sleep(POLL);
@@ -587,36 +605,68 @@ fn kill(p: &mut impl Killable, dir: &Path, grace: Duration) -> Result<Killed> {
         threads,
         survived: None,
         qemu_state,
+        monitor_stuck,
     })
 }
 
+/// What [`save_qemu_state`] got.
+enum StateQuery {
+    /// No diagnostic socket in the run directory.
+    NoSocket,
+    /// QEMU answered both queries (written to the file).
+    Answered(PathBuf),
+    /// QEMU did not answer within the limits; what it did answer, if
+    /// anything, is in the file.
+    Stuck(Option<PathBuf>),
+}
+
 /// Asks QEMU over the run's diagnostic QMP socket where its vCPUs are
-/// (`info cpus`, `info registers -a`) and writes the answers to
-/// [`QEMU_STATE_FILE`]; `None` when there is no socket or QEMU does not
-/// answer within a few seconds (its main loop is stuck too).
-fn save_qemu_state(dir: &Path) -> Option<PathBuf> {
+/// (`info cpus`, `info registers -a`), each answer written to
+/// [`QEMU_STATE_FILE`] as it comes: 2 s to connect, 5 s for each reply,
+/// so that a QEMU whose main loop is stuck delays the kill by seconds.
+fn save_qemu_state(dir: &Path) -> StateQuery {
     let sock = dir.join(DIAG_QMP_SOCKET);
-    let sock = sock.to_str()?;
-    if !Path::new(sock).exists() {
-        return None;
-    }
-    let mut q = crate::qmp::Qmp::connect_within(sock, Duration::from_secs(2))
-        .and_then(|mut q| q.set_reply_timeout(Duration::from_secs(10)).map(|()| q))
-        .ok()?;
-    let mut text = String::new();
-    for cmd in ["info cpus", "info registers -a"] {
-        let out = q
-            .execute(
-                "human-monitor-command",
-                serde_json::json!({ "command-line": cmd }),
-            )
-            .ok()?
-            .ok()?;
-        text.push_str(&format!("(qemu) {cmd}\n{}\n", out.as_str().unwrap_or("")));
+    if !sock.exists() {
+        return StateQuery::NoSocket;
     }
     let path = dir.join(QEMU_STATE_FILE);
-    fs::write(&path, text).ok()?;
-    Some(path)
+    let mut text = String::new();
+    let mut answered = sock.to_str().is_some_and(|sock| {
+        let Ok(mut q) = crate::qmp::Qmp::connect_within_replying(
+            sock,
+            Duration::from_secs(2),
+            Duration::from_secs(5),
+        ) else {
+            text.push_str("(no answer to the QMP handshake)\n");
+            return false;
+        };
+        ["info cpus", "info registers -a"].iter().all(|cmd| {
+            let out = q.execute(
+                "human-monitor-command",
+                serde_json::json!({ "command-line": cmd }),
+            );
+            match out {
+                Ok(Ok(v)) => {
+                    text.push_str(&format!("(qemu) {cmd}\n{}\n", v.as_str().unwrap_or("")));
+                    true
+                }
+                Ok(Err(e)) => {
+                    text.push_str(&format!("(qemu) {cmd}\nrefused: {e}\n"));
+                    true
+                }
+                Err(e) => {
+                    text.push_str(&format!("(qemu) {cmd}\nno answer: {e}\n"));
+                    false
+                }
+            }
+        })
+    });
+    let written = fs::write(&path, &text).is_ok().then_some(path);
+    answered &= written.is_some();
+    match (answered, written) {
+        (true, Some(p)) => StateQuery::Answered(p),
+        (_, w) => StateQuery::Stuck(w),
+    }
 }
 
 fn read_lossy(path: &Path) -> String {
@@ -851,6 +901,39 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
         .unwrap();
         assert_eq!(out.exit, Exit::TimedOut(Duration::from_millis(ms)));
         out.silence
+    }
+
+    #[test]
+    fn a_qemu_whose_monitor_is_stuck_did_not_lose_a_timer() {
+        let lost = timed_out(100, Some(0.01));
+        assert!(lost.timers_stopped().is_some());
+        let stuck = RunOutcome {
+            killed: Some(Killed {
+                monitor_stuck: true,
+                ..Killed::default()
+            }),
+            ..lost
+        };
+        assert!(stuck.timers_stopped().is_none());
+        assert!(stuck
+            .problems_beyond_lost_timer()
+            .iter()
+            .any(|p| p.starts_with("QEMU did not answer its monitor")));
+    }
+
+    #[test]
+    fn a_qemu_without_a_monitor_socket_is_not_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(save_qemu_state(dir.path()), StateQuery::NoSocket));
+        // A socket nobody answers on: stuck, said in the file, in seconds.
+        let _l = std::os::unix::net::UnixListener::bind(dir.path().join(DIAG_QMP_SOCKET)).unwrap();
+        let t = Instant::now();
+        let StateQuery::Stuck(Some(path)) = save_qemu_state(dir.path()) else {
+            panic!("not stuck")
+        };
+        assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+        let text = fs::read_to_string(path).unwrap();
+        assert!(text.contains("no answer to the QMP handshake"), "{text}");
     }
 
     #[test]
