@@ -369,14 +369,18 @@ impl Vm {
             out.extend(["-device".into(), "intel-iommu,intremap=off".into()]);
         }
         out.extend(devices);
-        // For the runner's look at a hung guest's vCPUs before it kills.
-        out.extend([
-            "-qmp".into(),
-            format!(
-                "unix:{},server=on,wait=off",
-                scratch.join(crate::runner::DIAG_QMP_SOCKET).display()
-            ),
-        ]);
+        // For the runner's look at a hung guest's vCPUs before it kills;
+        // not where the kernel has no AF_UNIX (the debug test kernel, in
+        // the iommufd chain's L1: QEMU would refuse to start).
+        if Path::new("/proc/net/unix").exists() {
+            out.extend([
+                "-qmp".into(),
+                format!(
+                    "unix:{},server=on,wait=off",
+                    scratch.join(crate::runner::DIAG_QMP_SOCKET).display()
+                ),
+            ]);
+        }
         out.extend(self.extra_args.iter().cloned());
         out
     }

@@ -361,12 +361,15 @@ where
 
     /// The PCI Express capability's offset in config space, 0 if none.
     fn pcie_cap_offset(&self) -> u8 {
-        // SAFETY: valid device; `exp` is plain data read under the BQL.
+        assert!(bql::is_locked());
+        // SAFETY: valid device; `exp` is plain data written only under the
+        // BQL, which is held.
         unsafe { (*self.as_pci_ptr()).exp.exp_cap }
     }
 
     /// The AER capability's offset in config space, 0 if none.
     fn pcie_aer_cap_offset(&self) -> u16 {
+        assert!(bql::is_locked());
         // SAFETY: as for pcie_cap_offset.
         unsafe { (*self.as_pci_ptr()).exp.aer_cap }
     }
@@ -380,7 +383,9 @@ where
     /// # Panics
     /// If the device already has an AER capability or no PCI Express
     /// capability, or `offset` is not a dword of the extended config space
-    /// after 0x100 with room for the capability.
+    /// after 0x100 with room for the capability. QEMU aborts if no
+    /// extended capability was added before (the list must start at
+    /// 0x100).
     fn pcie_aer_init(&self, offset: u16) -> Result<()> {
         assert!(bql::is_locked());
         let size = bindings::PCI_ERR_SIZEOF as u16;
@@ -394,9 +399,9 @@ where
         );
         // SAFETY: valid device with a PCI Express capability and no AER
         // capability yet (checked), called from realize under the BQL,
-        // with an offset inside the extended config space (checked; the
-        // PCI core asserts it does not start the list). `errp` is set
-        // only when the error log size is out of range (it is 0 here).
+        // with an offset inside the extended config space (checked).
+        // `errp` is set only when the error log size is out of range (it
+        // is 0 here).
         let ret = unsafe {
             Error::with_errp(|errp| {
                 bindings::pcie_aer_init(
