@@ -194,13 +194,8 @@ fn sample(env: &Env, server: &Path, device: &str, mib: u64) -> Result<(Duration,
             // QEMU (a RAM device region: the RAMBlock whose bookkeeping
             // grows with the size). The window's alias of it appears only
             // once the guest's firmware enables Memory Space.
-            let mtree = q
-                .execute(
-                    "human-monitor-command",
-                    json!({"command-line": "info mtree"}),
-                )?
-                .map_err(|e| Error::msg(format!("info mtree: {e}")))?;
-            let text = mtree.as_str().unwrap_or("");
+            let mtree = q.hmp("info mtree")?;
+            let text = mtree.as_str();
             let mapped = text
                 .lines()
                 .any(|l| l.contains("(prio 0, ramd)") && l.contains("cxl-mem mmaps[0]"));

@@ -16,10 +16,8 @@ use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::env::RunSpec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, with_lib, ACCEL_ID, ACCEL_MIB,
 };
@@ -101,11 +99,8 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
             thread::sleep(Duration::from_millis(50));
         }
         let cmd = format!("pcie_aer_inject_error {ACCEL_ID} {ERROR}");
-        let reply = q
-            .execute("human-monitor-command", json!({ "command-line": cmd }))?
-            .map(|v| v.as_str().unwrap_or("").trim().to_string())
-            .map_err(|e| Error::msg(format!("{cmd}: {e}")))?;
-        Ok(vec![("aer.inject".into(), reply)])
+        let reply = q.hmp(&cmd)?;
+        Ok(vec![("aer.inject".into(), reply.trim().to_string())])
     };
     run().unwrap_or_else(|e| vec![("aer.inject".into(), format!("error: {e}"))])
 }

@@ -18,10 +18,8 @@ use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::env::RunSpec;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ProbeLine, ACCEL_ID,
     ACCEL_MIB, UNSAFE_INTERRUPTS,
@@ -105,13 +103,7 @@ fn watch_monitor() -> HostFacts {
         let t = Instant::now();
         let mut q = Qmp::connect_within(&qmp_socket(), Duration::from_secs(30))?;
         loop {
-            let mtree = q
-                .execute(
-                    "human-monitor-command",
-                    json!({ "command-line": "info mtree -f" }),
-                )?
-                .map(|v| v.as_str().unwrap_or("").to_string())
-                .map_err(|e| Error::msg(format!("info mtree -f: {e}")))?;
+            let mtree = q.hmp("info mtree -f")?;
             if mtree.contains(&format!("{ACCEL_ID}-mem")) || t.elapsed() > Duration::from_secs(120)
             {
                 return Ok(vec![("monitor.mtree".into(), mtree)]);

@@ -144,22 +144,23 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
             // A nested-KVM test whose L1 kernel hit the emulator fault
             // runs once more, as after a lost timer: only QEMU's own
             // trouble from the first run is kept.
-            let nested = t
-                .name
-                .ends_with("-kvm")
-                .then(|| {
-                    guest_harness::console::nested_svm_fault(&outcome.console)
-                        .or_else(|| nested_run::emulator_fault_of_l2(&outcome))
+            let kvm = t.name.ends_with("-kvm");
+            let l1_fault = kvm
+                .then(|| guest_harness::console::nested_svm_fault(&outcome.console))
+                .flatten();
+            let nested = l1_fault.clone().or_else(|| {
+                kvm.then(|| {
+                    nested_run::emulator_fault_of_l2(&outcome)
                         .or_else(|| nested_run::l1_hung(&outcome))
                 })
-                .flatten();
+                .flatten()
+            });
             // A rerun keeps L1's QEMU's errors (after L1's own kernel
             // fault), or all of L1's problems and L2's own beyond the
             // fault (forwarded by L1).
-            let l1_fault = guest_harness::console::nested_svm_fault(&outcome.console).is_some();
             let beyond = match nested {
                 Some(_) => {
-                    let mut b = if l1_fault {
+                    let mut b = if l1_fault.is_some() {
                         guest_harness::runner::stderr_problems(&outcome.stderr)
                     } else {
                         outcome.problems_beyond_lost_timer()
@@ -424,7 +425,6 @@ fn bench_startup(cli: &BenchStartupArgs) -> Result<bool> {
 
 fn bench_bw(cli: &BenchBwCommand) -> Result<bool> {
     use guest_harness::bench_bw;
-
     let params = cli.bench.params();
     let env = Env::prepare(&cli.env.options())?;
     println!(

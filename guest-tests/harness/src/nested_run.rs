@@ -363,13 +363,11 @@ pub fn emulator_fault(o: &RunOutcome) -> Option<String> {
 /// cannot stop a kernel's heartbeat; the emulated nested SVM is the
 /// suspect. The chain, whose L1 runs the host driver, has its own rule.
 pub fn l1_hung(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
-    let s = l1.silence.filter(|s| {
-        s.quiet >= crate::runner::TIMERS_STOPPED_AFTER
-            && s.cpu_share
-                .is_some_and(|c| c >= crate::runner::IDLE_CPU_SHARE)
+    let s = l1.hung_silence().filter(|s| {
+        s.cpu_share
+            .is_some_and(|c| c >= crate::runner::IDLE_CPU_SHARE)
     })?;
-    let monitor_stuck = l1.killed.as_ref().is_some_and(|k| k.monitor_stuck);
-    (l1.exit.hung() && !monitor_stuck).then(|| crate::console::KernelProblem {
+    Some(crate::console::KernelProblem {
         line_no: s.last_line,
         what: "L1 hung, suspected the emulated nested SVM",
         line: format!(

@@ -82,12 +82,12 @@ impl Qmp {
         Ok(q)
     }
 
-    /// How long a reply may take from now on.
-    pub fn set_reply_timeout(&mut self, t: Duration) -> Result<()> {
-        self.reader
-            .get_ref()
-            .set_read_timeout(Some(t))
-            .map_err(|e| Error::io("QMP socket", e))
+    /// Runs the HMP command `cmd` (`human-monitor-command`): its output,
+    /// or an error naming `cmd` when QEMU refused it.
+    pub fn hmp(&mut self, cmd: &str) -> Result<String> {
+        self.execute("human-monitor-command", json!({ "command-line": cmd }))?
+            .map(|v| v.as_str().unwrap_or("").to_string())
+            .map_err(|e| Error::msg(format!("{cmd}: {e}")))
     }
 
     /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`

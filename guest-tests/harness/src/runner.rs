@@ -273,22 +273,30 @@ impl RunOutcome {
     /// says nothing about the code under test. A silent heartbeat with busy
     /// vCPUs is a lockup in the guest, and not this.
     pub fn timers_stopped(&self) -> Option<KernelProblem> {
-        let s = self.silence?;
-        let idle = s.cpu_share.is_some_and(|c| c < IDLE_CPU_SHARE);
-        // A QEMU whose monitor did not answer was stuck itself: its guest
-        // did not lose a timer.
-        let monitor_stuck = self.killed.as_ref().is_some_and(|k| k.monitor_stuck);
-        (self.exit.hung() && s.quiet >= TIMERS_STOPPED_AFTER && idle && !monitor_stuck).then(|| {
-            KernelProblem {
-                line_no: s.last_line,
-                what: "guest timers stopped",
-                line: format!(
-                    "no heartbeat for {:.0} s before the timeout, QEMU idle meanwhile ({:.2} CPUs)",
-                    s.quiet.as_secs_f64(),
-                    s.cpu_share.unwrap_or_default()
-                ),
-            }
+        let s = self
+            .hung_silence()
+            .filter(|s| s.cpu_share.is_some_and(|c| c < IDLE_CPU_SHARE))?;
+        Some(KernelProblem {
+            line_no: s.last_line,
+            what: "guest timers stopped",
+            line: format!(
+                "no heartbeat for {:.0} s before the kill, QEMU idle meanwhile ({:.2} CPUs)",
+                s.quiet.as_secs_f64(),
+                s.cpu_share.unwrap_or_default()
+            ),
         })
+    }
+
+    /// The guest's silence when the runner killed it for hanging with its
+    /// heartbeat stopped for [`TIMERS_STOPPED_AFTER`] or more, and QEMU
+    /// still answered its monitor (a QEMU stuck itself explains the
+    /// silence). How busy QEMU was then tells a lost timer (idle,
+    /// [`Self::timers_stopped`]) from a spinning vCPU
+    /// ([`crate::nested_run::l1_hung`]).
+    pub fn hung_silence(&self) -> Option<Silence> {
+        let s = self.silence?;
+        let monitor_stuck = self.killed.as_ref().is_some_and(|k| k.monitor_stuck);
+        (self.exit.hung() && s.quiet >= TIMERS_STOPPED_AFTER && !monitor_stuck).then_some(s)
     }
 
     /// Where the guest lost a timer interrupt, if it did: RCU said so on
@@ -428,15 +436,18 @@ fn run_command_limits(
             break Exit::KilledAfterDone;
         }
         beat.poll();
-        if start.elapsed() > timeout {
-            silence = beat.silence();
+        let quiet = beat.silence();
+        let hung = if start.elapsed() > timeout {
+            Some(Exit::TimedOut(timeout))
+        } else if done_at.is_none() && quiet.is_some_and(|s| s.quiet > silence_limit) {
+            Some(Exit::Silent(start.elapsed()))
+        } else {
+            None
+        };
+        if let Some(exit) = hung {
+            silence = quiet;
             killed = Some(kill(&mut child, dir, KILL_GRACE)?);
-            break Exit::TimedOut(timeout);
-        }
-        if done_at.is_none() && beat.silence().is_some_and(|s| s.quiet > silence_limit) {
-            silence = beat.silence();
-            killed = Some(kill(&mut child, dir, KILL_GRACE)?);
-            break Exit::Silent(start.elapsed());
+            break exit;
         }
         std::thread::sleep(POLL);
     };

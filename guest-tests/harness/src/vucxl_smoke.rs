@@ -22,8 +22,6 @@ use std::sync::Mutex;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-
 use crate::env::RunSpec;
 use crate::error::{Error, Result};
 use crate::payload::Payload;
@@ -242,17 +240,12 @@ fn start(dir: &Path) -> Result<()> {
 /// BAR 0 and the guest enabled it (the sparse mmaps appear), and keeps
 /// `info pci` and `info mtree -f` as host facts.
 fn watch_monitor() -> HostFacts {
-    let hmp = |q: &mut Qmp, cmd: &str| -> Result<String> {
-        q.execute("human-monitor-command", json!({ "command-line": cmd }))?
-            .map(|v| v.as_str().unwrap_or("").to_string())
-            .map_err(|e| Error::msg(format!("{cmd}: {e}")))
-    };
     let run = || -> Result<HostFacts> {
         let t = Instant::now();
         let mut q = Qmp::connect_within(&qmp_socket(), Duration::from_secs(30))?;
         loop {
-            let pci = hmp(&mut q, "info pci")?;
-            let mtree = hmp(&mut q, "info mtree -f")?;
+            let pci = q.hmp("info pci")?;
+            let mtree = q.hmp("info mtree -f")?;
             if mtree.contains("BAR 0 mmaps[1]") || t.elapsed() > Duration::from_secs(120) {
                 return Ok(vec![
                     ("monitor.pci".into(), pci),
