@@ -11,13 +11,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::env::RunSpec;
 use crate::error::Result;
+use crate::host_thread::HostThread;
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, with_lib, ACCEL_ID, ACCEL_MIB,
 };
@@ -69,16 +68,13 @@ fn qmp_socket() -> String {
     format!("/tmp/vfio-cxl-vm-test-aer-{}-qmp.sock", std::process::id())
 }
 
-static INJECTOR: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
-/// Set once QEMU has exited: the injector stops waiting.
-static QEMU_GONE: AtomicBool = AtomicBool::new(false);
+/// Stopped once QEMU has exited: it stops waiting then.
+static INJECTOR: HostThread = HostThread::new("aer.inject");
 
 fn start_injector(dir: &Path) -> Result<()> {
     let _ = fs::remove_file(qmp_socket());
-    QEMU_GONE.store(false, Ordering::SeqCst);
     let results = runner::results_path(dir);
-    *INJECTOR.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some(thread::spawn(move || inject_when_ready(results)));
+    INJECTOR.start(move || inject_when_ready(results));
     Ok(())
 }
 
@@ -90,7 +86,7 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
         let t = Instant::now();
         let ready = format!("\"key\":\"{}\"", vfio_cxl_uapi_check::aer::READY_FACT);
         while !fs::read_to_string(&results).is_ok_and(|r| r.contains(&ready)) {
-            if t.elapsed() > READY_LIMIT || QEMU_GONE.load(Ordering::SeqCst) {
+            if t.elapsed() > READY_LIMIT || INJECTOR.stopping() {
                 return Ok(vec![(
                     "aer.inject".into(),
                     "the guest never said ready".into(),
@@ -106,13 +102,7 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
 }
 
 fn stop_injector(_dir: &Path) -> HostFacts {
-    QEMU_GONE.store(true, Ordering::SeqCst);
-    let v = match INJECTOR.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        Some(t) => t
-            .join()
-            .unwrap_or_else(|_| vec![("aer.inject".into(), "the injector thread panicked".into())]),
-        None => vec![("aer.inject".into(), "no injector thread".into())],
-    };
+    let v = INJECTOR.stop();
     let _ = fs::remove_file(qmp_socket());
     v
 }

@@ -14,12 +14,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::sync::Mutex;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::env::RunSpec;
 use crate::error::Result;
+use crate::host_thread::HostThread;
 use crate::hostdriver::{
     base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, ProbeLine, ACCEL_ID,
     ACCEL_MIB, UNSAFE_INTERRUPTS,
@@ -88,11 +88,11 @@ fn qmp_socket() -> String {
     )
 }
 
-static MONITOR: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
+static MONITOR: HostThread = HostThread::new("monitor.error");
 
 fn start_monitor(_dir: &Path) -> Result<()> {
     let _ = fs::remove_file(qmp_socket());
-    *MONITOR.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread::spawn(watch_monitor));
+    MONITOR.start(watch_monitor);
     Ok(())
 }
 
@@ -115,12 +115,7 @@ fn watch_monitor() -> HostFacts {
 }
 
 fn stop_monitor(_dir: &Path) -> HostFacts {
-    let v = match MONITOR.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        Some(t) => t.join().unwrap_or_else(|_| {
-            vec![("monitor.error".into(), "the monitor thread panicked".into())]
-        }),
-        None => vec![("monitor.error".into(), "no monitor thread".into())],
-    };
+    let v = MONITOR.stop();
     let _ = fs::remove_file(qmp_socket());
     v
 }

@@ -36,6 +36,7 @@ pub mod env;
 pub mod ept_memtype;
 pub mod error;
 pub mod guestdriver;
+pub mod host_thread;
 pub mod hostdriver;
 pub mod hostdriver_aer;
 pub mod hostdriver_dmabuf;

@@ -9,14 +9,13 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::thread::{self, sleep, JoinHandle};
+use std::thread::sleep;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::error::{Error, Result};
+use crate::host_thread::HostThread;
 use crate::qmp::{self, Qmp};
 use crate::runner::{results_path, HostFacts};
 use crate::vucxl;
@@ -27,8 +26,7 @@ pub const REQUEST: &str = "fuzz.replug.req";
 const ID: &str = "vuc0";
 const BUS: &str = "rp0";
 
-static DRIVER: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
-static STOP: AtomicBool = AtomicBool::new(false);
+static DRIVER: HostThread = HostThread::new("replug.error");
 
 fn qmp_socket() -> String {
     format!("/tmp/vfio-cxl-vm-test-fuzz-{}-qmp.sock", std::process::id())
@@ -56,22 +54,14 @@ pub fn start(dir: &Path, precommit: bool) {
     for s in [qmp_socket(), go_socket()] {
         let _ = fs::remove_file(s);
     }
-    STOP.store(false, Ordering::SeqCst);
     let results = results_path(dir);
-    *DRIVER.lock().unwrap_or_else(|e| e.into_inner()) =
-        Some(thread::spawn(move || drive(&results, precommit)));
+    DRIVER.start(move || drive(&results, precommit));
 }
 
 /// Stops the host thread: facts `replug.done` (how many) and
 /// `replug.error` (what failed, if anything).
 pub fn stop() -> HostFacts {
-    STOP.store(true, Ordering::SeqCst);
-    let f = match DRIVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        Some(h) => h
-            .join()
-            .unwrap_or_else(|_| vec![("replug.error".into(), "the host thread panicked".into())]),
-        None => vec![("replug.error".into(), "no host thread".into())],
-    };
+    let f = DRIVER.stop();
     for s in [qmp_socket(), go_socket()] {
         let _ = fs::remove_file(s);
     }
@@ -83,7 +73,7 @@ fn drive(results: &PathBuf, precommit: bool) -> HostFacts {
     let mut qmp = None;
     let mut done = 0usize;
     let needle = format!(r#""key":"{REQUEST}""#);
-    while !STOP.load(Ordering::SeqCst) {
+    while !DRIVER.stopping() {
         let asked = fs::read_to_string(results).map_or(0, |t| t.matches(&needle).count());
         if asked <= done {
             sleep(Duration::from_millis(100));

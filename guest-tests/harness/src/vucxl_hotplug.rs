@@ -19,9 +19,7 @@ use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::thread::{self, sleep, JoinHandle};
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -29,6 +27,7 @@ use vfio_cxl_uapi_check::pattern;
 
 use crate::env::RunSpec;
 use crate::error::Result;
+use crate::host_thread::HostThread;
 use crate::hostdriver::dmesg_sh;
 use crate::hostdriver::{self, dmesg, ProbeLine, ACCEL_MIB, GUEST_SEED, OUTSIDE_SEED};
 use crate::qemu::{HostBridge, RootPort, Topology, Window};
@@ -261,8 +260,7 @@ pub fn spec() -> RunSpec {
     spec
 }
 
-static DRIVER: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
-static STOP: AtomicBool = AtomicBool::new(false);
+static DRIVER: HostThread = HostThread::new("driver.error");
 
 fn start(dir: &Path) -> Result<()> {
     let mut setups: Vec<ServerSetup> = served()
@@ -285,13 +283,12 @@ fn start(dir: &Path) -> Result<()> {
     for s in [qmp_socket(), go_socket()] {
         let _ = fs::remove_file(s);
     }
-    STOP.store(false, Ordering::SeqCst);
     let dir = dir.to_path_buf();
-    *DRIVER.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread::spawn(move || {
+    DRIVER.start(move || {
         let mut f = startup_refusals(&dir);
         f.extend(drive(&results_path(&dir)));
         f
-    }));
+    });
     Ok(())
 }
 
@@ -360,7 +357,7 @@ fn run_bounded(mut cmd: Command) -> std::io::Result<(String, String)> {
         if let Some(st) = child.try_wait()? {
             break st.to_string();
         }
-        if start.elapsed() > Duration::from_secs(30) || STOP.load(Ordering::SeqCst) {
+        if start.elapsed() > Duration::from_secs(30) || DRIVER.stopping() {
             let _ = child.kill();
             let _ = child.wait();
             break "killed (QEMU accepted the device)".to_string();
@@ -418,7 +415,7 @@ fn wait_for_fact(results: &Path, key: &str) -> std::result::Result<(), String> {
         if fs::read_to_string(results).is_ok_and(|t| t.contains(&needle)) {
             return Ok(());
         }
-        if STOP.load(Ordering::SeqCst) || start.elapsed() > Duration::from_secs(170) {
+        if DRIVER.stopping() || start.elapsed() > Duration::from_secs(170) {
             return Err(format!("the guest never said {key}"));
         }
         sleep(Duration::from_millis(100));
@@ -492,13 +489,7 @@ fn replug(qmp: &mut Option<Qmp>, f: &mut HostFacts) -> Result<()> {
 }
 
 fn stop(dir: &Path) -> HostFacts {
-    STOP.store(true, Ordering::SeqCst);
-    let mut f = match DRIVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        Some(h) => h
-            .join()
-            .unwrap_or_else(|_| vec![("driver.error".into(), "the host thread panicked".into())]),
-        None => vec![("driver.error".into(), "no host thread".into())],
-    };
+    let mut f = DRIVER.stop();
     f.extend(vucxl::stop_servers(dir));
     if let Some((i, _)) = served().find(|(_, c)| c.expect_error.is_none()) {
         f.extend(vucxl::pattern_facts(dir, i, REPLUG_SEED, ""));

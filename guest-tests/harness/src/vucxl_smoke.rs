@@ -19,11 +19,12 @@ use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::env::RunSpec;
 use crate::error::{Error, Result};
+use crate::host_thread::HostThread;
 use crate::payload::Payload;
 use crate::qemu::Topology;
 use crate::qmp::{self, Qmp};
@@ -201,7 +202,7 @@ pub fn spec() -> RunSpec {
 }
 
 static SERVER: Mutex<Option<Child>> = Mutex::new(None);
-static MONITOR: Mutex<Option<JoinHandle<HostFacts>>> = Mutex::new(None);
+static MONITOR: HostThread = HostThread::new("monitor.error");
 
 fn start(dir: &Path) -> Result<()> {
     let bin = vucxl::build_server()?;
@@ -232,7 +233,7 @@ fn start(dir: &Path) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(20));
     }
-    *MONITOR.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread::spawn(watch_monitor));
+    MONITOR.start(watch_monitor);
     Ok(())
 }
 
@@ -259,12 +260,7 @@ fn watch_monitor() -> HostFacts {
 }
 
 fn stop(dir: &Path) -> HostFacts {
-    let mut v = match MONITOR.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        Some(t) => t.join().unwrap_or_else(|_| {
-            vec![("monitor.error".into(), "the monitor thread panicked".into())]
-        }),
-        None => vec![("monitor.error".into(), "no monitor thread".into())],
-    };
+    let mut v = MONITOR.stop();
     if let Some(mut c) = SERVER.lock().unwrap_or_else(|e| e.into_inner()).take() {
         // It exits by itself, successfully, when QEMU disconnects.
         let t = Instant::now();
