@@ -76,9 +76,9 @@ static bool vfio_cxl_ranges_hit_hdm(struct vfio_cxl *cxl,
  * A BAR: vfio-pci core's answer, except that no range of the
  * component-register BAR may cover a page of the HDM decoder registers
  * (-EPERM): a peer must never reach the real decoders, which user space
- * only sees virtualized. On devices whose component BAR the CXL core has
- * claimed, vfio-pci core refuses that BAR anyway (-ENODEV: it could not
- * reserve it); the check does not rely on that.
+ * only sees virtualized. vfio-pci core refuses that BAR anyway when it
+ * did not reserve it (-ENODEV: the CXL core holds part of it, or core
+ * patch 0002 left it to this driver); the check does not rely on that.
  *
  * The memory region is refused (-EIO) while a fault on it would be: see
  * vfio_cxl_mem_usable(). Unlike a BAR, whose export in D3 or with Memory

@@ -483,11 +483,11 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 	 * gone. It stays marked for clearing: the removal clears it once
 	 * it has dropped its blockers, an open clears it or refuses.
 	 */
-	if (pdev->current_state != PCI_D0 ||
-	    pdev->error_state != pci_channel_io_normal) {
-		/* Gone, failed, or frozen by an error recovery in progress. */
+	if (pdev->current_state != PCI_D0 || pci_dev_is_disconnected(pdev)) {
 		rc = -ENODEV;
-	} else if (cxl->mem_blockers) {
+	} else if (cxl->mem_blockers ||
+		   pdev->error_state != pci_channel_io_normal) {
+		/* Blocked, or frozen by an error recovery in progress. */
 		rc = -EBUSY;
 	} else {
 		if (cxl->dvsec_cap & VFIO_CXL_DVSEC_CAP_RESET_MEM_CLR) {
@@ -509,6 +509,12 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 				vfio_cxl_host_clear(cxl);
 			vfio_cxl_decode_restore(cxl, cmd);
 		}
+		/*
+		 * An error contained meanwhile (AER and DPC do not take
+		 * memory_lock) may have dropped the clear's writes.
+		 */
+		if (!rc && pdev->error_state != pci_channel_io_normal)
+			rc = -EIO;
 	}
 	if (!rc)
 		cxl->needs_clear = false;

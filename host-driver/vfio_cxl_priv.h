@@ -163,7 +163,7 @@ struct vfio_cxl_ro_range {
  *	or Memory Space changes, errors, removal); memory_lock protects it
  * @resetting: a function reset runs (reset_prepare to reset_done)
  * @err_blocked: an AER error holds a blocker until the device resumes
- *	(only the error handlers use it; PCI error recovery serializes them)
+ *	(the error handlers and remove use it, all under device_lock)
  * @needs_clear: the memory may hold a previous user's data (set at bind and
  *	at every close until a clear succeeds); open and close, which the vfio
  *	device set serializes, and the clear use it
