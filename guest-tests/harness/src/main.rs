@@ -35,10 +35,20 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
         Exit::TimedOut(_) => "TIMEOUT".into(),
         Exit::Silent(_) => "killed (heartbeat silent)".into(),
     };
+    let gap = outcome.heartbeat_gap.map_or_else(|| "-".into(), secs);
     println!(
-        "  {name}: init reached after {init} (guest uptime {guest_init}), whole run {}, qemu {exit}",
+        "  {name}: init reached after {init} (guest uptime {guest_init}), whole run {}, longest heartbeat gap {gap}, qemu {exit}",
         secs(outcome.wall)
     );
+    if outcome.report.fact(nested_run::L2_WALL_FACT).is_some() {
+        let l2 = nested_run::l2_outcome(outcome);
+        let init = l2.to_init.map(secs).unwrap_or_else(|| "never".into());
+        let gap = l2.heartbeat_gap.map_or_else(|| "-".into(), secs);
+        println!(
+            "  {name} L2 (in L1): init reached after {init}, whole run {}, longest heartbeat gap {gap}",
+            secs(l2.wall)
+        );
+    }
     if verbose {
         println!("  --- console ---");
         for l in outcome.console.lines() {

@@ -963,6 +963,7 @@ pub(crate) mod fixture {
             wall: Duration::from_secs(664),
             dir: "/nonexistent".into(),
             silence: None,
+            heartbeat_gap: None,
             killed: None,
             host_facts: host_facts
                 .iter()

@@ -394,13 +394,25 @@ pub fn emulator_fault_of_l2(l1: &RunOutcome) -> Option<crate::console::KernelPro
     })
 }
 
+/// L2's whole run, in seconds (L1 ran L2 when it is there).
+pub const L2_WALL_FACT: &str = "l2.wall_s";
+/// L2's longest heartbeat gap, in seconds.
+const HEARTBEAT_GAP_FACT: &str = "l2.heartbeat_gap_s";
+/// A line of L2's `qemu-state.txt`, forwarded when L1 killed L2's QEMU.
+pub const QEMU_STATE_FACT: &str = "l2.qemu_state";
+/// `info registers -a` of two vCPUs is about 60 lines.
+const QEMU_STATE_LINES: usize = 400;
+
 /// Prints L2's outcome as facts (see the module's documentation).
 fn forward(spec: &RunSpec, outcome: &RunOutcome, problems: &[String]) {
     fact("l2.accel", &spec.machine.accel);
     fact("l2.cpu", &spec.machine.cpu);
-    fact("l2.wall_s", &format!("{:.1}", outcome.wall.as_secs_f64()));
+    fact(L2_WALL_FACT, &format!("{:.1}", outcome.wall.as_secs_f64()));
     if let Some(t) = outcome.to_init {
         fact("l2.to_init_s", &format!("{:.1}", t.as_secs_f64()));
+    }
+    if let Some(g) = outcome.heartbeat_gap {
+        fact(HEARTBEAT_GAP_FACT, &format!("{:.1}", g.as_secs_f64()));
     }
     for line in result_lines(outcome) {
         fact("l2.results", &line);
@@ -416,6 +428,16 @@ fn forward(spec: &RunSpec, outcome: &RunOutcome, problems: &[String]) {
     }
     for t in outcome.killed.iter().flat_map(|k| &k.threads) {
         fact("l2.qemu_thread_at_kill", t);
+    }
+    // Where L2's vCPUs were (`info cpus`, `info registers -a`): the file
+    // stays in L1, which is gone when L0 reads the report.
+    let state = outcome.killed.as_ref().and_then(|k| k.qemu_state.as_ref());
+    for l in state
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .iter()
+        .flat_map(|t| t.lines().take(QEMU_STATE_LINES))
+    {
+        fact(QEMU_STATE_FACT, l);
     }
     if let Some(why) = emulator_fault(outcome) {
         fact(EMULATOR_FAULT_FACT, &why);
@@ -476,15 +498,28 @@ pub fn l2_outcome(l1: &RunOutcome) -> RunOutcome {
         stderr: r.facts("l2.stderr").join("\n"),
         kernel_problems: Vec::new(),
         to_init: secs("l2.to_init_s"),
-        wall: secs("l2.wall_s").unwrap_or_default(),
+        wall: secs(L2_WALL_FACT).unwrap_or_default(),
         dir: l1.dir.clone(),
         silence: None,
         killed: None,
+        heartbeat_gap: secs(HEARTBEAT_GAP_FACT),
         host_facts: r
             .all_facts()
             .filter_map(|(k, v)| Some((k.strip_prefix("l2.host.")?.to_string(), v.to_string())))
             .collect(),
     }
+}
+
+/// Writes the L2 `qemu-state.txt` L1 forwarded into L1's run directory
+/// (kept, since L2 failed); its path, or `None` when L1 sent none.
+fn save_l2_qemu_state(l1: &RunOutcome) -> Option<std::path::PathBuf> {
+    let lines = l1.report.facts(QEMU_STATE_FACT);
+    if lines.is_empty() {
+        return None;
+    }
+    let f = l1.dir.join("l2-qemu-state.txt");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&f, text).ok().map(|()| f)
 }
 
 /// L0's verdict on L2 (L1's own problems are the outcome's): L1's verdict
@@ -510,6 +545,12 @@ pub fn check(l1: &RunOutcome, run: &L2Run, accel: AccelChoice) -> Vec<String> {
                 for l in r.facts(key) {
                     problem.push_str(&format!("\n      | {what}: {l}"));
                 }
+            }
+            if let Some(f) = save_l2_qemu_state(l1) {
+                problem.push_str(&format!(
+                    "\n      | L2's vCPUs then (info cpus, info registers -a): {}",
+                    f.display()
+                ));
             }
             p.push(problem);
         }
@@ -823,6 +864,30 @@ mod check_tests {
                     .to_string()
             ),
             "{p:?}"
+        );
+        // L2's qemu-state.txt is written into L1's run directory.
+        let dir = tempfile::tempdir().unwrap();
+        let with_state = format!(
+            "{failed}{}\n{}\n",
+            line(QEMU_STATE_FACT, "CPU#0"),
+            line(QEMU_STATE_FACT, "RIP=ffffffff81000000")
+        );
+        let l1 = RunOutcome {
+            dir: dir.path().to_path_buf(),
+            ..outcome(&with_state, "", &[])
+        };
+        let p = coherence_check(&l1);
+        let f = dir.path().join("l2-qemu-state.txt");
+        assert!(
+            p.iter().any(|m| m.ends_with(&format!(
+                "| L2's vCPUs then (info cpus, info registers -a): {}",
+                f.display()
+            ))),
+            "{p:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(f).unwrap(),
+            "CPU#0\nRIP=ffffffff81000000\n"
         );
     }
 

@@ -118,6 +118,10 @@ pub struct RunOutcome {
     pub silence: Option<Silence>,
     /// Set when the runner killed QEMU (a timeout, a hang after DONE).
     pub killed: Option<Killed>,
+    /// The longest interval between two of the guest's heartbeats, host
+    /// wall clock (`None` before the second): the margin the run left
+    /// below [`SILENCE_LIMIT`].
+    pub heartbeat_gap: Option<Duration>,
     /// What the host found after the run ([`crate::env::RunSpec::after_exit`]),
     /// e.g. patterns in a memory-backend file; checks compare on these as
     /// on the guest's facts.
@@ -465,6 +469,7 @@ fn run_command_limits(
         dir: dir.to_path_buf(),
         silence,
         killed,
+        heartbeat_gap: beat.longest_gap,
         host_facts: Vec::new(),
     })
 }
@@ -479,6 +484,8 @@ struct HeartbeatWatch {
     lines: usize,
     partial: String,
     last: Option<(Instant, usize, Option<Duration>)>,
+    /// The longest interval between two heartbeats so far.
+    longest_gap: Option<Duration>,
     /// Milestones not reached yet, in order, and when QEMU started.
     milestones: Vec<Milestone>,
     start: Instant,
@@ -493,6 +500,7 @@ impl HeartbeatWatch {
             lines: 0,
             partial: String::new(),
             last: None,
+            longest_gap: None,
             milestones: Vec::new(),
             start: Instant::now(),
         }
@@ -515,7 +523,11 @@ impl HeartbeatWatch {
             self.lines += 1;
             let line = &self.partial[..end];
             if line.contains(console::HEARTBEAT) {
-                self.last = Some((Instant::now(), self.lines, cpu_time(self.pid)));
+                let now = Instant::now();
+                if let Some((then, ..)) = self.last {
+                    self.longest_gap = self.longest_gap.max(Some(now - then));
+                }
+                self.last = Some((now, self.lines, cpu_time(self.pid)));
             }
             if let Some(i) = self.milestones.iter().position(|(n, _)| line.contains(n)) {
                 let what = self.milestones[i].1;
@@ -977,6 +989,44 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
     }
 
     #[test]
+    fn the_longest_heartbeat_gap_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let beat = console::HEARTBEAT;
+        let script = format!(
+            "echo '{beat}' >> \"$C\"; sleep 0.2; echo '{beat}' >> \"$C\"\n\
+             sleep 1.2; echo '{beat}' >> \"$C\"; sleep 0.2; echo '{beat}' >> \"$C\"\n\
+             echo 'VFIOCXL-DONE {{\"ok\":true}}' >> \"$R\""
+        );
+        let out = run_command_limits(
+            fake(dir.path(), &script),
+            dir.path(),
+            Duration::from_secs(30),
+            DONE_GRACE,
+            SILENCE_LIMIT,
+            &[],
+        )
+        .unwrap();
+        let gap = out.heartbeat_gap.expect("gap measured");
+        // The poll interval blurs each end.
+        assert!(
+            gap >= Duration::from_millis(1000) && gap < Duration::from_millis(1200) + 3 * POLL,
+            "{gap:?}"
+        );
+        // One heartbeat is no interval.
+        let dir = tempfile::tempdir().unwrap();
+        let one = run_command_limits(
+            fake(dir.path(), &format!("echo '{beat}' >> \"$C\"")),
+            dir.path(),
+            Duration::from_secs(30),
+            DONE_GRACE,
+            SILENCE_LIMIT,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(one.heartbeat_gap, None);
+    }
+
+    #[test]
     fn a_silent_heartbeat_is_measured_with_qemus_cpu_use() {
         let idle = silence_of(|d| beating(d, "exec sleep 600"), 1500).expect("silence measured");
         assert_eq!(idle.last_line, 4);
@@ -1013,6 +1063,7 @@ qemu-system-x86_64: ../hw/pci/pci.c:12: f: Assertion `x' failed.
                 last_line: 30,
             }),
             killed: None,
+            heartbeat_gap: None,
             host_facts: Vec::new(),
         }
     }
