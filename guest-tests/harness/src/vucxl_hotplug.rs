@@ -161,6 +161,51 @@ vfiocxl_fact hotplug.host "$word"
 [ "$word" = go ]
 "#;
 
+/// A guest's root user unplugs the device itself while it is live: one
+/// write of its root port's Slot Control with the power controller and
+/// the power indicator both off makes QEMU unplug it within that config
+/// write, its BAR still mapped (pciehp's own two writes, power off then
+/// indicator off a second later, unmap the BAR at the first). Meanwhile
+/// one reader per vCPU reads the device's HDM decoder capability register
+/// through /dev/mem (`--mmio-reader`): whichever vCPU writes, the other is
+/// in an access to the overlay that it resolved before the unplug and
+/// completes after the device's exit (issue 11, unplug lifetime).
+const SELF_UNPLUG_SH: &str = r#"read -r bar _ </sys/bus/pci/devices/$dev/resource
+off=$(dmesg | sed -n 's/.*component registers in BAR 0 at \(0x[0-9a-f]*\).*/\1/p' | tail -n 1)
+[ -n "$off" ] || { echo "no probe line gives the decoder block's offset"; exit 1; }
+rp=$(basename "$(readlink -f /sys/bus/pci/devices/$dev/..)")
+echo "$dev" >/sys/bus/pci/devices/$dev/driver/unbind
+cfg=/sys/bus/pci/devices/$rp/config
+rd() { od -An -tu$1 -j$2 -N$1 $cfg | tr -d ' '; }
+# The root port's PCI Express capability (ID 0x10).
+cap=$(rd 1 52)
+while [ "$cap" -ne 0 ] && [ "$(rd 1 $cap)" -ne 16 ]; do cap=$(rd 1 $((cap + 1))); done
+[ "$cap" -ne 0 ] || { echo "$rp has no PCI Express capability"; exit 1; }
+sltctl=$((cap + 24))
+readers=
+for cpu in 0 1; do
+	$VC/vfio-cxl-uapi-check --mmio-reader $((bar + off)) --cpu $cpu >&3 &
+	readers="$readers $!"
+done
+sleep 1
+# Power Indicator Control (9:8) off, Power Controller Control (10) off.
+v=$(( ($(rd 2 $sltctl) & ~0x700) | 0x700 ))
+printf "\\$(printf %o $((v & 255)))\\$(printf %o $((v >> 8)))" |
+	dd of=$cfg bs=2 seek=$((sltctl / 2)) count=1 conv=notrunc 2>/dev/null
+sleep 1
+kill -TERM $readers
+wait $readers || { echo "a reader failed"; exit 1; }
+# QEMU unplugged it: its config space reads all-ones (the guest's pciehp
+# was not told and keeps a stale device).
+gone() { [ "$(od -An -tu2 -N2 /sys/bus/pci/devices/$dev/config | tr -d ' ')" = 65535 ]; }
+wait_for 100 gone || { echo "$dev still answers after its slot was powered off"; exit 1; }
+vfiocxl_fact selfunplug.done 1
+"#;
+
+/// QEMU's trace of an overlay access that came after the device's exit
+/// (hw/vfio/trace-events).
+const UNREALIZED_TRACE: &str = "vfio_cxl_hdm_unrealized";
+
 /// What uapi-check writes after vuc0 was unplugged and plugged again
 /// (it must find GUEST_SEED, written before).
 const REPLUG_SEED: u64 = 0x0e91_0623;
@@ -229,7 +274,8 @@ fn topology() -> Topology {
 }
 
 pub fn spec() -> RunSpec {
-    let mut payload = hostdriver::base_payload(NAME).cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
+    let mut payload = hostdriver::base_payload(NAME)
+        .cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
     payload.steps.retain(|s| s.name == "load-host-driver");
     let payload = payload
         .step("wait-for-host", WAIT_SH)
@@ -248,10 +294,13 @@ pub fn spec() -> RunSpec {
                 "{LIB}\n$VC/vfio-cxl-uapi-check \"$dev\" --expect-seed {GUEST_SEED} --write-seed {REPLUG_SEED} --reopen 1 >&3\n"
             ),
         )
+        .step("self-unplug", &format!("{LIB}\n{SELF_UNPLUG_SH}"))
         .step("report-dmesg", &dmesg_sh());
     let mut spec = vucxl::server_run_spec(topology(), payload, start, stop, 180);
     spec.extra_args.extend(qmp::qemu_args(&qmp_socket()));
     spec.extra_args.extend([
+        "-trace".into(),
+        UNREALIZED_TRACE.into(),
         "-chardev".into(),
         format!("socket,id=vucxl-go,path={},server=on,wait=off", go_socket()),
         "-serial".into(),
@@ -636,6 +685,36 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         p.push(format!("error-level kernel message: {}", l.text));
     }
     p.extend(vucxl::refused_unmaps(outcome));
+    p.extend(unplug_race_problems(outcome));
+    p
+}
+
+/// The guest unplugged the device itself, both readers ran through it,
+/// and QEMU traced at least one overlay access that a vCPU completed after
+/// the device's exit: the path the check for an exited device guards was
+/// taken (and QEMU lived, which the run's exit status and stderr show).
+fn unplug_race_problems(outcome: &RunOutcome) -> Vec<String> {
+    let mut p = Vec::new();
+    if outcome.report.fact("selfunplug.done") != Some("1") {
+        p.push("the guest's own unplug of the device did not complete".into());
+    }
+    for cpu in 0..2 {
+        let key = format!("mmio_reader.cpu{cpu}");
+        match outcome.report.fact(&key) {
+            Some(v) if !v.starts_with("FAIL") && !v.starts_with("0 reads") => {}
+            v => p.push(format!("{key}: {v:?}, expected reads")),
+        }
+    }
+    let after_exit = outcome
+        .stderr
+        .lines()
+        .filter(|l| l.contains(UNREALIZED_TRACE))
+        .count();
+    if after_exit == 0 {
+        p.push(format!(
+            "no overlay access reached the device after its exit ({UNREALIZED_TRACE} not traced): the unplug race was not exercised"
+        ));
+    }
     p
 }
 

@@ -14,6 +14,7 @@ pub mod facts;
 pub mod fuzz;
 pub mod isolation;
 pub mod memory_failure;
+pub mod mmio_reader;
 pub mod pattern;
 pub mod removal;
 /// The VFIO opener, shared with vfio-cxl-cmdline (crate `vfio-cxl-uapi`).

@@ -43,6 +43,10 @@
 //! checks every page of a CXL window through /dev/mem for the guest-side
 //! fuzzers (window_tags.rs).
 //!
+//! `vfio-cxl-uapi-check --mmio-reader PHYS --cpu N` reads a register
+//! through /dev/mem until SIGTERM (mmio_reader.rs; the VM test
+//! vfio-user-cxl-hotplug).
+//!
 //! `vfio-cxl-uapi-check --bench-bw [--sizes MIB,...] [--repeats N]
 //! ram|NAME=PATH...` measures memcpy bandwidth (`bandwidth.rs`).
 //!
@@ -156,6 +160,29 @@ enum Other {
     /// memcpy bandwidth between RAM and mapped memory targets
     #[command(name = "bench-bw", long_flag = "bench-bw")]
     BenchBw(bandwidth::Options),
+    /// Read the 32-bit register at physical address PHYS through /dev/mem,
+    /// back to back, until SIGTERM (the hot-unplug test)
+    #[command(name = "mmio-reader", long_flag = "mmio-reader")]
+    MmioReader(MmioReaderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct MmioReaderArgs {
+    /// The register's physical address (decimal or 0x hex)
+    #[arg(value_name = "PHYS", value_parser = parse_u64)]
+    phys: u64,
+    /// The CPU to read on
+    #[arg(long, value_name = "N")]
+    cpu: usize,
+}
+
+/// A number in decimal or 0x hex.
+fn parse_u64(s: &str) -> Result<u64, String> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    }
+    .map_err(|e| format!("{s:?}: {e}"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,6 +265,7 @@ enum Run {
     },
     WindowTags(window_tags::Args),
     BenchBw(bandwidth::Options),
+    MmioReader { phys: u64, cpu: usize },
 }
 
 /// Parses `args` (the program name first); a clap error (exit status 2,
@@ -269,6 +297,10 @@ where
             o.check().map_err(invalid)?;
             Run::BenchBw(o)
         }
+        Some(Other::MmioReader(m)) => Run::MmioReader {
+            phys: m.phys,
+            cpu: m.cpu,
+        },
         None => {
             let c = cli.checks;
             let mode = if c.reopen_only {
@@ -370,6 +402,17 @@ fn bench_fault(bdf: &str, options: Options) -> ExitCode {
     }
 }
 
+/// `--mmio-reader PHYS --cpu N`: fact `mmio_reader.cpuN`.
+fn mmio_reader_main(phys: u64, cpu: usize) -> ExitCode {
+    let (value, code) = match vfio_cxl_uapi_check::mmio_reader::run(phys, cpu) {
+        Ok(seen) => (seen.describe(), ExitCode::SUCCESS),
+        Err(e) => (format!("FAIL: {e}"), ExitCode::FAILURE),
+    };
+    eprintln!("mmio-reader {phys:#x} on CPU {cpu}: {value}");
+    fact("mmio-reader", &format!("mmio_reader.cpu{cpu}"), &value);
+    code
+}
+
 /// `--coherence-dev DEV --unbind-while-mapped BDF`.
 fn unbind_while_mapped_main(dev: &str, bdf: &str) -> ExitCode {
     let o = coherence::unbind_while_mapped(dev, bdf);
@@ -416,6 +459,7 @@ fn main() -> ExitCode {
         Run::UnbindWhileMapped { dev, bdf } => return unbind_while_mapped_main(&dev, &bdf),
         Run::WindowTags(a) => return window_tags_main(&a),
         Run::BenchBw(o) => return vfio_cxl_uapi_check::bandwidth::main(&o),
+        Run::MmioReader { phys, cpu } => return mmio_reader_main(phys, cpu),
     };
     let reopen = options.reopen;
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
@@ -622,6 +666,11 @@ mod tests {
             panic!("not a window-tags run")
         };
         assert_eq!((a.window, a.seq), (0x100000, 7));
+        // vucxl_hotplug.rs.
+        let Run::MmioReader { phys, cpu } = run("--mmio-reader 0xfe601100 --cpu 1").unwrap() else {
+            panic!("not an mmio-reader run")
+        };
+        assert_eq!((phys, cpu), (0xfe601100, 1));
         // bench_bw.rs.
         let Run::BenchBw(o) = run(
             "--bench-bw --sizes 1,4 --repeats 3 --thp ram vfio-user-cxl=/dev/cxl-type2-ref0 cxl-type3=/dev/dax0.0",
@@ -658,6 +707,8 @@ mod tests {
         refused("--window-tags 0 0x1000", "SEQ");
         refused("--window-tags 0 0x1001 0 0 0 1 1 1", "bad geometry");
         refused("--bench-bw ram ram", "target names repeat");
+        refused("--mmio-reader 0x1000", "--cpu <N>");
+        refused("--mmio-reader 0xz --cpu 0", "invalid digit");
         refused("--bench-bw ram --handshake", "--handshake");
     }
 }

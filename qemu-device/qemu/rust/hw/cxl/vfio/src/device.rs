@@ -640,20 +640,26 @@ pub fn reset_exit<T: CxlVfioImpl>(dev: &T, ty: ResetType) {
 }
 
 /// Guest read of the overlay: the emulated decoders, zeroes past them.
+/// After exit (a vCPU that resolved the overlay in a flat view from before
+/// the unplug, then waited for the BQL while the unplug ran): 0.
 pub fn hdm_read<T: CxlVfioImpl>(dev: &T, offset: hwaddr, size: u32) -> u64 {
-    dev.cxl()
-        .state
-        .borrow()
-        .as_ref()
-        .map_or(0, |r| r.part.read(offset, size))
+    match dev.cxl().state.borrow().as_ref() {
+        Some(r) => r.part.read(offset, size),
+        None => {
+            trace::trace_vfio_cxl_hdm_unrealized(false, offset, size);
+            0
+        }
+    }
 }
 
-/// Guest write of the overlay; never reaches the host.
+/// Guest write of the overlay; never reaches the host. Dropped after exit.
 pub fn hdm_write<T: CxlVfioImpl>(dev: &T, offset: hwaddr, value: u64, size: u32) {
     let cxl = dev.cxl();
-    if let Some(r) = cxl.state.borrow_mut().as_mut() {
-        r.part
-            .write(dev.upcast(), &cxl.mem_alias, offset, value, size);
+    match cxl.state.borrow_mut().as_mut() {
+        Some(r) => r
+            .part
+            .write(dev.upcast(), &cxl.mem_alias, offset, value, size),
+        None => trace::trace_vfio_cxl_hdm_unrealized(true, offset, size),
     }
 }
 
