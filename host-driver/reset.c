@@ -177,6 +177,29 @@ static int vfio_cxl_hdm_restore(struct vfio_cxl *cxl)
 	}
 }
 
+/*
+ * The component BAR still holds its address. The link reset of a fatal
+ * error's recovery (pci_bus_error_reset()) saves and restores no config
+ * space, and vfio-pci core has no slot_reset: the BARs are left as the
+ * reset made them. Then the decoder is out of reach and Memory Space must
+ * not be turned on. vfio-pci core restores the BARs when the user enables
+ * Memory Space again (its recovery from a reset it did not do).
+ */
+static bool vfio_cxl_comp_bar_assigned(struct vfio_cxl *cxl)
+{
+	struct pci_dev *pdev = cxl_pdev(cxl);
+	int reg = PCI_BASE_ADDRESS_0 + 4 * cxl->comp_bar;
+	u32 lo = 0, hi = 0;
+
+	pci_read_config_dword(pdev, reg, &lo);
+	if (PCI_POSSIBLE_ERROR(lo))
+		return false;
+	if (pci_resource_flags(pdev, cxl->comp_bar) & IORESOURCE_MEM_64)
+		pci_read_config_dword(pdev, reg + 4, &hi);
+	return (((u64)hi << 32) | (lo & PCI_BASE_ADDRESS_MEM_MASK)) ==
+	       pci_bus_address(pdev, cxl->comp_bar);
+}
+
 /**
  * vfio_cxl_validate() - check decoder 0 and Memory_Active before an access
  * @cxl: device state; memory_lock held for write
@@ -184,8 +207,8 @@ static int vfio_cxl_hdm_restore(struct vfio_cxl *cxl)
  * Clears @recheck when the memory can be used again. A decoder that no
  * longer decodes the bind-time range is restored; when that fails the
  * memory stays unusable (@hdm_lost) until the next reset. Memory that is
- * not active yet leaves @recheck set: the access fails and the next one
- * looks again.
+ * not active yet, or a component BAR that lost its address, leaves
+ * @recheck set: the access fails and the next one looks again.
  */
 void vfio_cxl_validate(struct vfio_cxl *cxl)
 {
@@ -196,6 +219,15 @@ void vfio_cxl_validate(struct vfio_cxl *cxl)
 	int rc;
 
 	lockdep_assert_held_write(&cxl->cdev->pci_core.memory_lock);
+
+	if (!vfio_cxl_comp_bar_assigned(cxl)) {
+		if (!cxl->comp_bar_lost)
+			pci_warn(pdev, "component BAR %d lost its address (a reset without config restore, e.g. a fatal error's link reset): memory accesses fail until vfio-pci restores the BARs (Memory Space enabled again)\n",
+				 cxl->comp_bar);
+		cxl->comp_bar_lost = true;
+		return;
+	}
+	cxl->comp_bar_lost = false;
 
 	cmd = vfio_cxl_decode_on(cxl);
 	ok = vfio_cxl_decodes_as_bind(cxl);

@@ -171,6 +171,8 @@ struct vfio_cxl_ro_range {
  *	access (after any reset or power transition)
  * @hdm_lost: the decoder could not be validated or restored: accesses fail
  *	until the next successful validation
+ * @comp_bar_lost: validation found the component BAR without its address
+ *	(said once until it is back); memory_lock held for write
  * @poison: pages (index from the start of @hpa) that memory_failure()
  *	reported; the host never reads, writes or clears them again while
  *	bound
@@ -211,6 +213,7 @@ struct vfio_cxl {
 	bool needs_clear;
 	bool recheck;
 	bool hdm_lost;
+	bool comp_bar_lost;
 
 	struct xarray poison;
 	struct dev_pagemap pgmap;

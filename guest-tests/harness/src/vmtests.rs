@@ -130,6 +130,18 @@ pub fn all() -> Vec<VmTest> {
             check: crate::hostdriver_aer::check,
         },
         VmTest {
+            name: crate::hostdriver_aer::NAME_FATAL,
+            about: "cxl-accel (aer=on) bound to vfio-cxl-pci: with the memory mapped and the error eventfd registered, the host injects an uncorrectable fatal error (DLP); the guest's AER recovery signals the eventfd and resets the link, which leaves the function's BARs unassigned: the mapping faults during the recovery and after it (read() EIO) until the user enables Memory Space (vfio-pci core restores the BARs), then gives the data back; the kernel reports the fatal error and a successful recovery",
+            spec: crate::hostdriver_aer::spec_fatal,
+            check: crate::hostdriver_aer::check_fatal,
+        },
+        VmTest {
+            name: "host-driver-aer-fatal@debug",
+            about: "host-driver-aer-fatal on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::hostdriver_aer::spec_fatal_debug,
+            check: crate::hostdriver_aer::check_fatal,
+        },
+        VmTest {
             name: "host-driver-dmabuf@debug",
             about: "cxl-accel bound to vfio-cxl-pci on the debug test kernel (iommufd, cdev, core patch 0001): dma-bufs of the whole CXL region and of a slice imported into an iommufd IOAS map to the region's HPA in the guest IOMMU's page tables; a range over the HDM decoders is EPERM; a CXL Reset is refused while they exist; VFIO_DEVICE_RESET and the last close leave nothing mapped",
             spec: crate::hostdriver_dmabuf::spec_debug,

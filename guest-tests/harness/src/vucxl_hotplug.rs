@@ -274,8 +274,7 @@ fn topology() -> Topology {
 }
 
 pub fn spec() -> RunSpec {
-    let mut payload = hostdriver::base_payload(NAME)
-        .cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
+    let mut payload = hostdriver::base_payload(NAME).cmdline_arg(hostdriver::KEEP_MEMORY_ARG);
     payload.steps.retain(|s| s.name == "load-host-driver");
     let payload = payload
         .step("wait-for-host", WAIT_SH)

@@ -13,6 +13,7 @@ pub mod dmabuf;
 pub mod facts;
 pub mod fuzz;
 pub mod isolation;
+pub mod kmsg;
 pub mod memory_failure;
 pub mod mmio_reader;
 pub mod pattern;

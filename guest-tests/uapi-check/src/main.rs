@@ -30,9 +30,10 @@
 //! memory mapped and checks the memory is gone before the unbind waits
 //! for the close (removal.rs; the VM test host-driver-rebind).
 //!
-//! `--aer-recovery` asks the host for an AER error with the memory mapped
-//! and checks the recovery gives it back (aer.rs; the VM test
-//! host-driver-aer).
+//! `--aer-recovery non-fatal|fatal` asks the host for an AER error of that
+//! severity with the memory mapped and checks the memory is blocked and
+//! comes back (aer.rs; the VM tests host-driver-aer and
+//! host-driver-aer-fatal).
 //!
 //! `--reopen-only` runs only the close/open cycles (the rebind VM test
 //! reopens after every bind); `--bench-fault` runs no check but the fault
@@ -138,9 +139,10 @@ struct CheckArgs {
     #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
     remove_while_mapped: bool,
     /// With the memory mapped and the error eventfd registered, ask the
-    /// host for an AER error (fact aer.ready) and check the recovery
-    #[arg(long, group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
-    aer_recovery: bool,
+    /// host for an AER error of this severity (fact aer.ready) and check
+    /// the recovery
+    #[arg(long, value_name = "SEVERITY", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
+    aer_recovery: Option<aer::Severity>,
 }
 
 /// What only the full checks use.
@@ -243,8 +245,8 @@ enum Mode {
     DmabufBar(u64),
     /// Unbind with the memory mapped.
     RemoveWhileMapped,
-    /// An AER error with the memory mapped.
-    AerRecovery,
+    /// An AER error of this severity with the memory mapped.
+    AerRecovery(aer::Severity),
 }
 
 /// A parsed and checked command line.
@@ -265,7 +267,10 @@ enum Run {
     },
     WindowTags(window_tags::Args),
     BenchBw(bandwidth::Options),
-    MmioReader { phys: u64, cpu: usize },
+    MmioReader {
+        phys: u64,
+        cpu: usize,
+    },
 }
 
 /// Parses `args` (the program name first); a clap error (exit status 2,
@@ -319,8 +324,8 @@ where
                 Mode::DmabufBar(phys)
             } else if c.remove_while_mapped {
                 Mode::RemoveWhileMapped
-            } else if c.aer_recovery {
-                Mode::AerRecovery
+            } else if let Some(severity) = c.aer_recovery {
+                Mode::AerRecovery(severity)
             } else {
                 Mode::Checks
             };
@@ -491,8 +496,8 @@ fn main() -> ExitCode {
         report("remove_while_mapped", &outcome);
         return summary(&[("remove_while_mapped", outcome)]);
     }
-    if mode == Mode::AerRecovery {
-        let outcome = aer::recover_while_mapped(&bdf);
+    if let Mode::AerRecovery(severity) = mode {
+        let outcome = aer::recover_while_mapped(&bdf, severity);
         report("aer_recovery", &outcome);
         return summary(&[("aer_recovery", outcome)]);
     }
@@ -628,7 +633,16 @@ mod tests {
         );
         assert!(run("x --remove-while-mapped --reopen-only").is_err());
         // hostdriver_aer.rs.
-        assert_eq!(mode_of("x --aer-recovery"), (Mode::AerRecovery, 20));
+        assert_eq!(
+            mode_of("x --aer-recovery non-fatal"),
+            (Mode::AerRecovery(aer::Severity::NonFatal), 20)
+        );
+        assert_eq!(
+            mode_of("x --aer-recovery fatal"),
+            (Mode::AerRecovery(aer::Severity::Fatal), 20)
+        );
+        assert!(run("x --aer-recovery").is_err());
+        assert!(run("x --aer-recovery correctable").is_err());
     }
 
     #[test]

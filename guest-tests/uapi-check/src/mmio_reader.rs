@@ -66,7 +66,22 @@ unsafe fn read_batch(reg: *const u32) -> [u32; 16] {
     // SAFETY: the caller's.
     let r = || unsafe { reg.read_volatile() };
     [
-        r(), r(), r(), r(), r(), r(), r(), r(), r(), r(), r(), r(), r(), r(), r(), r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
+        r(),
     ]
 }
 
@@ -104,7 +119,10 @@ pub fn run(phys: u64, cpu: usize) -> Result<Seen, String> {
             io::Error::last_os_error()
         ));
     }
-    let reg = p.cast::<u8>().wrapping_add((phys - page) as usize).cast::<u32>();
+    let reg = p
+        .cast::<u8>()
+        .wrapping_add((phys - page) as usize)
+        .cast::<u32>();
     let mut seen = Seen::default();
     while !STOP.load(Ordering::Relaxed) {
         // SAFETY: inside the page mapped above, 4-aligned, live until the
