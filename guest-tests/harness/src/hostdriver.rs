@@ -963,7 +963,7 @@ pub fn rebind_check(outcome: &RunOutcome) -> Vec<String> {
     }
     // vfio-pci core's notice of a removal waiting for a user without a
     // request eventfd (remove-while-mapped; QEMU registers one).
-    // Once: vfio-pci core repeats it every 10 s the removal waits.
+    // Once: vfio-pci core says it at the first request to the user only.
     let provoked = [Provoked::at_most(
         "No device request channel registered, blocked until released by user",
         1,

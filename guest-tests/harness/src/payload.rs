@@ -234,6 +234,27 @@ wait_for() {{
 	while [ $waited -lt $tenths ]; do "$@" && return 0; sleep 0.1; waited=$((waited + 1)); done
 	"$@"
 }}
+# cfg_rd SIZE BDF OFF: the SIZE-byte (1, 2 or 4) config register of BDF at
+# OFF, in decimal. cfg_wr SIZE BDF OFF VALUE: one config write of SIZE
+# bytes at OFF (aligned): dd copies them from a file in one write(2),
+# which sysfs turns into one access of that size.
+cfg_rd() {{ od -An -tu$1 -j$3 -N$1 /sys/bus/pci/devices/$2/config | tr -d ' '; }}
+cfg_wr() {{
+	local v=$4 k=0 b=
+	while [ $k -lt $1 ]; do b="$b\\$(printf %o $((v & 255)))"; v=$((v >> 8)); k=$((k + 1)); done
+	printf "$b" >/tmp/vfiocxl-cfg &&
+		dd if=/tmp/vfiocxl-cfg of=/sys/bus/pci/devices/$2/config bs=$1 seek=$(($3 / $1)) count=1 conv=notrunc 2>/dev/null
+}}
+# pcie_cap BDF: prints the offset of its PCI Express capability (ID 0x10);
+# false if the (bounded) capability list has none.
+pcie_cap() {{
+	local p=$(($(cfg_rd 1 $1 52) & 252)) n=0
+	while [ $p -ne 0 ] && [ $n -lt 48 ]; do
+		[ "$(cfg_rd 1 $1 $p)" -eq 16 ] && {{ echo $p; return 0; }}
+		p=$(($(cfg_rd 1 $1 $((p + 1))) & 252)); n=$((n + 1))
+	done
+	return 1
+}}
 # port_decoders: the CXL core has enumerated port decoders.
 port_decoders() {{ have /sys/bus/cxl/devices/port*/decoder*; }}
 # find_accels [BUS]: the functions with the PCI IDs of cxl-accel and

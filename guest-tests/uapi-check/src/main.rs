@@ -176,6 +176,9 @@ struct MmioReaderArgs {
     /// The CPU to read on
     #[arg(long, value_name = "N")]
     cpu: usize,
+    /// Create this file once the reads run
+    #[arg(long, value_name = "FILE")]
+    ready: Option<std::path::PathBuf>,
 }
 
 /// A number in decimal or 0x hex.
@@ -270,6 +273,7 @@ enum Run {
     MmioReader {
         phys: u64,
         cpu: usize,
+        ready: Option<std::path::PathBuf>,
     },
 }
 
@@ -305,6 +309,7 @@ where
         Some(Other::MmioReader(m)) => Run::MmioReader {
             phys: m.phys,
             cpu: m.cpu,
+            ready: m.ready,
         },
         None => {
             let c = cli.checks;
@@ -407,9 +412,9 @@ fn bench_fault(bdf: &str, options: Options) -> ExitCode {
     }
 }
 
-/// `--mmio-reader PHYS --cpu N`: fact `mmio_reader.cpuN`.
-fn mmio_reader_main(phys: u64, cpu: usize) -> ExitCode {
-    let (value, code) = match vfio_cxl_uapi_check::mmio_reader::run(phys, cpu) {
+/// `--mmio-reader PHYS --cpu N [--ready FILE]`: fact `mmio_reader.cpuN`.
+fn mmio_reader_main(phys: u64, cpu: usize, ready: Option<&std::path::Path>) -> ExitCode {
+    let (value, code) = match vfio_cxl_uapi_check::mmio_reader::run(phys, cpu, ready) {
         Ok(seen) => (seen.describe(), ExitCode::SUCCESS),
         Err(e) => (format!("FAIL: {e}"), ExitCode::FAILURE),
     };
@@ -464,7 +469,9 @@ fn main() -> ExitCode {
         Run::UnbindWhileMapped { dev, bdf } => return unbind_while_mapped_main(&dev, &bdf),
         Run::WindowTags(a) => return window_tags_main(&a),
         Run::BenchBw(o) => return vfio_cxl_uapi_check::bandwidth::main(&o),
-        Run::MmioReader { phys, cpu } => return mmio_reader_main(phys, cpu),
+        Run::MmioReader { phys, cpu, ready } => {
+            return mmio_reader_main(phys, cpu, ready.as_deref())
+        }
     };
     let reopen = options.reopen;
     let mut outcomes: Vec<(&str, Outcome)> = Vec::new();
@@ -681,10 +688,13 @@ mod tests {
         };
         assert_eq!((a.window, a.seq), (0x100000, 7));
         // vucxl_hotplug.rs.
-        let Run::MmioReader { phys, cpu } = run("--mmio-reader 0xfe601100 --cpu 1").unwrap() else {
+        let Run::MmioReader { phys, cpu, ready } =
+            run("--mmio-reader 0xfe601100 --cpu 1 --ready /tmp/r").unwrap()
+        else {
             panic!("not an mmio-reader run")
         };
         assert_eq!((phys, cpu), (0xfe601100, 1));
+        assert_eq!(ready.as_deref(), Some(std::path::Path::new("/tmp/r")));
         // bench_bw.rs.
         let Run::BenchBw(o) = run(
             "--bench-bw --sizes 1,4 --repeats 3 --thp ram vfio-user-cxl=/dev/cxl-type2-ref0 cxl-type3=/dev/dax0.0",

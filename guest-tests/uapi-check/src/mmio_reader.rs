@@ -7,9 +7,10 @@
 //! before the unplug and completes after the device's exit.
 
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -85,8 +86,9 @@ unsafe fn read_batch(reg: *const u32) -> [u32; 16] {
     ]
 }
 
-/// Reads PHYS on CPU `cpu` until SIGTERM.
-pub fn run(phys: u64, cpu: usize) -> Result<Seen, String> {
+/// Reads PHYS on CPU `cpu` until SIGTERM; creates `ready` after the
+/// first reads.
+pub fn run(phys: u64, cpu: usize, ready: Option<&Path>) -> Result<Seen, String> {
     if phys % 4 != 0 {
         return Err(format!("{phys:#x} is not 4-byte aligned"));
     }
@@ -132,6 +134,9 @@ pub fn run(phys: u64, cpu: usize) -> Result<Seen, String> {
         seen.reads += batch.len() as u64;
         for v in batch {
             *seen.values.entry(v).or_default() += 1;
+        }
+        if let Some(f) = ready.filter(|_| seen.reads == batch.len() as u64) {
+            File::create(f).map_err(|e| format!("{}: {e}", f.display()))?;
         }
     }
     // SAFETY: the mapping made above, unused from here on.
