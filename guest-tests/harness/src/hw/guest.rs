@@ -41,16 +41,25 @@ pub fn guest_payload() -> Payload {
     .step("bind", GUEST_BIND_SH)
     .step("report-cxl-sysfs", sysfs::STEP_SCRIPT)
     .step("coherence", GUEST_COHERENCE_SH)
+    .step("secondary-bus-reset", GUEST_SBR_SH)
     .step("report-dmesg", GUEST_DMESG_SH)
 }
 
-/// `hwtest.id=vvvv:dddd hwtest.expect=N hwtest.write=N hwtest.pingpong=N`.
-pub fn guest_cmdline(id: &str, expect: u64, write: u64, ping_pong: u64) -> Vec<String> {
+/// `hwtest.id=vvvv:dddd hwtest.expect=N hwtest.write=N hwtest.pingpong=N
+/// hwtest.sbr=N`.
+pub fn guest_cmdline(
+    id: &str,
+    expect: u64,
+    write: u64,
+    ping_pong: u64,
+    sbr_rounds: u64,
+) -> Vec<String> {
     vec![
         format!("hwtest.id={id}"),
         format!("hwtest.expect={expect}"),
         format!("hwtest.write={write}"),
         format!("hwtest.pingpong={ping_pong}"),
+        format!("hwtest.sbr={sbr_rounds}"),
     ]
 }
 
@@ -58,7 +67,7 @@ const PARAMS_SH: &str = r#"read -r cmdline </proc/cmdline
 for w in $cmdline; do
 	case "$w" in hwtest.*=*) k=${w%%=*}; echo "${w#*=}" >/tmp/${k#hwtest.} ;; esac
 done
-for k in id expect write pingpong; do
+for k in id expect write pingpong sbr; do
 	[ -r /tmp/$k ] || { echo "hwtest.$k missing from the kernel command line"; exit 1; }
 	read -r v </tmp/$k; vfiocxl_fact "param.$k" "$v"
 done
@@ -94,6 +103,76 @@ true
 const GUEST_COHERENCE_SH: &str = r#"read -r e </tmp/expect; read -r w </tmp/write; read -r n </tmp/pingpong
 /opt/hw-test/vfio-cxl-uapi-check --coherence-dev /dev/cxl-type2-ref0 --expect-seed $e --write-seed $w --ping-pong $n >&3
 "#;
+
+/// `hwtest.sbr=N` rounds of a Secondary Bus Reset as a guest's root user
+/// can start one: Bridge Control of the device's root port, with the
+/// device's Memory Space left on (Linux's own resets turn it off first,
+/// which unmaps the window before any reset). After each, the BARs and
+/// the command register are put back, so the window is mapped again for
+/// the next round. hw-test then checks, in QEMU's trace, that the window
+/// was unmapped before vfio-pci's reset began ([`reset_order_problems`]).
+const GUEST_SBR_SH: &str = r#"read -r n </tmp/sbr
+[ "$n" -gt 0 ] || exit 0
+read -r dev </tmp/bdf
+rp=$(basename "$(readlink -f /sys/bus/pci/devices/$dev/..)")
+i=0
+while [ $i -lt $n ]; do
+	cmd=$(cfg_rd 2 $dev 4)
+	[ $((cmd & 2)) -ne 0 ] || { echo "Memory Space is off before round $i"; exit 1; }
+	bars=
+	for o in 16 20 24 28 32 36; do bars="$bars $(cfg_rd 4 $dev $o)"; done
+	bc=$(cfg_rd 2 $rp 62)
+	cfg_wr 2 $rp 62 $((bc | 64)) && sleep 0.01 && cfg_wr 2 $rp 62 $bc ||
+		{ echo "the Bridge Control writes failed"; exit 1; }
+	sleep 0.1
+	o=16
+	for v in $bars; do cfg_wr 4 $dev $o $v || exit 1; o=$((o + 4)); done
+	cfg_wr 2 $dev 4 $cmd || exit 1
+	[ "$(cfg_rd 2 $dev 4)" = "$cmd" ] || { echo "the command register did not come back after round $i"; exit 1; }
+	i=$((i + 1))
+done
+vfiocxl_fact sbr.rounds $i
+"#;
+
+/// Issue 11 (the reset hold order): in QEMU's trace, vfio-pci's reset
+/// (`vfio_pci_reset`, the parent's hold, which turns Memory Space off on
+/// the host, where vfio-cxl-pci then refuses the memory) never begins
+/// while the device memory is live in the guest's window (mapped,
+/// `vfio_cxl_map`, and routed, the last `vfio_cxl_route` saying `routed
+/// 1`): a vCPU touching the window then would get QEMU a SIGBUS. And at
+/// least `rounds` resets began right after a live window was unmapped for
+/// them (the guest's Secondary Bus Resets).
+pub fn reset_order_problems(stderr: &str, rounds: u64) -> Vec<String> {
+    let mut p = Vec::new();
+    let (mut mapped, mut routed) = (false, false);
+    let (mut unmapped_live, mut resets_after_unmap) = (false, 0u64);
+    for l in stderr.lines() {
+        match l.split_whitespace().next().unwrap_or("") {
+            "vfio_cxl_map" => mapped = true,
+            "vfio_cxl_route" => routed = l.trim_end().ends_with("routed 1"),
+            "vfio_cxl_unmap" => {
+                unmapped_live = mapped && routed;
+                mapped = false;
+            }
+            "vfio_pci_reset" => {
+                if mapped && routed {
+                    p.push(format!(
+                        "vfio-pci's reset began with the device memory live in the guest's window: {l}"
+                    ));
+                }
+                resets_after_unmap += u64::from(unmapped_live);
+                unmapped_live = false;
+            }
+            _ => {}
+        }
+    }
+    if resets_after_unmap < rounds {
+        p.push(format!(
+            "{resets_after_unmap} reset(s) began right after a live window was unmapped for them, expected {rounds} (the guest's Secondary Bus Resets)"
+        ));
+    }
+    p
+}
 
 const GUEST_DMESG_SH: &str = r#"dmesg -r >/tmp/dmesg
 while IFS= read -r l; do
@@ -339,6 +418,39 @@ mod tests {
     const BDF: &str = "0000:3b:00.0";
 
     #[test]
+    fn the_window_is_unmapped_before_vfio_pci_resets() {
+        let map =
+            "vfio_cxl_map 0000:0d:00.0: device memory mapped at 0x4c0000000+0x10000000 (DPA 0x0)";
+        let route =
+            |on: u8| format!("vfio_cxl_route 0000:0d:00.0: 0x4c0000000+0x10000000 routed {on}");
+        let unmap =
+            "vfio_cxl_unmap 0000:0d:00.0: device memory unmapped from 0x4c0000000+0x10000000";
+        let reset = "vfio_pci_reset  (0000:0d:00.0)";
+        // Boot: a reset before anything is mapped, then mapped but not
+        // routed until the guest enables Memory Space.
+        let boot = [reset, &route(0), map, &route(1)].join("\n");
+        let fixed = format!(
+            "{boot}\n{unmap}\n{reset}\n{}\n{map}\n{}\n{unmap}\n{reset}",
+            route(0),
+            route(1)
+        );
+        assert_eq!(reset_order_problems(&fixed, 2), Vec::<String>::new());
+        assert_eq!(reset_order_problems(&fixed, 3).len(), 1);
+        // The parent's hold first (the order before the fix).
+        let old = format!("{boot}\n{reset}\n{unmap}");
+        let p = reset_order_problems(&old, 1);
+        assert!(
+            p[0].starts_with("vfio-pci's reset began with the device memory live"),
+            "{p:?}"
+        );
+        assert!(p[1].starts_with("0 reset(s) began right after"), "{p:?}");
+        // Memory Space off first (Linux's own resets): not live, not counted.
+        let quiet = format!("{boot}\n{}\n{unmap}\n{reset}", route(0));
+        assert_eq!(reset_order_problems(&quiet, 0), Vec::<String>::new());
+        assert_eq!(reset_order_problems(&quiet, 1).len(), 1);
+    }
+
+    #[test]
     fn the_guest_topology_puts_vfio_cxl_below_a_root_port() {
         let t = guest_topology(BDF, 256 << 20);
         t.validate().unwrap();
@@ -349,7 +461,7 @@ mod tests {
             topology: t,
             kernel: "/k".into(),
             initrd: "/i".into(),
-            cmdline: guest_cmdline("1b36:0015", 1, 2, 0),
+            cmdline: guest_cmdline("1b36:0015", 1, 2, 0, 0),
             extra_args: vec![],
         };
         let line = vm

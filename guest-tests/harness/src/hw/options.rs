@@ -61,6 +61,12 @@ pub struct HwArgs {
     /// something outside answers: the nested chain)
     #[arg(long, value_name = "N", default_value_t = 0, value_parser = number)]
     ping_pong: u64,
+    /// After the checks, the guest starts N Secondary Bus Resets of the
+    /// device's root port with the window live, and the run checks that
+    /// QEMU unmapped the window before each reset of the device (the
+    /// nested chain)
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = number)]
+    sbr_rounds: u64,
     /// An extra word for the guest kernel's command line (e.g.
     /// cxl_core.dyndbg=+p); repeatable
     #[arg(long, value_name = "WORD", allow_hyphen_values = true)]
@@ -128,6 +134,8 @@ pub struct HwOptions {
     pub write_seed: u64,
     pub guest_seed: u64,
     pub ping_pong: u64,
+    /// Secondary Bus Resets the guest starts after its checks.
+    pub sbr_rounds: u64,
     pub root: PathBuf,
     pub preflight_only: bool,
     pub facts: bool,
@@ -196,6 +204,7 @@ impl HwArgs {
             write_seed: self.write_seed,
             guest_seed: self.guest_seed,
             ping_pong: self.ping_pong,
+            sbr_rounds: self.sbr_rounds,
             root: self.sysfs_root,
             preflight_only: self.preflight_only,
             facts: self.facts,

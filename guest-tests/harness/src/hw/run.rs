@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use vfio_cxl_uapi_check::coherence;
 use vfio_cxl_uapi_check::pattern;
 
-use super::guest::{check_guest, guest_cmdline, guest_payload, guest_topology, GuestCxl};
+use super::guest::{
+    check_guest, guest_cmdline, guest_payload, guest_topology, reset_order_problems, GuestCxl,
+};
 use super::memory::{scan_words, uapi_probe, with_memory};
 use super::options::HwOptions;
 use super::preflight::{preflight, report_preflight};
@@ -202,7 +204,7 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     };
     out.fact("hw.accel", &machine.accel);
     // No `quiet`: the harness needs KERN_WARNING on the console to catch WARN()s.
-    let mut cmdline = guest_cmdline(&id, write, o.guest_seed, o.ping_pong);
+    let mut cmdline = guest_cmdline(&id, write, o.guest_seed, o.ping_pong, o.sbr_rounds);
     cmdline.extend(o.guest_cmdline.iter().cloned());
     let vm = Vm {
         qemu: boot.qemu.clone(),
@@ -229,10 +231,13 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
                     "commit_failed",
                     "map",
                     "unmap",
+                    "route",
                     "no_window",
                 ]
                 .iter()
-                .flat_map(|e| ["-trace".to_string(), format!("vfio_cxl_{e}")]),
+                .map(|e| format!("vfio_cxl_{e}"))
+                .chain(["vfio_pci_reset".to_string()])
+                .flat_map(|e| ["-trace".to_string(), e]),
             )
             .collect(),
     };
@@ -285,7 +290,17 @@ pub(super) fn run(o: &HwOptions, out: &Out) -> Result<u8> {
     for (k, v) in outcome.report.all_facts() {
         out.fact(&format!("l2.{k}"), v);
     }
-    let guest_problems = check_guest(&outcome, &cxl, size, o.ping_pong, write);
+    let mut guest_problems = check_guest(&outcome, &cxl, size, o.ping_pong, write);
+    if o.sbr_rounds > 0 {
+        let done = outcome.report.fact("sbr.rounds");
+        if done != Some(o.sbr_rounds.to_string().as_str()) {
+            guest_problems.push(format!(
+                "guest: {done:?} Secondary Bus Resets done, expected {}",
+                o.sbr_rounds
+            ));
+        }
+        guest_problems.extend(reset_order_problems(&outcome.stderr, o.sbr_rounds));
+    }
     out.say(&format!(
         "guest ran {} s (init after {}), {} problem(s)",
         secs(outcome.wall),
