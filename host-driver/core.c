@@ -114,6 +114,18 @@ int vfio_cxl_core_open_device(struct vfio_device *core_vdev)
 	struct vfio_cxl *cxl = cdev->cxl;
 	int ret;
 
+	/*
+	 * A fatal error's link reset while nobody had the device open left
+	 * its BARs unassigned; vfio-pci core would save and serve that
+	 * state. Restore the one from bind first.
+	 */
+	if (!pci_dev_is_disconnected(vdev->pdev) &&
+	    !vfio_cxl_comp_bar_assigned(cxl)) {
+		pci_info(vdev->pdev, "BARs lost by a reset while closed: config space restored as at bind\n");
+		pci_load_saved_state(vdev->pdev, cxl->bind_state);
+		pci_restore_state(vdev->pdev);
+	}
+
 	ret = vfio_pci_core_enable(vdev);
 	if (ret)
 		return ret;

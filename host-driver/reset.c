@@ -78,15 +78,49 @@ static bool vfio_cxl_poll16(struct vfio_cxl *cxl, unsigned int off, u16 mask,
  * command register to restore. The caller holds memory_lock for write, so
  * no vfio command write interleaves.
  */
-static u16 vfio_cxl_decode_on(struct vfio_cxl *cxl)
+/*
+ * The component BAR still holds its address. The link reset of a fatal
+ * error's recovery (pci_bus_error_reset()) saves and restores no config
+ * space, and vfio-pci core has no slot_reset: the BARs are left as the
+ * reset made them. Then the decoder is out of reach and Memory Space must
+ * not be turned on. vfio-pci core restores the BARs when the user enables
+ * Memory Space again (its recovery from a reset it did not do), its close
+ * restores the state saved at open, and an open restores the state saved
+ * at bind (vfio_cxl_core_open_device()).
+ */
+bool vfio_cxl_comp_bar_assigned(struct vfio_cxl *cxl)
 {
 	struct pci_dev *pdev = cxl_pdev(cxl);
-	u16 cmd = 0;
+	int reg = PCI_BASE_ADDRESS_0 + 4 * cxl->comp_bar;
+	u32 lo = 0, hi = 0;
 
-	pci_read_config_word(pdev, PCI_COMMAND, &cmd);
-	if (!PCI_POSSIBLE_ERROR(cmd) && !(cmd & PCI_COMMAND_MEMORY))
-		pci_write_config_word(pdev, PCI_COMMAND, cmd | PCI_COMMAND_MEMORY);
-	return cmd;
+	pci_read_config_dword(pdev, reg, &lo);
+	if (PCI_POSSIBLE_ERROR(lo))
+		return false;
+	if (pci_resource_flags(pdev, cxl->comp_bar) & IORESOURCE_MEM_64)
+		pci_read_config_dword(pdev, reg + 4, &hi);
+	return (((u64)hi << 32) | (lo & PCI_BASE_ADDRESS_MEM_MASK)) ==
+	       pci_bus_address(pdev, cxl->comp_bar);
+}
+
+/*
+ * Memory Space on for the host's own access to the decoder or the memory;
+ * the previous command register in @cmd for vfio_cxl_decode_restore().
+ * -EIO, touching nothing, while the component BAR has lost its address:
+ * Memory Space would then decode BAR 0 at address 0 and the decoder's
+ * registers would be accessed where nothing answers.
+ */
+static int vfio_cxl_decode_on(struct vfio_cxl *cxl, u16 *cmd)
+{
+	struct pci_dev *pdev = cxl_pdev(cxl);
+
+	*cmd = 0;
+	if (!vfio_cxl_comp_bar_assigned(cxl))
+		return -EIO;
+	pci_read_config_word(pdev, PCI_COMMAND, cmd);
+	if (!PCI_POSSIBLE_ERROR(*cmd) && !(*cmd & PCI_COMMAND_MEMORY))
+		pci_write_config_word(pdev, PCI_COMMAND, *cmd | PCI_COMMAND_MEMORY);
+	return 0;
 }
 
 static void vfio_cxl_decode_restore(struct vfio_cxl *cxl, u16 cmd)
@@ -177,29 +211,6 @@ static int vfio_cxl_hdm_restore(struct vfio_cxl *cxl)
 	}
 }
 
-/*
- * The component BAR still holds its address. The link reset of a fatal
- * error's recovery (pci_bus_error_reset()) saves and restores no config
- * space, and vfio-pci core has no slot_reset: the BARs are left as the
- * reset made them. Then the decoder is out of reach and Memory Space must
- * not be turned on. vfio-pci core restores the BARs when the user enables
- * Memory Space again (its recovery from a reset it did not do).
- */
-static bool vfio_cxl_comp_bar_assigned(struct vfio_cxl *cxl)
-{
-	struct pci_dev *pdev = cxl_pdev(cxl);
-	int reg = PCI_BASE_ADDRESS_0 + 4 * cxl->comp_bar;
-	u32 lo = 0, hi = 0;
-
-	pci_read_config_dword(pdev, reg, &lo);
-	if (PCI_POSSIBLE_ERROR(lo))
-		return false;
-	if (pci_resource_flags(pdev, cxl->comp_bar) & IORESOURCE_MEM_64)
-		pci_read_config_dword(pdev, reg + 4, &hi);
-	return (((u64)hi << 32) | (lo & PCI_BASE_ADDRESS_MEM_MASK)) ==
-	       pci_bus_address(pdev, cxl->comp_bar);
-}
-
 /**
  * vfio_cxl_validate() - check decoder 0 and Memory_Active before an access
  * @cxl: device state; memory_lock held for write
@@ -220,8 +231,12 @@ void vfio_cxl_validate(struct vfio_cxl *cxl)
 
 	lockdep_assert_held_write(&cxl->cdev->pci_core.memory_lock);
 
-	if (!vfio_cxl_comp_bar_assigned(cxl)) {
-		if (!cxl->comp_bar_lost)
+	if (vfio_cxl_decode_on(cxl, &cmd)) {
+		if (cxl->comp_bar_lost)
+			return;
+		if (pci_dev_is_disconnected(pdev))
+			pci_warn(pdev, "the device is gone: memory accesses fail\n");
+		else
 			pci_warn(pdev, "component BAR %d lost its address (a reset without config restore, e.g. a fatal error's link reset): memory accesses fail until vfio-pci restores the BARs (Memory Space enabled again)\n",
 				 cxl->comp_bar);
 		cxl->comp_bar_lost = true;
@@ -229,7 +244,6 @@ void vfio_cxl_validate(struct vfio_cxl *cxl)
 	}
 	cxl->comp_bar_lost = false;
 
-	cmd = vfio_cxl_decode_on(cxl);
 	ok = vfio_cxl_decodes_as_bind(cxl);
 	if (!ok) {
 		rc = vfio_cxl_hdm_restore(cxl);
@@ -345,7 +359,9 @@ static int vfio_cxl_do_cxl_reset(struct vfio_cxl *cxl, bool mem_clr)
 			 &cxl->hpa, rc);
 		return rc;
 	}
-	cmd = vfio_cxl_decode_on(cxl);
+	rc = vfio_cxl_decode_on(cxl, &cmd);
+	if (rc)
+		return rc;
 	ctrl2 = vfio_cxl_hw_read16(cxl, VFIO_CXL_DVSEC_CTRL2);
 	if ((cap & VFIO_CXL_DVSEC_CAP_CACHE) &&
 	    (cap & VFIO_CXL_DVSEC_CAP_CACHE_WBI)) {
@@ -529,8 +545,9 @@ int vfio_cxl_clear_memory(struct vfio_cxl *cxl)
 				pci_warn(pdev, "CXL Reset with Mem_Clr failed (%d): clearing from the host\n",
 					 rc);
 		}
-		if (!by_reset) {
-			cmd = vfio_cxl_decode_on(cxl);
+		if (!by_reset)
+			rc = vfio_cxl_decode_on(cxl, &cmd);
+		if (!by_reset && !rc) {
 			if (!vfio_cxl_hdm_decodes_bind(cxl))
 				vfio_cxl_hdm_restore(cxl);
 			rc = vfio_cxl_hdm_decodes_bind(cxl) ? 0 : -EIO;

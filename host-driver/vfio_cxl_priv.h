@@ -173,6 +173,9 @@ struct vfio_cxl_ro_range {
  *	until the next successful validation
  * @comp_bar_lost: validation found the component BAR without its address
  *	(said once until it is back); memory_lock held for write
+ * @bind_state: config space as at bind, which an open restores when a
+ *	reset without config restore left the BARs unassigned while nobody
+ *	had the device open
  * @poison: pages (index from the start of @hpa) that memory_failure()
  *	reported; the host never reads, writes or clears them again while
  *	bound
@@ -214,6 +217,7 @@ struct vfio_cxl {
 	bool recheck;
 	bool hdm_lost;
 	bool comp_bar_lost;
+	struct pci_saved_state *bind_state;
 
 	struct xarray poison;
 	struct dev_pagemap pgmap;
@@ -249,6 +253,7 @@ int vfio_cxl_wait_mem_active(struct pci_dev *pdev, u16 dvsec);
 bool vfio_cxl_hdm_decodes_bind(struct vfio_cxl *cxl);
 
 /* reset.c */
+bool vfio_cxl_comp_bar_assigned(struct vfio_cxl *cxl);
 void vfio_cxl_validate(struct vfio_cxl *cxl);
 int vfio_cxl_cache_wbi(struct vfio_cxl *cxl);
 int vfio_cxl_guest_cxl_reset(struct vfio_cxl *cxl, bool mem_clr);

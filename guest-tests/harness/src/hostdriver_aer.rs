@@ -34,6 +34,7 @@ use crate::payload::report_dmesg_sh;
 use crate::qmp::{self, Qmp};
 use crate::runner::{self, HostFacts, RunOutcome};
 use crate::sysfs;
+use vfio_cxl_uapi_check::aer::{READY_CLOSED_FACT, READY_FACT};
 
 pub const NAME: &str = "host-driver-aer";
 pub const NAME_FATAL: &str = "host-driver-aer-fatal";
@@ -41,6 +42,10 @@ pub const NAME_FATAL: &str = "host-driver-aer-fatal";
 const LINK_RESET: &str = "AER: Root Port link has been reset (0)";
 /// How long the guest may take to ask for the error.
 const READY_LIMIT: Duration = Duration::from_secs(120);
+
+/// vfio-cxl-core at an open that found the BARs lost while closed.
+const BIND_STATE_RESTORED: &str =
+    "BARs lost by a reset while closed: config space restored as at bind";
 
 /// One of the two tests: the error, and what the kernel says of it.
 struct Variant {
@@ -55,6 +60,8 @@ struct Variant {
     link_reset: bool,
     /// cxl-accel's properties.
     props: &'static [&'static str],
+    /// The guest's facts that each ask for one error, in order.
+    asks: &'static [&'static str],
     /// The kernel messages the test provokes at warning or error level:
     /// the report of the error and, after a fatal one, the driver's
     /// refusal while the BARs are unassigned.
@@ -68,6 +75,7 @@ const NON_FATAL: Variant = Variant {
     reported: "PCIe Bus Error: severity=Uncorrectable (Non-Fatal)",
     link_reset: false,
     props: &["aer=on"],
+    asks: &[READY_FACT],
     provoked: &[
         Provoked::at_most("PCIe Bus Error: severity=Uncorrectable (Non-Fatal)", 1),
         Provoked::at_most("error status/mask=", 1),
@@ -90,8 +98,10 @@ const FATAL: Variant = Variant {
     reported: "PCIe Bus Error: severity=Uncorrectable (Fatal)",
     link_reset: true,
     props: &["aer=on", "pm=on"],
+    // The second with the device closed.
+    asks: &[READY_FACT, READY_CLOSED_FACT],
     provoked: &[
-        Provoked::at_most("PCIe Bus Error: severity=Uncorrectable (Fatal)", 1),
+        Provoked::at_most("PCIe Bus Error: severity=Uncorrectable (Fatal)", 2),
         // vfio-cxl-core's refusal while the BARs are unassigned, said once.
         Provoked::at_most("component BAR 0 lost its address", 1),
     ],
@@ -123,7 +133,7 @@ fn spec_of(v: &Variant, start: fn(&Path) -> Result<()>) -> RunSpec {
 }
 
 pub fn spec() -> RunSpec {
-    spec_of(&NON_FATAL, |dir| start_injector(dir, NON_FATAL.error))
+    spec_of(&NON_FATAL, |dir| start_injector(dir, &NON_FATAL))
 }
 
 pub fn spec_debug() -> RunSpec {
@@ -131,7 +141,7 @@ pub fn spec_debug() -> RunSpec {
 }
 
 pub fn spec_fatal() -> RunSpec {
-    spec_of(&FATAL, |dir| start_injector(dir, FATAL.error))
+    spec_of(&FATAL, |dir| start_injector(dir, &FATAL))
 }
 
 pub fn spec_fatal_debug() -> RunSpec {
@@ -144,34 +154,38 @@ fn qmp_socket() -> String {
 /// Stopped once QEMU has exited: it stops waiting then.
 static INJECTOR: HostThread = HostThread::new("aer.inject");
 
-fn start_injector(dir: &Path, error: &'static str) -> Result<()> {
+fn start_injector(dir: &Path, v: &'static Variant) -> Result<()> {
     let _ = fs::remove_file(qmp_socket());
     let results = runner::results_path(dir);
-    INJECTOR.start(move || inject_when_ready(results, error));
+    INJECTOR.start(move || inject_when_asked(results, v));
     Ok(())
 }
 
-/// Waits for the guest's `aer.ready`, then injects `error`; the HMP
-/// reply as host fact `aer.inject`.
-fn inject_when_ready(results: PathBuf, error: &str) -> HostFacts {
-    let run = || -> Result<HostFacts> {
+/// For each of the variant's asks: waits for the guest's fact, then
+/// injects its error; each HMP reply as a host fact `aer.inject`.
+fn inject_when_asked(results: PathBuf, v: &Variant) -> HostFacts {
+    let mut f = HostFacts::new();
+    let mut run = || -> Result<()> {
         let mut q = Qmp::connect_within(&qmp_socket(), Duration::from_secs(30))?;
-        let t = Instant::now();
-        let ready = format!("\"key\":\"{}\"", vfio_cxl_uapi_check::aer::READY_FACT);
-        while !fs::read_to_string(&results).is_ok_and(|r| r.contains(&ready)) {
-            if t.elapsed() > READY_LIMIT || INJECTOR.stopping() {
-                return Ok(vec![(
-                    "aer.inject".into(),
-                    "the guest never said ready".into(),
-                )]);
+        for ask in v.asks {
+            let t = Instant::now();
+            let ready = format!("\"key\":\"{ask}\"");
+            while !fs::read_to_string(&results).is_ok_and(|r| r.contains(&ready)) {
+                if t.elapsed() > READY_LIMIT || INJECTOR.stopping() {
+                    f.push(("aer.inject".into(), format!("the guest never said {ask}")));
+                    return Ok(());
+                }
+                thread::sleep(Duration::from_millis(50));
             }
-            thread::sleep(Duration::from_millis(50));
+            let cmd = format!("pcie_aer_inject_error {ACCEL_ID} {}", v.error);
+            f.push(("aer.inject".into(), q.hmp(&cmd)?.trim().to_string()));
         }
-        let cmd = format!("pcie_aer_inject_error {ACCEL_ID} {error}");
-        let reply = q.hmp(&cmd)?;
-        Ok(vec![("aer.inject".into(), reply.trim().to_string())])
+        Ok(())
     };
-    run().unwrap_or_else(|e| vec![("aer.inject".into(), format!("error: {e}"))])
+    if let Err(e) = run() {
+        f.push(("aer.inject".into(), format!("error: {e}")));
+    }
+    f
 }
 
 fn stop_injector(_dir: &Path) -> HostFacts {
@@ -191,9 +205,16 @@ pub fn check_fatal(outcome: &RunOutcome) -> Vec<String> {
 fn check_of(v: &Variant, outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
     common_checks(outcome, 1..=1, v.provoked, &mut p);
-    match outcome.host_fact("aer.inject") {
-        Some(r) if r.starts_with(&format!("OK id: {ACCEL_ID}")) => {}
-        r => p.push(format!("the host's injection: {r:?}")),
+    let injected = outcome.host_facts("aer.inject");
+    if injected.len() != v.asks.len()
+        || !injected
+            .iter()
+            .all(|r| r.starts_with(&format!("OK id: {ACCEL_ID}")))
+    {
+        p.push(format!(
+            "the host's injections: {injected:?}, expected {} OK",
+            v.asks.len()
+        ));
     }
     match outcome.report.fact("aer_recovery") {
         Some(v) if v.starts_with("pass: ") => {}
@@ -213,6 +234,18 @@ fn check_of(v: &Variant, outcome: &RunOutcome) -> Vec<String> {
     }
     if !has("AER: device recovery successful") {
         p.push("the kernel did not report a successful recovery".into());
+    }
+    // The second fatal error, with the device closed: the open restored
+    // the config space saved at bind.
+    let restored = log
+        .iter()
+        .filter(|l| l.text.contains(BIND_STATE_RESTORED))
+        .count();
+    let want = usize::from(v.asks.len() > 1);
+    if restored != want {
+        p.push(format!(
+            "the driver said {BIND_STATE_RESTORED:?} {restored} times, expected {want}"
+        ));
     }
     if has(LINK_RESET) != v.link_reset {
         p.push(format!(
