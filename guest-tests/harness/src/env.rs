@@ -167,6 +167,10 @@ pub struct RunSpec {
     pub milestones: &'static [runner::Milestone],
     /// The kernel it boots.
     pub kernel: GuestKernel,
+    /// Taint bits (`1 << bit` of /proc/sys/kernel/tainted) the test
+    /// provokes on purpose, which then do not fail it; the test's check
+    /// should want them. Only host-driver-mce has one: M, its machine check.
+    pub provoked_taints: u64,
 }
 
 impl RunSpec {
@@ -182,6 +186,7 @@ impl RunSpec {
             prepare: None,
             milestones: &[],
             kernel: GuestKernel::Debian,
+            provoked_taints: 0,
         }
     }
 
@@ -395,6 +400,7 @@ pub fn boot(
         runner::DONE_GRACE,
         spec.milestones,
     )?;
+    outcome.provoked_taints = spec.provoked_taints;
     if let Some(after) = spec.after_exit {
         outcome.host_facts = after(dir.path());
     }

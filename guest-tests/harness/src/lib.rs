@@ -41,6 +41,7 @@ pub mod hostdriver;
 pub mod hostdriver_aer;
 pub mod hostdriver_dmabuf;
 pub mod hostdriver_fuzz;
+pub mod hostdriver_mce;
 pub mod hostdriver_tenants;
 pub mod hw;
 pub mod kernel;

@@ -974,6 +974,7 @@ pub(crate) mod fixture {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            provoked_taints: 0,
         }
     }
 

@@ -507,6 +507,7 @@ pub fn l2_outcome(l1: &RunOutcome) -> RunOutcome {
             .all_facts()
             .filter_map(|(k, v)| Some((k.strip_prefix("l2.host.")?.to_string(), v.to_string())))
             .collect(),
+        provoked_taints: 0,
     }
 }
 

@@ -308,7 +308,10 @@ VFIOCXL_OK=true
     }
     s.push_str(
         r#"vfiocxl_up
-read -r vfiocxl_taint </proc/sys/kernel/tainted
+# One read() of the whole value: a sysctl file answers a read at a
+# nonzero offset with EOF, and busybox's read builtin reads a byte at a
+# time (it got the first digit only: "1" for 12288).
+vfiocxl_taint=$(cat /proc/sys/kernel/tainted)
 printf 'VFIOCXL-DONE {"ok":%s,"uptime":%s,"tainted":%s}\n' "$VFIOCXL_OK" "$VFIOCXL_UP" "$vfiocxl_taint" >&3
 exec 3>&-
 echo "vfiocxl: done at $VFIOCXL_UP s"

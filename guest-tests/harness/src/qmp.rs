@@ -90,6 +90,17 @@ impl Qmp {
             .map_err(|e| Error::msg(format!("{cmd}: {e}")))
     }
 
+    /// [`Qmp::hmp`] with vCPU `cpu` as the monitor's current CPU (what
+    /// `info registers` shows, e.g.).
+    pub fn hmp_on(&mut self, cpu: u32, cmd: &str) -> Result<String> {
+        self.execute(
+            "human-monitor-command",
+            json!({ "command-line": cmd, "cpu-index": cpu }),
+        )?
+        .map(|v| v.as_str().unwrap_or("").to_string())
+        .map_err(|e| Error::msg(format!("{cmd} (CPU {cpu}): {e}")))
+    }
+
     /// Runs `command`: `Ok(Ok(return value))`, or `Ok(Err(error desc))`
     /// when QEMU refused it. Events in between are kept for
     /// [`Qmp::wait_event`].

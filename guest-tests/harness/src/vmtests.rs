@@ -88,6 +88,18 @@ pub fn all() -> Vec<VmTest> {
             check: crate::memory_failure::check,
         },
         VmTest {
+            name: crate::hostdriver_mce::NAME,
+            about: "cxl-accel bound to vfio-cxl-pci: a real machine check (HMP mce, SRAR data load, Intel vendor) for a mapped page while its user spins on it in user mode; the kernel's MF_ACTION_REQUIRED path reaches the driver, the user gets one BUS_MCEERR_AR and lives, read/write EIO, nothing killed",
+            spec: crate::hostdriver_mce::spec,
+            check: crate::hostdriver_mce::check,
+        },
+        VmTest {
+            name: "host-driver-mce@debug",
+            about: "host-driver-mce on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
+            spec: crate::hostdriver_mce::spec_debug,
+            check: crate::hostdriver_mce::check,
+        },
+        VmTest {
             name: "host-driver-tenants@debug",
             about: "host-driver-tenants on the debug test kernel: any lockdep, KASAN, UBSAN or KFENCE report fails it",
             spec: crate::hostdriver_tenants::spec_debug,

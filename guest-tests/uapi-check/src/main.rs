@@ -18,7 +18,9 @@
 //!
 //! `--memory-failure FIRST_PFN` injects a memory error into one page of
 //! the region (whose first page frame is FIRST_PFN) and checks that it is
-//! contained (memory_failure.rs; the VM test host-driver-memory-failure).
+//! contained (memory_failure.rs; the VM test host-driver-memory-failure);
+//! with `--poison-by machine-check` the host delivers it as a machine
+//! check while this process spins on the page (host-driver-mce).
 //!
 //! `--dmabuf HPA_START` exports dma-bufs of the memory region (whose host
 //! physical range starts at HPA_START), imports them into an iommufd IOAS
@@ -126,6 +128,10 @@ struct CheckArgs {
     /// page frame is FIRST_PFN, and check that it is contained
     #[arg(long, value_name = "FIRST_PFN", group = "mode", conflicts_with_all = SEEDS_AND_REOPEN)]
     memory_failure: Option<u64>,
+    /// How --memory-failure reports the error: the kernel's injector, or
+    /// a machine check the host injects (fact mce.ready)
+    #[arg(long, value_name = "HOW", value_enum, requires = "memory_failure")]
+    poison_by: Option<memory_failure::PoisonBy>,
     /// Export dma-bufs of the memory region, whose host physical range
     /// starts at HPA_START, import them into an iommufd IOAS and check
     /// their revocation
@@ -240,7 +246,7 @@ enum Mode {
     /// Check, as the next user, that the memory reads 0.
     TenantRead,
     /// Inject a memory error; the region starts at this page frame.
-    MemoryFailure(u64),
+    MemoryFailure(u64, memory_failure::PoisonBy),
     /// dma-buf export, iommufd import and revocation; the region's host
     /// physical address.
     Dmabuf(u64),
@@ -322,7 +328,11 @@ where
             } else if c.tenant_read {
                 Mode::TenantRead
             } else if let Some(pfn) = c.memory_failure {
-                Mode::MemoryFailure(pfn)
+                Mode::MemoryFailure(
+                    pfn,
+                    c.poison_by
+                        .unwrap_or(memory_failure::PoisonBy::HwpoisonInject),
+                )
             } else if let Some(hpa) = c.dmabuf {
                 Mode::Dmabuf(hpa)
             } else if let Some(phys) = c.dmabuf_bar {
@@ -483,8 +493,8 @@ fn main() -> ExitCode {
         report("tenant_write", &outcome);
         return summary(&[("tenant_write", outcome)]);
     }
-    if let Mode::MemoryFailure(first_pfn) = mode {
-        let outcome = memory_failure::run(&bdf, first_pfn);
+    if let Mode::MemoryFailure(first_pfn, by) = mode {
+        let outcome = memory_failure::run(&bdf, first_pfn, by);
         report("memory_failure", &outcome);
         return summary(&[("memory_failure", outcome)]);
     }
@@ -621,8 +631,20 @@ mod tests {
         assert_eq!(mode_of("x --tenant-read"), (Mode::TenantRead, 20));
         assert_eq!(
             mode_of("x --memory-failure 1048576"),
-            (Mode::MemoryFailure(1 << 20), 20)
+            (
+                Mode::MemoryFailure(1 << 20, memory_failure::PoisonBy::HwpoisonInject),
+                20
+            )
         );
+        // hostdriver_mce.rs.
+        assert_eq!(
+            mode_of("x --memory-failure 1048576 --poison-by machine-check"),
+            (
+                Mode::MemoryFailure(1 << 20, memory_failure::PoisonBy::MachineCheck),
+                20
+            )
+        );
+        assert!(run("x --poison-by machine-check").is_err());
         // hostdriver_dmabuf.rs.
         assert_eq!(
             mode_of("x --dmabuf 20401094656"),

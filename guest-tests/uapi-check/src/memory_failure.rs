@@ -1,13 +1,28 @@
-//! `--memory-failure FIRST_PFN`: a memory error in the device memory
-//! reaches the driver and its users (VM test host-driver-memory-failure).
-//! With the region mapped and a pattern in pages around it, page
-//! [`POISONED`] is reported to memory_failure() through the kernel's
-//! injector (debugfs `hwpoison/corrupt-pfn`, FIRST_PFN + [`POISONED`]).
-//! Then:
+//! `--memory-failure FIRST_PFN [--poison-by HOW]`: a memory error in the
+//! device memory reaches the driver and its users (VM tests
+//! host-driver-memory-failure and host-driver-mce). With the region mapped
+//! and a pattern in pages around it, page [`POISONED`] (page frame
+//! FIRST_PFN + [`POISONED`]) is reported to memory_failure():
 //!
-//! - this process, which maps the page, gets one SIGBUS with code
-//!   `BUS_MCEERR_AO` at the page's address (what a VMM turns into a
-//!   machine check for its guest);
+//! - `--poison-by hwpoison-inject` (the default): through the kernel's
+//!   injector (debugfs `hwpoison/corrupt-pfn`), as a machine check handler
+//!   would without "action required". This process, which maps the page,
+//!   gets one SIGBUS with code `BUS_MCEERR_AO` at the page's address (what
+//!   a VMM turns into a machine check for its guest).
+//! - `--poison-by machine-check`: by a real machine check. The process
+//!   pins itself to the last CPU, says fact [`MCE_READY_FACT`] (`CPU
+//!   GPA`, the page's physical address) and spins in user mode reading the
+//!   page; the host stops the VM, waits for that vCPU to be in user mode
+//!   and injects an SRAR machine check for the address there (HMP `mce`;
+//!   harness hostdriver_mce.rs). The kernel grades it "action required"
+//!   in a user process, and kill_me_maybe() calls memory_failure() with
+//!   `MF_ACTION_REQUIRED` as the task returns to user mode: the driver
+//!   must send this process, the consumer, one `BUS_MCEERR_AR` at the
+//!   page's address (and return -EHWPOISON, or the kernel kills it as
+//!   "not recovered").
+//!
+//! Then, either way:
+//!
 //! - the mapping stays, the page and its neighbours keep their data (a
 //!   VMM's guest keeps running and retires the page itself);
 //! - `pread`/`pwrite` of the page fail with EIO, a `pread` that reaches it
@@ -16,9 +31,12 @@
 
 use std::io;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::checks::{ensure, PAGE};
+use crate::facts::fact;
 use crate::isolation::open_whole;
+use crate::mmio_reader::pin;
 use crate::pattern;
 
 /// The poisoned page: inside the second 2 MiB, whose mapping stays.
@@ -27,8 +45,23 @@ pub const POISONED: u64 = 513;
 const NEIGHBOURS: [u64; 2] = [POISONED - 1, POISONED + 1];
 const SEED: u64 = 0x4d45_4d46;
 const INJECT: &str = "/sys/kernel/debug/hwpoison/corrupt-pfn";
-/// `BUS_MCEERR_AO` of <asm-generic/siginfo.h>.
+/// `BUS_MCEERR_AR` and `BUS_MCEERR_AO` of <asm-generic/siginfo.h>.
+const BUS_MCEERR_AR: i32 = 4;
 const BUS_MCEERR_AO: i32 = 5;
+/// The fact that asks the host for the machine check: `CPU GPA`.
+pub const MCE_READY_FACT: &str = "mce.ready";
+/// How long the host may take to deliver it.
+const MCE_LIMIT: Duration = Duration::from_secs(90);
+
+/// How the error reaches memory_failure().
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PoisonBy {
+    /// debugfs `hwpoison/corrupt-pfn` (no "action required").
+    HwpoisonInject,
+    /// A machine check the host injects while this process runs on the
+    /// page ("action required").
+    MachineCheck,
+}
 
 /// What the SIGBUS handler saw: how many, the last code and address.
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
@@ -61,7 +94,7 @@ fn catch_sigbus(on: bool) {
     }
 }
 
-pub fn run(bdf: &str, first_pfn: u64) -> Result<String, String> {
+pub fn run(bdf: &str, first_pfn: u64, by: PoisonBy) -> Result<String, String> {
     let (dev, map, mem) = open_whole(bdf)?;
     ensure(mem.size > (POISONED + 2) * PAGE, || {
         format!("region of {:#x} bytes too small", mem.size)
@@ -73,19 +106,36 @@ pub fn run(bdf: &str, first_pfn: u64) -> Result<String, String> {
     }
 
     let pfn = first_pfn + POISONED;
-    catch_sigbus(true);
-    let injected = std::fs::write(INJECT, format!("{pfn:#x}\n"));
-    catch_sigbus(false);
-    injected.map_err(|e| format!("{INJECT} <- {pfn:#x}: {e}"))?;
-
     let addr = map.addr() + at(POISONED);
+    let expected = match by {
+        PoisonBy::HwpoisonInject => {
+            catch_sigbus(true);
+            let injected = std::fs::write(INJECT, format!("{pfn:#x}\n"));
+            catch_sigbus(false);
+            injected.map_err(|e| format!("{INJECT} <- {pfn:#x}: {e}"))?;
+            BUS_MCEERR_AO
+        }
+        PoisonBy::MachineCheck => {
+            consume_under_machine_check(pfn << 12, || map.read_u64(at(POISONED)))?;
+            BUS_MCEERR_AR
+        }
+    };
     let (n, code, got) = (
         SIGNALS.load(Ordering::SeqCst),
         CODE.load(Ordering::SeqCst),
         ADDR.load(Ordering::SeqCst),
     );
-    ensure(n == 1 && code == BUS_MCEERR_AO && got == addr, || {
-        format!("{n} SIGBUS, code {code} at {got:#x}; expected one BUS_MCEERR_AO at {addr:#x}")
+    let name = |c: i32| match c {
+        BUS_MCEERR_AR => "BUS_MCEERR_AR".to_string(),
+        BUS_MCEERR_AO => "BUS_MCEERR_AO".to_string(),
+        c => format!("code {c}"),
+    };
+    ensure(n == 1 && code == expected && got == addr, || {
+        format!(
+            "{n} SIGBUS, {} at {got:#x}; expected one {} at {addr:#x}",
+            name(code),
+            name(expected)
+        )
     })?;
     for page in NEIGHBOURS.into_iter().chain([POISONED]) {
         let w = map.read_u64(at(page));
@@ -131,7 +181,52 @@ pub fn run(bdf: &str, first_pfn: u64) -> Result<String, String> {
     // check on consumption, which the driver answers with BUS_MCEERR_AR).
     map.read_u64(at(POISONED));
     Ok(format!(
-        "pfn {pfn:#x} (page {POISONED}): one BUS_MCEERR_AO at its address, mapping intact, \
-         read/write EIO (a read stops short before it), still refused after a reopen"
+        "pfn {pfn:#x} (page {POISONED}): one {} at its address, mapping intact, \
+         read/write EIO (a read stops short before it), still refused after a reopen",
+        name(expected)
     ))
+}
+
+/// Pins this thread to the last online CPU, asks the host for a machine
+/// check at `gpa` on it (fact [`MCE_READY_FACT`]) and spins in user mode,
+/// calling `read` (a load of the page), until 500 ms after a SIGBUS (a
+/// second one would be counted), or [`MCE_LIMIT`].
+fn consume_under_machine_check(gpa: u64, read: impl Fn() -> u64) -> Result<(), String> {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    let cpu = usize::try_from(cpus - 1).map_err(|_| format!("{cpus} CPUs online"))?;
+    pin(cpu)?;
+    // SAFETY: sched_getcpu has no preconditions.
+    let on = unsafe { libc::sched_getcpu() };
+    ensure(usize::try_from(on) == Ok(cpu), || {
+        format!("pinned to CPU {cpu}, running on {on}")
+    })?;
+    catch_sigbus(true);
+    fact("memory_failure", MCE_READY_FACT, &format!("{cpu} {gpa:#x}"));
+    let asked = Instant::now();
+    let mut sink = 0u64;
+    let mut signalled: Option<Instant> = None;
+    loop {
+        // Only loads between the clock reads: the vCPU stays in user mode
+        // (the clock is the vDSO's, or a syscall every 2^16 loads).
+        for _ in 0..1 << 16 {
+            sink = sink.wrapping_add(read());
+        }
+        std::hint::black_box(sink);
+        let now = Instant::now();
+        match signalled {
+            None if SIGNALS.load(Ordering::SeqCst) > 0 => signalled = Some(now),
+            Some(t) if now - t >= Duration::from_millis(500) => break,
+            None if now - asked > MCE_LIMIT => {
+                catch_sigbus(false);
+                return Err(format!(
+                    "no SIGBUS {} s after {MCE_READY_FACT} (the host's machine check never came?)",
+                    MCE_LIMIT.as_secs()
+                ));
+            }
+            _ => {}
+        }
+    }
+    catch_sigbus(false);
+    Ok(())
 }

@@ -37,7 +37,7 @@ impl Seen {
 }
 
 /// Pins this thread to `cpu`.
-fn pin(cpu: usize) -> Result<(), String> {
+pub(crate) fn pin(cpu: usize) -> Result<(), String> {
     if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
         return Err(format!("CPU {cpu} out of range"));
     }
