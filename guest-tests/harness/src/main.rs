@@ -75,6 +75,12 @@ fn print_outcome(name: &str, outcome: &RunOutcome, problems: &[String], verbose:
                 );
             }
         }
+        if let Some(f) = nested_run::save_l2_qemu_state(outcome) {
+            println!(
+                "  L2's QEMU's vCPUs when L1 killed it (info cpus, info registers -a): {}",
+                f.display()
+            );
+        }
         if !outcome.stderr.trim().is_empty() {
             println!("  qemu stderr:");
             for l in outcome.stderr.lines().take(20) {
