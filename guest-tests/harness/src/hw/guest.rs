@@ -148,7 +148,7 @@ pub fn reset_order_problems(stderr: &str, rounds: u64) -> Vec<String> {
     let (mut unmapped_live, mut resets_after_unmap) = (false, 0u64);
     for l in stderr.lines() {
         match l.split_whitespace().next().unwrap_or("") {
-            "vfio_cxl_map" => mapped = true,
+            "vfio_cxl_map" => (mapped, unmapped_live) = (true, false),
             "vfio_cxl_route" => routed = l.trim_end().ends_with("routed 1"),
             "vfio_cxl_unmap" => {
                 unmapped_live = mapped && routed;
@@ -436,14 +436,16 @@ mod tests {
         );
         assert_eq!(reset_order_problems(&fixed, 2), Vec::<String>::new());
         assert_eq!(reset_order_problems(&fixed, 3).len(), 1);
-        // The parent's hold first (the order before the fix).
-        let old = format!("{boot}\n{reset}\n{unmap}");
+        // The parent's hold first (the order before the fix): an unmap
+        // before a later map is not counted for the next reset.
+        let old = format!("{boot}\n{reset}\n{unmap}\n{map}\n{reset}\n{unmap}");
         let p = reset_order_problems(&old, 1);
+        assert_eq!(p.len(), 3, "{p:?}");
         assert!(
             p[0].starts_with("vfio-pci's reset began with the device memory live"),
             "{p:?}"
         );
-        assert!(p[1].starts_with("0 reset(s) began right after"), "{p:?}");
+        assert!(p[2].starts_with("0 reset(s) began right after"), "{p:?}");
         // Memory Space off first (Linux's own resets): not live, not counted.
         let quiet = format!("{boot}\n{}\n{unmap}\n{reset}", route(0));
         assert_eq!(reset_order_problems(&quiet, 0), Vec::<String>::new());

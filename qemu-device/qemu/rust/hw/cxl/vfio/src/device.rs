@@ -646,7 +646,7 @@ pub fn hdm_read<T: CxlVfioImpl>(dev: &T, offset: hwaddr, size: u32) -> u64 {
     match dev.cxl().state.borrow().as_ref() {
         Some(r) => r.part.read(offset, size),
         None => {
-            trace::trace_vfio_cxl_hdm_unrealized(false, offset, size);
+            trace_unrealized(dev, false, offset, size);
             0
         }
     }
@@ -659,8 +659,15 @@ pub fn hdm_write<T: CxlVfioImpl>(dev: &T, offset: hwaddr, value: u64, size: u32)
         Some(r) => r
             .part
             .write(dev.upcast(), &cxl.mem_alias, offset, value, size),
-        None => trace::trace_vfio_cxl_hdm_unrealized(true, offset, size),
+        None => trace_unrealized(dev, true, offset, size),
     }
+}
+
+/// An overlay access after exit. The VFIO device's name lives until
+/// finalize, which the flat view that led here still holds off.
+fn trace_unrealized<T: CxlVfioImpl>(dev: &T, write: bool, offset: hwaddr, size: u32) {
+    let name = name_of(dev.upcast::<VfioPciDeviceBase>().as_mut_ptr());
+    trace::trace_vfio_cxl_hdm_unrealized(&name, write, offset, size);
 }
 
 /// A decoder of some CXL component (our host bridge's, perhaps) changed:
