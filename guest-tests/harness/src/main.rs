@@ -123,7 +123,7 @@ fn vm_test(cli: &VmTestArgs) -> Result<bool> {
         let (problems, reran) = vmtests::decide(|previous| {
             if let Some(lost) = previous {
                 println!(
-                    "vm-test {}: inconclusive, an emulator fault ({}, console line {}: {}); running it once more",
+                    "vm-test {}: inconclusive ({}, console line {}: {}); running it once more",
                     t.name, lost.what, lost.line_no, lost.line
                 );
             }
@@ -192,9 +192,13 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
                 }
                 None => outcome.problems_beyond_lost_timer(),
             };
+            let lost_timer = outcome
+                .lost_timer()
+                .or(nested)
+                .or_else(|| vmtests::inconclusive(&problems));
             vmtests::RunVerdict {
                 problems,
-                lost_timer: outcome.lost_timer().or(nested),
+                lost_timer,
                 beyond_lost_timer: beyond,
             }
         }

@@ -306,6 +306,26 @@ pub fn all() -> Vec<VmTest> {
     ]
 }
 
+/// Starts a test's problem that says the run did not exercise what the
+/// test needs, by chance (a race the guest could not be sure to hit),
+/// rather than that something failed: alone, it makes [`decide`] run the
+/// test once more, as a lost timer does, and a second such run fails.
+pub const INCONCLUSIVE: &str = "inconclusive: ";
+
+/// A run whose only problems are [`INCONCLUSIVE`] ones, as the reason to
+/// run it once more.
+pub fn inconclusive(problems: &[String]) -> Option<KernelProblem> {
+    let first = problems.first()?;
+    problems
+        .iter()
+        .all(|p| p.starts_with(INCONCLUSIVE))
+        .then(|| KernelProblem {
+            line_no: 0,
+            what: "the run did not exercise what the test needs",
+            line: first.clone(),
+        })
+}
+
 /// What one run of a VM test found wrong, and where the kernel said a
 /// timer interrupt was lost ([`crate::console::lost_timer`]) or the
 /// guest's heartbeat stopped with QEMU idle
@@ -446,6 +466,15 @@ fn type3_enumeration_check(outcome: &RunOutcome) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_inconclusive_problems_run_a_test_again() {
+        let miss = format!("{INCONCLUSIVE}the race was not hit");
+        assert!(inconclusive(&[]).is_none());
+        assert!(inconclusive(&[miss.clone(), "QEMU exited with signal 6".into()]).is_none());
+        let again = inconclusive(std::slice::from_ref(&miss)).expect("run again");
+        assert_eq!(again.line, miss);
+    }
     use crate::env::GuestKernel;
 
     fn verdict(problems: &[&str], lost_at: Option<usize>) -> RunVerdict {

@@ -716,9 +716,12 @@ fn unplug_race_problems(outcome: &RunOutcome) -> Vec<String> {
     println!(
         "  {NAME}: {after_exit} overlay access(es) after the device's exit ({UNREALIZED_TRACE})"
     );
+    // Hit in 16 of 17 runs measured (2026-12-06), every run since the
+    // readers' batches grew: a miss is chance, and runs the test again.
     if after_exit == 0 {
         p.push(format!(
-            "no overlay access reached the device after its exit ({UNREALIZED_TRACE} not traced): the unplug race was not exercised"
+            "{}no overlay access reached the device after its exit ({UNREALIZED_TRACE} not traced): the unplug race was not hit",
+            crate::vmtests::INCONCLUSIVE
         ));
     }
     p
