@@ -363,7 +363,7 @@ pub fn decide(
     );
     if let Some(again) = &second.lost_timer {
         second.problems.push(format!(
-            "the harness ran it twice and both runs were undone by the emulator ({}, then {}: console line {} of the second): TCG on this host could not run the test",
+            "the harness ran it twice and both runs were inconclusive ({}, then {}: console line {} of the second): the emulator undid them, or chance left the test unexercised",
             lost.what, again.what, again.line_no
         ));
     }
@@ -547,7 +547,7 @@ mod tests {
         // main prints the problems that start with "the harness" itself.
         assert!(p[1].starts_with("the harness ran it twice"), "{p:?}");
         assert!(
-            p[1].contains("undone by the emulator (timer lost by the emulator, then timer lost by the emulator: console line 17"),
+            p[1].contains("inconclusive (timer lost by the emulator, then timer lost by the emulator: console line 17"),
             "{p:?}"
         );
     }
