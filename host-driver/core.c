@@ -114,18 +114,6 @@ int vfio_cxl_core_open_device(struct vfio_device *core_vdev)
 	struct vfio_cxl *cxl = cdev->cxl;
 	int ret;
 
-	/*
-	 * A fatal error's link reset while nobody had the device open left
-	 * its BARs unassigned; vfio-pci core would save and serve that
-	 * state. Restore the one from bind first.
-	 */
-	if (!pci_dev_is_disconnected(vdev->pdev) &&
-	    !vfio_cxl_comp_bar_assigned(cxl)) {
-		pci_info(vdev->pdev, "BARs lost by a reset while closed: config space restored as at bind\n");
-		pci_load_saved_state(vdev->pdev, cxl->bind_state);
-		pci_restore_state(vdev->pdev);
-	}
-
 	ret = vfio_pci_core_enable(vdev);
 	if (ret)
 		return ret;
@@ -517,11 +505,40 @@ vfio_cxl_core_error_detected(struct pci_dev *pdev, pci_channel_state_t state)
 	return vfio_pci_core_aer_err_detected(pdev, state);
 }
 
+/*
+ * A frozen recovery's link reset (pci_bus_error_reset()) restores no
+ * config space and vfio-pci core has no slot_reset: the function comes
+ * back with its BARs unassigned. Put back the state last saved (at open,
+ * before the last reset or at runtime suspend; MSI and MSI-X from the
+ * kernel's own records), so that the memory works again after the
+ * recovery, for the user who had it open and for the next open, which
+ * would otherwise save and serve the unassigned BARs. The recovery holds
+ * a runtime PM reference and device_lock.
+ */
+static void vfio_cxl_restore_after_link_reset(struct vfio_cxl *cxl)
+{
+	struct vfio_pci_core_device *vdev = &cxl->cdev->pci_core;
+	struct pci_dev *pdev = vdev->pdev;
+
+	down_write(&vdev->memory_lock);
+	if (!pci_dev_is_disconnected(pdev) &&
+	    !vfio_cxl_comp_bar_assigned(cxl)) {
+		pci_restore_state(pdev);
+		pci_info(pdev, "config space restored after a link reset: component BAR %s\n",
+			 vfio_cxl_comp_bar_assigned(cxl) ? "back" : "still unassigned");
+		WRITE_ONCE(cxl->recheck, true);
+	}
+	up_write(&vdev->memory_lock);
+}
+
 static void vfio_cxl_core_error_resume(struct pci_dev *pdev)
 {
 	struct vfio_cxl *cxl = pdev_to_cxl(pdev);
 
-	if (cxl && cxl->err_blocked) {
+	if (!cxl)
+		return;
+	vfio_cxl_restore_after_link_reset(cxl);
+	if (cxl->err_blocked) {
 		cxl->err_blocked = false;
 		vfio_cxl_mem_unblock(cxl);
 	}

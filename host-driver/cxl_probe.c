@@ -435,26 +435,6 @@ static int vfio_cxl_bring_up(struct vfio_cxl *cxl)
 	return 0;
 }
 
-static void vfio_cxl_free_bind_state(void *data)
-{
-	struct vfio_cxl *cxl = data;
-
-	kfree(cxl->bind_state);
-}
-
-/* The config space with the BARs as the PCI core assigned them. */
-static int vfio_cxl_save_bind_state(struct vfio_cxl *cxl)
-{
-	struct pci_dev *pdev = cxl->cdev->pci_core.pdev;
-
-	pci_save_state(pdev);
-	cxl->bind_state = pci_store_saved_state(pdev);
-	if (!cxl->bind_state)
-		return -ENOMEM;
-	return devm_add_action_or_reset(&pdev->dev, vfio_cxl_free_bind_state,
-					cxl);
-}
-
 /**
  * vfio_cxl_probe_cxl() - bring up the CXL side of a device at bind
  * @cdev: vfio-cxl core device, allocated but not registered
@@ -499,9 +479,6 @@ int vfio_cxl_probe_cxl(struct vfio_cxl_core_device *cdev)
 		return rc;
 	rc = vfio_cxl_bring_up(cxl);
 	pci_disable_device(pdev);
-	if (rc)
-		return rc;
-	rc = vfio_cxl_save_bind_state(cxl);
 	if (rc)
 		return rc;
 

@@ -74,19 +74,12 @@ static bool vfio_cxl_poll16(struct vfio_cxl *cxl, unsigned int off, u16 mask,
 }
 
 /*
- * Make the HDM registers (in a BAR) and the memory decode; returns the
- * command register to restore. The caller holds memory_lock for write, so
- * no vfio command write interleaves.
- */
-/*
  * The component BAR still holds its address. The link reset of a fatal
  * error's recovery (pci_bus_error_reset()) saves and restores no config
  * space, and vfio-pci core has no slot_reset: the BARs are left as the
  * reset made them. Then the decoder is out of reach and Memory Space must
- * not be turned on. vfio-pci core restores the BARs when the user enables
- * Memory Space again (its recovery from a reset it did not do), its close
- * restores the state saved at open, and an open restores the state saved
- * at bind (vfio_cxl_core_open_device()).
+ * not be turned on until the driver's resume callback restored the config
+ * space (vfio_cxl_restore_after_link_reset()).
  */
 bool vfio_cxl_comp_bar_assigned(struct vfio_cxl *cxl)
 {
@@ -104,9 +97,11 @@ bool vfio_cxl_comp_bar_assigned(struct vfio_cxl *cxl)
 }
 
 /*
- * Memory Space on for the host's own access to the decoder or the memory;
- * the previous command register in @cmd for vfio_cxl_decode_restore().
- * -EIO, touching nothing, while the component BAR has lost its address:
+ * Memory Space on for the host's own access to the decoder (in a BAR) or
+ * the memory; the previous command register in @cmd for
+ * vfio_cxl_decode_restore(). The caller holds memory_lock for write, so no
+ * vfio command write interleaves. -EIO, touching nothing, while the
+ * component BAR has lost its address:
  * Memory Space would then decode BAR 0 at address 0 and the decoder's
  * registers would be accessed where nothing answers.
  */
@@ -237,7 +232,7 @@ void vfio_cxl_validate(struct vfio_cxl *cxl)
 		if (pci_dev_is_disconnected(pdev))
 			pci_warn(pdev, "the device is gone: memory accesses fail\n");
 		else
-			pci_warn(pdev, "component BAR %d lost its address (a reset without config restore, e.g. a fatal error's link reset): memory accesses fail until vfio-pci restores the BARs (Memory Space enabled again)\n",
+			pci_warn(pdev, "component BAR %d lost its address (a reset without config restore, e.g. a fatal error's link reset): memory accesses fail until its config space is restored\n",
 				 cxl->comp_bar);
 		cxl->comp_bar_lost = true;
 		return;

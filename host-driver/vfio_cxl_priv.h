@@ -173,9 +173,6 @@ struct vfio_cxl_ro_range {
  *	until the next successful validation
  * @comp_bar_lost: validation found the component BAR without its address
  *	(said once until it is back); memory_lock held for write
- * @bind_state: config space as at bind, which an open restores when a
- *	reset without config restore left the BARs unassigned while nobody
- *	had the device open
  * @poison: pages (index from the start of @hpa) that memory_failure()
  *	reported; the host never reads, writes or clears them again while
  *	bound
@@ -217,7 +214,6 @@ struct vfio_cxl {
 	bool recheck;
 	bool hdm_lost;
 	bool comp_bar_lost;
-	struct pci_saved_state *bind_state;
 
 	struct xarray poison;
 	struct dev_pagemap pgmap;
