@@ -173,23 +173,25 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
             if INJECTOR.stopping() {
                 break;
             }
+            let cmd = format!("mce {cpu} {BANK} {STATUS:#x} {MCG_STATUS:#x} {gpa:#x} {MISC:#x}");
             run(&mut q, "stop")?;
-            let regs = q.hmp_on(cpu, "info registers")?;
-            let Some(cs) = cs_selector(&regs) else {
-                run(&mut q, "cont")?;
+            // Whatever happens while stopped, the VM runs on afterwards.
+            let regs = q.hmp_on(cpu, "info registers");
+            let cs = regs.as_ref().ok().and_then(|r| cs_selector(r));
+            let reply = cs.filter(|cs| cs & 3 == 3).map(|_| q.hmp(&cmd));
+            let injected_ms = asked.elapsed().as_millis();
+            run(&mut q, "cont")?;
+            let regs = regs?;
+            if cs.is_none() {
                 return Err(Error::msg(format!("no CS in info registers: {regs}")));
-            };
-            if cs & 3 != 3 {
+            }
+            let Some(reply) = reply else {
                 kernel += 1;
-                run(&mut q, "cont")?;
                 // Another phase of the guest's work each time.
                 thread::sleep(Duration::from_millis(10 + u64::from(attempt) * 37 % 90));
                 continue;
-            }
-            let cmd = format!("mce {cpu} {BANK} {STATUS:#x} {MCG_STATUS:#x} {gpa:#x} {MISC:#x}");
-            let reply = q.hmp(&cmd)?;
-            let injected_ms = asked.elapsed().as_millis();
-            run(&mut q, "cont")?;
+            };
+            let reply = reply?;
             facts.push(("mce.attempts".into(), attempt.to_string()));
             facts.push(("mce.kernel_mode".into(), kernel.to_string()));
             facts.push(("mce.rip".into(), rip(&regs).unwrap_or("?").to_string()));

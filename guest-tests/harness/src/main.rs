@@ -122,9 +122,13 @@ fn vm_test(cli: &VmTestArgs) -> Result<bool> {
         println!("vm-test {} ...", t.name);
         let (problems, reran) = vmtests::decide(|previous| {
             if let Some(lost) = previous {
+                let place = match lost.line_no {
+                    0 => String::new(),
+                    n => format!(", console line {n}"),
+                };
                 println!(
-                    "vm-test {}: inconclusive ({}, console line {}: {}); running it once more",
-                    t.name, lost.what, lost.line_no, lost.line
+                    "vm-test {}: inconclusive ({}{place}: {}); running it once more",
+                    t.name, lost.what, lost.line
                 );
             }
             run_vm_test(&env, t, cli.verbose)

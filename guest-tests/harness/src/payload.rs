@@ -242,16 +242,21 @@ cfg_rd() {{ od -An -tu$1 -j$3 -N$1 /sys/bus/pci/devices/$2/config | tr -d ' '; }
 cfg_wr() {{
 	local v=$4 k=0 b=
 	while [ $k -lt $1 ]; do b="$b\\$(printf %o $((v & 255)))"; v=$((v >> 8)); k=$((k + 1)); done
-	printf "$b" >/tmp/vfiocxl-cfg &&
-		dd if=/tmp/vfiocxl-cfg of=/sys/bus/pci/devices/$2/config bs=$1 seek=$(($3 / $1)) count=1 conv=notrunc 2>/dev/null
+	printf "$b" >/tmp/vfiocxl-cfg.$$ &&
+		dd if=/tmp/vfiocxl-cfg.$$ of=/sys/bus/pci/devices/$2/config bs=$1 seek=$(($3 / $1)) count=1 conv=notrunc 2>/dev/null
 }}
 # pcie_cap BDF: prints the offset of its PCI Express capability (ID 0x10);
-# false if the (bounded) capability list has none.
+# false if it has no capability list (Status bit 4), or the (bounded)
+# list has none, or its config space cannot be read.
 pcie_cap() {{
-	local p=$(($(cfg_rd 1 $1 52) & 252)) n=0
+	local p n=0 st
+	st=$(cfg_rd 2 $1 6) && [ -n "$st" ] && [ $((st & 16)) -ne 0 ] || return 1
+	p=$(cfg_rd 1 $1 52) && [ -n "$p" ] || return 1
+	p=$((p & 252))
 	while [ $p -ne 0 ] && [ $n -lt 48 ]; do
-		[ "$(cfg_rd 1 $1 $p)" -eq 16 ] && {{ echo $p; return 0; }}
-		p=$(($(cfg_rd 1 $1 $((p + 1))) & 252)); n=$((n + 1))
+		[ "$(cfg_rd 1 $1 $p)" = 16 ] && {{ echo $p; return 0; }}
+		p=$(cfg_rd 1 $1 $((p + 1))) && [ -n "$p" ] || return 1
+		p=$((p & 252)); n=$((n + 1))
 	done
 	return 1
 }}
