@@ -34,7 +34,7 @@ use crate::payload::report_dmesg_sh;
 use crate::qmp::{self, Qmp};
 use crate::runner::{self, HostFacts, RunOutcome};
 use crate::sysfs;
-use vfio_cxl_uapi_check::aer::{READY_CLOSED_FACT, READY_FACT};
+use vfio_cxl_uapi_check::aer::READY_FACT;
 
 pub const NAME: &str = "host-driver-aer";
 pub const NAME_FATAL: &str = "host-driver-aer-fatal";
@@ -96,8 +96,7 @@ const FATAL: Variant = Variant {
     reported: "PCIe Bus Error: severity=Uncorrectable (Fatal)",
     link_reset: true,
     props: &["aer=on", "pm=on"],
-    // The second with the device closed.
-    asks: &[READY_FACT, READY_CLOSED_FACT],
+    asks: &[READY_FACT],
     provoked: &[Provoked::at_most(
         "PCIe Bus Error: severity=Uncorrectable (Fatal)",
         2,

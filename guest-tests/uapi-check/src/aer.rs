@@ -10,10 +10,8 @@
 //!   root port), which wipes the function's config space (its BARs come
 //!   back unassigned) and restores nothing. The memory must fault from the
 //!   signal until the recovery ends; the driver's resume restores the
-//!   config space, and the memory is back with its data. Then the device
-//!   is closed and the host injects a second fatal error: the next open
-//!   must find the BARs assigned and the memory working (docs/host-driver.md,
-//!   "What happens when").
+//!   config space, and the memory is back with its data
+//!   (docs/host-driver.md, "What happens when").
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -29,8 +27,6 @@ use crate::kmsg::KernelLog;
 
 /// The fact that tells the host to inject the error.
 pub const READY_FACT: &str = "aer.ready";
-/// After a fatal error's test: the device is closed, inject another one.
-pub const READY_CLOSED_FACT: &str = "aer.ready_closed";
 /// How long the host and the guest's AER driver may take to signal.
 const SIGNAL_LIMIT: Duration = Duration::from_secs(60);
 /// How long the recovery may take to give the memory back (non-fatal) or
@@ -89,63 +85,9 @@ pub fn recover_while_mapped(bdf: &str, severity: Severity) -> Outcome {
     c.dev
         .set_irq_eventfd(VFIO_PCI_ERR_IRQ_INDEX, -1)
         .map_err(|e| format!("unregistering the error eventfd: {e}"))?;
-    let closed = match severity {
-        Severity::NonFatal => String::new(),
-        Severity::Fatal => {
-            drop(mem);
-            drop(c);
-            format!("; {}", reopen_after_closed_error(bdf, &mut log)?)
-        }
-    };
     Ok(format!(
-        "error eventfd signalled {} ms after asking (count {count}); {recovery}; then the mapping read the data back, as did read(){closed}",
+        "error eventfd signalled {} ms after asking (count {count}); {recovery}; then the mapping read the data back, as did read()",
         signalled.as_millis(),
-    ))
-}
-
-/// A fatal error while nobody has the device open: its link reset leaves
-/// the BARs unassigned, and an open would save and serve them (vfio-pci
-/// core restores only what it saved at open). The driver's resume must
-/// have restored them, so that the reopened device's memory works.
-fn reopen_after_closed_error(bdf: &str, log: &mut KernelLog) -> Result<String, String> {
-    fact("aer", READY_CLOSED_FACT, "1");
-    let since = Instant::now();
-    let ended = loop {
-        if let Some(line) = log
-            .find(&[RECOVERED, NOT_RECOVERED])
-            .map_err(|e| format!("/dev/kmsg: {e}"))?
-        {
-            break line;
-        }
-        ensure(since.elapsed() < SIGNAL_LIMIT, || {
-            format!(
-                "no recovery ended within {} s of asking for an error with the device closed",
-                SIGNAL_LIMIT.as_secs()
-            )
-        })?;
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    ensure(ended.contains(RECOVERED), || {
-        format!("the kernel's recovery with the device closed: {ended}")
-    })?;
-    let lost = bar0_of(bdf)?;
-    let c = Ctx::open(bdf, Options::default()).map_err(err)?;
-    let mem = c
-        .map_mem(PAGE as usize)
-        .map_err(|e| format!("mmap memory after reopening: {e}"))?;
-    ensure(!read_dies_of_sigbus(mem.addr())?, || {
-        format!("after a fatal error with the device closed (BAR 0 then {lost:#x}), the reopened device's mapping faults")
-    })?;
-    mem.write_u64(0, !MARK);
-    let mut b = [0u8; 8];
-    c.dev
-        .pread(&mut b, c.mem.offset)
-        .map_err(|e| format!("read of the memory after reopening: {e}"))?;
-    ensure(u64::from_ne_bytes(b) == !MARK, || {
-        "read() of the reopened device's memory differs from its mapping".into()
-    })?;
-    Ok(format!(
-        "a second fatal error with the device closed left BAR 0 at {lost:#x}; the reopened device's memory worked at once"
     ))
 }
 
