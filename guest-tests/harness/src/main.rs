@@ -172,6 +172,7 @@ fn run_vm_test(env: &Env, t: &vmtests::VmTest, verbose: bool) -> vmtests::RunVer
                 kvm.then(|| {
                     nested_run::emulator_fault_of_l2(&outcome)
                         .or_else(|| nested_run::l1_hung(&outcome))
+                        .or_else(|| nested_run::l1_reset(&outcome))
                 })
                 .flatten()
             });

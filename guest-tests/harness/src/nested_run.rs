@@ -386,6 +386,24 @@ pub fn l1_hung(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
     })
 }
 
+/// L1 itself reset (its QEMU exited 0 under `-no-reboot` before L1's
+/// DONE) with no other problem: seen in the CI run on 6b4b98f, 33 s in,
+/// while L2 ran under KVM in it, L1's heartbeat going until the end and
+/// nothing at warning level on its console. As for [`l1_hung`], nothing of
+/// the project runs in L1's kernel in these tests; the emulated nested
+/// SVM is the suspect.
+pub fn l1_reset(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
+    let silent = matches!(l1.exit, Exit::Exited(st) if st.success())
+        && l1.report.begin.is_some()
+        && l1.report.done.is_none()
+        && l1.problems_beyond_lost_timer().is_empty();
+    silent.then(|| crate::console::KernelProblem {
+        line_no: l1.console.lines().count(),
+        what: "L1 reset itself, suspected the emulated nested SVM",
+        line: "its QEMU exited 0 before L1's DONE, nothing at warning level".into(),
+    })
+}
+
 /// The [`emulator_fault`] L1 reported of L2, at the console line where L1
 /// said L2 ended (0 when it did not).
 pub fn emulator_fault_of_l2(l1: &RunOutcome) -> Option<crate::console::KernelProblem> {
@@ -709,6 +727,19 @@ mod check_tests {
             ..outcome(&done, "", &[])
         };
         assert_eq!(emulator_fault(&o), None);
+    }
+
+    #[test]
+    fn an_l1_that_reset_itself_silently_is_taken_for_the_emulators() {
+        let begun = format!("{BEGIN}{{\"payload\":\"x\",\"uptime\":3.0}}\n");
+        let o = outcome(&begun, "", &[]);
+        assert!(l1_reset(&o).is_some());
+        // With DONE, before /init, or with a QEMU error: not this.
+        let done = format!("{begun}{DONE}{{\"ok\":false,\"uptime\":9.0,\"tainted\":0}}\n");
+        assert!(l1_reset(&outcome(&done, "", &[])).is_none());
+        assert!(l1_reset(&outcome("", "", &[])).is_none());
+        let err = outcome(&begun, "qemu-system-x86_64: something failed", &[]);
+        assert!(l1_reset(&err).is_none());
     }
 
     #[test]
