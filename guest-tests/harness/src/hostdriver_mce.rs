@@ -30,14 +30,13 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vfio_cxl_uapi_check::memory_failure::{MCE_READY_FACT, POISONED};
+use vfio_cxl_uapi_check::memory_failure::MCE_READY_FACT;
 
 use crate::env::RunSpec;
 use crate::error::{Error, Result};
 use crate::host_thread::HostThread;
-use crate::hostdriver::{
-    base_payload, base_spec, common_checks, dmesg, dmesg_sh, with_lib, Provoked,
-};
+use crate::hostdriver::{base_payload, base_spec, dmesg_sh, with_lib};
+use crate::memory_failure::{driver_line_problem, shared_checks};
 use crate::qmp::{self, Qmp};
 use crate::runner::{self, HostFacts, RunOutcome};
 use crate::sysfs;
@@ -217,12 +216,7 @@ fn inject_when_ready(results: PathBuf) -> HostFacts {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
-    common_checks(
-        outcome,
-        1..=1,
-        &[Provoked::at_most("memory error at ", 1)],
-        &mut p,
-    );
+    let pfn = shared_checks(outcome, &mut p);
     match outcome.host_fact("mce.inject") {
         Some("injected") => {}
         r => p.push(format!("the host's machine check: {r:?}")),
@@ -235,22 +229,13 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
         )),
     }
     let r = &outcome.report;
-    match r.fact("memory_failure") {
-        Some(v) if v.starts_with("pass: ") => {}
-        v => p.push(format!("memory_failure: {v:?}")),
-    }
     if r.done
         .as_ref()
         .is_some_and(|d| d.tainted & (1 << TAINT_MACHINE_CHECK) == 0)
     {
         p.push("the kernel is not tainted M: it handled no machine check".into());
     }
-    let Some(pfn) = r
-        .fact("mf.first_pfn")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|first| first + POISONED)
-    else {
-        p.push(format!("mf.first_pfn: {:?}", r.fact("mf.first_pfn")));
+    let Some(pfn) = pfn else {
         return p;
     };
     // kill_me_maybe()'s line, once, for the page's address (%llx).
@@ -270,13 +255,7 @@ pub fn check(outcome: &RunOutcome) -> Vec<String> {
             "kernel log has {kernel:?}, expected only {verdict:?}"
         ));
     }
-    let driver = format!(
-        "memory error at {:#x}: users of 1 page(s) signalled",
-        pfn << 12
-    );
-    if !dmesg(outcome).iter().any(|l| l.text.contains(&driver)) {
-        p.push(format!("no driver line {driver:?}"));
-    }
+    p.extend(driver_line_problem(outcome, pfn));
     // The kernel killed nobody: neither memory_failure()'s kill_proc()
     // nor kill_me_maybe()'s kill_me_now().
     for bad in [

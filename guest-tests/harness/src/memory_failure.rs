@@ -45,36 +45,50 @@ pub fn spec_debug() -> RunSpec {
 
 pub fn check(outcome: &RunOutcome) -> Vec<String> {
     let mut p = Vec::new();
+    let Some(pfn) = shared_checks(outcome, &mut p) else {
+        return p;
+    };
+    let verdict = format!("{pfn:#x}: recovery action for dax page: Recovered");
+    let kernel = outcome.report.facts("mf.kernel");
+    if !kernel.iter().any(|l| *l == verdict) {
+        p.push(format!("kernel log has {kernel:?}, expected {verdict:?}"));
+    }
+    p.extend(driver_line_problem(outcome, pfn));
+    p
+}
+
+/// What both memory-error tests (this one and `host-driver-mce`) check
+/// first: the common host-driver checks with the driver's one line, and
+/// uapi-check's verdict. The poisoned page's frame, or `None` (said in
+/// `p`) when the guest did not report the region's first frame.
+pub(crate) fn shared_checks(outcome: &RunOutcome, p: &mut Vec<String>) -> Option<u64> {
     common_checks(
         outcome,
         1..=1,
         &[Provoked::at_most("memory error at ", 1)],
-        &mut p,
+        p,
     );
     let r = &outcome.report;
     match r.fact("memory_failure") {
         Some(v) if v.starts_with("pass: ") => {}
         v => p.push(format!("memory_failure: {v:?}")),
     }
-    let Some(pfn) = r
+    let pfn = r
         .fact("mf.first_pfn")
         .and_then(|v| v.parse::<u64>().ok())
-        .map(|first| first + POISONED)
-    else {
+        .map(|first| first + POISONED);
+    if pfn.is_none() {
         p.push(format!("mf.first_pfn: {:?}", r.fact("mf.first_pfn")));
-        return p;
-    };
-    let verdict = format!("{pfn:#x}: recovery action for dax page: Recovered");
-    let kernel = r.facts("mf.kernel");
-    if !kernel.iter().any(|l| *l == verdict) {
-        p.push(format!("kernel log has {kernel:?}, expected {verdict:?}"));
     }
+    pfn
+}
+
+/// The driver's line for the poisoned page, missing.
+pub(crate) fn driver_line_problem(outcome: &RunOutcome, pfn: u64) -> Option<String> {
     let driver = format!(
         "memory error at {:#x}: users of 1 page(s) signalled",
         pfn << 12
     );
-    if !dmesg(outcome).iter().any(|l| l.text.contains(&driver)) {
-        p.push(format!("no driver line {driver:?}"));
-    }
-    p
+    (!dmesg(outcome).iter().any(|l| l.text.contains(&driver)))
+        .then(|| format!("no driver line {driver:?}"))
 }
