@@ -265,15 +265,6 @@ impl RunOutcome {
         problem
     }
 
-    /// Every value of host fact `key`, in order.
-    pub fn host_facts(&self, key: &str) -> Vec<&str> {
-        self.host_facts
-            .iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
     /// The last value of host fact `key`.
     pub fn host_fact(&self, key: &str) -> Option<&str> {
         self.host_facts
